@@ -1,0 +1,27 @@
+"""The matcher's output: a decision and ranked candidates."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Decision = Literal["answer", "clarify", "out_of_scope"]
+OUT_OF_SCOPE = "out_of_scope"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    entry: str
+    intent: str
+    score: float
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """What the user most likely asked. For out_of_scope, intent is "out_of_scope"
+    and entry is None; candidates still list the closest entries."""
+
+    decision: Decision
+    intent: str
+    entry: str | None
+    score: float
+    candidates: tuple[Candidate, ...] = field(default_factory=tuple)
