@@ -1,0 +1,66 @@
+"""学信网账号助手 — the one entry point. Wiring only: every subcommand hands off to its module.
+
+    python bot.py                 sandbox + web chat on embedded defaults, prints the URL
+    python bot.py serve           web chat (HTTP API, widget, Telegram webhook) alone
+    python bot.py sandbox         the account API sandbox service
+    python bot.py telegram        Telegram bot by polling (token from TELEGRAM_BOT_TOKEN)
+    python bot.py chat            chat in the terminal
+    python bot.py ask "问题"       print the reply a user would get
+    python bot.py match "问题"     print the matcher's decision as JSON (--jsonl: JSON lines on stdin)
+    python bot.py eval FILE.yaml  accuracy and latency on a labelled question file (--json)
+    python bot.py check           validate faq/ and exit non-zero on problems
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bot.py", description="学信网账号助手")
+    p.add_argument("--config", help="path to config.yaml (default: ./config.yaml or $CHSI_BOT_CONFIG)")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("demo", help="sandbox + web chat (the default)")
+    sub.add_parser("serve", help="web chat alone, against the configured account API")
+    sub.add_parser("sandbox", help="the account API sandbox")
+    sub.add_parser("telegram", help="Telegram bot by polling")
+    sub.add_parser("chat", help="chat in the terminal")
+    ask = sub.add_parser("ask", help="print the reply to one question")
+    ask.add_argument("text")
+    match = sub.add_parser("match", help="the matcher's decision as JSON")
+    match.add_argument("text", nargs="?")
+    match.add_argument("--jsonl", action="store_true", help='read {"text": ...} lines on stdin')
+    ev = sub.add_parser("eval", help="evaluate on a labelled YAML file")
+    ev.add_argument("file")
+    ev.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser("check", help="validate the FAQ YAML")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import settings
+
+    cfg = settings.load(args.config)
+    command = args.command or "demo"
+    if command in ("match", "eval", "check"):
+        from intents import cli
+        return getattr(cli, command)(cfg, args)
+    if command == "ask":
+        from channels import console
+        return console.ask(cfg, args.text)
+    if command == "chat":
+        from channels import console
+        return console.run(cfg)
+    if command == "sandbox":
+        from accounts.sandbox import server
+        return server.run(cfg)
+    if command == "telegram":
+        from channels import telegram
+        return telegram.run_polling(cfg)
+    from channels import web
+    return web.serve(cfg, with_sandbox=(command == "demo"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The FAQ as typed objects, built by faq.loader from the maintainers' YAML."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One answerable question: a canonical wording, its alternates, and the answer."""
+
+    id: str
+    intent: str
+    question: str
+    answer: str                      # Markdown subset: paragraphs, lists, **bold**, [links](url)
+    alternates: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()   # words that are strong evidence for this entry
+    related: tuple[str, ...] = ()    # entry ids offered as follow-up buttons
+    flow: str | None = None          # guided flow this entry can start
+    source: str = ""                 # "file:line" for messages to maintainers
+
+
+@dataclass(frozen=True)
+class Topic:
+    """An intent: one seed topic (or a small-talk intent) and its entries."""
+
+    intent: str
+    title: str
+    seed_topic: int | None           # 1..9 for the official FAQ topics
+    entries: tuple[Entry, ...]
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class FAQ:
+    topics: tuple[Topic, ...]
+    synonyms: dict[str, str] = field(default_factory=dict)      # variant → canonical word
+    domain_words: tuple[str, ...] = ()                          # kept whole by the tokeniser
+    typos: dict[str, str] = field(default_factory=dict)          # misspelling → correct text
+
+    @cached_property
+    def entries(self) -> dict[str, Entry]:
+        return {e.id: e for t in self.topics for e in t.entries}
+
+    def entry(self, entry_id: str) -> Entry:
+        return self.entries[entry_id]
+
+    def topic(self, intent: str) -> Topic:
+        for t in self.topics:
+            if t.intent == intent:
+                return t
+        raise KeyError(intent)
