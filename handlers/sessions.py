@@ -1,0 +1,323 @@
+"""Where conversation state lives between messages: one small interface, three backends.
+
+Contract (every store keeps it):
+- State is a JSON-serialisable ``dict``; it is stored as JSON text (never pickle).
+- ``get(sid)`` returns the saved dict, or ``None`` when there is none, it has expired,
+  or the stored text cannot be read back (logged at WARNING without the content).
+- ``save(sid, state, ttl)`` replaces the state; it disappears ``ttl`` seconds later
+  unless saved again. ``delete(sid)`` removes it (absent is fine).
+- ``lock(sid)`` is a context manager holding an exclusive per-session lock, across
+  threads and (SQLite, Redis) processes, so two messages from one user never race.
+  A lock is a lease: a holder that crashed loses it after ``lease`` seconds. Waiting
+  longer than ``timeout`` raises ``LockTimeout``.
+- A backend that is unreachable or broken raises ``StoreError`` (``LockTimeout`` is one);
+  nothing else escapes.
+- Session ids are opaque strings of any content; stores never log them.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Protocol
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = 30.0
+DEFAULT_TIMEOUT = 10.0
+
+
+class StoreError(Exception):
+    """The session backend is unreachable or failed."""
+
+
+class LockTimeout(StoreError):
+    """Another message of the same session held the lock for too long."""
+
+
+class SessionStore(Protocol):
+    """Keeps one JSON dict per session id, with expiry and a per-session lock."""
+
+    def get(self, session_id: str) -> dict[str, Any] | None: ...
+
+    def save(self, session_id: str, state: Mapping[str, Any], ttl: int) -> None: ...
+
+    def delete(self, session_id: str) -> None: ...
+
+    def lock(self, session_id: str, timeout: float = DEFAULT_TIMEOUT) -> contextlib.AbstractContextManager[None]: ...
+
+    def close(self) -> None: ...
+
+
+def _dumps(state: Mapping[str, Any]) -> str:
+    return json.dumps(state, ensure_ascii=False, separators=(",", ":"))
+
+
+def _loads(text: str | bytes | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        log.warning("session state unreadable; treating the session as new")
+        return None
+    if not isinstance(value, dict):
+        log.warning("session state is not an object; treating the session as new")
+        return None
+    return value
+
+
+def storage_key(session_id: str) -> str:
+    """A fixed-size key for any session id (ids are user-controlled strings)."""
+    return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _poll(try_acquire: Callable[[], bool], timeout: float) -> None:
+    """Call ``try_acquire`` until it succeeds or ``timeout`` passes (then LockTimeout)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while not try_acquire():
+        if time.monotonic() >= deadline:
+            raise LockTimeout("session is busy")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+# ---- in memory --------------------------------------------------------------
+
+class MemoryStore:
+    """The in-process twin: same contract, nothing survives the process."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, lease: float = DEFAULT_LEASE) -> None:
+        self._clock = clock
+        self._lease = lease
+        self._data: dict[str, tuple[str, float]] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
+        self._mutex = threading.Lock()
+
+    def get(self, session_id: str) -> dict[str, Any] | None:
+        key = storage_key(session_id)
+        with self._mutex:
+            item = self._data.get(key)
+            if item and item[1] <= self._clock():
+                del self._data[key]
+                item = None
+        return _loads(item[0]) if item else None
+
+    def save(self, session_id: str, state: Mapping[str, Any], ttl: int) -> None:
+        text = _dumps(state)
+        with self._mutex:
+            self._data[storage_key(session_id)] = (text, self._clock() + ttl)
+
+    def delete(self, session_id: str) -> None:
+        with self._mutex:
+            self._data.pop(storage_key(session_id), None)
+
+    @contextlib.contextmanager
+    def lock(self, session_id: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
+        key, token = storage_key(session_id), secrets.token_hex(8)
+
+        def acquire() -> bool:
+            with self._mutex:
+                held = self._locks.get(key)
+                if held and held[1] > time.monotonic():
+                    return False
+                self._locks[key] = (token, time.monotonic() + self._lease)
+                return True
+
+        _poll(acquire, timeout)
+        try:
+            yield
+        finally:
+            with self._mutex:
+                if self._locks.get(key, ("",))[0] == token:
+                    del self._locks[key]
+
+    def close(self) -> None:
+        pass
+
+
+# ---- SQLite -----------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (key TEXT PRIMARY KEY, state TEXT NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires);
+CREATE TABLE IF NOT EXISTS session_locks (key TEXT PRIMARY KEY, token TEXT NOT NULL, expires REAL NOT NULL);
+"""
+
+
+class SqliteStore:
+    """The default: one embedded file (WAL), shared safely by threads and processes."""
+
+    SWEEP_EVERY = 200   # saves between deletions of expired rows
+
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time,
+                 lease: float = DEFAULT_LEASE) -> None:
+        self._path = str(path)
+        self._clock = clock
+        self._lease = lease
+        self._local = threading.local()
+        self._saves = 0
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        with self._errors():
+            self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, timeout=DEFAULT_TIMEOUT, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise StoreError(f"session database failed: {e.__class__.__name__}") from e
+
+    def get(self, session_id: str) -> dict[str, Any] | None:
+        with self._errors():
+            row = self._conn().execute(
+                "SELECT state FROM sessions WHERE key = ? AND expires > ?",
+                (storage_key(session_id), self._clock())).fetchone()
+        return _loads(row[0]) if row else None
+
+    def save(self, session_id: str, state: Mapping[str, Any], ttl: int) -> None:
+        text, now = _dumps(state), self._clock()
+        with self._errors():
+            conn = self._conn()
+            conn.execute("INSERT OR REPLACE INTO sessions (key, state, expires) VALUES (?, ?, ?)",
+                         (storage_key(session_id), text, now + ttl))
+            self._saves += 1
+            if self._saves % self.SWEEP_EVERY == 0:
+                conn.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
+
+    def delete(self, session_id: str) -> None:
+        with self._errors():
+            self._conn().execute("DELETE FROM sessions WHERE key = ?", (storage_key(session_id),))
+
+    @contextlib.contextmanager
+    def lock(self, session_id: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
+        key, token = storage_key(session_id), secrets.token_hex(8)
+
+        def acquire() -> bool:
+            now = time.time()
+            with self._errors():
+                conn = self._conn()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("DELETE FROM session_locks WHERE key = ? AND expires <= ?", (key, now))
+                    cur = conn.execute("INSERT OR IGNORE INTO session_locks (key, token, expires) VALUES (?, ?, ?)",
+                                       (key, token, now + self._lease))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            return cur.rowcount == 1
+
+        _poll(acquire, timeout)
+        try:
+            yield
+        finally:
+            with self._errors():
+                self._conn().execute("DELETE FROM session_locks WHERE key = ? AND token = ?", (key, token))
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+# ---- Redis --------------------------------------------------------------------
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class RedisStore:
+    """Shared state for several bot processes: SET with EX, locks by SET NX PX + token."""
+
+    def __init__(self, url: str, prefix: str = "chsi-bot:", lease: float = DEFAULT_LEASE,
+                 socket_timeout: float = 5.0) -> None:
+        import redis  # imported here so the other stores work without the package
+
+        self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                            socket_connect_timeout=socket_timeout)
+        self._prefix = prefix
+        self._lease_ms = int(lease * 1000)
+        self._release = self._client.register_script(_RELEASE)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except self._redis_errors as e:
+            raise StoreError(f"redis failed: {e.__class__.__name__}") from e
+
+    def _key(self, kind: str, session_id: str) -> str:
+        return f"{self._prefix}{kind}:{storage_key(session_id)}"
+
+    def ping(self) -> None:
+        """Raise StoreError when the server cannot be reached."""
+        with self._errors():
+            self._client.ping()
+
+    def get(self, session_id: str) -> dict[str, Any] | None:
+        with self._errors():
+            raw = self._client.get(self._key("s", session_id))
+        return _loads(raw)
+
+    def save(self, session_id: str, state: Mapping[str, Any], ttl: int) -> None:
+        text = _dumps(state)
+        with self._errors():
+            self._client.set(self._key("s", session_id), text.encode("utf-8"), ex=max(1, int(ttl)))
+
+    def delete(self, session_id: str) -> None:
+        with self._errors():
+            self._client.delete(self._key("s", session_id))
+
+    @contextlib.contextmanager
+    def lock(self, session_id: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
+        key, token = self._key("l", session_id), secrets.token_hex(16)
+
+        def acquire() -> bool:
+            with self._errors():
+                return bool(self._client.set(key, token, nx=True, px=self._lease_ms))
+
+        _poll(acquire, timeout)
+        try:
+            yield
+        finally:
+            with self._errors():
+                self._release(keys=[key], args=[token])
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def build_store(sessions_cfg: Mapping[str, Any]) -> SessionStore:
+    """The store named by config ``sessions.backend`` (sqlite | redis | memory)."""
+    from settings import resolve_path
+
+    backend = str(sessions_cfg.get("backend", "sqlite")).lower()
+    if backend == "memory":
+        return MemoryStore()
+    if backend == "redis":
+        return RedisStore(str(sessions_cfg.get("redis_url", "redis://127.0.0.1:6379/0")))
+    if backend == "sqlite":
+        return SqliteStore(resolve_path(str(sessions_cfg.get("sqlite_path", "var/sessions.db"))))
+    raise ValueError(f"sessions.backend: unknown backend {backend!r} (sqlite | redis | memory)")

@@ -1,0 +1,191 @@
+"""One contract, three session stores: the same tests run against each."""
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+
+import pytest
+
+from handlers.sessions import LockTimeout, MemoryStore, RedisStore, SqliteStore, StoreError, build_store
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _redis_store(prefix: str) -> RedisStore:
+    store = RedisStore(REDIS_URL, prefix=prefix, lease=2.0)
+    try:
+        store.ping()
+    except StoreError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"redis at {REDIS_URL} is required in CI: {e}")
+        pytest.skip(f"redis not reachable at {REDIS_URL}: {e}")
+    return store
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(request, tmp_path):
+    if request.param == "memory":
+        s = MemoryStore(lease=2.0)
+    elif request.param == "sqlite":
+        s = SqliteStore(tmp_path / "sessions.db", lease=2.0)
+    else:
+        s = _redis_store(f"test-{secrets.token_hex(4)}:")
+    yield s
+    s.close()
+
+
+def test_absent_session_is_none(store):
+    assert store.get("nobody") is None
+
+
+def test_save_get_roundtrip_keeps_json_types(store):
+    state = {"flow": {"name": "x", "step": "id", "data": {"n": 1, "ok": True, "none": None}},
+             "transcript": ["用户：你好", "🙂"], "ratio": 0.5}
+    store.save("s1", state, ttl=60)
+    assert store.get("s1") == state
+    assert store.get("s2") is None
+
+
+def test_save_replaces_and_delete_removes(store):
+    store.save("s1", {"v": 1}, ttl=60)
+    store.save("s1", {"v": 2}, ttl=60)
+    assert store.get("s1") == {"v": 2}
+    store.delete("s1")
+    assert store.get("s1") is None
+    store.delete("s1")  # absent is fine
+
+
+def test_any_string_is_a_session_id(store):
+    odd = ["", "a" * 5000, "\x00\udc80'; DROP TABLE sessions;--", "会话🙂"]
+    for i, sid in enumerate(odd):
+        store.save(sid, {"i": i}, ttl=60)
+    for i, sid in enumerate(odd):
+        assert store.get(sid) == {"i": i}
+
+
+def test_lock_is_exclusive_per_session(store):
+    order: list[str] = []
+    inside = threading.Event()
+
+    def holder():
+        with store.lock("s1"):
+            inside.set()
+            time.sleep(0.2)
+            order.append("first")
+
+    t = threading.Thread(target=holder)
+    t.start()
+    inside.wait(5)
+    with store.lock("s2", timeout=1):  # another session is not blocked
+        order.append("other")
+    with store.lock("s1", timeout=5):
+        order.append("second")
+    t.join()
+    assert order == ["other", "first", "second"]
+
+
+def test_lock_times_out_while_held(store):
+    with store.lock("s1"):
+        with pytest.raises(LockTimeout):
+            with store.lock("s1", timeout=0.05):
+                pass
+    with store.lock("s1", timeout=1):  # released after the with-block
+        pass
+
+
+def test_lock_released_on_exception(store):
+    with pytest.raises(RuntimeError):
+        with store.lock("s1"):
+            raise RuntimeError("boom")
+    with store.lock("s1", timeout=0.5):
+        pass
+
+
+def test_no_lost_updates_under_concurrency(store):
+    store.save("counter", {"n": 0}, ttl=60)
+
+    def bump():
+        for _ in range(10):
+            with store.lock("counter"):
+                n = store.get("counter")["n"]
+                store.save("counter", {"n": n + 1}, ttl=60)
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get("counter") == {"n": 40}
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_state_expires_after_ttl(kind, tmp_path):
+    clock = Clock()
+    s = MemoryStore(clock=clock) if kind == "memory" else SqliteStore(tmp_path / "s.db", clock=clock)
+    s.save("s1", {"v": 1}, ttl=10)
+    clock.now += 9
+    assert s.get("s1") == {"v": 1}
+    clock.now += 2
+    assert s.get("s1") is None
+
+
+def test_redis_state_expires_after_ttl():
+    s = _redis_store(f"test-{secrets.token_hex(4)}:")
+    s.save("s1", {"v": 1}, ttl=1)
+    assert s.get("s1") == {"v": 1}
+    time.sleep(1.2)
+    assert s.get("s1") is None
+
+
+def test_sqlite_survives_reopen_and_is_json_on_disk(tmp_path):
+    path = tmp_path / "s.db"
+    SqliteStore(path).save("s1", {"姓名": "已清除"}, ttl=60)
+    assert SqliteStore(path).get("s1") == {"姓名": "已清除"}
+    import sqlite3
+    raw = sqlite3.connect(path).execute("SELECT state FROM sessions").fetchone()[0]
+    assert raw == '{"姓名":"已清除"}'
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_corrupt_row_reads_as_new_session(tmp_path):
+    path = tmp_path / "s.db"
+    s = SqliteStore(path)
+    s.save("s1", {"v": 1}, ttl=60)
+    import sqlite3
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE sessions SET state = 'not json'")
+    assert s.get("s1") is None
+
+
+def test_sqlite_stale_lock_of_crashed_holder_expires(tmp_path):
+    path = tmp_path / "s.db"
+    crashed = SqliteStore(path, lease=0.1)
+    crashed.lock("s1").__enter__()  # never released, as if the process died
+    with SqliteStore(path).lock("s1", timeout=2):
+        pass
+
+
+def test_redis_unreachable_raises_store_error():
+    s = RedisStore("redis://127.0.0.1:1/0", socket_timeout=0.5)
+    with pytest.raises(StoreError):
+        s.get("s1")
+    with pytest.raises(StoreError):
+        with s.lock("s1", timeout=0.1):
+            pass
+
+
+def test_build_store_by_backend(tmp_path):
+    assert isinstance(build_store({"backend": "memory"}), MemoryStore)
+    assert isinstance(build_store({"backend": "sqlite", "sqlite_path": str(tmp_path / "x.db")}), SqliteStore)
+    with pytest.raises(ValueError):
+        build_store({"backend": "pickle"})
