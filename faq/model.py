@@ -37,6 +37,7 @@ class FAQ:
     synonyms: dict[str, str] = field(default_factory=dict)      # variant → canonical word
     domain_words: tuple[str, ...] = ()                          # kept whole by the tokeniser
     typos: dict[str, str] = field(default_factory=dict)          # misspelling → correct text
+    stopwords: tuple[str, ...] = ()                             # ignored when matching
 
     @cached_property
     def entries(self) -> dict[str, Entry]:

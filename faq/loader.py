@@ -1,0 +1,259 @@
+"""Load the maintainers' YAML into typed objects, validating as it goes.
+
+Every problem is reported as ``file:line: field: message`` so a maintainer can
+fix an edit without reading Python. ``load_faq`` raises ``FAQError`` carrying all
+problems found; ``check`` returns them for ``python bot.py check``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jsonschema
+import yaml
+
+from .model import FAQ, Entry, Topic
+
+HERE = Path(__file__).resolve().parent
+SCHEMA_PATH = HERE / "schema.json"
+REQUIRED_INTENTS = (
+    "account_usage", "recover_account", "re_register", "re_register_records", "id_duplicate",
+    "phone_registered", "too_frequent", "email_ip_limited", "bind_wechat_alipay",
+    "greeting", "thanks", "goodbye", "human_agent",
+)
+LEXICON_FILE = "lexicon.yaml"
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class FAQError(ValueError):
+    """The FAQ YAML is invalid; ``problems`` lists each with file, line and field."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# ---- YAML with line numbers ----------------------------------------------
+
+def _construct(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
+    """Turn a composed YAML node into plain data, recording each path's line (1-based)."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node)
+            out[key] = _construct(value_node, path + (key,), lines)
+            lines.setdefault(path + (key,), key_node.start_mark.line + 1)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(v, path + (i,), lines) for i, v in enumerate(node.value)]
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _documents(path: Path) -> Iterable[tuple[Any, dict[tuple, int]]]:
+    text = path.read_text(encoding="utf-8")
+    for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        if node is None:
+            continue
+        lines: dict[tuple, int] = {}
+        yield _construct(node, (), lines), lines
+
+
+def _line(lines: Mapping[tuple, int], path: Iterable[Any]) -> int:
+    p = tuple(path)
+    while p and p not in lines:
+        p = p[:-1]
+    return lines.get(p, 1)
+
+
+def _field(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# ---- loading --------------------------------------------------------------
+
+def _schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def _validate(doc: Any, lines: Mapping[tuple, int], definition: str, rel: str) -> list[Problem]:
+    schema = _schema()
+    validator = jsonschema.Draft202012Validator({**schema, "$ref": f"#/$defs/{definition}"})
+    problems = []
+    for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+        path = list(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            if extra:
+                path = path + [extra[0]]
+        problems.append(Problem(rel, _line(lines, path), _field(path), err.message))
+    return problems
+
+
+def _read(directory: Path) -> tuple[list[tuple[str, dict, dict]], tuple[str, dict, dict] | None, list[Problem]]:
+    problems: list[Problem] = []
+    topics: list[tuple[str, dict, dict]] = []
+    lexicon = None
+    files = sorted(directory.rglob("*.yaml")) + sorted(directory.rglob("*.yml"))
+    if not files:
+        problems.append(Problem(str(directory), 1, "", "no FAQ YAML files found"))
+    for path in files:
+        rel = os.path.relpath(path)
+        try:
+            docs = list(_documents(path))
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            problems.append(Problem(rel, (mark.line + 1) if mark else 1, "", f"YAML syntax: {getattr(e, 'problem', e)}"))
+            continue
+        for doc, lines in docs:
+            is_lexicon = path.name == LEXICON_FILE
+            found = _validate(doc, lines, "lexicon" if is_lexicon else "topic", rel)
+            problems.extend(found)
+            if found:
+                continue
+            if is_lexicon:
+                lexicon = (rel, doc, lines)
+            else:
+                topics.append((rel, doc, lines))
+    return topics, lexicon, problems
+
+
+def _build(topics_raw: list[tuple[str, dict, dict]], lexicon_raw: tuple[str, dict, dict] | None,
+           problems: list[Problem]) -> FAQ:
+    topics: list[Topic] = []
+    entry_where: dict[str, str] = {}
+    question_where: dict[str, tuple[str, str]] = {}
+    intents_seen: dict[str, str] = {}
+    seeds_seen: dict[int, str] = {}
+    for rel, doc, lines in topics_raw:
+        intent = doc["intent"]
+        where = f"{rel}:{_line(lines, ('intent',))}"
+        if intent in intents_seen:
+            problems.append(Problem(rel, _line(lines, ("intent",)), "intent",
+                                    f"intent {intent!r} is already defined at {intents_seen[intent]}"))
+            continue
+        intents_seen[intent] = where
+        seed = doc.get("seed_topic")
+        if seed is not None:
+            if seed in seeds_seen:
+                problems.append(Problem(rel, _line(lines, ("seed_topic",)), "seed_topic",
+                                        f"seed topic {seed} is already covered at {seeds_seen[seed]}"))
+            seeds_seen[seed] = where
+        entries = []
+        for i, raw in enumerate(doc["entries"]):
+            eline = _line(lines, ("entries", i))
+            eid = raw["id"]
+            if eid.split(".", 1)[0] != intent:
+                problems.append(Problem(rel, _line(lines, ("entries", i, "id")), f"entries[{i}].id",
+                                        f"entry id {eid!r} must start with its topic's intent {intent!r}."))
+            if eid in entry_where:
+                problems.append(Problem(rel, _line(lines, ("entries", i, "id")), f"entries[{i}].id",
+                                        f"duplicate entry id {eid!r} (first at {entry_where[eid]})"))
+            entry_where[eid] = f"{rel}:{eline}"
+            questions = [raw["question"], *raw.get("alternates", [])]
+            for j, q in enumerate(questions):
+                key = _question_key(q)
+                field = "question" if j == 0 else f"alternates[{j - 1}]"
+                line = _line(lines, ("entries", i) + (("question",) if j == 0 else ("alternates", j - 1)))
+                if key in question_where and question_where[key][0] != eid:
+                    other, at = question_where[key]
+                    problems.append(Problem(rel, line, f"entries[{i}].{field}",
+                                            f"the question {q!r} is also under entry {other!r} ({at})"))
+                question_where.setdefault(key, (eid, f"{rel}:{line}"))
+            entries.append(Entry(
+                id=eid, intent=intent, question=raw["question"].strip(), answer=raw["answer"].strip(),
+                alternates=tuple(a.strip() for a in raw.get("alternates", [])),
+                keywords=tuple(k.strip() for k in raw.get("keywords", [])),
+                related=tuple(raw.get("related", [])), flow=raw.get("flow"), source=f"{rel}:{eline}",
+            ))
+        topics.append(Topic(intent=intent, title=doc["title"], seed_topic=seed, entries=tuple(entries), source=where))
+
+    # cross references
+    for t in topics:
+        for e in t.entries:
+            for r in e.related:
+                if r not in entry_where:
+                    file, line = e.source.rsplit(":", 1)
+                    problems.append(Problem(file, int(line), f"{e.id}.related", f"unknown entry id {r!r}"))
+    for intent in REQUIRED_INTENTS:
+        if intent not in intents_seen:
+            problems.append(Problem("faq", 1, "", f"missing topic: no file defines intent {intent!r}"))
+    for n in range(1, 10):
+        if n not in seeds_seen:
+            problems.append(Problem("faq", 1, "", f"missing topic: seed topic {n} is not covered"))
+
+    synonyms: dict[str, str] = {}
+    typos: dict[str, str] = {}
+    domain_words: tuple[str, ...] = ()
+    stopwords: tuple[str, ...] = ()
+    if lexicon_raw is None:
+        problems.append(Problem("faq", 1, "", f"missing {LEXICON_FILE} (synonyms, typos, domain words)"))
+    else:
+        rel, doc, lines = lexicon_raw
+        for canonical, variants in (doc.get("synonyms") or {}).items():
+            for k, v in enumerate(variants):
+                key = v.strip().lower()
+                if key in synonyms and synonyms[key] != canonical:
+                    problems.append(Problem(rel, _line(lines, ("synonyms", canonical, k)), f"synonyms.{canonical}[{k}]",
+                                            f"{v!r} is already a synonym of {synonyms[key]!r}"))
+                synonyms[key] = str(canonical)
+        typos = {str(k): str(v) for k, v in (doc.get("typos") or {}).items()}
+        domain_words = tuple(doc.get("domain_words") or ())
+        stopwords = tuple(doc.get("stopwords") or ())
+    return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
+               stopwords=stopwords)
+
+
+def _question_key(q: str) -> str:
+    return "".join(ch for ch in q.lower() if ch.isalnum())
+
+
+def check(directory: str | Path) -> tuple[FAQ | None, list[Problem]]:
+    """Validate the FAQ folder; return the FAQ (None when invalid) and every problem found."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None, [Problem(str(directory), 1, "", "FAQ folder not found")]
+    topics_raw, lexicon_raw, problems = _read(directory)
+    faq = _build(topics_raw, lexicon_raw, problems)
+    return (None if problems else faq), problems
+
+
+def load_dir(directory: str | Path) -> FAQ:
+    """Load and validate a FAQ folder, raising FAQError listing every problem."""
+    faq, problems = check(directory)
+    if problems:
+        raise FAQError(problems)
+    assert faq is not None
+    return faq
+
+
+def load_faq(cfg: Mapping[str, Any]) -> FAQ:
+    """Load the FAQ folder named by config section ``faq.dir``."""
+    from settings import resolve_path, section
+
+    return load_dir(resolve_path(section(cfg, "faq").get("dir", "faq/data")))
