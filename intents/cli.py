@@ -1,0 +1,179 @@
+"""`python bot.py match | eval | check`: the matcher's command-line interfaces.
+
+Output formats are relied on by other tools; keep them stable.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .types import MatchResult
+
+
+def result_json(result: MatchResult, answer: str | None) -> dict[str, Any]:
+    """The stable JSON shape of one match."""
+    return {
+        "intent": result.intent,
+        "entry": result.entry,
+        "score": result.score,
+        "decision": result.decision,
+        "answer": answer,
+        "candidates": [{"entry": c.entry, "intent": c.intent, "score": c.score} for c in result.candidates],
+    }
+
+
+def _build(cfg: Mapping[str, Any]):
+    from .matcher import Matcher
+
+    matcher = Matcher.from_settings(cfg)
+    entries = matcher.faq.entries
+
+    def run(text: Any) -> dict[str, Any]:
+        r = matcher.match(text)
+        answer = entries[r.entry].answer if r.decision == "answer" and r.entry else None
+        return result_json(r, answer)
+
+    return run
+
+
+def match(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:
+    run = _build(cfg)
+    out = sys.stdout
+    if not args.jsonl:
+        if args.text is None:
+            print('usage: bot.py match "问题"  |  bot.py match --jsonl < lines.jsonl', file=sys.stderr)
+            return 2
+        out.write(json.dumps(run(args.text), ensure_ascii=False) + "\n")
+        return 0
+    status = 0
+    for n, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            text = obj["text"] if isinstance(obj, dict) else None
+            if not isinstance(text, str):
+                raise ValueError('needs {"text": "..."}')
+        except (ValueError, KeyError) as e:
+            out.write(json.dumps({"error": f"line {n}: {e}"}, ensure_ascii=False) + "\n")
+            status = 1
+            continue
+        out.write(json.dumps(run(text), ensure_ascii=False) + "\n")
+    out.flush()
+    return status
+
+
+# ---- eval --------------------------------------------------------------------
+
+def evaluate(cfg: Mapping[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy, rejection, per-intent precision/recall, confusions, expect_contains, latency."""
+    run = _build(cfg)
+    rows = []
+    for item in items:
+        start = time.perf_counter()
+        got = run(item["text"])
+        rows.append((item, got, (time.perf_counter() - start) * 1000))
+
+    in_scope = [(i, g) for i, g, _ in rows if i["intent"] != "out_of_scope"]
+    oos = [(i, g) for i, g, _ in rows if i["intent"] == "out_of_scope"]
+    with_expect = [(i, g) for i, g, _ in rows if i.get("expect_contains")]
+    tp: Counter[str] = Counter()
+    predicted: Counter[str] = Counter()
+    actual: Counter[str] = Counter()
+    confusions: Counter[tuple[str, str]] = Counter()
+    errors = []
+    for i, g, _ in rows:
+        want, have = i["intent"], g["intent"]
+        actual[want] += 1
+        predicted[have] += 1
+        if want == have:
+            tp[want] += 1
+        else:
+            confusions[(want, have)] += 1
+            errors.append({"text": i["text"], "expected": want, "got": have, "decision": g["decision"],
+                           "entry": g["entry"], "score": g["score"]})
+    per_intent = {
+        k: {"precision": round(tp[k] / predicted[k], 4) if predicted[k] else 0.0,
+            "recall": round(tp[k] / actual[k], 4) if actual[k] else 0.0,
+            "support": actual[k]}
+        for k in sorted(set(actual) | set(predicted))
+    }
+    latencies = sorted(ms for *_, ms in rows)
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3) if latencies else 0.0
+
+    def contains(i: dict, g: dict) -> bool:
+        answer = g["answer"] or ""
+        return all(str(s) in answer for s in i["expect_contains"])
+
+    missing = [{"text": i["text"], "expect_contains": i["expect_contains"], "entry": g["entry"]}
+               for i, g in with_expect if not contains(i, g)]
+    return {
+        "items": len(rows),
+        "in_scope_top1": round(sum(g["intent"] == i["intent"] for i, g in in_scope) / len(in_scope), 4) if in_scope else None,
+        "out_of_scope_rejection": round(sum(g["decision"] == "out_of_scope" for _, g in oos) / len(oos), 4) if oos else None,
+        "expect_contains": round(1 - len(missing) / len(with_expect), 4) if with_expect else None,
+        "latency_ms": {"p50": pct(0.50), "p99": pct(0.99)},
+        "per_intent": per_intent,
+        "confused_pairs": [{"expected": a, "got": b, "count": n} for (a, b), n in confusions.most_common(10)],
+        "errors": errors,
+        "expect_missing": missing,
+    }
+
+
+def load_items(path: str | Path) -> list[dict[str, Any]]:
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, list) or not all(isinstance(x, dict) and "text" in x and "intent" in x for x in data):
+        raise ValueError(f"{path}: expected a list of {{text, intent, expect_contains?}}")
+    return data
+
+
+def eval(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:  # noqa: A001 - the subcommand's name
+    try:
+        items = load_items(args.file)
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        print(f"eval: {e}", file=sys.stderr)
+        return 2
+    report = evaluate(cfg, items)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return 0
+    pct = lambda v: "n/a" if v is None else f"{v * 100:.1f}%"  # noqa: E731
+    print(f"items: {report['items']}")
+    print("per intent (precision / recall / support):")
+    for k, v in report["per_intent"].items():
+        print(f"  {k:22s} {v['precision']:.2f} / {v['recall']:.2f} / {v['support']}")
+    if report["confused_pairs"]:
+        print("most confused (expected → got):")
+        for c in report["confused_pairs"]:
+            print(f"  {c['expected']} → {c['got']}: {c['count']}")
+    print(f"in-scope top-1 accuracy: {pct(report['in_scope_top1'])}")
+    print(f"out-of-scope rejection:  {pct(report['out_of_scope_rejection'])}")
+    print(f"expect_contains:         {pct(report['expect_contains'])}")
+    print(f"latency p50/p99:         {report['latency_ms']['p50']} ms / {report['latency_ms']['p99']} ms")
+    return 0
+
+
+def check(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:
+    from faq.loader import check as check_faq
+    from settings import resolve_path, section
+
+    folder = resolve_path(section(cfg, "faq").get("dir", "faq/data"))
+    faq, problems = check_faq(folder)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        print(f"FAQ check failed: {len(problems)} problem(s) in {folder}", file=sys.stderr)
+        return 1
+    assert faq is not None
+    print(f"FAQ OK: {len(faq.topics)} topics, {len(faq.entries)} entries, "
+          f"{sum(1 + len(e.alternates) for e in faq.entries.values())} questions, {len(faq.synonyms)} synonyms")
+    return 0

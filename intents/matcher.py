@@ -1,0 +1,198 @@
+"""Score a user's question against the FAQ and decide: answer, clarify or out_of_scope.
+
+Built once from the FAQ (index construction does all the work); ``match`` is a
+pure function of the text. Scoring for an entry combines
+- coverage: the weighted share of the user's words the entry's vocabulary explains
+  (unknown content words weigh heavily, so a question about something the FAQ does
+  not cover — 解除绑定, 支付失败 — scores low even when it shares topic words);
+- similarity: the best of the entry's questions by weighted token F1 and
+  character similarity (rapidfuzz), which tolerates typos and reordering;
+- keyword evidence: a maintainer-listed phrase appearing in the question.
+Candidates are pruned with an inverted index over tokens and character bigrams,
+so the cost grows with the entries that share words, not with the FAQ size.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import jieba.analyse
+from rapidfuzz import fuzz
+
+from faq.model import FAQ, Entry
+
+from .normalize import Normaliser
+from .types import OUT_OF_SCOPE, Candidate, MatchResult
+
+
+@dataclass(frozen=True)
+class MatcherConfig:
+    answer_threshold: float = 0.70
+    clarify_threshold: float = 0.52
+    clarify_margin: float = 0.05
+    max_candidates: int = 3
+    prune_limit: int = 60
+    # weights of the three pieces of evidence (sum to 1 with the keyword bonus capped)
+    w_coverage: float = 0.45
+    w_similarity: float = 0.55
+    keyword_bonus: float = 0.10
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> "MatcherConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(m) - known
+        if unknown:
+            raise ValueError(f"config.yaml matcher: unknown keys {sorted(unknown)}")
+        return cls(**{k: type(getattr(cls, k))(v) for k, v in m.items()})
+
+
+@dataclass(frozen=True)
+class _Doc:
+    entry: int
+    text: str
+    tokens: frozenset[str]
+    weight: float  # Σ token weights
+
+
+class Matcher:
+    """The FAQ matcher. Construct with a loaded FAQ; call ``match(text)``."""
+
+    def __init__(self, faq: FAQ, config: MatcherConfig | None = None) -> None:
+        self.faq = faq
+        self.config = config or MatcherConfig()
+        self.normalise = Normaliser(faq)
+        self.entries: list[Entry] = list(faq.entries.values())
+        self._general_idf = jieba.analyse.default_tfidf.idf_freq
+        self._median_idf = jieba.analyse.default_tfidf.median_idf
+
+        per_entry_docs: list[list[tuple[str, tuple[str, ...]]]] = []
+        self._vocab: list[frozenset[str]] = []
+        self._keywords: list[tuple[str, ...]] = []
+        intent_vocab: dict[str, set[str]] = defaultdict(set)
+        for e in self.entries:
+            docs = [self._norm(q) for q in (e.question, *e.alternates)]
+            keywords = [self._norm(k) for k in e.keywords]
+            vocab = {t for _, toks in docs + keywords for t in toks}
+            per_entry_docs.append(docs)
+            self._vocab.append(frozenset(vocab))
+            self._keywords.append(tuple(k for k, _ in keywords if k))
+            intent_vocab[e.intent] |= vocab
+
+        # IDF over intents: words shared by entries of one topic are not penalised
+        n = len(intent_vocab)
+        df: dict[str, int] = defaultdict(int)
+        for vocab in intent_vocab.values():
+            for t in vocab:
+                df[t] += 1
+        top = math.log((n + 1) / 1.5)
+        self._idf = {t: max(0.05, math.log((n + 1) / (d + 0.5)) / top) for t, d in df.items()}
+
+        self._docs: list[_Doc] = []
+        self._index: dict[str, set[int]] = defaultdict(set)  # token or bigram → doc ids
+        for ei, docs in enumerate(per_entry_docs):
+            for text, toks in docs:
+                di = len(self._docs)
+                self._docs.append(_Doc(ei, text, frozenset(toks), sum(self.weight(t) for t in set(toks))))
+                for key in _keys(text, toks):
+                    self._index[key].add(di)
+
+    # ---- helpers -----------------------------------------------------------
+
+    def _norm(self, text: str) -> tuple[str, tuple[str, ...]]:
+        n = self.normalise(text)
+        return n.text, n.tokens
+
+    def weight(self, token: str) -> float:
+        """How much a token says about what was asked (0..1)."""
+        if token in self._idf:
+            return self._idf[token]
+        if len(token) == 1 or token.isdigit():
+            return 0.3
+        general = self._general_idf.get(token, self._median_idf)
+        return min(1.0, max(0.4, general / self._median_idf))
+
+    # ---- matching ----------------------------------------------------------
+
+    def match(self, text: Any) -> MatchResult:
+        """Rank the FAQ entries for ``text`` and decide. Never raises on any str."""
+        if not isinstance(text, str):
+            text = "" if text is None else str(text)
+        q = self.normalise(text)
+        if not q.tokens:
+            return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
+        ranked = self._rank(q.text, q.tokens)
+        return self._decide(ranked)
+
+    def _rank(self, qtext: str, qtokens: tuple[str, ...]) -> list[tuple[float, int]]:
+        cfg = self.config
+        qset = set(qtokens)
+        weights = {t: self.weight(t) for t in qset}
+        qweight = sum(weights.values()) or 1.0
+
+        # pre-selection: docs sharing tokens or bigrams, best shared weight first
+        shared: dict[int, float] = defaultdict(float)
+        for key in _keys(qtext, qtokens):
+            w = weights.get(key, 0.25)
+            for di in self._index.get(key, ()):
+                shared[di] += w
+        if not shared:
+            return []
+        doc_ids = sorted(shared, key=shared.__getitem__, reverse=True)[: cfg.prune_limit * 3]
+
+        best_sim: dict[int, float] = {}
+        for di in doc_ids:
+            d = self._docs[di]
+            common = sum(weights[t] for t in qset & d.tokens)
+            if common:
+                p, r = common / (d.weight or 1.0), common / qweight
+                f1 = 2 * p * r / (p + r)
+            else:
+                f1 = 0.0
+            char = fuzz.ratio(qtext, d.text) / 100.0
+            if len(d.text) >= 4 and len(qtext) > len(d.text) * 1.5:
+                char = max(char, 0.85 * fuzz.partial_ratio(d.text, qtext) / 100.0)
+            sim = 0.5 * f1 + 0.5 * char
+            if sim > best_sim.get(d.entry, -1.0):
+                best_sim[d.entry] = sim
+
+        scored = []
+        for ei, sim in best_sim.items():
+            covered = sum(w for t, w in weights.items() if t in self._vocab[ei])
+            coverage = covered / qweight
+            bonus = cfg.keyword_bonus if any(k in qtext for k in self._keywords[ei]) else 0.0
+            score = min(1.0, cfg.w_coverage * coverage + cfg.w_similarity * sim + bonus)
+            scored.append((score, ei))
+        scored.sort(reverse=True)
+        return scored[: cfg.prune_limit]
+
+    def _decide(self, ranked: list[tuple[float, int]]) -> MatchResult:
+        cfg = self.config
+        candidates = tuple(Candidate(self.entries[ei].id, self.entries[ei].intent, round(s, 4))
+                           for s, ei in ranked[: max(cfg.max_candidates, 1)])
+        if not ranked:
+            return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
+        top_score, top = ranked[0]
+        top_entry = self.entries[top]
+        rival = next((s for s, ei in ranked[1:] if self.entries[ei].intent != top_entry.intent), 0.0)
+        if top_score >= cfg.answer_threshold and top_score - rival >= cfg.clarify_margin:
+            return MatchResult("answer", top_entry.intent, top_entry.id, round(top_score, 4), candidates)
+        if top_score >= cfg.clarify_threshold:
+            return MatchResult("clarify", top_entry.intent, top_entry.id, round(top_score, 4), candidates)
+        return MatchResult("out_of_scope", OUT_OF_SCOPE, None, round(top_score, 4), candidates)
+
+    @classmethod
+    def from_settings(cls, cfg: Mapping[str, Any]) -> "Matcher":
+        """Load the FAQ named in config and build the matcher with config thresholds."""
+        from faq.loader import load_faq
+        from settings import section
+
+        return cls(load_faq(cfg), MatcherConfig.from_mapping(section(cfg, "matcher")))
+
+
+def _keys(text: str, tokens: tuple[str, ...]) -> set[str]:
+    """Index keys: tokens and character bigrams (bigrams catch typos that split words)."""
+    keys = set(tokens)
+    keys.update("\x00" + text[i:i + 2] for i in range(len(text) - 1))
+    return keys

@@ -1,0 +1,109 @@
+"""Text normalisation and tokenisation: what users type → comparable tokens.
+
+Pipeline (pure, no I/O after construction):
+clean (drop control characters, lone surrogates; NFKC folds full-width to half-width)
+→ lower case → traditional → simplified (OpenCC) → punctuation/emoji to spaces
+→ typos fixed → synonyms and domain words rewritten to their canonical form
+(one pass, longest first) → jieba with the domain dictionary → stopwords dropped.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+import jieba
+import opencc
+
+from faq.model import FAQ
+
+MAX_CHARS = 500  # longer messages are matched on their first MAX_CHARS characters
+_KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
+_ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")
+
+jieba.setLogLevel(logging.WARNING)
+
+
+@lru_cache(maxsize=1)
+def _converter() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def clean(text: str) -> str:
+    """Drop what cannot be text (lone surrogates, control characters), fold widths, lower-case."""
+    text = text.encode("utf-8", "ignore").decode("utf-8", "ignore") if _has_surrogate(text) else text
+    text = unicodedata.normalize("NFKC", text[: MAX_CHARS * 2])
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    return _converter().convert(text.lower())[:MAX_CHARS]
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+@dataclass(frozen=True)
+class Normalised:
+    text: str                 # canonical text with punctuation removed (for character similarity)
+    tokens: tuple[str, ...]   # content tokens, stopwords removed
+
+
+class Normaliser:
+    """Built once from the FAQ lexicon; ``__call__`` is pure and fast."""
+
+    def __init__(self, faq: FAQ) -> None:
+        self.stopwords = frozenset(clean(w) for w in faq.stopwords)
+        rewrite: dict[str, str] = {}
+        for word in (*faq.domain_words, *set(faq.synonyms.values())):
+            rewrite[clean(word)] = clean(word)
+        self.single_char: dict[str, str] = {}
+        for variant, canonical in faq.synonyms.items():
+            v, c = clean(variant), clean(canonical)
+            if len(v) == 1:
+                self.single_char[v] = c  # one character: only as a whole token, never inside a word
+            else:
+                rewrite[v] = c
+        self._typos = {clean(wrong): clean(right) for wrong, right in faq.typos.items()}
+        self._typo_pattern = _alternation(self._typos)
+        self._rewrite = rewrite
+        self._pattern = _alternation(rewrite)
+        self._tokenizer = jieba.Tokenizer()
+        self._tokenizer.initialize()
+        for word in sorted(set(rewrite.values()) | {clean(w) for w in faq.domain_words}):
+            if not _ASCII_WORD.match(word):
+                self._tokenizer.add_word(word, freq=200000)
+        self.vocabulary_words = frozenset(rewrite.values())
+
+    def rewrite(self, text: str) -> str:
+        """Cleaned text with typos fixed and synonyms canonical, punctuation as spaces."""
+        text = _KEEP.sub(" ", clean(text))
+        if self._typos:
+            text = self._typo_pattern.sub(lambda m: self._typos[m.group(0)], text)
+        return self._pattern.sub(lambda m: f" {self._rewrite[m.group(0)]} ", text)
+
+    def tokens(self, rewritten: str) -> tuple[str, ...]:
+        out = []
+        for chunk in rewritten.split():
+            for tok in self._tokenizer.lcut(chunk, HMM=True):
+                tok = self.single_char.get(tok, tok)
+                if tok.strip() and tok not in self.stopwords:
+                    out.append(tok)
+        return tuple(out)
+
+    def __call__(self, text: str) -> Normalised:
+        rewritten = self.rewrite(text)
+        tokens = self.tokens(rewritten)
+        return Normalised(text="".join(tokens), tokens=tokens)
+
+
+def _alternation(table: dict[str, str]) -> re.Pattern[str]:
+    """One regex matching any key of ``table``, longest first."""
+    return re.compile("|".join(_alternative(k) for k in sorted(table, key=len, reverse=True)) or r"(?!)")
+
+
+def _alternative(key: str) -> str:
+    escaped = re.escape(key)
+    if _ASCII_WORD.match(key):  # latin words only match whole ("hi" is not inside "this")
+        return rf"(?<![0-9a-z]){escaped}(?![0-9a-z])"
+    return escaped
