@@ -1,0 +1,264 @@
+"""The FAQ's Markdown subset, parsed once and rendered per channel.
+
+The subset: paragraphs (blank-line separated, single newlines kept as line
+breaks), bullet lists (``-``, ``*``, ``+``), numbered lists (``1.``, ``1、``,
+``1)``), ``**bold**`` and ``[links](url)``. A ``#`` heading becomes a bold
+paragraph. Anything else is plain text. Only ``http``/``https`` links survive;
+other targets (``#``, ``javascript:``, relative paths) keep their text only.
+
+``parse`` gives a small tree that is also sent to the web widget as JSON, so
+the widget builds DOM nodes from data and never parses or injects markup.
+``telegram_chunks`` renders Telegram HTML, escaped, split under its length limit.
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Iterator
+from urllib.parse import urlsplit
+
+TELEGRAM_LIMIT = 4096
+
+_BULLET = re.compile(r"^\s{0,3}[-*+]\s+(.*)$")
+_NUMBERED = re.compile(r"^\s{0,3}(\d{1,3})[.、)）]\s*(.*)$")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_INLINE = re.compile(r"\*\*(?P<bold>.+?)\*\*|\[(?P<label>[^\]\n]+)\]\((?P<url>[^()\s]+)\)")
+_BREAKS = "。！？；!?;\n，, "
+
+
+@dataclass(frozen=True)
+class Span:
+    """A run of text with one style."""
+
+    text: str
+    bold: bool = False
+    href: str | None = None
+
+    def to_dict(self) -> dict:
+        d: dict = {"text": self.text}
+        if self.bold:
+            d["bold"] = True
+        if self.href:
+            d["href"] = self.href
+        return d
+
+
+Line = tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class Item:
+    """A paragraph's body or one list item: lines of spans; ``n`` numbers ordered items."""
+
+    lines: tuple[Line, ...]
+    n: int | None = None
+
+    def to_dict(self) -> dict:
+        d: dict = {"lines": [[s.to_dict() for s in line] for line in self.lines]}
+        if self.n is not None:
+            d["n"] = self.n
+        return d
+
+
+@dataclass(frozen=True)
+class Block:
+    """A paragraph (``p``, one item) or a list (``ul``/``ol``)."""
+
+    type: str
+    items: tuple[Item, ...]
+
+    def to_dict(self) -> dict:
+        if self.type == "p":
+            return {"type": "p", "lines": self.items[0].to_dict()["lines"]}
+        return {"type": self.type, "items": [i.to_dict() for i in self.items]}
+
+
+def safe_url(url: str) -> str | None:
+    """The URL when it is an absolute http(s) URL with a host, else None."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url.strip()
+
+
+def parse_inline(text: str, bold: bool = False) -> Line:
+    """Split one line into spans: ``**bold**`` (links allowed inside) and ``[label](url)``."""
+    spans: list[Span] = []
+    pos = 0
+    for m in _INLINE.finditer(text):
+        if m.start() > pos:
+            spans.append(Span(text[pos:m.start()], bold))
+        if m.group("bold") is not None:
+            spans.extend(parse_inline(m.group("bold"), True))
+        else:
+            spans.append(Span(m.group("label"), bold, safe_url(m.group("url"))))
+        pos = m.end()
+    if pos < len(text):
+        spans.append(Span(text[pos:], bold))
+    return tuple(_merge(spans))
+
+
+def _merge(spans: list[Span]) -> Iterator[Span]:
+    """Join neighbours of the same style (plain text split around a dropped link)."""
+    prev: Span | None = None
+    for s in spans:
+        if prev and prev.bold == s.bold and prev.href is None and s.href is None:
+            prev = Span(prev.text + s.text, prev.bold)
+            continue
+        if prev:
+            yield prev
+        prev = s
+    if prev:
+        yield prev
+
+
+def parse(markdown: str) -> list[Block]:
+    """The block tree of a Markdown-subset text."""
+    blocks: list[Block] = []
+    para: list[Line] = []
+    items: list[list[Line]] = []
+    numbers: list[int | None] = []
+    kind = ""
+
+    def flush() -> None:
+        nonlocal kind
+        if para:
+            blocks.append(Block("p", (Item(tuple(para)),)))
+            para.clear()
+        if items:
+            blocks.append(Block(kind, tuple(Item(tuple(lines), n) for lines, n in zip(items, numbers))))
+            items.clear()
+            numbers.clear()
+        kind = ""
+
+    text = markdown.replace("\r\n", "\n").replace("\r", "\n")
+    for raw in text.split("\n"):
+        line = raw.rstrip()
+        if not line.strip():
+            flush()
+            continue
+        bullet, numbered, heading = _BULLET.match(line), _NUMBERED.match(line), _HEADING.match(line)
+        if bullet or (numbered and numbered.group(2)):
+            new_kind = "ul" if bullet else "ol"
+            if para or kind != new_kind:
+                flush()
+            kind = new_kind
+            body = bullet.group(1) if bullet else numbered.group(2)
+            items.append([parse_inline(body)])
+            numbers.append(None if bullet else int(numbered.group(1)))
+        elif heading:
+            flush()
+            blocks.append(Block("p", (Item((parse_inline(heading.group(1), True),)),)))
+        elif items:
+            items[-1].append(parse_inline(line.strip()))
+        else:
+            para.append(parse_inline(line.strip()))
+    flush()
+    return blocks
+
+
+def to_json(markdown: str) -> list[dict]:
+    """The block tree as JSON-ready dicts (what the web widget renders)."""
+    return [b.to_dict() for b in parse(markdown)]
+
+
+def plain_text(markdown: str) -> str:
+    """The text without markup (bullets as "•", links as "label (url)")."""
+    out: list[str] = []
+    for block in parse(markdown):
+        lines: list[str] = []
+        for item in block.items:
+            for i, line in enumerate(item.lines):
+                prefix = _marker(block, item) if i == 0 else ""
+                lines.append(prefix + "".join(f"{s.text} ({s.href})" if s.href else s.text for s in line))
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+# ---- Telegram HTML --------------------------------------------------------
+
+def _marker(block: Block, item: Item) -> str:
+    if block.type == "ul":
+        return "• "
+    if block.type == "ol":
+        return f"{item.n}. "
+    return ""
+
+
+def _tg_len(s: str) -> int:
+    """Length as Telegram counts it (UTF-16 code units)."""
+    return len(s.encode("utf-16-le")) // 2
+
+
+def _wrap(span: Span, escaped: str) -> str:
+    if span.href:
+        escaped = f'<a href="{html.escape(span.href, quote=True)}">{escaped}</a>'
+    if span.bold:
+        escaped = f"<b>{escaped}</b>"
+    return escaped
+
+
+def _span_atoms(span: Span, limit: int) -> Iterator[str]:
+    """The span as balanced HTML pieces, each at most ``limit`` long (long text cut at a break)."""
+    whole = _wrap(span, html.escape(span.text, quote=False))
+    if _tg_len(whole) <= limit:
+        yield whole
+        return
+    budget = limit - _tg_len(_wrap(span, ""))
+    text = span.text
+    while text:
+        size, cut = 0, 0
+        for i, ch in enumerate(text):
+            size += _tg_len(html.escape(ch, quote=False))
+            if size > budget:
+                break
+            cut = i + 1
+        if cut < len(text):
+            soft = max(text.rfind(b, 0, cut) for b in _BREAKS) + 1
+            if soft > cut // 2:
+                cut = soft
+        yield _wrap(span, html.escape(text[:cut], quote=False))
+        text = text[cut:]
+
+
+def _block_atoms(block: Block, limit: int) -> list[tuple[str, str]]:
+    """(separator before, HTML atom) pairs for one block; atoms are balanced and each fits."""
+    atoms: list[tuple[str, str]] = []
+    for item in block.items:
+        for li, line in enumerate(item.lines):
+            marker = _marker(block, item) if li == 0 else ("   " if block.type != "p" else "")
+            spans = ((Span(marker),) if marker else ()) + line
+            for si, span in enumerate(spans):
+                for ai, atom in enumerate(_span_atoms(span, limit)):
+                    atoms.append(("\n" if atoms and si == 0 and ai == 0 else "", atom))
+    return atoms
+
+
+def telegram_chunks(markdown: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """Telegram HTML messages for one reply, each within ``limit``; blocks are kept whole where they fit."""
+    chunks: list[str] = []
+    current = ""
+
+    def add(sep: str, piece: str) -> None:
+        nonlocal current
+        if current and _tg_len(current) + _tg_len(sep) + _tg_len(piece) > limit:
+            chunks.append(current)
+            current = piece
+        else:
+            current = current + sep + piece if current else piece
+
+    for block in parse(markdown):
+        atoms = _block_atoms(block, limit)
+        whole = "".join(sep + atom for sep, atom in atoms)
+        if _tg_len(whole) <= limit:
+            add("\n\n", whole)
+            continue
+        for i, (sep, atom) in enumerate(atoms):
+            add("\n\n" if i == 0 else sep, atom)
+    if current:
+        chunks.append(current)
+    return chunks

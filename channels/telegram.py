@@ -1,0 +1,278 @@
+"""Telegram channel: a python-telegram-bot ``Application`` over the conversation engine.
+
+- ``run_polling(cfg)`` for ``python bot.py telegram`` (development).
+- ``Webhook`` for the web app's ``POST {telegram.webhook_path}`` (production),
+  checking Telegram's ``X-Telegram-Bot-Api-Secret-Token`` header.
+- ``build_application(cfg, engine, request=None)`` wires both; ``request`` (a
+  ``telegram.request.BaseRequest``) replaces the HTTP client, e.g. in tests.
+
+One private chat is one engine session (``tg-<chat id>``). Text → text message,
+inline-keyboard button → button message, a photo (or an image sent as a file)
+→ image message; ``/start``, ``/help``, ``/cancel``. Replies go out as Telegram
+HTML (escaped, split under 4096 characters), buttons as an inline keyboard on
+the last part. Anything else is answered with what the bot can take; updates
+without a message (edits, member changes) are ignored.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
+from telegram.constants import ParseMode
+from telegram.error import TelegramError
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+
+import settings
+from channels import render
+from channels.web import ApiError, Engine, WebConfig, clean_payload, clean_text
+from handlers.types import Message, Reply
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+CALLBACK_LIMIT = 64  # bytes Telegram allows in callback_data
+
+WELCOME = ("您好！我是**学信网账号助手**，可以解答学信网账号的常见问题，并一步步帮您办理：\n\n"
+           "- 找回用户名、找回密码\n- 证件号码已被注册（身份证重复）的核验\n- 手机号已被注册、操作过于频繁、邮箱 IP 受限、绑定微信或支付宝\n\n"
+           "请直接输入您的问题。")
+HELP = ("直接输入您的问题即可，例如“忘记用户名怎么办”“证件号码已被注册”。\n\n"
+        "- 点击消息下方的按钮进行选择\n- 需要上传证件照片时，直接发送照片\n"
+        "- /cancel 结束当前办理流程\n- /start 查看欢迎说明")
+UNSUPPORTED = "暂时只能处理文字、按钮和照片。请用文字描述您的问题，或在需要时发送证件照片。"
+FAILED = "抱歉，服务暂时出现问题，请稍后再试。您刚才的消息没有丢失，可以稍后重新发送。"
+STALE_BUTTON = "这个按钮已失效，请重新输入您的问题。"
+CANCEL_TEXT = "取消"  # the engine ends a flow on 取消/退出/算了
+
+
+class TelegramConfigError(RuntimeError):
+    """Telegram is not configured (no bot token)."""
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    """The ``telegram`` section of config.yaml."""
+
+    token: str = ""
+    webhook_secret: str = ""
+    webhook_path: str = "/telegram/webhook"
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> "TelegramConfig":
+        path = str(m.get("webhook_path") or cls.webhook_path)
+        return cls(token=str(m.get("token") or "").strip(), webhook_secret=str(m.get("webhook_secret") or ""),
+                   webhook_path=path if path.startswith("/") else "/" + path)
+
+
+def session_id(chat_id: int) -> str:
+    """The engine session of one Telegram chat."""
+    return f"tg-{chat_id}"
+
+
+class CallbackData:
+    """Button payloads ↔ callback_data: short payloads as they are, long ones by a digest kept in memory."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._long: OrderedDict[str, str] = OrderedDict()
+        self._capacity = capacity
+
+    def encode(self, payload: str) -> str:
+        if len(payload.encode()) <= CALLBACK_LIMIT and not payload.startswith("~"):
+            return payload
+        key = "~" + hashlib.sha256(payload.encode()).hexdigest()[:40]
+        self._long[key] = payload
+        self._long.move_to_end(key)
+        while len(self._long) > self._capacity:
+            self._long.popitem(last=False)
+        return key
+
+    def decode(self, data: str) -> str | None:
+        """The payload behind ``data``; None when it was a digest we no longer hold."""
+        return self._long.get(data) if data.startswith("~") else data
+
+
+class Bridge:
+    """The handlers: Telegram updates → engine messages, engine replies → Telegram messages."""
+
+    def __init__(self, engine: Engine, web: WebConfig) -> None:
+        self.engine, self.web, self.callbacks = engine, web, CallbackData()
+
+    async def _ask(self, chat_id: int, message: Message) -> list[Reply] | None:
+        try:
+            return list(await asyncio.to_thread(self.engine.handle, session_id(chat_id), message))
+        except Exception:  # noqa: BLE001 - the user gets an apology, the log the traceback
+            log.exception("engine failed for a Telegram %s message", message.kind)
+            return None
+
+    async def _send(self, update: Update, context: ContextTypes.DEFAULT_TYPE, replies: list[Reply] | None) -> None:
+        chat_id = update.effective_chat.id
+        if replies is None:
+            await context.bot.send_message(chat_id, FAILED)
+            return
+        for reply in replies:
+            await self.send_reply(context, chat_id, reply)
+
+    async def send_reply(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, reply: Reply) -> None:
+        """One engine reply as one or more HTML messages; the keyboard rides on the last one."""
+        chunks = render.telegram_chunks(reply.text) or (["请选择："] if reply.buttons else [])
+        markup = InlineKeyboardMarkup(
+            [[InlineKeyboardButton(b.label, callback_data=self.callbacks.encode(b.payload))] for b in reply.buttons]
+        ) if reply.buttons else None
+        for i, chunk in enumerate(chunks):
+            await context.bot.send_message(
+                chat_id, chunk, parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True),
+                reply_markup=markup if i == len(chunks) - 1 else None)
+
+    async def _text(self, update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
+        try:
+            message = Message.from_text(clean_text(text, self.web.max_text_chars))
+        except ApiError as e:
+            await context.bot.send_message(update.effective_chat.id, e.message)
+            return
+        await self._send(update, context, await self._ask(update.effective_chat.id, message))
+
+    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/start: the welcome text."""
+        await self.send_reply(context, update.effective_chat.id, Reply(WELCOME))
+
+    async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/help: what the bot takes and the commands."""
+        await self.send_reply(context, update.effective_chat.id, Reply(HELP))
+
+    async def cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/cancel: ends the current flow, as typing 取消 does."""
+        await self._text(update, context, CANCEL_TEXT)
+
+    async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A text message → the engine."""
+        await self._text(update, context, update.effective_message.text)
+
+    async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """An inline-keyboard press: answer the query, then the payload → the engine."""
+        query = update.callback_query
+        await query.answer()
+        if update.effective_chat is None:
+            return
+        payload = self.callbacks.decode(query.data or "")
+        try:
+            message = Message.from_button(clean_payload(payload))
+        except ApiError:
+            await context.bot.send_message(update.effective_chat.id, STALE_BUTTON)
+            return
+        await self._send(update, context, await self._ask(update.effective_chat.id, message))
+
+    async def image(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A photo (largest size) or an image document → an image message."""
+        msg = update.effective_message
+        if msg.photo:
+            largest = max(msg.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
+            file_id, size, name, ctype = largest.file_id, largest.file_size, "photo.jpg", "image/jpeg"
+        else:
+            doc = msg.document
+            file_id, size = doc.file_id, doc.file_size
+            name, ctype = doc.file_name or "upload", doc.mime_type or "application/octet-stream"
+        if size and size > self.web.max_body_bytes:
+            limit = self.web.max_body_bytes / 1024 / 1024
+            await context.bot.send_message(update.effective_chat.id, f"照片过大（上限 {limit:.0f} MB），请压缩后重新发送。")
+            return
+        try:
+            data = bytes(await (await context.bot.get_file(file_id)).download_as_bytearray())
+        except TelegramError:
+            log.warning("could not download a Telegram photo", exc_info=True)
+            await context.bot.send_message(update.effective_chat.id, "照片下载失败，请重新发送一次。")
+            return
+        await self._send(update, context, await self._ask(update.effective_chat.id, Message.from_image(data, name, ctype)))
+
+    async def unsupported(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Stickers, voice, locations…: say what the bot can take."""
+        await context.bot.send_message(update.effective_chat.id, UNSUPPORTED)
+
+
+async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log handler errors (type and traceback only: no message content)."""
+    log.error("Telegram update failed: %s", type(context.error).__name__, exc_info=context.error)
+
+
+def build_application(cfg: Mapping[str, Any], engine: Engine, request: Any = None) -> Application:
+    """The Application with every handler; ``request`` replaces the Bot API HTTP client (tests)."""
+    conf = TelegramConfig.from_mapping(settings.section(cfg, "telegram"))
+    if not conf.token:
+        raise TelegramConfigError("未配置 Telegram 机器人令牌：请设置环境变量 TELEGRAM_BOT_TOKEN（config.yaml 的 telegram.token）。")
+    bridge = Bridge(engine, WebConfig.from_mapping(settings.section(cfg, "web")))
+    builder = Application.builder().token(conf.token).concurrent_updates(True)
+    if request is not None:
+        builder = builder.request(request).get_updates_request(request)
+    app = builder.build()
+    private = filters.ChatType.PRIVATE
+    app.add_handler(CommandHandler("start", bridge.start, filters=private))
+    app.add_handler(CommandHandler("help", bridge.help, filters=private))
+    app.add_handler(CommandHandler("cancel", bridge.cancel, filters=private))
+    app.add_handler(CallbackQueryHandler(bridge.button))
+    new_message = filters.UpdateType.MESSAGE & private
+    app.add_handler(MessageHandler(new_message & filters.TEXT & ~filters.COMMAND, bridge.text))
+    app.add_handler(MessageHandler(new_message & (filters.PHOTO | filters.Document.IMAGE), bridge.image))
+    app.add_handler(MessageHandler(new_message & ~filters.COMMAND, bridge.unsupported))
+    app.add_error_handler(_on_error)
+    return app
+
+
+def run_polling(cfg: Mapping[str, Any]) -> int:
+    """``python bot.py telegram``: long polling until Ctrl+C."""
+    try:
+        conf = TelegramConfig.from_mapping(settings.section(cfg, "telegram"))
+        if not conf.token:
+            raise TelegramConfigError("未配置 Telegram 机器人令牌：请设置环境变量 TELEGRAM_BOT_TOKEN 后重试。")
+        from handlers.engine import build_engine
+        app = build_application(cfg, build_engine(cfg))
+    except TelegramConfigError as e:
+        print(e)
+        return 2
+    print("Telegram 机器人已启动（长轮询），按 Ctrl+C 停止。", flush=True)
+    app.run_polling(allowed_updates=["message", "callback_query"], drop_pending_updates=False)
+    return 0
+
+
+class Webhook:
+    """The web app's Telegram route: secret check, then the update through the Application."""
+
+    def __init__(self, cfg: Mapping[str, Any], engine: Engine, request: Any = None) -> None:
+        conf = TelegramConfig.from_mapping(settings.section(cfg, "telegram"))
+        self.path, self._secret = conf.webhook_path, conf.webhook_secret.encode()
+        if not self._secret:
+            log.warning("telegram.webhook_secret is empty: the webhook refuses every request")
+        self.application = build_application(cfg, engine, request)
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    async def _ensure_ready(self) -> None:
+        async with self._lock:
+            if not self._ready:
+                await self.application.initialize()
+                self._ready = True
+
+    async def handle(self, request: Any) -> Any:
+        """One webhook call: 403 on a wrong secret, 400 on a malformed update, else 200 after processing."""
+        from fastapi.responses import JSONResponse, Response
+
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not self._secret or not hmac.compare_digest(given, self._secret):
+            return JSONResponse({"error": "forbidden", "message": "密钥校验失败。"}, status_code=403)
+        try:
+            data = json.loads(await request.body())
+            await self._ensure_ready()
+            update = Update.de_json(data, self.application.bot)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return JSONResponse({"error": "invalid_update", "message": "无法解析的 Telegram 更新。"}, status_code=400)
+        await self.application.process_update(update)
+        return Response(status_code=200)
+
+    async def shutdown(self) -> None:
+        if self._ready:
+            await self.application.shutdown()
+            self._ready = False

@@ -1,0 +1,274 @@
+"""The web chat API over a recording engine: contract shape, sessions, limits and clear 4xx errors."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from channels.web import SessionTokens, create_app, replies_json
+from handlers.types import Button, Message, Reply
+
+KNOWN_PAYLOADS = {"faq:recover_username", "flow:cancel"}
+
+
+class RecordingEngine:
+    """Engine double with the real signature: records every call, answers from simple rules."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Message]] = []
+        self.threads: set[str] = set()
+        self._n = 0
+
+    def new_session_id(self) -> str:
+        self._n += 1
+        return f"s{self._n:04d}"
+
+    def handle(self, session_id: str, message: Message) -> list[Reply]:
+        self.calls.append((session_id, message))
+        self.threads.add(threading.current_thread().name)
+        if message.kind == "image":
+            return [Reply(f"收到图片 {len(message.image.data)} 字节", flow="identity")]
+        if message.kind == "button":
+            if message.payload not in KNOWN_PAYLOADS:
+                return [Reply("这个按钮已失效，请重新输入您的问题。")]
+            return [Reply("好的", intent="recover_account", flow="recover_username")]
+        return [Reply("**您好**\n\n- 一\n- 二", buttons=(Button("找回用户名", "faq:recover_username"),),
+                      intent="greeting"),
+                Reply("请上传照片", flow="identity", expects_image=True)]
+
+
+@pytest.fixture()
+def cfg(tmp_path):
+    return {"web": {"max_json_bytes": 4096, "max_body_bytes": 200_000, "max_text_chars": 50,
+                    "session_secret": "test-secret-0123456789abcdef0123456789"},
+            "telegram": {"token": ""}}
+
+
+@pytest.fixture()
+def engine():
+    return RecordingEngine()
+
+
+@pytest.fixture()
+def client(cfg, engine):
+    with TestClient(create_app(cfg, engine=engine)) as c:
+        yield c
+
+
+def new_session(client) -> str:
+    r = client.post("/api/session")
+    assert r.status_code == 201
+    return r.json()["session_id"]
+
+
+def assert_error(r, status: int, code: str) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error"] == code
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in body["message"]), body  # a Chinese message
+    return body
+
+
+def test_chat_round_trip_has_the_contract_shape(client, engine):
+    sid = new_session(client)
+    r = client.post("/api/chat", json={"session_id": sid, "text": "  你好  "})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["intent"] == "greeting" and body["flow"] == "identity" and body["expects_image"] is True
+    first = body["replies"][0]
+    assert first["text"] == "**您好**\n\n- 一\n- 二"
+    assert first["buttons"] == [{"label": "找回用户名", "payload": "faq:recover_username"}]
+    assert first["blocks"][0] == {"type": "p", "lines": [[{"text": "您好", "bold": True}]]}
+    assert first["blocks"][1]["type"] == "ul"
+    # the engine got the text trimmed, under the id the server issued, off the event loop
+    session_id, message = engine.calls[-1]
+    assert message == Message.from_text("你好")
+    assert sid.startswith(session_id + ".")
+    assert engine.threads and "MainThread" not in engine.threads
+
+
+def test_button_and_upload_reach_the_engine(client, engine):
+    sid = new_session(client)
+    r = client.post("/api/chat", json={"session_id": sid, "payload": "faq:recover_username"})
+    assert r.json()["flow"] == "recover_username"
+    assert engine.calls[-1][1] == Message.from_button("faq:recover_username")
+    r = client.post("/api/upload", data={"session_id": sid},
+                    files={"file": ("../../etc/id.png", b"\x89PNG\r\n\x1a\nxyz", "image/png")})
+    assert r.status_code == 200, r.text
+    msg = engine.calls[-1][1]
+    assert msg.kind == "image" and msg.image.data == b"\x89PNG\r\n\x1a\nxyz"
+    assert msg.image.filename == "id.png" and msg.image.content_type == "image/png"
+
+
+def test_sessions_are_unguessable_and_forgeries_refused(client, engine):
+    a, b = new_session(client), new_session(client)
+    assert a != b and len(a.rsplit(".", 1)[1]) >= 32
+    for forged in ["s0001", "s0001.AAAA", a[:-1] + ("A" if a[-1] != "A" else "B"), "x" * 300, "<script>"]:
+        assert_error(client.post("/api/chat", json={"session_id": forged, "text": "hi"}), 404, "unknown_session")
+    assert_error(client.post("/api/chat", json={"session_id": 12, "text": "hi"}), 404, "unknown_session")
+    assert_error(client.post("/api/chat", json={"text": "hi"}), 422, "missing_session")
+    assert_error(client.post("/api/upload", data={"session_id": "nope.x"},
+                             files={"file": ("a.png", b"x", "image/png")}), 404, "unknown_session")
+    assert engine.calls == []
+
+
+def test_a_session_survives_a_restart_with_the_same_secret(cfg, engine):
+    with TestClient(create_app(cfg, engine=engine)) as c1:
+        sid = new_session(c1)
+    with TestClient(create_app(cfg, engine=engine)) as c2:
+        assert c2.post("/api/chat", json={"session_id": sid, "text": "还在吗"}).status_code == 200
+    other = {**cfg, "web": {**cfg["web"], "session_secret": "another-secret-0123456789abcdef0123"}}
+    with TestClient(create_app(other, engine=engine)) as c3:
+        assert_error(c3.post("/api/chat", json={"session_id": sid, "text": "hi"}), 404, "unknown_session")
+
+
+def test_generated_secret_is_kept_in_the_secret_file(tmp_path, engine):
+    key = tmp_path / "web.key"
+    cfg = {"web": {"secret_file": str(key)}}
+    with TestClient(create_app(cfg, engine=engine)) as c1:
+        sid = new_session(c1)
+    assert key.stat().st_mode & 0o077 == 0
+    with TestClient(create_app(cfg, engine=engine)) as c2:
+        assert c2.post("/api/chat", json={"session_id": sid, "text": "hi"}).status_code == 200
+
+
+@pytest.mark.parametrize("body,code", [
+    (b"{not json", "invalid_json"),
+    (b"", "invalid_json"),
+    (b"[1, 2]", "invalid_json"),
+    (b"\xff\xfe\x00binary", "invalid_json"),
+])
+def test_malformed_json_is_a_clear_400(client, body, code):
+    r = client.post("/api/chat", content=body, headers={"Content-Type": "application/json"})
+    assert_error(r, 400, code)
+
+
+def test_wrong_content_type_is_415(client):
+    sid = new_session(client)
+    r = client.post("/api/chat", content=json.dumps({"session_id": sid, "text": "hi"}),
+                    headers={"Content-Type": "text/plain"})
+    assert_error(r, 415, "unsupported_media_type")
+    assert_error(client.post("/api/upload", json={"session_id": sid}), 415, "unsupported_media_type")
+
+
+def test_message_shape_errors(client, engine):
+    sid = new_session(client)
+    assert_error(client.post("/api/chat", json={"session_id": sid}), 422, "invalid_message")
+    assert_error(client.post("/api/chat", json={"session_id": sid, "text": "a", "payload": "flow:cancel"}),
+                 422, "invalid_message")
+    assert_error(client.post("/api/chat", json={"session_id": sid, "text": " \n\t\x00 "}), 422, "empty_text")
+    assert_error(client.post("/api/chat", json={"session_id": sid, "text": ["a"]}), 422, "invalid_text")
+    assert engine.calls == []
+
+
+def test_over_long_text_gets_a_chinese_message_not_a_500(client, engine):
+    sid = new_session(client)
+    body = assert_error(client.post("/api/chat", json={"session_id": sid, "text": "字" * 51}), 422, "text_too_long")
+    assert "50" in body["message"] and body["max_chars"] == 50
+    assert client.post("/api/chat", json={"session_id": sid, "text": "字" * 50}).status_code == 200
+
+
+@pytest.mark.parametrize("payload", ["", "a" * 201, "<script>alert(1)</script>", "含中文", 7, None and "x"])
+def test_malformed_payload_is_refused(client, engine, payload):
+    sid = new_session(client)
+    r = client.post("/api/chat", json={"session_id": sid, "payload": payload})
+    if payload is None:
+        assert_error(r, 422, "invalid_message")
+    else:
+        assert_error(r, 422, "invalid_payload")
+    assert engine.calls == []
+
+
+def test_unknown_but_well_formed_payload_goes_to_the_engine(client, engine):
+    sid = new_session(client)
+    r = client.post("/api/chat", json={"session_id": sid, "payload": "faq:no_such_entry"})
+    assert r.status_code == 200 and "失效" in r.json()["replies"][0]["text"]
+
+
+def test_oversized_bodies_are_413(client, engine):
+    sid = new_session(client)
+    big = json.dumps({"session_id": sid, "text": "x" * 5000})
+    assert_error(client.post("/api/chat", content=big, headers={"Content-Type": "application/json"}),
+                 413, "body_too_large")
+
+    def chunks():  # no Content-Length: the limit holds while streaming too
+        for _ in range(10):
+            yield b" " * 1000
+    assert_error(client.post("/api/chat", content=chunks(), headers={"Content-Type": "application/json"}),
+                 413, "body_too_large")
+    r = client.post("/api/upload", data={"session_id": sid}, files={"file": ("a.jpg", b"\xff" * 250_000, "image/jpeg")})
+    assert_error(r, 413, "body_too_large")
+    assert engine.calls == []
+
+
+def test_upload_errors(client, engine):
+    sid = new_session(client)
+    assert_error(client.post("/api/upload", data={"session_id": sid}, files={"x": ("a.jpg", b"1", "image/jpeg")}),
+                 422, "missing_file")
+    assert_error(client.post("/api/upload", data={"session_id": sid}, files={"file": ("a.jpg", b"", "image/jpeg")}),
+                 422, "empty_file")
+    assert engine.calls == []
+
+
+def test_unknown_route_and_method_are_json_4xx(client):
+    assert_error(client.get("/api/nothing"), 404, "not_found")
+    assert_error(client.get("/api/chat"), 405, "method_not_allowed")
+
+
+def test_engine_crash_is_a_500_with_a_chinese_message(cfg):
+    class Broken(RecordingEngine):
+        def handle(self, session_id, message):
+            raise RuntimeError("boom 110101199003074258")
+
+    with TestClient(create_app(cfg, engine=Broken()), raise_server_exceptions=False) as c:
+        sid = new_session(c)
+        assert_error(c.post("/api/chat", json={"session_id": sid, "text": "hi"}), 500, "internal_error")
+
+
+def test_static_pages_and_health(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    js = client.get("/widget.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("application/javascript")
+    page = client.get("/")
+    assert page.status_code == 200 and "学信网" in page.text
+    assert page.text.count('src="/widget.js"') == 1
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_cors_only_for_configured_origins(cfg, engine):
+    cfg["web"]["cors_origins"] = ["https://help.example.edu.cn"]
+    with TestClient(create_app(cfg, engine=engine)) as c:
+        pre = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+        ok = c.options("/api/chat", headers={"Origin": "https://help.example.edu.cn", **pre})
+        assert ok.headers.get("access-control-allow-origin") == "https://help.example.edu.cn"
+        bad = c.options("/api/chat", headers={"Origin": "https://evil.example.com", **pre})
+        assert "access-control-allow-origin" not in bad.headers
+        r = c.post("/api/session", headers={"Origin": "https://evil.example.com"})
+        assert "access-control-allow-origin" not in r.headers
+
+
+def test_no_cors_headers_without_configured_origins(client):
+    r = client.post("/api/session", headers={"Origin": "https://help.example.edu.cn"})
+    assert "access-control-allow-origin" not in r.headers
+
+
+def test_telegram_route_absent_without_token(client):
+    assert client.post("/telegram/webhook", json={}).status_code == 404
+
+
+def test_tokens_reject_tampering():
+    t = SessionTokens(b"k" * 32)
+    token = t.issue("abc")
+    assert t.verify(token) == "abc"
+    assert t.verify("abd." + token.split(".")[1]) is None
+    assert SessionTokens(b"j" * 32).verify(token) is None
+    assert t.verify(None) is None and t.verify("") is None and t.verify(".") is None
+
+
+def test_replies_json_intent_and_flow():
+    body = replies_json([Reply("a", intent="x", flow="f"), Reply("b", intent="y")])
+    assert body["intent"] == "x" and body["flow"] is None
+    assert replies_json([])["replies"] == [] and replies_json([])["intent"] is None
