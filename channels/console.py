@@ -1,0 +1,99 @@
+"""The terminal channel: ``python bot.py chat`` (a conversation) and ``python bot.py ask "问题"``.
+
+Buttons degrade to a numbered list (``text_replies``); typing a number picks that button.
+An image is sent as ``/image path.jpg``.
+"""
+from __future__ import annotations
+
+import mimetypes
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence, TextIO
+
+from handlers.types import Button, Message, Reply
+
+from .render import plain_text
+
+PROMPT = "您："
+HELP = ("输入问题即可开始；出现编号选项时输入编号选择；发送图片请输入 /image 图片路径；"
+        "输入 /quit 退出。")
+
+
+def text_replies(replies: Sequence[Reply], start: int = 1) -> tuple[str, list[Button]]:
+    """Replies as plain text with their buttons numbered from ``start`` (channels without buttons)."""
+    parts: list[str] = []
+    buttons: list[Button] = []
+    for reply in replies:
+        lines = [plain_text(reply.text)]
+        for b in reply.buttons:
+            buttons.append(b)
+            lines.append(f"  {start + len(buttons) - 1}. {b.label}")
+        if reply.expects_image:
+            lines.append("（请发送图片：/image 图片路径）")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts), buttons
+
+
+def to_message(line: str, buttons: Sequence[Button]) -> Message | str:
+    """The Message a typed line stands for, or a Chinese error to show instead."""
+    text = line.strip()
+    if text.isdigit() and buttons:
+        n = int(text)
+        if 1 <= n <= len(buttons):
+            return Message.from_button(buttons[n - 1].payload)
+        return f"没有编号 {n} 的选项，请输入 1–{len(buttons)} 之间的编号。"
+    if text.startswith("/image"):
+        path = Path(text[len("/image"):].strip().strip('"'))
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return f"读取不到图片文件：{path}"
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return Message.from_image(data, path.name, content_type)
+    return Message.from_text(line)
+
+
+def converse(engine: Any, session_id: str, read: Callable[[], str | None], out: TextIO) -> None:
+    """Run a conversation: read lines until EOF or /quit, print the bot's replies."""
+    buttons: list[Button] = []
+    while True:
+        line = read()
+        if line is None or line.strip() in ("/quit", "/exit"):
+            return
+        message = to_message(line, buttons)
+        if isinstance(message, str):
+            print(message, file=out)
+            continue
+        text, buttons = text_replies(engine.handle(session_id, message))
+        print(f"助手：{text}\n", file=out)
+
+
+def _read_line() -> str | None:
+    try:
+        return input(PROMPT)
+    except EOFError:
+        return None
+    except KeyboardInterrupt:
+        print()
+        return None
+
+
+def run(cfg: Mapping[str, Any]) -> int:
+    """``python bot.py chat``: a terminal conversation with the configured engine."""
+    from handlers.engine import build_engine
+
+    engine = build_engine(cfg)
+    print(f"学信网账号助手（终端）。{HELP}\n")
+    converse(engine, engine.new_session_id(), _read_line, sys.stdout)
+    return 0
+
+
+def ask(cfg: Mapping[str, Any], text: str) -> int:
+    """``python bot.py ask "问题"``: print the reply a user would get (in-memory session)."""
+    from handlers.engine import build_engine
+    from handlers.sessions import MemoryStore
+
+    engine = build_engine(cfg, store=MemoryStore())
+    reply_text, _ = text_replies(engine.handle(engine.new_session_id(), Message.from_text(text)))
+    print(reply_text)
+    return 0

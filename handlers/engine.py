@@ -1,0 +1,473 @@
+"""The conversation engine: one message in, the bot's replies out, for any channel.
+
+``Engine.handle(session_id, message)`` loads the session under its lock, cleans the
+input, then either answers from the FAQ (with follow-up and feedback buttons, a
+clarifying question, or an honest "cannot answer"), hands off to a person, or moves
+the active guided flow (``handlers.flows``) one step. It never raises: every problem
+becomes a Chinese reply. Personal data lives only in the active flow's data and is
+dropped when the flow ends or expires; transcripts and logs are masked.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from accounts.base import AccountAPI, AccountError, ServiceUnavailable, Unauthorized
+from faq.model import FAQ, Entry
+from intents.types import MatchResult
+
+from .flows import COMMANDS, FLOWS, OFFERS
+from .flows.base import Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch
+from .privacy import mask_text
+from .records import Records
+from .sessions import LockTimeout, SessionStore, StoreError, storage_key
+from .types import Button, Message, Reply
+
+log = logging.getLogger(__name__)
+
+SMALLTALK = ("greeting", "thanks", "goodbye")
+HUMAN = "human_agent"
+CANCEL_WORDS = ("取消", "退出", "算了", "不办了", "结束", "cancel", "quit", "exit")
+BACK_WORDS = ("返回", "上一步", "后退", "back")
+RETRY_WORDS = ("重试", "再试一次", "retry")
+HANDOFF = Button("转人工客服", "handoff")
+RETRY = Button("重试", "cmd:retry")
+CANCEL = Button("取消", "cmd:cancel")
+HIDDEN = "（个人信息，已隐藏）"
+_QUESTION = re.compile(r"[?？]|吗|么|呢|怎么|如何|为什么|为啥|什么|哪|能否|可否|是否")
+_COMMAND_PUNCT = re.compile(r"[\s。.!！?？,，、~～]+")
+MAX_HOPS = 25
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine's knobs, from config sections ``sessions`` and ``handoff``."""
+
+    ttl_seconds: int = 86400
+    flow_idle_seconds: int = 1800
+    max_invalid_tries: int = 3
+    max_text_chars: int = 2000
+    transcript_turns: int = 20
+    handoff_message: str = "已为您转接人工客服，工作人员接入后会在本对话中回复您，请稍候。"
+    data_dir: str = "var"
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> "EngineSettings":
+        from settings import section
+
+        s, h = section(cfg, "sessions"), section(cfg, "handoff")
+        d = cls()
+        return cls(ttl_seconds=int(s.get("ttl_seconds", d.ttl_seconds)),
+                   flow_idle_seconds=int(s.get("flow_idle_seconds", d.flow_idle_seconds)),
+                   max_invalid_tries=int(s.get("max_invalid_tries", d.max_invalid_tries)),
+                   max_text_chars=int(s.get("max_text_chars", d.max_text_chars)),
+                   transcript_turns=int(s.get("transcript_turns", d.transcript_turns)),
+                   handoff_message=str(h.get("message") or d.handoff_message),
+                   data_dir=str(s.get("data_dir", d.data_dir)))
+
+
+class Matcher:  # the part of intents.matcher.Matcher the engine uses
+    def match(self, text: str) -> MatchResult: ...
+
+
+def _command(text: str) -> str:
+    return _COMMAND_PUNCT.sub("", unicodedata.normalize("NFKC", text)).lower()
+
+
+def _is_question(text: str) -> bool:
+    return bool(_QUESTION.search(text))
+
+
+class Engine:
+    """Channel-agnostic conversation engine (synchronous; run it off the event loop)."""
+
+    def __init__(self, faq: FAQ, matcher: Matcher, accounts: AccountAPI, store: SessionStore,
+                 settings: EngineSettings | None = None, records: Records | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.faq = faq
+        self.matcher = matcher
+        self.accounts = accounts
+        self.store = store
+        self.settings = settings or EngineSettings()
+        self.records = records or Records(self.settings.data_dir)
+        self.clock = clock
+
+    @staticmethod
+    def new_session_id() -> str:
+        """A fresh unguessable session id."""
+        return secrets.token_urlsafe(24)
+
+    # ---- the one entry point ---------------------------------------------------------------
+
+    def handle(self, session_id: str, message: Message) -> list[Reply]:
+        """The replies to one message; any session id works (unknown → a new session)."""
+        tag = storage_key(str(session_id))[:8]
+        try:
+            with self.store.lock(session_id):
+                state = self.store.get(session_id) or {}
+                replies = self._turn(session_id, state, message)
+                self.store.save(session_id, state, self._ttl(state))
+            return replies
+        except LockTimeout:
+            log.warning("session %s busy", tag)
+            return [Reply("上一条消息还在处理中，请稍候再发送。")]
+        except StoreError as e:
+            log.error("session %s: store failed: %s", tag, e)
+            return [Reply("抱歉，系统暂时无法保存对话进度，请稍后再试。", buttons=(HANDOFF,))]
+
+    def _ttl(self, state: Mapping[str, Any]) -> int:
+        """A day idle for a session; with a flow active, just past the flow's own expiry
+        so its personal data does not outlive it."""
+        if state.get("flow"):
+            return min(self.settings.ttl_seconds, self.settings.flow_idle_seconds + 900)
+        return self.settings.ttl_seconds
+
+    def _turn(self, session_id: str, state: dict[str, Any], message: Message) -> list[Reply]:
+        now = self.clock()
+        inp, problem = self._clean(message)
+        self._remember_user(state, inp, message)
+        try:
+            if problem is not None:
+                replies = [problem] + self._reprompt(state, now)
+            else:
+                replies = self._dispatch(session_id, state, inp, now)
+        except Exception as e:  # a bug must not lose the conversation or leak data
+            log.error("session %s: %s in flow %s", storage_key(session_id)[:8], e.__class__.__name__,
+                      (state.get("flow") or {}).get("name"), exc_info=log.isEnabledFor(logging.DEBUG))
+            self._end_flow(state)
+            replies = [Reply("抱歉，系统出了点问题，当前办理已结束，您填写的信息已清除。请重新开始或转人工客服。",
+                             buttons=(HANDOFF,))]
+        if state.get("flow"):
+            state["flow"]["touched"] = now
+        self._remember_bot(state, replies)
+        return replies
+
+    # ---- input cleaning ------------------------------------------------------------------
+
+    def _clean(self, message: Message) -> tuple[Input, Reply | None]:
+        """A cleaned Input, or a reply explaining why the message cannot be used."""
+        if message.kind == "image":
+            image = message.image
+            if image is None or not image.data:
+                return Input("image"), Reply("图片是空的，请重新上传。")
+            return Input("image", image=image), None
+        raw = message.text if message.kind == "text" else message.payload
+        if not isinstance(raw, str):
+            return Input("text"), Reply("无法识别这条消息，请用文字输入。")
+        if len(raw) > self.settings.max_text_chars:
+            return Input("text"), Reply(f"您的消息太长了（超过 {self.settings.max_text_chars} 字）。"
+                                        "请只发送问题本身，或这一步需要填写的内容。")
+        kept = [ch for ch in raw if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")]
+        if len(raw) - len(kept) > max(2, len(raw) // 10):
+            return Input("text"), Reply("消息里有很多无法识别的字符（可能是文件或乱码），请用文字重新输入。")
+        text = "".join(kept).strip()
+        if not text:
+            return Input("text"), Reply("您好像没有输入内容，请输入您的问题。")
+        if message.kind == "button":
+            return Input("button", text=text, payload=text), None
+        return Input("text", text=text), None
+
+    # ---- routing ------------------------------------------------------------------------
+
+    def _dispatch(self, session_id: str, state: dict[str, Any], inp: Input, now: float) -> list[Reply]:
+        flow = state.get("flow")
+        if flow and now - flow.get("touched", now) > self.settings.flow_idle_seconds:
+            return self._expire(state)
+        if inp.kind == "button":
+            replies = self._button(session_id, state, inp, now)
+            if replies is not None:
+                return replies
+        if inp.kind == "text":
+            word = _command(inp.text)
+            if word in CANCEL_WORDS:
+                return self._cancel(state)
+            if word in BACK_WORDS:
+                return self._back(state, now)
+            if word in RETRY_WORDS:
+                return self._retry(state, now)
+            if word in COMMANDS:
+                return self._start(state, COMMANDS[word], now)
+        if state.get("flow"):
+            return self._flow_input(session_id, state, inp, now)
+        if inp.kind == "image":
+            return [Reply("我只在办理“客服协助验证”（上传身份证照片）时接收图片。请用文字描述您的问题。",
+                          buttons=(Button("解决证件号码已被注册", "flow:id_duplicate"),))]
+        if inp.kind == "button":
+            return [Reply("这个选项已失效，请直接输入您的问题。")]
+        return self._answer(session_id, state, self.matcher.match(inp.text), now)
+
+    def _button(self, session_id: str, state: dict[str, Any], inp: Input, now: float) -> list[Reply] | None:
+        """Engine-level buttons; None lets the active flow's step handle the payload."""
+        kind, _, arg = inp.payload.partition(":")
+        if kind == "fb" and arg.partition(":")[2] in self.faq.entries:
+            return self._feedback(session_id, arg, state, now)
+        if kind == "faq" and arg in self.faq.entries:
+            return self._entry_replies(self.faq.entry(arg), in_flow=bool(state.get("flow"))) + self._reprompt(state, now)
+        if kind == "flow" and arg in FLOWS:
+            return self._start(state, arg, now)
+        if inp.payload == "handoff":
+            return self._handoff(session_id, state, "user_request")
+        if kind == "cmd":
+            action = {"cancel": self._cancel, "back": lambda s: self._back(s, now),
+                      "retry": lambda s: self._retry(s, now)}.get(arg)
+            return action(state) if action else None
+        return None
+
+    # ---- FAQ answers ------------------------------------------------------------------------
+
+    def _answer(self, session_id: str, state: dict[str, Any], result: MatchResult, now: float) -> list[Reply]:
+        if result.decision == "answer" and result.entry in self.faq.entries:
+            entry = self.faq.entry(result.entry)
+            if entry.intent == HUMAN or entry.flow == HUMAN:
+                return self._handoff(session_id, state, "user_request")
+            return self._entry_replies(entry, in_flow=False)
+        candidates = [c for c in result.candidates if c.entry in self.faq.entries and c.intent not in SMALLTALK]
+        buttons = tuple(Button(self.faq.entry(c.entry).question, f"faq:{c.entry}") for c in candidates)
+        if result.decision == "clarify" and buttons:
+            return [Reply("您想问的是下面哪一个？请点选：", buttons=buttons + (Button("都不是，转人工客服", "handoff"),),
+                          intent=result.intent)]
+        return [Reply("抱歉，这个问题我暂时无法回答。我能解答学信网账号相关的问题，例如找回用户名和密码、"
+                      "证件号码已被注册、手机号已被注册、绑定微信或支付宝。"
+                      + ("以下话题可能和您的问题相关：" if buttons else "") + "\n\n也可以转人工客服为您解答。",
+                      buttons=buttons + (HANDOFF,), intent="out_of_scope")]
+
+    def _entry_replies(self, entry: Entry, in_flow: bool) -> list[Reply]:
+        """The answer, its related questions and the feedback pair; then the flow it offers."""
+        buttons = [Button(self.faq.entry(r).question, f"faq:{r}") for r in entry.related if r in self.faq.entries]
+        if entry.intent not in SMALLTALK:
+            buttons += [Button("有帮助", f"fb:up:{entry.id}"), Button("没帮助", f"fb:down:{entry.id}")]
+        replies = [Reply(entry.answer, tuple(buttons), intent=entry.intent, entry=entry.id)]
+        offer = OFFERS.get(entry.flow or "")
+        if offer and not in_flow:
+            replies.append(Reply(offer.question, (Button(offer.label, f"flow:{offer.flow}"),),
+                                 intent=entry.intent, entry=entry.id))
+        return replies
+
+    def _feedback(self, session_id: str, arg: str, state: dict[str, Any], now: float) -> list[Reply]:
+        vote, _, entry = arg.partition(":")
+        self.records.feedback(session_id, entry, vote == "up")
+        if vote == "up":
+            return [Reply("感谢您的反馈！")] + self._reprompt(state, now)
+        return [Reply("抱歉没能帮到您。您可以换个说法再问一次，或转人工客服。", buttons=(HANDOFF,))] + self._reprompt(state, now)
+
+    def _handoff(self, session_id: str, state: dict[str, Any], reason: str) -> list[Reply]:
+        """Hand the conversation to a person with a masked transcript; any flow ends."""
+        flow = (state.get("flow") or {}).get("name")
+        self.records.handoff(session_id, reason, flow, state.get("transcript", []))
+        self._end_flow(state)
+        log.info("session %s handed off (%s)", storage_key(session_id)[:8], reason)
+        return [Reply(self.settings.handoff_message, intent=HUMAN)]
+
+    # ---- flows ---------------------------------------------------------------------------------
+
+    def _ctx(self, state: dict[str, Any], now: float) -> Ctx:
+        flow = state["flow"]
+        return Ctx(flow=flow["name"], data=flow["data"], session=state, accounts=self.accounts,
+                   key=flow["key"], now=now)
+
+    def _step(self, state: Mapping[str, Any]) -> Step:
+        flow = state["flow"]
+        return FLOWS[flow["name"]].steps[flow["step"]]
+
+    def _start(self, state: dict[str, Any], name: str, now: float,
+               data: Mapping[str, Any] | None = None) -> list[Reply]:
+        self._end_flow(state)
+        spec = FLOWS[name]
+        state["flow"] = {"name": name, "step": None, "data": dict(data or {}), "history": [],
+                         "invalid": 0, "key": "", "touched": now}
+        log.info("flow %s started", name)
+        intro = Reply(f"好的，我们开始**{spec.title}**。随时可以输入“返回”回到上一步，或输入“取消”结束。", flow=name)
+        return [intro] + self._advance(state, Goto(spec.first), now)
+
+    def _end_flow(self, state: dict[str, Any]) -> None:
+        """Drop the flow and all its data."""
+        flow = state.pop("flow", None)
+        if flow:
+            log.info("flow %s ended at %s", flow["name"], flow["step"])
+
+    def _expire(self, state: dict[str, Any]) -> list[Reply]:
+        name = state["flow"]["name"]
+        self._end_flow(state)
+        minutes = self.settings.flow_idle_seconds // 60
+        return [Reply(f"由于超过 {minutes} 分钟没有操作，“{FLOWS[name].title}”已结束，您填写的信息已清除。"
+                      "如需继续，请重新开始。", buttons=(Button("重新开始", f"flow:{name}"),), flow=name)]
+
+    def _cancel(self, state: dict[str, Any]) -> list[Reply]:
+        if not state.get("flow"):
+            return [Reply("当前没有正在办理的事项。有什么可以帮您？")]
+        title = FLOWS[state["flow"]["name"]].title
+        self._end_flow(state)
+        return [Reply(f"好的，已结束“{title}”，您填写的信息已清除。还有什么可以帮您？")]
+
+    def _back(self, state: dict[str, Any], now: float) -> list[Reply]:
+        flow = state.get("flow")
+        if not flow:
+            return [Reply("当前没有正在办理的事项。有什么可以帮您？")]
+        if not flow["history"]:
+            return [Reply("已经回到可以返回的最早一步了。如需重新开始，请输入“取消”后再开始。")] + self._reprompt(state, now)
+        step = flow["history"].pop()
+        return self._advance(state, Goto(step), now, record=False)
+
+    def _retry(self, state: dict[str, Any], now: float) -> list[Reply]:
+        if not state.get("flow"):
+            return [Reply("当前没有需要重试的操作。有什么可以帮您？")]
+        step = self._step(state)
+        if isinstance(step, Ask):
+            return self._reprompt(state, now)
+        outcome = self._run(state, step, now)
+        return self._failed(state) if outcome is None else self._advance(state, outcome, now)
+
+    def _reprompt(self, state: dict[str, Any], now: float, lead: str = "") -> list[Reply]:
+        """The current step's prompt again (nothing outside a flow)."""
+        if not state.get("flow"):
+            return []
+        step = self._step(state)
+        if isinstance(step, Act):
+            return [Reply("上一步还没有完成，请点“重试”，或输入“取消”结束。", buttons=(RETRY, CANCEL),
+                          flow=state["flow"]["name"])]
+        prompt = step.prompt(self._ctx(state, now))
+        if lead:
+            prompt = Reply(f"{lead}\n\n{prompt.text}", prompt.buttons, flow=prompt.flow, expects_image=prompt.expects_image)
+        return [prompt]
+
+    def _flow_input(self, session_id: str, state: dict[str, Any], inp: Input, now: float) -> list[Reply]:
+        """The user's answer to the current step, or a question asked in between."""
+        step = self._step(state)
+        if inp.kind == "text" and _is_question(inp.text):
+            interrupted = self._interrupt(session_id, state, inp.text, now)
+            if interrupted is not None:
+                return interrupted
+        if isinstance(step, Act):
+            return self._reprompt(state, now)
+        try:
+            outcome = step.handle(self._ctx(state, now), inp)
+        except Invalid as e:
+            if inp.kind == "text" and not _is_question(inp.text):
+                interrupted = self._interrupt(session_id, state, inp.text, now)
+                if interrupted is not None:
+                    return interrupted
+            return self._invalid(state, e.message, now)
+        return self._advance(state, outcome, now)
+
+    def _interrupt(self, session_id: str, state: dict[str, Any], text: str, now: float) -> list[Reply] | None:
+        """A confident FAQ answer (or a hand-off) in the middle of a flow, then the same step again."""
+        result = self.matcher.match(text)
+        if result.decision != "answer" or result.entry not in self.faq.entries:
+            return None
+        entry = self.faq.entry(result.entry)
+        if entry.intent == HUMAN or entry.flow == HUMAN:
+            return self._handoff(session_id, state, "user_request")
+        return self._entry_replies(entry, in_flow=True) + self._reprompt(state, now, "我们继续刚才的办理：")
+
+    def _invalid(self, state: dict[str, Any], message: str, now: float) -> list[Reply]:
+        flow = state["flow"]
+        flow["invalid"] += 1
+        replies = self._reprompt(state, now, lead=message)
+        if flow["invalid"] >= self.settings.max_invalid_tries:
+            replies.append(Reply("这一步好像不太顺利。需要的话，可以转人工客服协助您，或输入“取消”结束办理。",
+                                 buttons=(HANDOFF, CANCEL), flow=flow["name"]))
+        return replies
+
+    def _advance(self, state: dict[str, Any], outcome: Outcome, now: float, record: bool = True) -> list[Reply]:
+        """Apply an outcome: say its replies, then enter steps until one waits for the user."""
+        replies: list[Reply] = []
+        for _ in range(MAX_HOPS):
+            flow = state["flow"]
+            replies.extend(outcome.say)
+            if isinstance(outcome, Finish):
+                self._end_flow(state)
+                return replies
+            if isinstance(outcome, Switch):
+                return replies + self._start(state, outcome.flow, now, outcome.data)
+            leaving = flow["step"]
+            if record and leaving is not None and isinstance(FLOWS[flow["name"]].steps[leaving], Ask):
+                flow["history"].append(leaving)
+            record = True
+            flow.update(step=outcome.step, key=secrets.token_urlsafe(16), invalid=0)
+            step = self._step(state)
+            if isinstance(step, Ask):
+                return replies + [step.prompt(self._ctx(state, now))]
+            flow["history"] = []  # no going back past an action already taken
+            next_outcome = self._run(state, step, now)
+            if next_outcome is None:
+                return replies + self._failed(state)
+            outcome = next_outcome
+        raise RuntimeError(f"flow {state['flow']['name']} did not settle")
+
+    def _run(self, state: dict[str, Any], step: Act, now: float) -> Outcome | None:
+        """Run an action step; None when the service is unavailable (the step stays, key kept)."""
+        flow = state["flow"]
+        ctx = self._ctx(state, now)
+        try:
+            return step.run(ctx)
+        except ServiceUnavailable:
+            log.warning("flow %s step %s: account service unavailable", flow["name"], flow["step"])
+            return None
+        except Unauthorized:
+            ctx.logout()
+            if "login_username" in FLOWS[flow["name"]].steps:
+                flow["data"]["after_login"] = flow["step"]
+                return Goto("login_username", (ctx.say("登录已失效，请重新登录。"),))
+            return Finish((ctx.say("登录已失效，请重新开始。"),))
+        except AccountError as e:
+            log.warning("flow %s step %s: refused (%s)", flow["name"], flow["step"], e.code)
+            return Finish((ctx.say(f"抱歉，操作没有成功：{e.message or '服务拒绝了请求'}。如需帮助，可以转人工客服。",
+                                   HANDOFF),))
+
+    def _failed(self, state: dict[str, Any]) -> list[Reply]:
+        return [Reply("抱歉，学信网账号服务暂时无法连接，这一步没有完成，您已填写的信息都还在。请稍后点“重试”。",
+                      buttons=(RETRY, CANCEL), flow=state["flow"]["name"])]
+
+    # ---- transcript (masked, short) -----------------------------------------------------
+
+    def _remember_user(self, state: dict[str, Any], inp: Input, message: Message) -> None:
+        flow = state.get("flow")
+        private = False
+        if flow and flow.get("step"):
+            step = FLOWS[flow["name"]].steps.get(flow["step"])
+            private = isinstance(step, Ask) and step.private
+        if inp.kind == "image" or message.kind == "image":
+            text = "［图片］"
+        elif private and inp.kind == "text":
+            text = HIDDEN
+        else:
+            text = mask_text(inp.text)[:200]
+        self._append_transcript(state, "用户", text)
+
+    def _remember_bot(self, state: dict[str, Any], replies: list[Reply]) -> None:
+        for r in replies:
+            self._append_transcript(state, "助手", mask_text(r.text)[:200])
+
+    def _append_transcript(self, state: dict[str, Any], who: str, text: str) -> None:
+        transcript = state.setdefault("transcript", [])
+        transcript.append([who, text])
+        del transcript[:-self.settings.transcript_turns]
+
+
+def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,
+                 store: SessionStore | None = None, *, matcher: Matcher | None = None,
+                 clock: Callable[[], float] = time.time) -> Engine:
+    """The engine as configured: FAQ + matcher, the account client, the session store."""
+    from intents.matcher import Matcher as FaqMatcher
+    from settings import resolve_path, section
+
+    from .sessions import build_store
+
+    settings = EngineSettings.from_config(cfg)
+    if matcher is None:
+        matcher = FaqMatcher.from_settings(cfg)
+    faq = matcher.faq  # type: ignore[attr-defined]
+    if accounts is None:
+        from accounts.client import ClientConfig, HttpAccountClient
+
+        accounts = HttpAccountClient(ClientConfig.from_mapping(section(cfg, "accounts")))
+    if store is None:
+        store = build_store(section(cfg, "sessions"))
+    records = Records(resolve_path(settings.data_dir), clock=clock)
+    return Engine(faq, matcher, accounts, store, settings, records, clock)
+

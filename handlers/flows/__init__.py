@@ -1,0 +1,39 @@
+"""The guided flows by name, and how an FAQ answer offers one."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .account import BIND_ACCOUNT, CLASSMATE_INBOX, REVIEW_STATUS
+from .base import Flow
+from .id_duplicate import ID_DUPLICATE
+from .recover import RECOVER_PASSWORD, RECOVER_USERNAME
+
+FLOWS: dict[str, Flow] = {f.name: f for f in (
+    RECOVER_USERNAME, RECOVER_PASSWORD, ID_DUPLICATE, BIND_ACCOUNT, CLASSMATE_INBOX, REVIEW_STATUS)}
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What an FAQ answer whose entry names ``flow:`` adds: a question and a start button."""
+
+    question: str
+    label: str
+    flow: str
+
+
+OFFERS: dict[str, Offer] = {
+    "recover_username": Offer("需要我一步步帮您找回用户名吗？", "开始找回用户名", "recover_username"),
+    "recover_password": Offer("需要我一步步帮您找回密码吗？", "开始找回密码", "recover_password"),
+    "id_duplicate": Offer("需要我一步步帮您解决证件号码重复吗？", "开始解决证件号码重复", "id_duplicate"),
+    "phone_registered": Offer("要先找回用户名吗？", "找回用户名", "recover_username"),
+    "bind_account": Offer("需要我帮您绑定微信或支付宝吗？", "开始绑定", "bind_account"),
+}
+
+# Typed commands that start a flow (the seed's menu names and what users say).
+COMMANDS: dict[str, str] = {
+    "查询审核进度": "review_status",
+    "审核进度": "review_status",
+    "协助请求": "classmate_inbox",
+    "收件箱": "classmate_inbox",
+    "查看协助请求": "classmate_inbox",
+}

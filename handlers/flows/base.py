@@ -1,0 +1,202 @@
+"""The pieces a guided flow is made of: steps, outcomes, and the context a step sees.
+
+A flow is one table ``{step name: Ask | Act}``. An ``Ask`` shows a prompt and handles
+the user's answer; an ``Act`` runs at once (it calls the account API). Step functions
+are small and typed; they return an outcome (``Goto``, ``Finish``, ``Switch``) or raise
+``Invalid`` with a friendly Chinese message, and the engine does the rest (re-asking,
+counting invalid tries, retry after ``ServiceUnavailable``, going back, expiry).
+"""
+from __future__ import annotations
+
+import base64
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping, Union
+
+from accounts.base import AccountAPI, Validation
+from handlers.types import Button, Image, Reply
+
+
+class Invalid(Exception):
+    """The answer does not fit the prompt; ``message`` says why, in Chinese."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Input:
+    """A cleaned user message as a step sees it."""
+
+    kind: Literal["text", "button", "image"]
+    text: str = ""
+    payload: str = ""
+    image: Image | None = None
+
+
+@dataclass(frozen=True)
+class Goto:
+    """Move to ``step`` (its prompt follows ``say``)."""
+
+    step: str
+    say: tuple[Reply, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finish:
+    """End the flow (its data is purged) with ``say``."""
+
+    say: tuple[Reply, ...] = ()
+
+
+@dataclass(frozen=True)
+class Switch:
+    """End this flow and start ``flow`` (with optional data carried over)."""
+
+    flow: str
+    say: tuple[Reply, ...] = ()
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+Outcome = Union[Goto, Finish, Switch]
+
+
+@dataclass
+class Ctx:
+    """What a step may use: the flow's data, the session's login, the account API."""
+
+    flow: str
+    data: dict[str, Any]
+    session: dict[str, Any]
+    accounts: AccountAPI
+    key: str                      # the Idempotency-Key of this step attempt
+    now: float
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def say(self, text: str, *buttons: Button, expects_image: bool = False) -> Reply:
+        """A reply of this flow."""
+        return Reply(text=text, buttons=tuple(buttons), flow=self.flow, expects_image=expects_image)
+
+    @property
+    def token(self) -> str | None:
+        """The chat login's token while it is valid."""
+        auth = self.session.get("auth") or {}
+        return auth.get("token") if auth.get("until", 0) > self.now else None
+
+    def login(self, token: str, expires_in: int) -> None:
+        """Remember a chat login for this session (the token only, no personal data)."""
+        self.session["auth"] = {"token": token, "until": self.now + max(0, expires_in - 30)}
+
+    def logout(self) -> None:
+        """Forget the chat login (expired or refused)."""
+        self.session.pop("auth", None)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A step that prompts and waits for the user's answer."""
+
+    prompt: Callable[[Ctx], Reply]
+    handle: Callable[[Ctx, Input], Outcome]
+    expects: Literal["text", "image"] = "text"
+    private: bool = False          # the answer is personal: hidden in the transcript
+
+
+@dataclass(frozen=True)
+class Act:
+    """A step that runs at once (usually an account API call)."""
+
+    run: Callable[[Ctx], Outcome]
+
+
+Step = Union[Ask, Act]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A guided flow: its name, title, first step and the one table of steps."""
+
+    name: str
+    title: str
+    first: str
+    steps: Mapping[str, Step]
+
+    def __post_init__(self) -> None:
+        if self.first not in self.steps:
+            raise ValueError(f"flow {self.name}: first step {self.first!r} missing")
+
+
+# ---- helpers for step functions -----------------------------------------------
+
+YES = ("是", "是的", "对", "有", "能", "可以", "好", "好的", "嗯", "确认", "确定", "yes", "y", "ok")
+NO = ("否", "不", "不是", "没有", "不能", "不可以", "不用", "不用了", "不要", "no", "n")
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[\s。.!！,，、~～]+", "", unicodedata.normalize("NFKC", text)).lower()
+
+
+def choose(inp: Input, options: Mapping[str, str], message: str) -> str:
+    """The payload picked by a button, its label typed, or its payload typed; else Invalid."""
+    if inp.kind == "button" and inp.payload in options:
+        return inp.payload
+    typed = _norm(inp.text or inp.payload)
+    for payload, label in options.items():
+        if typed and typed in (_norm(label), _norm(payload)):
+            return payload
+    raise Invalid(message)
+
+
+def yes_no(inp: Input, message: str = "请回答“是”或“否”，也可以直接点选下方按钮。") -> bool:
+    """True for a yes (button or typed), False for a no; else Invalid."""
+    if inp.kind == "button" and inp.payload in ("yes", "no"):
+        return inp.payload == "yes"
+    typed = _norm(inp.text)
+    if typed in YES:
+        return True
+    if typed in NO:
+        return False
+    raise Invalid(message)
+
+
+YES_NO = (Button("是", "yes"), Button("否", "no"))
+
+
+def field_value(check: Callable[..., str], *args: object) -> str:
+    """Run an accounts.validation check, turning its refusal into Invalid."""
+    try:
+        return check(*args)
+    except Validation as e:
+        raise Invalid(e.message or "格式不正确，请核对后重新输入。") from None
+
+
+def text_of(inp: Input) -> str:
+    """The typed text, or Invalid when the step got something else."""
+    if inp.kind == "image":
+        raise Invalid("这一步需要输入文字，请直接输入内容。")
+    return inp.text if inp.kind == "text" else inp.payload
+
+
+def pack_image(image: Image) -> dict[str, str]:
+    """An uploaded image as JSON-safe flow data."""
+    return {"data": base64.b64encode(image.data).decode("ascii"), "filename": image.filename,
+            "content_type": image.content_type}
+
+
+def unpack_image(packed: Mapping[str, str]) -> Image:
+    """The image back from flow data."""
+    return Image(base64.b64decode(packed["data"]), packed["filename"], packed["content_type"])
+
+
+def plain_wait(seconds: int | None) -> str:
+    """A wait in plain words: 约 2 小时 / 约 15 分钟 / 稍后."""
+    if not seconds or seconds <= 0:
+        return "稍后"
+    if seconds >= 3600:
+        hours = -(-seconds // 3600) if seconds % 3600 > 600 else seconds // 3600
+        return f"约 {hours} 小时后"
+    if seconds >= 60:
+        return f"约 {-(-seconds // 60)} 分钟后"
+    return "约 1 分钟后"

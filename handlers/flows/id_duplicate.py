@@ -1,0 +1,457 @@
+"""Seed topic 5: 证件号码已被注册 — explain, pick one of the four routes, and walk it.
+
+Routes 1, 2 and 4 end by cancelling the other accounts that use the same ID number;
+the flow says so plainly and asks for an explicit confirmation before each of them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+
+from accounts import validation
+from accounts.base import (AttemptsExhausted, BadImage, Identity, NotFound, RecordMismatch,
+                           StudentRecord)
+from handlers.types import Button, Reply
+
+from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Invalid, Input, Outcome, choose,
+                   field_value, pack_image, text_of, unpack_image, yes_no)
+from .common import login_steps, require_login
+
+ROUTES = {
+    "app": "途径1 APP自助验证",
+    "manual_review": "途径2 客服协助验证",
+    "classmate": "途径3 大学同班同学协助",
+    "student_record": "途径4 提供学籍或学历信息",
+}
+ROUTE_START = {"app": "app_confirm", "manual_review": "photo_confirm",
+               "classmate": "classmate_name", "student_record": "record_kind"}
+PICK = Button("直接选择途径", "pick")
+OTHER_ROUTE = Button("换其他途径", "pick")
+CANCEL_WARNING = ("**请注意：**验证通过后，将会**注销使用了您当前证件号码的其他账号**。"
+                  "注销账号会暂时影响您原填报**研招推免、统考、自主招生、兵役登记/应征报名**的信息操作。"
+                  "如果您另有其他账号，请慎重此操作。")
+LEVELS = ("专科", "本科", "硕士研究生", "博士研究生")
+KINDS = {"enrolled": "在校生", "graduate": "毕业生"}
+RECORD_KEYS = ("record_kind", "record_school", "record_number", "record_year", "record_level")
+IMAGE_MAX_BYTES = 5 * 1024 * 1024
+FIRST_YEAR = 1949
+
+
+# ---- explain and pick a route ----------------------------------------------------------
+
+def route_buttons(ctx: Ctx) -> tuple[Button, ...]:
+    """The routes still open (route 4 hides once its attempts are used up)."""
+    closed = {"student_record"} if ctx.data.get("attempts_left") == 0 else set()
+    return tuple(Button(label, f"route:{r}") for r, label in ROUTES.items() if r not in closed)
+
+
+def ask_explain(ctx: Ctx) -> Reply:
+    """Explain what 证件号码已被注册 means and how to go on."""
+    return ctx.say(
+        "提示“证件号码已被注册”，说明这个证件号码之前在学信网有注册记录。\n\n"
+        "- 如果不确定是否注册过，可以先用找回用户名核实；\n"
+        "- 如果您未曾用这个证件号码注册过，或已无法重置密码，可以在注册页勾选“我要重新注册”，"
+        "正确填写信息后点击【立即注册】，再用新注册的账号通过以下任意一种途径完成身份核验。\n\n"
+        "不确定选哪种途径？我可以问您几个问题帮您选，您也可以直接选择：",
+        Button("帮我选择途径", "guide"), *route_buttons(ctx), Button("先找回用户名核实", "flow:recover_username"))
+
+
+def ask_pick(ctx: Ctx) -> Reply:
+    """Offer the routes directly."""
+    return ctx.say("请选择完成身份核验的途径：", *route_buttons(ctx), Button("帮我选择途径", "guide"))
+
+
+def got_route(ctx: Ctx, inp: Input) -> Outcome:
+    """Start the guide or the picked route."""
+    options = {"guide": "帮我选择途径", **{b.payload: b.label for b in route_buttons(ctx)}}
+    for n, (r, label) in enumerate(ROUTES.items(), start=1):
+        options.setdefault(f"route:{r}", label)
+        if _route_typed(inp, n) and f"route:{r}" in options:
+            return _take_route(ctx, r)
+    picked = choose(inp, options, "请点选一种途径，或点“帮我选择途径”。")
+    if picked == "guide":
+        return Goto("guide_app")
+    return _take_route(ctx, picked.removeprefix("route:"))
+
+
+def _route_typed(inp: Input, n: int) -> bool:
+    """True when the user typed "途径N" (or 方式N)."""
+    typed = unicodedata.normalize("NFKC", inp.text).replace(" ", "")
+    return typed in (f"途径{n}", f"方式{n}")
+
+
+def _take_route(ctx: Ctx, route: str) -> Goto:
+    """Remember the route and make sure the user is logged in for it."""
+    if route == "student_record" and ctx.data.get("attempts_left") == 0:
+        raise Invalid("途径4 的次数已用完，请选择途径1–3。")
+    ctx.data["route"] = route
+    return Goto("status") if ctx.token else require_login(ctx, "status")
+
+
+def _recommend(ctx: Ctx, route: str) -> Outcome:
+    """Say which route fits the answers, then take it."""
+    outcome = _take_route(ctx, route)
+    return Goto(outcome.step, (ctx.say(f"根据您的回答，建议使用**{ROUTES[route]}**。"),) + outcome.say)
+
+
+def ask_guide_app(ctx: Ctx) -> Reply:
+    """Guide question 1: the 学信网 APP."""
+    return ctx.say("您能在手机上下载并使用**学信网 APP** 吗？", *YES_NO, PICK)
+
+
+def got_guide_app(ctx: Ctx, inp: Input) -> Outcome:
+    """Yes → route 1; no → next question."""
+    return _recommend(ctx, "app") if yes_no(inp) else Goto("guide_photo")
+
+
+def ask_guide_photo(ctx: Ctx) -> Reply:
+    """Guide question 2: an ID photo."""
+    return ctx.say("您现在能拍摄并上传**身份证照片**吗？", *YES_NO, PICK)
+
+
+def got_guide_photo(ctx: Ctx, inp: Input) -> Outcome:
+    """Yes → route 2; no → next question."""
+    return _recommend(ctx, "manual_review") if yes_no(inp) else Goto("guide_classmate")
+
+
+def ask_guide_classmate(ctx: Ctx) -> Reply:
+    """Guide question 3: a classmate with an account."""
+    return ctx.say("您有**大学同班同学**拥有学信网账号，并愿意登录后协助您吗？", *YES_NO, PICK)
+
+
+def got_guide_classmate(ctx: Ctx, inp: Input) -> Outcome:
+    """Yes → route 3; no → next question."""
+    return _recommend(ctx, "classmate") if yes_no(inp) else Goto("guide_record")
+
+
+def ask_guide_record(ctx: Ctx) -> Reply:
+    """Guide question 4: a student or graduate who knows the numbers."""
+    return ctx.say("您是在校生并知道自己的**学号**，或是毕业生并知道**毕业证书编号**吗？", *YES_NO, PICK)
+
+
+def got_guide_record(ctx: Ctx, inp: Input) -> Outcome:
+    """Yes → route 4; no → a person can help."""
+    if yes_no(inp):
+        return _recommend(ctx, "student_record")
+    return Goto("pick", (ctx.say("这四种途径目前看都不太方便。您仍可以选择其中一种，或联系人工客服协助。",
+                                 Button("转人工客服", "handoff")),))
+
+
+def guided(handle):  # type: ignore[no-untyped-def]
+    """Let an answer-handler of this flow jump to the route picker ("直接选择途径" / "换其他途径")."""
+
+    def wrapper(ctx: Ctx, inp: Input) -> Outcome:
+        if inp.payload == "pick" or (inp.kind == "text" and inp.text.strip() in (PICK.label, OTHER_ROUTE.label)):
+            return Goto("pick")
+        return handle(ctx, inp)
+
+    wrapper.__doc__ = handle.__doc__
+    return wrapper
+
+
+# ---- logged in: status ------------------------------------------------------------------
+
+def status_text(identity: Identity) -> str:
+    """The identity status in words, with route 4's attempts."""
+    state = {"active": "已通过身份核验，可正常使用", "pending_identity": "待核验身份",
+             "cancelled": "已注销"}.get(identity.status, identity.status)
+    return (f"账号状态：**{state}**。途径4（提供学籍或学历信息）还可使用 **{identity.route4_attempts_left}** 次"
+            f"（一个证件号码最多 3 次，已用 {identity.route4_attempts_used} 次）。")
+
+
+def show_status(ctx: Ctx) -> Outcome:
+    """Fetch the identity status and go to the chosen route."""
+    identity = ctx.accounts.identity(ctx.token or "")
+    ctx.data["attempts_left"] = identity.route4_attempts_left
+    if identity.status == "active":
+        return Finish((ctx.say("您的账号已通过身份核验，可以正常使用，无需再处理证件号码重复。"),))
+    if identity.status == "cancelled":
+        return Finish((ctx.say("这个账号已被注销，无法再进行身份核验。如需帮助，可以联系人工客服。",
+                               Button("转人工客服", "handoff")),))
+    say = (ctx.say(status_text(identity)),)
+    route = ctx.data["route"]
+    if route == "student_record" and identity.route4_attempts_left <= 0:
+        return Goto("pick", say + (ctx.say("途径4 的 3 次机会已用完，请选择途径1–3 完成核验。"),))
+    return Goto(ROUTE_START[route], say)
+
+
+# ---- confirmation before cancelling other accounts (routes 1 and 2) --------------------
+
+def ask_confirm(ctx: Ctx) -> Reply:
+    """State what will be cancelled and ask for an explicit confirmation."""
+    return ctx.say(f"{CANCEL_WARNING}\n\n确认继续{ROUTES[ctx.data['route']]}吗？",
+                   Button("我已了解，确认继续", "confirm"), OTHER_ROUTE)
+
+
+def confirmed(then: str):  # type: ignore[no-untyped-def]
+    """An answer-handler that continues to ``then`` only on an explicit confirmation."""
+
+    def got_confirm(ctx: Ctx, inp: Input) -> Outcome:
+        """Continue only on "确认"; anything else is re-asked."""
+        choose(inp, {"confirm": "我已了解，确认继续", "确认": "确认继续"},
+               "需要您明确确认后才能继续：请点“我已了解，确认继续”，或点“换其他途径”。")
+        return Goto(then)
+
+    return guided(got_confirm)
+
+
+# ---- route 1: APP ----------------------------------------------------------------------
+
+def start_app(ctx: Ctx) -> Outcome:
+    """Fetch the APP instructions for this account."""
+    steps = ctx.accounts.start_app_verification(ctx.token or "", idempotency_key=ctx.key)
+    return Goto("app_wait", (ctx.say(steps),))
+
+
+def ask_app_done(ctx: Ctx) -> Reply:
+    """Wait for the user to finish in the APP."""
+    return ctx.say("按上面的步骤在学信网 APP 中完成验证后，请点击“我已完成”。",
+                   Button("我已完成", "done"), OTHER_ROUTE)
+
+
+def got_app_done(ctx: Ctx, inp: Input) -> Outcome:
+    """Check the status once the user says it is done."""
+    choose(inp, {"done": "我已完成", "完成": "已完成"}, "完成 APP 验证后请点击“我已完成”。")
+    return Goto("app_check")
+
+
+def check_app(ctx: Ctx) -> Outcome:
+    """Finish when the account is active, else keep waiting."""
+    identity = ctx.accounts.identity(ctx.token or "")
+    if identity.status == "active":
+        return Finish((ctx.say("验证已通过，您的账号现在可以正常使用了。"),))
+    return Goto("app_wait", (ctx.say("暂时还没有查到验证通过的结果。请确认已在 APP 中点击“我的”完成登录验证，稍后再点“我已完成”。"),))
+
+
+# ---- route 2: manual review by staff ------------------------------------------------
+
+def ask_photo(ctx: Ctx) -> Reply:
+    """Ask for the ID photo as an image."""
+    return ctx.say("请上传清晰、有效的**身份证照片**（JPG 或 PNG，不超过 5 MB）。"
+                   "客服由学信网人工审核，请按要求上传。", OTHER_ROUTE, expects_image=True)
+
+
+def got_photo(ctx: Ctx, inp: Input) -> Outcome:
+    """Keep a JPEG/PNG photo of at most 5 MB until it is submitted."""
+    if inp.kind != "image" or inp.image is None:
+        raise Invalid("这一步需要上传一张身份证照片（图片），请发送图片。")
+    data = inp.image.data
+    if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG\r\n\x1a\n")):
+        raise Invalid("无法识别这张图片，请上传 JPG 或 PNG 格式的身份证照片。")
+    if len(data) > IMAGE_MAX_BYTES:
+        raise Invalid("照片超过 5 MB，请压缩或重新拍摄后上传。")
+    ctx.data["photo"] = pack_image(inp.image)
+    return Goto("photo_submit")
+
+
+def submit_photo(ctx: Ctx) -> Outcome:
+    """Send the photo to the staff review and give the ticket."""
+    image = unpack_image(ctx.data["photo"])
+    try:
+        review = ctx.accounts.submit_manual_review(ctx.token or "", image.data, image.filename,
+                                                   image.content_type, idempotency_key=ctx.key)
+    except BadImage as e:
+        ctx.data.pop("photo", None)
+        return Goto("photo", (ctx.say(e.message or "照片不符合要求，请重新上传。"),))
+    ctx.data.pop("photo", None)
+    return Finish((ctx.say(
+        f"照片已提交，审核单号：**{review.ticket_id}**。\n\n"
+        "请等待客服审核，审核通过后您才可以进入实名信息绑定步骤。您可以在学信网左侧菜单"
+        "“证件重复-客服审核”关注审核进度，也可以随时在这里发送“查询审核进度”。",
+        Button("查询审核进度", "flow:review_status")),))
+
+
+# ---- route 3: a classmate helps --------------------------------------------------------
+
+def ask_classmate_name(ctx: Ctx) -> Reply:
+    """Ask for the classmate's name."""
+    return ctx.say("请输入协助您的**大学同班同学的姓名**：", OTHER_ROUTE)
+
+
+def got_classmate_name(ctx: Ctx, inp: Input) -> Outcome:
+    """Keep a plausible name."""
+    ctx.data["classmate_name"] = field_value(validation.name, text_of(inp))
+    return Goto("classmate_username")
+
+
+def ask_classmate_username(ctx: Ctx) -> Reply:
+    """Ask for the classmate's username."""
+    return ctx.say("请输入这位同学的学信网**用户名**：")
+
+
+def got_classmate_username(ctx: Ctx, inp: Input) -> Outcome:
+    """Keep a well-formed username."""
+    ctx.data["classmate_username"] = field_value(validation.username, text_of(inp))
+    return Goto("classmate_send")
+
+
+def send_classmate_request(ctx: Ctx) -> Outcome:
+    """Send the assistance request."""
+    try:
+        ctx.accounts.request_classmate(ctx.token or "", ctx.data["classmate_name"],
+                                       ctx.data["classmate_username"], idempotency_key=ctx.key)
+    except NotFound:
+        return Goto("classmate_name", (ctx.say("没有找到姓名和用户名都相符的同学账号，请核对后重新输入。"),))
+    return Finish((ctx.say(
+        "协助请求已发送。请这位同学登录自己的账号，在学信网【账号管理】页面右上角的收件箱处理；"
+        "也可以让同学在这里发送“协助请求”，登录后查看并同意。"
+        "您可以随时发送“查询审核进度”查看结果。",
+        Button("查询审核进度", "flow:review_status")),))
+
+
+# ---- route 4: student or graduate record ------------------------------------------------
+
+def ask_record_kind(ctx: Ctx) -> Reply:
+    """Enrolled student or graduate."""
+    return ctx.say("您是在校生还是毕业生？", *(Button(v, f"kind:{k}") for k, v in KINDS.items()), OTHER_ROUTE)
+
+
+def got_record_kind(ctx: Ctx, inp: Input) -> Outcome:
+    """Keep the kind of record."""
+    picked = choose(inp, {f"kind:{k}": v for k, v in KINDS.items()}, "请选择“在校生”或“毕业生”。")
+    ctx.data["record_kind"] = picked.removeprefix("kind:")
+    return Goto("record_school")
+
+
+def ask_record_school(ctx: Ctx) -> Reply:
+    """Ask for the school's full name."""
+    return ctx.say("请输入**院校名称**（全称，例如“北京大学”）：")
+
+
+def got_record_school(ctx: Ctx, inp: Input) -> Outcome:
+    """Keep a plausible school name."""
+    school = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text_of(inp)))
+    if not re.fullmatch(r"[\u3400-\u9fffA-Za-z()（）·\-]{2,50}", school):
+        raise Invalid("院校名称应为 2–50 个汉字或字母（可含括号），请输入学校全称。")
+    ctx.data["record_school"] = school
+    return Goto("record_number")
+
+
+def _number_label(ctx: Ctx) -> str:
+    return "学号" if ctx.data["record_kind"] == "enrolled" else "证书编号"
+
+
+def ask_record_number(ctx: Ctx) -> Reply:
+    """Ask for the student number or the certificate number."""
+    return ctx.say(f"请输入您的**{_number_label(ctx)}**：")
+
+
+def got_record_number(ctx: Ctx, inp: Input) -> Outcome:
+    """Keep 4–30 letters or digits."""
+    number = re.sub(r"[\s-]+", "", unicodedata.normalize("NFKC", text_of(inp))).upper()
+    if not re.fullmatch(r"[A-Z0-9]{4,30}", number):
+        raise Invalid(f"{_number_label(ctx)}应为 4–30 位字母或数字，请核对后重新输入。")
+    ctx.data["record_number"] = number
+    return Goto("record_year")
+
+
+def _year_label(ctx: Ctx) -> str:
+    return "入学年份" if ctx.data["record_kind"] == "enrolled" else "毕业年份"
+
+
+def ask_record_year(ctx: Ctx) -> Reply:
+    """Ask for the 4-digit enrolment or graduation year."""
+    return ctx.say(f"请输入**{_year_label(ctx)}**（4 位数字，例如 2020）：")
+
+
+def got_record_year(ctx: Ctx, inp: Input) -> Outcome:
+    """Keep a 4-digit year between 1949 and this year."""
+    typed = unicodedata.normalize("NFKC", text_of(inp)).strip().removesuffix("年")
+    this_year = dt.datetime.fromtimestamp(ctx.now).year
+    if not re.fullmatch(r"\d{4}", typed):
+        raise Invalid(f"{_year_label(ctx)}请填写 4 位数字，例如 2020。")
+    if not FIRST_YEAR <= int(typed) <= this_year:
+        raise Invalid(f"{_year_label(ctx)}应在 {FIRST_YEAR}–{this_year} 年之间，请核对。")
+    ctx.data["record_year"] = int(typed)
+    return Goto("record_level")
+
+
+def ask_record_level(ctx: Ctx) -> Reply:
+    """Offer the education levels as buttons."""
+    return ctx.say("请选择**学历层次**：", *(Button(level, f"level:{level}") for level in LEVELS))
+
+
+def got_record_level(ctx: Ctx, inp: Input) -> Outcome:
+    """Keep one of the four levels."""
+    picked = choose(inp, {f"level:{level}": level for level in LEVELS}, "请从下方按钮中选择学历层次。")
+    ctx.data["record_level"] = picked.removeprefix("level:")
+    return Goto("record_review")
+
+
+def ask_record_review(ctx: Ctx) -> Reply:
+    """Show the record (masked), the attempts left and the cancellation warning."""
+    d = ctx.data
+    number = d["record_number"]
+    masked = number[:2] + "*" * max(len(number) - 4, 1) + number[-2:]
+    return ctx.say(
+        f"请核对：{KINDS[d['record_kind']]}，{d['record_school']}，{_number_label(ctx)} {masked}，"
+        f"{_year_label(ctx)} {d['record_year']}，{d['record_level']}。\n\n"
+        f"途径4 还可使用 **{d.get('attempts_left', 0)}** 次（一个证件号码最多 3 次）。\n\n{CANCEL_WARNING}",
+        Button("确认提交", "confirm"), Button("重新填写", "edit"), OTHER_ROUTE)
+
+
+def got_record_review(ctx: Ctx, inp: Input) -> Outcome:
+    """Submit on explicit confirmation; "重新填写" starts the record again."""
+    picked = choose(inp, {"confirm": "确认提交", "edit": "重新填写"},
+                    "请点“确认提交”提交核对，或点“重新填写”修改。")
+    return Goto("record_submit" if picked == "confirm" else "record_kind")
+
+
+def submit_record(ctx: Ctx) -> Outcome:
+    """Submit the record; a mismatch shows the attempts left."""
+    d = ctx.data
+    enrolled = d["record_kind"] == "enrolled"
+    record = StudentRecord(
+        kind="enrolled" if enrolled else "graduate", school=d["record_school"], level=d["record_level"],
+        student_no=d["record_number"] if enrolled else None,
+        enrolment_year=d["record_year"] if enrolled else None,
+        certificate_no=None if enrolled else d["record_number"],
+        graduation_year=None if enrolled else d["record_year"])
+    try:
+        ctx.accounts.submit_student_record(ctx.token or "", record, idempotency_key=ctx.key)
+    except (RecordMismatch, AttemptsExhausted) as e:
+        for k in RECORD_KEYS:
+            d.pop(k, None)
+        left = e.attempts_left if isinstance(e, RecordMismatch) and e.attempts_left is not None else 0
+        d["attempts_left"] = left
+        if left <= 0:
+            return Goto("pick", (ctx.say("信息核对未通过，途径4 的 3 次机会已用完。请选择途径1–3 完成核验。"),))
+        return Goto("record_kind", (ctx.say(f"信息核对未通过，途径4 还可使用 {left} 次。请核对后重新填写。"),))
+    for k in RECORD_KEYS:
+        d.pop(k, None)
+    return Finish((ctx.say("学籍/学历信息核对正确，身份核验已通过，您的账号现在可以正常使用了。"),))
+
+
+ID_DUPLICATE = Flow(
+    name="id_duplicate",
+    title="解决证件号码已被注册",
+    first="explain",
+    steps={
+        "explain": Ask(ask_explain, got_route),
+        "pick": Ask(ask_pick, got_route),
+        "guide_app": Ask(ask_guide_app, guided(got_guide_app)),
+        "guide_photo": Ask(ask_guide_photo, guided(got_guide_photo)),
+        "guide_classmate": Ask(ask_guide_classmate, guided(got_guide_classmate)),
+        "guide_record": Ask(ask_guide_record, guided(got_guide_record)),
+        **login_steps(),
+        "status": Act(show_status),
+        "app_confirm": Ask(ask_confirm, confirmed("app_start")),
+        "app_start": Act(start_app),
+        "app_wait": Ask(ask_app_done, guided(got_app_done)),
+        "app_check": Act(check_app),
+        "photo_confirm": Ask(ask_confirm, confirmed("photo")),
+        "photo": Ask(ask_photo, guided(got_photo), expects="image", private=True),
+        "photo_submit": Act(submit_photo),
+        "classmate_name": Ask(ask_classmate_name, guided(got_classmate_name), private=True),
+        "classmate_username": Ask(ask_classmate_username, guided(got_classmate_username), private=True),
+        "classmate_send": Act(send_classmate_request),
+        "record_kind": Ask(ask_record_kind, guided(got_record_kind)),
+        "record_school": Ask(ask_record_school, guided(got_record_school)),
+        "record_number": Ask(ask_record_number, guided(got_record_number), private=True),
+        "record_year": Ask(ask_record_year, guided(got_record_year)),
+        "record_level": Ask(ask_record_level, guided(got_record_level)),
+        "record_review": Ask(ask_record_review, guided(got_record_review)),
+        "record_submit": Act(submit_record),
+    },
+)

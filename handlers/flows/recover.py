@@ -1,0 +1,113 @@
+"""Seed topic 2: recover the username (sent by SMS) or the password (one-time reset link)."""
+from __future__ import annotations
+
+from accounts import validation
+from accounts.base import ChallengeExpired, InvalidCode, NotFound, TooFrequent
+from handlers.types import Button, Reply
+
+from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, field_value, text_of
+from .common import identity_steps, too_frequent
+
+# ---- recover username ---------------------------------------------------------------
+
+def send_username(ctx: Ctx) -> Outcome:
+    """Ask the service to text the username to the account's phone."""
+    try:
+        sent_to = ctx.accounts.recover_username(name=ctx.data["name"], id_type=ctx.data["id_type"],
+                                                id_number=ctx.data["id_number"], idempotency_key=ctx.key)
+    except NotFound:
+        return Finish((ctx.say(
+            "没有找到与您填写的姓名和证件信息相符的账号。请核对后重新找回；"
+            "如果确认从未注册过，可以直接注册新账号。",
+            Button("重新填写", "flow:recover_username")),))
+    except TooFrequent as e:
+        return too_frequent(ctx, e, "找回用户名")
+    return Finish((ctx.say(f"用户名已通过短信发送至 {sent_to}，请查收。\n\n"
+                           "因学信网账号还可用于本网站的其他系统登录，请牢记用户名和密码。",
+                           Button("继续找回密码", "flow:recover_password")),))
+
+
+RECOVER_USERNAME = Flow(
+    name="recover_username",
+    title="找回用户名",
+    first="name",
+    steps={
+        **identity_steps(then="send"),
+        "send": Act(send_username),
+    },
+)
+
+
+# ---- recover password -----------------------------------------------------------------
+
+def ask_username(ctx: Ctx) -> Reply:
+    """Ask for the username whose password is lost."""
+    return ctx.say("请输入要找回密码的**用户名**（忘记用户名可以先找回）：",
+                   Button("先找回用户名", "flow:recover_username"))
+
+
+def got_username(ctx: Ctx, inp: Input) -> Outcome:
+    """Keep a well-formed username."""
+    ctx.data["username"] = field_value(validation.username, text_of(inp))
+    return Goto("name")
+
+
+def send_code(ctx: Ctx) -> Outcome:
+    """Ask the service to text a verification code for the reset."""
+    try:
+        challenge = ctx.accounts.start_password_recovery(
+            username=ctx.data["username"], name=ctx.data["name"], id_type=ctx.data["id_type"],
+            id_number=ctx.data["id_number"], idempotency_key=ctx.key)
+    except NotFound:
+        return Finish((ctx.say("用户名、姓名和证件信息与我们的记录不相符，无法找回密码。"
+                               "建议先找回用户名，核实是否注册过账号、用的是哪个用户名。",
+                               Button("找回用户名", "flow:recover_username")),))
+    except TooFrequent as e:
+        return too_frequent(ctx, e, "找回密码")
+    for k in ("name", "id_type", "id_number"):
+        ctx.data.pop(k, None)
+    ctx.data["challenge"] = challenge.challenge_id
+    return Goto("code", (ctx.say(f"验证码已发送至 {challenge.sent_to}。"),))
+
+
+def ask_code(ctx: Ctx) -> Reply:
+    """Ask for the SMS code."""
+    return ctx.say("请输入收到的 **6 位短信验证码**：")
+
+
+def got_code(ctx: Ctx, inp: Input) -> Outcome:
+    """Keep a 6-digit code."""
+    ctx.data["code"] = field_value(validation.code, text_of(inp))
+    return Goto("verify")
+
+
+def verify_code(ctx: Ctx) -> Outcome:
+    """Exchange the code for the one-time reset link."""
+    try:
+        link = ctx.accounts.verify_password_recovery(ctx.data["challenge"], ctx.data["code"],
+                                                     idempotency_key=ctx.key)
+    except InvalidCode as e:
+        left = f"，还可以再试 {e.attempts_left} 次" if e.attempts_left is not None else ""
+        return Goto("code", (ctx.say(f"验证码不正确{left}。"),))
+    except ChallengeExpired:
+        return Finish((ctx.say("验证码已失效（已过期、已使用或错误次数过多），请重新找回密码。",
+                               Button("重新找回密码", "flow:recover_password")),))
+    finally:
+        ctx.data.pop("code", None)
+    minutes = max(1, link.expires_in // 60)
+    return Finish((ctx.say(f"验证成功。请打开下面的链接设置新密码（{minutes} 分钟内有效，只能使用一次，请勿转发给他人）：\n\n"
+                           f"[重置密码]({link.reset_url})"),))
+
+
+RECOVER_PASSWORD = Flow(
+    name="recover_password",
+    title="找回密码",
+    first="username",
+    steps={
+        "username": Ask(ask_username, got_username, private=True),
+        **identity_steps(then="send_code"),
+        "send_code": Act(send_code),
+        "code": Ask(ask_code, got_code, private=True),
+        "verify": Act(verify_code),
+    },
+)

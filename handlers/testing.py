@@ -1,0 +1,54 @@
+"""A fake transport for driving the engine in tests and scripts: say, press a button, upload."""
+from __future__ import annotations
+
+from typing import Any
+
+from .types import Button, Message, Reply
+
+
+class Chat:
+    """One user talking to an engine; keeps the last replies to press their buttons."""
+
+    def __init__(self, engine: Any, session_id: str | None = None) -> None:
+        self.engine = engine
+        self.session_id = session_id or engine.new_session_id()
+        self.replies: list[Reply] = []
+
+    def send(self, message: Message) -> list[Reply]:
+        self.replies = self.engine.handle(self.session_id, message)
+        return self.replies
+
+    def say(self, text: str) -> list[Reply]:
+        """Type a text message."""
+        return self.send(Message.from_text(text))
+
+    def press(self, label: str) -> list[Reply]:
+        """Press the button whose label contains ``label`` among the last replies."""
+        return self.send(Message.from_button(self.button(label).payload))
+
+    def upload(self, data: bytes, filename: str = "photo.jpg", content_type: str = "image/jpeg") -> list[Reply]:
+        """Send an image."""
+        return self.send(Message.from_image(data, filename, content_type))
+
+    def button(self, label: str) -> Button:
+        """The first button of the last replies whose label contains ``label``."""
+        for b in self.buttons:
+            if label in b.label:
+                return b
+        raise AssertionError(f"no button {label!r} in {[b.label for b in self.buttons]}")
+
+    @property
+    def buttons(self) -> list[Button]:
+        return [b for r in self.replies for b in r.buttons]
+
+    @property
+    def text(self) -> str:
+        """All text of the last replies."""
+        return "\n".join(r.text for r in self.replies)
+
+    @property
+    def flow_step(self) -> tuple[str, str] | None:
+        """The active flow and step, read from the session store."""
+        state = self.engine.store.get(self.session_id) or {}
+        flow = state.get("flow")
+        return (flow["name"], flow["step"]) if flow else None
