@@ -1,0 +1,1 @@
+"""The account API sandbox: the contract implemented over SQLite (service), served over HTTP (server)."""
