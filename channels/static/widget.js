@@ -171,7 +171,7 @@
     ".head h2{flex:1;margin:0;font-size:16px;font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}",
     ".head button{border:1px solid rgba(255,255,255,.6);background:transparent;color:#fff;border-radius:6px;padding:4px 10px;font:inherit;font-size:13px;cursor:pointer;min-height:32px}",
     ".log{flex:1;overflow-y:auto;padding:12px;background:#f4f6f8}",
-    ".msg{max-width:88%;margin:6px 0;padding:8px 12px;border-radius:10px;word-wrap:break-word;overflow-wrap:anywhere;white-space:normal}",
+    ".msg{width:fit-content;max-width:88%;margin:6px 0;padding:8px 12px;border-radius:10px;word-wrap:break-word;overflow-wrap:anywhere;white-space:normal}",
     ".bot{background:#fff;border:1px solid #dde3e9;margin-right:auto}",
     ".user{background:#0b5cad;color:#fff;margin-left:auto;white-space:pre-wrap}",
     ".notice{background:#fff4e5;border:1px solid #f5c27a;color:#7a4b00;max-width:100%;font-size:14px}",
@@ -249,7 +249,13 @@
   }
 
   function remember(entry) {
-    var stored = entry.role === "user" ? { role: "user", text: maskPersonal(entry.text) } : entry;
+    var stored = { role: entry.role, text: maskPersonal(entry.text) };
+    if (entry.role === "bot") {
+      stored.buttons = entry.buttons;
+      stored.blocks = Array.isArray(entry.blocks) ? JSON.parse(JSON.stringify(entry.blocks, function (k, v) {
+        return k === "text" && typeof v === "string" ? maskPersonal(v) : v;
+      })) : undefined;
+    }
     state.history.push(stored);
     save();
   }
