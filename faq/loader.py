@@ -211,6 +211,7 @@ def _build(topics_raw: list[tuple[str, dict, dict]], lexicon_raw: tuple[str, dic
     typos: dict[str, str] = {}
     domain_words: tuple[str, ...] = ()
     stopwords: tuple[str, ...] = ()
+    contrast: tuple[str, ...] = ()
     if lexicon_raw is None:
         problems.append(Problem("faq", 1, "", f"missing {LEXICON_FILE} (synonyms, typos, domain words)"))
     else:
@@ -225,8 +226,9 @@ def _build(topics_raw: list[tuple[str, dict, dict]], lexicon_raw: tuple[str, dic
         typos = {str(k): str(v) for k, v in (doc.get("typos") or {}).items()}
         domain_words = tuple(doc.get("domain_words") or ())
         stopwords = tuple(doc.get("stopwords") or ())
+        contrast = tuple(doc.get("contrast_words") or ())
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
-               stopwords=stopwords)
+               stopwords=stopwords, contrast_words=contrast)
 
 
 def _question_key(q: str) -> str:

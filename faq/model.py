@@ -38,6 +38,7 @@ class FAQ:
     domain_words: tuple[str, ...] = ()                          # kept whole by the tokeniser
     typos: dict[str, str] = field(default_factory=dict)          # misspelling → correct text
     stopwords: tuple[str, ...] = ()                             # ignored when matching
+    contrast_words: tuple[str, ...] = ()                        # turn a question into another one
 
     @cached_property
     def entries(self) -> dict[str, Entry]:

@@ -14,6 +14,7 @@ so the cost grows with the entries that share words, not with the FAQ size.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -38,6 +39,9 @@ class MatcherConfig:
     w_coverage: float = 0.45
     w_similarity: float = 0.55
     keyword_bonus: float = 0.10
+    unknown_floor: float = 0.6        # least weight of a content word the FAQ never uses
+    focus_tokens: int = 12            # beyond this many words, words the entry does not explain count less
+    contrast_penalty: float = 0.7     # score factor when the question holds a contrast word the entry lacks
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> "MatcherConfig":
@@ -67,6 +71,9 @@ class Matcher:
         self._general_idf = jieba.analyse.default_tfidf.idf_freq
         self._median_idf = jieba.analyse.default_tfidf.median_idf
 
+        contrast = sorted({self.normalise(w).full for w in faq.contrast_words} - {""}, key=len, reverse=True)
+        self._contrast = re.compile("|".join(map(re.escape, contrast))) if contrast else None
+        self._entry_contrast: list[frozenset[str]] = []
         per_entry_docs: list[list[tuple[str, tuple[str, ...]]]] = []
         self._vocab: list[frozenset[str]] = []
         self._keywords: list[tuple[str, ...]] = []
@@ -74,7 +81,12 @@ class Matcher:
         for e in self.entries:
             docs = [self._norm(q) for q in (e.question, *e.alternates)]
             keywords = [self._norm(k) for k in e.keywords]
-            vocab = {t for _, toks in docs + keywords for t in toks}
+            # the answer's words count as explained too (document expansion): a user
+            # asking about 缓存 or 账号管理 is asking about the entry that mentions them
+            answer_words = self._norm(_plain(e.answer))[1]
+            self._entry_contrast.append(frozenset().union(*(
+                self._contrast_words(self.normalise(t).full) for t in (e.question, *e.alternates, *e.keywords, _plain(e.answer)))))
+            vocab = {t for _, toks in docs + keywords for t in toks} | set(answer_words)
             per_entry_docs.append(docs)
             self._vocab.append(frozenset(vocab))
             self._keywords.append(tuple(k for k, _ in keywords if k))
@@ -104,14 +116,23 @@ class Matcher:
         n = self.normalise(text)
         return n.text, n.tokens
 
+    def _contrast_words(self, full: str) -> frozenset[str]:
+        return frozenset(self._contrast.findall(full)) if self._contrast else frozenset()
+
     def weight(self, token: str) -> float:
-        """How much a token says about what was asked (0..1)."""
-        if token in self._idf:
-            return self._idf[token]
+        """How much a token says about what was asked (0..1).
+
+        General informativeness (jieba's corpus IDF) scaled by how specific the word
+        is within the FAQ; a word the FAQ never uses keeps at least ``unknown_floor``.
+        """
         if len(token) == 1 or token.isdigit():
             return 0.3
-        general = self._general_idf.get(token, self._median_idf)
-        return min(1.0, max(0.4, general / self._median_idf))
+        general = self._general_idf.get(token)
+        g = 0.5 if general is None and token.isascii() else \
+            min(1.0, max(0.3, (general or self._median_idf) / self._median_idf))
+        if token in self._idf:
+            return g * (0.4 + 0.6 * self._idf[token])
+        return max(g, self.config.unknown_floor)
 
     # ---- matching ----------------------------------------------------------
 
@@ -122,14 +143,17 @@ class Matcher:
         q = self.normalise(text)
         if not q.tokens:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
-        ranked = self._rank(q.text, q.tokens)
+        ranked = self._rank(q.text, q.tokens, self._contrast_words(q.full))
         return self._decide(ranked)
 
-    def _rank(self, qtext: str, qtokens: tuple[str, ...]) -> list[tuple[float, int]]:
+    def _rank(self, qtext: str, qtokens: tuple[str, ...], contrast: frozenset[str]) -> list[tuple[float, int]]:
         cfg = self.config
         qset = set(qtokens)
         weights = {t: self.weight(t) for t in qset}
         qweight = sum(weights.values()) or 1.0
+        # a long message carries narrative around its question: what an entry does not
+        # explain weighs less there than in a short question, where it changes the question
+        dilution = min(1.0, cfg.focus_tokens / len(qset)) ** 0.5
 
         # pre-selection: docs sharing tokens or bigrams, best shared weight first
         shared: dict[int, float] = defaultdict(float)
@@ -160,9 +184,11 @@ class Matcher:
         scored = []
         for ei, sim in best_sim.items():
             covered = sum(w for t, w in weights.items() if t in self._vocab[ei])
-            coverage = covered / qweight
+            coverage = covered / (covered + (qweight - covered) * dilution)
             bonus = cfg.keyword_bonus if any(k in qtext for k in self._keywords[ei]) else 0.0
             score = min(1.0, cfg.w_coverage * coverage + cfg.w_similarity * sim + bonus)
+            if contrast - self._entry_contrast[ei]:
+                score *= cfg.contrast_penalty
             scored.append((score, ei))
         scored.sort(reverse=True)
         return scored[: cfg.prune_limit]
@@ -189,6 +215,11 @@ class Matcher:
         from settings import section
 
         return cls(load_faq(cfg), MatcherConfig.from_mapping(section(cfg, "matcher")))
+
+
+def _plain(markdown: str) -> str:
+    """Answer text without Markdown link targets (URLs are not words users type)."""
+    return re.sub(r"\]\([^)]*\)", "]", markdown)
 
 
 def _keys(text: str, tokens: tuple[str, ...]) -> set[str]:

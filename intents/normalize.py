@@ -45,8 +45,9 @@ def _has_surrogate(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Normalised:
-    text: str                 # canonical text with punctuation removed (for character similarity)
+    text: str                 # canonical content text: tokens joined (for character similarity)
     tokens: tuple[str, ...]   # content tokens, stopwords removed
+    full: str = ""            # canonical text with stopwords kept, no spaces
 
 
 class Normaliser:
@@ -94,7 +95,7 @@ class Normaliser:
     def __call__(self, text: str) -> Normalised:
         rewritten = self.rewrite(text)
         tokens = self.tokens(rewritten)
-        return Normalised(text="".join(tokens), tokens=tokens)
+        return Normalised(text="".join(tokens), tokens=tokens, full=rewritten.replace(" ", ""))
 
 
 def _alternation(table: dict[str, str]) -> re.Pattern[str]:
