@@ -1,0 +1,29 @@
+"""Shared pytest set-up.
+
+Under CI (the ``CI`` variable set) a skipped test is a failure: a test that needs a
+system part (Chromium, Redis) may skip on a developer's machine that lacks it, but
+CI must have every part, so a skip there means something is missing.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"skipped under CI, which must have every system part: {reason}"
