@@ -190,75 +190,74 @@ def _marker(block: Block, item: Item) -> str:
 
 
 def _tg_len(s: str) -> int:
-    """Length as Telegram counts it (UTF-16 code units)."""
+    """Length as Telegram counts it (UTF-16 code units of the text after entity parsing)."""
     return len(s.encode("utf-16-le")) // 2
 
 
-def _wrap(span: Span, escaped: str) -> str:
+def _wrap(span: Span, text: str) -> str:
+    """The span's text, escaped, inside its tags."""
+    out = html.escape(text, quote=False)
     if span.href:
-        escaped = f'<a href="{html.escape(span.href, quote=True)}">{escaped}</a>'
+        out = f'<a href="{html.escape(span.href, quote=True)}">{out}</a>'
     if span.bold:
-        escaped = f"<b>{escaped}</b>"
-    return escaped
+        out = f"<b>{out}</b>"
+    return out
 
 
-def _span_atoms(span: Span, limit: int) -> Iterator[str]:
-    """The span as balanced HTML pieces, each at most ``limit`` long (long text cut at a break)."""
-    whole = _wrap(span, html.escape(span.text, quote=False))
-    if _tg_len(whole) <= limit:
-        yield whole
-        return
-    budget = limit - _tg_len(_wrap(span, ""))
+def _span_atoms(span: Span, limit: int) -> Iterator[tuple[str, int]]:
+    """(HTML, visible length) pieces of a span, each at most ``limit`` long; long text cut at a break."""
     text = span.text
     while text:
-        size, cut = 0, 0
+        cut, size = len(text), 0
         for i, ch in enumerate(text):
-            size += _tg_len(html.escape(ch, quote=False))
-            if size > budget:
+            size += _tg_len(ch)
+            if size > limit:
+                cut = i
+                soft = max(text.rfind(b, 0, cut) for b in _BREAKS) + 1
+                if soft > cut // 2:
+                    cut = soft
                 break
-            cut = i + 1
-        if cut < len(text):
-            soft = max(text.rfind(b, 0, cut) for b in _BREAKS) + 1
-            if soft > cut // 2:
-                cut = soft
-        yield _wrap(span, html.escape(text[:cut], quote=False))
+        yield _wrap(span, text[:cut]), _tg_len(text[:cut])
         text = text[cut:]
 
 
-def _block_atoms(block: Block, limit: int) -> list[tuple[str, str]]:
-    """(separator before, HTML atom) pairs for one block; atoms are balanced and each fits."""
-    atoms: list[tuple[str, str]] = []
+def _block_atoms(block: Block, limit: int) -> list[tuple[str, str, int]]:
+    """(separator before, HTML, visible length) for one block; each piece is balanced HTML that fits."""
+    atoms: list[tuple[str, str, int]] = []
     for item in block.items:
         for li, line in enumerate(item.lines):
             marker = _marker(block, item) if li == 0 else ("   " if block.type != "p" else "")
             spans = ((Span(marker),) if marker else ()) + line
             for si, span in enumerate(spans):
-                for ai, atom in enumerate(_span_atoms(span, limit)):
-                    atoms.append(("\n" if atoms and si == 0 and ai == 0 else "", atom))
+                for ai, (piece, size) in enumerate(_span_atoms(span, limit)):
+                    atoms.append(("\n" if atoms and si == 0 and ai == 0 else "", piece, size))
     return atoms
 
 
 def telegram_chunks(markdown: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
-    """Telegram HTML messages for one reply, each within ``limit``; blocks are kept whole where they fit."""
+    """Telegram HTML messages for one reply, each within ``limit`` visible characters;
+    blocks are kept whole where they fit, long ones split between lines, then spans, then sentences."""
     chunks: list[str] = []
-    current = ""
+    current, used = "", 0
 
-    def add(sep: str, piece: str) -> None:
-        nonlocal current
-        if current and _tg_len(current) + _tg_len(sep) + _tg_len(piece) > limit:
+    def add(sep: str, piece: str, size: int) -> None:
+        nonlocal current, used
+        if current and used + len(sep) + size > limit:
             chunks.append(current)
-            current = piece
+            current, used = piece, size
+        elif current:
+            current, used = current + sep + piece, used + len(sep) + size
         else:
-            current = current + sep + piece if current else piece
+            current, used = piece, size
 
     for block in parse(markdown):
         atoms = _block_atoms(block, limit)
-        whole = "".join(sep + atom for sep, atom in atoms)
-        if _tg_len(whole) <= limit:
-            add("\n\n", whole)
+        size = sum(len(sep) + n for sep, _, n in atoms)
+        if size <= limit:
+            add("\n\n", "".join(sep + piece for sep, piece, _ in atoms), size)
             continue
-        for i, (sep, atom) in enumerate(atoms):
-            add("\n\n" if i == 0 else sep, atom)
+        for i, (sep, piece, n) in enumerate(atoms):
+            add("\n\n" if i == 0 else sep, piece, n)
     if current:
         chunks.append(current)
     return chunks
