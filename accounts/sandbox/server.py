@@ -228,7 +228,8 @@ _DESCRIPTIONS = {401: "UNAUTHORIZED", 403: "refused (see code)", 404: "NOT_FOUND
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"model": ErrorOut, "description": _DESCRIPTIONS[s]} for s in statuses}
+    """Documented error responses: 401 and 422 everywhere, plus ``statuses``."""
+    return {s: {"model": ErrorOut, "description": _DESCRIPTIONS[s]} for s in sorted({401, 422, *statuses})}
 
 
 # ---- the app ----------------------------------------------------------------------
@@ -300,45 +301,45 @@ def create_app(service: SandboxService, *, api_key: str, admin_key: str) -> Fast
 
     api = APIRouter(prefix="/v1", dependencies=[Depends(need_api_key)])
 
-    @api.post("/accounts", status_code=201, response_model=RegisteredOut, responses=_errors(401, 403, 409, 422))
+    @api.post("/accounts", status_code=201, response_model=RegisteredOut, responses=_errors(403, 409))
     def register(body: RegisterIn, key: str | None = IdemKey, client: str | None = ClientId) -> dict[str, Any]:
         return service.register(**body.model_dump(), client_id=client, idempotency_key=key)
 
     @api.post("/recovery/username", status_code=202, response_model=SentToOut,
-              responses=_errors(401, 404, 409, 422, 429))
+              responses=_errors(404, 409, 429))
     def recover_username(body: RecoverUsernameIn, key: str | None = IdemKey,
                          client: str | None = ClientId) -> dict[str, Any]:
         return service.recover_username(**body.model_dump(), client_id=client, idempotency_key=key)
 
     @api.post("/recovery/password", status_code=202, response_model=ChallengeOut,
-              responses=_errors(401, 404, 409, 422, 429))
+              responses=_errors(404, 409, 429))
     def recover_password(body: RecoverPasswordIn, key: str | None = IdemKey,
                          client: str | None = ClientId) -> dict[str, Any]:
         return service.start_password_recovery(**body.model_dump(), client_id=client, idempotency_key=key)
 
     @api.post("/recovery/password/{challenge_id}/verify", response_model=ResetLinkOut,
-              responses=_errors(401, 404, 409, 410, 422))
+              responses=_errors(404, 409, 410))
     def verify_recovery(challenge_id: str, body: CodeIn, key: str | None = IdemKey) -> dict[str, Any]:
         return service.verify_password_recovery(challenge_id, body.code, idempotency_key=key)
 
-    @api.post("/auth/otp", status_code=202, response_model=ChallengeOut, responses=_errors(401, 404, 409, 422, 429))
+    @api.post("/auth/otp", status_code=202, response_model=ChallengeOut, responses=_errors(404, 409, 429))
     def start_login(body: OtpIn, key: str | None = IdemKey, client: str | None = ClientId) -> dict[str, Any]:
         return service.start_login(body.username, client_id=client, idempotency_key=key)
 
-    @api.post("/auth/otp/{challenge_id}", response_model=LoginOut, responses=_errors(401, 404, 409, 410, 422))
+    @api.post("/auth/otp/{challenge_id}", response_model=LoginOut, responses=_errors(404, 409, 410))
     def verify_login(challenge_id: str, body: CodeIn, key: str | None = IdemKey) -> dict[str, Any]:
         return service.verify_login(challenge_id, body.code, idempotency_key=key)
 
-    @api.get("/me/identity", response_model=IdentityOut, responses=_errors(401))
+    @api.get("/me/identity", response_model=IdentityOut, responses=_errors())
     def identity(token: str = Depends(bearer)) -> dict[str, Any]:
         return service.identity(token)
 
-    @api.post("/me/identity/app-verification", response_model=InstructionsOut, responses=_errors(401, 409, 422))
+    @api.post("/me/identity/app-verification", response_model=InstructionsOut, responses=_errors(409))
     def app_verification(token: str = Depends(bearer), key: str | None = IdemKey) -> dict[str, Any]:
         return service.start_app_verification(token, idempotency_key=key)
 
     @api.post("/me/identity/manual-review", status_code=202, response_model=ReviewOut,
-              responses=_errors(401, 409, 422))
+              responses=_errors(409))
     def manual_review(image: UploadFile = File(..., description="ID photo, JPEG or PNG, at most 5 MB"),
                       token: str = Depends(bearer), key: str | None = IdemKey) -> dict[str, Any]:
         data = image.file.read(MAX_IMAGE_BYTES + 1)
@@ -346,73 +347,73 @@ def create_app(service: SandboxService, *, api_key: str, admin_key: str) -> Fast
                                             idempotency_key=key)
 
     @api.post("/me/identity/classmate-requests", status_code=202, response_model=ClassmateCreatedOut,
-              responses=_errors(401, 404, 409, 422))
+              responses=_errors(404, 409))
     def classmate(body: ClassmateIn, token: str = Depends(bearer), key: str | None = IdemKey) -> dict[str, Any]:
         return service.request_classmate(token, body.classmate_name, body.classmate_username, idempotency_key=key)
 
-    @api.get("/me/inbox", response_model=InboxOut, responses=_errors(401))
+    @api.get("/me/inbox", response_model=InboxOut, responses=_errors())
     def inbox(token: str = Depends(bearer)) -> dict[str, Any]:
         return service.inbox(token)
 
     @api.post("/me/inbox/{request_id}/accept", response_model=ClassmateRequestOut,
-              responses=_errors(401, 404, 409, 422))
+              responses=_errors(404, 409))
     def accept(request_id: str, token: str = Depends(bearer), key: str | None = IdemKey) -> dict[str, Any]:
         return service.answer_classmate_request(token, request_id, True, idempotency_key=key)
 
     @api.post("/me/inbox/{request_id}/reject", response_model=ClassmateRequestOut,
-              responses=_errors(401, 404, 409, 422))
+              responses=_errors(404, 409))
     def reject(request_id: str, token: str = Depends(bearer), key: str | None = IdemKey) -> dict[str, Any]:
         return service.answer_classmate_request(token, request_id, False, idempotency_key=key)
 
-    @api.post("/me/identity/student-record", response_model=IdentityOut, responses=_errors(401, 403, 409, 422))
+    @api.post("/me/identity/student-record", response_model=IdentityOut, responses=_errors(403, 409))
     def student_record(body: StudentRecordIn, token: str = Depends(bearer),
                        key: str | None = IdemKey) -> dict[str, Any]:
         return service.submit_student_record(token, body.model_dump(exclude_none=True), idempotency_key=key)
 
-    @api.get("/me/bindings", response_model=BindingsOut, responses=_errors(401))
+    @api.get("/me/bindings", response_model=BindingsOut, responses=_errors())
     def bindings(token: str = Depends(bearer)) -> dict[str, Any]:
         return service.bindings(token)
 
-    @api.post("/me/bindings", status_code=201, response_model=QrOut, responses=_errors(401, 409, 422, 429))
+    @api.post("/me/bindings", status_code=201, response_model=QrOut, responses=_errors(409, 429))
     def bind(body: BindIn, token: str = Depends(bearer), key: str | None = IdemKey) -> dict[str, Any]:
         return service.bind(token, body.provider, idempotency_key=key)
 
     @api.delete("/me/bindings/{provider}", status_code=204, response_class=Response,
-                responses=_errors(401, 404, 409, 422))
+                responses=_errors(404, 409))
     def unbind(provider: Literal["wechat", "alipay"], token: str = Depends(bearer),
                key: str | None = IdemKey) -> Response:
         service.unbind(token, provider, idempotency_key=key)
         return Response(status_code=204)
 
-    @api.get("/sandbox/outbox", response_model=OutboxOut, tags=["sandbox"], responses=_errors(401, 422))
+    @api.get("/sandbox/outbox", response_model=OutboxOut, tags=["sandbox"], responses=_errors())
     def outbox(phone: str = Query(..., description="mainland mobile number")) -> dict[str, Any]:
         return service.outbox(phone)
 
     admin = APIRouter(prefix="/v1/sandbox/admin", tags=["sandbox"], dependencies=[Depends(need_admin_key)])
 
-    @admin.get("/reviews", response_model=PendingReviewsOut, responses=_errors(401))
+    @admin.get("/reviews", response_model=PendingReviewsOut, responses=_errors())
     def pending_reviews() -> dict[str, Any]:
         return service.pending_reviews()
 
-    @admin.post("/reviews/{ticket_id}", response_model=ReviewOut, responses=_errors(401, 404, 409, 422))
+    @admin.post("/reviews/{ticket_id}", response_model=ReviewOut, responses=_errors(404, 409))
     def decide(ticket_id: str, body: ReviewDecisionIn) -> dict[str, Any]:
         return service.decide_review(ticket_id, body.decision == "approve", body.reason)
 
-    @admin.post("/app-verifications", response_model=IdentityOut, responses=_errors(401, 404, 409, 422))
+    @admin.post("/app-verifications", response_model=IdentityOut, responses=_errors(404, 409))
     def pass_app(body: UsernameIn) -> dict[str, Any]:
         return service.pass_app_verification(body.username)
 
     @admin.post("/student-records", status_code=201, response_model=StudentRecordOut,
-                responses=_errors(401, 422))
+                responses=_errors())
     def add_record(body: StudentRecordAdminIn) -> dict[str, Any]:
         record = body.model_dump(exclude_none=True, exclude={"id_type", "id_number"})
         return service.add_student_record(None, body.id_type, body.id_number, record)
 
-    @admin.get("/accounts/{username}", response_model=AccountViewOut, responses=_errors(401, 404, 422))
+    @admin.get("/accounts/{username}", response_model=AccountViewOut, responses=_errors(404))
     def account(username: str) -> dict[str, Any]:
         return service.account_view(username)
 
-    @admin.post("/rate-limits/clear", status_code=204, response_class=Response, responses=_errors(401))
+    @admin.post("/rate-limits/clear", status_code=204, response_class=Response, responses=_errors())
     def clear_limits() -> Response:
         service.clear_rate_limits()
         return Response(status_code=204)
