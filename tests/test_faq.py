@@ -1,0 +1,156 @@
+"""The FAQ YAML: loading, schema errors with file and line, the checker, the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import settings
+from faq.loader import FAQError, check, load_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "faq" / "data"
+SEED_INTENTS = ["account_usage", "recover_account", "re_register", "re_register_records", "id_duplicate",
+                "phone_registered", "too_frequent", "email_ip_limited", "bind_wechat_alipay"]
+
+
+@pytest.fixture()
+def faq_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "data"
+    shutil.copytree(DATA, target)
+    return target
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_real_faq_loads_with_every_topic():
+    faq = load_dir(DATA)
+    intents = {t.intent for t in faq.topics}
+    assert set(SEED_INTENTS) <= intents
+    assert {"greeting", "thanks", "goodbye", "human_agent"} <= intents
+    assert sorted(t.seed_topic for t in faq.topics if t.seed_topic) == list(range(1, 10))
+
+
+def test_related_entries_exist_and_flows_are_named():
+    faq = load_dir(DATA)
+    for e in faq.entries.values():
+        assert all(r in faq.entries for r in e.related)
+    assert faq.entries["recover_account.username"].flow == "recover_username"
+    assert faq.entries["id_duplicate.meaning"].flow == "id_duplicate"
+
+
+@pytest.mark.parametrize("fact", ["3 次", "证书编号", "学号", "证件重复-客服审核", "发送协助请求", "研招推免"])
+def test_duplicate_id_answers_keep_the_seed_facts(fact):
+    answers = " ".join(e.answer for e in load_dir(DATA).topic("id_duplicate").entries)
+    assert fact in answers
+
+
+def test_schema_error_names_file_line_and_field(faq_copy: Path):
+    path = faq_copy / "topics" / "07_too_frequent.yaml"
+    _edit(path, "    question: 提示操作过于频繁，还能用用户名和密码登录吗？",
+          "    questoin: 提示操作过于频繁，还能用用户名和密码登录吗？")
+    with pytest.raises(FAQError) as err:
+        load_dir(faq_copy)
+    line = next(i for i, l in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "questoin" in l)
+    messages = [str(p) for p in err.value.problems]
+    assert any(f"07_too_frequent.yaml:{line}" in m and "questoin" in m for m in messages), messages
+
+
+def test_yaml_syntax_error_names_the_line(faq_copy: Path):
+    path = faq_copy / "topics" / "08_email_ip_limited.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "\n  - id: [unclosed\n", encoding="utf-8")
+    _, problems = check(faq_copy)
+    assert any("08_email_ip_limited.yaml:" in str(p) and "YAML syntax" in str(p) for p in problems)
+
+
+def test_duplicate_ids_and_questions_are_reported(faq_copy: Path):
+    path = faq_copy / "topics" / "06_phone_registered.yaml"
+    _edit(path, "  - id: phone_registered.reason", "  - id: phone_registered.reason\n    question: 忘记密码怎么办？\n    answer: x\n  - id: phone_registered.reason")
+    _, problems = check(faq_copy)
+    text = "\n".join(map(str, problems))
+    assert "duplicate entry id 'phone_registered.reason'" in text
+    assert "also under entry 'recover_account.password'" in text
+
+
+def test_missing_topic_and_unknown_related_are_reported(faq_copy: Path):
+    (faq_copy / "topics" / "08_email_ip_limited.yaml").unlink()
+    _, problems = check(faq_copy)
+    text = "\n".join(map(str, problems))
+    assert "no file defines intent 'email_ip_limited'" in text
+    assert "seed topic 8 is not covered" in text
+    assert "unknown entry id 'email_ip_limited.how'" in text
+
+
+def test_entry_id_must_carry_its_intent(faq_copy: Path):
+    _edit(faq_copy / "topics" / "04_re_register_records.yaml", "id: re_register_records.records", "id: re_register.records")
+    _, problems = check(faq_copy)
+    assert any("must start with its topic's intent" in str(p) for p in problems)
+
+
+def test_settings_expand_environment_variables(tmp_path: Path, monkeypatch):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("a:\n  x: ${CHSI_TEST_X:-fallback}\n  y: ${CHSI_TEST_Y}\n", encoding="utf-8")
+    monkeypatch.setenv("CHSI_TEST_Y", "set")
+    assert settings.load(cfg)["a"] == {"x": "fallback", "y": "set"}
+    monkeypatch.delenv("CHSI_TEST_Y")
+    with pytest.raises(settings.ConfigError, match="CHSI_TEST_Y"):
+        settings.load(cfg)
+
+
+# ---- the command line ------------------------------------------------------------
+
+def _bot(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "bot.py"), *args], input=stdin, capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_cli_match_prints_the_stable_json_shape():
+    out = _bot("match", "忘记用户名怎么办")
+    assert out.returncode == 0, out.stderr
+    obj = json.loads(out.stdout)
+    assert set(obj) == {"intent", "entry", "score", "decision", "answer", "candidates"}
+    assert obj["decision"] == "answer" and obj["intent"] == "recover_account"
+    assert obj["entry"] == "recover_account.username" and "找回用户名" in obj["answer"]
+    assert all(set(c) == {"entry", "intent", "score"} for c in obj["candidates"])
+
+
+def test_cli_match_jsonl_keeps_order_and_reports_bad_lines():
+    lines = [json.dumps({"text": t}, ensure_ascii=False) for t in ["你好", "明天会下雨吗", "邮箱IP受限"]]
+    out = _bot("match", "--jsonl", stdin="\n".join(lines[:2] + ["not json"] + lines[2:]) + "\n")
+    rows = [json.loads(l) for l in out.stdout.splitlines()]
+    assert [r.get("intent") for r in rows] == ["greeting", "out_of_scope", None, "email_ip_limited"]
+    assert "error" in rows[2] and out.returncode == 1
+
+
+def test_cli_eval_reports_every_metric(tmp_path: Path):
+    items = [{"text": "忘记密码怎么办", "intent": "recover_account", "expect_contains": ["找回密码"]},
+             {"text": "帮我订外卖", "intent": "out_of_scope"}]
+    f = tmp_path / "e.yaml"
+    f.write_text(yaml.safe_dump(items, allow_unicode=True), encoding="utf-8")
+    out = _bot("eval", str(f), "--json")
+    report = json.loads(out.stdout)
+    assert report["in_scope_top1"] == 1.0 and report["out_of_scope_rejection"] == 1.0
+    assert report["expect_contains"] == 1.0
+    assert {"p50", "p99"} <= set(report["latency_ms"]) and "per_intent" in report and "confused_pairs" in report
+    text = _bot("eval", str(f)).stdout
+    assert "in-scope top-1 accuracy: 100.0%" in text and "latency p50/p99" in text
+
+
+def test_cli_check_passes_on_the_real_faq_and_fails_on_a_broken_one(faq_copy: Path, tmp_path: Path):
+    assert _bot("check").returncode == 0
+    _edit(faq_copy / "topics" / "02_recover_account.yaml", "related: [recover_account.password,", "related: [recover_account.nope,")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"faq:\n  dir: {faq_copy}\n", encoding="utf-8")
+    out = _bot("--config", str(cfg), "check")
+    assert out.returncode == 1
+    assert "02_recover_account.yaml" in out.stderr and "recover_account.nope" in out.stderr
