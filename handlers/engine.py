@@ -53,6 +53,7 @@ class EngineSettings:
     max_invalid_tries: int = 3
     max_text_chars: int = 2000
     transcript_turns: int = 20
+    interrupt_min_score: float = 0.85   # a non-question typed at a prompt needs this score to count as a question
     handoff_message: str = "已为您转接人工客服，工作人员接入后会在本对话中回复您，请稍候。"
     data_dir: str = "var"
 
@@ -67,6 +68,7 @@ class EngineSettings:
                    max_invalid_tries=int(s.get("max_invalid_tries", d.max_invalid_tries)),
                    max_text_chars=int(s.get("max_text_chars", d.max_text_chars)),
                    transcript_turns=int(s.get("transcript_turns", d.transcript_turns)),
+                   interrupt_min_score=float(s.get("interrupt_min_score", d.interrupt_min_score)),
                    handoff_message=str(h.get("message") or d.handoff_message),
                    data_dir=str(s.get("data_dir", d.data_dir)))
 
@@ -339,7 +341,7 @@ class Engine:
         """The user's answer to the current step, or a question asked in between."""
         step = self._step(state)
         if inp.kind == "text" and _is_question(inp.text):
-            interrupted = self._interrupt(session_id, state, inp.text, now)
+            interrupted = self._interrupt(session_id, state, inp.text, now, 0.0)
             if interrupted is not None:
                 return interrupted
         if isinstance(step, Act):
@@ -348,16 +350,18 @@ class Engine:
             outcome = step.handle(self._ctx(state, now), inp)
         except Invalid as e:
             if inp.kind == "text" and not _is_question(inp.text):
-                interrupted = self._interrupt(session_id, state, inp.text, now)
+                interrupted = self._interrupt(session_id, state, inp.text, now,
+                                              self.settings.interrupt_min_score)
                 if interrupted is not None:
                     return interrupted
             return self._invalid(state, e.message, now)
         return self._advance(state, outcome, now)
 
-    def _interrupt(self, session_id: str, state: dict[str, Any], text: str, now: float) -> list[Reply] | None:
+    def _interrupt(self, session_id: str, state: dict[str, Any], text: str, now: float,
+                   min_score: float) -> list[Reply] | None:
         """A confident FAQ answer (or a hand-off) in the middle of a flow, then the same step again."""
         result = self.matcher.match(text)
-        if result.decision != "answer" or result.entry not in self.faq.entries:
+        if result.decision != "answer" or result.entry not in self.faq.entries or result.score < min_score:
             return None
         entry = self.faq.entry(result.entry)
         if entry.intent == HUMAN or entry.flow == HUMAN:

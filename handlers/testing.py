@@ -1,6 +1,8 @@
 """A fake transport for driving the engine in tests and scripts: say, press a button, upload."""
 from __future__ import annotations
 
+import functools
+import time
 from typing import Any
 
 from .types import Button, Message, Reply
@@ -52,3 +54,39 @@ class Chat:
         state = self.engine.store.get(self.session_id) or {}
         flow = state.get("flow")
         return (flow["name"], flow["step"]) if flow else None
+
+
+class Clock:
+    """A settable clock for engines and stores in tests."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@functools.lru_cache(maxsize=1)
+def default_matcher() -> Any:
+    """The real FAQ matcher from config.yaml, built once per process."""
+    import settings
+    from intents.matcher import Matcher
+
+    return Matcher.from_settings(settings.load())
+
+
+def make_engine(accounts: Any, *, store: Any = None, data_dir: Any = None, clock: Any = None,
+                matcher: Any = None, **overrides: Any) -> Any:
+    """An Engine over the real FAQ with the given account client (in-memory store by default)."""
+    from .engine import Engine, EngineSettings
+    from .records import Records
+    from .sessions import MemoryStore
+
+    m = matcher or default_matcher()
+    clock = clock or time.time
+    settings = EngineSettings(**({"data_dir": str(data_dir)} if data_dir else {}), **overrides)
+    return Engine(m.faq, m, accounts, store or MemoryStore(clock=clock), settings,
+                  Records(settings.data_dir, clock=clock), clock=clock)

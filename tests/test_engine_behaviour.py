@@ -1,0 +1,354 @@
+"""What users expect of the engine around the flows: interruptions, cancel/back, expiry,
+invalid input, the API going down and coming back, restarts, bad input, and privacy."""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+
+import pytest
+
+from accounts.base import ServiceUnavailable
+from accounts.local import LocalAccountClient
+from faq.model import FAQ, Entry, Topic
+from handlers.sessions import SqliteStore
+from handlers.testing import Chat, Clock, make_engine
+from handlers.types import Message
+from intents.types import Candidate, MatchResult
+
+from test_flows_local import JPEG, ZS1_PHONE, ZS2_PHONE, ZS_ID, Faulty, login, start_dup
+
+PERSONAL = (ZS_ID, "1101011999", ZS1_PHONE, ZS2_PHONE, "1700012345", "张三")
+
+
+@pytest.fixture
+def acc():
+    client = Faulty(LocalAccountClient())
+    yield client
+    client.inner.close()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def engine(acc, tmp_path, clock):
+    return make_engine(acc, data_dir=tmp_path, clock=clock)
+
+
+@pytest.fixture
+def chat(engine):
+    return Chat(engine)
+
+
+def start_username(chat: Chat) -> None:
+    chat.say("忘记用户名")
+    chat.press("开始找回用户名")
+
+
+# ---- interruptions, cancel, back, expiry -------------------------------------------------
+
+def test_faq_question_mid_flow_is_answered_and_the_step_resumes(chat):
+    start_username(chat)
+    chat.say("张三")
+    chat.say("重新注册会影响学籍吗？")
+    assert "不会导致您的学籍学历信息消失" in chat.text
+    assert "我们继续刚才的办理" in chat.replies[-1].text and "证件类型" in chat.replies[-1].text
+    assert chat.flow_step == ("recover_username", "id_type")
+    chat.press("居民身份证")
+    assert chat.flow_step == ("recover_username", "id_number")
+
+
+def test_faq_button_mid_flow_answers_and_reprompts(chat):
+    start_username(chat)
+    chat.send(Message.from_button("faq:recover_account.password"))
+    assert "找回密码" in chat.replies[0].text
+    assert "姓名" in chat.replies[-1].text and chat.flow_step == ("recover_username", "name")
+
+
+@pytest.mark.parametrize("word", ["取消", "退出", "算了", "取消。"])
+def test_cancel_words_end_the_flow_and_purge(chat, engine, word):
+    start_username(chat)
+    chat.say("张三")
+    chat.say(word)
+    assert "已结束“找回用户名”" in chat.text and chat.flow_step is None
+    assert "张三" not in json.dumps(engine.store.get(chat.session_id), ensure_ascii=False)
+
+
+def test_back_goes_one_step_back_and_not_past_the_start(chat):
+    start_username(chat)
+    chat.say("返回")
+    assert "最早一步" in chat.text and chat.flow_step == ("recover_username", "name")
+    chat.say("张三")
+    chat.press("护照")
+    chat.say("上一步")
+    assert chat.flow_step == ("recover_username", "id_type")
+    chat.send(Message.from_button("cmd:back"))
+    assert chat.flow_step == ("recover_username", "name")
+
+
+def test_idle_flow_expires_with_a_message_and_its_data_is_gone(chat, engine, clock):
+    start_username(chat)
+    chat.say("张三")
+    clock.advance(1801)
+    chat.say("居民身份证")
+    assert "超过 30 分钟没有操作" in chat.text and "已清除" in chat.text
+    assert chat.flow_step is None
+    assert "张三" not in json.dumps(engine.store.get(chat.session_id), ensure_ascii=False)
+    chat.press("重新开始")
+    assert chat.flow_step == ("recover_username", "name")
+
+
+def test_flow_within_idle_time_continues(chat, clock):
+    start_username(chat)
+    clock.advance(1700)
+    chat.say("张三")
+    assert chat.flow_step == ("recover_username", "id_type")
+
+
+# ---- invalid input at every prompt --------------------------------------------------------
+
+def test_three_invalid_answers_offer_a_person(chat, tmp_path):
+    start_username(chat)
+    chat.say("张三")
+    for i in range(3):
+        chat.say("不知道")
+        assert "请从下方按钮中选择证件类型" in chat.text
+        assert chat.flow_step == ("recover_username", "id_type")
+        assert ("转人工客服" in [b.label for b in chat.buttons]) == (i == 2)
+    chat.press("转人工客服")
+    assert "人工客服" in chat.text and chat.flow_step is None
+    record = json.loads((tmp_path / "handoffs.jsonl").read_text(encoding="utf-8").splitlines()[-1])
+    assert record["flow"] == "recover_username"
+    assert "张三" not in json.dumps(record, ensure_ascii=False)
+
+
+BAD_TEXT = ["", "   ", "😀😀", "<script>alert(1)</script>", "' OR 1=1; DROP TABLE sessions;--",
+            "{{7*7}}", "\udcff\ud800", "\x00\x01\x02\x03\x04\x05\x06\x07", "a" * 102400]
+
+
+@pytest.mark.parametrize("bad", BAD_TEXT, ids=range(len(BAD_TEXT)))
+def test_bad_input_at_every_prompt_is_re_asked_in_chinese(engine, acc, bad):
+    """Walk route 4 and send a bad message at each prompt: a Chinese reply, same step."""
+    chat = Chat(engine)
+    start_dup(chat)
+    chat.press("途径4")
+    answers = [("zhangsan02", None), ("<code>", None), ("在校生", None), ("北京大学", None),
+               ("1700012345", None), ("2017", None), ("本科", None)]
+    for answer, _ in answers:
+        before = chat.flow_step
+        replies = chat.say(bad)
+        assert replies and all(r.text for r in replies)
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in chat.text)
+        assert chat.flow_step == before
+        chat.say(acc.latest_code(ZS2_PHONE) if answer == "<code>" else answer)
+    assert chat.flow_step == ("id_duplicate", "record_review")
+
+
+def test_image_where_text_is_expected_and_outside_flows(chat):
+    chat.upload(JPEG)
+    assert "请用文字描述您的问题" in chat.text
+    start_username(chat)
+    chat.upload(JPEG)
+    assert "这一步需要输入文字" in chat.text and chat.flow_step == ("recover_username", "name")
+    chat.send(Message.from_image(b""))
+    assert "图片是空的" in chat.text
+
+
+def test_unknown_and_stale_buttons(chat):
+    chat.send(Message.from_button("flow:no_such_flow"))
+    assert "选项已失效" in chat.text
+    chat.send(Message.from_button("fb:up:no.such.entry"))
+    assert "选项已失效" in chat.text
+
+
+def test_any_session_id_string_works_and_new_ids_are_unique(engine):
+    for sid in ["", "x" * 10000, "../../etc/passwd", "会话\x00"]:
+        assert engine.handle(sid, Message.from_text("你好"))
+    assert len({engine.new_session_id() for _ in range(100)}) == 100
+
+
+# ---- the account service down mid-flow, and back ----------------------------------------
+
+def test_service_down_then_retry_reuses_the_idempotency_key(chat, acc):
+    start_username(chat)
+    chat.say("张三")
+    chat.press("居民身份证")
+    acc.fail["recover_username"] += [ServiceUnavailable("timeout"), ServiceUnavailable("503")]
+    chat.say(ZS_ID)
+    assert "暂时无法连接" in chat.text and "重试" in [b.label for b in chat.buttons]
+    assert chat.flow_step == ("recover_username", "send")
+    chat.say("我该怎么办")  # anything but 重试 keeps the step
+    assert chat.flow_step == ("recover_username", "send")
+    chat.press("重试")
+    assert "暂时无法连接" in chat.text
+    chat.say("重试")
+    assert "用户名已通过短信发送至 138****8001" in chat.text
+    keys = acc.keys["recover_username"]
+    assert len(keys) == 3 and len(set(keys)) == 1 and keys[0]
+    assert len(acc.outbox(ZS1_PHONE)) == 1  # no double submission
+
+
+def test_each_new_step_attempt_gets_a_new_key(chat, acc):
+    start_username(chat)
+    chat.say("张三")
+    chat.press("居民身份证")
+    chat.say(ZS_ID)
+    start_username(chat)
+    chat.say("张三")
+    chat.press("居民身份证")
+    chat.say(ZS_ID)
+    assert len(set(acc.keys["recover_username"])) == 2
+
+
+def test_http_client_pointed_at_a_closed_port_then_back(chat, engine, acc):
+    """The real HTTP client against nothing (connection refused) mid-flow, then the twin again."""
+    import socket
+
+    from accounts.client import ClientConfig, HttpAccountClient
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = HttpAccountClient(ClientConfig(base_url=f"http://127.0.0.1:{port}", api_key="k",
+                                          connect_timeout=0.2, read_timeout=0.2, retries=0, backoff=0))
+    start_username(chat)
+    chat.say("张三")
+    chat.press("居民身份证")
+    engine.accounts = down
+    chat.say(ZS_ID)
+    assert "暂时无法连接" in chat.text and chat.flow_step == ("recover_username", "send")
+    engine.accounts = acc
+    chat.press("重试")
+    assert "用户名已通过短信发送至" in chat.text
+
+
+def test_restart_mid_flow_continues_from_the_sqlite_file(acc, tmp_path, clock):
+    path = tmp_path / "sessions.db"
+    first = Chat(make_engine(acc, store=SqliteStore(path, clock=clock), data_dir=tmp_path, clock=clock))
+    start_username(first)
+    first.say("张三")
+    second = Chat(make_engine(acc, store=SqliteStore(path, clock=clock), data_dir=tmp_path, clock=clock),
+                  session_id=first.session_id)
+    second.press  # noqa: B018
+    second.say("居民身份证")
+    assert "居民身份证号码" in second.text
+    second.say(ZS_ID)
+    assert "用户名已通过短信发送至" in second.text
+
+
+# ---- privacy ---------------------------------------------------------------------------
+
+def run_full_flows(engine, acc) -> list[Chat]:
+    a = Chat(engine)
+    start_username(a)
+    for answer in ("张三", "居民身份证", ZS_ID):
+        a.say(answer)
+    a.say(f"我的手机是 {ZS1_PHONE}，身份证 {ZS_ID}")
+    b = Chat(engine)
+    start_dup(b)
+    b.press("途径4")
+    login(b, acc, "zhangsan02", ZS2_PHONE)
+    for answer in ("在校生", "北京大学", "1700012345", "2017", "本科", "确认提交"):
+        b.say(answer)
+    assert "核对正确" in b.text
+    return [a, b]
+
+
+def test_logs_at_debug_never_show_personal_data(engine, acc, caplog):
+    caplog.set_level(logging.DEBUG)
+    run_full_flows(engine, acc)
+    logged = "\n".join(r.getMessage() + str(r.args) for r in caplog.records)
+    assert "flow recover_username started" in logged  # the scan sees the engine's logs
+    for secret in PERSONAL:
+        assert secret not in logged
+
+
+def test_session_store_holds_no_personal_data_after_flows(acc, tmp_path, clock):
+    path = tmp_path / "sessions.db"
+    engine = make_engine(acc, store=SqliteStore(path, clock=clock), data_dir=tmp_path, clock=clock)
+    chats = run_full_flows(engine, acc)
+    for c in chats:
+        assert c.flow_step is None
+    dump = "\n".join(row[0] for row in sqlite3.connect(path).execute("SELECT state FROM sessions"))
+    assert "transcript" in dump
+    for secret in PERSONAL:
+        assert secret not in dump
+    assert "138****8001" in dump  # masked forms are kept
+
+
+def test_personal_data_is_kept_only_while_the_flow_needs_it(chat, engine):
+    start_username(chat)
+    chat.say("张三")
+    assert engine.store.get(chat.session_id)["flow"]["data"]["name"] == "张三"
+    transcript = json.dumps(engine.store.get(chat.session_id)["transcript"], ensure_ascii=False)
+    assert "张三" not in transcript and "已隐藏" in transcript
+
+
+# ---- FAQ answers, feedback, clarify, out of scope, hand-off ---------------------------------
+
+def test_answer_has_related_buttons_and_recorded_feedback(chat, tmp_path):
+    chat.say("忘记密码怎么办")
+    labels = [b.label for b in chat.replies[0].buttons]
+    assert labels[-2:] == ["有帮助", "没帮助"] and len(labels) > 2
+    chat.press("有帮助")
+    assert "感谢" in chat.text
+    chat.say("忘记密码怎么办")
+    chat.press("没帮助")
+    assert "转人工客服" in [b.label for b in chat.buttons]
+    votes = [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text().splitlines()]
+    assert [(v["entry"], v["helpful"]) for v in votes] == [("recover_account.password", True),
+                                                             ("recover_account.password", False)]
+    assert chat.session_id not in json.dumps(votes)
+
+
+class Scripted:
+    """A matcher test double returning a fixed result (the real one is tested elsewhere)."""
+
+    def __init__(self, result: MatchResult) -> None:
+        self.result = result
+
+    def match(self, text: str) -> MatchResult:
+        return self.result
+
+
+TINY = FAQ(topics=(Topic("recover_account", "找回", 2, (
+    Entry("recover_account.username", "recover_account", "忘记用户名怎么办？", "点“找回用户名”。"),
+    Entry("recover_account.password", "recover_account", "忘记密码怎么办？", "点“找回密码”。"))),))
+
+
+def test_clarify_offers_the_candidate_questions(acc, tmp_path):
+    result = MatchResult("clarify", "recover_account", "recover_account.username", 0.6,
+                         (Candidate("recover_account.username", "recover_account", 0.6),
+                          Candidate("recover_account.password", "recover_account", 0.58)))
+    m = Scripted(result)
+    m.faq = TINY
+    chat = Chat(make_engine(acc, matcher=m, data_dir=tmp_path))
+    chat.say("忘了")
+    assert "哪一个" in chat.text
+    assert [b.label for b in chat.buttons] == ["忘记用户名怎么办？", "忘记密码怎么办？", "都不是，转人工客服"]
+    chat.press("忘记密码")
+    assert chat.text.startswith("点“找回密码”")
+
+
+def test_out_of_scope_is_honest_shows_closest_topics_and_offers_a_person(acc, tmp_path):
+    m = Scripted(MatchResult("out_of_scope", "out_of_scope", None, 0.2,
+                             (Candidate("recover_account.password", "recover_account", 0.2),)))
+    m.faq = TINY
+    chat = Chat(make_engine(acc, matcher=m, data_dir=tmp_path))
+    chat.say("今天天气怎么样")
+    assert "暂时无法回答" in chat.text
+    assert [b.label for b in chat.buttons] == ["忘记密码怎么办？", "转人工客服"]
+
+
+def test_human_agent_hands_off_with_masked_transcript(chat, tmp_path, engine):
+    chat.say(f"我手机 {ZS1_PHONE} 身份证 {ZS_ID} 验证码 123456 收不到")
+    chat.say("转人工")
+    assert chat.text == engine.settings.handoff_message
+    record = json.loads((tmp_path / "handoffs.jsonl").read_text(encoding="utf-8"))
+    text = json.dumps(record, ensure_ascii=False)
+    assert "138****8001" in text and "1101**********1239" in text
+    for secret in (ZS1_PHONE, ZS_ID, "123456"):
+        assert secret not in text

@@ -1,0 +1,330 @@
+"""Transcript tests (user says / bot says) of every guided flow and branch, over the
+in-process account twin (LocalAccountClient) and the in-memory session store."""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from accounts.base import ServiceUnavailable, TooFrequent
+from accounts.local import LocalAccountClient
+from handlers.testing import Chat, Clock, make_engine
+
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 200 + b"\xff\xd9"
+ZS_ID, ZS2_PHONE, ZS1_PHONE, LISI_PHONE = "110101199903071239", "13800138002", "13800138001", "13900139003"
+
+
+class Faulty:
+    """The twin with scripted failures per method, recording the idempotency keys it was given."""
+
+    def __init__(self, inner: LocalAccountClient) -> None:
+        self.inner = inner
+        self.fail: dict[str, list[Exception]] = defaultdict(list)
+        self.keys: dict[str, list[str | None]] = defaultdict(list)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr) or name in ("latest_code", "outbox", "decide_review", "pass_app_verification"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.keys[name].append(kwargs.get("idempotency_key"))
+            if self.fail[name]:
+                raise self.fail[name].pop(0)
+            return attr(*args, **kwargs)
+        return call
+
+
+@pytest.fixture
+def acc():
+    client = Faulty(LocalAccountClient())
+    yield client
+    client.inner.close()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def engine(acc, tmp_path, clock):
+    return make_engine(acc, data_dir=tmp_path, clock=clock)
+
+
+@pytest.fixture
+def chat(engine):
+    return Chat(engine)
+
+
+def login(chat: Chat, acc: Faulty, username: str, phone: str) -> None:
+    assert "用户名" in chat.text
+    chat.say(username)
+    assert "验证码已发送至 " + phone[:3] + "****" + phone[-4:] in chat.text
+    chat.say(acc.latest_code(phone))
+    assert "登录成功" in chat.text
+
+
+# ---- recover username ----------------------------------------------------------------
+
+def test_recover_username_happy_path(chat, acc):
+    chat.say("忘记用户名了怎么办")
+    chat.press("开始找回用户名")
+    assert "姓名" in chat.text and chat.flow_step == ("recover_username", "name")
+    chat.say("张三")
+    assert [b.label for b in chat.buttons][:2] == ["居民身份证", "港澳居民来往内地通行证"]
+    chat.press("居民身份证")
+    chat.say(ZS_ID)
+    assert "用户名已通过短信发送至 138****8001" in chat.text
+    assert chat.flow_step is None
+    assert "zhangsan01" in acc.outbox(ZS1_PHONE)[0]["text"]
+
+
+def test_recover_username_checks_id_formats_per_type(chat):
+    chat.press  # noqa: B018 - documentation: buttons or typed labels both work
+    chat.say("找回用户名")
+    chat.press("开始找回用户名")
+    chat.say("张三")
+    chat.say("居民身份证")  # the label typed instead of pressed
+    chat.say("11010119990307123")
+    assert "18位" in chat.text and chat.flow_step == ("recover_username", "id_number")
+    chat.say("110101199903071238")
+    assert "校验位" in chat.text
+    chat.say("返回")
+    assert chat.flow_step == ("recover_username", "id_type")
+    chat.press("港澳居民来往内地通行证")
+    assert "H 或 M 开头" in chat.text
+    chat.say("X1234")
+    assert "格式不正确" in chat.text
+    chat.say("h12345678")
+    assert "没有找到" in chat.text  # 张三 has no permit: the service says no match
+    assert chat.button("重新填写").payload == "flow:recover_username"
+
+
+def test_recover_username_not_found(chat):
+    chat.send  # noqa: B018
+    chat.say("忘记用户名")
+    chat.press("开始找回用户名")
+    for answer in ("王小明", "居民身份证", "11010519491231002X"):
+        chat.say(answer)
+    assert "没有找到与您填写的姓名和证件信息相符的账号" in chat.text
+    assert chat.flow_step is None
+
+
+# ---- recover password -------------------------------------------------------------------
+
+def test_recover_password_happy_path_never_asks_for_password(chat, acc):
+    chat.say("忘记密码怎么办")
+    chat.press("开始找回密码")
+    asked = [chat.text]
+    for answer in ("zhangsan01", "张三", "居民身份证", ZS_ID):
+        chat.say(answer)
+        asked.append(chat.text)
+    assert "验证码已发送至 138****8001" in chat.text
+    chat.say("12345")
+    assert "6位数字" in chat.text
+    chat.say(acc.latest_code(ZS1_PHONE))
+    assert re.search(r"\[重置密码\]\(http://[^)]+\)", chat.text)
+    assert chat.flow_step is None
+    assert not any("输入" in t and "密码：" in t for t in asked)
+
+
+def test_recover_password_wrong_code_shows_attempts_left(chat, acc):
+    chat.say("找回密码")
+    chat.press("开始找回密码")
+    for answer in ("zhangsan01", "张三", "居民身份证", ZS_ID):
+        chat.say(answer)
+    code = acc.latest_code(ZS1_PHONE)
+    chat.say("000000" if code != "000000" else "111111")
+    assert "验证码不正确，还可以再试" in chat.text and chat.flow_step == ("recover_password", "code")
+    chat.say(code)
+    assert "重置密码" in chat.text
+
+
+def test_recover_password_unknown_account_offers_recover_username(chat):
+    chat.say("找回密码")
+    chat.press("开始找回密码")
+    for answer in ("nobody123", "张三", "居民身份证", ZS_ID):
+        chat.say(answer)
+    assert "建议先找回用户名" in chat.text
+    chat.press("找回用户名")
+    assert chat.flow_step == ("recover_username", "name")
+
+
+def test_recover_password_too_frequent_in_plain_words_with_topic7_advice(chat, acc):
+    acc.fail["start_password_recovery"].append(TooFrequent("操作过于频繁", retry_after=7200))
+    chat.say("找回密码")
+    chat.press("开始找回密码")
+    for answer in ("zhangsan01", "张三", "居民身份证", ZS_ID):
+        chat.say(answer)
+    assert "约 2 小时后再试" in chat.text
+    assert "清除浏览器缓存" in chat.text and "2 小时后再进行绑定" in chat.text
+    assert chat.flow_step is None
+
+
+# ---- phone registered, bind --------------------------------------------------------------
+
+def test_phone_registered_offers_recover_username(chat):
+    chat.say("填写手机号码时提示已被注册是什么原因")
+    assert "要先找回用户名吗？" in chat.text
+    chat.press("找回用户名")
+    assert chat.flow_step == ("recover_username", "name")
+
+
+def test_bind_wechat_after_chat_login(chat, acc):
+    chat.say("怎么绑定微信")
+    chat.press("开始绑定")
+    chat.press("微信")
+    login(chat, acc, "wangwu88", "13700137004")
+    assert "请用微信扫描二维码完成绑定" in chat.text and "](http" in chat.text
+    assert chat.flow_step is None
+
+
+def test_bind_too_frequent_honours_the_two_hour_wait(chat, acc):
+    acc.fail["bind"].append(TooFrequent("", retry_after=7000))
+    chat.say("绑定支付宝")
+    chat.press("开始绑定")
+    chat.say("支付宝")
+    login(chat, acc, "wangwu88", "13700137004")
+    assert "约 2 小时后再试" in chat.text
+
+
+# ---- duplicate ID --------------------------------------------------------------------------
+
+def start_dup(chat: Chat) -> None:
+    chat.say("证件号码已被注册怎么办")
+    chat.press("开始解决证件号码重复")
+    assert chat.flow_step == ("id_duplicate", "explain")
+    assert "我要重新注册" in chat.text
+
+
+def test_route_picker_guides_and_allows_direct_pick(chat):
+    start_dup(chat)
+    chat.press("帮我选择途径")
+    chat.press("否")
+    assert "身份证照片" in chat.text
+    chat.press("直接选择途径")
+    assert chat.flow_step == ("id_duplicate", "pick")
+    assert len([b for b in chat.buttons if b.payload.startswith("route:")]) == 4
+    chat.say("途径3")
+    assert chat.flow_step == ("id_duplicate", "login_username")
+
+
+def test_route1_app_requires_confirmation_then_checks_status(chat, acc):
+    start_dup(chat)
+    chat.press("帮我选择途径")
+    chat.press("是")
+    assert "建议使用**途径1 APP自助验证**" in chat.text
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    assert "待核验身份" in chat.text and "还可使用 **3** 次" in chat.text
+    for effect in ("注销使用了您当前证件号码的其他账号", "研招推免、统考、自主招生、兵役登记/应征报名"):
+        assert effect in chat.text
+    chat.say("好吧")
+    assert "需要您明确确认" in chat.text and chat.flow_step == ("id_duplicate", "app_confirm")
+    chat.press("确认继续")
+    assert chat.flow_step == ("id_duplicate", "app_wait")
+    chat.press("我已完成")
+    assert "暂时还没有查到验证通过" in chat.text
+    acc.pass_app_verification("zhangsan02")
+    chat.press("我已完成")
+    assert "验证已通过" in chat.text and chat.flow_step is None
+
+
+def test_route2_photo_ticket_and_review_progress(chat, acc):
+    start_dup(chat)
+    chat.press("途径2")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    chat.press("确认继续")
+    assert chat.replies[-1].expects_image
+    chat.say("我没有照片")
+    assert "需要上传一张身份证照片" in chat.text
+    chat.upload(b"GIF89a not a photo", "x.gif", "image/gif")
+    assert "JPG 或 PNG" in chat.text
+    chat.upload(JPEG)
+    ticket = re.search(r"审核单号：\*\*(\S+?)\*\*", chat.text).group(1)
+    assert "证件重复-客服审核" in chat.text and chat.flow_step is None
+    acc.decide_review(ticket, False, "照片不清晰")
+    chat.say("查询审核进度")
+    assert f"单号 {ticket}" in chat.text and "未通过" in chat.text and "照片不清晰" in chat.text
+
+
+def test_route3_classmate_request_accepted_in_the_classmates_chat(engine, acc):
+    me = Chat(engine)
+    start_dup(me)
+    me.press("途径3")
+    login(me, acc, "zhangsan02", ZS2_PHONE)
+    me.say("李四")
+    me.say("lisi2017")
+    assert "协助请求已发送" in me.text
+    mate = Chat(engine)
+    mate.say("协助请求")
+    login(mate, acc, "lisi2017", LISI_PHONE)
+    assert "张*" in mate.text and "请求您协助" in mate.text
+    mate.press("同意协助")
+    assert "已同意协助" in mate.text and "目前没有待处理的协助请求" in mate.text
+    me.say("查询审核进度")
+    assert "同学已同意" in me.text
+
+
+def test_route3_unknown_classmate_is_re_asked(chat, acc):
+    start_dup(chat)
+    chat.press("途径3")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    chat.say("王二麻")
+    chat.say("nobody999")
+    assert "没有找到" in chat.text and chat.flow_step == ("id_duplicate", "classmate_name")
+
+
+def route4_fill(chat: Chat, kind: str, school: str, number: str, year: str, level: str) -> None:
+    chat.press(kind)
+    chat.say(school)
+    chat.say(number)
+    chat.say(year)
+    chat.press(level)
+
+
+def test_route4_mismatch_shows_attempts_then_none_left_offers_routes_1_to_3(chat, acc):
+    start_dup(chat)
+    chat.press("途径4")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    for left in (2, 1):
+        route4_fill(chat, "在校生", "北京大学", "9999999999", "2017", "本科")
+        assert f"还可使用 **{left + 1}** 次" in chat.text
+        chat.press("确认提交")
+        assert f"信息核对未通过，途径4 还可使用 {left} 次" in chat.text
+    route4_fill(chat, "毕业生", "清华大学", "100011202105009999", "2021", "本科")
+    chat.press("确认提交")
+    assert "3 次机会已用完" in chat.text and chat.flow_step == ("id_duplicate", "pick")
+    assert [b.payload for b in chat.buttons if b.payload.startswith("route:")] == \
+        ["route:app", "route:manual_review", "route:classmate"]
+    chat.say("途径4")
+    assert "次数已用完" in chat.text
+
+
+def test_route4_year_and_level_are_checked(chat, acc):
+    start_dup(chat)
+    chat.press("途径4")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    chat.press("毕业生")
+    chat.say("北京大学")
+    chat.say("100011202105001234")
+    chat.say("21")
+    assert "4 位数字" in chat.text
+    chat.say("2999")
+    assert "之间" in chat.text
+    chat.say("２０２１")  # full-width digits are fine
+    chat.say("大学")
+    assert "选择学历层次" in chat.text
+    chat.press("本科")
+    assert "证书编号 10**************34" in chat.text
+    chat.press("确认提交")
+    assert "核对正确" in chat.text and chat.flow_step is None
+
+
+def test_already_active_account_needs_nothing(chat, acc):
+    start_dup(chat)
+    chat.press("途径1")
+    login(chat, acc, "zhangsan01", ZS1_PHONE)
+    assert "已通过身份核验" in chat.text and chat.flow_step is None
