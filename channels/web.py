@@ -6,6 +6,9 @@ One ASGI app (FastAPI) over the conversation engine:
   (the engine's id plus an HMAC, so the server recognises ids it issued without
   storing them; a forged or unknown id gets 404 ``unknown_session``).
 - ``POST /api/chat`` ``{session_id, text}`` or ``{session_id, payload}`` → the replies.
+  Button payloads are opaque to the client: each is signed for its session
+  (``<payload>~<mac>``), so a payload this server never offered to this session
+  gets 422 ``unknown_payload`` before it reaches the engine.
 - ``POST /api/upload`` (multipart: ``session_id``, ``file``) → the replies to an image.
 - ``GET /widget.js``, ``GET /`` (demo help page), ``GET /healthz``.
 - ``POST {telegram.webhook_path}`` when a Telegram token is configured.
@@ -44,7 +47,7 @@ from handlers.types import Message, Reply
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-_PAYLOAD = re.compile(r"^[A-Za-z0-9_.:/=|,@#+\-]{1,200}$")
+_PAYLOAD = re.compile(r"^[^\x00-\x1f\x7f]{1,300}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:\-]{1,256}$")
 
@@ -118,27 +121,39 @@ _HTTP_MESSAGES = {
 
 # ---- session ids ------------------------------------------------------------
 
-class SessionTokens:
-    """Signs engine session ids, so ids the server issued are recognised without storing them."""
+class Signer:
+    """HMACs that let the server recognise what it issued without storing it:
+    session ids (``<engine id>.<mac>``) and, per session, button payloads (``<payload>~<mac>``)."""
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
 
-    def _sign(self, session_id: str) -> str:
-        mac = hmac.new(self._secret, b"web-session:" + session_id.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(mac).decode().rstrip("=")[:32]
+    def _mac(self, purpose: bytes, value: str, size: int) -> str:
+        mac = hmac.new(self._secret, purpose + b"\0" + value.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")[:size]
 
     def issue(self, session_id: str) -> str:
         """The token the client keeps for ``session_id``."""
-        return f"{session_id}.{self._sign(session_id)}"
+        return f"{session_id}.{self._mac(b'session', session_id, 32)}"
 
     def verify(self, token: Any) -> str | None:
         """The engine session id of a token we issued; None for anything else."""
         if not isinstance(token, str) or not _TOKEN.match(token) or "." not in token:
             return None
-        session_id, sig = token.rsplit(".", 1)
-        if session_id and hmac.compare_digest(sig, self._sign(session_id)):
+        session_id, mac = token.rsplit(".", 1)
+        if session_id and hmac.compare_digest(mac, self._mac(b"session", session_id, 32)):
             return session_id
+        return None
+
+    def sign_payload(self, session_id: str, payload: str) -> str:
+        """The button payload as sent to this session's client."""
+        return f"{payload}~{self._mac(b'payload', session_id + chr(0) + payload, 16)}"
+
+    def open_payload(self, session_id: str, signed: str) -> str | None:
+        """The engine payload behind a signed one issued to this session; None if we never issued it."""
+        payload, _, mac = signed.rpartition("~")
+        if payload and hmac.compare_digest(mac, self._mac(b"payload", session_id + chr(0) + payload, 16)):
+            return payload
         return None
 
 
@@ -178,25 +193,25 @@ def clean_text(value: Any, max_chars: int) -> str:
 
 
 def clean_payload(value: Any) -> str:
-    """A button payload, checked for shape (the engine decides whether it means anything)."""
+    """A button payload, checked for shape: a short string without control characters."""
     if not isinstance(value, str) or not _PAYLOAD.match(value):
         raise ApiError(422, "invalid_payload", "按钮无效，请重新选择或直接输入您的问题。")
     return value
 
 
-def reply_json(reply: Reply) -> dict:
-    """One reply as the widget gets it: the contract fields plus the parsed text and image hint."""
-    return {**reply.to_dict(), "blocks": render.to_json(reply.text), "expects_image": reply.expects_image}
-
-
-def replies_json(replies: list[Reply]) -> dict:
-    """The chat response: replies, the first intent recognised, the flow active after this turn."""
-    intent = next((r.intent for r in replies if r.intent), None)
+def replies_json(replies: list[Reply], sign: Callable[[str], str] = lambda p: p) -> dict:
+    """The chat response: each reply's contract fields (button payloads passed through ``sign``),
+    its parsed text ("blocks") and image hint; the first intent recognised; the flow active after this turn."""
+    out = []
+    for r in replies:
+        d = r.to_dict()
+        d["buttons"] = [{"label": b.label, "payload": sign(b.payload)} for b in r.buttons]
+        out.append({**d, "blocks": render.to_json(r.text), "expects_image": r.expects_image})
     return {
-        "replies": [reply_json(r) for r in replies],
-        "intent": intent,
+        "replies": out,
+        "intent": next((r.intent for r in replies if r.intent), None),
         "flow": replies[-1].flow if replies else None,
-        "expects_image": any(r.expects_image for r in replies[-1:]),
+        "expects_image": bool(replies) and replies[-1].expects_image,
     }
 
 
@@ -253,7 +268,7 @@ def create_app(cfg: Mapping[str, Any], engine: Engine | None = None, telegram_re
     if engine is None:
         from handlers.engine import build_engine
         engine = build_engine(cfg)
-    tokens = SessionTokens(load_secret(conf))
+    signer = Signer(load_secret(conf))
     telegram = _telegram_hook(cfg, engine, telegram_request)
 
     async def lifespan(app: FastAPI):
@@ -262,7 +277,7 @@ def create_app(cfg: Mapping[str, Any], engine: Engine | None = None, telegram_re
             await telegram.shutdown()
 
     app = FastAPI(title="学信网账号助手", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.engine, app.state.tokens, app.state.config = engine, tokens, conf
+    app.state.engine, app.state.signer, app.state.config = engine, signer, conf
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -293,19 +308,19 @@ def create_app(cfg: Mapping[str, Any], engine: Engine | None = None, telegram_re
     def session_of(token: Any) -> str:
         if token is None or token == "":
             raise ApiError(422, "missing_session", "缺少会话编号（session_id），请先创建会话。")
-        session_id = tokens.verify(token)
+        session_id = signer.verify(token)
         if session_id is None:
             raise ApiError(404, "unknown_session", "会话不存在或已失效，请重新开始对话。")
         return session_id
 
     async def answer(session_id: str, message: Message) -> JSONResponse:
         replies = await run_in_threadpool(engine.handle, session_id, message)
-        return JSONResponse(replies_json(list(replies)))
+        return JSONResponse(replies_json(list(replies), lambda p: signer.sign_payload(session_id, p)))
 
     @app.post("/api/session", status_code=201)
     async def new_session() -> JSONResponse:
         session_id = await run_in_threadpool(engine.new_session_id)
-        return JSONResponse({"session_id": tokens.issue(session_id)}, status_code=201)
+        return JSONResponse({"session_id": signer.issue(session_id)}, status_code=201)
 
     @app.post("/api/chat")
     async def chat(request: Request) -> JSONResponse:
@@ -315,7 +330,10 @@ def create_app(cfg: Mapping[str, Any], engine: Engine | None = None, telegram_re
         if has_text == has_payload:
             raise ApiError(422, "invalid_message", "请发送文字（text）或按钮（payload）中的一项。")
         if has_payload:
-            return await answer(session_id, Message.from_button(clean_payload(data["payload"])))
+            payload = signer.open_payload(session_id, clean_payload(data["payload"]))
+            if payload is None:
+                raise ApiError(422, "unknown_payload", "这个按钮无效或已过期，请重新选择或直接输入您的问题。")
+            return await answer(session_id, Message.from_button(payload))
         return await answer(session_id, Message.from_text(clean_text(data["text"], conf.max_text_chars)))
 
     @app.post("/api/upload")

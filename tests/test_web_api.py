@@ -7,7 +7,7 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from channels.web import SessionTokens, create_app, replies_json
+from channels.web import Signer, create_app, replies_json
 from handlers.types import Button, Message, Reply
 
 KNOWN_PAYLOADS = {"faq:recover_username", "flow:cancel"}
@@ -79,7 +79,8 @@ def test_chat_round_trip_has_the_contract_shape(client, engine):
     assert body["intent"] == "greeting" and body["flow"] == "identity" and body["expects_image"] is True
     first = body["replies"][0]
     assert first["text"] == "**您好**\n\n- 一\n- 二"
-    assert first["buttons"] == [{"label": "找回用户名", "payload": "faq:recover_username"}]
+    [button] = first["buttons"]
+    assert button["label"] == "找回用户名" and button["payload"].startswith("faq:recover_username~")
     assert first["blocks"][0] == {"type": "p", "lines": [[{"text": "您好", "bold": True}]]}
     assert first["blocks"][1]["type"] == "ul"
     # the engine got the text trimmed, under the id the server issued, off the event loop
@@ -89,9 +90,17 @@ def test_chat_round_trip_has_the_contract_shape(client, engine):
     assert engine.threads and "MainThread" not in engine.threads
 
 
+def first_payload(client, sid: str) -> str:
+    """The payload of the first button the bot offers (as signed for this session)."""
+    r = client.post("/api/chat", json={"session_id": sid, "text": "你好"})
+    return r.json()["replies"][0]["buttons"][0]["payload"]
+
+
 def test_button_and_upload_reach_the_engine(client, engine):
     sid = new_session(client)
-    r = client.post("/api/chat", json={"session_id": sid, "payload": "faq:recover_username"})
+    payload = first_payload(client, sid)
+    assert payload.startswith("faq:recover_username~")
+    r = client.post("/api/chat", json={"session_id": sid, "payload": payload})
     assert r.json()["flow"] == "recover_username"
     assert engine.calls[-1][1] == Message.from_button("faq:recover_username")
     r = client.post("/api/upload", data={"session_id": sid},
@@ -170,21 +179,45 @@ def test_over_long_text_gets_a_chinese_message_not_a_500(client, engine):
     assert client.post("/api/chat", json={"session_id": sid, "text": "字" * 50}).status_code == 200
 
 
-@pytest.mark.parametrize("payload", ["", "a" * 201, "<script>alert(1)</script>", "含中文", 7, None and "x"])
+@pytest.mark.parametrize("payload", ["", "a" * 301, "a\x00b", 7, ["x"]])
 def test_malformed_payload_is_refused(client, engine, payload):
     sid = new_session(client)
-    r = client.post("/api/chat", json={"session_id": sid, "payload": payload})
-    if payload is None:
-        assert_error(r, 422, "invalid_message")
-    else:
-        assert_error(r, 422, "invalid_payload")
+    assert_error(client.post("/api/chat", json={"session_id": sid, "payload": payload}), 422, "invalid_payload")
     assert engine.calls == []
 
 
-def test_unknown_but_well_formed_payload_goes_to_the_engine(client, engine):
+def test_payloads_never_offered_to_this_session_are_refused(client, engine):
+    sid, other = new_session(client), new_session(client)
+    offered = first_payload(client, sid)
+    calls = len(engine.calls)
+    for payload in ["faq:recover_username", "<script>alert(1)</script>", "level:博士研究生",
+                    "faq:no_such_entry~" + offered.rsplit("~", 1)[1], offered + "x"]:
+        assert_error(client.post("/api/chat", json={"session_id": sid, "payload": payload}), 422, "unknown_payload")
+    # a button is bound to the session it was offered to
+    assert_error(client.post("/api/chat", json={"session_id": other, "payload": offered}), 422, "unknown_payload")
+    assert len(engine.calls) == calls
+
+
+def test_an_old_offered_button_still_reaches_the_engine(client, engine):
     sid = new_session(client)
-    r = client.post("/api/chat", json={"session_id": sid, "payload": "faq:no_such_entry"})
-    assert r.status_code == 200 and "失效" in r.json()["replies"][0]["text"]
+    offered = first_payload(client, sid)
+    client.post("/api/chat", json={"session_id": sid, "text": "别的问题"})
+    r = client.post("/api/chat", json={"session_id": sid, "payload": offered})
+    assert r.status_code == 200 and engine.calls[-1][1] == Message.from_button("faq:recover_username")
+
+
+def test_chinese_payloads_round_trip(cfg):
+    class Levels(RecordingEngine):
+        def handle(self, session_id, message):
+            self.calls.append((session_id, message))
+            return [Reply("请选择学历层次：", buttons=(Button("博士研究生", "level:博士研究生"),))]
+
+    eng = Levels()
+    with TestClient(create_app(cfg, engine=eng)) as c:
+        sid = new_session(c)
+        payload = first_payload(c, sid)
+        assert c.post("/api/chat", json={"session_id": sid, "payload": payload}).status_code == 200
+        assert eng.calls[-1][1] == Message.from_button("level:博士研究生")
 
 
 def test_oversized_bodies_are_413(client, engine):
@@ -259,13 +292,17 @@ def test_telegram_route_absent_without_token(client):
     assert client.post("/telegram/webhook", json={}).status_code == 404
 
 
-def test_tokens_reject_tampering():
-    t = SessionTokens(b"k" * 32)
+def test_signer_rejects_tampering():
+    t = Signer(b"k" * 32)
     token = t.issue("abc")
     assert t.verify(token) == "abc"
     assert t.verify("abd." + token.split(".")[1]) is None
-    assert SessionTokens(b"j" * 32).verify(token) is None
+    assert Signer(b"j" * 32).verify(token) is None
     assert t.verify(None) is None and t.verify("") is None and t.verify(".") is None
+    signed = t.sign_payload("abc", "yes")
+    assert t.open_payload("abc", signed) == "yes"
+    assert t.open_payload("abd", signed) is None and t.open_payload("abc", "yes") is None
+    assert t.open_payload("abc", "~" + signed.rsplit("~", 1)[1]) is None
 
 
 def test_replies_json_intent_and_flow():
