@@ -19,11 +19,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import jieba.analyse
 from rapidfuzz import fuzz
 
 from faq.model import FAQ, Entry
 
+from . import general_idf
 from .normalize import Normaliser
 from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
@@ -68,8 +68,7 @@ class Matcher:
         self.config = config or MatcherConfig()
         self.normalise = Normaliser(faq)
         self.entries: list[Entry] = list(faq.entries.values())
-        self._general_idf = jieba.analyse.default_tfidf.idf_freq
-        self._median_idf = jieba.analyse.default_tfidf.median_idf
+        self._general_idf, self._median_idf = general_idf.table()
 
         contrast = sorted({self.normalise(w).full for w in faq.contrast_words} - {""}, key=len, reverse=True)
         self._contrast = re.compile("|".join(map(re.escape, contrast))) if contrast else None
