@@ -84,7 +84,7 @@ def _route_typed(inp: Input, n: int) -> bool:
 def _take_route(ctx: Ctx, route: str) -> Goto:
     """Remember the route and make sure the user is logged in for it."""
     if route == "student_record" and ctx.data.get("attempts_left") == 0:
-        raise Invalid("途径4 的次数已用完，请选择途径1–3。")
+        return Goto("pick", (ctx.say("途径4 的次数已用完，请选择途径1–3。"),))
     ctx.data["route"] = route
     return Goto("status") if ctx.token else require_login(ctx, "status")
 
