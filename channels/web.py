@@ -410,46 +410,43 @@ def demo_config(cfg: Mapping[str, Any]) -> dict:
     return out
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+def _bind(host: str, port: int) -> socket.socket | None:
+    """A listening socket on host:port, or None when the port is taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
-def _wait_for_port(host: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
+def _start_sandbox(cfg: Mapping[str, Any], level: str) -> bool:
+    """Serve the account sandbox (config section ``sandbox``) from a daemon thread; False if it did not start."""
+    import uvicorn
 
+    from accounts.sandbox import server as sandbox_server
 
-def _start_sandbox(cfg: Mapping[str, Any]) -> bool:
-    """Run the account sandbox in a daemon thread; False when it did not come up."""
-    sandbox = settings.section(cfg, "sandbox")
-    host, port = sandbox.get("host") or "127.0.0.1", int(sandbox.get("port") or 8765)
-    if not _port_free(host, port):
-        print(f"端口 {host}:{port} 已有服务在运行，按账号服务沙箱使用它。")
+    section = settings.section(cfg, "sandbox")
+    host, port = str(section.get("host") or "127.0.0.1"), int(section.get("port") or 8765)
+    sock = _bind(host, port)
+    if sock is None:
+        print(f"端口 {host}:{port} 已被占用：假定那是已启动的账号服务沙箱（python bot.py sandbox），直接使用它。")
         return True
-    from accounts.sandbox import server
-
-    def run() -> None:
-        try:
-            server.run(cfg)
-        except BaseException:  # noqa: BLE001 - reported below, the web app decides what to do
-            log.exception("account sandbox stopped")
-
-    threading.Thread(target=run, name="account-sandbox", daemon=True).start()
-    if not _wait_for_port(host, port, 20.0):
-        print(f"账号服务沙箱未能在 {host}:{port} 启动，请查看上方日志。")
-        return False
+    database = settings.resolve_path(str(section.get("database") or "var/sandbox.db"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    _, app = sandbox_server.build(section, str(database))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=sandbox_server.log_config(level)))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="account-sandbox", daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            print(f"账号服务沙箱未能在 {host}:{port} 启动，请查看上方日志。")
+            return False
+        time.sleep(0.05)
+    print(f"账号服务沙箱：http://{host}:{port}（演示账号见 accounts/README.md）", flush=True)
     return True
 
 
@@ -459,16 +456,20 @@ def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
 
     if with_sandbox:
         cfg = demo_config(cfg)
+    level = str(settings.section(cfg, "logging").get("level") or "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conf = WebConfig.from_mapping(settings.section(cfg, "web"))
-    if not _port_free(conf.host, conf.port):
+    sock = _bind(conf.host, conf.port)
+    if sock is None:
         print(f"端口 {conf.host}:{conf.port} 已被占用：请关闭占用它的程序，或设置环境变量 WEB_PORT 换一个端口。")
         return 1
-    if with_sandbox and not _start_sandbox(cfg):
-        return 1
-    app = create_app(cfg)
-    url = f"http://{conf.host}:{conf.port}/" if with_sandbox else conf.public_url + "/"
-    print(f"学信网账号助手已启动，请在浏览器打开：{url}（按 Ctrl+C 停止）", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, host=conf.host, port=conf.port, log_level="info",
-                                           proxy_headers=False, server_header=False))
-    server.run()
+    with sock:
+        if with_sandbox and not _start_sandbox(cfg, level):
+            return 1
+        app = create_app(cfg)
+        url = f"http://{conf.host}:{conf.port}/" if with_sandbox else conf.public_url + "/"
+        print(f"学信网账号助手已启动，请在浏览器打开：{url}（按 Ctrl+C 停止）", flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_level=level.lower(), proxy_headers=False,
+                                               server_header=False))
+        server.run(sockets=[sock])
     return 0 if server.started else 1

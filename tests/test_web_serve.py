@@ -1,0 +1,97 @@
+"""`python bot.py` (sandbox + web chat on embedded defaults) and `python bot.py serve`, as real processes."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(tmp_path: Path, web_port: int, sandbox_port: int) -> Path:
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    cfg["web"].update(port=web_port, secret_file=str(tmp_path / "web.key"))
+    cfg["sandbox"].update(port=sandbox_port, database=str(tmp_path / "sandbox.db"),
+                          public_base_url=f"http://127.0.0.1:{sandbox_port}")
+    cfg["sessions"].update(backend="redis", sqlite_path=str(tmp_path / "sessions.db"), data_dir=str(tmp_path))
+    cfg["telegram"]["token"] = ""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def start(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, str(ROOT / "bot.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_url(proc: subprocess.Popen, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        m = re.search(r"请在浏览器打开：(http://\S+?/)", line)
+        if m:
+            return m.group(1)
+    raise AssertionError("no URL printed:\n" + "".join(seen))
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def test_demo_starts_sandbox_and_web_and_chats_end_to_end(tmp_path):
+    web_port, sandbox_port = free_port(), free_port()
+    proc = start(["--config", str(write_config(tmp_path, web_port, sandbox_port))])
+    try:
+        url = wait_for_url(proc)
+        assert url == f"http://127.0.0.1:{web_port}/"
+        assert requests.get(url + "healthz", timeout=5).json() == {"status": "ok"}
+        assert "widget.js" in requests.get(url, timeout=5).text
+        sid = requests.post(url + "api/session", timeout=5).json()["session_id"]
+        body = requests.post(url + "api/chat", json={"session_id": sid, "text": "用户名忘了怎么办"}, timeout=30).json()
+        assert body["intent"] == "recover_account" and body["replies"]
+        start_button = next(b for r in body["replies"] for b in r["buttons"] if b["label"] == "开始找回用户名")
+        body = requests.post(url + "api/chat", json={"session_id": sid, "payload": start_button["payload"]},
+                             timeout=30).json()
+        assert body["flow"] == "recover_username"
+        # the demo forced embedded defaults: SQLite sessions even though the config says redis
+        assert (tmp_path / "sessions.db").exists() and (tmp_path / "sandbox.db").exists()
+        assert requests.get(f"http://127.0.0.1:{sandbox_port}/openapi.json", timeout=5).status_code == 200
+    finally:
+        stop(proc)
+
+
+def test_serve_refuses_a_busy_port_with_a_clear_message(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        cfg = write_config(tmp_path, port, free_port())
+        proc = start(["--config", str(cfg), "serve"])
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert f"端口 127.0.0.1:{port} 已被占用" in out
