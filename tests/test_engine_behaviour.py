@@ -9,38 +9,16 @@ import sqlite3
 import pytest
 
 from accounts.base import ServiceUnavailable
-from accounts.local import LocalAccountClient
 from faq.model import FAQ, Entry, Topic
 from handlers.sessions import SqliteStore
-from handlers.testing import Chat, Clock, make_engine
+from handlers.testing import Chat, make_engine
 from handlers.types import Message
 from intents.types import Candidate, MatchResult
 
-from test_flows_local import JPEG, ZS1_PHONE, ZS2_PHONE, ZS_ID, Faulty, login, start_dup
+from test_flows_local import JPEG, ZS1_PHONE, ZS2_PHONE, ZS_ID, login, start_dup
+from test_flows_local import acc, chat, clock, engine  # noqa: F401  (fixtures)
 
 PERSONAL = (ZS_ID, "1101011999", ZS1_PHONE, ZS2_PHONE, "1700012345", "张三")
-
-
-@pytest.fixture
-def acc():
-    client = Faulty(LocalAccountClient())
-    yield client
-    client.inner.close()
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def engine(acc, tmp_path, clock):
-    return make_engine(acc, data_dir=tmp_path, clock=clock)
-
-
-@pytest.fixture
-def chat(engine):
-    return Chat(engine)
 
 
 def start_username(chat: Chat) -> None:

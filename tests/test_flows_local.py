@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from accounts.base import ServiceUnavailable, TooFrequent
+from accounts.base import TooFrequent
 from accounts.local import LocalAccountClient
 from handlers.testing import Chat, Clock, make_engine
 

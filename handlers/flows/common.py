@@ -55,15 +55,26 @@ def send_login_code(ctx: Ctx) -> Outcome:
     return Goto("login_code", (ctx.say(f"验证码已发送至 {challenge.sent_to}。"),))
 
 
-def ask_login_code(ctx: Ctx) -> Reply:
+def ask_code(ctx: Ctx) -> Reply:
     """Ask for the SMS code."""
     return ctx.say("请输入收到的 **6 位短信验证码**：")
 
 
-def got_login_code(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep a 6-digit code."""
-    ctx.data["login_code"] = field_value(validation.code, text_of(inp))
-    return Goto("login_verify")
+def code_answer(key: str, then: str):  # type: ignore[no-untyped-def]
+    """An answer-handler keeping a 6-digit SMS code in data[key], then going to ``then``."""
+
+    def got_code(ctx: Ctx, inp: Input) -> Outcome:
+        """Keep a 6-digit code."""
+        ctx.data[key] = field_value(validation.code, text_of(inp))
+        return Goto(then)
+
+    return got_code
+
+
+def wrong_code(ctx: Ctx, e: InvalidCode, step: str) -> Goto:
+    """Back to the code prompt, saying how many tries are left."""
+    left = f"，还可以再试 {e.attempts_left} 次" if e.attempts_left is not None else ""
+    return Goto(step, (ctx.say(f"验证码不正确{left}。"),))
 
 
 def verify_login(ctx: Ctx) -> Outcome:
@@ -72,8 +83,7 @@ def verify_login(ctx: Ctx) -> Outcome:
         login = ctx.accounts.verify_login(ctx.data["login_challenge"], ctx.data["login_code"],
                                           idempotency_key=ctx.key)
     except InvalidCode as e:
-        left = f"，还可以再试 {e.attempts_left} 次" if e.attempts_left is not None else ""
-        return Goto("login_code", (ctx.say(f"验证码不正确{left}。"),))
+        return wrong_code(ctx, e, "login_code")
     except ChallengeExpired:
         return Goto("login_send", (ctx.say("验证码已失效，正在为您重新发送。"),))
     finally:
@@ -89,7 +99,7 @@ def login_steps() -> dict[str, Step]:
     return {
         "login_username": Ask(ask_login_username, got_login_username, private=True),
         "login_send": Act(send_login_code),
-        "login_code": Ask(ask_login_code, got_login_code, private=True),
+        "login_code": Ask(ask_code, code_answer("login_code", "login_verify"), private=True),
         "login_verify": Act(verify_login),
     }
 

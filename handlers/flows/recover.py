@@ -6,7 +6,7 @@ from accounts.base import ChallengeExpired, InvalidCode, NotFound, TooFrequent
 from handlers.types import Button, Reply
 
 from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, field_value, text_of
-from .common import identity_steps, too_frequent
+from .common import ask_code, code_answer, identity_steps, too_frequent, wrong_code
 
 # ---- recover username ---------------------------------------------------------------
 
@@ -70,25 +70,13 @@ def send_code(ctx: Ctx) -> Outcome:
     return Goto("code", (ctx.say(f"验证码已发送至 {challenge.sent_to}。"),))
 
 
-def ask_code(ctx: Ctx) -> Reply:
-    """Ask for the SMS code."""
-    return ctx.say("请输入收到的 **6 位短信验证码**：")
-
-
-def got_code(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep a 6-digit code."""
-    ctx.data["code"] = field_value(validation.code, text_of(inp))
-    return Goto("verify")
-
-
 def verify_code(ctx: Ctx) -> Outcome:
     """Exchange the code for the one-time reset link."""
     try:
         link = ctx.accounts.verify_password_recovery(ctx.data["challenge"], ctx.data["code"],
                                                      idempotency_key=ctx.key)
     except InvalidCode as e:
-        left = f"，还可以再试 {e.attempts_left} 次" if e.attempts_left is not None else ""
-        return Goto("code", (ctx.say(f"验证码不正确{left}。"),))
+        return wrong_code(ctx, e, "code")
     except ChallengeExpired:
         return Finish((ctx.say("验证码已失效（已过期、已使用或错误次数过多），请重新找回密码。",
                                Button("重新找回密码", "flow:recover_password")),))
@@ -107,7 +95,7 @@ RECOVER_PASSWORD = Flow(
         "username": Ask(ask_username, got_username, private=True),
         **identity_steps(then="send_code"),
         "send_code": Act(send_code),
-        "code": Ask(ask_code, got_code, private=True),
+        "code": Ask(ask_code, code_answer("code", "verify"), private=True),
         "verify": Act(verify_code),
     },
 )
