@@ -3,8 +3,8 @@
 These tests drive the page as a user would: XSS strings stay text, the IME's Enter
 does not send, an unreachable server keeps the typed text, a reload keeps the
 conversation, the panel fits a 360 px phone and works from the keyboard.
-The end-to-end flow against the real engine and the account sandbox lives in
-test_widget_e2e.py. Screenshots go to test-output/.
+The last test runs a whole flow (recover username) against the real engine and a
+live account sandbox. Screenshots go to test-output/.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import uvicorn
 
 from channels.web import create_app
 from handlers.types import Button, Message, Reply
+from sandbox_fixture import sandbox  # noqa: F401  (the live account sandbox fixture)
 
 CHROMIUM = "/usr/bin/chromium"
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
@@ -320,3 +321,38 @@ def test_personal_data_is_masked_in_the_saved_history(page):
     assert "1101**********002X" in stored and "138****5678" in stored and '"******"' in stored
     # what the user sees right now is what they typed
     expect(page.locator("#chsi-assistant .msg.user").first).to_contain_text("11010519491231002X")
+
+
+def test_recover_username_end_to_end_with_the_real_engine_and_sandbox(browser, sandbox, tmp_path):  # noqa: F811
+    from handlers.engine import build_engine
+    from handlers.sessions import SqliteStore
+    from handlers.testing import default_matcher
+
+    cfg = {"web": {"secret_file": str(tmp_path / "web.key")}, "sessions": {"data_dir": str(tmp_path)}}
+    engine = build_engine(cfg, accounts=sandbox.client(), store=SqliteStore(tmp_path / "sessions.db"),
+                          matcher=default_matcher())
+    account = sandbox.new_account(name="王小明")
+    masked_phone = account["phone"][:3] + "****" + account["phone"][-4:]
+    with LiveServer(create_app(cfg, engine=engine)) as live:
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+        page = context.new_page()
+        page.goto(live.url + "/")
+        open_panel(page)
+        send(page, "用户名忘了怎么办")
+        expect(bot_bubbles(page).nth(1)).to_contain_text("找回用户名")
+        page.get_by_role("button", name="开始找回用户名").click()
+        expect(bot_bubbles(page).last).to_contain_text("姓名")
+        send(page, account["name"])
+        page.get_by_role("button", name="居民身份证").click()
+        expect(bot_bubbles(page).last).to_contain_text("身份证号码")
+        send(page, account["id_number"])
+        done = bot_bubbles(page).last
+        expect(done).to_contain_text(f"用户名已通过短信发送至 {masked_phone}")
+        assert account["username"] in sandbox.outbox(account["phone"])[0]["text"]
+        shot(page, "widget-e2e-recover-username")
+
+        page.reload()
+        expect(bot_bubbles(page).last).to_contain_text(f"用户名已通过短信发送至 {masked_phone}")
+        stored = "".join(page.evaluate("Object.values(localStorage)"))
+        assert account["id_number"] not in stored  # masked in the browser's saved history
+        context.close()
