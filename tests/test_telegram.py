@@ -339,3 +339,33 @@ def test_render_splits_and_escapes():
     assert render.telegram_chunks("[x](javascript:alert(1)) [y](https://a.cn/?q=1&r=\"2\")") == [
         '[x](javascript:alert(1)) <a href="https://a.cn/?q=1&amp;r=&quot;2&quot;">y</a>']
     assert render.telegram_chunks("") == []
+
+
+# ---- with the real engine ------------------------------------------------------------------
+
+def test_real_engine_answer_keyboard_and_flow_start(cfg, request_recorder, tmp_path):
+    from accounts.local import LocalAccountClient
+    from handlers.testing import make_engine
+
+    engine = make_engine(LocalAccountClient(), data_dir=tmp_path)
+    app = build_application(cfg, engine, request=request_recorder)
+
+    async def scenario():
+        async with app:
+            await app.process_update(Update(20, message=make_message(app.bot, text="用户名忘了怎么办")))
+            keyboard = [b for p in request_recorder.sent() if "reply_markup" in p
+                        for row in p["reply_markup"]["inline_keyboard"] for b in row]
+            start = next(b for b in keyboard if b["text"] == "开始找回用户名")
+            shown = make_message(app.bot, message_id=9, text="需要我一步步帮您找回用户名吗？")
+            query = CallbackQuery(id="q-real", from_user=USER, chat_instance="ci", message=shown,
+                                  data=start["callback_data"])
+            query.set_bot(app.bot)
+            await app.process_update(Update(21, callback_query=query))
+            await app.process_update(command(app.bot, "/cancel"))
+    asyncio.run(scenario())
+    assert request_recorder.unexpected == []
+    texts = [p["text"] for p in request_recorder.sent()]
+    assert any("<b>找回用户名</b>" in t for t in texts)  # the FAQ answer, bold rendered as HTML
+    assert request_recorder.named("answerCallbackQuery") == [{"callback_query_id": "q-real"}]
+    assert "姓名" in texts[-2]  # the flow's first prompt
+    assert engine.store.get(session_id(42)).get("flow") is None  # /cancel ended it
