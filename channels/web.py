@@ -138,7 +138,7 @@ class Signer:
 
     def verify(self, token: Any) -> str | None:
         """The engine session id of a token we issued; None for anything else."""
-        if not isinstance(token, str) or not _TOKEN.match(token) or "." not in token:
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token) or "." not in token:
             return None
         session_id, mac = token.rsplit(".", 1)
         if session_id and hmac.compare_digest(mac, self._mac(b"session", session_id, 32)):
@@ -194,7 +194,7 @@ def clean_text(value: Any, max_chars: int) -> str:
 
 def clean_payload(value: Any) -> str:
     """A button payload, checked for shape: a short string without control characters."""
-    if not isinstance(value, str) or not _PAYLOAD.match(value):
+    if not isinstance(value, str) or not _PAYLOAD.fullmatch(value):
         raise ApiError(422, "invalid_payload", "按钮无效，请重新选择或直接输入您的问题。")
     return value
 
