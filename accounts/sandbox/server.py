@@ -278,6 +278,8 @@ def create_app(service: SandboxService, *, api_key: str, admin_key: str) -> Fast
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return _error_response(NotFound("接口不存在。"))
+        if exc.status_code == 400:  # an unparseable body
+            return _error_response(Validation("请求体格式不正确。"))
         err = AccountError(str(exc.detail))
         err.code, err.status = "HTTP_ERROR", exc.status_code
         return _error_response(err)
