@@ -228,7 +228,8 @@ class Engine:
             if entry.intent == HUMAN or entry.flow == HUMAN:
                 return self._handoff(session_id, state, "user_request")
             return self._entry_replies(entry, in_flow=False)
-        candidates = [c for c in result.candidates if c.entry in self.faq.entries and c.intent not in SMALLTALK]
+        candidates = [c for c in result.candidates if c.entry in self.faq.entries and c.intent not in SMALLTALK
+                      and (result.decision == "clarify" or c.score >= self.matcher.config.suggest_threshold)]
         buttons = tuple(Button(self.faq.entry(c.entry).question, f"faq:{c.entry}") for c in candidates)
         if result.decision == "clarify" and buttons:
             return [Reply("您想问的是下面哪一个？请点选：", buttons=buttons + (Button("都不是，转人工客服", "handoff"),),

@@ -42,6 +42,7 @@ class MatcherConfig:
     unknown_floor: float = 0.6        # least weight of a content word the FAQ never uses
     focus_tokens: int = 12            # beyond this many words, words the entry does not explain count less
     contrast_penalty: float = 0.7     # score factor when the question holds a contrast word the entry lacks
+    suggest_threshold: float = 0.35   # out of scope: candidates below this are not worth suggesting
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> "MatcherConfig":

@@ -13,6 +13,7 @@ from faq.model import FAQ, Entry, Topic
 from handlers.sessions import SqliteStore
 from handlers.testing import Chat, make_engine
 from handlers.types import Message
+from intents.matcher import MatcherConfig
 from intents.types import Candidate, MatchResult
 
 from test_flows_local import JPEG, ZS1_PHONE, ZS2_PHONE, ZS_ID, login, start_dup
@@ -285,6 +286,8 @@ def test_answer_has_related_buttons_and_recorded_feedback(chat, tmp_path):
 class Scripted:
     """A matcher test double returning a fixed result (the real one is tested elsewhere)."""
 
+    config = MatcherConfig()
+
     def __init__(self, result: MatchResult) -> None:
         self.result = result
 
@@ -312,12 +315,14 @@ def test_clarify_offers_the_candidate_questions(acc, tmp_path):
 
 
 def test_out_of_scope_is_honest_shows_closest_topics_and_offers_a_person(acc, tmp_path):
-    m = Scripted(MatchResult("out_of_scope", "out_of_scope", None, 0.2,
-                             (Candidate("recover_account.password", "recover_account", 0.2),)))
+    m = Scripted(MatchResult("out_of_scope", "out_of_scope", None, 0.45,
+                             (Candidate("recover_account.password", "recover_account", 0.45),
+                              Candidate("recover_account.username", "recover_account", 0.1))))
     m.faq = TINY
     chat = Chat(make_engine(acc, matcher=m, data_dir=tmp_path))
     chat.say("今天天气怎么样")
     assert "暂时无法回答" in chat.text
+    # the distant candidate (below matcher.suggest_threshold) is not suggested
     assert [b.label for b in chat.buttons] == ["忘记密码怎么办？", "转人工客服"]
 
 
