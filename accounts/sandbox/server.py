@@ -207,16 +207,6 @@ class AccountViewOut(BaseModel):
     route4_attempts_used: int
 
 
-class StudentRecordOut(BaseModel):
-    kind: Literal["enrolled", "graduate"]
-    school: str
-    level: str
-    student_no: str | None = None
-    enrolment_year: int | None = None
-    certificate_no: str | None = None
-    graduation_year: int | None = None
-
-
 class HealthOut(BaseModel):
     status: Literal["ok"]
     schema_version: int
@@ -405,7 +395,7 @@ def create_app(service: SandboxService, *, api_key: str, admin_key: str) -> Fast
     def pass_app(body: UsernameIn) -> dict[str, Any]:
         return service.pass_app_verification(body.username)
 
-    @admin.post("/student-records", status_code=201, response_model=StudentRecordOut,
+    @admin.post("/student-records", status_code=201, response_model=StudentRecordIn,
                 responses=_errors())
     def add_record(body: StudentRecordAdminIn) -> dict[str, Any]:
         record = body.model_dump(exclude_none=True, exclude={"id_type", "id_number"})

@@ -142,12 +142,12 @@ class SandboxService:
                     conn.close()
 
     def _once(self, endpoint: str, key: str | None, request: Mapping[str, Any],
-              op: Callable[[sqlite3.Connection], tuple[str, dict[str, Any]]],
+              op: Callable[[sqlite3.Connection], dict[str, Any]],
               token: str | None = None) -> dict[str, Any]:
         """Run ``op`` in one transaction, at most once per idempotency key (see module doc).
 
-        Keys are scoped by ``endpoint`` and principal (the logged-in account when ``token`` is given).
-        ``op`` returns ``(principal, body)``.
+        Keys are scoped by ``endpoint`` and principal (the logged-in account when ``token`` is given);
+        ``op`` returns the response body.
         """
         if key is not None and (not isinstance(key, str) or not _KEY_RE.fullmatch(key)):
             raise Validation("Idempotency-Key 应为1–255个可见ASCII字符。", field="Idempotency-Key")
@@ -165,7 +165,7 @@ class SandboxService:
                         raise error_from_body(body)
                     return body
             try:
-                body = op(conn)[1]
+                body = op(conn)
             except TooFrequent:
                 raise
             except AccountError as e:
@@ -276,8 +276,8 @@ class SandboxService:
         request = dict(fields, password_hash=_h(str(password)), re_register=bool(re_register))
         pw_hash = self.hash_password(str(password))  # outside the transaction: the KDF is slow on purpose
         return self._once("register", idempotency_key, request,
-                          lambda c: ("", self._register(c, pw_hash=pw_hash, re_register=bool(re_register),
-                                                        client_id=client_id, **fields)))
+                          lambda c: self._register(c, pw_hash=pw_hash, re_register=bool(re_register),
+                                                   client_id=client_id, **fields))
 
     def _register(self, conn: sqlite3.Connection, *, username: str, pw_hash: str, name: str, id_type: str,
                   id_number: str, phone: str, email: str | None, re_register: bool,
@@ -314,7 +314,7 @@ class SandboxService:
         nm = v.name(name)
         t, n = self._identity_key(id_type, id_number)
 
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             self._throttle(conn, [("recovery:" + _h(t, n), self.limits.recovery_per_identity),
                                   *self._client_buckets(client_id)])
             rows = conn.execute("SELECT * FROM accounts WHERE id_type = ? AND id_number = ? AND status != 'cancelled'"
@@ -326,7 +326,7 @@ class SandboxService:
                 self._sms(conn, r["phone"], "username", f"【学信网】您的学信网账号用户名为：{r['username']}。",
                           username=r["username"])
                 conn.execute("UPDATE accounts SET last_recovery_at = ? WHERE id = ?", (self.clock(), r["id"]))
-            return "", {"sent_to": "、".join(dict.fromkeys(mask_phone(r["phone"]) for r in rows))}
+            return {"sent_to": "、".join(dict.fromkeys(mask_phone(r["phone"]) for r in rows))}
 
         return self._once("recovery.username", idempotency_key, {"name": nm, "id": [t, n]}, op)
 
@@ -336,7 +336,7 @@ class SandboxService:
         user, nm = v.username(username), v.name(name)
         t, n = self._identity_key(id_type, id_number)
 
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             self._throttle(conn, [("recovery:" + _h(t, n), self.limits.recovery_per_identity),
                                   *self._client_buckets(client_id)])
             row = conn.execute("SELECT * FROM accounts WHERE username_lc = ?", (user.lower(),)).fetchone()
@@ -344,21 +344,21 @@ class SandboxService:
                 raise NotFound("用户名、姓名与证件号码不匹配，请核对后重试。")
             if row["status"] == "cancelled":
                 raise Conflict("该账号已注销，无法找回密码。")
-            return "", self._new_challenge(conn, "password_recovery", row)
+            return self._new_challenge(conn, "password_recovery", row)
 
         return self._once("recovery.password", idempotency_key, {"u": user.lower(), "name": nm, "id": [t, n]}, op)
 
     def verify_password_recovery(self, challenge_id: str, code: Any, *,
                                  idempotency_key: str | None = None) -> dict[str, Any]:
         """A right code gives a one-time reset link."""
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             account = self._redeem(conn, "password_recovery", challenge_id, code)
             token = secrets.token_urlsafe(32)
             now = self.clock()
             conn.execute("INSERT INTO reset_tokens VALUES (?, ?, ?, NULL)",
                          (_h(token), account["id"], now + self.limits.reset_ttl))
             conn.execute("UPDATE accounts SET last_recovery_at = ? WHERE id = ?", (now, account["id"]))
-            return "", {"reset_url": f"{self.public_base_url}/sandbox/reset/{token}",
+            return {"reset_url": f"{self.public_base_url}/sandbox/reset/{token}",
                         "expires_in": self.limits.reset_ttl}
 
         return self._once("recovery.password.verify:" + challenge_id, idempotency_key, {"code": str(code)}, op)
@@ -382,26 +382,26 @@ class SandboxService:
         """SMS a login code to the account's phone."""
         user = v.username(username)
 
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             self._throttle(conn, [("login:" + _h(user.lower()), self.limits.login_per_username),
                                   *self._client_buckets(client_id)])
             row = conn.execute("SELECT * FROM accounts WHERE username_lc = ?", (user.lower(),)).fetchone()
             if row is None:
                 raise NotFound("用户名不存在，请核对，或使用找回用户名功能。")
-            return "", self._new_challenge(conn, "login", row)
+            return self._new_challenge(conn, "login", row)
 
         return self._once("auth.otp", idempotency_key, {"u": user.lower()}, op)
 
     def verify_login(self, challenge_id: str, code: Any, *, idempotency_key: str | None = None) -> dict[str, Any]:
         """A right code gives a short-lived user token."""
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             account = self._redeem(conn, "login", challenge_id, code)
             token = secrets.token_urlsafe(32)
             now = self.clock()
             conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
             conn.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
                          (_h(token), account["id"], now, now + self.limits.token_ttl))
-            return "", {"token": token, "account_id": account["id"], "expires_in": self.limits.token_ttl}
+            return {"token": token, "account_id": account["id"], "expires_in": self.limits.token_ttl}
 
         return self._once("auth.otp.verify:" + challenge_id, idempotency_key, {"code": str(code)}, op)
 
@@ -448,12 +448,12 @@ class SandboxService:
 
     def start_app_verification(self, token: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
         """Route 1: record the start and give the APP instructions."""
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             a = self._account_for(conn, token)
             self._pending(a)
             conn.execute("INSERT INTO app_verifications VALUES (?, ?, NULL) ON CONFLICT (account_id)"
                          " DO UPDATE SET started_at = excluded.started_at", (a["id"], self.clock()))
-            return a["id"], {"instructions": APP_INSTRUCTIONS}
+            return {"instructions": APP_INSTRUCTIONS}
 
         return self._once("me.app-verification", idempotency_key, {}, op, token=token)
 
@@ -470,7 +470,7 @@ class SandboxService:
             raise BadImage("仅支持 JPG 或 PNG 格式的图片，请重新上传。")
         digest = hashlib.sha256(data).hexdigest()
 
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             a = self._account_for(conn, token)
             self._pending(a)
             if conn.execute("SELECT 1 FROM manual_reviews WHERE account_id = ? AND status = 'pending'",
@@ -479,7 +479,7 @@ class SandboxService:
             ticket = "rv_" + secrets.token_hex(8)
             conn.execute("INSERT INTO manual_reviews VALUES (?, ?, 'pending', NULL, ?, ?, ?, ?, ?, NULL)",
                          (ticket, a["id"], kind, len(data), digest, data, self.clock()))
-            return a["id"], {"ticket_id": ticket, "status": "pending", "reason": None}
+            return {"ticket_id": ticket, "status": "pending", "reason": None}
 
         return self._once("me.manual-review", idempotency_key, {"sha256": digest}, op, token=token)
 
@@ -488,7 +488,7 @@ class SandboxService:
         """Route 3: ask a classmate (by name + username) to confirm this account."""
         nm, user = v.name(classmate_name, "classmate_name"), v.username(classmate_username, "classmate_username")
 
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             a = self._account_for(conn, token)
             self._pending(a)
             mate = conn.execute("SELECT * FROM accounts WHERE username_lc = ?", (user.lower(),)).fetchone()
@@ -504,7 +504,7 @@ class SandboxService:
             rid = "cr_" + secrets.token_hex(8)
             conn.execute("INSERT INTO classmate_requests VALUES (?, ?, ?, 'pending', ?, NULL)",
                          (rid, a["id"], mate["id"], self.clock()))
-            return a["id"], {"request_id": rid, "status": "pending"}
+            return {"request_id": rid, "status": "pending"}
 
         return self._once("me.classmate-requests", idempotency_key, {"name": nm, "u": user.lower()}, op, token=token)
 
@@ -524,7 +524,7 @@ class SandboxService:
     def answer_classmate_request(self, token: str, request_id: str, accept: bool, *,
                                  idempotency_key: str | None = None) -> dict[str, Any]:
         """The classmate accepts (verifying the requester) or rejects a request."""
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             a = self._account_for(conn, token)
             r = conn.execute("SELECT * FROM classmate_requests WHERE id = ? AND classmate_id = ?",
                              (request_id, a["id"])).fetchone()
@@ -538,7 +538,7 @@ class SandboxService:
                 self._verify(conn, r["requester_id"], "classmate")
             conn.execute("UPDATE classmate_requests SET status = ?, answered_at = ? WHERE id = ?",
                          ("accepted" if accept else "rejected", self.clock(), request_id))
-            return a["id"], self._request_body(conn, conn.execute(
+            return self._request_body(conn, conn.execute(
                 "SELECT * FROM classmate_requests WHERE id = ?", (request_id,)).fetchone())
 
         endpoint = f"me.inbox.{'accept' if accept else 'reject'}:{request_id}"
@@ -549,7 +549,7 @@ class SandboxService:
         """Route 4: check a 学籍/学历 record; at most 3 attempts per ID number across its accounts."""
         rec = self._record(record)
 
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             a = self._account_for(conn, token)
             self._pending(a)
             used = self._route4_used(conn, a)
@@ -568,7 +568,7 @@ class SandboxService:
                     f"该证件号码还可通过此途径核验{left}次。" if left else "此途径的核验次数已用完，请选择其他途径。"),
                     attempts_left=left)
             self._verify(conn, a["id"], "student_record")
-            return a["id"], self._identity(conn, self._account(conn, a["id"]))
+            return self._identity(conn, self._account(conn, a["id"]))
 
         return self._once("me.student-record", idempotency_key, rec, op, token=token)
 
@@ -609,7 +609,7 @@ class SandboxService:
         if provider not in PROVIDERS:
             raise Validation("绑定方式应为微信（wechat）或支付宝（alipay）。", field="provider")
 
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             a = self._account_for(conn, token)
             if a["status"] == "cancelled":
                 raise Conflict("该账号已注销，无法绑定。")
@@ -625,7 +625,7 @@ class SandboxService:
             conn.execute("INSERT INTO bindings VALUES (?, ?, 'pending', ?, ?, NULL) ON CONFLICT (account_id, provider)"
                          " DO UPDATE SET qr_token = excluded.qr_token, created_at = excluded.created_at",
                          (a["id"], provider, qr, self.clock()))
-            return a["id"], {"qr_url": f"{self.public_base_url}/sandbox/qr/{qr}"}
+            return {"qr_url": f"{self.public_base_url}/sandbox/qr/{qr}"}
 
         return self._once("me.bindings", idempotency_key, {"provider": provider}, op, token=token)
 
@@ -644,12 +644,12 @@ class SandboxService:
         if provider not in PROVIDERS:
             raise Validation("绑定方式应为微信（wechat）或支付宝（alipay）。", field="provider")
 
-        def op(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def op(conn: sqlite3.Connection) -> dict[str, Any]:
             a = self._account_for(conn, token)
             if conn.execute("DELETE FROM bindings WHERE account_id = ? AND provider = ?",
                             (a["id"], provider)).rowcount == 0:
                 raise NotFound(f"该账号未绑定{PROVIDERS[provider]}。")
-            return a["id"], {}
+            return {}
 
         return self._once("me.unbind:" + str(provider), idempotency_key, {}, op, token=token)
 
