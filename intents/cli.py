@@ -110,9 +110,13 @@ def evaluate(cfg: Mapping[str, Any], items: list[dict[str, Any]]) -> dict[str, A
     def pct(p: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3) if latencies else 0.0
 
+    def expected(i: dict) -> list[str]:
+        want = i["expect_contains"]
+        return [str(want)] if isinstance(want, (str, int, float)) else [str(s) for s in want]
+
     def contains(i: dict, g: dict) -> bool:
         answer = g["answer"] or ""
-        return all(str(s) in answer for s in i["expect_contains"])
+        return all(s in answer for s in expected(i))
 
     missing = [{"text": i["text"], "expect_contains": i["expect_contains"], "entry": g["entry"]}
                for i, g in with_expect if not contains(i, g)]

@@ -54,24 +54,24 @@ class Normaliser:
     """Built once from the FAQ lexicon; ``__call__`` is pure and fast."""
 
     def __init__(self, faq: FAQ) -> None:
-        self.stopwords = frozenset(clean(w) for w in faq.stopwords)
+        self.stopwords = frozenset(_key(w) for w in faq.stopwords)
         rewrite: dict[str, str] = {}
         for word in (*faq.domain_words, *set(faq.synonyms.values())):
-            rewrite[clean(word)] = clean(word)
+            rewrite[_key(word)] = _key(word)
         self.single_char: dict[str, str] = {}
         for variant, canonical in faq.synonyms.items():
-            v, c = clean(variant), clean(canonical)
+            v, c = _key(variant), _key(canonical)
             if len(v) == 1:
                 self.single_char[v] = c  # one character: only as a whole token, never inside a word
             else:
                 rewrite[v] = c
-        self._typos = {clean(wrong): clean(right) for wrong, right in faq.typos.items()}
+        self._typos = {_key(wrong): _key(right) for wrong, right in faq.typos.items()}
         self._typo_pattern = _alternation(self._typos)
         self._rewrite = rewrite
         self._pattern = _alternation(rewrite)
         self._tokenizer = jieba.Tokenizer()
         self._tokenizer.initialize()
-        for word in sorted(set(rewrite.values()) | {clean(w) for w in faq.domain_words}):
+        for word in sorted(set(rewrite.values()) | {_key(w) for w in faq.domain_words}):
             if not _ASCII_WORD.match(word):
                 self._tokenizer.add_word(word, freq=200000)
         self.vocabulary_words = frozenset(rewrite.values())
@@ -96,6 +96,11 @@ class Normaliser:
         rewritten = self.rewrite(text)
         tokens = self.tokens(rewritten)
         return Normalised(text="".join(tokens), tokens=tokens, full=rewritten.replace(" ", ""))
+
+
+def _key(word: str) -> str:
+    """A lexicon word in the form user text takes after cleaning ("re-register" → "re register")."""
+    return " ".join(_KEEP.sub(" ", clean(word)).split())
 
 
 def _alternation(table: dict[str, str]) -> re.Pattern[str]:
