@@ -199,6 +199,11 @@ class StudentRecord:
 class AccountAPI(Protocol):
     """What the bot needs from the account service. See the module doc for errors."""
 
+    def with_client_id(self, client_id: str) -> "AccountAPI":
+        """The same client acting for one end user (an opaque id, never personal data), so the
+        service's per-client rate limits apply per chat user rather than to the whole bot."""
+        ...
+
     def register(self, *, username: str, password: str, name: str, id_type: str, id_number: str,
                  phone: str, email: str | None = None, re_register: bool = False,
                  idempotency_key: str | None = None) -> Registered: ...

@@ -48,8 +48,7 @@ class LocalAccountClient(WireClient):
             "verify_login": lambda: s.verify_login(p["challenge_id"], b["code"], idempotency_key=key),
             "identity": lambda: s.identity(token or ""),
             "app_verification": lambda: s.start_app_verification(token or "", idempotency_key=key),
-            "manual_review": lambda: s.submit_manual_review(token or "", *(image or ("", b"", "")),
-                                                            idempotency_key=key),
+            "manual_review": lambda: _manual_review(s, token or "", image or ("", b"", ""), key),
             "classmate_request": lambda: s.request_classmate(token or "", b["classmate_name"],
                                                              b["classmate_username"], idempotency_key=key),
             "inbox": lambda: s.inbox(token or ""),
@@ -89,3 +88,9 @@ class LocalAccountClient(WireClient):
 
     def pass_app_verification(self, username: str) -> Identity:
         return identity(self.service.pass_app_verification(username))
+
+
+def _manual_review(service: Any, token: str, image: tuple[str, bytes, str], key: str | None) -> dict[str, Any]:
+    """The wire's (filename, bytes, content type) to the service's (bytes, filename, content type)."""
+    filename, data, content_type = image
+    return service.submit_manual_review(token, data, filename, content_type, idempotency_key=key)

@@ -270,8 +270,10 @@ class Engine:
 
     def _ctx(self, state: dict[str, Any], now: float) -> Ctx:
         flow = state["flow"]
-        return Ctx(flow=flow["name"], data=flow["data"], session=state, accounts=self.accounts,
-                   key=flow["key"], now=now)
+        # a random id per conversation (not derived from the session id, never personal data)
+        client_id = state.setdefault("client_id", secrets.token_hex(8))
+        return Ctx(flow=flow["name"], data=flow["data"], session=state,
+                   accounts=self.accounts.with_client_id(client_id), key=flow["key"], now=now)
 
     def _step(self, state: Mapping[str, Any]) -> Step:
         flow = state["flow"]

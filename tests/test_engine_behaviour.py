@@ -335,3 +335,17 @@ def test_human_agent_hands_off_with_masked_transcript(chat, tmp_path, engine):
     assert "138****8001" in text and "1101**********1239" in text
     for secret in (ZS1_PHONE, ZS_ID, "123456"):
         assert secret not in text
+
+
+def test_each_conversation_acts_as_its_own_client_for_rate_limits(acc, engine):
+    """The service's per-client limits must count chat users apart, not the bot as one client."""
+    first, second = Chat(engine), Chat(engine)
+    for chat in (first, second):
+        start_username(chat)
+        chat.say("张三")
+    start_ids = set(acc.client_ids)
+    assert len(start_ids) == 2
+    first.press("居民身份证")
+    assert set(acc.client_ids) == start_ids  # stable within a conversation
+    for cid in start_ids:
+        assert "张三" not in cid and ZS_ID not in cid
