@@ -24,7 +24,7 @@ from rapidfuzz import fuzz
 from faq.model import FAQ, Entry
 
 from . import general_idf
-from .normalize import Normaliser
+from .normalize import Clause, Normaliser, merge
 from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
 
@@ -43,6 +43,7 @@ class MatcherConfig:
     focus_tokens: int = 12            # beyond this many words, words the entry does not explain count less
     contrast_penalty: float = 0.7     # score factor when the question holds a contrast word the entry lacks
     suggest_threshold: float = 0.35   # out of scope: candidates below this are not worth suggesting
+    window_discount: float = 0.95     # long messages: factor on the score of the question clause alone
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> "MatcherConfig":
@@ -101,6 +102,10 @@ class Matcher:
         top = math.log((n + 1) / 1.5)
         self._idf = {t: max(0.05, math.log((n + 1) / (d + 0.5)) / top) for t, d in df.items()}
 
+        self._exact: dict[str, int] = {}  # a question typed exactly as the FAQ has it → its entry
+        for ei, docs in enumerate(per_entry_docs):
+            for text, _ in docs:
+                self._exact[text] = ei if self._exact.get(text, ei) == ei else -1  # -1: ambiguous
         self._docs: list[_Doc] = []
         self._index: dict[str, set[int]] = defaultdict(set)  # token or bigram → doc ids
         for ei, docs in enumerate(per_entry_docs):
@@ -140,11 +145,37 @@ class Matcher:
         """Rank the FAQ entries for ``text`` and decide. Never raises on any str."""
         if not isinstance(text, str):
             text = "" if text is None else str(text)
-        q = self.normalise(text)
+        clauses = self.normalise.clauses(text)
+        q = merge([c.norm for c in clauses])
         if not q.tokens:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
         ranked = self._rank(q.text, q.tokens, self._contrast_words(q.full))
+        exact = self._exact.get(q.text, -1)
+        if exact >= 0:  # the user typed one of the FAQ's own questions
+            ranked = [(1.0, exact)] + [(min(s, 0.99), ei) for s, ei in ranked if ei != exact]
+            return self._decide(ranked, exact=True)
+        if len(q.tokens) > self.config.focus_tokens:
+            ranked = self._with_question_windows(clauses, ranked)
         return self._decide(ranked)
+
+    def _with_question_windows(self, clauses: list[Clause], ranked: list[tuple[float, int]]) -> list[tuple[float, int]]:
+        """A long message usually ends in its question: score the last clause that asks
+        something (alone, and with the clause before it) on its own too, so the backstory
+        neither dilutes nor vetoes it."""
+        asks = [i for i, c in enumerate(clauses) if _QUESTION_CUE.search(c.raw)]
+        if len(clauses) < 2 or not asks:
+            return ranked
+        best = {ei: s for s, ei in ranked}
+        last = asks[-1]
+        for start in dict.fromkeys((last, max(0, last - 1))):
+            w = merge([c.norm for c in clauses[start:]])
+            if not w.tokens:
+                continue
+            for s, ei in self._rank(w.text, w.tokens, self._contrast_words(w.full)):
+                s *= self.config.window_discount
+                if s > best.get(ei, -1.0):
+                    best[ei] = s
+        return sorted(((s, ei) for ei, s in best.items()), reverse=True)[: self.config.prune_limit]
 
     def _rank(self, qtext: str, qtokens: tuple[str, ...], contrast: frozenset[str]) -> list[tuple[float, int]]:
         cfg = self.config
@@ -193,7 +224,7 @@ class Matcher:
         scored.sort(reverse=True)
         return scored[: cfg.prune_limit]
 
-    def _decide(self, ranked: list[tuple[float, int]]) -> MatchResult:
+    def _decide(self, ranked: list[tuple[float, int]], exact: bool = False) -> MatchResult:
         cfg = self.config
         candidates = tuple(Candidate(self.entries[ei].id, self.entries[ei].intent, round(s, 4))
                            for s, ei in ranked[: max(cfg.max_candidates, 1)])
@@ -202,7 +233,7 @@ class Matcher:
         top_score, top = ranked[0]
         top_entry = self.entries[top]
         rival = next((s for s, ei in ranked[1:] if self.entries[ei].intent != top_entry.intent), 0.0)
-        if top_score >= cfg.answer_threshold and top_score - rival >= cfg.clarify_margin:
+        if exact or (top_score >= cfg.answer_threshold and top_score - rival >= cfg.clarify_margin):
             return MatchResult("answer", top_entry.intent, top_entry.id, round(top_score, 4), candidates)
         if top_score >= cfg.clarify_threshold:
             return MatchResult("clarify", top_entry.intent, top_entry.id, round(top_score, 4), candidates)
@@ -215,6 +246,9 @@ class Matcher:
         from settings import section
 
         return cls(load_faq(cfg), MatcherConfig.from_mapping(section(cfg, "matcher")))
+
+
+_QUESTION_CUE = re.compile(r"[?？]|吗|么|呢|怎|如何|为什么|为何|什么|哪|能否|可否|是否|要不要|是不是|有没有|啥|咋")
 
 
 def _plain(markdown: str) -> str:

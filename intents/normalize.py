@@ -21,6 +21,7 @@ from faq.model import FAQ
 
 MAX_CHARS = 500  # longer messages are matched on their first MAX_CHARS characters
 _KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
+_CLAUSE = re.compile(r"[。!?;,、\n…~]+")  # after NFKC: full-width ！？；，～ are ASCII
 _ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")
 
 jieba.setLogLevel(logging.WARNING)
@@ -78,7 +79,10 @@ class Normaliser:
 
     def rewrite(self, text: str) -> str:
         """Cleaned text with typos fixed and synonyms canonical, punctuation as spaces."""
-        text = _KEEP.sub(" ", clean(text))
+        return self._rewrite_clean(clean(text))
+
+    def _rewrite_clean(self, text: str) -> str:
+        text = _KEEP.sub(" ", text)
         if self._typos:
             text = self._typo_pattern.sub(lambda m: self._typos[m.group(0)], text)
         return self._pattern.sub(lambda m: f" {self._rewrite[m.group(0)]} ", text)
@@ -93,9 +97,32 @@ class Normaliser:
         return tuple(out)
 
     def __call__(self, text: str) -> Normalised:
-        rewritten = self.rewrite(text)
+        return self._normalise(self.rewrite(text))
+
+    def _normalise(self, rewritten: str) -> Normalised:
         tokens = self.tokens(rewritten)
         return Normalised(text="".join(tokens), tokens=tokens, full=rewritten.replace(" ", ""))
+
+    def clauses(self, text: str) -> list[Clause]:
+        """The message cut at clause punctuation, each clause normalised once
+        (``merge`` of all of them equals the whole message normalised)."""
+        out = []
+        for part in _CLAUSE.split(clean(text)):
+            if part.strip():
+                out.append(Clause(part, self._normalise(self._rewrite_clean(part))))
+        return out
+
+
+@dataclass(frozen=True)
+class Clause:
+    raw: str              # the cleaned clause as typed
+    norm: Normalised
+
+
+def merge(parts: list[Normalised]) -> Normalised:
+    """Normalised pieces joined into one."""
+    tokens = tuple(t for p in parts for t in p.tokens)
+    return Normalised(text="".join(tokens), tokens=tokens, full="".join(p.full for p in parts))
 
 
 def _key(word: str) -> str:
