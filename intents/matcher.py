@@ -24,7 +24,7 @@ from rapidfuzz import fuzz
 from faq.model import FAQ, Entry
 
 from . import general_idf
-from .normalize import Clause, Normaliser, merge
+from .normalize import Clause, Normalised, Normaliser, merge
 from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
 
@@ -44,6 +44,7 @@ class MatcherConfig:
     contrast_penalty: float = 0.7     # score factor when the question holds a contrast word the entry lacks
     suggest_threshold: float = 0.35   # out of scope: candidates below this are not worth suggesting
     window_discount: float = 0.95     # long messages: factor on the score of the question clause alone
+    window_weight: float = 0.6        # long messages: share of the question clause in that score (rest: whole message)
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> "MatcherConfig":
@@ -149,32 +150,39 @@ class Matcher:
         q = merge([c.norm for c in clauses])
         if not q.tokens:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
-        ranked = self._rank(q.text, q.tokens, self._contrast_words(q.full))
+        windows = self._question_windows(clauses) if len(q.tokens) > self.config.focus_tokens else []
+        # in a long message, only the question's own contrast words change what is asked
+        contrast = self._contrast_words(windows[-1].full if windows else q.full)
+        ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
         if exact >= 0:  # the user typed one of the FAQ's own questions
             ranked = [(1.0, exact)] + [(min(s, 0.99), ei) for s, ei in ranked if ei != exact]
             return self._decide(ranked, exact=True)
-        if len(q.tokens) > self.config.focus_tokens:
-            ranked = self._with_question_windows(clauses, ranked)
+        if windows:
+            ranked = self._with_windows(windows, ranked)
         return self._decide(ranked)
 
-    def _with_question_windows(self, clauses: list[Clause], ranked: list[tuple[float, int]]) -> list[tuple[float, int]]:
-        """A long message usually ends in its question: score the last clause that asks
-        something (alone, and with the clause before it) on its own too, so the backstory
-        neither dilutes nor vetoes it."""
+    @staticmethod
+    def _question_windows(clauses: list[Clause]) -> list[Normalised]:
+        """The last clause that asks something, alone and with the clause before it."""
         asks = [i for i, c in enumerate(clauses) if _QUESTION_CUE.search(c.raw)]
         if len(clauses) < 2 or not asks:
-            return ranked
-        best = {ei: s for s, ei in ranked}
+            return []
         last = asks[-1]
-        for start in dict.fromkeys((last, max(0, last - 1))):
-            w = merge([c.norm for c in clauses[start:]])
-            if not w.tokens:
-                continue
+        starts = dict.fromkeys((last, max(0, last - 1)))
+        return [w for w in (merge([c.norm for c in clauses[i:]]) for i in starts) if w.tokens]
+
+    def _with_windows(self, windows: list[Normalised], ranked: list[tuple[float, int]]) -> list[tuple[float, int]]:
+        """A long message usually ends in its question: an entry that fits the question
+        clause gets credit for it, so the backstory does not dilute the question away."""
+        full = {ei: s for s, ei in ranked}
+        best = dict(full)
+        for w in windows:
             for s, ei in self._rank(w.text, w.tokens, self._contrast_words(w.full)):
-                s *= self.config.window_discount
-                if s > best.get(ei, -1.0):
-                    best[ei] = s
+                mixed = self.config.window_discount * (self.config.window_weight * s
+                                                       + (1 - self.config.window_weight) * full.get(ei, 0.0))
+                if mixed > best.get(ei, -1.0):
+                    best[ei] = mixed
         return sorted(((s, ei) for ei, s in best.items()), reverse=True)[: self.config.prune_limit]
 
     def _rank(self, qtext: str, qtokens: tuple[str, ...], contrast: frozenset[str]) -> list[tuple[float, int]]:
