@@ -34,7 +34,7 @@ class MatcherConfig:
     clarify_threshold: float = 0.52
     clarify_margin: float = 0.05
     max_candidates: int = 3
-    prune_limit: int = 60
+    prune_limit: int = 60             # questions scored in full after the inverted-index pre-selection
     # weights of the three pieces of evidence (sum to 1 with the keyword bonus capped)
     w_coverage: float = 0.45
     w_similarity: float = 0.55
@@ -194,15 +194,17 @@ class Matcher:
         # explain weighs less there than in a short question, where it changes the question
         dilution = min(1.0, cfg.focus_tokens / len(qset)) ** 0.5
 
-        # pre-selection: docs sharing tokens or bigrams, best shared weight first
+        # pre-selection: docs sharing tokens, or character bigrams of the words the FAQ does
+        # not know (where a typo or an odd word split may hide a known word); best first
         shared: dict[int, float] = defaultdict(float)
-        for key in _keys(qtext, qtokens):
+        unknown = "".join(t for t in qset if t not in self._idf)
+        for key in qset.union(_keys(unknown, ())):
             w = weights.get(key, 0.25)
             for di in self._index.get(key, ()):
                 shared[di] += w
         if not shared:
             return []
-        doc_ids = sorted(shared, key=shared.__getitem__, reverse=True)[: cfg.prune_limit * 3]
+        doc_ids = sorted(shared, key=shared.__getitem__, reverse=True)[: cfg.prune_limit]
 
         best_sim: dict[int, float] = {}
         for di in doc_ids:
