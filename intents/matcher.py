@@ -23,7 +23,6 @@ from rapidfuzz import fuzz
 
 from faq.model import FAQ, Entry
 
-from . import general_idf
 from .normalize import Clause, Normalised, Normaliser, merge
 from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
@@ -71,7 +70,6 @@ class Matcher:
         self.config = config or MatcherConfig()
         self.normalise = Normaliser(faq)
         self.entries: list[Entry] = list(faq.entries.values())
-        self._general_idf, self._median_idf = general_idf.table()
 
         contrast = sorted({self.normalise(w).full for w in faq.contrast_words} - {""}, key=len, reverse=True)
         self._contrast = re.compile("|".join(map(re.escape, contrast))) if contrast else None
@@ -128,14 +126,13 @@ class Matcher:
     def weight(self, token: str) -> float:
         """How much a token says about what was asked (0..1).
 
-        General informativeness (jieba's corpus IDF) scaled by how specific the word
+        General informativeness (rarity in jieba's dictionary) scaled by how specific the word
         is within the FAQ; a word the FAQ never uses keeps at least ``unknown_floor``.
         """
         if len(token) == 1 or token.isdigit():
             return 0.3
-        general = self._general_idf.get(token)
-        g = 0.5 if general is None and token.isascii() else \
-            min(1.0, max(0.3, (general or self._median_idf) / self._median_idf))
+        general = self.normalise.informativeness(token)
+        g = 0.5 if general is None and token.isascii() else min(1.0, max(0.3, general or 1.0))
         if token in self._idf:
             return g * (0.4 + 0.6 * self._idf[token])
         return max(g, self.config.unknown_floor)

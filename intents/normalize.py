@@ -9,6 +9,7 @@ clean (drop control characters, lone surrogates; NFKC folds full-width to half-w
 from __future__ import annotations
 
 import logging
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ import opencc
 
 from faq.model import FAQ
 
+# median of log(total / frequency) over jieba's default dictionary (0.42.1): the
+# surprisal of a typical word, used to put informativeness on a 1.0-at-median scale
+_MEDIAN_SURPRISAL = 16.81
 MAX_CHARS = 500  # longer messages are matched on their first MAX_CHARS characters
 _KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
 _CLAUSE = re.compile(r"[。!?;,、\n…~]+")  # after NFKC: full-width ！？；，～ are ASCII
@@ -72,10 +76,22 @@ class Normaliser:
         self._pattern = _alternation(rewrite)
         self._tokenizer = jieba.Tokenizer()
         self._tokenizer.initialize()
+        freq, total = self._tokenizer.FREQ, self._tokenizer.total
+        self._surprisal = lambda f: math.log(total / f) / _MEDIAN_SURPRISAL  # noqa: E731
+        self._added: dict[str, float] = {}  # domain words keep the informativeness they had
         for word in sorted(set(rewrite.values()) | {_key(w) for w in faq.domain_words}):
             if not _ASCII_WORD.match(word):
+                self._added[word] = self._surprisal(freq[word]) if freq.get(word) else 1.0
                 self._tokenizer.add_word(word, freq=200000)
         self.vocabulary_words = frozenset(rewrite.values())
+
+    def informativeness(self, token: str) -> float | None:
+        """How rare a word is in general Chinese (jieba's dictionary frequencies), 1.0 at the
+        median word; None for a word the dictionary does not know."""
+        if token in self._added:
+            return self._added[token]
+        f = self._tokenizer.FREQ.get(token)
+        return self._surprisal(f) if f else None
 
     def rewrite(self, text: str) -> str:
         """Cleaned text with typos fixed and synonyms canonical, punctuation as spaces."""
