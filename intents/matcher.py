@@ -13,6 +13,7 @@ so the cost grows with the entries that share words, not with the FAQ size.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import defaultdict
@@ -113,6 +114,7 @@ class Matcher:
                 self._docs.append(_Doc(ei, text, frozenset(toks), sum(self.weight(t) for t in set(toks))))
                 for key in _keys(text, toks):
                     self._index[key].add(di)
+        self._max_postings = max(500, len(self._docs) // 50)
 
     # ---- helpers -----------------------------------------------------------
 
@@ -196,12 +198,15 @@ class Matcher:
         shared: dict[int, float] = defaultdict(float)
         unknown = "".join(t for t in qset if t not in self._idf)
         for key in qset.union(_keys(unknown, ())):
+            postings = self._index.get(key, ())
+            if len(postings) > self._max_postings:
+                continue  # a word in most questions selects nothing (it still counts in scoring)
             w = weights.get(key, 0.25)
-            for di in self._index.get(key, ()):
+            for di in postings:
                 shared[di] += w
         if not shared:
             return []
-        doc_ids = sorted(shared, key=shared.__getitem__, reverse=True)[: cfg.prune_limit]
+        doc_ids = heapq.nlargest(cfg.prune_limit, shared, key=shared.__getitem__)
 
         best_sim: dict[int, float] = {}
         for di in doc_ids:
