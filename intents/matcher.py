@@ -30,21 +30,21 @@ from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
 @dataclass(frozen=True)
 class MatcherConfig:
-    answer_threshold: float = 0.70
-    clarify_threshold: float = 0.52
+    answer_threshold: float = 0.54
+    clarify_threshold: float = 0.53
     clarify_margin: float = 0.05
     max_candidates: int = 3
     prune_limit: int = 60             # questions scored in full after the inverted-index pre-selection
     # weights of the three pieces of evidence (sum to 1 with the keyword bonus capped)
-    w_coverage: float = 0.45
-    w_similarity: float = 0.55
+    w_coverage: float = 0.35
+    w_similarity: float = 0.65
     keyword_bonus: float = 0.10
     unknown_floor: float = 0.6        # least weight of a content word the FAQ never uses
     focus_tokens: int = 12            # beyond this many words, words the entry does not explain count less
-    contrast_penalty: float = 0.7     # score factor when the question holds a contrast word the entry lacks
+    contrast_penalty: float = 0.55    # score factor when the question holds a contrast word the entry lacks
     suggest_threshold: float = 0.35   # out of scope: candidates below this are not worth suggesting
     window_discount: float = 0.95     # long messages: factor on the score of the question clause alone
-    window_weight: float = 0.6        # long messages: share of the question clause in that score (rest: whole message)
+    window_weight: float = 0.4        # long messages: share of the question clause in that score (rest: whole message)
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> "MatcherConfig":

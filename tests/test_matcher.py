@@ -134,3 +134,47 @@ def test_long_input_is_truncated_not_rejected():
 
 def test_non_string_input_does_not_raise():
     assert real_matcher().match(None).decision == "out_of_scope"  # type: ignore[arg-type]
+
+
+# ---- mechanisms -------------------------------------------------------------------
+
+def test_a_contrast_word_the_entry_never_uses_vetoes_it():
+    faq = make_faq(("bind.how", "怎么绑定微信", ["微信绑定方法"], "可以绑定微信。"),
+                   contrast_words=("解绑",))
+    matcher = make_matcher(faq, answer_threshold=0.5, clarify_threshold=0.45)
+    assert matcher.match("怎么绑定微信").decision == "answer"
+    vetoed = matcher.match("怎么解绑微信")
+    assert vetoed.decision == "out_of_scope", vetoed
+
+
+def test_a_contrast_word_the_entry_explains_does_not_veto():
+    faq = make_faq(("bind.undo", "怎么解绑微信", [], "解绑微信的方法。"), contrast_words=("解绑",))
+    assert make_matcher(faq, answer_threshold=0.5, clarify_threshold=0.45).match("微信怎么解绑").decision == "answer"
+
+
+def test_exact_faq_question_is_answered_even_when_another_intent_is_close():
+    faq = make_faq(("a.x", "如何绑定微信账号", [], "a"), ("b.y", "如何绑定微信帐号呢", [], "b"))
+    result = make_matcher(faq, clarify_margin=0.5).match("如何绑定微信账号")
+    assert result.decision == "answer" and result.entry == "a.x"
+
+
+def test_long_message_is_matched_on_its_question_despite_the_backstory():
+    text = ("我是去年毕业的，之前在宿舍用室友电脑弄过好多次东西，后来换了新手机，"
+            "今天单位人事让我登录学信档案下载材料，结果一直登不上，我试了很多次，"
+            "请问用户名忘记了怎么找回？")
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.entry == "recover_account.username", result
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("xxw mima wangle zenme zhaohui", "recover_account"),
+    ("how to re-register 学信网", "re_register"),
+])
+def test_pinyin_and_english_words_from_the_lexicon(text, intent):
+    assert real_matcher().match(text).intent == intent
+
+
+def test_weights_favour_rare_words_over_common_ones():
+    m = real_matcher()
+    assert m.weight("证件号码") > m.weight("注册")  # specific to one topic vs used by many
+    assert m.weight("外卖") >= m.config.unknown_floor  # unknown to the FAQ: weighs at least the floor
