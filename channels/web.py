@@ -43,6 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import settings
 from channels import render
 from handlers.types import Message, Reply
+from logsetup import uvicorn_log_config
 
 log = logging.getLogger(__name__)
 
@@ -438,7 +439,7 @@ def _start_sandbox(cfg: Mapping[str, Any], level: str) -> bool:
     database = settings.resolve_path(str(section.get("database") or "var/sandbox.db"))
     database.parent.mkdir(parents=True, exist_ok=True)
     _, app = sandbox_server.build(section, str(database))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=sandbox_server.log_config(level)))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level)))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="account-sandbox", daemon=True).start()
     deadline = time.monotonic() + 20
     while not server.started:
@@ -469,7 +470,7 @@ def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
         app = create_app(cfg)
         url = f"http://{conf.host}:{conf.port}/" if with_sandbox else conf.public_url + "/"
         print(f"学信网账号助手已启动，请在浏览器打开：{url}（按 Ctrl+C 停止）", flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level=level.lower(), proxy_headers=False,
+        server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level), proxy_headers=False,
                                                server_header=False))
         server.run(sockets=[sock])
     return 0 if server.started else 1

@@ -53,7 +53,8 @@ import uvicorn  # noqa: E402
 
 from accounts.client import ClientConfig, HttpAccountClient  # noqa: E402
 from accounts.sandbox.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, STUDENT_RECORDS  # noqa: E402
-from accounts.sandbox.server import create_app, log_config  # noqa: E402
+from accounts.sandbox.server import create_app  # noqa: E402
+from logsetup import uvicorn_log_config  # noqa: E402
 from accounts.sandbox.service import Limits, SandboxService, latest_code  # noqa: E402
 from accounts.validation import gb11643_check_digit  # noqa: E402
 
@@ -187,7 +188,7 @@ def running_sandbox(db_path: str | Path, *, limits: Limits | None = None) -> Ite
     base_url = f"http://127.0.0.1:{port}"
     service = SandboxService(str(db_path), public_base_url=base_url, limits=limits)
     app = create_app(service, api_key=API_KEY, admin_key=ADMIN_KEY)
-    server = uvicorn.Server(uvicorn.Config(app, log_config=log_config("WARNING"), lifespan="off",
+    server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config("WARNING"), lifespan="off",
                                            timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="sandbox")
     thread.start()

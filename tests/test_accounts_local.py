@@ -14,7 +14,7 @@ from accounts.local import LocalAccountClient
 from accounts.masking import mask_id_number, mask_name, mask_phone
 from accounts.sandbox import db
 from accounts.sandbox.demo import DEMO_ACCOUNTS, STUDENT_RECORDS
-from accounts.sandbox.server import RedactAccessLog
+from logsetup import RedactAccessLog
 from accounts.sandbox.service import Limits, SandboxService
 from accounts import validation as v
 

@@ -81,8 +81,14 @@ def test_demo_starts_sandbox_and_web_and_chats_end_to_end(tmp_path):
         # the demo forced embedded defaults: SQLite sessions even though the config says redis
         assert (tmp_path / "sessions.db").exists() and (tmp_path / "sandbox.db").exists()
         assert requests.get(f"http://127.0.0.1:{sandbox_port}/openapi.json", timeout=5).status_code == 200
+        phone = "13800138002"
+        assert requests.get(f"http://127.0.0.1:{sandbox_port}/v1/sandbox/outbox", params={"phone": phone},
+                            headers={"X-API-Key": "sandbox-dev-key"}, timeout=5).status_code == 200
     finally:
         stop(proc)
+    log = proc.stdout.read()
+    # both servers share one redacting access log: personal data in query strings never shows
+    assert "/v1/sandbox/outbox?phone=***" in log and phone not in log
 
 
 def test_serve_refuses_a_busy_port_with_a_clear_message(tmp_path):

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..base import AccountError, BadImage, NotFound, Unauthorized, Validation
 from ..wire import error_body
 from .service import MAX_IMAGE_BYTES, Limits, SandboxService
+from logsetup import uvicorn_log_config
 
 log = logging.getLogger("accounts.sandbox")
 
@@ -455,34 +456,6 @@ def _site_pages(app: FastAPI, service: SandboxService) -> None:
 
 # ---- running it --------------------------------------------------------------------
 
-_SECRET_PATH = re.compile(r"(/sandbox/(?:reset|qr)/)[^/?\s]+")
-_QUERY_VALUE = re.compile(r"=([^&\s]*)")
-
-
-class RedactAccessLog(logging.Filter):
-    """Mask query-string values (?phone=***) and link tokens in uvicorn's access log lines."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            path, _, query = args[2].partition("?")
-            path = _SECRET_PATH.sub(r"\1***", path)
-            record.args = (*args[:2], path + ("?" + _QUERY_VALUE.sub("=***", query) if query else ""), *args[3:])
-        return True
-
-
-def log_config(level: str = "INFO") -> dict[str, Any]:
-    """uvicorn's logging with the access log redacted."""
-    from uvicorn.config import LOGGING_CONFIG
-    import copy
-    cfg = copy.deepcopy(LOGGING_CONFIG)
-    cfg["filters"] = {"redact": {"()": RedactAccessLog}}
-    cfg["handlers"]["access"]["filters"] = ["redact"]
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        cfg["loggers"].setdefault(name, {})["level"] = level
-    return cfg
-
-
 def build(section: dict[str, Any], database: str) -> tuple[SandboxService, FastAPI]:
     """The service and app for a ``sandbox`` config section and a resolved database path."""
     service = SandboxService(database, public_base_url=str(section.get("public_base_url") or
@@ -509,5 +482,5 @@ def run(cfg: dict[str, Any]) -> int:
     host, port = str(section.get("host", "127.0.0.1")), int(section.get("port", 8765))
     log.info("sandbox account API on http://%s:%d (database %s); demo accounts: accounts/README.md",
              host, port, database)
-    uvicorn.run(app, host=host, port=port, log_config=log_config(level))
+    uvicorn.run(app, host=host, port=port, log_config=uvicorn_log_config(level))
     return 0
