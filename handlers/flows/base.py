@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Union
 
 from accounts.base import AccountAPI, Validation
-from handlers.types import Button, Image, Reply
+from handlers.types import Button, Image, Message, Reply
 
 
 class Invalid(Exception):
@@ -26,14 +26,9 @@ class Invalid(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class Input:
-    """A cleaned user message as a step sees it."""
-
-    kind: Literal["text", "button", "image"]
-    text: str = ""
-    payload: str = ""
-    image: Image | None = None
+# What a step sees: the user's Message after the engine cleaned it (control characters
+# gone, whitespace trimmed, length checked). The same type: only the guarantee differs.
+Input = Message
 
 
 @dataclass(frozen=True)
