@@ -10,6 +10,7 @@ wall time of fresh processes. Prints a small table; nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import statistics
 import subprocess
@@ -59,8 +60,7 @@ def synthetic_faq(base: FAQ, n: int, seed: int = 7) -> FAQ:
             entries.append(Entry(id=f"synth{t}.e{k}", intent=f"synth{t}", question=q(),
                                  alternates=tuple(q() for _ in range(3)), answer="合成条目"))
         topics.append(Topic(intent=f"synth{t}", title="synthetic", seed_topic=None, entries=tuple(entries)))
-    return FAQ(topics=tuple(topics), synonyms=base.synonyms, domain_words=base.domain_words, typos=base.typos,
-               stopwords=base.stopwords, contrast_words=base.contrast_words)
+    return dataclasses.replace(base, topics=tuple(topics))
 
 
 def cold_start(runs: int) -> list[float]:

@@ -83,7 +83,6 @@ class Normaliser:
             if not _ASCII_WORD.match(word):
                 self._added[word] = self._surprisal(freq[word]) if freq.get(word) else 1.0
                 self._tokenizer.add_word(word, freq=200000)
-        self.vocabulary_words = frozenset(rewrite.values())
 
     def informativeness(self, token: str) -> float | None:
         """How rare a word is in general Chinese (jieba's dictionary frequencies), 1.0 at the
