@@ -7,9 +7,11 @@ Contract (every store keeps it):
 - ``save(sid, state, ttl)`` replaces the state; it disappears ``ttl`` seconds later
   unless saved again. ``delete(sid)`` removes it (absent is fine).
 - ``lock(sid)`` is a context manager holding an exclusive per-session lock, across
-  threads and (SQLite, Redis) processes, so two messages from one user never race.
-  A lock is a lease: a holder that crashed loses it after ``lease`` seconds. Waiting
-  longer than ``timeout`` raises ``LockTimeout``.
+  threads and (SQLite, Redis) processes, so two messages from one user never race,
+  while different sessions never wait for each other. A holder that crashed loses
+  the lock at once (SQLite: an OS record lock the kernel drops with the process) or
+  within ``lease`` seconds (Redis: a lease its holder renews while it lives).
+  Waiting longer than ``timeout`` raises ``LockTimeout``.
 - A backend that is unreachable or broken raises ``StoreError`` (``LockTimeout`` is one);
   nothing else escapes.
 - Session ids are opaque strings of any content; stores never log them.
@@ -17,7 +19,9 @@ Contract (every store keeps it):
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import os
 import json
 import logging
 import secrets
@@ -29,7 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE = 30.0
+DEFAULT_LEASE = 2.0     # Redis: a crashed holder's lock is free again within this
 DEFAULT_TIMEOUT = 10.0
 
 
@@ -89,16 +93,41 @@ def _poll(try_acquire: Callable[[], bool], timeout: float) -> None:
         delay = min(delay * 2, 0.05)
 
 
+class KeyedLocks:
+    """Per-key mutexes within one process (created on demand, dropped when unused)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._locks: dict[str, list[Any]] = {}   # key -> [threading.Lock, users]
+
+    @contextlib.contextmanager
+    def hold(self, key: str, timeout: float) -> Iterator[None]:
+        with self._mutex:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            if not entry[0].acquire(timeout=max(timeout, 0)):
+                raise LockTimeout("session is busy")
+            try:
+                yield
+            finally:
+                entry[0].release()
+        finally:
+            with self._mutex:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[key]
+
+
 # ---- in memory --------------------------------------------------------------
 
 class MemoryStore:
     """The in-process twin: same contract, nothing survives the process."""
 
-    def __init__(self, clock: Callable[[], float] = time.time, lease: float = DEFAULT_LEASE) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._lease = lease
         self._data: dict[str, tuple[str, float]] = {}
-        self._locks: dict[str, tuple[str, float]] = {}
+        self._locks = KeyedLocks()
         self._mutex = threading.Lock()
 
     def get(self, session_id: str) -> dict[str, Any] | None:
@@ -119,25 +148,11 @@ class MemoryStore:
         with self._mutex:
             self._data.pop(storage_key(session_id), None)
 
-    @contextlib.contextmanager
-    def lock(self, session_id: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
-        key, token = storage_key(session_id), secrets.token_hex(8)
+    def lock(self, session_id: str, timeout: float = DEFAULT_TIMEOUT) -> contextlib.AbstractContextManager[None]:
+        return self._locks.hold(storage_key(session_id), timeout)
 
-        def acquire() -> bool:
-            with self._mutex:
-                held = self._locks.get(key)
-                if held and held[1] > time.monotonic():
-                    return False
-                self._locks[key] = (token, time.monotonic() + self._lease)
-                return True
-
-        _poll(acquire, timeout)
-        try:
-            yield
-        finally:
-            with self._mutex:
-                if self._locks.get(key, ("",))[0] == token:
-                    del self._locks[key]
+    def ping(self) -> None:
+        """Always reachable."""
 
     def close(self) -> None:
         pass
@@ -148,24 +163,32 @@ class MemoryStore:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (key TEXT PRIMARY KEY, state TEXT NOT NULL, expires REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires);
-CREATE TABLE IF NOT EXISTS session_locks (key TEXT PRIMARY KEY, token TEXT NOT NULL, expires REAL NOT NULL);
+DROP TABLE IF EXISTS session_locks;
 """
+_LOCK_SPACE = 1 << 62   # record-lock offsets: a 62-bit slice of the key's hash (collisions negligible)
 
 
 class SqliteStore:
-    """The default: one embedded file (WAL), shared safely by threads and processes."""
+    """The default: one embedded file (WAL), shared safely by threads and processes.
+
+    Every read and write is one short autocommit statement; the per-session lock is not in
+    the database at all but an OS record lock (``fcntl``) on one byte of ``<db>.lock`` picked
+    by the session's hash, plus a mutex for the threads of this process. Sessions never wait
+    for each other, and the kernel releases a crashed process's locks at once."""
 
     SWEEP_EVERY = 200   # saves between deletions of expired rows
 
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time,
-                 lease: float = DEFAULT_LEASE) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self._path = str(path)
         self._clock = clock
-        self._lease = lease
         self._local = threading.local()
         self._saves = 0
+        self._threads = KeyedLocks()
+        self._lock_fd: int | None = None
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            # kept open for the store's life: closing any descriptor of the file drops the process's locks
+            self._lock_fd = os.open(self._path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         with self._errors():
             self._conn().executescript(_SCHEMA)
 
@@ -184,6 +207,11 @@ class SqliteStore:
             yield
         except sqlite3.Error as e:
             raise StoreError(f"session database failed: {e.__class__.__name__}") from e
+
+    def ping(self) -> None:
+        """Raise StoreError when the database cannot be read."""
+        with self._errors():
+            self._conn().execute("SELECT 1 FROM sessions LIMIT 1").fetchall()
 
     def get(self, session_id: str) -> dict[str, Any] | None:
         with self._errors():
@@ -208,35 +236,38 @@ class SqliteStore:
 
     @contextlib.contextmanager
     def lock(self, session_id: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
-        key, token = storage_key(session_id), secrets.token_hex(8)
+        key = storage_key(session_id)
+        deadline = time.monotonic() + timeout
+        with self._threads.hold(key, timeout):
+            fd = self._lock_fd
+            if fd is None:  # ":memory:" is private to this process: the thread lock is enough
+                yield
+                return
+            offset = int(key[:16], 16) % _LOCK_SPACE
 
-        def acquire() -> bool:
-            now = time.time()
-            with self._errors():
-                conn = self._conn()
-                conn.execute("BEGIN IMMEDIATE")
+            def acquire() -> bool:
                 try:
-                    conn.execute("DELETE FROM session_locks WHERE key = ? AND expires <= ?", (key, now))
-                    cur = conn.execute("INSERT OR IGNORE INTO session_locks (key, token, expires) VALUES (?, ?, ?)",
-                                       (key, token, now + self._lease))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-            return cur.rowcount == 1
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+                except (BlockingIOError, PermissionError):
+                    return False
+                except OSError as e:
+                    raise StoreError(f"session lock failed: {e.__class__.__name__}") from e
+                return True
 
-        _poll(acquire, timeout)
-        try:
-            yield
-        finally:
-            with self._errors():
-                self._conn().execute("DELETE FROM session_locks WHERE key = ? AND token = ?", (key, token))
+            _poll(acquire, max(0.0, deadline - time.monotonic()))
+            try:
+                yield
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 # ---- Redis --------------------------------------------------------------------
@@ -245,6 +276,51 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class _Renewer:
+    """One daemon thread per store renewing the leases this process holds (every third of a lease),
+    so a lease can be short — a crashed holder's lock frees itself soon — however long a turn takes."""
+
+    def __init__(self, renew: Callable[[str, str], bool], every: float) -> None:
+        self._renew, self._every = renew, every
+        self._held: dict[str, str] = {}
+        self._mutex = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def add(self, key: str, token: str) -> None:
+        with self._mutex:
+            self._held[key] = token
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._loop, name="session-lease", daemon=True)
+                self._thread.start()
+
+    def remove(self, key: str) -> None:
+        with self._mutex:
+            self._held.pop(key, None)
+
+    def _loop(self) -> None:
+        while not self._wake.wait(self._every):
+            with self._mutex:
+                held = list(self._held.items())
+            for key, token in held:
+                try:
+                    if not self._renew(key, token):
+                        log.warning("a session lease expired while held (process paused longer than the lease?)")
+                        self.remove(key)
+                except StoreError:
+                    log.warning("session lease renewal failed; retrying")
+
+    def close(self) -> None:
+        with self._mutex:
+            self._closed = True
+        self._wake.set()
 
 
 class RedisStore:
@@ -260,6 +336,13 @@ class RedisStore:
         self._prefix = prefix
         self._lease_ms = int(lease * 1000)
         self._release = self._client.register_script(_RELEASE)
+        renew = self._client.register_script(_RENEW)
+
+        def renew_one(key: str, token: str) -> bool:
+            with self._errors():
+                return bool(renew(keys=[key], args=[token, self._lease_ms]))
+
+        self._renewer = _Renewer(renew_one, lease / 3)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -299,13 +382,16 @@ class RedisStore:
                 return bool(self._client.set(key, token, nx=True, px=self._lease_ms))
 
         _poll(acquire, timeout)
+        self._renewer.add(key, token)
         try:
             yield
         finally:
+            self._renewer.remove(key)
             with self._errors():
                 self._release(keys=[key], args=[token])
 
     def close(self) -> None:
+        self._renewer.close()
         self._client.close()
 
 

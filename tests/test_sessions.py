@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,9 +38,9 @@ def _redis_store(prefix: str) -> RedisStore:
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request, tmp_path):
     if request.param == "memory":
-        s = MemoryStore(lease=2.0)
+        s = MemoryStore()
     elif request.param == "sqlite":
-        s = SqliteStore(tmp_path / "sessions.db", lease=2.0)
+        s = SqliteStore(tmp_path / "sessions.db")
     else:
         s = _redis_store(f"test-{secrets.token_hex(4)}:")
     yield s
@@ -167,12 +170,79 @@ def test_sqlite_corrupt_row_reads_as_new_session(tmp_path):
     assert s.get("s1") is None
 
 
-def test_sqlite_stale_lock_of_crashed_holder_expires(tmp_path):
+_HOLDER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from handlers.sessions import RedisStore, SqliteStore
+store = SqliteStore({path!r}) if {kind!r} == "sqlite" else RedisStore({url!r}, prefix={prefix!r}, lease=1.0)
+with store.lock("s1"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def _crash_holder(kind: str, **where) -> float:
+    """Run a process that takes the lock of "s1", kill -9 it while it holds it; the kill time."""
+    root = str(Path(__file__).resolve().parents[1])
+    code = _HOLDER.format(root=root, kind=kind, path=str(where.get("path", "")), url=REDIS_URL,
+                          prefix=where.get("prefix", ""))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+    finally:
+        proc.kill()
+        proc.wait()
+    return time.monotonic()
+
+
+def test_sqlite_lock_of_crashed_process_is_free_at_once(tmp_path):
     path = tmp_path / "s.db"
-    crashed = SqliteStore(path, lease=0.1)
-    crashed.lock("s1").__enter__()  # never released, as if the process died
-    with SqliteStore(path).lock("s1", timeout=2):
+    _crash_holder("sqlite", path=str(path))
+    with SqliteStore(path).lock("s1", timeout=0.5):   # the kernel dropped the dead process's record lock
         pass
+
+
+def test_redis_lock_of_crashed_process_is_free_within_its_lease():
+    prefix = f"test-{secrets.token_hex(4)}:"
+    _redis_store(prefix)
+    killed = _crash_holder("redis", prefix=prefix)
+    store = RedisStore(REDIS_URL, prefix=prefix, lease=1.0)
+    with store.lock("s1", timeout=10):  # generous wait on a loaded machine; the lease is what frees it
+        waited = time.monotonic() - killed
+    store.close()
+    assert waited < 10
+
+
+def test_redis_lease_is_renewed_while_held():
+    s = _redis_store(f"test-{secrets.token_hex(4)}:")
+    other = RedisStore(REDIS_URL, prefix=s._prefix, lease=0.3)
+    s._lease_ms, s._renewer._every = 300, 0.1
+    with s.lock("s1"):
+        time.sleep(1.0)   # three leases long: only renewal keeps it
+        with pytest.raises(LockTimeout):
+            with other.lock("s1", timeout=0.05):
+                pass
+    other.close()
+
+
+def test_sqlite_processes_exclude_each_other(tmp_path):
+    """Four processes bumping one counter under the lock: no lost update."""
+    path = tmp_path / "s.db"
+    SqliteStore(path).save("counter", {"n": 0}, ttl=60)
+    root = str(Path(__file__).resolve().parents[1])
+    code = f"""
+import sys
+sys.path.insert(0, {root!r})
+from handlers.sessions import SqliteStore
+s = SqliteStore({str(path)!r})
+for _ in range(25):
+    with s.lock("counter"):
+        n = s.get("counter")["n"]
+        s.save("counter", {{"n": n + 1}}, ttl=60)
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    assert SqliteStore(path).get("counter") == {"n": 100}
 
 
 def test_redis_unreachable_raises_store_error():
