@@ -8,7 +8,7 @@
     python bot.py ask "问题"       print the reply a user would get
     python bot.py match "问题"     print the matcher's decision as JSON (--jsonl: JSON lines on stdin)
     python bot.py eval FILE.yaml  accuracy and latency on a labelled question file (--json)
-    python bot.py check           validate faq/ and exit non-zero on problems
+    python bot.py check           validate faq/ (non-zero exit on problems), list near duplicates
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate on a labelled YAML file")
     ev.add_argument("file")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
-    sub.add_parser("check", help="validate the FAQ YAML")
+    chk = sub.add_parser("check", help="validate the FAQ YAML, list near-duplicate questions")
+    chk.add_argument("--strict", action="store_true", help="exit non-zero on near duplicates too")
     return p
 
 

@@ -180,4 +180,13 @@ def check(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:
     assert faq is not None
     print(f"FAQ OK: {len(faq.topics)} topics, {len(faq.entries)} entries, "
           f"{sum(1 + len(e.alternates) for e in faq.entries.values())} questions, {len(faq.synonyms)} synonyms")
-    return 0
+    from .conflicts import near_duplicates
+    from .matcher import MatcherConfig
+
+    conflicts = near_duplicates(faq, MatcherConfig.from_mapping(section(cfg, "matcher")))
+    for c in conflicts:
+        print(c)
+    if conflicts:
+        print(f"{len(conflicts)} near duplicate(s): questions the matcher may send to another entry"
+              + ("" if getattr(args, "strict", False) else " (warnings; --strict fails on them)"))
+    return 1 if conflicts and getattr(args, "strict", False) else 0

@@ -36,6 +36,27 @@ def _converter() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
 
 
+@lru_cache(maxsize=1)
+def _base_tokenizer() -> jieba.Tokenizer:
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer
+
+
+def _fresh_tokenizer() -> jieba.Tokenizer:
+    """A jieba tokenizer with the default dictionary, ready for this lexicon's words.
+
+    The dictionary is read once per process (0.4 s); each normaliser gets its own copy
+    of the frequency table (a few ms), so rebuilding the matcher (live FAQ reload,
+    ``bot.py check``'s leave-out matchers) does not pay the load again."""
+    base = _base_tokenizer()
+    tokenizer = jieba.Tokenizer()
+    with base.lock:
+        tokenizer.FREQ, tokenizer.total = dict(base.FREQ), base.total
+    tokenizer.initialized = True
+    return tokenizer
+
+
 def clean(text: str) -> str:
     """Drop what cannot be text (lone surrogates, control characters), fold widths, lower-case."""
     text = text.encode("utf-8", "ignore").decode("utf-8", "ignore") if _has_surrogate(text) else text
@@ -74,8 +95,7 @@ class Normaliser:
         self._typo_pattern = _alternation(self._typos)
         self._rewrite = rewrite
         self._pattern = _alternation(rewrite)
-        self._tokenizer = jieba.Tokenizer()
-        self._tokenizer.initialize()
+        self._tokenizer = _fresh_tokenizer()
         freq, total = self._tokenizer.FREQ, self._tokenizer.total
         self._surprisal = lambda f: math.log(total / f) / _MEDIAN_SURPRISAL  # noqa: E731
         self._added: dict[str, float] = {}  # domain words keep the informativeness they had

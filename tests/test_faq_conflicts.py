@@ -1,0 +1,97 @@
+"""`bot.py check` finds near duplicates: alternates the matcher sends elsewhere, overlapping entries."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from faq.loader import load_dir
+from intents.conflicts import near_duplicates
+from intents.matcher import MatcherConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "faq" / "data"
+
+# an alternate about forgotten passwords, filed under the too-frequent topic by mistake
+STRAY = "      - 学信网密码忘记了怎么找回\n"
+# a second entry that asks what recover_account.username asks, in other words
+TWIN = """
+  - id: email_ip_limited.username_again
+    question: 用户名忘记了怎么办？
+    alternates:
+      - 想不起用户名了
+      - 用户名忘了怎么才能找回
+      - 学信网用户名找不到了怎么办
+      - 怎么找回我的学信网用户名
+    answer: 请点击登录页面的“找回用户名”链接。
+"""
+
+
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("faq") / "data"
+    shutil.copytree(DATA, target)
+    frequent = target / "topics" / "07_too_frequent.yaml"
+    text = frequent.read_text(encoding="utf-8")
+    anchor = "      - 操作过于频繁怎么解决\n"
+    assert anchor in text
+    frequent.write_text(text.replace(anchor, anchor + STRAY, 1), encoding="utf-8")
+    email = target / "topics" / "08_email_ip_limited.yaml"
+    email.write_text(email.read_text(encoding="utf-8").rstrip("\n") + "\n" + TWIN, encoding="utf-8")
+    return target
+
+
+@pytest.fixture(scope="module")
+def conflicts(crafted: Path) -> list:
+    return near_duplicates(load_dir(crafted), MatcherConfig())
+
+
+def _line_of(path: Path, needle: str) -> int:
+    return next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if needle in line)
+
+
+def test_a_stray_alternate_is_reported_at_its_line_with_the_competing_entry(crafted: Path, conflicts: list):
+    frequent = crafted / "topics" / "07_too_frequent.yaml"
+    line = _line_of(frequent, STRAY.strip(" -\n"))
+    hits = [c for c in conflicts if c.entry == "too_frequent.solutions" and c.line == line]
+    assert hits, "\n".join(map(str, conflicts))
+    hit = hits[0]
+    assert hit.file.endswith("07_too_frequent.yaml") and hit.other == "recover_account.password"
+    assert hit.other_at.endswith("02_recover_account.yaml:34")
+    assert f"07_too_frequent.yaml:{line}: too_frequent.solutions.alternates[1]: " in str(hit)
+    assert "sends it to entry 'recover_account.password'" in str(hit)
+
+
+def test_two_overlapping_entries_are_reported_as_a_pair(conflicts: list):
+    pairs = [c for c in conflicts if c.message.startswith("entries overlap")]
+    assert any({c.entry, c.other} == {"recover_account.username", "email_ip_limited.username_again"}
+               for c in pairs), "\n".join(map(str, conflicts))
+    # every alternate of the twin is reported against the entry it copies
+    twin = [c for c in conflicts if c.entry == "email_ip_limited.username_again" and "near duplicate" in c.message]
+    assert twin and all(c.other.startswith("recover_account.") for c in twin)
+
+
+def test_distinct_entries_are_not_reported(conflicts: list):
+    assert not any(c.message.startswith("entries overlap") and "email_ip_limited.how" in (c.entry, c.other)
+                   for c in conflicts)
+    assert not any(c.entry in ("greeting.hello", "thanks.thanks") for c in conflicts)
+
+
+def test_cli_check_lists_them_as_warnings_and_strict_fails(crafted: Path, tmp_path: Path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"faq:\n  dir: {crafted}\n", encoding="utf-8")
+
+    def bot(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "bot.py"), "--config", str(cfg), "check", *args],
+                              capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=120)
+
+    out = bot()
+    assert out.returncode == 0, out.stderr
+    line = _line_of(crafted / "topics" / "07_too_frequent.yaml", STRAY.strip(" -\n"))
+    assert f"07_too_frequent.yaml:{line}: too_frequent.solutions.alternates[1]: near duplicate" in out.stdout
+    assert "recover_account.password" in out.stdout and "near duplicate(s)" in out.stdout
+    assert bot("--strict").returncode == 1
