@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "telegram":
         from channels import telegram
         return telegram.run_polling(cfg)
-    from channels import web
-    return web.serve(cfg, with_sandbox=(command == "demo"))
+    from channels import launcher
+    return launcher.serve(cfg, with_sandbox=(command == "demo"))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The terminal channel: ``python bot.py chat`` (a conversation) and ``python bot.py ask "问题"``.
 
 Buttons degrade to a numbered list (``text_replies``); typing a number picks that button.
-An image is sent as ``/image path.jpg``.
+An image is sent as ``/image path.jpg``. ``ConsoleChannel.send`` prints pushed replies.
 """
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
+from handlers.sessions import new_session_id
 from handlers.types import Button, Message, Reply
 
-from .render import plain_text
+from .base import Channel, ConversationEngine, InputRejected, buttons_as_text, numbered_answer
 
 PROMPT = "您："
 HELP = ("输入问题即可开始；出现编号选项时输入编号选择；发送图片请输入 /image 图片路径；"
@@ -24,24 +25,22 @@ def text_replies(replies: Sequence[Reply], start: int = 1) -> tuple[str, list[Bu
     parts: list[str] = []
     buttons: list[Button] = []
     for reply in replies:
-        lines = [plain_text(reply.text)]
-        for b in reply.buttons:
-            buttons.append(b)
-            lines.append(f"  {start + len(buttons) - 1}. {b.label}")
-        if reply.expects_image:
-            lines.append("（请发送图片：/image 图片路径）")
-        parts.append("\n".join(lines))
+        text = buttons_as_text(reply, start + len(buttons))
+        buttons.extend(reply.buttons)
+        parts.append(text + ("\n（请发送图片：/image 图片路径）" if reply.expects_image else ""))
     return "\n\n".join(parts), buttons
 
 
-def to_message(line: str, buttons: Sequence[Button]) -> Message | str:
+def to_message(line: str, buttons: Sequence[Button], session_id: str = "") -> Message | str:
     """The Message a typed line stands for, or a Chinese error to show instead."""
+    origin = {"channel": ConsoleChannel.name, "address": session_id}
     text = line.strip()
-    if text.isdigit() and buttons:
-        n = int(text)
-        if 1 <= n <= len(buttons):
-            return Message.from_button(buttons[n - 1].payload)
-        return f"没有编号 {n} 的选项，请输入 1–{len(buttons)} 之间的编号。"
+    try:
+        payload = numbered_answer(text, buttons)
+    except InputRejected as e:
+        return e.message
+    if payload is not None:
+        return Message.from_button(payload, **origin)
     if text.startswith("/image"):
         path = Path(text[len("/image"):].strip().strip('"'))
         try:
@@ -49,18 +48,31 @@ def to_message(line: str, buttons: Sequence[Button]) -> Message | str:
         except OSError:
             return f"读取不到图片文件：{path}"
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return Message.from_image(data, path.name, content_type)
-    return Message.from_text(line)
+        return Message.from_image(data, path.name, content_type, **origin)
+    return Message.from_text(line, **origin)
 
 
-def converse(engine: Any, session_id: str, read: Callable[[], str | None], out: TextIO) -> None:
+class ConsoleChannel(Channel):
+    """The terminal: one conversation; pushed replies are printed like answers."""
+
+    name = "console"
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    async def send(self, address: str, replies: Sequence[Reply]) -> None:
+        """Print ``replies`` (the terminal has one user, so ``address`` only labels the session)."""
+        print(f"助手：{text_replies(replies)[0]}\n", file=self.out, flush=True)
+
+
+def converse(engine: ConversationEngine, session_id: str, read: Callable[[], str | None], out: TextIO) -> None:
     """Run a conversation: read lines until EOF or /quit, print the bot's replies."""
     buttons: list[Button] = []
     while True:
         line = read()
         if line is None or line.strip() in ("/quit", "/exit"):
             return
-        message = to_message(line, buttons)
+        message = to_message(line, buttons, session_id)
         if isinstance(message, str):
             print(message, file=out)
             continue
@@ -84,7 +96,7 @@ def run(cfg: Mapping[str, Any]) -> int:
 
     engine = build_engine(cfg)
     print(f"学信网账号助手（终端）。{HELP}\n")
-    converse(engine, engine.new_session_id(), _read_line, sys.stdout)
+    converse(engine, new_session_id(), _read_line, sys.stdout)
     return 0
 
 
@@ -94,6 +106,6 @@ def ask(cfg: Mapping[str, Any], text: str) -> int:
     from handlers.sessions import MemoryStore
 
     engine = build_engine(cfg, store=MemoryStore())
-    reply_text, _ = text_replies(engine.handle(engine.new_session_id(), Message.from_text(text)))
+    reply_text, _ = text_replies(engine.handle(new_session_id(), Message.from_text(text, channel=ConsoleChannel.name)))
     print(reply_text)
     return 0

@@ -1,8 +1,10 @@
 """Telegram channel: a python-telegram-bot ``Application`` over the conversation engine.
 
 - ``run_polling(cfg)`` for ``python bot.py telegram`` (development).
-- ``Webhook`` for the web app's ``POST {telegram.webhook_path}`` (production),
-  checking Telegram's ``X-Telegram-Bot-Api-Secret-Token`` header.
+- ``TelegramChannel`` for the web app: its ``router()`` is the webhook
+  ``POST {telegram.webhook_path}`` (production), checking Telegram's
+  ``X-Telegram-Bot-Api-Secret-Token`` header; its ``send(chat_id, replies)`` pushes
+  replies through the Bot API.
 - ``build_application(cfg, engine, request=None)`` wires both; ``request`` (a
   ``telegram.request.BaseRequest``) replaces the HTTP client, e.g. in tests.
 
@@ -21,18 +23,21 @@ import hmac
 import json
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
 import settings
-from channels import render
-from channels.web import ApiError, Engine, WebConfig, clean_payload, clean_text
 from handlers.types import Message, Reply
+
+from . import render
+from .base import Channel, ConversationEngine, InputRejected, clean_payload, clean_text
+from .config import TelegramConfig, WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +58,6 @@ CANCEL_TEXT = "取消"  # the engine ends a flow on 取消/退出/算了
 
 class TelegramConfigError(RuntimeError):
     """Telegram is not configured (no bot token)."""
-
-
-@dataclass(frozen=True)
-class TelegramConfig:
-    """The ``telegram`` section of config.yaml."""
-
-    token: str = ""
-    webhook_secret: str = ""
-    webhook_path: str = "/telegram/webhook"
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> "TelegramConfig":
-        path = str(m.get("webhook_path") or cls.webhook_path)
-        return cls(token=str(m.get("token") or "").strip(), webhook_secret=str(m.get("webhook_secret") or ""),
-                   webhook_path=path if path.startswith("/") else "/" + path)
 
 
 def session_id(chat_id: int) -> str:
@@ -100,7 +90,7 @@ class CallbackData:
 class Bridge:
     """The handlers: Telegram updates → engine messages, engine replies → Telegram messages."""
 
-    def __init__(self, engine: Engine, web: WebConfig) -> None:
+    def __init__(self, engine: ConversationEngine, web: WebConfig) -> None:
         self.engine, self.web, self.callbacks = engine, web, CallbackData()
 
     async def _ask(self, chat_id: int, message: Message) -> list[Reply] | None:
@@ -116,34 +106,34 @@ class Bridge:
             await context.bot.send_message(chat_id, FAILED)
             return
         for reply in replies:
-            await self.send_reply(context, chat_id, reply)
+            await self.send_reply(context.bot, chat_id, reply)
 
-    async def send_reply(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, reply: Reply) -> None:
+    async def send_reply(self, bot: Bot, chat_id: int | str, reply: Reply) -> None:
         """One engine reply as one or more HTML messages; the keyboard rides on the last one."""
         chunks = render.telegram_chunks(reply.text) or (["请选择："] if reply.buttons else [])
         markup = InlineKeyboardMarkup(
             [[InlineKeyboardButton(b.label, callback_data=self.callbacks.encode(b.payload))] for b in reply.buttons]
         ) if reply.buttons else None
         for i, chunk in enumerate(chunks):
-            await context.bot.send_message(
+            await bot.send_message(
                 chat_id, chunk, parse_mode=ParseMode.HTML, link_preview_options=LinkPreviewOptions(is_disabled=True),
                 reply_markup=markup if i == len(chunks) - 1 else None)
 
     async def _text(self, update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
         try:
-            message = Message.from_text(clean_text(text, self.web.max_text_chars))
-        except ApiError as e:
+            message = Message.from_text(clean_text(text, self.web.max_text_chars), **_origin(update))
+        except InputRejected as e:
             await context.bot.send_message(update.effective_chat.id, e.message)
             return
         await self._send(update, context, await self._ask(update.effective_chat.id, message))
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/start: the welcome text."""
-        await self.send_reply(context, update.effective_chat.id, Reply(WELCOME))
+        await self.send_reply(context.bot, update.effective_chat.id, Reply(WELCOME))
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/help: what the bot takes and the commands."""
-        await self.send_reply(context, update.effective_chat.id, Reply(HELP))
+        await self.send_reply(context.bot, update.effective_chat.id, Reply(HELP))
 
     async def cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """/cancel: ends the current flow, as typing 取消 does."""
@@ -161,8 +151,8 @@ class Bridge:
             return
         payload = self.callbacks.decode(query.data or "")
         try:
-            message = Message.from_button(clean_payload(payload))
-        except ApiError:
+            message = Message.from_button(clean_payload(payload), **_origin(update))
+        except InputRejected:
             await context.bot.send_message(update.effective_chat.id, STALE_BUTTON)
             return
         await self._send(update, context, await self._ask(update.effective_chat.id, message))
@@ -187,7 +177,7 @@ class Bridge:
             log.warning("could not download a Telegram photo", exc_info=True)
             await context.bot.send_message(update.effective_chat.id, "照片下载失败，请重新发送一次。")
             return
-        await self._send(update, context, await self._ask(update.effective_chat.id, Message.from_image(data, name, ctype)))
+        await self._send(update, context, await self._ask(update.effective_chat.id, Message.from_image(data, name, ctype, **_origin(update))))
 
     async def unsupported(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Stickers, voice, locations…: say what the bot can take."""
@@ -199,7 +189,12 @@ async def _on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     log.error("Telegram update failed: %s", type(context.error).__name__, exc_info=context.error)
 
 
-def build_application(cfg: Mapping[str, Any], engine: Engine, request: Any = None) -> Application:
+def _origin(update: Update) -> dict[str, str]:
+    """``Message.channel``/``address`` for an update: the chat id is what ``send`` needs."""
+    return {"channel": TelegramChannel.name, "address": str(update.effective_chat.id)}
+
+
+def build_application(cfg: Mapping[str, Any], engine: ConversationEngine, request: Any = None) -> Application:
     """The Application with every handler; ``request`` replaces the Bot API HTTP client (tests)."""
     conf = TelegramConfig.from_mapping(settings.section(cfg, "telegram"))
     if not conf.token:
@@ -209,6 +204,7 @@ def build_application(cfg: Mapping[str, Any], engine: Engine, request: Any = Non
     if request is not None:
         builder = builder.request(request).get_updates_request(request)
     app = builder.build()
+    app.bot_data["bridge"] = bridge  # TelegramChannel.send renders through the same bridge
     private = filters.ChatType.PRIVATE
     app.add_handler(CommandHandler("start", bridge.start, filters=private))
     app.add_handler(CommandHandler("help", bridge.help, filters=private))
@@ -238,15 +234,18 @@ def run_polling(cfg: Mapping[str, Any]) -> int:
     return 0
 
 
-class Webhook:
-    """The web app's Telegram route: secret check, then the update through the Application."""
+class TelegramChannel(Channel):
+    """The web app's Telegram side: the webhook route, and pushes through the Bot API."""
 
-    def __init__(self, cfg: Mapping[str, Any], engine: Engine, request: Any = None) -> None:
+    name = "telegram"
+
+    def __init__(self, cfg: Mapping[str, Any], engine: ConversationEngine, request: Any = None) -> None:
         conf = TelegramConfig.from_mapping(settings.section(cfg, "telegram"))
         self.path, self._secret = conf.webhook_path, conf.webhook_secret.encode()
         if not self._secret:
             log.warning("telegram.webhook_secret is empty: the webhook refuses every request")
         self.application = build_application(cfg, engine, request)
+        self._bridge: Bridge = self.application.bot_data["bridge"]
         self._ready = False
         self._lock = asyncio.Lock()
 
@@ -256,10 +255,14 @@ class Webhook:
                 await self.application.initialize()
                 self._ready = True
 
-    async def handle(self, request: Any) -> Any:
-        """One webhook call: 403 on a wrong secret, 400 on a malformed update, else 200 after processing."""
-        from fastapi.responses import JSONResponse, Response
+    async def send(self, address: str, replies: Sequence[Reply]) -> None:
+        """Send replies to chat ``address`` (the chat id) through the Bot API; TelegramError when it refuses."""
+        await self._ensure_ready()
+        for reply in replies:
+            await self._bridge.send_reply(self.application.bot, int(address), reply)
 
+    async def webhook(self, request: Request) -> Response:
+        """One webhook call: 403 on a wrong secret, 400 on a malformed update, else 200 after processing."""
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not self._secret or not hmac.compare_digest(given, self._secret):
             return JSONResponse({"error": "forbidden", "message": "密钥校验失败。"}, status_code=403)
@@ -272,7 +275,12 @@ class Webhook:
         await self.application.process_update(update)
         return Response(status_code=200)
 
-    async def shutdown(self) -> None:
+    def router(self) -> APIRouter:
+        r = APIRouter()
+        r.add_api_route(self.path, self.webhook, methods=["POST"])
+        return r
+
+    async def aclose(self) -> None:
         if self._ready:
             await self.application.shutdown()
             self._ready = False

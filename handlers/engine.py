@@ -99,11 +99,6 @@ class Engine:
         self.records = records or Records(self.settings.data_dir)
         self.clock = clock
 
-    @staticmethod
-    def new_session_id() -> str:
-        """A fresh unguessable session id."""
-        return secrets.token_urlsafe(24)
-
     # ---- the one entry point ---------------------------------------------------------------
 
     def handle(self, session_id: str, message: Message) -> list[Reply]:
@@ -132,6 +127,8 @@ class Engine:
     def _turn(self, session_id: str, state: dict[str, Any], message: Message) -> list[Reply]:
         now = self.clock()
         inp, problem = self._clean(message)
+        if message.channel:  # where to push later replies (a staff answer after a hand-off)
+            state["reach"] = {"channel": message.channel, "address": message.address}
         self._remember_user(state, inp, message)
         try:
             if problem is not None:

@@ -77,6 +77,11 @@ def _loads(text: str | bytes | None) -> dict[str, Any] | None:
     return value
 
 
+def new_session_id() -> str:
+    """A fresh unguessable session id (what a channel uses when it has no id of its own)."""
+    return secrets.token_urlsafe(24)
+
+
 def storage_key(session_id: str) -> str:
     """A fixed-size key for any session id (ids are user-controlled strings)."""
     return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()

@@ -5,6 +5,7 @@ import functools
 import time
 from typing import Any
 
+from .sessions import new_session_id
 from .types import Button, Message, Reply
 
 
@@ -13,7 +14,7 @@ class Chat:
 
     def __init__(self, engine: Any, session_id: str | None = None) -> None:
         self.engine = engine
-        self.session_id = session_id or engine.new_session_id()
+        self.session_id = session_id or new_session_id()
         self.replies: list[Reply] = []
 
     def send(self, message: Message) -> list[Reply]:

@@ -28,24 +28,34 @@ class Image:
 
 @dataclass(frozen=True)
 class Message:
-    """One user input: free text, a button payload, or an image."""
+    """One user input: free text, a button payload, or an image.
+
+    ``channel`` and ``address`` say where it came from and how to reach its sender
+    later, outside a request (``Channel.send(address, replies)``): the channel's name
+    ("web", "telegram", "wechat", "console") and that channel's own address (web: the
+    session id, Telegram: the chat id, WeChat: the OpenID). The adapter sets both;
+    the engine remembers them in the session so a hand-off can push a staff reply back.
+    """
 
     kind: Literal["text", "button", "image"]
     text: str = ""
     payload: str = ""
     image: Image | None = None
+    channel: str = ""
+    address: str = ""
 
     @classmethod
-    def from_text(cls, text: str) -> "Message":
-        return cls(kind="text", text=text)
+    def from_text(cls, text: str, *, channel: str = "", address: str = "") -> "Message":
+        return cls(kind="text", text=text, channel=channel, address=address)
 
     @classmethod
-    def from_button(cls, payload: str) -> "Message":
-        return cls(kind="button", payload=payload)
+    def from_button(cls, payload: str, *, channel: str = "", address: str = "") -> "Message":
+        return cls(kind="button", payload=payload, channel=channel, address=address)
 
     @classmethod
-    def from_image(cls, data: bytes, filename: str = "upload", content_type: str = "application/octet-stream") -> "Message":
-        return cls(kind="image", image=Image(data, filename, content_type))
+    def from_image(cls, data: bytes, filename: str = "upload", content_type: str = "application/octet-stream",
+                   *, channel: str = "", address: str = "") -> "Message":
+        return cls(kind="image", image=Image(data, filename, content_type), channel=channel, address=address)
 
 
 @dataclass(frozen=True)
@@ -58,11 +68,3 @@ class Reply:
     flow: str | None = None
     entry: str | None = None
     expects_image: bool = False
-
-    def to_dict(self) -> dict:
-        return {
-            "text": self.text,
-            "buttons": [{"label": b.label, "payload": b.payload} for b in self.buttons],
-            "intent": self.intent,
-            "flow": self.flow,
-        }

@@ -24,9 +24,9 @@ def test_text_replies_number_buttons_across_replies():
 
 def test_to_message_numbers_images_and_text(tmp_path):
     buttons = [Button("甲", "a"), Button("乙", "b")]
-    assert to_message("2", buttons) == Message.from_button("b")
+    assert to_message("2", buttons, "sid") == Message.from_button("b", channel="console", address="sid")
     assert "1–2" in to_message("3", buttons)
-    assert to_message("2", []) == Message.from_text("2")  # no buttons: a number is just text
+    assert to_message("2", []) == Message.from_text("2", channel="console")  # no buttons: a number is just text
     photo = tmp_path / "id.png"
     photo.write_bytes(b"\x89PNG\r\n\x1a\nxx")
     msg = to_message(f"/image {photo}", buttons)

@@ -10,7 +10,7 @@ import pytest
 
 from accounts.base import ServiceUnavailable
 from faq.model import FAQ, Entry, Topic
-from handlers.sessions import SqliteStore
+from handlers.sessions import SqliteStore, new_session_id
 from handlers.testing import Chat, make_engine
 from handlers.types import Message
 from intents.matcher import MatcherConfig
@@ -146,7 +146,7 @@ def test_unknown_and_stale_buttons(chat):
 def test_any_session_id_string_works_and_new_ids_are_unique(engine):
     for sid in ["", "x" * 10000, "../../etc/passwd", "会话\x00"]:
         assert engine.handle(sid, Message.from_text("你好"))
-    assert len({engine.new_session_id() for _ in range(100)}) == 100
+    assert len({new_session_id() for _ in range(100)}) == 100
 
 
 # ---- the account service down mid-flow, and back ----------------------------------------
@@ -349,3 +349,10 @@ def test_each_conversation_acts_as_its_own_client_for_rate_limits(acc, engine):
     assert set(acc.client_ids) == start_ids  # stable within a conversation
     for cid in start_ids:
         assert "张三" not in cid and ZS_ID not in cid
+
+
+def test_the_engine_remembers_where_to_reach_the_user(engine):
+    engine.handle("reach-1", Message.from_text("你好"))
+    assert "reach" not in engine.store.get("reach-1")  # a message without an origin changes nothing
+    engine.handle("reach-1", Message.from_text("你好", channel="telegram", address="42"))
+    assert engine.store.get("reach-1")["reach"] == {"channel": "telegram", "address": "42"}

@@ -20,8 +20,8 @@ from telegram import MessageEntity, PhotoSize, Update, User
 from telegram.request import BaseRequest, RequestData
 
 from channels import render
-from channels.telegram import CALLBACK_LIMIT, TelegramConfigError, build_application, session_id
-from channels.web import create_app
+from channels.telegram import CALLBACK_LIMIT, TelegramChannel, TelegramConfigError, build_application, session_id
+from channels.app import create_app
 from handlers.types import Button, Message, Reply
 
 TOKEN = "123456:TEST-token-for-offline-tests"
@@ -31,6 +31,7 @@ PHOTO_BYTES = b"\xff\xd8\xff\xe0" + b"J" * 2000
 USER = User(id=42, first_name="小明", is_bot=False, language_code="zh-hans")
 CHAT = Chat(id=42, type=Chat.PRIVATE)
 DATE = dtm.datetime(2026, 1, 1, tzinfo=dtm.timezone.utc)
+FROM_CHAT = {"channel": "telegram", "address": "42"}  # what the adapter sets: send() reaches chat 42
 LONG_PAYLOAD = "flow:id_duplicate:route4:confirm_cancel_other_accounts:level=doctoral_candidate"
 
 
@@ -100,9 +101,6 @@ class RecordingEngine:
         self.threads: set[str] = set()
         self.replies = replies
 
-    def new_session_id(self) -> str:
-        return "unused"
-
     def handle(self, sid: str, message: Message) -> list[Reply]:
         self.calls.append((sid, message))
         self.threads.add(threading.current_thread().name)
@@ -158,7 +156,7 @@ def test_text_goes_to_the_engine_and_replies_as_html_with_inline_keyboard(cfg, r
     app = build_application(cfg, engine, request=request_recorder)
     run(app, Update(1, message=make_message(app.bot, text="  证件号码已被注册  ")))
     assert request_recorder.unexpected == []
-    assert engine.calls == [(session_id(42), Message.from_text("证件号码已被注册"))]
+    assert engine.calls == [(session_id(42), Message.from_text("证件号码已被注册", **FROM_CHAT))]
     assert "MainThread" not in engine.threads  # engine.handle ran off the event loop
     [sent] = request_recorder.sent()
     assert sent["chat_id"] == 42 and sent["parse_mode"] == "HTML"
@@ -188,8 +186,8 @@ def test_button_press_answers_the_query_and_sends_the_payload(cfg, request_recor
     asyncio.run(scenario())
     assert request_recorder.unexpected == []
     assert [p["callback_query_id"] for p in request_recorder.named("answerCallbackQuery")] == ["q1", "q2", "q3"]
-    assert [m for _, m in engine.calls[1:]] == [Message.from_button("flow:id_type:resident_id"),
-                                                Message.from_button(LONG_PAYLOAD)]
+    assert [m for _, m in engine.calls[1:]] == [Message.from_button("flow:id_type:resident_id", **FROM_CHAT),
+                                                Message.from_button(LONG_PAYLOAD, **FROM_CHAT)]
     assert "按钮已失效" in request_recorder.sent()[-1]["text"]
 
 
@@ -226,7 +224,7 @@ def test_start_help_cancel(cfg, request_recorder, engine):
     start, help_, cancel = request_recorder.sent()
     assert "学信网账号助手" in start["text"] and start["parse_mode"] == "HTML"
     assert "/cancel" in help_["text"]
-    assert engine.calls == [(session_id(42), Message.from_text("取消"))]
+    assert engine.calls == [(session_id(42), Message.from_text("取消", **FROM_CHAT))]
     assert cancel["reply_markup"]["inline_keyboard"]
 
 
@@ -315,9 +313,23 @@ def test_webhook_checks_the_secret_and_processes_updates(cfg, request_recorder, 
         assert client.post(url, content=b"{oops", headers={**good, "Content-Type": "application/json"}).status_code == 400
         r = client.post(url, json=webhook_update("忘记密码"), headers=good)
         assert r.status_code == 200
-        assert engine.calls == [(session_id(42), Message.from_text("忘记密码"))]
+        assert engine.calls == [(session_id(42), Message.from_text("忘记密码", **FROM_CHAT))]
         assert request_recorder.sent()[0]["chat_id"] == 42
         assert request_recorder.unexpected == []
+
+
+def test_channel_send_pushes_replies_to_the_chat_through_the_bot_api(cfg, request_recorder, engine):
+    channel = TelegramChannel(cfg, engine, request_recorder)
+
+    async def scenario():
+        await channel.send("42", [Reply("**人工客服**：您好", buttons=(Button("好的", "ok"),)), Reply("还在吗？")])
+        await channel.aclose()
+    asyncio.run(scenario())
+    assert request_recorder.unexpected == [] and engine.calls == []
+    first, second = request_recorder.sent()
+    assert first["chat_id"] == 42 and first["text"] == "<b>人工客服</b>：您好" and first["parse_mode"] == "HTML"
+    assert first["reply_markup"]["inline_keyboard"] == [[{"text": "好的", "callback_data": "ok"}]]
+    assert second["text"] == "还在吗？" and "reply_markup" not in second
 
 
 def test_webhook_without_a_secret_refuses_everything(cfg, request_recorder, engine):

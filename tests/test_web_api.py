@@ -7,7 +7,9 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from channels.web import Signer, create_app, replies_json
+from channels.app import create_app
+from channels.signing import Signer
+from channels.web import replies_json
 from handlers.types import Button, Message, Reply
 
 KNOWN_PAYLOADS = {"faq:recover_username", "flow:cancel"}
@@ -19,11 +21,6 @@ class RecordingEngine:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Message]] = []
         self.threads: set[str] = set()
-        self._n = 0
-
-    def new_session_id(self) -> str:
-        self._n += 1
-        return f"s{self._n:04d}"
 
     def handle(self, session_id: str, message: Message) -> list[Reply]:
         self.calls.append((session_id, message))
@@ -85,7 +82,7 @@ def test_chat_round_trip_has_the_contract_shape(client, engine):
     assert first["blocks"][1]["type"] == "ul"
     # the engine got the text trimmed, under the id the server issued, off the event loop
     session_id, message = engine.calls[-1]
-    assert message == Message.from_text("你好")
+    assert message == Message.from_text("你好", channel="web", address=session_id)
     assert sid.startswith(session_id + ".")
     assert engine.threads and "MainThread" not in engine.threads
 
@@ -102,7 +99,9 @@ def test_button_and_upload_reach_the_engine(client, engine):
     assert payload.startswith("faq:recover_username~")
     r = client.post("/api/chat", json={"session_id": sid, "payload": payload})
     assert r.json()["flow"] == "recover_username"
-    assert engine.calls[-1][1] == Message.from_button("faq:recover_username")
+    server_sid = sid.rsplit(".", 1)[0]
+    assert engine.calls[-1] == (server_sid, Message.from_button("faq:recover_username", channel="web",
+                                                                address=server_sid))
     r = client.post("/api/upload", data={"session_id": sid},
                     files={"file": ("../../etc/id.png", b"\x89PNG\r\n\x1a\nxyz", "image/png")})
     assert r.status_code == 200, r.text
@@ -203,7 +202,7 @@ def test_an_old_offered_button_still_reaches_the_engine(client, engine):
     offered = first_payload(client, sid)
     client.post("/api/chat", json={"session_id": sid, "text": "别的问题"})
     r = client.post("/api/chat", json={"session_id": sid, "payload": offered})
-    assert r.status_code == 200 and engine.calls[-1][1] == Message.from_button("faq:recover_username")
+    assert r.status_code == 200 and engine.calls[-1][1].payload == "faq:recover_username"
 
 
 def test_chinese_payloads_round_trip(cfg):
@@ -217,7 +216,7 @@ def test_chinese_payloads_round_trip(cfg):
         sid = new_session(c)
         payload = first_payload(c, sid)
         assert c.post("/api/chat", json={"session_id": sid, "payload": payload}).status_code == 200
-        assert eng.calls[-1][1] == Message.from_button("level:博士研究生")
+        assert eng.calls[-1][1].kind == "button" and eng.calls[-1][1].payload == "level:博士研究生"
 
 
 def test_oversized_bodies_are_413(client, engine):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from channels.web import create_app
+from channels.app import create_app
 from handlers.types import Button, Message, Reply
 from sandbox_fixture import sandbox  # noqa: F401  (the live account sandbox fixture)
 
@@ -67,13 +67,6 @@ class ScriptedEngine:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Message]] = []
-        self._n = 0
-        self._lock = threading.Lock()
-
-    def new_session_id(self) -> str:
-        with self._lock:
-            self._n += 1
-            return f"w{self._n}"
 
     def handle(self, session_id: str, message: Message) -> list[Reply]:
         self.calls.append((session_id, message))
@@ -158,7 +151,7 @@ def test_ask_answer_button_and_reload_keeps_the_conversation(page, engine):
     expect(answer).to_contain_text("您选择了 pick:username")
     expect(answer.locator("strong")).to_have_text("pick:username")
     expect(answer.locator("ol li")).to_have_count(2)
-    assert engine.calls[-1][1] == Message.from_button("pick:username")
+    assert engine.calls[-1][1].kind == "button" and engine.calls[-1][1].payload == "pick:username"
     session = page.evaluate("Object.keys(localStorage).map(k => JSON.parse(localStorage[k]).session_id)[0]")
     shot(page, "widget-desktop")
 

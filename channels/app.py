@@ -1,0 +1,106 @@
+"""The web app: one ASGI app (FastAPI) that mounts every configured channel's routes.
+
+``create_app(cfg)`` builds the engine and the channels (``build_channels``: web always,
+Telegram when a token is configured), mounts each channel's ``router()`` in turn,
+and adds what every route shares: JSON errors, CORS, the body-size guard, ``/healthz``.
+Adding a channel is one class implementing ``channels.base.Channel`` plus one line in
+``build_channels``.
+
+Every error is JSON ``{"error": code, "message": 中文说明}`` with a 4xx status
+(5xx only for a failure of ours).
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import settings
+
+from .base import Channel, ConversationEngine, InputRejected
+from .config import WebConfig
+from .guard import Guard, error_response
+from .signing import Signer, load_secret
+from .web import ApiError, LocalOutbox, WebChannel
+
+log = logging.getLogger(__name__)
+
+_HTTP_MESSAGES = {
+    404: ("not_found", "请求的地址不存在。"),
+    405: ("method_not_allowed", "不支持该请求方法。"),
+}
+
+
+def build_channels(cfg: Mapping[str, Any], engine: ConversationEngine, web: WebChannel,
+                   telegram_request: Any = None) -> list[Channel]:
+    """Every channel the config turns on, the web channel first. ``telegram_request``
+    (a ``telegram.request.BaseRequest``) replaces Telegram's HTTP client in tests."""
+    channels: list[Channel] = [web]
+    if settings.section(cfg, "telegram").get("token"):
+        from .telegram import TelegramChannel
+        channels.append(TelegramChannel(cfg, engine, telegram_request))
+    return channels
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message, **exc.extra)
+
+
+async def _input_rejected(request: Request, exc: InputRejected) -> JSONResponse:
+    return error_response(422, exc.code, exc.message, **exc.extra)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code, message = _HTTP_MESSAGES.get(exc.status_code, ("bad_request", "请求无效。"))
+    return error_response(exc.status_code, code, message)
+
+
+async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "服务暂时出现问题，请稍后再试。")
+
+
+async def healthz() -> dict:
+    """``GET /healthz``."""
+    return {"status": "ok"}
+
+
+def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
+               telegram_request: Any = None) -> FastAPI:
+    """The ASGI app. ``engine`` defaults to ``handlers.engine.build_engine(cfg)``;
+    ``telegram_request`` replaces Telegram's HTTP client (tests)."""
+    conf = WebConfig.from_mapping(settings.section(cfg, "web"))
+    if engine is None:
+        from handlers.engine import build_engine
+        engine = build_engine(cfg)
+    web = WebChannel(engine, Signer(load_secret(conf)), conf, LocalOutbox())
+    channels = build_channels(cfg, engine, web, telegram_request)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for channel in channels:
+            await channel.aclose()
+
+    app = FastAPI(title="学信网账号助手", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.engine, app.state.config, app.state.outbox = engine, conf, web.outbox
+    app.state.channels = {c.name: c for c in channels}
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(InputRejected, _input_rejected)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _crash)
+    app.add_api_route("/healthz", healthz, methods=["GET"])
+    for channel in channels:
+        router = channel.router()
+        if router is not None:
+            app.include_router(router)
+    if conf.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(conf.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"], allow_credentials=False, max_age=600)
+    app.add_middleware(Guard, limit_for=web.body_limit)
+    return app

@@ -1,0 +1,98 @@
+"""Running the web app: ``python bot.py serve`` and the demo ``python bot.py``
+(the account sandbox in a thread, embedded defaults, one URL to open)."""
+from __future__ import annotations
+
+import copy
+import logging
+import socket
+import threading
+import time
+from typing import Any, Mapping
+
+import settings
+from logsetup import uvicorn_log_config
+
+from .app import create_app
+from .config import WebConfig
+
+
+def demo_config(cfg: Mapping[str, Any]) -> dict:
+    """``cfg`` with embedded defaults: SQLite sessions, everything on localhost, accounts → the sandbox."""
+    out = copy.deepcopy(dict(cfg))
+    sandbox = settings.section(out, "sandbox")
+    host = sandbox.get("host") or "127.0.0.1"
+    out["sandbox"] = {**sandbox, "host": host}
+    out["accounts"] = {**settings.section(out, "accounts"),
+                       "base_url": f"http://{host}:{int(sandbox.get('port') or 8765)}",
+                       "api_key": sandbox.get("api_key") or settings.section(out, "accounts").get("api_key")}
+    sessions = settings.section(out, "sessions")
+    if sessions.get("backend") != "memory":
+        sessions["backend"] = "sqlite"
+    out["sessions"] = sessions
+    out["web"] = {**settings.section(out, "web"), "host": "127.0.0.1"}
+    return out
+
+
+def bind(host: str, port: int) -> socket.socket | None:
+    """A listening socket on host:port, or None when the port is taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def start_sandbox(cfg: Mapping[str, Any], level: str) -> bool:
+    """Serve the account sandbox (config section ``sandbox``) from a daemon thread; False if it did not start."""
+    import uvicorn
+
+    from accounts.sandbox import server as sandbox_server
+
+    section = settings.section(cfg, "sandbox")
+    host, port = str(section.get("host") or "127.0.0.1"), int(section.get("port") or 8765)
+    sock = bind(host, port)
+    if sock is None:
+        print(f"端口 {host}:{port} 已被占用：假定那是已启动的账号服务沙箱（python bot.py sandbox），直接使用它。")
+        return True
+    database = settings.resolve_path(str(section.get("database") or "var/sandbox.db"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    _, app = sandbox_server.build(section, str(database))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level)))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="account-sandbox", daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            print(f"账号服务沙箱未能在 {host}:{port} 启动，请查看上方日志。")
+            return False
+        time.sleep(0.05)
+    print(f"账号服务沙箱：http://{host}:{port}（演示账号见 accounts/README.md）", flush=True)
+    return True
+
+
+def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
+    """Run the web app with uvicorn (``with_sandbox``: the demo — sandbox + embedded defaults)."""
+    import uvicorn
+
+    if with_sandbox:
+        cfg = demo_config(cfg)
+    level = str(settings.section(cfg, "logging").get("level") or "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    conf = WebConfig.from_mapping(settings.section(cfg, "web"))
+    sock = bind(conf.host, conf.port)
+    if sock is None:
+        print(f"端口 {conf.host}:{conf.port} 已被占用：请关闭占用它的程序，或设置环境变量 WEB_PORT 换一个端口。")
+        return 1
+    with sock:
+        if with_sandbox and not start_sandbox(cfg, level):
+            return 1
+        app = create_app(cfg)
+        url = f"http://{conf.host}:{conf.port}/" if with_sandbox else conf.public_url + "/"
+        print(f"学信网账号助手已启动，请在浏览器打开：{url}（按 Ctrl+C 停止）", flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level), proxy_headers=False,
+                                               server_header=False))
+        server.run(sockets=[sock])
+    return 0 if server.started else 1

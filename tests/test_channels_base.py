@@ -1,0 +1,79 @@
+"""The shared channel interface: the one input check, numbered buttons, and push (``Channel.send``)
+for the web, console and (in test_telegram.py) Telegram channels."""
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+
+from channels.app import create_app
+from channels.base import Channel, InputRejected, buttons_as_text, clean_payload, clean_text, numbered_answer
+from channels.console import ConsoleChannel
+from handlers.types import Button, Reply
+
+CFG = {"web": {"session_secret": "base-test-secret-0123456789abcdef0123"}, "telegram": {"token": ""}}
+
+
+class SilentEngine:
+    def handle(self, session_id, message):
+        return [Reply("好的")]
+
+
+def test_clean_text_and_payload_reject_with_a_code_and_a_chinese_message():
+    assert clean_text(" 你好\x00\x07 ", 10) == "你好"
+    for value, code in [(12, "invalid_text"), (" \x01 ", "empty_text"), ("长" * 11, "text_too_long")]:
+        with pytest.raises(InputRejected) as e:
+            clean_text(value, 10)
+        assert e.value.code == code and "\u4e00" <= e.value.message[0] <= "\u9fff"
+    assert clean_payload("faq:x") == "faq:x"
+    for bad in ["", "a\nb", "x" * 301, None]:
+        with pytest.raises(InputRejected, match="invalid_payload"):
+            clean_payload(bad)
+
+
+def test_buttons_as_text_and_numbered_answers_map_back_to_payloads():
+    reply = Reply("**请选择**：", (Button("甲", "a"), Button("乙", "b")))
+    assert buttons_as_text(reply, start=3) == "请选择：\n  3. 甲\n  4. 乙"
+    assert numbered_answer(" 2 ", reply.buttons) == "b"
+    assert numbered_answer("甲", reply.buttons) is None and numbered_answer("1", ()) is None
+    with pytest.raises(InputRejected) as e:
+        numbered_answer("3", reply.buttons)
+    assert e.value.code == "no_such_option" and "1–2" in e.value.message
+
+
+def test_a_channel_must_implement_send():
+    class Mute(Channel):
+        name = "mute"
+    with pytest.raises(TypeError):
+        Mute()  # type: ignore[abstract]
+
+
+def test_web_send_reaches_the_listeners_of_that_session_with_signed_payloads():
+    with TestClient(create_app(CFG, engine=SilentEngine())) as client:
+        web, outbox = client.app.state.channels["web"], client.app.state.outbox
+        assert set(client.app.state.channels) == {"web"}  # no Telegram token: not mounted
+
+        async def scenario() -> asyncio.Queue:
+            queue = outbox.subscribe("s1")
+            other = outbox.subscribe("s2")
+            await web.send("s1", [Reply("**客服**：您好", buttons=(Button("好的", "ok"),))])
+            outbox.unsubscribe("s2", other)
+            await web.send("s2", [Reply("没人在听")])  # no listener: dropped, not an error
+            assert other.empty()
+            return queue
+
+        queue = asyncio.run(scenario())
+        batch = queue.get_nowait()
+        assert queue.empty()
+        [reply] = batch["replies"]
+        assert reply["text"] == "**客服**：您好" and reply["blocks"][0]["lines"][0][0] == {"text": "客服", "bold": True}
+        assert web.signer.open_payload("s1", reply["buttons"][0]["payload"]) == "ok"
+        assert web.signer.open_payload("s2", reply["buttons"][0]["payload"]) is None
+
+
+def test_console_send_prints_numbered_replies():
+    out = io.StringIO()
+    asyncio.run(ConsoleChannel(out).send("console-1", [Reply("人工客服已接入", (Button("谢谢", "thanks"),))]))
+    assert out.getvalue() == "助手：人工客服已接入\n  1. 谢谢\n\n"
