@@ -1,0 +1,202 @@
+"""The outbound hand-off webhook against real local HTTP receivers: signatures, retries, limits."""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+
+import pytest
+
+from handlers.webhook import WebhookConfig, WebhookConfigError, WebhookSender, sign, verify
+from tests.webhook_receiver import Receiver, poll
+
+SECRET = "whsec-test-0123456789abcdef"
+
+
+def sender_for(url: str, **kw) -> WebhookSender:
+    conf = {"webhook_url": url, "webhook_secret": SECRET, "webhook_backoff": 0.01, "webhook_timeout": 5}
+    conf.update(kw)
+    return WebhookSender(WebhookConfig.from_mapping(conf))
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_signed_event_reaches_the_receiver_with_id_and_type():
+    with Receiver(SECRET) as rx:
+        sender = sender_for(rx.url)
+        try:
+            event_id = sender.emit("handoff.created", {"handoff": {"id": "h1", "channel": "web"}})
+            assert event_id and event_id.startswith("evt_")
+            (req,) = rx.wait_for(1)
+        finally:
+            sender.close()
+    assert req["signature_ok"], "the receiver's own HMAC of the body must match X-Signature"
+    assert req["path"] == "/hooks/chsi?token=abc"
+    h = req["headers"]
+    assert h["x-event-id"] == event_id and h["x-event-type"] == "handoff.created"
+    assert h["content-type"].startswith("application/json") and h["x-delivery-attempt"] == "1"
+    body = json.loads(req["body"])
+    assert body["id"] == event_id and body["type"] == "handoff.created"
+    assert body["data"] == {"handoff": {"id": "h1", "channel": "web"}}
+    assert isinstance(body["created_at"], float)
+    assert sender.stats["delivered"] == 1 and sender.stats["failed"] == 0
+
+
+def test_sign_and_verify_cover_the_exact_bytes():
+    body = '{"a":"中文"}'.encode()
+    assert sign(SECRET, body) == sign(SECRET.encode(), body)
+    assert verify(SECRET, body, sign(SECRET, body))
+    assert not verify(SECRET, body + b" ", sign(SECRET, body))
+    assert not verify("another-secret-000000", body, sign(SECRET, body))
+    assert not verify(SECRET, body, None) and not verify(SECRET, body, "")
+
+
+def test_receiver_failing_twice_then_succeeding_gets_the_same_event_three_times():
+    with Receiver(SECRET, statuses=(503, 500)) as rx:
+        sender = sender_for(rx.url)
+        try:
+            event_id = sender.emit("handoff.message", {"n": 1})
+            reqs = rx.wait_for(3)
+            poll(lambda: sender.stats["delivered"] == 1)
+        finally:
+            sender.close()
+    assert [r["headers"]["x-event-id"] for r in reqs] == [event_id] * 3
+    assert [r["headers"]["x-delivery-attempt"] for r in reqs] == ["1", "2", "3"]
+    assert len({r["body"] for r in reqs}) == 1 and all(r["signature_ok"] for r in reqs)
+    assert sender.stats["attempts"] == 3 and sender.stats["failed"] == 0
+
+
+def test_backoff_doubles_between_retries():
+    waits: list[float] = []
+    with Receiver(SECRET, statuses=(502, 502, 502, 502)) as rx:
+        conf = WebhookConfig.from_mapping({"webhook_url": rx.url, "webhook_secret": SECRET,
+                                           "webhook_backoff": 0.5, "webhook_retries": 3})
+        sender = WebhookSender(conf, sleep=waits.append)
+        try:
+            sender.emit("handoff.created", {})
+            poll(lambda: sender.stats["failed"] == 1)
+        finally:
+            sender.close()
+        assert len(rx.requests) == 4
+    assert waits == [0.5, 1.0, 2.0]
+
+
+def test_429_retry_after_is_honoured():
+    waits: list[float] = []
+    with Receiver(SECRET, statuses=(429,), headers={"Retry-After": "3"}) as rx:
+        conf = WebhookConfig.from_mapping({"webhook_url": rx.url, "webhook_secret": SECRET, "webhook_backoff": 0.5})
+        sender = WebhookSender(conf, sleep=waits.append)
+        try:
+            sender.emit("handoff.created", {})
+            poll(lambda: sender.stats["delivered"] == 1)
+        finally:
+            sender.close()
+    assert waits == [3.0]
+
+
+def test_a_4xx_is_not_retried():
+    with Receiver(SECRET, statuses=(400,)) as rx:
+        sender = sender_for(rx.url)
+        try:
+            sender.emit("handoff.closed", {})
+            poll(lambda: sender.stats["failed"] == 1)
+            sender.emit("handoff.closed", {"next": True})
+            poll(lambda: sender.stats["delivered"] == 1)
+        finally:
+            sender.close()
+        assert len(rx.requests) == 2
+
+
+def test_wrong_secret_is_rejected_by_a_verifying_receiver():
+    with Receiver("the-receivers-own-secret-xx") as rx:
+        sender = sender_for(rx.url)
+        try:
+            sender.emit("handoff.created", {})
+            poll(lambda: sender.stats["failed"] == 1)
+        finally:
+            sender.close()
+        assert len(rx.requests) == 1 and not rx.requests[0]["signature_ok"] and rx.events() == []
+
+
+def test_unreachable_receiver_is_retried_then_given_up_without_blocking_emit():
+    sender = sender_for(f"http://127.0.0.1:{closed_port()}/hook", webhook_retries=2)
+    try:
+        assert sender.emit("handoff.created", {}) is not None
+        poll(lambda: sender.stats["failed"] == 1)
+        assert sender.stats["attempts"] == 3 and sender.stats["delivered"] == 0
+    finally:
+        sender.close()
+
+
+def test_emit_returns_while_the_receiver_is_still_holding_the_request():
+    hold = threading.Event()
+    with Receiver(SECRET, hold=hold) as rx:
+        sender = sender_for(rx.url)
+        try:
+            sender.emit("handoff.created", {"first": True})
+            assert rx.arrived.wait(10)
+            # The worker is stuck inside the first POST; emitting more must not wait for it.
+            assert sender.emit("handoff.message", {"second": True}) is not None
+            assert sender.pending() == 2 and sender.stats["delivered"] == 0
+            hold.set()
+            poll(lambda: sender.stats["delivered"] == 2)
+        finally:
+            sender.close()
+        assert [e["type"] for e in rx.events()] == ["handoff.created", "handoff.message"]  # in order
+
+
+def test_full_queue_drops_and_logs_the_count(caplog):
+    hold = threading.Event()
+    with Receiver(SECRET, hold=hold) as rx:
+        sender = sender_for(rx.url, webhook_queue_size=2)
+        try:
+            sender.emit("handoff.created", {"n": 0})
+            assert rx.arrived.wait(10)          # one in flight, held by the receiver
+            with caplog.at_level(logging.WARNING, logger="handlers.webhook"):
+                ids = [sender.emit("handoff.message", {"n": n}) for n in range(1, 5)]
+            assert ids[:2] == [i for i in ids[:2] if i] and ids[2:] == [None, None]
+            assert sender.stats["dropped"] == 2
+            assert "2 dropped since start" in caplog.text
+            hold.set()
+            poll(lambda: sender.stats["delivered"] == 3)
+        finally:
+            sender.close()
+        assert [e["data"]["n"] for e in rx.events()] == [0, 1, 2]
+
+
+def test_off_without_url_and_no_thread_started():
+    sender = WebhookSender(WebhookConfig.from_mapping({"webhook_url": "", "webhook_secret": ""}))
+    assert not sender.enabled and sender.emit("handoff.created", {}) is None
+    assert sender._thread is None
+    sender.close()
+
+
+def test_close_delivers_what_is_queued():
+    with Receiver(SECRET) as rx:
+        sender = sender_for(rx.url)
+        for n in range(5):
+            sender.emit("handoff.message", {"n": n})
+        sender.close(timeout=10)
+        assert sender.stats["delivered"] == 5 and len(rx.events()) == 5
+        assert sender.emit("handoff.message", {"late": True}) is None
+
+
+@pytest.mark.parametrize("conf, words", [
+    ({"webhook_url": "https://desk.example/hook", "webhook_secret": ""}, "HANDOFF_WEBHOOK_SECRET"),
+    ({"webhook_url": "https://desk.example/hook", "webhook_secret": "short"}, "HANDOFF_WEBHOOK_SECRET"),
+    ({"webhook_url": "ftp://desk.example/hook", "webhook_secret": SECRET}, "webhook_url"),
+    ({"webhook_url": "desk.example/hook", "webhook_secret": SECRET}, "webhook_url"),
+    ({"webhook_url": "https://desk.example/hook", "webhook_secret": SECRET, "webhook_retries": -1}, "webhook_retries"),
+    ({"webhook_url": "https://desk.example/hook", "webhook_secret": SECRET, "webhook_timeout": "soon"}, "webhook"),
+])
+def test_bad_settings_are_refused_with_the_key(conf, words):
+    with pytest.raises(WebhookConfigError, match=words):
+        WebhookConfig.from_mapping(conf)
