@@ -26,6 +26,7 @@ ID_TYPE_LABELS: dict[str, str] = {
     "passport": "护照",
     "foreign_permanent_id": "外国人永久居留身份证",
 }
+MAX_IMAGE_BYTES = 5 * 1024 * 1024   # the contract's limit for route 2's ID photo (openapi.yaml)
 IDENTITY_ROUTES = ("app", "manual_review", "classmate", "student_record")
 
 
@@ -115,7 +116,7 @@ class Conflict(AccountError):
 
 
 class BadImage(AccountError):
-    """Upload is not a JPEG/PNG by content, or larger than 5 MB."""
+    """Upload is not a JPEG/PNG by content, or larger than ``MAX_IMAGE_BYTES``."""
     code, status = "BAD_IMAGE", 422
 
 

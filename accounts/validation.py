@@ -88,7 +88,7 @@ def username(value: object, field: str = "username") -> str:
     """6–20 characters: letters, digits, underscore; starts with a letter."""
     s = text(value, field, "用户名")
     if not USERNAME_RE.fullmatch(s):
-        raise Validation("用户名为6–20位，由字母、数字或下划线组成，且以字母开头。", field=field)
+        raise Validation("用户名格式不正确：本服务的用户名为6–20位字母、数字或下划线，以字母开头，请核对。", field=field)
     return s
 
 

@@ -63,7 +63,7 @@ def test_recover_password_then_bind_honours_the_two_hour_wait(engine, sandbox): 
     chat.press("开始绑定")
     chat.press("微信")
     login(chat, sandbox, acct)
-    assert "小时后再试" in chat.text and "2 小时后再进行绑定" in chat.text
+    assert "小时后再试" in chat.text and "2 小时后再进行微信或支付宝的绑定操作" in chat.text
 
 
 def test_bind_alipay_qr_link(engine, sandbox):  # noqa: F811

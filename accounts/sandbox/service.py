@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from .. import validation as v
-from ..base import (AccountError, AttemptsExhausted, BadImage, ChallengeExpired, Conflict, EmailIpLimited, EmailUsed,
+from ..base import (MAX_IMAGE_BYTES, AccountError, AttemptsExhausted, BadImage, ChallengeExpired, Conflict,
+                    EmailIpLimited, EmailUsed,
                     IdTaken, IDENTITY_ROUTES, InvalidCode, NotFound, PhoneTaken, RecordMismatch, TooFrequent,
                     Unauthorized, Validation)
 from ..masking import mask_name, mask_phone
@@ -39,7 +40,6 @@ from . import db
 
 LEVELS = ("专科", "本科", "硕士研究生", "博士研究生")
 PROVIDERS = {"wechat": "微信", "alipay": "支付宝"}
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
 _IMAGE_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 ROUTE4_MAX = 3

@@ -4,8 +4,8 @@ from __future__ import annotations
 from accounts.base import Conflict, TooFrequent
 from handlers.types import Button, Reply
 
-from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, choose
-from .common import login_steps, require_login, too_frequent
+from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, choose, plain_wait
+from .common import login_steps, require_login
 from .id_duplicate import status_text
 
 PROVIDERS = {"wechat": "微信", "alipay": "支付宝"}
@@ -33,7 +33,10 @@ def bind(ctx: Ctx) -> Outcome:
     try:
         url = ctx.accounts.bind(ctx.token or "", provider, idempotency_key=ctx.key)  # type: ignore[arg-type]
     except TooFrequent as e:
-        return too_frequent(ctx, e, f"{label}绑定操作")
+        return Finish((ctx.say(
+            f"账号服务暂时不能为这个账号绑定{label}，请{plain_wait(e.retry_after)}再试。\n\n"
+            "学信网常见问题中的说明：清除浏览器缓存，先找回用户名和密码，2 小时后再进行微信或支付宝的绑定操作，"
+            "绑定成功后方可通过微信或支付宝扫码登录。"),))
     except Conflict as e:
         return Finish((ctx.say(e.message or f"这个账号暂时无法绑定{label}。"),))
     return Finish((ctx.say(f"请用{label}扫描二维码完成绑定：[打开绑定二维码]({url})\n\n"

@@ -10,13 +10,9 @@ from handlers.types import Button, Reply
 
 from .base import Act, Ask, Ctx, Finish, Goto, Input, Outcome, Step, choose, field_value, plain_wait, text_of
 
-TOPIC7_ADVICE = ("学信网对“操作过于频繁”的建议：清除浏览器缓存，先找回用户名和密码，"
-                 "通过输入用户名和密码的方式登录；如需微信或支付宝扫码登录，请 2 小时后再进行绑定操作。")
-
-
 def too_frequent(ctx: Ctx, e: TooFrequent, what: str = "操作") -> Finish:
-    """End with the wait in plain words and topic 7's advice."""
-    return Finish((ctx.say(f"{what}过于频繁，已被暂时限制，请{plain_wait(e.retry_after)}再试。\n\n{TOPIC7_ADVICE}"),))
+    """End with the account service's wait in plain words (its own limit, not 学信网 policy)."""
+    return Finish((ctx.say(f"{what}的请求太频繁，账号服务暂时不受理，请{plain_wait(e.retry_after)}再试。"),))
 
 
 # ---- chat login: username → SMS code ---------------------------------------------

@@ -10,7 +10,7 @@ import re
 import unicodedata
 
 from accounts import validation
-from accounts.base import (AttemptsExhausted, BadImage, Identity, NotFound, RecordMismatch,
+from accounts.base import (MAX_IMAGE_BYTES, AttemptsExhausted, BadImage, Identity, NotFound, RecordMismatch,
                            StudentRecord)
 from handlers.types import Button, Reply
 
@@ -28,13 +28,13 @@ ROUTE_START = {"app": "app_confirm", "manual_review": "photo_confirm",
                "classmate": "classmate_name", "student_record": "record_kind"}
 PICK = Button("直接选择途径", "pick")
 OTHER_ROUTE = Button("换其他途径", "pick")
-CANCEL_WARNING = ("**请注意：**验证通过后，将会**注销使用了您当前证件号码的其他账号**。"
+CANCEL_WARNING = ("**请注意：**验证通过后，将会**注销使用了您当前证件号码的其他账号**，"
+                  "旧账号将不能用于征兵、研招报名。"
                   "注销账号会暂时影响您原填报**研招推免、统考、自主招生、兵役登记/应征报名**的信息操作。"
                   "如果您另有其他账号，请慎重此操作。")
 LEVELS = ("专科", "本科", "硕士研究生", "博士研究生")
 KINDS = {"enrolled": "在校生", "graduate": "毕业生"}
 RECORD_KEYS = ("record_kind", "record_school", "record_number", "record_year", "record_level")
-IMAGE_MAX_BYTES = 5 * 1024 * 1024
 FIRST_YEAR = 1949
 
 
@@ -49,12 +49,16 @@ def route_buttons(ctx: Ctx) -> tuple[Button, ...]:
 def ask_explain(ctx: Ctx) -> Reply:
     """Explain what 证件号码已被注册 means and how to go on."""
     return ctx.say(
-        "提示“证件号码已被注册”，说明这个证件号码之前在学信网有注册记录。\n\n"
-        "- 如果不确定是否注册过，可以先用找回用户名核实；\n"
-        "- 如果您未曾用这个证件号码注册过，或已无法重置密码，可以在注册页勾选“我要重新注册”，"
-        "正确填写信息后点击【立即注册】，再用新注册的账号通过以下任意一种途径完成身份核验。\n\n"
+        "提示“证件号码已被注册”，说明该证件号码之前在网站有注册记录。可使用找回用户名功能核实是否注册过账号。\n\n"
+        "重新注册之前，请先看看能否继续使用原账号：\n\n"
+        "- 如果您用过图像校对、学籍档案、兵役登记/应征报名，可使用原账号登录；\n"
+        "- 如果您忘记了注册信息，可以尝试找回密码、找回用户名。\n\n"
+        "如果您未曾使用此身份证号码注册账号或已无法成功重置密码，可以考虑在注册页勾选“我要重新注册”，"
+        "正确填写信息后点击【立即注册】，再用新注册的账号通过以下任意一种途径完成身份核验。"
+        "如果选择“我要重新注册”，管理员审核后证件号码关联的旧账号将被注销掉，旧账号将不能用于征兵、研招报名。\n\n"
         "不确定选哪种途径？我可以问您几个问题帮您选，您也可以直接选择：",
-        Button("帮我选择途径", "guide"), *route_buttons(ctx), Button("先找回用户名核实", "flow:recover_username"))
+        Button("帮我选择途径", "guide"), *route_buttons(ctx), Button("先找回用户名核实", "flow:recover_username"),
+        Button("找回原账号的密码", "flow:recover_password"))
 
 
 def ask_pick(ctx: Ctx) -> Reply:
@@ -228,19 +232,20 @@ def check_app(ctx: Ctx) -> Outcome:
 
 def ask_photo(ctx: Ctx) -> Reply:
     """Ask for the ID photo as an image."""
-    return ctx.say("请上传清晰、有效的**身份证照片**（JPG 或 PNG，不超过 5 MB）。"
-                   "客服由学信网人工审核，请按要求上传。", OTHER_ROUTE, expects_image=True)
+    return ctx.say("请按要求上传有效的**身份证照片**。客服审核由学信网进行人工处理。\n\n"
+                   f"（本助手接收 JPG 或 PNG 格式的图片，不超过 {MAX_IMAGE_BYTES // (1024 * 1024)} MB。）",
+                   OTHER_ROUTE, expects_image=True)
 
 
 def got_photo(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep a JPEG/PNG photo of at most 5 MB until it is submitted."""
+    """Keep a JPEG/PNG photo within the contract's size limit until it is submitted."""
     if inp.kind != "image" or inp.image is None:
         raise Invalid("这一步需要上传一张身份证照片（图片），请发送图片。")
     data = inp.image.data
     if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG\r\n\x1a\n")):
         raise Invalid("无法识别这张图片，请上传 JPG 或 PNG 格式的身份证照片。")
-    if len(data) > IMAGE_MAX_BYTES:
-        raise Invalid("照片超过 5 MB，请压缩或重新拍摄后上传。")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise Invalid(f"照片超过本助手接收的 {MAX_IMAGE_BYTES // (1024 * 1024)} MB，请压缩或重新拍摄后上传。")
     ctx.data["photo"] = pack_image(inp.image)
     return Goto("photo_submit")
 

@@ -59,7 +59,7 @@ def send_code(ctx: Ctx) -> Outcome:
             username=ctx.data["username"], name=ctx.data["name"], id_type=ctx.data["id_type"],
             id_number=ctx.data["id_number"], idempotency_key=ctx.key)
     except NotFound:
-        return Finish((ctx.say("用户名、姓名和证件信息与我们的记录不相符，无法找回密码。"
+        return Finish((ctx.say("账号服务没有找到用户名、姓名和证件信息都相符的账号，无法找回密码。"
                                "建议先找回用户名，核实是否注册过账号、用的是哪个用户名。",
                                Button("找回用户名", "flow:recover_username")),))
     except TooFrequent as e:
