@@ -18,6 +18,7 @@ without a message (edits, member changes) are ignored.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -94,6 +95,7 @@ class Bridge:
         self.engine, self.web, self.callbacks = engine, web, CallbackData()
 
     async def _ask(self, chat_id: int, message: Message) -> list[Reply] | None:
+        message = dataclasses.replace(message, channel="telegram", address=str(chat_id))
         try:
             return list(await asyncio.to_thread(self.engine.handle, session_id(chat_id), message))
         except Exception:  # noqa: BLE001 - the user gets an apology, the log the traceback

@@ -23,7 +23,9 @@ from intents.types import MatchResult
 
 from .flows import COMMANDS, FLOWS, OFFERS
 from .flows.base import Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch
-from .privacy import mask_text
+from .handoff_service import LEAVE, HandoffService, memory_service
+from .handoffs import HandoffError, NewHandoff, transcript_lines
+from .privacy import mask_secrets
 from .records import Records
 from .sessions import LockTimeout, SessionStore, StoreError, storage_key
 from .types import Button, Message, Reply
@@ -38,6 +40,10 @@ RETRY_WORDS = ("重试", "再试一次", "retry")
 HANDOFF = Button("转人工客服", "handoff")
 RETRY = Button("重试", "cmd:retry")
 CANCEL = Button("取消", "cmd:cancel")
+LEAVE_HANDOFF = Button("取消转人工", LEAVE)
+HANDOFF_WORDS = ("转人工", "人工", "人工客服", "转人工客服", "找人工")
+LEAVE_WORDS = ("取消转人工", "不转人工", "退出人工", "取消人工", "回到机器人", "取消", "结束", "结束对话", "退出",
+               "cancel", "quit", "exit")
 HIDDEN = "（个人信息，已隐藏）"
 _QUESTION = re.compile(r"[?？]|吗|么|呢|怎么|如何|为什么|为啥|什么|哪|能否|可否|是否")
 _COMMAND_PUNCT = re.compile(r"[\s。.!！?？,，、~～]+")
@@ -90,7 +96,7 @@ class Engine:
 
     def __init__(self, faq: FAQ, matcher: Matcher, accounts: AccountAPI, store: SessionStore,
                  settings: EngineSettings | None = None, records: Records | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, handoffs: HandoffService | None = None) -> None:
         self.faq = faq
         self.matcher = matcher
         self.accounts = accounts
@@ -98,6 +104,7 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.records = records or Records(self.settings.data_dir)
         self.clock = clock
+        self.handoffs = handoffs or memory_service(clock)
 
     # ---- the one entry point ---------------------------------------------------------------
 
@@ -129,12 +136,15 @@ class Engine:
         inp, problem = self._clean(message)
         if message.channel:  # where to push later replies (a staff answer after a hand-off)
             state["reach"] = {"channel": message.channel, "address": message.address}
-        self._remember_user(state, inp, message)
+        state["prev_event"] = state.pop("last_event", None)
+        said = self._remember_user(state, inp, message)
         try:
             if problem is not None:
                 replies = [problem] + self._reprompt(state, now)
             else:
-                replies = self._dispatch(session_id, state, inp, now)
+                replies = self._with_person(state, inp, said)
+                if replies is None:
+                    replies = self._dispatch(session_id, state, inp, now)
         except Exception as e:  # a bug must not lose the conversation or leak data
             log.error("session %s: %s in flow %s", storage_key(session_id)[:8], e.__class__.__name__,
                       (state.get("flow") or {}).get("name"), exc_info=log.isEnabledFor(logging.DEBUG))
@@ -210,7 +220,7 @@ class Engine:
         if kind == "flow" and arg in FLOWS:
             return self._start(state, arg, now)
         if inp.payload == "handoff":
-            return self._handoff(session_id, state, "user_request")
+            return self._handoff(session_id, state)
         if kind == "cmd":
             action = {"cancel": self._cancel, "back": lambda s: self._back(s, now),
                       "retry": lambda s: self._retry(s, now)}.get(arg)
@@ -220,10 +230,13 @@ class Engine:
     # ---- FAQ answers ------------------------------------------------------------------------
 
     def _answer(self, session_id: str, state: dict[str, Any], result: MatchResult, now: float) -> list[Reply]:
+        state["oos_streak"] = state.get("oos_streak", 0) + 1 if result.decision == "out_of_scope" else 0
         if result.decision == "answer" and result.entry in self.faq.entries:
             entry = self.faq.entry(result.entry)
             if entry.intent == HUMAN or entry.flow == HUMAN:
-                return self._handoff(session_id, state, "user_request")
+                return self._handoff(session_id, state)
+            if entry.intent not in SMALLTALK:
+                state["topic"] = entry.intent
             return self._entry_replies(entry, in_flow=False)
         candidates = [c for c in result.candidates if c.entry in self.faq.entries and c.intent not in SMALLTALK
                       and (result.decision == "clarify" or c.score >= self.matcher.config.suggest_threshold)]
@@ -251,17 +264,89 @@ class Engine:
     def _feedback(self, session_id: str, arg: str, state: dict[str, Any], now: float) -> list[Reply]:
         vote, _, entry = arg.partition(":")
         self.records.feedback(session_id, entry, vote == "up")
+        if vote != "up":
+            state["last_event"] = "not_helpful"
         if vote == "up":
             return [Reply("感谢您的反馈！")] + self._reprompt(state, now)
         return [Reply("抱歉没能帮到您。您可以换个说法再问一次，或转人工客服。", buttons=(HANDOFF,))] + self._reprompt(state, now)
 
-    def _handoff(self, session_id: str, state: dict[str, Any], reason: str) -> list[Reply]:
-        """Hand the conversation to a person with a masked transcript; any flow ends."""
-        flow = (state.get("flow") or {}).get("name")
-        self.records.handoff(session_id, reason, flow, state.get("transcript", []))
+    # ---- hand-off to a person ------------------------------------------------------------
+
+    def _reason(self, state: Mapping[str, Any]) -> str:
+        """Why the conversation reaches a person (for staff and statistics)."""
+        flow = state.get("flow") or {}
+        if flow.get("invalid", 0) >= self.settings.max_invalid_tries:
+            return "invalid_tries"
+        if state.get("prev_event") in ("api_failure", "not_helpful"):
+            return str(state["prev_event"])
+        if state.get("oos_streak", 0) >= 2:
+            return "out_of_scope_twice"
+        return "user_request"
+
+    def _handoff(self, session_id: str, state: dict[str, Any]) -> list[Reply]:
+        """Queue the conversation for a person with a masked transcript; any flow ends."""
+        current = self._open_handoff(state)
+        if current is not None:
+            return [Reply("您已在人工客服队列中。" + self.handoffs.status_text(current), buttons=(LEAVE_HANDOFF,),
+                          intent=HUMAN)]
+        flow = state.get("flow") or {}
+        reach = state.get("reach") or {}
+        new = NewHandoff(session_key=storage_key(session_id), channel=str(reach.get("channel") or "web"),
+                         address=str(reach.get("address") or session_id), reason=self._reason(state),
+                         flow=flow.get("name"), step=flow.get("step"), topic=flow.get("name") or state.get("topic"),
+                         transcript=transcript_lines(state.get("transcript", [])))
+        try:
+            h = self.handoffs.open(new)
+        except HandoffError as e:
+            log.error("session %s: hand-off failed: %s", storage_key(session_id)[:8], e.__class__.__name__)
+            return [Reply("抱歉，人工客服系统暂时无法接入，请稍后再点“转人工客服”。", buttons=(HANDOFF,))]
         self._end_flow(state)
-        log.info("session %s handed off (%s)", storage_key(session_id)[:8], reason)
-        return [Reply(self.settings.handoff_message, intent=HUMAN)]
+        state["handoff"] = h.id
+        state["oos_streak"] = 0
+        log.info("session %s handed off (%s)", storage_key(session_id)[:8], new.reason)
+        return [Reply(f"{self.settings.handoff_message}\n\n{self.handoffs.status_text(h)}\n\n"
+                      "如需回到智能助手，请输入“取消转人工”。", buttons=(LEAVE_HANDOFF,), intent=HUMAN)]
+
+    def _open_handoff(self, state: dict[str, Any]) -> Any:
+        """The session's hand-off while waiting/active; forgets one that has ended."""
+        hid = state.get("handoff")
+        if not hid:
+            return None
+        h = self.handoffs.get_open(str(hid))
+        if h is None:
+            state.pop("handoff", None)
+        return h
+
+    def _with_person(self, state: dict[str, Any], inp: Input, said: str) -> list[Reply] | None:
+        """During a hand-off the user's messages go to the person; None when there is none (the bot answers)."""
+        try:
+            h = self._open_handoff(state)
+        except HandoffError:
+            return [Reply("抱歉，人工客服系统暂时无法连接，您的消息没有送达，请稍后再发送一次。")]
+        if h is None:
+            return None
+        leaving = (inp.kind == "button" and inp.payload in (LEAVE, "cmd:cancel")) or \
+                  (inp.kind == "text" and _command(inp.text) in LEAVE_WORDS)
+        try:
+            if leaving:
+                self.handoffs.leave(h)
+                state.pop("handoff", None)
+                return [Reply("好的，已取消转人工，回到智能助手。有什么可以帮您？")]
+            if inp.kind == "image":
+                return [Reply("人工客服对话中暂不支持发送图片，请用文字描述您的问题。", buttons=(LEAVE_HANDOFF,))]
+            if (inp.kind == "button" and inp.payload == "handoff") or \
+                    (inp.kind == "text" and _command(inp.text) in HANDOFF_WORDS):
+                return [Reply("您已在人工客服队列中。" + self.handoffs.status_text(h), buttons=(LEAVE_HANDOFF,),
+                              intent=HUMAN)]
+            self.handoffs.from_user(h, said)
+        except HandoffError:
+            if self._open_handoff(state) is None:  # closed in the meantime: the bot answers
+                return None
+            return [Reply("抱歉，您的消息没有送达人工客服，请稍后再发送一次。")]
+        if h.status == "waiting":
+            return [Reply("已收到，人工客服接入后会看到您的消息。" + self.handoffs.status_text(h),
+                          buttons=(LEAVE_HANDOFF,), intent=HUMAN)]
+        return []
 
     # ---- flows ---------------------------------------------------------------------------------
 
@@ -365,7 +450,7 @@ class Engine:
             return None
         entry = self.faq.entry(result.entry)
         if entry.intent == HUMAN or entry.flow == HUMAN:
-            return self._handoff(session_id, state, "user_request")
+            return self._handoff(session_id, state)
         return self._entry_replies(entry, in_flow=True) + self._reprompt(state, now, "我们继续刚才的办理：")
 
     def _invalid(self, state: dict[str, Any], message: str, now: float) -> list[Reply]:
@@ -420,16 +505,19 @@ class Engine:
             return Finish((ctx.say("登录已失效，请重新开始。"),))
         except AccountError as e:
             log.warning("flow %s step %s: refused (%s)", flow["name"], flow["step"], e.code)
+            state["last_event"] = "api_failure"
             return Finish((ctx.say(f"抱歉，操作没有成功：{e.message or '服务拒绝了请求'}。如需帮助，可以转人工客服。",
                                    HANDOFF),))
 
     def _failed(self, state: dict[str, Any]) -> list[Reply]:
+        state["last_event"] = "api_failure"
         return [Reply("抱歉，学信网账号服务暂时无法连接，这一步没有完成，您已填写的信息都还在。请稍后点“重试”。",
                       buttons=(RETRY, CANCEL), flow=state["flow"]["name"])]
 
     # ---- transcript (masked, short) -----------------------------------------------------
 
-    def _remember_user(self, state: dict[str, Any], inp: Input, message: Message) -> None:
+    def _remember_user(self, state: dict[str, Any], inp: Input, message: Message) -> str:
+        """Add the user's message to the masked transcript (buttons by their label); the line kept."""
         flow = state.get("flow")
         private = False
         if flow and flow.get("step"):
@@ -439,13 +527,20 @@ class Engine:
             text = "［图片］"
         elif private and inp.kind == "text":
             text = HIDDEN
+        elif inp.kind == "button":
+            text = mask_secrets((state.get("labels") or {}).get(inp.payload) or "［按钮］")
         else:
-            text = mask_text(inp.text)[:200]
-        self._append_transcript(state, "用户", text)
+            text = mask_secrets(inp.text)[:2000]
+        self._append_transcript(state, "用户", text[:200])
+        return text
 
     def _remember_bot(self, state: dict[str, Any], replies: list[Reply]) -> None:
+        labels = {b.payload: b.label for r in replies for b in r.buttons}
+        if labels:  # the labels the user saw, so a pressed button reads as its label in the transcript
+            kept = {**(state.get("labels") or {}), **labels}
+            state["labels"] = dict(list(kept.items())[-40:])
         for r in replies:
-            self._append_transcript(state, "助手", mask_text(r.text)[:200])
+            self._append_transcript(state, "助手", mask_secrets(r.text)[:200])
 
     def _append_transcript(self, state: dict[str, Any], who: str, text: str) -> None:
         transcript = state.setdefault("transcript", [])
@@ -455,11 +550,12 @@ class Engine:
 
 def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,
                  store: SessionStore | None = None, *, matcher: Matcher | None = None,
-                 clock: Callable[[], float] = time.time) -> Engine:
+                 clock: Callable[[], float] = time.time, handoffs: HandoffService | None = None) -> Engine:
     """The engine as configured: FAQ + matcher, the account client, the session store."""
     from intents.matcher import Matcher as FaqMatcher
     from settings import resolve_path, section
 
+    from .handoff_service import build_service
     from .sessions import build_store
 
     settings = EngineSettings.from_config(cfg)
@@ -473,5 +569,5 @@ def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,
     if store is None:
         store = build_store(section(cfg, "sessions"))
     records = Records(resolve_path(settings.data_dir), clock=clock)
-    return Engine(faq, matcher, accounts, store, settings, records, clock)
+    return Engine(faq, matcher, accounts, store, settings, records, clock, handoffs or build_service(cfg, clock=clock))
 

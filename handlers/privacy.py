@@ -24,3 +24,23 @@ def _mask(m: re.Match[str]) -> str:
 def mask_text(text: str) -> str:
     """The text with ID numbers, phones and any run of 4+ digits masked."""
     return _PERSONAL.sub(_mask, text)
+
+
+# A link's query, fragment and any long opaque path segment (one-time reset/QR tokens) are secrets.
+_URL = re.compile(r"https?://[^\s<>()\[\]（）\"']+")
+_OPAQUE = re.compile(r"^(?=.*\d)[A-Za-z0-9_\-.~%]{12,}$|^[A-Za-z0-9_\-~%]{20,}$")
+
+
+def _mask_url(m: re.Match[str]) -> str:
+    url = m.group(0)
+    scheme, _, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    parts = ["***" if _OPAQUE.match(p) else p for p in path.split("/")] if slash else []
+    hidden = ("?" in url or "#" in url)
+    return f"{scheme}://{host}" + ("/" + "/".join(parts) if slash else "") + ("?***" if hidden else "")
+
+
+def mask_secrets(text: str) -> str:
+    """``mask_text`` plus links stripped of their tokens: what a transcript for staff may keep."""
+    return mask_text(_URL.sub(_mask_url, text))

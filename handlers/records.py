@@ -1,7 +1,6 @@
-"""Append-only records for staff: answer feedback and hand-offs (JSON lines, no personal data).
+"""Append-only records for staff: answer feedback (JSON lines, no personal data).
 
-Sessions appear only as a short one-way hash; hand-off transcripts are masked before they
-get here (``handlers.privacy``). A record that cannot be written is logged and dropped:
+Sessions appear only as a short one-way hash (hand-offs live in ``handlers.handoffs``). A record that cannot be written is logged and dropped:
 the user's conversation never fails because of it.
 """
 from __future__ import annotations
@@ -11,7 +10,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .sessions import storage_key
 
@@ -19,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class Records:
-    """feedback.jsonl and handoffs.jsonl under one directory."""
+    """feedback.jsonl under one directory."""
 
     def __init__(self, data_dir: str | Path, clock=time.time) -> None:  # type: ignore[no-untyped-def]
         self.dir = Path(data_dir)
@@ -40,12 +39,6 @@ class Records:
         """One 有帮助/没帮助 vote on an FAQ entry."""
         self._append("feedback.jsonl", {"ts": round(self._clock(), 3), "session": storage_key(session_id)[:12],
                                         "entry": entry, "helpful": helpful})
-
-    def handoff(self, session_id: str, reason: str, flow: str | None, transcript: Sequence[Sequence[str]]) -> None:
-        """A hand-off to a person, with the session's masked transcript."""
-        self._append("handoffs.jsonl", {"ts": round(self._clock(), 3), "session": storage_key(session_id)[:12],
-                                        "reason": reason, "flow": flow,
-                                        "transcript": [list(t) for t in transcript]})
 
     def read(self, name: str) -> list[dict[str, Any]]:
         """All records of one file (for staff tools and tests)."""

@@ -80,8 +80,8 @@ def default_matcher() -> Any:
 
 
 def make_engine(accounts: Any, *, store: Any = None, data_dir: Any = None, clock: Any = None,
-                matcher: Any = None, **overrides: Any) -> Any:
-    """An Engine over the real FAQ with the given account client (in-memory store by default)."""
+                matcher: Any = None, handoffs: Any = None, **overrides: Any) -> Any:
+    """An Engine over the real FAQ with the given account client (in-memory stores by default)."""
     from .engine import Engine, EngineSettings
     from .records import Records
     from .sessions import MemoryStore
@@ -90,4 +90,4 @@ def make_engine(accounts: Any, *, store: Any = None, data_dir: Any = None, clock
     clock = clock or time.time
     settings = EngineSettings(**({"data_dir": str(data_dir)} if data_dir else {}), **overrides)
     return Engine(m.faq, m, accounts, store or MemoryStore(clock=clock), settings,
-                  Records(settings.data_dir, clock=clock), clock=clock)
+                  Records(settings.data_dir, clock=clock), clock=clock, handoffs=handoffs)

@@ -68,3 +68,4 @@ class Reply:
     flow: str | None = None
     entry: str | None = None
     expects_image: bool = False
+    author: str | None = None   # a person's display name (人工客服 NAME); None for the bot

@@ -1,0 +1,234 @@
+"""Staff accounts: agents and admins who answer hand-offs in the console.
+
+Passwords are hashed with scrypt (memory-hard; N=2^15, r=8 → 32 MiB per hash), parameters kept
+with the hash. Five failed sign-ins in a row lock an account for 15 minutes. Each account has
+a ``session_version``: disabling it or changing its password bumps the version, which revokes
+every signed cookie issued before. ``last_seen`` (refreshed by the console) tells the bot
+whether an agent is signed in.
+
+Error contract: ``StaffError`` subclasses with a Chinese ``message``; database failures surface
+as ``StaffStoreError``. Sign-in failures never say whether the name exists.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from .db import Database, DatabaseError
+
+ROLES = ("agent", "admin")
+MAX_FAILURES = 5
+LOCK_SECONDS = 15 * 60
+ONLINE_SECONDS = 90  # an agent whose console has not been seen for this long counts as away
+MIN_PASSWORD = 8
+_NAME = re.compile(r"^[A-Za-z0-9_.\-\u4e00-\u9fff]{1,32}$")
+_KDF = {"n": 2 ** 15, "r": 8, "p": 1}
+
+
+class StaffError(Exception):
+    message = "操作失败。"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        if message:
+            self.message = message
+
+
+class BadCredentials(StaffError):
+    message = "用户名或密码错误。"
+
+
+class AccountLocked(StaffError):
+    message = "登录失败次数过多，账号已锁定 15 分钟，请稍后再试。"
+
+
+class StaffExists(StaffError):
+    message = "该用户名已存在。"
+
+
+class UnknownStaff(StaffError):
+    message = "没有这个客服账号。"
+
+
+class InvalidStaff(StaffError):
+    message = "用户名或密码不符合要求。"
+
+
+class StaffStoreError(StaffError):
+    message = "账号存储暂时不可用，请稍后再试。"
+
+
+@dataclass(frozen=True)
+class Staff:
+    name: str
+    role: str
+    disabled: bool
+    session_version: int
+    created_at: float
+    last_seen: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role, "disabled": self.disabled}
+
+
+def hash_password(password: str) -> str:
+    """scrypt with a random salt; the parameters travel with the hash."""
+    salt = secrets.token_bytes(16)
+    dk = hashlib.scrypt(password.encode(), salt=salt, maxmem=2 ** 26, dklen=32, **_KDF)
+    return "scrypt${n}${r}${p}${salt}${dk}".format(**_KDF, salt=base64.b64encode(salt).decode(),
+                                                   dk=base64.b64encode(dk).decode())
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True when ``password`` matches a hash from ``hash_password`` (constant-time compare)."""
+    try:
+        kind, n, r, p, salt, dk = stored.split("$")
+        if kind != "scrypt":
+            return False
+        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
+                             maxmem=2 ** 26, dklen=32)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, base64.b64decode(dk))
+
+
+_DUMMY_HASH = hash_password(secrets.token_hex(8))  # checked for unknown names, so timing does not tell
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidStaff("用户名只能包含字母、数字、汉字、点、下划线和连字符（1–32 个字符）。")
+    return name
+
+
+def check_password(password: str) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD or len(password) > 256:
+        raise InvalidStaff(f"密码至少 {MIN_PASSWORD} 个字符（最多 256 个）。")
+    return password
+
+
+MIGRATIONS = [
+    """
+    CREATE TABLE staff (
+        name TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0, session_version INTEGER NOT NULL DEFAULT 1,
+        failures INTEGER NOT NULL DEFAULT 0, locked_until DOUBLE PRECISION,
+        last_seen DOUBLE PRECISION, created_at DOUBLE PRECISION NOT NULL)
+    """,
+]
+_COLUMNS = "name, role, disabled, session_version, created_at, last_seen"
+
+
+def _staff(r: dict[str, Any]) -> Staff:
+    return Staff(r["name"], r["role"], bool(r["disabled"]), int(r["session_version"]), float(r["created_at"]),
+                 r["last_seen"])
+
+
+class StaffStore:
+    """Staff accounts in the shared database (SQLite or PostgreSQL)."""
+
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self._clock = clock
+        with self._errors():
+            db.migrate("staff", MIGRATIONS)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except DatabaseError as e:
+            raise StaffStoreError() from e
+
+    def add(self, name: str, role: str, password: str) -> Staff:
+        """A new account; ``StaffExists`` when the name is taken."""
+        check_name(name)
+        check_password(password)
+        if role not in ROLES:
+            raise InvalidStaff(f"角色只能是 {' / '.join(ROLES)}。")
+        digest = hash_password(password)
+        with self._errors(), self.db.transaction() as tx:
+            if tx.row("SELECT name FROM staff WHERE name = ?", (name,)):
+                raise StaffExists()
+            tx.execute("INSERT INTO staff (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                       (name, role, digest, self._clock()))
+        return self.get(name)  # type: ignore[return-value]
+
+    def get(self, name: str) -> Staff | None:
+        with self._errors():
+            r = self.db.tx().row(f"SELECT {_COLUMNS} FROM staff WHERE name = ?", (name,))
+        return _staff(r) if r else None
+
+    def list(self) -> list[Staff]:
+        with self._errors():
+            return [_staff(r) for r in self.db.tx().rows(f"SELECT {_COLUMNS} FROM staff ORDER BY name")]
+
+    def disable(self, name: str) -> None:
+        """Disable the account and revoke its signed-in sessions."""
+        with self._errors():
+            changed = self.db.tx().execute("UPDATE staff SET disabled = 1, last_seen = NULL, "
+                                           "session_version = session_version + 1 WHERE name = ?", (name,))
+        if changed != 1:
+            raise UnknownStaff()
+
+    def set_password(self, name: str, password: str) -> None:
+        """A new password (revokes existing sessions, clears a lock)."""
+        check_password(password)
+        digest = hash_password(password)
+        with self._errors():
+            changed = self.db.tx().execute("UPDATE staff SET password_hash = ?, failures = 0, locked_until = NULL, "
+                                           "session_version = session_version + 1 WHERE name = ?", (digest, name))
+        if changed != 1:
+            raise UnknownStaff()
+
+    def authenticate(self, name: str, password: str) -> Staff:
+        """The account when the password is right; ``BadCredentials`` / ``AccountLocked`` otherwise."""
+        now = self._clock()
+        with self._errors():
+            r = self.db.tx().row("SELECT password_hash, disabled, failures, locked_until FROM staff WHERE name = ?",
+                                 (name,)) if isinstance(name, str) and _NAME.fullmatch(name) else None
+        if r is None:
+            verify_password(str(password), _DUMMY_HASH)
+            raise BadCredentials()
+        if r["locked_until"] and r["locked_until"] > now:
+            raise AccountLocked()
+        ok = isinstance(password, str) and verify_password(password, r["password_hash"])
+        with self._errors():
+            if not ok:
+                # failures count up atomically; the fifth locks and starts counting again
+                with self.db.transaction() as tx:
+                    tx.execute("UPDATE staff SET failures = failures + 1 WHERE name = ?", (name,))
+                    row = tx.row("SELECT failures FROM staff WHERE name = ?", (name,))
+                    if row and row["failures"] >= MAX_FAILURES:
+                        tx.execute("UPDATE staff SET failures = 0, locked_until = ? WHERE name = ?",
+                                   (now + LOCK_SECONDS, name))
+                        raise AccountLocked()
+                raise BadCredentials()
+            self.db.tx().execute("UPDATE staff SET failures = 0, locked_until = NULL WHERE name = ?", (name,))
+        if r["disabled"]:
+            raise BadCredentials()
+        return self.get(name)  # type: ignore[return-value]
+
+    def touch(self, name: str) -> None:
+        """The agent's console is open now."""
+        with self._errors():
+            self.db.tx().execute("UPDATE staff SET last_seen = ? WHERE name = ? AND disabled = 0",
+                                 (self._clock(), name))
+
+    def sign_out(self, name: str) -> None:
+        with self._errors():
+            self.db.tx().execute("UPDATE staff SET last_seen = NULL WHERE name = ?", (name,))
+
+    def online(self, within: float = ONLINE_SECONDS) -> list[str]:
+        """Names of enabled accounts whose console was seen in the last ``within`` seconds."""
+        with self._errors():
+            rows = self.db.tx().rows("SELECT name FROM staff WHERE disabled = 0 AND last_seen > ? ORDER BY name",
+                                     (self._clock() - within,))
+        return [r["name"] for r in rows]

@@ -1,0 +1,219 @@
+"""The hand-off lifecycle through the engine and the hand-off service (in-memory twins, real FAQ,
+the in-process account twin): queue, honest status, user messages to the person, agent replies
+pushed to the channel, leaving, closing, reasons, and a transcript without live secrets."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from accounts.local import LocalAccountClient
+from handlers.handoff_service import HandoffService, OfficeHours, ReplyRejected, memory_service
+from handlers.handoffs import HandoffClosed, HandoffConflict, HandoffNotFound
+from handlers.testing import Chat, Clock, make_engine
+from handlers.types import Message
+
+ZS_ID, ZS1_PHONE = "110101199903071239", "13800138001"
+MONDAY_10_SHANGHAI = 1_800_000_000 - (1_800_000_000 % 604800) + 4 * 86400 + 2 * 3600  # 1970-01-05 was a Monday
+
+
+class Outbox:
+    """Records what the service pushes to users: (channel, address, replies)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, list]] = []
+
+    def __call__(self, channel, address, replies) -> None:
+        self.sent.append((channel, address, list(replies)))
+
+    @property
+    def texts(self) -> list[str]:
+        return [r.text for _, _, rs in self.sent for r in rs]
+
+
+@pytest.fixture
+def acc():
+    client = LocalAccountClient()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def world(acc, tmp_path):
+    clock = Clock(MONDAY_10_SHANGHAI)
+    outbox = Outbox()
+    online = {"n": 1}
+    service = memory_service(clock, deliver=outbox, agents_online=lambda: online["n"],
+                             hours=OfficeHours.parse("Mon-Fri 08:30-17:30 Asia/Shanghai"))
+    engine = make_engine(acc, data_dir=tmp_path, clock=clock, handoffs=service)
+    return engine, service, outbox, clock, online
+
+
+def web_chat(engine) -> Chat:
+    chat = Chat(engine)
+    real = chat.send
+    chat.send = lambda m: real(Message(m.kind, m.text, m.payload, m.image, channel="web", address=chat.session_id))
+    return chat
+
+
+def test_whole_lifecycle_waiting_active_closed_then_the_bot_answers(world):
+    engine, service, outbox, clock, _ = world
+    chat = web_chat(engine)
+    chat.say("忘记密码怎么办")
+    chat.press("转人工") if any("转人工" in b.label for b in chat.buttons) else chat.say("转人工")
+    assert "排在第 1 位" in chat.text
+    [h] = service.list("waiting")
+    assert (h.channel, h.address, h.reason) == ("web", chat.session_id, "user_request")
+    assert h.topic == "recover_account"
+
+    # waiting: what the user says goes to the queue, never to the FAQ
+    chat.say("人呢？怎么还没人回复")
+    assert "已收到" in chat.text and "排在第 1 位" in chat.text and "暂时无法回答" not in chat.text
+    assert [m.text for m in service.get(h.id)[1]] == ["人呢？怎么还没人回复"]
+
+    # an agent claims and replies: pushed to the user's channel with the agent's name
+    service.claim(h.id, "li")
+    service.reply(h.id, "li", "您好，我是客服小李")
+    (ch, addr, [claimed]), (_, _, [reply]) = outbox.sent
+    assert (ch, addr) == ("web", chat.session_id) and "人工客服 li 已接入" in claimed.text
+    assert reply.text == "您好，我是客服小李" and reply.author == "人工客服 li"
+
+    # active: the user's messages reach the agent, the bot stays silent
+    assert chat.say("我的手机号 13800138001 收不到验证码") == []
+    last = service.get(h.id)[1][-1]
+    assert last.kind == "user" and "138****8001" in last.text and ZS1_PHONE not in last.text
+
+    # the agent closes: the user is told, and the bot answers again
+    service.close(h.id, "li", "solved")
+    assert "人工客服已结束本次对话" in outbox.texts[-1]
+    chat.say("忘记用户名怎么办")
+    assert "找回用户名" in chat.text
+    assert service.get(h.id)[0].status == "closed"
+
+
+def test_user_leaves_with_cancel_and_the_hand_off_is_abandoned(world):
+    engine, service, *_ = world
+    chat = web_chat(engine)
+    chat.say("转人工")
+    chat.press("取消转人工")
+    assert "已取消转人工" in chat.text
+    [h] = service.list("abandoned")
+    assert h.resolution == "user_left"
+    chat.say("忘记用户名怎么办")
+    assert "找回用户名" in chat.text
+    chat.say("转人工")
+    assert len(service.list("waiting")) == 1
+    chat.say("结束")
+    assert len(service.list("abandoned")) == 2
+
+
+def test_queue_position_and_honest_status(world):
+    engine, service, _, clock, online = world
+    first, second = web_chat(engine), web_chat(engine)
+    first.say("转人工")
+    clock.advance(1)
+    second.say("转人工")
+    assert "排在第 2 位" in second.text
+    online["n"] = 0
+    second.say("还要多久")
+    assert "目前没有人工客服在线" in second.text and "第 2 位" in second.text
+    clock.advance(12 * 3600)  # 22:00 in Shanghai: outside hours
+    online["n"] = 3
+    second.say("有人吗")
+    assert "不是人工客服工作时间" in second.text and "周一至周五 08:30–17:30（北京时间）" in second.text
+    assert "第 2 位" in second.text
+    first.say("取消转人工")
+    second.say("现在呢")
+    assert "第 1 位" in second.text
+    # pressing 转人工 again while queued does not queue twice
+    second.say("转人工")
+    assert "您已在人工客服队列中" in second.text and len(service.list("waiting")) == 1
+
+
+def test_reasons_recorded(world, acc):
+    engine, service, *_ = world
+    oos = web_chat(engine)
+    oos.say("今天天气怎么样")
+    oos.say("晚饭吃什么好")
+    oos.press("转人工")
+    unhelpful = web_chat(engine)
+    unhelpful.say("忘记用户名怎么办")
+    unhelpful.press("没帮助")
+    unhelpful.press("转人工")
+    reasons = sorted(h.reason for h in service.list("waiting"))
+    assert reasons == ["not_helpful", "out_of_scope_twice"]
+
+
+def test_transcript_has_labels_and_no_live_secrets(world, acc):
+    """A reset link, the SMS code and the full ID number never reach the hand-off."""
+    engine, service, *_ = world
+    chat = web_chat(engine)
+    chat.say("忘记密码怎么办")
+    chat.press("开始找回密码")
+    for answer in ("zhangsan01", "张三"):
+        chat.say(answer)
+    chat.press("居民身份证")
+    chat.say(ZS_ID)
+    code = acc.latest_code(ZS1_PHONE)
+    chat.say(code)
+    link = re.search(r"\[重置密码\]\((http://[^)]+)\)", chat.text).group(1)
+    chat.say("转人工")
+    [h] = service.list("waiting")
+    text = json.dumps(h.to_dict(), ensure_ascii=False)
+    token = link.rstrip("/").rsplit("/", 1)[-1]
+    for secret in (token, code, ZS_ID, ZS1_PHONE):
+        assert secret not in text, secret
+    lines = [t[1] for t in h.transcript if t[0] == "用户"]
+    assert "开始找回密码" in lines and "居民身份证" in lines   # labels as the user saw them
+    assert not any(p in text for p in ("flow:recover_password", "\"handoff\""))
+
+
+def test_staff_operations_refuse_bad_input_and_lose_nothing(world):
+    engine, service, outbox, *_ = world
+    chat = web_chat(engine)
+    chat.say("转人工")
+    [h] = service.list("waiting")
+    with pytest.raises(ReplyRejected, match="不能为空"):
+        service.reply(h.id, "li", "   ")
+    with pytest.raises(ReplyRejected, match="过长"):
+        service.reply(h.id, "li", "字" * 2001)
+    with pytest.raises(HandoffNotFound):
+        service.reply("h-unknown", "li", "你好")
+    service.reply(h.id, "li", "你好")             # a reply to a waiting one claims it
+    with pytest.raises(HandoffConflict):
+        service.reply(h.id, "wang", "我也来")
+    with pytest.raises(HandoffConflict):
+        service.close(h.id, "wang", "solved")
+    with pytest.raises(ReplyRejected):
+        service.close(h.id, "li", "whatever")
+    service.hand_back(h.id, "li")
+    assert "转回智能助手" in outbox.texts[-1]
+    with pytest.raises(HandoffClosed):
+        service.reply(h.id, "li", "还有一句")
+    with pytest.raises(HandoffClosed):
+        service.close(h.id, "li", "solved")
+    assert [m.kind for m in service.get(h.id)[1]] == ["system", "agent"]
+
+
+def test_office_hours_parsing():
+    hours = OfficeHours.parse("Mon-Fri 08:30-17:30 Asia/Shanghai")
+    assert hours.is_open(MONDAY_10_SHANGHAI)
+    assert not hours.is_open(MONDAY_10_SHANGHAI + 5 * 86400)  # Saturday
+    assert OfficeHours.parse("").is_open(0)
+    assert OfficeHours.parse("Mon,Wed 10:00-12:00").describe() == "周一、周三 10:00–12:00（北京时间）"
+    assert OfficeHours.parse("Sat-Sun 10:00-12:00 UTC").describe() == "周六至周日 10:00–12:00（UTC）"
+    for bad in ("weekdays", "Mon-Fri 8-17", "Mon-Fri 08:30-17:30 Mars/Olympus"):
+        with pytest.raises(ValueError, match="handoff.hours"):
+            OfficeHours.parse(bad)
+
+
+def test_service_without_delivery_still_stores(acc, tmp_path):
+    service = HandoffService(memory_service().store, memory_service().bus)
+    engine = make_engine(acc, data_dir=tmp_path, handoffs=service)
+    chat = Chat(engine)
+    chat.say("转人工")
+    [h] = service.list("waiting")
+    assert "目前没有人工客服在线" in chat.text
+    service.reply(h.id, "li", "您好")
+    assert service.get(h.id)[1][-1].text == "您好"

@@ -1,0 +1,188 @@
+"""One contract test for every HandoffStore (in-memory twin, SQLite, PostgreSQL), the SQL layer's
+migrations, and concurrent claims across threads and processes (exactly one agent wins)."""
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from typing import Iterator
+
+import pytest
+
+from db_fixture import db_url, pg_schema_url  # noqa: F401  (fixtures)
+from handlers.db import Database, DatabaseError
+from handlers.handoffs import (HandoffClosed, HandoffConflict, HandoffNotFound, HandoffStoreError,
+                               MemoryHandoffStore, NewHandoff, SqlHandoffStore)
+from handlers.testing import Clock
+
+
+def new(n: int = 0, **kw) -> NewHandoff:
+    base = dict(session_key=f"key{n}", channel="web", address=f"sid{n}", reason="user_request",
+                flow="recover_password", step="ask_code", topic="recover_account",
+                transcript=(("用户", "忘记密码"), ("助手", "好的")))
+    return NewHandoff(**{**base, **kw})
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request, tmp_path) -> Iterator:
+    clock = Clock()
+    if request.param == "memory":
+        s = MemoryHandoffStore(clock)
+        s.clock = clock
+        yield s
+        return
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path}/h.db")
+        s = SqlHandoffStore(db, clock)
+        s.clock = clock
+        yield s
+        s.close()
+        return
+    gen = pg_schema_url()
+    url = next(gen)
+    db = Database(url)
+    s = SqlHandoffStore(db, clock)
+    s.clock = clock
+    yield s
+    s.close()
+    next(gen, None)
+
+
+def test_contract(store):
+    clock = store.clock
+    a = store.create(new(1))
+    clock.advance(5)
+    b = store.create(new(2, channel="telegram", address="12345", reason="invalid_tries"))
+    assert a.id != b.id and a.status == "waiting" and a.agent is None
+    got = store.get(a.id)
+    assert got == a
+    assert got.transcript == (("用户", "忘记密码"), ("助手", "好的"))
+    assert store.get("nope") is None
+    # queue: oldest first, positions
+    assert [h.id for h in store.list("waiting")] == [a.id, b.id]
+    assert (store.position(a.id), store.position(b.id), store.position("nope")) == (1, 2, 0)
+
+    # claim: one agent; the same agent again is a no-op; another agent conflicts
+    clock.advance(5)
+    claimed = store.claim(a.id, "li")
+    assert (claimed.status, claimed.agent, claimed.claimed_at) == ("active", "li", clock.now)
+    assert store.claim(a.id, "li").agent == "li"
+    with pytest.raises(HandoffConflict):
+        store.claim(a.id, "wang")
+    with pytest.raises(HandoffNotFound):
+        store.claim("nope", "li")
+    assert store.position(a.id) == 0 and store.position(b.id) == 1
+    assert [h.id for h in store.list("active")] == [a.id]
+
+    # messages: in order, ids increase, ``after`` pages
+    m1 = store.add_message(a.id, "user", "用户", "人呢？")
+    m2 = store.add_message(a.id, "agent", "li", "您好，我来帮您")
+    store.add_message(b.id, "user", "用户", "在吗")
+    assert m2.id > m1.id
+    assert [m.text for m in store.messages(a.id)] == ["人呢？", "您好，我来帮您"]
+    assert [m.id for m in store.messages(a.id, after=m1.id)] == [m2.id]
+    assert store.messages("nope") == []
+    with pytest.raises(HandoffNotFound):
+        store.add_message("nope", "user", "用户", "x")
+
+    # finish: once; then no messages, no claims
+    clock.advance(60)
+    done = store.finish(a.id, "closed", "solved", "li")
+    assert (done.status, done.resolution, done.closed_at, done.agent) == ("closed", "solved", clock.now, "li")
+    with pytest.raises(HandoffClosed):
+        store.finish(a.id, "closed", "solved")
+    with pytest.raises(HandoffClosed):
+        store.add_message(a.id, "agent", "li", "还在吗")
+    with pytest.raises(HandoffClosed):
+        store.claim(a.id, "li")
+    gone = store.finish(b.id, "abandoned", "user_left")
+    assert gone.status == "abandoned" and gone.agent is None
+    assert store.list("waiting") == []
+    assert [h.id for h in store.list("closed")] == [a.id]
+    assert [h.id for h in store.list("abandoned")] == [b.id]
+    with pytest.raises(ValueError):
+        store.finish(b.id, "active", "x")
+
+
+def test_concurrent_claims_in_threads_one_winner(store):
+    for _ in range(5):
+        h = store.create(new())
+        wins, conflicts = [], []
+        barrier = threading.Barrier(6)
+
+        def claim(agent: str) -> None:
+            barrier.wait()
+            try:
+                wins.append(store.claim(h.id, agent).agent)
+            except HandoffConflict:
+                conflicts.append(agent)
+
+        threads = [threading.Thread(target=claim, args=(f"agent{i}",)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(wins) == 1 and len(conflicts) == 5
+        assert store.get(h.id).agent == wins[0]
+
+
+def _claim_in_process(url: str, handoff_id: str, agent: str, start, results) -> None:
+    store = SqlHandoffStore(Database(url))
+    start.wait(30)
+    try:
+        store.claim(handoff_id, agent)
+        results.put(("won", agent))
+    except HandoffConflict:
+        results.put(("lost", agent))
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        results.put(("error", repr(e)))
+
+
+def test_concurrent_claims_across_processes_one_winner(db_url):
+    store = SqlHandoffStore(Database(db_url))
+    ctx = multiprocessing.get_context("spawn")
+    for _ in range(2):
+        h = store.create(new())
+        start, results = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_claim_in_process, args=(db_url, h.id, f"agent{i}", start, results))
+                 for i in range(4)]
+        for p in procs:
+            p.start()
+        start.set()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(30)
+        assert sorted(o[0] for o in outcomes) == ["lost", "lost", "lost", "won"], outcomes
+        winner = next(o[1] for o in outcomes if o[0] == "won")
+        assert store.get(h.id).agent == winner
+    store.close()
+
+
+def test_migrations_run_once_and_are_recorded(db_url):
+    db = Database(db_url)
+    SqlHandoffStore(db)
+    assert db.migrate("handoffs", ["SELECT 1"]) == 0          # version 1 already applied
+    assert db.migrate("demo", ["CREATE TABLE demo (id {serial}, v TEXT)", "ALTER TABLE demo ADD COLUMN w TEXT"]) == 2
+    assert db.migrate("demo", ["x", "y"]) == 0
+    new_id = db.tx().insert("INSERT INTO demo (v, w) VALUES (?, ?)", ("a", "100%"))
+    assert db.tx().row("SELECT v, w FROM demo WHERE id = ?", (new_id,)) == {"v": "a", "w": "100%"}
+    db.close()
+
+
+def test_failures_surface_as_the_contract_errors(tmp_path):
+    db = Database(f"sqlite:///{tmp_path}/h.db")
+    with pytest.raises(DatabaseError):
+        db.tx().execute("SELECT * FROM no_such_table")
+    broken = SqlHandoffStore(Database(f"sqlite:///{tmp_path}/b.db"))
+    broken.db.tx().execute("DROP TABLE handoff_messages")
+    h = broken.create(new())
+    with pytest.raises(HandoffStoreError):
+        broken.messages(h.id)
+    with pytest.raises(ValueError):
+        Database("mysql://x/y")
+    with pytest.raises(ValueError):
+        Database("postgresql://postgres@127.0.0.1/test?schema=bad;name")
+
+
+def test_unreachable_postgres_is_a_store_error():
+    with pytest.raises(HandoffStoreError):
+        SqlHandoffStore(Database("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2"))
