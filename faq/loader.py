@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
-from .model import FAQ, Entry, Topic
+from .model import FAQ, Entry, NotCovered, Topic
 
 HERE = Path(__file__).resolve().parent
 SCHEMA_PATH = HERE / "schema.json"
@@ -25,6 +25,8 @@ REQUIRED_INTENTS = (
     "greeting", "thanks", "goodbye", "human_agent",
 )
 LEXICON_FILE = "lexicon.yaml"
+NOT_COVERED_FILE = "not_covered.yaml"  # optional: neighbouring questions the FAQ does not answer
+_KINDS = {LEXICON_FILE: "lexicon", NOT_COVERED_FILE: "notCovered"}
 
 
 @dataclass(frozen=True)
@@ -115,10 +117,14 @@ def _validate(doc: Any, lines: Mapping[tuple, int], definition: str, rel: str) -
     return problems
 
 
-def _read(directory: Path) -> tuple[list[tuple[str, dict, dict]], tuple[str, dict, dict] | None, list[Problem]]:
+Raw = tuple[str, dict, dict]  # (file relative path, document, line numbers)
+
+
+def _read(directory: Path) -> tuple[list[Raw], dict[str, Raw], list[Problem]]:
+    """Topic documents, the special files by kind ("lexicon", "notCovered"), and problems."""
     problems: list[Problem] = []
-    topics: list[tuple[str, dict, dict]] = []
-    lexicon = None
+    topics: list[Raw] = []
+    special: dict[str, Raw] = {}
     files = sorted(directory.rglob("*.yaml")) + sorted(directory.rglob("*.yml"))
     if not files:
         problems.append(Problem(str(directory), 1, "", "no FAQ YAML files found"))
@@ -130,21 +136,21 @@ def _read(directory: Path) -> tuple[list[tuple[str, dict, dict]], tuple[str, dic
             mark = getattr(e, "problem_mark", None)
             problems.append(Problem(rel, (mark.line + 1) if mark else 1, "", f"YAML syntax: {getattr(e, 'problem', e)}"))
             continue
+        kind = _KINDS.get(path.name, "topic")
         for doc, lines in docs:
-            is_lexicon = path.name == LEXICON_FILE
-            found = _validate(doc, lines, "lexicon" if is_lexicon else "topic", rel)
+            found = _validate(doc, lines, kind, rel)
             problems.extend(found)
             if found:
                 continue
-            if is_lexicon:
-                lexicon = (rel, doc, lines)
-            else:
+            if kind == "topic":
                 topics.append((rel, doc, lines))
-    return topics, lexicon, problems
+            else:
+                special[kind] = (rel, doc, lines)
+    return topics, special, problems
 
 
-def _build(topics_raw: list[tuple[str, dict, dict]], lexicon_raw: tuple[str, dict, dict] | None,
-           problems: list[Problem]) -> FAQ:
+def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Problem]) -> FAQ:
+    lexicon_raw = special.get("lexicon")
     topics: list[Topic] = []
     entry_where: dict[str, str] = {}
     question_where: dict[str, tuple[str, str]] = {}
@@ -212,6 +218,8 @@ def _build(topics_raw: list[tuple[str, dict, dict]], lexicon_raw: tuple[str, dic
     domain_words: tuple[str, ...] = ()
     stopwords: tuple[str, ...] = ()
     contrast: tuple[str, ...] = ()
+    smalltalk: dict[str, tuple[str, ...]] = {}
+    instructions: tuple[str, ...] = ()
     if lexicon_raw is None:
         problems.append(Problem("faq", 1, "", f"missing {LEXICON_FILE} (synonyms, typos, domain words)"))
     else:
@@ -227,8 +235,41 @@ def _build(topics_raw: list[tuple[str, dict, dict]], lexicon_raw: tuple[str, dic
         domain_words = tuple(doc.get("domain_words") or ())
         stopwords = tuple(doc.get("stopwords") or ())
         contrast = tuple(doc.get("contrast_words") or ())
+        smalltalk = {str(k): tuple(v) for k, v in (doc.get("smalltalk") or {}).items()}
+        instructions = tuple(doc.get("bot_instructions") or ())
+    not_covered = _not_covered(special.get("notCovered"), question_where, problems)
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
-               stopwords=stopwords, contrast_words=contrast)
+               stopwords=stopwords, contrast_words=contrast, smalltalk=smalltalk,
+               bot_instructions=instructions, not_covered=not_covered)
+
+
+def _not_covered(raw: Raw | None, faq_questions: Mapping[str, tuple[str, str]],
+                 problems: list[Problem]) -> tuple[NotCovered, ...]:
+    """The catalogue's groups; a question also in the FAQ (or in two groups) is a problem."""
+    if raw is None:
+        return ()
+    rel, doc, lines = raw
+    groups: list[NotCovered] = []
+    group_where: dict[str, int] = {}
+    seen: dict[str, tuple[str, str]] = {}
+    for i, g in enumerate(doc["groups"]):
+        gline = _line(lines, ("groups", i, "id"))
+        if g["id"] in group_where:
+            problems.append(Problem(rel, gline, f"groups[{i}].id",
+                                    f"duplicate group id {g['id']!r} (first at {rel}:{group_where[g['id']]})"))
+        group_where.setdefault(g["id"], gline)
+        for j, q in enumerate(g["questions"]):
+            key, line, field = _question_key(q), _line(lines, ("groups", i, "questions", j)), f"groups[{i}].questions[{j}]"
+            if key in faq_questions:
+                other, at = faq_questions[key]
+                problems.append(Problem(rel, line, field, f"the question {q!r} is answered by FAQ entry {other!r} ({at}); "
+                                                          "a not-covered question must not be one the FAQ answers"))
+            elif key in seen and seen[key][0] != g["id"]:
+                problems.append(Problem(rel, line, field, f"the question {q!r} is also in group {seen[key][0]!r} ({seen[key][1]})"))
+            seen.setdefault(key, (g["id"], f"{rel}:{line}"))
+        groups.append(NotCovered(id=g["id"], service=g["service"].strip(), reply=g["reply"].strip(),
+                                 questions=tuple(q.strip() for q in g["questions"]), source=f"{rel}:{gline}"))
+    return tuple(groups)
 
 
 def _question_key(q: str) -> str:
@@ -240,8 +281,8 @@ def check(directory: str | Path) -> tuple[FAQ | None, list[Problem]]:
     directory = Path(directory)
     if not directory.is_dir():
         return None, [Problem(str(directory), 1, "", "FAQ folder not found")]
-    topics_raw, lexicon_raw, problems = _read(directory)
-    faq = _build(topics_raw, lexicon_raw, problems)
+    topics_raw, special, problems = _read(directory)
+    faq = _build(topics_raw, special, problems)
     return (None if problems else faq), problems
 
 

@@ -32,6 +32,18 @@ class Topic:
 
 
 @dataclass(frozen=True)
+class NotCovered:
+    """A neighbouring service the FAQ does not cover: questions users ask about it, and the
+    honest reply (this assistant handles account problems; where to turn; a person)."""
+
+    id: str
+    service: str
+    reply: str
+    questions: tuple[str, ...]
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class FAQ:
     topics: tuple[Topic, ...]
     synonyms: dict[str, str] = field(default_factory=dict)      # variant → canonical word
@@ -39,6 +51,13 @@ class FAQ:
     typos: dict[str, str] = field(default_factory=dict)          # misspelling → correct text
     stopwords: tuple[str, ...] = ()                             # ignored when matching
     contrast_words: tuple[str, ...] = ()                        # turn a question into another one
+    smalltalk: dict[str, tuple[str, ...]] = field(default_factory=dict)  # intent → whole-message phrases
+    bot_instructions: tuple[str, ...] = ()                      # text addressing the bot with orders
+    not_covered: tuple[NotCovered, ...] = ()                    # neighbouring questions not answered
+
+    @cached_property
+    def not_covered_groups(self) -> dict[str, NotCovered]:
+        return {g.id: g for g in self.not_covered}
 
     @cached_property
     def entries(self) -> dict[str, Entry]:

@@ -238,6 +238,9 @@ class Engine:
             if entry.intent not in SMALLTALK:
                 state["topic"] = entry.intent
             return self._entry_replies(entry, in_flow=False)
+        group = self.faq.not_covered_groups.get(result.not_covered or "")
+        if result.decision == "out_of_scope" and group is not None:  # a neighbouring service we do not cover
+            return [Reply(group.reply, buttons=(HANDOFF,), intent="out_of_scope")]
         candidates = [c for c in result.candidates if c.entry in self.faq.entries and c.intent not in SMALLTALK
                       and (result.decision == "clarify" or c.score >= self.matcher.config.suggest_threshold)]
         buttons = tuple(Button(self.faq.entry(c.entry).question, f"faq:{c.entry}") for c in candidates)

@@ -7,7 +7,12 @@ pure function of the text. Scoring for an entry combines
   not cover — 解除绑定, 支付失败 — scores low even when it shares topic words);
 - similarity: the best of the entry's questions by weighted token F1 and
   character similarity (rapidfuzz), which tolerates typos and reordering;
-- keyword evidence: a maintainer-listed phrase appearing in the question.
+- keyword evidence: a maintainer-listed phrase appearing in the question;
+- a second, independent signal: cosine of character 1–3-gram TF-IDF vectors, blended in.
+The not-covered catalogue (neighbouring services, other sites) is indexed beside the FAQ:
+a question whose nearest neighbour is a catalogue question is out of scope, with that
+group named. A message made only of small talk answers that small talk; a message that
+orders the bot about (lexicon ``bot_instructions``) is out of scope.
 Candidates are pruned with an inverted index over tokens and character bigrams,
 so the cost grows with the entries that share words, not with the FAQ size.
 """
@@ -24,14 +29,14 @@ from rapidfuzz import fuzz
 
 from faq.model import FAQ, Entry
 
-from .normalize import Clause, Normalised, Normaliser, merge
+from .normalize import Clause, Normalised, Normaliser, lexicon_key, merge
 from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
 
 @dataclass(frozen=True)
 class MatcherConfig:
-    answer_threshold: float = 0.54
-    clarify_threshold: float = 0.53
+    answer_threshold: float = 0.50
+    clarify_threshold: float = 0.48
     clarify_margin: float = 0.05
     max_candidates: int = 3
     prune_limit: int = 60             # questions scored in full after the inverted-index pre-selection
@@ -45,6 +50,7 @@ class MatcherConfig:
     suggest_threshold: float = 0.35   # out of scope: candidates below this are not worth suggesting
     window_discount: float = 0.95     # long messages: factor on the score of the question clause alone
     window_weight: float = 0.4        # long messages: share of the question clause in that score (rest: whole message)
+    w_tfidf: float = 0.15             # share of the character n-gram TF-IDF cosine in the final score
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> "MatcherConfig":
@@ -71,6 +77,11 @@ class Matcher:
         self.config = config or MatcherConfig()
         self.normalise = Normaliser(faq)
         self.entries: list[Entry] = list(faq.entries.values())
+        # what can be nearest: the FAQ's entries, then one pseudo-entry per not-covered group
+        self._groups = [g.id for g in faq.not_covered]
+        self._targets: list[Entry] = self.entries + [
+            Entry(id=f"{OUT_OF_SCOPE}.{g.id}", intent=OUT_OF_SCOPE, question=g.questions[0],
+                  alternates=g.questions[1:], answer="") for g in faq.not_covered]
 
         contrast = sorted({self.normalise(w).full for w in faq.contrast_words} - {""}, key=len, reverse=True)
         self._contrast = re.compile("|".join(map(re.escape, contrast))) if contrast else None
@@ -79,7 +90,7 @@ class Matcher:
         self._vocab: list[frozenset[str]] = []
         self._keywords: list[tuple[str, ...]] = []
         intent_vocab: dict[str, set[str]] = defaultdict(set)
-        for e in self.entries:
+        for e in self._targets:
             docs = [self._norm(q) for q in (e.question, *e.alternates)]
             keywords = [self._norm(k) for k in e.keywords]
             # the answer's words count as explained too (document expansion): a user
@@ -91,7 +102,8 @@ class Matcher:
             per_entry_docs.append(docs)
             self._vocab.append(frozenset(vocab))
             self._keywords.append(tuple(k for k, _ in keywords if k))
-            intent_vocab[e.intent] |= vocab
+            if e.intent != OUT_OF_SCOPE:  # the catalogue's words stay "unknown" to the FAQ
+                intent_vocab[e.intent] |= vocab
 
         # IDF over intents: words shared by entries of one topic are not penalised
         n = len(intent_vocab)
@@ -115,6 +127,15 @@ class Matcher:
                 for key in _keys(text, toks):
                     self._index[key].add(di)
         self._max_postings = max(500, len(self._docs) // 50)
+        self._tfidf = _CharTfidf([d.text for d in self._docs])
+
+        self._smalltalk_entry = {t.intent: t.entries[0].id for t in faq.topics if t.intent in faq.smalltalk}
+        phrases = {lexicon_key(p): intent for intent, ps in faq.smalltalk.items() for p in ps}
+        phrases.pop("", None)
+        self._smalltalk = phrases
+        self._smalltalk_re = _alternation(phrases)
+        self._instructions = _alternation({lexicon_key(p).replace(" ", ""): "" for p in faq.bot_instructions
+                                           if lexicon_key(p)})
 
     # ---- helpers -----------------------------------------------------------
 
@@ -146,6 +167,12 @@ class Matcher:
         if not isinstance(text, str):
             text = "" if text is None else str(text)
         clauses = self.normalise.clauses(text)
+        raw = "".join(c.raw for c in clauses)
+        if self._instructions.search(raw.replace(" ", "")):
+            return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
+        smalltalk = self._smalltalk_only(raw)
+        if smalltalk:
+            return MatchResult("answer", smalltalk, self._smalltalk_entry[smalltalk], 1.0, ())
         q = merge([c.norm for c in clauses])
         if not q.tokens:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
@@ -154,12 +181,26 @@ class Matcher:
         contrast = self._contrast_words(windows[-1].full if windows else q.full)
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
-        if exact >= 0:  # the user typed one of the FAQ's own questions
+        if exact >= 0:  # the user typed one of the FAQ's (or the catalogue's) own questions
             ranked = [(1.0, exact)] + [(min(s, 0.99), ei) for s, ei in ranked if ei != exact]
             return self._decide(ranked, exact=True)
         if windows:
             ranked = self._with_windows(windows, ranked)
         return self._decide(ranked)
+
+    def _smalltalk_only(self, raw: str) -> str | None:
+        """The small-talk intent when the whole message is small talk (greetings, thanks,
+        goodbyes, "are you there"), fillers and question particles; else None."""
+        if not self._smalltalk:
+            return None
+        found = [m.group(0) for m in self._smalltalk_re.finditer(raw)]
+        if not found:
+            return None
+        rest = self._smalltalk_re.sub(" ", raw)
+        if self.normalise(rest).tokens:
+            return None
+        last = self._smalltalk[found[-1]]
+        return last if last in self._smalltalk_entry else None
 
     @staticmethod
     def _question_windows(clauses: list[Clause]) -> list[Normalised]:
@@ -209,6 +250,8 @@ class Matcher:
         doc_ids = heapq.nlargest(cfg.prune_limit, shared, key=shared.__getitem__)
 
         best_sim: dict[int, float] = {}
+        best_cos: dict[int, float] = {}
+        qvec = self._tfidf.vector(qtext)
         for di in doc_ids:
             d = self._docs[di]
             common = sum(weights[t] for t in qset & d.tokens)
@@ -223,6 +266,9 @@ class Matcher:
             sim = 0.5 * f1 + 0.5 * char
             if sim > best_sim.get(d.entry, -1.0):
                 best_sim[d.entry] = sim
+            cos = self._tfidf.cosine(qvec, di)
+            if cos > best_cos.get(d.entry, -1.0):
+                best_cos[d.entry] = cos
 
         scored = []
         for ei, sim in best_sim.items():
@@ -230,6 +276,7 @@ class Matcher:
             coverage = covered / (covered + (qweight - covered) * dilution)
             bonus = cfg.keyword_bonus if any(k in qtext for k in self._keywords[ei]) else 0.0
             score = min(1.0, cfg.w_coverage * coverage + cfg.w_similarity * sim + bonus)
+            score = (1 - cfg.w_tfidf) * score + cfg.w_tfidf * best_cos[ei]
             if contrast - self._entry_contrast[ei]:
                 score *= cfg.contrast_penalty
             scored.append((score, ei))
@@ -238,13 +285,17 @@ class Matcher:
 
     def _decide(self, ranked: list[tuple[float, int]], exact: bool = False) -> MatchResult:
         cfg = self.config
+        n_faq = len(self.entries)
         candidates = tuple(Candidate(self.entries[ei].id, self.entries[ei].intent, round(s, 4))
-                           for s, ei in ranked[: max(cfg.max_candidates, 1)])
+                           for s, ei in ranked if ei < n_faq)[: max(cfg.max_candidates, 1)]
         if not ranked:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
         top_score, top = ranked[0]
+        if top >= n_faq:  # nearest is a not-covered question: never answered from the FAQ
+            group = self._groups[top - n_faq] if top_score >= cfg.suggest_threshold else None
+            return MatchResult("out_of_scope", OUT_OF_SCOPE, None, round(top_score, 4), candidates, group)
         top_entry = self.entries[top]
-        rival = next((s for s, ei in ranked[1:] if self.entries[ei].intent != top_entry.intent), 0.0)
+        rival = next((s for s, ei in ranked[1:] if self._targets[ei].intent != top_entry.intent), 0.0)
         if exact or (top_score >= cfg.answer_threshold and top_score - rival >= cfg.clarify_margin):
             return MatchResult("answer", top_entry.intent, top_entry.id, round(top_score, 4), candidates)
         if top_score >= cfg.clarify_threshold:
@@ -266,6 +317,49 @@ _QUESTION_CUE = re.compile(r"[?？]|吗|么|呢|怎|如何|为什么|为何|什�
 def _plain(markdown: str) -> str:
     """Answer text without Markdown link targets (URLs are not words users type)."""
     return re.sub(r"\]\([^)]*\)", "]", markdown)
+
+
+def _alternation(phrases: Mapping[str, str]) -> re.Pattern[str]:
+    """One regex matching any of ``phrases``, longest first (never matches when empty)."""
+    return re.compile("|".join(map(re.escape, sorted(phrases, key=len, reverse=True))) or r"(?!)")
+
+
+class _CharTfidf:
+    """Character 1–3-gram TF-IDF vectors of the indexed questions (built once); cosine of a
+    query against one of them. Grams the index never saw still weigh in the query's norm,
+    so text about something else lowers the cosine."""
+
+    def __init__(self, texts: list[str]) -> None:
+        grams = [_grams(t) for t in texts]
+        df: dict[str, int] = defaultdict(int)
+        for g in grams:
+            for k in g:
+                df[k] += 1
+        n = len(texts)
+        self._idf = {k: math.log((n + 1) / (d + 1)) + 1.0 for k, d in df.items()}
+        self._unseen = math.log(n + 1) + 1.0
+        self._vectors = [self._unit({k: c * self._idf[k] for k, c in g.items()}) for g in grams]
+
+    @staticmethod
+    def _unit(v: dict[str, float]) -> dict[str, float]:
+        norm = math.sqrt(sum(w * w for w in v.values())) or 1.0
+        return {k: w / norm for k, w in v.items()}
+
+    def vector(self, text: str) -> dict[str, float]:
+        idf, unseen = self._idf, self._unseen
+        return self._unit({k: c * idf.get(k, unseen) for k, c in _grams(text).items()})
+
+    def cosine(self, query: dict[str, float], doc: int) -> float:
+        d = self._vectors[doc]
+        return sum(query[k] * d[k] for k in query.keys() & d.keys())
+
+
+def _grams(text: str) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for n in (1, 2, 3):
+        for i in range(len(text) - n + 1):
+            out[text[i:i + n]] += 1
+    return out
 
 
 def _keys(text: str, tokens: tuple[str, ...]) -> set[str]:

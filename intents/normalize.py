@@ -160,6 +160,11 @@ def merge(parts: list[Normalised]) -> Normalised:
     return Normalised(text="".join(tokens), tokens=tokens, full="".join(p.full for p in parts))
 
 
+def lexicon_key(word: str) -> str:
+    """A lexicon phrase in the form user text takes after cleaning (public name of ``_key``)."""
+    return _key(word)
+
+
 def _key(word: str) -> str:
     """A lexicon word in the form user text takes after cleaning ("re-register" → "re register")."""
     return " ".join(_KEEP.sub(" ", clean(word)).split())

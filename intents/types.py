@@ -18,10 +18,13 @@ class Candidate:
 @dataclass(frozen=True)
 class MatchResult:
     """What the user most likely asked. For out_of_scope, intent is "out_of_scope"
-    and entry is None; candidates still list the closest entries."""
+    and entry is None; candidates still list the closest FAQ entries. ``not_covered`` names
+    the not-covered catalogue group (faq/data/not_covered.yaml) the question is closest to,
+    when it is out of scope for that reason."""
 
     decision: Decision
     intent: str
     entry: str | None
     score: float
     candidates: tuple[Candidate, ...] = field(default_factory=tuple)
+    not_covered: str | None = None

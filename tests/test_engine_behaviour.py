@@ -357,3 +357,21 @@ def test_the_engine_remembers_where_to_reach_the_user(engine):
     assert "reach" not in engine.store.get("reach-1")  # a message without an origin changes nothing
     engine.handle("reach-1", Message.from_text("你好", channel="telegram", address="42"))
     assert engine.store.get("reach-1")["reach"] == {"channel": "telegram", "address": "42"}
+
+
+def test_a_not_covered_question_gets_its_groups_honest_reply_and_a_person(chat, engine):
+    chat.say("请问学位认证报告在哪里申请？")
+    group = engine.faq.not_covered_groups["degree"]
+    assert chat.text == group.reply and "学信网账号助手" in chat.text
+    assert [b.label for b in chat.buttons] == ["转人工客服"]
+    assert not any(b.payload.startswith(("faq:", "fb:")) for b in chat.buttons)  # no FAQ answer offered
+    chat.press("转人工客服")
+    assert "人工客服" in chat.text
+
+
+def test_an_unknown_not_covered_group_falls_back_to_the_general_reply(acc, tmp_path):
+    m = Scripted(MatchResult("out_of_scope", "out_of_scope", None, 0.6, (), not_covered="no_such_group"))
+    m.faq = TINY
+    chat = Chat(make_engine(acc, matcher=m, data_dir=tmp_path))
+    chat.say("学位怎么查")
+    assert "暂时无法回答" in chat.text and [b.label for b in chat.buttons] == ["转人工客服"]

@@ -97,6 +97,39 @@ def test_entry_id_must_carry_its_intent(faq_copy: Path):
     assert any("must start with its topic's intent" in str(p) for p in problems)
 
 
+def test_not_covered_catalogue_loads_with_replies_that_offer_a_person():
+    faq = load_dir(DATA)
+    groups = faq.not_covered_groups
+    assert {"degree", "status_change", "postgraduate", "conscription", "other_sites"} <= set(groups)
+    for g in groups.values():
+        assert g.questions and "转人工客服" in g.reply
+        assert "http" not in g.reply and not any(ch.isdigit() for ch in g.reply)  # no invented URL or phone
+
+
+def test_not_covered_problems_name_file_line_and_field(faq_copy: Path):
+    path = faq_copy / "not_covered.yaml"
+    _edit(path, "      - 学位信息怎么查询", "      - 忘记密码怎么办？")           # a question the FAQ answers
+    _edit(path, "  - id: status_change", "  - id: degree")                     # a second group with one id
+    lines = path.read_text(encoding="utf-8").splitlines()
+    at = lambda needle, nth=0: [i for i, l in enumerate(lines, 1) if needle in l][nth]  # noqa: E731
+    text = "\n".join(map(str, check(faq_copy)[1]))
+    assert f"not_covered.yaml:{at('忘记密码怎么办？')}: groups[2].questions[1]:" in text
+    assert "recover_account.password" in text
+    assert f"not_covered.yaml:{at('  - id: degree', 1)}: groups[3].id: duplicate group id 'degree'" in text
+
+    _edit(path, "    service: 征兵（", "    servise: 征兵（")                  # a schema error
+    problems = check(faq_copy)[1]
+    line = path.read_text(encoding="utf-8").splitlines().index("    servise: 征兵（兵役登记、应征报名、参军政策）") + 1
+    assert any(f"not_covered.yaml:{line}:" in str(p) and "servise" in str(p) for p in problems), problems
+
+
+def test_smalltalk_lexicon_accepts_only_smalltalk_intents(faq_copy: Path):
+    path = faq_copy / "lexicon.yaml"
+    _edit(path, "  thanks: [谢谢,", "  recover_account: [忘了]\n  thanks: [谢谢,")
+    _, problems = check(faq_copy)
+    assert any("lexicon.yaml:" in str(p) and "smalltalk" in str(p) for p in problems), problems
+
+
 def test_settings_expand_environment_variables(tmp_path: Path, monkeypatch):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("a:\n  x: ${CHSI_TEST_X:-fallback}\n  y: ${CHSI_TEST_Y}\n", encoding="utf-8")
@@ -118,8 +151,8 @@ def test_cli_match_prints_the_stable_json_shape():
     out = _bot("match", "忘记用户名怎么办")
     assert out.returncode == 0, out.stderr
     obj = json.loads(out.stdout)
-    assert set(obj) == {"intent", "entry", "score", "decision", "answer", "candidates"}
-    assert obj["decision"] == "answer" and obj["intent"] == "recover_account"
+    assert set(obj) == {"intent", "entry", "score", "decision", "answer", "candidates", "not_covered"}
+    assert obj["decision"] == "answer" and obj["intent"] == "recover_account" and obj["not_covered"] is None
     assert obj["entry"] == "recover_account.username" and "找回用户名" in obj["answer"]
     assert all(set(c) == {"entry", "intent", "score"} for c in obj["candidates"])
 
