@@ -8,17 +8,19 @@ other targets (``#``, ``javascript:``, relative paths) keep their text only.
 
 ``parse`` gives a small tree that is also sent to the web widget as JSON, so
 the widget builds DOM nodes from data and never parses or injects markup.
-``telegram_chunks`` renders Telegram HTML, escaped, split under its length limit.
+``telegram_chunks`` renders Telegram HTML, escaped, split under its length limit;
+``wechat_chunks`` WeChat text (links as ``<a href>``), split under its byte limit.
 """
 from __future__ import annotations
 
 import html
 import re
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 TELEGRAM_LIMIT = 4096
+WECHAT_LIMIT = 2000  # bytes: WeChat takes at most 2048 in a text message
 
 _BULLET = re.compile(r"^\s{0,3}[-*+]\s+(.*)$")
 _NUMBERED = re.compile(r"^\s{0,3}(\d{1,3})[.、)）]\s*(.*)$")
@@ -179,7 +181,7 @@ def plain_text(markdown: str) -> str:
     return "\n\n".join(out)
 
 
-# ---- Telegram HTML --------------------------------------------------------
+# ---- chat-app messages: Telegram HTML, WeChat text -----------------------------
 
 def _marker(block: Block, item: Item) -> str:
     if block.type == "ul":
@@ -194,8 +196,20 @@ def _tg_len(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
 
 
-def _wrap(span: Span, text: str) -> str:
-    """The span's text, escaped, inside its tags."""
+@dataclass(frozen=True)
+class Style:
+    """How one chat app writes a span and counts against its length limit.
+
+    ``wrap(span, text)`` is the markup of (part of) a span; ``unit(ch)`` what one character of
+    text counts; ``overhead(span)`` what the markup around a span adds to the count."""
+
+    wrap: Callable[[Span, str], str]
+    unit: Callable[[str], int]
+    overhead: Callable[[Span], int]
+
+
+def _tg_wrap(span: Span, text: str) -> str:
+    """The span's text, escaped, inside its Telegram HTML tags."""
     out = html.escape(text, quote=False)
     if span.href:
         out = f'<a href="{html.escape(span.href, quote=True)}">{out}</a>'
@@ -204,46 +218,69 @@ def _wrap(span: Span, text: str) -> str:
     return out
 
 
-def _span_atoms(span: Span, limit: int) -> Iterator[tuple[str, int]]:
-    """(HTML, visible length) pieces of a span, each at most ``limit`` long; long text cut at a break."""
-    text = span.text
+_TAG_LIKE = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+def _wx_href(span: Span) -> str:
+    return (span.href or "").replace('"', "%22").replace("<", "%3C").replace(">", "%3E")
+
+
+def _wx_wrap(span: Span, text: str) -> str:
+    """WeChat text: plain, links as ``<a href>`` (the one tag WeChat shows); no bold. Anything
+    tag-like in the text is defused (a full-width ＜) so only our own links become links."""
+    out = _TAG_LIKE.sub("＜", text).replace("]]>", "]]＞")
+    return f'<a href="{_wx_href(span)}">{out}</a>' if span.href else out
+
+
+TELEGRAM = Style(_tg_wrap, _tg_len, lambda span: 0)
+WECHAT = Style(_wx_wrap, lambda ch: len(ch.encode("utf-8")),
+               lambda span: len(f'<a href="{_wx_href(span)}"></a>'.encode()) if span.href else 0)
+
+
+def _span_atoms(span: Span, limit: int, style: Style) -> Iterator[tuple[str, int]]:
+    """(markup, counted size) pieces of a span, each at most ``limit``; long text cut at a break.
+    A link whose markup alone cannot fit is written as its plain text."""
+    overhead = style.overhead(span)
+    if overhead >= limit // 2:
+        span, overhead = Span(span.text, span.bold), 0
+    room, text = limit - overhead, span.text
     while text:
         cut, size = len(text), 0
         for i, ch in enumerate(text):
-            size += _tg_len(ch)
-            if size > limit:
-                cut = i
+            size += style.unit(ch)
+            if size > room:
+                cut = max(i, 1)
                 soft = max(text.rfind(b, 0, cut) for b in _BREAKS) + 1
                 if soft > cut // 2:
                     cut = soft
                 break
-        yield _wrap(span, text[:cut]), _tg_len(text[:cut])
+        yield style.wrap(span, text[:cut]), sum(style.unit(ch) for ch in text[:cut]) + overhead
         text = text[cut:]
 
 
-def _block_atoms(block: Block, limit: int) -> list[tuple[str, str, int]]:
-    """(separator before, HTML, visible length) for one block; each piece is balanced HTML that fits."""
+def _block_atoms(block: Block, limit: int, style: Style) -> list[tuple[str, str, int]]:
+    """(separator before, markup, counted size) for one block; each piece is balanced markup that fits."""
     atoms: list[tuple[str, str, int]] = []
     for item in block.items:
         for li, line in enumerate(item.lines):
             marker = _marker(block, item) if li == 0 else ("   " if block.type != "p" else "")
             spans = ((Span(marker),) if marker else ()) + line
             for si, span in enumerate(spans):
-                for ai, (piece, size) in enumerate(_span_atoms(span, limit)):
+                for ai, (piece, size) in enumerate(_span_atoms(span, limit, style)):
                     atoms.append(("\n" if atoms and si == 0 and ai == 0 else "", piece, size))
     return atoms
 
 
-def telegram_chunks(markdown: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
-    """Telegram HTML messages for one reply, each within ``limit`` visible characters;
+def chunks(markdown: str, limit: int, style: Style) -> list[str]:
+    """Messages for one reply in ``style``, each within ``limit`` as the app counts it;
     blocks are kept whole where they fit, long ones split between lines, then spans, then sentences."""
-    chunks: list[str] = []
+    out: list[str] = []
     current, used = "", 0
 
     def add(sep: str, piece: str, size: int) -> None:
         nonlocal current, used
         if current and used + len(sep) + size > limit:
-            chunks.append(current)
+            out.append(current)
             current, used = piece, size
         elif current:
             current, used = current + sep + piece, used + len(sep) + size
@@ -251,7 +288,7 @@ def telegram_chunks(markdown: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
             current, used = piece, size
 
     for block in parse(markdown):
-        atoms = _block_atoms(block, limit)
+        atoms = _block_atoms(block, limit, style)
         size = sum(len(sep) + n for sep, _, n in atoms)
         if size <= limit:
             add("\n\n", "".join(sep + piece for sep, piece, _ in atoms), size)
@@ -259,5 +296,15 @@ def telegram_chunks(markdown: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
         for i, (sep, piece, n) in enumerate(atoms):
             add("\n\n" if i == 0 else sep, piece, n)
     if current:
-        chunks.append(current)
-    return chunks
+        out.append(current)
+    return out
+
+
+def telegram_chunks(markdown: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """Telegram HTML messages for one reply, each within ``limit`` visible characters."""
+    return chunks(markdown, limit, TELEGRAM)
+
+
+def wechat_chunks(markdown: str, limit: int = WECHAT_LIMIT) -> list[str]:
+    """WeChat text messages for one reply (links as ``<a href>``), each within ``limit`` UTF-8 bytes."""
+    return chunks(markdown, limit, WECHAT)
