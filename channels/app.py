@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import settings
 
 from .base import Channel, ConversationEngine, InputRejected
-from .config import WebConfig
+from .config import WebConfig, WeChatConfig
 from .guard import Guard, error_response
 from .signing import Signer, load_secret
 from .web import ApiError, LocalOutbox, WebChannel
@@ -38,12 +38,16 @@ _HTTP_MESSAGES = {
 
 def build_channels(cfg: Mapping[str, Any], engine: ConversationEngine, web: WebChannel,
                    telegram_request: Any = None) -> list[Channel]:
-    """Every channel the config turns on, the web channel first. ``telegram_request``
+    """Every channel the config turns on, the web channel first (Telegram with a token, WeChat with
+    its token, app id and secret). ``telegram_request``
     (a ``telegram.request.BaseRequest``) replaces Telegram's HTTP client in tests."""
     channels: list[Channel] = [web]
     if settings.section(cfg, "telegram").get("token"):
         from .telegram import TelegramChannel
         channels.append(TelegramChannel(cfg, engine, telegram_request))
+    if WeChatConfig.from_mapping(settings.section(cfg, "wechat")).enabled:
+        from .wechat import WeChatChannel
+        channels.append(WeChatChannel(cfg, engine, secret=load_secret(web.conf)))
     return channels
 
 

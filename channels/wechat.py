@@ -66,9 +66,12 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 import settings
-from channels import render
-from channels.web import ApiError, clean_text
-from handlers.types import Message, Reply
+from handlers.types import Button, Message, Reply
+
+from . import render
+from .base import (Channel, ConversationEngine, InputRejected, buttons_as_text, clean_payload, clean_text,
+                   numbered_answer)
+from .config import WeChatConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,6 @@ WINDOW_SECONDS = 48 * 3600          # customer-service messages: 48 hours after 
 TOKEN_ERRORS = (40001, 40014, 42001)  # invalid / expired access_token: refresh and retry once
 WINDOW_ERRORS = (45015,)            # "response out of time limit or subscription is canceled"
 MENU_REFUSED = (48001, 40008)      # msgmenu not allowed for this account / type: numbered text instead
-_NUMBER = re.compile(r"\s*(\d{1,2})\s*")
 
 WELCOME = ("您好，欢迎关注！我是学信网账号助手，可以解答学信网账号的常见问题，并一步步帮您办理：\n\n"
            "- 找回用户名、找回密码\n- 证件号码已被注册（身份证重复）的核验\n"
@@ -90,58 +92,6 @@ IMAGE_FAILED = "图片没有接收成功，请重新发送一次。"
 FAILED = "抱歉，服务暂时出现问题，请稍后再试。"
 MENU_HEAD = "请点选："
 NUMBER_HEAD = "回复数字选择："
-
-
-# ---- config -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class WeChatConfig:
-    """The ``wechat`` section of config.yaml."""
-
-    token: str = ""
-    app_id: str = ""
-    app_secret: str = ""
-    aes_key: str = ""                 # EncodingAESKey (43 characters): safe mode; empty: plain mode
-    path: str = "/wechat"
-    base_url: str = "https://api.weixin.qq.com"
-    passive_seconds: float = 4.0      # answer passively when the engine is done by then (WeChat waits 5 s)
-    max_body_bytes: int = 16384
-    max_text_bytes: int = render.WECHAT_LIMIT
-    max_text_chars: int = 2000
-    max_clock_skew: int = 300         # seconds a request's timestamp may be off (0: not checked)
-    dedupe_seconds: int = 600
-    token_refresh_margin: int = 300   # refresh the access_token this long before it expires
-    http_timeout: float = 5.0
-    media_max_bytes: int = 5 * 1024 * 1024
-    msgmenu: bool = True              # buttons as customer-service menus (False: numbered text)
-    sqlite_path: str = "var/wechat.db"
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.token and self.app_id and self.app_secret)
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> "WeChatConfig":
-        d = cls()
-        path = str(m.get("path") or d.path)
-        aes_key = str(m.get("aes_key") or "").strip()
-        if aes_key and len(aes_key) != 43:
-            raise settings.ConfigError("wechat.aes_key: an EncodingAESKey has 43 characters")
-
-        def num(name: str, kind: type) -> Any:
-            value = m.get(name)
-            return kind(value) if value not in (None, "") else getattr(d, name)
-
-        return cls(token=str(m.get("token") or "").strip(), app_id=str(m.get("app_id") or "").strip(),
-                   app_secret=str(m.get("app_secret") or "").strip(), aes_key=aes_key,
-                   path=path if path.startswith("/") else "/" + path,
-                   base_url=str(m.get("base_url") or d.base_url).rstrip("/"),
-                   passive_seconds=num("passive_seconds", float), max_body_bytes=num("max_body_bytes", int),
-                   max_text_bytes=num("max_text_bytes", int), max_text_chars=num("max_text_chars", int),
-                   max_clock_skew=num("max_clock_skew", int), dedupe_seconds=num("dedupe_seconds", int),
-                   token_refresh_margin=num("token_refresh_margin", int), http_timeout=num("http_timeout", float),
-                   media_max_bytes=num("media_max_bytes", int),
-                   msgmenu=bool(m.get("msgmenu", d.msgmenu)), sqlite_path=str(m.get("sqlite_path") or d.sqlite_path))
 
 
 # ---- shared state: a tiny key-value store ---------------------------------------------------------
@@ -512,28 +462,35 @@ class WeChatApi:
 
 @dataclass(frozen=True)
 class Menu:
-    """The choices last offered to one user: payloads by number; ``gen`` tells menus apart."""
+    """The choices last offered to one user, numbered from 1; ``gen`` tells menus apart
+    (a ``msgmenu`` item's id is ``gen`` + its two-digit number)."""
 
     gen: str
-    payloads: tuple[str, ...]
+    buttons: tuple[Button, ...]
 
     def item_id(self, n: int) -> str:
         return f"{self.gen}{n:02d}"
 
     def by_id(self, item_id: str) -> str | None:
-        if len(item_id) > 2 and item_id[:-2] == self.gen and item_id[-2:].isdigit():
-            return self.by_number(int(item_id[-2:]))
-        return None
+        n = int(item_id[-2:]) if len(item_id) > 2 and item_id[:-2] == self.gen and item_id[-2:].isdigit() else 0
+        return self.buttons[n - 1].payload if 1 <= n <= len(self.buttons) else None
 
-    def by_number(self, n: int) -> str | None:
-        return self.payloads[n - 1] if 1 <= n <= len(self.payloads) else None
+    def to_json(self) -> dict:
+        return {"gen": self.gen, "buttons": [[b.label, b.payload] for b in self.buttons]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Menu":
+        try:
+            return cls(str(data["gen"]), tuple(Button(str(label), str(payload)) for label, payload in data["buttons"]))
+        except (TypeError, KeyError, ValueError):
+            return cls("", ())
 
 
 def outgoing(replies: Sequence[Reply], gen: str, conf: WeChatConfig, menus: bool) -> tuple[list[dict], Menu]:
     """The turn as WeChat messages in order (adjacent texts merged while they fit) and its menu:
     every button of the turn numbered 1..N, as ``msgmenu`` messages or as numbered text."""
     out: list[dict] = []
-    payloads: list[str] = []
+    offered: list[Button] = []
 
     def text(content: str) -> None:
         if out and out[-1]["msgtype"] == "text" and \
@@ -543,13 +500,11 @@ def outgoing(replies: Sequence[Reply], gen: str, conf: WeChatConfig, menus: bool
             out.append({"msgtype": "text", "text": {"content": content}})
 
     for reply in replies:
-        body = reply.text
-        items = []
-        for b in reply.buttons:
-            payloads.append(b.payload)
-            items.append((len(payloads), b.label))
+        body, start = reply.text, len(offered) + 1
+        offered += reply.buttons
+        items = [(start + i, b.label) for i, b in enumerate(reply.buttons)]
         if items and not menus:
-            body += "\n\n" + NUMBER_HEAD + "\n" + "\n".join(f"{n}. {label}" for n, label in items)
+            body += "\n\n" + NUMBER_HEAD + buttons_as_text(Reply("", reply.buttons), start)
         for chunk in render.wechat_chunks(body, conf.max_text_bytes):
             text(chunk)
         if items and menus:
@@ -557,13 +512,14 @@ def outgoing(replies: Sequence[Reply], gen: str, conf: WeChatConfig, menus: bool
             out.append({"msgtype": "msgmenu", "msgmenu": {
                 "head_content": MENU_HEAD, "tail_content": "",
                 "list": [{"id": menu.item_id(n), "content": label[:60]} for n, label in items]}})
-    return out, Menu(gen, tuple(payloads))
+    return out, Menu(gen, tuple(offered))
 
 
-def numbered_fallback(menu_message: Mapping[str, Any], menu: Menu) -> dict:
-    """A ``msgmenu`` WeChat refused, as numbered text."""
-    lines = [f"{int(item['id'][-2:])}. {item['content']}" for item in menu_message["msgmenu"]["list"]]
-    return {"msgtype": "text", "text": {"content": NUMBER_HEAD + "\n" + "\n".join(lines)}}
+def numbered_fallback(menu_message: Mapping[str, Any]) -> dict:
+    """A ``msgmenu`` WeChat refused, as numbered text (the same numbers)."""
+    items = menu_message["msgmenu"]["list"]
+    buttons = tuple(Button(item["content"], item["id"]) for item in items)
+    return {"msgtype": "text", "text": {"content": NUMBER_HEAD + buttons_as_text(Reply("", buttons), int(items[0]["id"][-2:]))}}
 
 
 # ---- incoming ---------------------------------------------------------------------------------------
@@ -590,12 +546,13 @@ class Turn:
     forget: bool = False           # unsubscribe
 
 
-class WeChatChannel:
+class WeChatChannel(Channel):
     """The WeChat adapter: ``router()`` for the web app, ``send(address, replies)`` to push."""
 
     name = "wechat"
 
-    def __init__(self, cfg: Mapping[str, Any], engine: Any, *, secret: bytes, kv: KeyValue | None = None,
+    def __init__(self, cfg: Mapping[str, Any], engine: ConversationEngine, *, secret: bytes,
+                 kv: KeyValue | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.conf = WeChatConfig.from_mapping(settings.section(cfg, "wechat"))
         if not self.conf.enabled:
@@ -830,34 +787,27 @@ class WeChatChannel:
             if message is None:
                 return [{"msgtype": "text", "text": {"content": say}}]
         assert message is not None
-        message = await self._resolve(message, user, turn.label)
-        if message.kind == "text":
-            try:
+        try:
+            message = await self._resolve(message, user, turn.label)
+            if message.kind == "text":
                 message = Message.from_text(clean_text(message.text, self.conf.max_text_chars))
-            except ApiError as e:
-                return [{"msgtype": "text", "text": {"content": e.message}}]
-        message = self._addressed(message, turn.openid)
+            elif message.kind == "button":
+                message = Message.from_button(clean_payload(message.payload))
+        except InputRejected as e:
+            return [{"msgtype": "text", "text": {"content": e.message}}]
+        message = dataclasses.replace(message, channel=self.name, address=self.ids.seal(turn.openid))
         replies = await asyncio.to_thread(self.engine.handle, self.ids.session_id(turn.openid), message)
         return await self._messages(user, replies)
-
-    def _addressed(self, message: Message, openid: str) -> Message:
-        """The message with this channel's name and the user's sealed address (when Message has them)."""
-        fields = {f.name for f in dataclasses.fields(Message)}
-        if "channel" in fields and "address" in fields:
-            return dataclasses.replace(message, channel=self.name, address=self.ids.seal(openid))
-        return message
 
     async def _resolve(self, message: Message, user: str, label: str = "") -> Message:
         """A menu click or a typed number → the button payload it stands for; a click on an older
         menu counts as typing its label."""
-        state = await self._user(user)
-        menu = Menu(state.get("gen", ""), tuple(state.get("payloads", ())))
+        menu = Menu.from_json((await self._user(user)).get("menu"))
         if message.kind == "button" and message.payload.startswith("wxmenu:"):
             payload = menu.by_id(message.payload[len("wxmenu:"):])
             return Message.from_button(payload) if payload else Message.from_text(label)
         if message.kind == "text":
-            m = _NUMBER.fullmatch(unicodedata.normalize("NFKC", message.text))
-            payload = menu.by_number(int(m.group(1))) if m else None
+            payload = numbered_answer(unicodedata.normalize("NFKC", message.text), menu.buttons)
             if payload:
                 return Message.from_button(payload)
         return message
@@ -885,21 +835,16 @@ class WeChatChannel:
         """Render replies; remember their menu and whether the bot now waits for a photo."""
         gen = f"{secrets.randbelow(900000) + 100000}"
         messages, menu = outgoing(replies, gen, self.conf, self.conf.msgmenu)
-        state = {"gen": gen, "payloads": list(menu.payloads), "image": bool(replies) and replies[-1].expects_image}
+        state = {"menu": menu.to_json(), "image": bool(replies) and replies[-1].expects_image}
         await asyncio.to_thread(self.kv.put, "user:" + user, json.dumps(state, ensure_ascii=False),
                                 WINDOW_SECONDS)
         return messages
 
     async def _forget(self, user: str) -> None:
         """Unsubscribed: delete the session (any flow and its data) and what the channel kept."""
-        session_id = "wx-" + user
         forget = getattr(self.engine, "forget", None)
         if callable(forget):
-            await asyncio.to_thread(forget, session_id)
-        else:
-            store = getattr(self.engine, "store", None)
-            if store is not None:
-                await asyncio.to_thread(store.delete, session_id)
+            await asyncio.to_thread(forget, "wx-" + user)
         for key in ("user:", "seen:"):
             await asyncio.to_thread(self.kv.delete, key + user)
         log.info("wechat: a user unsubscribed; their session was deleted")
@@ -929,9 +874,7 @@ class WeChatChannel:
                 except WeChatApiError as e:
                     if message["msgtype"] != "msgmenu" or e.errcode not in MENU_REFUSED:
                         raise
-                    state = await self._user(user)
-                    await self.api.send_custom(openid, numbered_fallback(
-                        message, Menu(state.get("gen", ""), tuple(state.get("payloads", ())))))
+                    await self.api.send_custom(openid, numbered_fallback(message))
         except WeChatApiError as e:
             log.warning("wechat: customer-service delivery failed (errcode %s)", e.errcode)
             if raise_errors:

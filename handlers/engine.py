@@ -124,6 +124,17 @@ class Engine:
             log.error("session %s: store failed: %s", tag, e)
             return [Reply("抱歉，系统暂时无法保存对话进度，请稍后再试。", buttons=(HANDOFF,))]
 
+    def forget(self, session_id: str) -> None:
+        """Delete the session — any flow with its data, the transcript, where to reach the user —
+        because the user left the channel (e.g. unsubscribed from the WeChat account)."""
+        tag = storage_key(str(session_id))[:8]
+        try:
+            with self.store.lock(session_id):
+                self.store.delete(session_id)
+            log.info("session %s deleted (the user left)", tag)
+        except StoreError as e:
+            log.error("session %s: could not be deleted: %s", tag, e)
+
     def _ttl(self, state: Mapping[str, Any]) -> int:
         """A day idle for a session; with a flow active, just past the flow's own expiry
         so its personal data does not outlive it."""

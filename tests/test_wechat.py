@@ -27,9 +27,10 @@ from fastapi.testclient import TestClient
 import settings
 from channels import render
 from accounts.local import LocalAccountClient
+from channels.config import WeChatConfig
 from channels.wechat import (WELCOME, UNSUPPORTED, NO_IMAGE_NOW, NO_VOICE_TEXT, Identity, MemoryKV, RedisKV,
-                             SqliteKV, WeChatApi, WeChatApiError, WeChatConfig, WindowClosed)
-from channels.web import create_app
+                             SqliteKV, WeChatApi, WeChatApiError, WindowClosed)
+from channels.app import create_app
 from handlers.sessions import MemoryStore, SqliteStore
 from handlers.testing import make_engine
 from handlers.types import Button, Reply
@@ -67,7 +68,7 @@ class Bot:
     def __init__(self, cfg: dict, engine: Any, standin: StandIn) -> None:
         self.cfg, self.engine, self.standin = cfg, engine, standin
         self.app = create_app(cfg, engine=engine)
-        self.channel = self.app.state.wechat
+        self.channel = self.app.state.channels["wechat"]
         self.client = TestClient(self.app)
         self.client.__enter__()
 
@@ -288,7 +289,7 @@ def worker_script(config: Path, port_file: Path) -> str:
 import socket, sys
 sys.path.insert(0, {str(ROOT)!r})
 import uvicorn, settings
-from channels.web import create_app
+from channels.app import create_app
 cfg = settings.load({str(config)!r})
 app = create_app(cfg)
 sock = socket.socket(); sock.bind(("127.0.0.1", 0)); sock.listen(64)

@@ -274,7 +274,7 @@ class WxUser:
                         return item["id"], item["content"]
             if m["msgtype"] == "text":
                 for line in m["text"]["content"].splitlines():
-                    number, _, text = line.partition(". ")
+                    number, _, text = line.strip().partition(". ")
                     if number.isdigit() and label in text and "回复数字选择" in m["text"]["content"]:
                         return number, text
         raise AssertionError(f"no choice {label!r} in {self.received}")
