@@ -69,31 +69,45 @@ async def _crash(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "服务暂时出现问题，请稍后再试。")
 
 
-async def healthz() -> dict:
-    """``GET /healthz``."""
-    return {"status": "ok"}
-
-
 def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
-               telegram_request: Any = None) -> FastAPI:
-    """The ASGI app. ``engine`` defaults to ``handlers.engine.build_engine(cfg)``;
-    ``telegram_request`` replaces Telegram's HTTP client (tests)."""
+               telegram_request: Any = None, live: Any = None) -> FastAPI:
+    """The ASGI app. ``engine`` defaults to ``handlers.engine.build_engine(cfg)`` over a live FAQ
+    (``intents.live.LiveFAQ``: a saved edit is swapped in unless ``faq.watch`` is false); ``live``
+    is the watcher for a given engine; ``telegram_request`` replaces Telegram's HTTP client (tests)."""
     conf = WebConfig.from_mapping(settings.section(cfg, "web"))
     if engine is None:
         from handlers.engine import build_engine
-        engine = build_engine(cfg)
+
+        if settings.section(cfg, "faq").get("watch", True):
+            from intents.live import LiveFAQ
+
+            live = LiveFAQ.from_settings(cfg)
+            engine = build_engine(cfg, matcher=live.current.matcher)
+        else:
+            engine = build_engine(cfg)
+    if live is not None and hasattr(engine, "use"):
+        live.subscribe(lambda snapshot: engine.use(snapshot.faq, snapshot.matcher))  # type: ignore[union-attr]
     web = WebChannel(engine, Signer(load_secret(conf)), conf, LocalOutbox())
     channels = build_channels(cfg, engine, web, telegram_request)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if live is not None:
+            live.start()
         yield
+        if live is not None:
+            live.stop()
         for channel in channels:
             await channel.aclose()
 
+    async def healthz() -> dict:
+        """``GET /healthz``; with a live FAQ, what it serves and the last rejected edit
+        (``faq.errors``: ``file:line: field: message``) until a valid save replaces it."""
+        return {"status": "ok", "faq": live.status()} if live is not None else {"status": "ok"}
+
     app = FastAPI(title="学信网账号助手", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.engine, app.state.config, app.state.outbox = engine, conf, web.outbox
-    app.state.channels = {c.name: c for c in channels}
+    app.state.channels, app.state.live = {c.name: c for c in channels}, live
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(InputRejected, _input_rejected)
     app.add_exception_handler(StarletteHTTPException, _http_error)

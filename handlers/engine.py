@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -97,8 +98,8 @@ class Engine:
     def __init__(self, faq: FAQ, matcher: Matcher, accounts: AccountAPI, store: SessionStore,
                  settings: EngineSettings | None = None, records: Records | None = None,
                  clock: Callable[[], float] = time.time, handoffs: HandoffService | None = None) -> None:
-        self.faq = faq
-        self.matcher = matcher
+        self._knowledge = (faq, matcher)
+        self._pinned = threading.local()
         self.accounts = accounts
         self.store = store
         self.settings = settings or EngineSettings()
@@ -106,11 +107,26 @@ class Engine:
         self.clock = clock
         self.handoffs = handoffs or memory_service(clock)
 
+    # ---- the FAQ and matcher: swapped whole by a live reload, fixed for the length of a turn ----------
+
+    @property
+    def faq(self) -> FAQ:
+        return (getattr(self._pinned, "knowledge", None) or self._knowledge)[0]
+
+    @property
+    def matcher(self) -> Matcher:
+        return (getattr(self._pinned, "knowledge", None) or self._knowledge)[1]
+
+    def use(self, faq: FAQ, matcher: Matcher) -> None:
+        """Serve a new FAQ from the next turn on (one assignment: a turn sees the old pair or the new)."""
+        self._knowledge = (faq, matcher)
+
     # ---- the one entry point ---------------------------------------------------------------
 
     def handle(self, session_id: str, message: Message) -> list[Reply]:
         """The replies to one message; any session id works (unknown → a new session)."""
         tag = storage_key(str(session_id))[:8]
+        self._pinned.knowledge = self._knowledge
         try:
             with self.store.lock(session_id):
                 state = self.store.get(session_id) or {}
@@ -123,6 +139,8 @@ class Engine:
         except StoreError as e:
             log.error("session %s: store failed: %s", tag, e)
             return [Reply("抱歉，系统暂时无法保存对话进度，请稍后再试。", buttons=(HANDOFF,))]
+        finally:
+            self._pinned.knowledge = None
 
     def forget(self, session_id: str) -> None:
         """Delete the session — any flow with its data, the transcript, where to reach the user —

@@ -69,7 +69,8 @@ def test_demo_starts_sandbox_and_web_and_chats_end_to_end(tmp_path):
     try:
         url = wait_for_url(proc)
         assert url == f"http://127.0.0.1:{web_port}/"
-        assert requests.get(url + "healthz", timeout=5).json() == {"status": "ok"}
+        health = requests.get(url + "healthz", timeout=5).json()
+        assert health["status"] == "ok" and health["faq"]["ok"] and health["faq"]["entries"] > 30
         assert "widget.js" in requests.get(url, timeout=5).text
         sid = requests.post(url + "api/session", timeout=5).json()["session_id"]
         body = requests.post(url + "api/chat", json={"session_id": sid, "text": "用户名忘了怎么办"}, timeout=30).json()
