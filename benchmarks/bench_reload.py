@@ -31,8 +31,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPIC = "topics/02_recover_account.yaml"
-ANCHOR = "请点击登录页面的“**找回用户名**”链接"
-QUESTION = "忘记用户名怎么办"
+sys.path.insert(0, str(ROOT))
+from faq.loader import load_dir  # noqa: E402
+
+_ENTRY = load_dir(ROOT / "faq" / "data").entry("recover_account.username")
+ANCHOR = _ENTRY.answer.splitlines()[0][:16]    # the answer's start; each edit puts a marker before it
+QUESTION = _ENTRY.question
 
 
 def free_port() -> int:

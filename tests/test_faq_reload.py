@@ -16,6 +16,7 @@ import requests
 import yaml
 
 from accounts.local import LocalAccountClient as LocalAccounts
+from faq.loader import load_dir
 from handlers.testing import Chat, make_engine
 from intents.live import LiveFAQ
 from intents.matcher import MatcherConfig
@@ -24,8 +25,10 @@ from test_web_serve import ROOT, free_port, start, stop, wait_for_url
 
 DATA = ROOT / "faq" / "data"
 TOPIC = "02_recover_account.yaml"
-OLD = "请点击登录页面的“**找回用户名**”链接"
-NEW = "【已更新】请点击登录页面的“**找回用户名**”链接"
+# the start of the username entry's answer as the FAQ has it today; an edit prefixes a marker
+OLD = load_dir(DATA).entry("recover_account.username").answer.splitlines()[0][:16]
+NEW = "【已更新】" + OLD
+QUESTION = load_dir(DATA).entry("recover_account.username").question
 
 
 @pytest.fixture()
@@ -46,7 +49,7 @@ def save(path: Path, old: str, new: str) -> None:
 
 def break_it(path: Path) -> int:
     """A typo in a field name of the username entry; returns its line."""
-    save(path, "    question: 忘记用户名怎么办？", "    questoin: 忘记用户名怎么办？")
+    save(path, f"    question: {QUESTION}", f"    questoin: {QUESTION}")
     return next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "questoin" in line)
 
 
@@ -65,10 +68,10 @@ def test_a_valid_edit_is_swapped_into_the_engine(folder: Path, tmp_path: Path):
     engine = make_engine(LocalAccounts(), matcher=live.current.matcher, data_dir=tmp_path)
     live.subscribe(lambda snap: engine.use(snap.faq, snap.matcher))
     chat = Chat(engine)
-    assert OLD in chat.say("忘记用户名怎么办")[0].text and not live.poll()
+    assert OLD in chat.say(QUESTION)[0].text and not live.poll()
     save(folder / "topics" / TOPIC, OLD, NEW)
     assert live.poll()
-    assert chat.say("忘记用户名怎么办")[0].text.startswith("【已更新】")
+    assert chat.say(QUESTION)[0].text.startswith("【已更新】")
     assert live.status()["reloads"] == 1 and live.status()["ok"]
 
 
@@ -85,11 +88,11 @@ def test_a_broken_edit_keeps_the_last_good_faq_and_reports_file_line_field(folde
                           f"('questoin' was unexpected)") or (f"{TOPIC}:{line}: " in e and "questoin" in e)
                for e in status["errors"]), status["errors"]
     assert any(f"{TOPIC}:{line}: " in r.getMessage() for r in caplog.records)
-    assert OLD in Chat(engine).say("忘记用户名怎么办")[0].text
+    assert OLD in Chat(engine).say(QUESTION)[0].text
     assert not live.poll() and live.status()["failures"] == 1   # the same broken files are not re-read
     save(folder / "topics" / TOPIC, "    questoin:", "    question:")
     assert live.poll() and live.status()["ok"]
-    assert Chat(engine).say("忘记用户名怎么办")[0].text.startswith("【已更新】")
+    assert Chat(engine).say(QUESTION)[0].text.startswith("【已更新】")
 
 
 def test_a_turn_keeps_the_faq_it_started_with(folder: Path, tmp_path: Path):
@@ -108,9 +111,9 @@ def test_a_turn_keeps_the_faq_it_started_with(folder: Path, tmp_path: Path):
         return result
 
     engine.matcher.match = match_then_swap  # type: ignore[method-assign]
-    replies = Chat(engine).say("忘记用户名怎么办")
+    replies = Chat(engine).say(QUESTION)
     assert seen == [False] and OLD in replies[0].text
-    assert Chat(engine).say("忘记用户名怎么办")[0].text.startswith("【已更新】")
+    assert Chat(engine).say(QUESTION)[0].text.startswith("【已更新】")
 
 
 def test_files_added_and_removed_are_noticed(folder: Path):
@@ -144,7 +147,7 @@ def test_serve_reloads_under_load_without_a_failed_request(folder: Path, tmp_pat
             sid = http.post(url + "api/session", timeout=30).json()["session_id"]
             while not stop_load.is_set():
                 sent = time.monotonic()
-                r = http.post(url + "api/chat", json={"session_id": sid, "text": "忘记用户名怎么办"}, timeout=30)
+                r = http.post(url + "api/chat", json={"session_id": sid, "text": QUESTION}, timeout=30)
                 text = r.json()["replies"][0]["text"] if r.status_code == 200 else r.text
                 results.append((sent, r.status_code, text))
 
