@@ -182,6 +182,7 @@ class WxUser:
         if aes_key:
             from wechatpy.crypto import WeChatCrypto
             self.crypto = WeChatCrypto(token, aes_key, app_id)
+        self.choice_mode = "menu"
         self.received: list[dict] = []     # this turn: {"msgtype": "text"|"msgmenu", ...}
         self.last_status = 0
         self.last_body = ""
@@ -283,6 +284,10 @@ class WxUser:
         """Tap a choice of a customer-service menu (WeChat sends its text with ``bizmsgmenuid``)."""
         item_id, content = self.choice(label)
         return self.post(self.xml("text", Content=content, bizmsgmenuid=item_id))
+
+    def choose(self, label: str) -> list[dict]:
+        """Make a choice the way ``choice_mode`` says: "menu" taps it, "number" types its number."""
+        return self.press(label) if self.choice_mode == "menu" else self.number(label)
 
     def number(self, label: str) -> list[dict]:
         """Type the number of a choice."""
