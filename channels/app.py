@@ -69,6 +69,20 @@ async def _crash(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "服务暂时出现问题，请稍后再试。")
 
 
+def _handoff_api(cfg: Mapping[str, Any], engine: ConversationEngine) -> Any:
+    """The help-desk API over the engine's hand-off service, when ``handoff.api_token`` is set."""
+    from .handoff_api import HandoffApi, HandoffApiConfig
+
+    conf = HandoffApiConfig.from_mapping(settings.section(cfg, "handoff"))
+    service = getattr(engine, "handoffs", None)
+    if not conf.enabled:
+        return None
+    if service is None:
+        log.warning("handoff.api_token is set but the engine has no hand-off service: /api/handoffs is off")
+        return None
+    return HandoffApi(service, conf)
+
+
 def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
                telegram_request: Any = None, live: Any = None) -> FastAPI:
     """The ASGI app. ``engine`` defaults to ``handlers.engine.build_engine(cfg)`` over a live FAQ
@@ -117,6 +131,9 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
         router = channel.router()
         if router is not None:
             app.include_router(router)
+    handoff_api = _handoff_api(cfg, engine)
+    if handoff_api is not None:
+        app.include_router(handoff_api.router())
     if conf.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(conf.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], allow_credentials=False, max_age=600)

@@ -11,8 +11,10 @@ class BodyTooLarge(Exception):
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    """Every error of the web app: JSON ``{"error": code, "message": 中文说明, ...}``."""
-    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
+    """Every error of the web app: JSON ``{"error": code, "message": 中文说明, ...}``; a ``retry_after``
+    (seconds) is also sent as the ``Retry-After`` header."""
+    headers = {"Retry-After": str(extra["retry_after"])} if "retry_after" in extra else None
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status, headers=headers)
 
 
 def too_large(limit: int) -> JSONResponse:
