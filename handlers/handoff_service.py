@@ -286,9 +286,12 @@ def build_service(cfg: Mapping[str, Any], *, store: HandoffStore | None = None, 
     if agents_online is None and hasattr(store, "db"):
         staff = StaffStore(store.db, clock)  # type: ignore[attr-defined]
         agents_online = lambda: len(staff.online())  # noqa: E731
-    return HandoffService(store, bus or build_bus(section(cfg, "sessions")), hours=OfficeHours.parse(h.get("hours")),
-                          agents_online=agents_online, clock=clock,
-                          max_reply_chars=int(h.get("max_reply_chars") or MAX_REPLY_CHARS))
+    service = HandoffService(store, bus or build_bus(section(cfg, "sessions")),
+                             hours=OfficeHours.parse(h.get("hours")), agents_online=agents_online, clock=clock,
+                             max_reply_chars=int(h.get("max_reply_chars") or MAX_REPLY_CHARS))
+    from .helpdesk import attach
+    attach(service, h)   # the help-desk webhook listens when handoff.webhook_url is set
+    return service
 
 
 def memory_service(clock: Callable[[], float] = time.time, **kwargs: Any) -> HandoffService:
