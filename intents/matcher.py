@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -91,14 +92,16 @@ class Matcher:
         self._keywords: list[tuple[str, ...]] = []
         intent_vocab: dict[str, set[str]] = defaultdict(set)
         for e in self._targets:
-            docs = [self._norm(q) for q in (e.question, *e.alternates)]
-            keywords = [self._norm(k) for k in e.keywords]
+            questions = [self.normalise(q) for q in (e.question, *e.alternates)]
+            keyword_norms = [self.normalise(k) for k in e.keywords]
             # the answer's words count as explained too (document expansion): a user
             # asking about 缓存 or 账号管理 is asking about the entry that mentions them
-            answer_words = self._norm(_plain(e.answer))[1]
+            answer = self.normalise(_plain(e.answer))
             self._entry_contrast.append(frozenset().union(*(
-                self._contrast_words(self.normalise(t).full) for t in (e.question, *e.alternates, *e.keywords, _plain(e.answer)))))
-            vocab = {t for _, toks in docs + keywords for t in toks} | set(answer_words)
+                self._contrast_words(n.full) for n in (*questions, *keyword_norms, answer))))
+            docs = [(n.text, n.tokens) for n in questions]
+            keywords = [(n.text, n.tokens) for n in keyword_norms]
+            vocab = {t for _, toks in docs + keywords for t in toks} | set(answer.tokens)
             per_entry_docs.append(docs)
             self._vocab.append(frozenset(vocab))
             self._keywords.append(tuple(k for k, _ in keywords if k))
@@ -127,6 +130,13 @@ class Matcher:
                 for key in _keys(text, toks):
                     self._index[key].add(di)
         self._max_postings = max(500, len(self._docs) // 50)
+        # homophone typos of the FAQ's frequent words are recovered too (用护名 → 用户名)
+        seen_in: dict[str, int] = defaultdict(int)
+        for d in self._docs:
+            if self._targets[d.entry].intent != OUT_OF_SCOPE:
+                for t in d.tokens:
+                    seen_in[t] += 1
+        self.normalise.learn_sounds(t for t, c in seen_in.items() if c >= 2 and len(t) >= 2)
         self._tfidf = _CharTfidf([d.text for d in self._docs])
 
         self._smalltalk_entry = {t.intent: t.entries[0].id for t in faq.topics if t.intent in faq.smalltalk}
@@ -252,6 +262,7 @@ class Matcher:
         best_sim: dict[int, float] = {}
         best_cos: dict[int, float] = {}
         qvec = self._tfidf.vector(qtext)
+        cosine = self._tfidf.cosine
         for di in doc_ids:
             d = self._docs[di]
             common = sum(weights[t] for t in qset & d.tokens)
@@ -266,7 +277,7 @@ class Matcher:
             sim = 0.5 * f1 + 0.5 * char
             if sim > best_sim.get(d.entry, -1.0):
                 best_sim[d.entry] = sim
-            cos = self._tfidf.cosine(qvec, di)
+            cos = cosine(qvec, di)  # the second signal: character n-gram TF-IDF
             if cos > best_cos.get(d.entry, -1.0):
                 best_cos[d.entry] = cos
 
@@ -351,7 +362,8 @@ class _CharTfidf:
 
     def cosine(self, query: dict[str, float], doc: int) -> float:
         d = self._vectors[doc]
-        return sum(query[k] * d[k] for k in query.keys() & d.keys())
+        common = query.keys() & d.keys()  # one set, iterated twice in the same order
+        return sum(map(operator.mul, map(query.__getitem__, common), map(d.__getitem__, common)))
 
 
 def _grams(text: str) -> dict[str, int]:

@@ -3,7 +3,7 @@
 Pipeline (pure, no I/O after construction):
 clean (drop control characters, lone surrogates; NFKC folds full-width to half-width)
 → lower case → traditional → simplified (OpenCC) → punctuation/emoji to spaces
-→ typos fixed → synonyms and domain words rewritten to their canonical form
+→ typos fixed → homophone typos recovered by pinyin (``intents.phonetic``) → synonyms and domain words rewritten to their canonical form
 (one pass, longest first) → jieba with the domain dictionary → stopwords dropped.
 """
 from __future__ import annotations
@@ -14,11 +14,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterable
 
 import jieba
 import opencc
 
 from faq.model import FAQ
+
+from .phonetic import Phonetic
 
 # median of log(total / frequency) over jieba's default dictionary (0.42.1): the
 # surprisal of a typical word, used to put informativeness on a 1.0-at-median scale
@@ -103,6 +106,15 @@ class Normaliser:
             if not _ASCII_WORD.match(word):
                 self._added[word] = self._surprisal(freq[word]) if freq.get(word) else 1.0
                 self._tokenizer.add_word(word, freq=200000)
+        base_freq = self._tokenizer.FREQ
+        self._phonetic = Phonetic(
+            (*rewrite, *self._typos.values()),
+            is_word=lambda w: base_freq.get(w, 0) > 0 and w not in self._added,
+            stop_chars=(w for w in self.stopwords if len(w) == 1))
+
+    def learn_sounds(self, words: Iterable[str]) -> None:
+        """Also recover homophone typos of these words (e.g. the FAQ's frequent words)."""
+        self._phonetic.add(words)
 
     def informativeness(self, token: str) -> float | None:
         """How rare a word is in general Chinese (jieba's dictionary frequencies), 1.0 at the
@@ -120,6 +132,7 @@ class Normaliser:
         text = _KEEP.sub(" ", text)
         if self._typos:
             text = self._typo_pattern.sub(lambda m: self._typos[m.group(0)], text)
+        text = self._phonetic(text)
         return self._pattern.sub(lambda m: f" {self._rewrite[m.group(0)]} ", text)
 
     def tokens(self, rewritten: str) -> tuple[str, ...]:

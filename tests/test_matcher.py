@@ -252,3 +252,51 @@ def test_tfidf_weight_changes_the_score():
     plain = make_matcher(faq, w_tfidf=0.0).match("忘了密码咋整").score
     blended = make_matcher(faq, w_tfidf=0.5).match("忘了密码咋整").score
     assert plain != blended
+
+
+# ---- homophone typos (pinyin) and Cantonese / chat forms ------------------------------
+
+@pytest.mark.parametrize("typed, meant", [
+    ("用护名忘了", "用户名"),
+    ("蜜码不对", "密码"),
+    ("手鸡号被注册", "手机号码"),
+    ("身份症号已被注册", "证件号码"),
+    ("重新住册", "重新注册"),
+])
+def test_homophone_typos_are_recovered(typed, meant):
+    assert meant in real_matcher().normalise.rewrite(typed).split()
+
+
+@pytest.mark.parametrize("text", [
+    "账号吗", "这个号吗", "好吗", "我想问一下", "平时", "是否",   # a differing stopword, or a real word
+])
+def test_homophone_recovery_leaves_real_words_and_particles_alone(text):
+    assert real_matcher().normalise.rewrite(text).replace(" ", "") == text
+
+
+def test_phonetic_guards_short_words_and_tones():
+    from intents.phonetic import Phonetic
+    p = Phonetic(["密码", "用户名", "绿色通道"], is_word=lambda w: w == "秘书", stop_chars=["吗"])
+    assert p("蜜码") == "密码"                  # same sound, other tone: mì/mì, mǎ/mǎ
+    assert p("秘码") == "密码"
+    assert p("觅马") == "觅马"                  # two characters and none as written: not recovered
+    assert p("密吗") == "密吗"                  # the differing character is a stopword
+    assert p("用护明") == "用护明"              # two of three differ
+    assert p("律色通道") == "绿色通道"          # ü readings (lǜ) compare as v
+    assert p("abc 用护名") == "abc 用户名"
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("用护名忘记了点算", "recover_account"),
+    ("我唔记得蜜码", "recover_account"),
+    ("手鸡号被人注册咗", "phone_registered"),
+    ("身份症号已被注册係咪有人用咗", "id_duplicate"),
+    ("點解話我操作過於頻繁", "too_frequent"),
+])
+def test_typos_and_cantonese_questions_are_answered(text, intent):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.intent == intent, result
+
+
+def test_a_question_particle_alone_is_not_an_answer():
+    assert real_matcher().match("咩意思").decision == "out_of_scope"

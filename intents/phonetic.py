@@ -1,0 +1,131 @@
+"""Homophone typo recovery: 用护名 → 用户名, 蜜码 → 密码, 手鸡号 → 手机号, 身份症号 → 身份证号.
+
+Pinyin-input users pick the wrong character of the right sound. Known words (the lexicon's
+domain words and synonyms, the FAQ's frequent words) are indexed by their toneless pinyin;
+a stretch of the user's text that sounds like one of them but is written differently is
+rewritten to it. Guards against over-matching:
+- two characters at least, and at least one character written as in the word;
+- at most half of the characters differ, and no differing character is a one-character
+  stopword (号吗 is not 号码);
+- a stretch that is a word in its own right (the tokeniser's dictionary) is left alone,
+  as is a stretch that already is a known word.
+Character readings come from pypinyin's table: every reading of a word's heteronyms is
+indexed; a user's character is read by its most common reading.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import unicodedata
+from functools import lru_cache
+from importlib import resources
+from typing import Callable, Iterable
+
+_HAN = re.compile(r"[\u4e00-\u9fff]+")
+
+
+def _toneless(reading: str) -> str:
+    """'lǜ' → 'lv', 'hù' → 'hu' (tone marks dropped, ü kept apart from u as v)."""
+    out = []
+    for ch in unicodedata.normalize("NFD", reading):
+        if ch == "\u0308":
+            out[-1] = "v"
+        elif unicodedata.category(ch) != "Mn":
+            out.append(ch)
+    return "".join(out)
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict[str, str]:
+    """pypinyin's character table (code point as text → readings with tones, comma separated),
+    read straight from its JSON: half the time of importing ``pypinyin.pinyin_dict``."""
+    return json.loads((resources.files("pypinyin") / "pinyin_dict.json").read_text(encoding="utf-8"))
+
+
+class Phonetic:
+    """Built once from the words to recover; ``__call__`` rewrites homophone typos in text."""
+
+    MAX_LEN = 6
+    MAX_SPELLINGS = 16  # readings combinations indexed per word (heteronyms multiply)
+
+    def __init__(self, words: Iterable[str], is_word: Callable[[str], bool], stop_chars: Iterable[str]) -> None:
+        self._is_word = is_word
+        self._stop = frozenset(stop_chars)
+        self._table = _table()
+        self._readings: dict[str, tuple[str, ...]] = {}
+        self._words: set[str] = set()
+        self._spellings: dict[tuple[str, ...], str] = {}  # toneless readings → word
+        self._pairs: set[tuple[str, str]] = set()          # adjacent readings inside some word
+        self.add(words)
+
+    def _sounds(self, ch: str) -> tuple[str, ...]:
+        """Every toneless reading of a character, the most common first."""
+        got = self._readings.get(ch)
+        if got is None:
+            raw = self._table.get(str(ord(ch)), "")
+            got = self._readings[ch] = tuple(dict.fromkeys(_toneless(r) for r in raw.split(",") if r))
+        return got
+
+    def add(self, words: Iterable[str]) -> None:
+        """Index more words (two to six Chinese characters, each with a known reading)."""
+        for w in words:
+            if w in self._words or not (2 <= len(w) <= self.MAX_LEN) or not _HAN.fullmatch(w):
+                continue
+            sounds = [self._sounds(ch) for ch in w]
+            if not all(sounds):
+                continue
+            self._words.add(w)
+            for spelling in itertools.islice(itertools.product(*sounds), self.MAX_SPELLINGS):
+                self._spellings.setdefault(spelling, w)
+                self._pairs.update(zip(spelling, spelling[1:]))
+
+    def __call__(self, text: str) -> str:
+        return _HAN.sub(self._run, text) if self._words else text
+
+    def _run(self, m: re.Match[str]) -> str:
+        run = m.group(0)
+        n = len(run)
+        if n < 2:
+            return run
+        # a user's character is read by its most common reading
+        r = [(self._sounds(ch) or ("",))[0] for ch in run]
+        pairs = self._pairs
+        linked = [(r[j], r[j + 1]) in pairs for j in range(n - 1)]  # could be inside one word
+        best: dict[int, str] = {}
+        s = 0
+        while s < n - 1:
+            if not linked[s]:
+                s += 1
+                continue
+            end = s + 1  # the stretch s..end has every adjacent pair inside some word
+            while end < n - 1 and linked[end]:
+                end += 1
+            for start in range(s, end):
+                for length in range(min(self.MAX_LEN, end + 1 - start), 1, -1):
+                    word = self._spellings.get(tuple(r[start:start + length]))
+                    if word and self._fits(run[start:start + length], word):
+                        best[start] = word
+                        break
+            s = end
+        if not best:
+            return run
+        out: list[str] = []
+        i = 0
+        while i < n:
+            word = best.get(i)
+            if word:
+                out.append(word)
+                i += len(word)
+            else:
+                out.append(run[i])
+                i += 1
+        return "".join(out)
+
+    def _fits(self, sub: str, word: str) -> bool:
+        """``sub`` is ``word`` itself, or a homophone typo of it that passes the guards."""
+        if sub == word:
+            return True
+        differ = [k for k in range(len(word)) if sub[k] != word[k]]
+        return (len(differ) * 2 <= len(word) and not any(sub[k] in self._stop for k in differ)
+                and not self._is_word(sub))
