@@ -26,6 +26,7 @@ from .flows import COMMANDS, FLOWS, OFFERS
 from .flows.base import Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch
 from .handoff_service import LEAVE, HandoffService, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
+from .insights import TurnEvent
 from .privacy import mask_secrets
 from .records import Records
 from .sessions import LockTimeout, SessionStore, StoreError, storage_key
@@ -97,7 +98,8 @@ class Engine:
 
     def __init__(self, faq: FAQ, matcher: Matcher, accounts: AccountAPI, store: SessionStore,
                  settings: EngineSettings | None = None, records: Records | None = None,
-                 clock: Callable[[], float] = time.time, handoffs: HandoffService | None = None) -> None:
+                 clock: Callable[[], float] = time.time, handoffs: HandoffService | None = None,
+                 insights: Any = None) -> None:
         self._knowledge = (faq, matcher)
         self._pinned = threading.local()
         self.accounts = accounts
@@ -106,6 +108,7 @@ class Engine:
         self.records = records or Records(self.settings.data_dir)
         self.clock = clock
         self.handoffs = handoffs or memory_service(clock)
+        self.insights = insights  # handlers.insights.EventWriter (``record(event)``, never blocks) or None
 
     # ---- the FAQ and matcher: swapped whole by a live reload, fixed for the length of a turn ----------
 
@@ -127,6 +130,8 @@ class Engine:
         """The replies to one message; any session id works (unknown → a new session)."""
         tag = storage_key(str(session_id))[:8]
         self._pinned.knowledge = self._knowledge
+        self._pinned.trace = trace = {}
+        started = time.perf_counter()
         try:
             with self.store.lock(session_id):
                 state = self.store.get(session_id) or {}
@@ -140,7 +145,41 @@ class Engine:
             log.error("session %s: store failed: %s", tag, e)
             return [Reply("抱歉，系统暂时无法保存对话进度，请稍后再试。", buttons=(HANDOFF,))]
         finally:
-            self._pinned.knowledge = None
+            self._pinned.knowledge = self._pinned.trace = None
+            if self.insights is not None and "text" in trace:
+                self._emit(session_id, trace, (time.perf_counter() - started) * 1000)
+
+    # ---- turn events (handlers.insights): what each turn decided, masked, recorded off the request path ----
+
+    def _note(self, **fields: Any) -> None:
+        """Record facts about the current turn for its event (later notes win)."""
+        trace = getattr(self._pinned, "trace", None)
+        if trace is not None:
+            trace.update(fields)
+
+    def _note_first(self, **fields: Any) -> None:
+        """Record facts about the current turn unless already noted (earlier notes win)."""
+        trace = getattr(self._pinned, "trace", None)
+        if trace is not None:
+            for k, v in fields.items():
+                trace.setdefault(k, v)
+
+    def _flow_outcome(self, outcome: str) -> None:
+        """How the flow ended this turn (the first ending noted wins over a later "completed")."""
+        trace = getattr(self._pinned, "trace", None)
+        if trace is not None and trace.get("flow_event") in (None, "started"):
+            trace["flow_event"] = outcome
+
+    def _note_match(self, result: MatchResult) -> None:
+        self._note(decision=result.decision, intent=result.intent, entry=result.entry, score=result.score,
+                   candidates=tuple((c.entry, c.score) for c in result.candidates))
+
+    def _emit(self, session_id: str, trace: dict[str, Any], latency_ms: float) -> None:
+        try:
+            self.insights.record(TurnEvent(ts=self.clock(), session=storage_key(str(session_id))[:16],
+                                           latency_ms=round(latency_ms, 3), **trace))
+        except Exception as e:  # insights must never break a conversation
+            log.error("turn event not recorded: %s", e.__class__.__name__)
 
     def forget(self, session_id: str) -> None:
         """Delete the session — any flow with its data, the transcript, where to reach the user —
@@ -167,21 +206,29 @@ class Engine:
             state["reach"] = {"channel": message.channel, "address": message.address}
         state["prev_event"] = state.pop("last_event", None)
         said = self._remember_user(state, inp, message)
+        self._note(text=said[:500], channel=str(message.channel or ""))
         try:
             if problem is not None:
                 replies = [problem] + self._reprompt(state, now)
+                self._note(decision="rejected")
             else:
                 replies = self._with_person(state, inp, said)
                 if replies is None:
                     replies = self._dispatch(session_id, state, inp, now)
+                else:
+                    self._note_first(decision="person")
         except Exception as e:  # a bug must not lose the conversation or leak data
             log.error("session %s: %s in flow %s", storage_key(session_id)[:8], e.__class__.__name__,
                       (state.get("flow") or {}).get("name"), exc_info=log.isEnabledFor(logging.DEBUG))
+            self._flow_outcome("error")
             self._end_flow(state)
             replies = [Reply("抱歉，系统出了点问题，当前办理已结束，您填写的信息已清除。请重新开始或转人工客服。",
                              buttons=(HANDOFF,))]
         if state.get("flow"):
             state["flow"]["touched"] = now
+            self._note(flow=state["flow"]["name"], step=state["flow"]["step"])
+        self._note_first(decision="flow" if state.get("flow") or "flow_event" in (self._pinned.trace or {})
+                         else "command", intent=next((r.intent for r in replies if r.intent), None))
         self._remember_bot(state, replies)
         return replies
 
@@ -245,6 +292,7 @@ class Engine:
         if kind == "fb" and arg.partition(":")[2] in self.faq.entries:
             return self._feedback(session_id, arg, state, now)
         if kind == "faq" and arg in self.faq.entries:
+            self._note(decision="answer", intent=self.faq.entry(arg).intent, entry=arg)
             return self._entry_replies(self.faq.entry(arg), in_flow=bool(state.get("flow"))) + self._reprompt(state, now)
         if kind == "flow" and arg in FLOWS:
             return self._start(state, arg, now)
@@ -259,6 +307,7 @@ class Engine:
     # ---- FAQ answers ------------------------------------------------------------------------
 
     def _answer(self, session_id: str, state: dict[str, Any], result: MatchResult, now: float) -> list[Reply]:
+        self._note_match(result)
         state["oos_streak"] = state.get("oos_streak", 0) + 1 if result.decision == "out_of_scope" else 0
         if result.decision == "answer" and result.entry in self.faq.entries:
             entry = self.faq.entry(result.entry)
@@ -296,6 +345,8 @@ class Engine:
     def _feedback(self, session_id: str, arg: str, state: dict[str, Any], now: float) -> list[Reply]:
         vote, _, entry = arg.partition(":")
         self.records.feedback(session_id, entry, vote == "up")
+        self._note(decision="feedback", entry=entry, intent=self.faq.entry(entry).intent,
+                   feedback="up" if vote == "up" else "down")
         if vote != "up":
             state["last_event"] = "not_helpful"
         if vote == "up":
@@ -332,6 +383,9 @@ class Engine:
         except HandoffError as e:
             log.error("session %s: hand-off failed: %s", storage_key(session_id)[:8], e.__class__.__name__)
             return [Reply("抱歉，人工客服系统暂时无法接入，请稍后再点“转人工客服”。", buttons=(HANDOFF,))]
+        self._note(decision="handoff", intent=HUMAN)
+        if state.get("flow"):
+            self._flow_outcome("handed_off")
         self._end_flow(state)
         state["handoff"] = h.id
         state["oos_streak"] = 0
@@ -400,6 +454,7 @@ class Engine:
         state["flow"] = {"name": name, "step": None, "data": dict(data or {}), "history": [],
                          "invalid": 0, "key": "", "touched": now}
         log.info("flow %s started", name)
+        self._note(flow_event="started", flow=name)
         intro = Reply(f"好的，我们开始**{spec.title}**。随时可以输入“返回”回到上一步，或输入“取消”结束。", flow=name)
         return [intro] + self._advance(state, Goto(spec.first), now)
 
@@ -408,9 +463,11 @@ class Engine:
         flow = state.pop("flow", None)
         if flow:
             log.info("flow %s ended at %s", flow["name"], flow["step"])
+            self._note(flow=flow["name"], step=flow["step"])
 
     def _expire(self, state: dict[str, Any]) -> list[Reply]:
         name = state["flow"]["name"]
+        self._flow_outcome("expired")
         self._end_flow(state)
         minutes = self.settings.flow_idle_seconds // 60
         return [Reply(f"由于超过 {minutes} 分钟没有操作，“{FLOWS[name].title}”已结束，您填写的信息已清除。"
@@ -420,6 +477,7 @@ class Engine:
         if not state.get("flow"):
             return [Reply("当前没有正在办理的事项。有什么可以帮您？")]
         title = FLOWS[state["flow"]["name"]].title
+        self._flow_outcome("cancelled")
         self._end_flow(state)
         return [Reply(f"好的，已结束“{title}”，您填写的信息已清除。还有什么可以帮您？")]
 
@@ -481,6 +539,7 @@ class Engine:
         if result.decision != "answer" or result.entry not in self.faq.entries or result.score < min_score:
             return None
         entry = self.faq.entry(result.entry)
+        self._note_match(result)
         if entry.intent == HUMAN or entry.flow == HUMAN:
             return self._handoff(session_id, state)
         return self._entry_replies(entry, in_flow=True) + self._reprompt(state, now, "我们继续刚才的办理：")
@@ -501,6 +560,7 @@ class Engine:
             flow = state["flow"]
             replies.extend(outcome.say)
             if isinstance(outcome, Finish):
+                self._flow_outcome("completed")
                 self._end_flow(state)
                 return replies
             if isinstance(outcome, Switch):
@@ -538,6 +598,7 @@ class Engine:
         except AccountError as e:
             log.warning("flow %s step %s: refused (%s)", flow["name"], flow["step"], e.code)
             state["last_event"] = "api_failure"
+            self._flow_outcome("failed")
             return Finish((ctx.say(f"抱歉，操作没有成功：{e.message or '服务拒绝了请求'}。如需帮助，可以转人工客服。",
                                    HANDOFF),))
 
@@ -601,5 +662,8 @@ def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,
     if store is None:
         store = build_store(section(cfg, "sessions"))
     records = Records(resolve_path(settings.data_dir), clock=clock)
-    return Engine(faq, matcher, accounts, store, settings, records, clock, handoffs or build_service(cfg, clock=clock))
+    from .insights import build_writer
+
+    return Engine(faq, matcher, accounts, store, settings, records, clock, handoffs or build_service(cfg, clock=clock),
+                  insights=build_writer(cfg, clock=clock))
 

@@ -41,6 +41,15 @@ def _mask_url(m: re.Match[str]) -> str:
     return f"{scheme}://{host}" + ("/" + "/".join(parts) if slash else "") + ("?***" if hidden else "")
 
 
+# e-mail addresses keep only their domain; long opaque strings outside links (a pasted reset
+# token, a WeChat OpenID) that mix letters (two or more: not an ID number's X) and digits are hidden whole
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@(?P<domain>[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)")
+_BARE_TOKEN = re.compile(r"(?<![A-Za-z0-9_\-])(?=[A-Za-z0-9_\-]*\d)(?=(?:[A-Za-z0-9_\-]*[A-Za-z]){2})"
+                         r"[A-Za-z0-9_\-]{16,}(?![A-Za-z0-9_\-])")
+
+
 def mask_secrets(text: str) -> str:
-    """``mask_text`` plus links stripped of their tokens: what a transcript for staff may keep."""
-    return mask_text(_URL.sub(_mask_url, text))
+    """``mask_text`` plus links stripped of their tokens, e-mail addresses reduced to their domain and
+    long letter-and-digit tokens hidden: what a transcript for staff (and a turn event) may keep."""
+    text = _EMAIL.sub(lambda m: "***@" + m.group("domain"), _URL.sub(_mask_url, text))
+    return mask_text(_BARE_TOKEN.sub("***", text))
