@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from . import calibration
 from .types import MatchResult
 
 
@@ -119,6 +120,9 @@ def evaluate(cfg: Mapping[str, Any], items: list[dict[str, Any]]) -> dict[str, A
         answer = g["answer"] or ""
         return all(s in answer for s in expected(i))
 
+    labelled = [(i["intent"], g) for i, g, _ in rows]
+    bands = calibration.reliability(labelled)
+    point = calibration.operating_point(labelled)
     missing = [{"text": i["text"], "expect_contains": i["expect_contains"], "entry": g["entry"]}
                for i, g in with_expect if not contains(i, g)]
     return {
@@ -131,6 +135,11 @@ def evaluate(cfg: Mapping[str, Any], items: list[dict[str, Any]]) -> dict[str, A
         "confused_pairs": [{"expected": a, "got": b, "count": n} for (a, b), n in confusions.most_common(10)],
         "errors": errors,
         "expect_missing": missing,
+        "reliability": [{"band": b.label, "count": b.count, "share": round(b.share, 4), "precision": round(b.precision, 4)}
+                        for b in bands],
+        "operating_point": {"precision": round(point.precision, 4), "coverage": round(point.coverage, 4),
+                            "clarify_share": round(point.clarify_share, 4),
+                            "clarify_useful": round(point.clarify_useful, 4)},
     }
 
 
@@ -160,6 +169,13 @@ def eval(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:  # noqa: A001
         print("most confused (expected → got):")
         for c in report["confused_pairs"]:
             print(f"  {c['expected']} → {c['got']}: {c['count']}")
+    print("reliability (top score → share of questions, precision of the top guess):")
+    for r in report["reliability"]:
+        if r["count"]:
+            print(f"  {r['band']}  {r['share'] * 100:5.1f}%  {r['precision'] * 100:5.1f}%  (n={r['count']})")
+    op = report["operating_point"]
+    print(f"operating point:         answers {pct(op['coverage'])} of questions at {pct(op['precision'])} precision; "
+          f"clarifies {pct(op['clarify_share'])} ({pct(op['clarify_useful'])} offer the right topic)")
     print(f"in-scope top-1 accuracy: {pct(report['in_scope_top1'])}")
     print(f"out-of-scope rejection:  {pct(report['out_of_scope_rejection'])}")
     print(f"expect_contains:         {pct(report['expect_contains'])}")

@@ -36,7 +36,7 @@ from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
 @dataclass(frozen=True)
 class MatcherConfig:
-    answer_threshold: float = 0.50
+    answer_threshold: float = 0.49
     clarify_threshold: float = 0.48
     clarify_margin: float = 0.05
     max_candidates: int = 3

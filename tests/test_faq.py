@@ -175,8 +175,11 @@ def test_cli_eval_reports_every_metric(tmp_path: Path):
     assert report["in_scope_top1"] == 1.0 and report["out_of_scope_rejection"] == 1.0
     assert report["expect_contains"] == 1.0
     assert {"p50", "p99"} <= set(report["latency_ms"]) and "per_intent" in report and "confused_pairs" in report
+    assert report["operating_point"]["precision"] == 1.0 and report["operating_point"]["coverage"] == 0.5
+    assert sum(b["count"] for b in report["reliability"]) == 2
     text = _bot("eval", str(f)).stdout
     assert "in-scope top-1 accuracy: 100.0%" in text and "latency p50/p99" in text
+    assert "reliability" in text and "0.90–1.00" in text and "operating point" in text
 
 
 def test_cli_check_passes_on_the_real_faq_and_fails_on_a_broken_one(faq_copy: Path, tmp_path: Path):

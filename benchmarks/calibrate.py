@@ -1,0 +1,113 @@
+"""Choose the matcher's thresholds from a reliability curve on held-out data, not by hand.
+
+    python benchmarks/calibrate.py [--precision 0.97] [--clarify-useful 0.5] [FILE.yaml ...]
+
+Default data: the private held-out sets benchmarks/heldout.yaml and heldout2.yaml, pooled
+(never heldout3.yaml, which is scored only before and after a change, nor the public dev set).
+Each question is matched once per threshold setting with the real decision rule (margin
+included). Printed:
+1. the answer curve: for each answer_threshold, precision of the answers given and coverage
+   (share of all questions answered directly); the chosen answer_threshold is the lowest one
+   whose precision reaches --precision (most answers at that precision);
+2. the clarify curve below it: lowering clarify_threshold a step at a time, the questions
+   it adds to the clarified ones and how many of those are offered their right topic; the
+   band grows while each step's additions are offered their right topic at least
+   --clarify-useful of the time (an in-scope question close to the line is asked about
+   rather than rejected; an out-of-scope one asked about instead of rejected counts
+   against), and the chosen clarify_threshold is the last step that added such questions;
+3. the config lines to set. Nothing is written: copy them into config.yaml.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import settings  # noqa: E402
+from faq.loader import load_faq  # noqa: E402
+from intents.calibration import operating_point, reliability  # noqa: E402
+from intents.cli import load_items, result_json  # noqa: E402
+from intents.matcher import Matcher, MatcherConfig  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_SETS = [HERE / "heldout.yaml", HERE / "heldout2.yaml"]
+
+
+def grid(low: float, high: float, step: float = 0.01) -> list[float]:
+    n = int(round((high - low) / step))
+    return [round(low + k * step, 4) for k in range(n + 1)]
+
+
+def clarified(rows: list[tuple[str, dict]]) -> set[int]:
+    return {k for k, (_, got) in enumerate(rows) if got["decision"] == "clarify"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("files", nargs="*", default=[str(p) for p in DEFAULT_SETS])
+    ap.add_argument("--precision", type=float, default=0.98, help="least precision of direct answers")
+    ap.add_argument("--clarify-useful", type=float, default=0.5,
+                    help="least share of clarifications that offer the right topic")
+    args = ap.parse_args()
+    if any(Path(f).name == "heldout3.yaml" for f in args.files):
+        print("calibrate: heldout3.yaml is scored before and after only; never tune on it", file=sys.stderr)
+        return 2
+
+    cfg = settings.load()
+    base = MatcherConfig.from_mapping(settings.section(cfg, "matcher"))
+    matcher = Matcher(load_faq(cfg), base)
+    items = [i for f in args.files for i in load_items(f)]
+    texts, wants = [i["text"] for i in items], [i["intent"] for i in items]
+
+    def decide(answer: float, clarify: float) -> list[tuple[str, dict]]:
+        matcher.config = dataclasses.replace(base, answer_threshold=answer, clarify_threshold=clarify)
+        return [(w, result_json(matcher.match(t), None)) for w, t in zip(wants, texts)]
+
+    print(f"{len(items)} questions from {', '.join(Path(f).name for f in args.files)}")
+    print("reliability of the top guess by score band:")
+    for b in reliability(decide(base.answer_threshold, base.clarify_threshold)):
+        if b.count:
+            print(f"  {b.label}  share {b.share * 100:5.1f}%  precision {b.precision * 100:5.1f}%  (n={b.count})")
+
+    print(f"answer curve (no clarify band): threshold → precision / coverage")
+    chosen = None
+    for t in grid(0.40, 0.75):
+        p = operating_point(decide(t, t))
+        mark = ""
+        if chosen is None and p.precision >= args.precision:
+            chosen, mark = (t, p), "  ← chosen"
+        print(f"  {t:.2f}  {p.precision * 100:5.1f}% / {p.coverage * 100:5.1f}%{mark}")
+    if chosen is None:
+        print(f"no threshold reaches precision {args.precision:.0%}", file=sys.stderr)
+        return 1
+    answer, _ = chosen
+
+    print(f"clarify curve below {answer:.2f}: threshold → clarified (cumulative) / offering the right topic; "
+          "added at this step / of those, offering the right topic")
+    clarify, before = answer, clarified(decide(answer, answer))
+    for c in reversed(grid(0.30, answer - 0.01)):
+        rows = decide(answer, c)
+        now = clarified(rows)
+        added = [rows[k] for k in sorted(now - before)]
+        useful = sum(any(x["intent"] == want for x in got["candidates"]) for want, got in added)
+        p = operating_point(rows)
+        print(f"  {c:.2f}  {p.clarify_share * 100:5.1f}% / {p.clarify_useful * 100:5.1f}%   +{len(added)} / {useful}")
+        if added and useful / len(added) < args.clarify_useful:
+            break
+        if added:
+            clarify = c
+        before = now
+    final = operating_point(decide(answer, clarify))
+    print(f"chosen: answer_threshold {answer:.2f}, clarify_threshold {clarify:.2f} → answers {final.coverage:.1%} "
+          f"of questions at {final.precision:.1%} precision; clarifies {final.clarify_share:.1%} "
+          f"({final.clarify_useful:.1%} offer the right topic)")
+    print(f"config.yaml matcher:\n  answer_threshold: {answer:.2f}\n  clarify_threshold: {clarify:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Reliability by score band and the operating point (intents.calibration), and the
+threshold-choosing script that uses them."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from intents.calibration import guess, operating_point, reliability
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def res(decision: str, intent: str, score: float, candidates=(), not_covered=None) -> dict:
+    return {"decision": decision, "intent": intent, "score": score, "not_covered": not_covered,
+            "candidates": [{"entry": f"{i}.x", "intent": i, "score": s} for i, s in candidates]}
+
+
+def test_guess_is_what_the_bot_would_say_if_it_always_answered():
+    assert guess(res("answer", "a", 0.9)) == "a"
+    assert guess(res("clarify", "a", 0.5, [("a", 0.5), ("b", 0.48)])) == "a"
+    assert guess(res("out_of_scope", "out_of_scope", 0.3, [("b", 0.3)])) == "b"            # below the line
+    assert guess(res("out_of_scope", "out_of_scope", 0.7, [("b", 0.2)], "degree")) == "out_of_scope"  # catalogue
+    assert guess(res("out_of_scope", "out_of_scope", 0.0)) == "out_of_scope"
+
+
+def test_reliability_bands_count_share_and_precision():
+    rows = [("a", res("answer", "a", 0.95)), ("a", res("answer", "b", 0.92)),
+            ("b", res("answer", "b", 0.65)), ("out_of_scope", res("out_of_scope", "out_of_scope", 0.1, [("a", 0.1)]))]
+    bands = {b.label: b for b in reliability(rows, bands=(0.0, 0.5, 0.9, 1.0001))}
+    assert (bands["0.90–1.00"].count, bands["0.90–1.00"].precision) == (2, 0.5)
+    assert (bands["0.50–0.90"].count, bands["0.50–0.90"].precision, bands["0.50–0.90"].share) == (1, 1.0, 0.25)
+    assert bands["0.00–0.50"].precision == 0.0   # the out-of-scope question's top guess was an entry
+
+
+def test_operating_point_precision_coverage_and_useful_clarifications():
+    rows = [("a", res("answer", "a", 0.9)), ("b", res("answer", "a", 0.8)),
+            ("b", res("clarify", "a", 0.5, [("a", 0.5), ("b", 0.49)])),
+            ("out_of_scope", res("clarify", "a", 0.5, [("a", 0.5)])),
+            ("out_of_scope", res("out_of_scope", "out_of_scope", 0.2))]
+    p = operating_point(rows)
+    assert (p.precision, p.coverage, p.clarify_share, p.clarify_useful) == (0.5, 0.4, 0.4, 0.5)
+
+
+def test_calibrate_refuses_the_before_and_after_set(tmp_path: Path):
+    f = tmp_path / "heldout3.yaml"
+    f.write_text(yaml.safe_dump([{"text": "忘记密码", "intent": "recover_account"}], allow_unicode=True), encoding="utf-8")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "calibrate.py"), str(f)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "never tune on it" in out.stderr
+
+
+@pytest.mark.parametrize("precision", ["0.9"])
+def test_calibrate_chooses_thresholds_from_the_curve(tmp_path: Path, precision):
+    items = [{"text": t, "intent": i} for t, i in [
+        ("忘记密码怎么办", "recover_account"), ("用户名忘了", "recover_account"), ("邮箱ip受限", "email_ip_limited"),
+        ("明天天气怎么样", "out_of_scope"), ("帮我订外卖", "out_of_scope"), ("微信支付失败", "out_of_scope")]]
+    f = tmp_path / "cal.yaml"
+    f.write_text(yaml.safe_dump(items, allow_unicode=True), encoding="utf-8")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "calibrate.py"), str(f), "--precision", precision],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "← chosen" in out.stdout and "answer_threshold: 0.40" in out.stdout  # the lowest one reaching 90%
