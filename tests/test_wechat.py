@@ -517,3 +517,12 @@ def test_shared_store_twins_keep_the_same_contract(tmp_path):
         time.sleep(0.1)
         assert kv.get("k") is None and kv.add("k", "four", 5)
         kv.delete("k")
+
+
+def test_mounted_only_when_token_app_id_and_secret_are_set(standin, tmp_path):
+    cfg = wechat_cfg(standin, tmp_path)
+    cfg["wechat"] = {**cfg["wechat"], "app_secret": ""}
+    app = create_app(cfg, engine=make_engine(LocalAccountClient(), data_dir=tmp_path))
+    assert "wechat" not in app.state.channels
+    with TestClient(app) as client:
+        assert client.post("/wechat", content="<xml/>").status_code == 404
