@@ -186,7 +186,7 @@ class Matcher:
         q = merge([c.norm for c in clauses])
         if not q.tokens:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
-        windows = self._question_windows(clauses) if len(q.tokens) > self.config.focus_tokens else []
+        windows = self._question_windows(clauses, long=len(q.tokens) > self.config.focus_tokens)
         # in a long message, only the question's own contrast words change what is asked
         contrast = self._contrast_words(windows[-1].full if windows else q.full)
         ranked = self._rank(q.text, q.tokens, contrast)
@@ -213,14 +213,18 @@ class Matcher:
         return last if last in self._smalltalk_entry else None
 
     @staticmethod
-    def _question_windows(clauses: list[Clause]) -> list[Normalised]:
-        """The last clause that asks something, alone and with the clause before it."""
+    def _question_windows(clauses: list[Clause], long: bool) -> list[Normalised]:
+        """A long message: from the last clause that asks something (alone, and with the clause
+        before it) to the end. Any message where a complaint follows the question: the asking
+        clause on its own too."""
         asks = [i for i, c in enumerate(clauses) if _QUESTION_CUE.search(c.raw)]
         if len(clauses) < 2 or not asks:
             return []
         last = asks[-1]
-        starts = dict.fromkeys((last, max(0, last - 1)))
-        return [w for w in (merge([c.norm for c in clauses[i:]]) for i in starts) if w.tokens]
+        spans = [(i, len(clauses)) for i in dict.fromkeys((last, max(0, last - 1)))] if long else []
+        if last < len(clauses) - 1:
+            spans.append((last, last + 1))
+        return [w for w in (merge([c.norm for c in clauses[i:j]]) for i, j in spans) if w.tokens]
 
     def _with_windows(self, windows: list[Normalised], ranked: list[tuple[float, int]]) -> list[tuple[float, int]]:
         """A long message usually ends in its question: an entry that fits the question

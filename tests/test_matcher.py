@@ -300,3 +300,17 @@ def test_typos_and_cantonese_questions_are_answered(text, intent):
 
 def test_a_question_particle_alone_is_not_an_answer():
     assert real_matcher().match("咩意思").decision == "out_of_scope"
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("身份证被注册了怎么办？气死我了，搞了一晚上", "id_duplicate"),
+    ("忘记密码怎么找回，真是的，你们网站太难用了，每次都这样", "recover_account"),
+])
+def test_a_complaint_after_the_question_does_not_hide_it(text, intent):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.intent == intent, result
+
+
+@pytest.mark.parametrize("text", ["微博手机号已被注册", "京东提示操作过于频繁", "12306说我身份证号已被注册"])
+def test_another_sites_version_of_our_topic_is_not_answered(text):
+    assert real_matcher().match(text).decision == "out_of_scope"
