@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from handlers.sessions import new_session_id
-from handlers.types import Message, Reply
+from handlers.types import Message, Replies, Reply
 
 from . import render
 from .base import Channel, ConversationEngine, clean_payload, clean_text
@@ -63,7 +63,8 @@ def replies_json(replies: Sequence[Reply], sign: Callable[[str], str] = lambda p
     return {
         "replies": out,
         "intent": next((r.intent for r in replies if r.intent), None),
-        "flow": replies[-1].flow if replies else None,
+        # the engine says which flow is active after the turn; a plain list: the last reply's
+        "flow": replies.flow if isinstance(replies, Replies) else (replies[-1].flow if replies else None),
         "expects_image": bool(replies) and replies[-1].expects_image,
     }
 

@@ -18,37 +18,46 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from accounts.base import AccountAPI, AccountError, ServiceUnavailable, Unauthorized
+from accounts.base import AccountAPI, AccountError, ServiceUnavailable, TooFrequent, Unauthorized
 from faq.model import FAQ, Entry
 from intents.types import MatchResult
 
 from .flows import COMMANDS, FLOWS, OFFERS
-from .flows.base import Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch
+from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, command_word,
+                         plain_wait, typed_yes_no)
 from .handoff_service import LEAVE, HandoffService, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
 from .insights import TurnEvent
 from .privacy import mask_secrets
 from .records import Records
 from .sessions import LockTimeout, SessionStore, StoreError, storage_key
-from .types import Button, Message, Reply
+from .types import Button, Message, Replies, Reply
 
 log = logging.getLogger(__name__)
 
 SMALLTALK = ("greeting", "thanks", "goodbye")
 HUMAN = "human_agent"
-CANCEL_WORDS = ("取消", "退出", "算了", "不办了", "结束", "cancel", "quit", "exit")
+# Commands that work at every prompt (compared after flows.base.command_word).
+CANCEL_WORDS = ("取消", "退出", "算了", "不办了", "结束", "不弄了", "cancel", "quit", "exit")
 BACK_WORDS = ("返回", "上一步", "后退", "back")
 RETRY_WORDS = ("重试", "再试一次", "retry")
+RESTART_WORDS = ("重新开始", "从头开始", "重来", "重新来", "重头开始", "restart")
+NO_HANDOFF_WORDS = ("取消转人工", "不转人工", "不用转人工", "不要转人工", "取消人工", "不要人工", "不用人工")
 HANDOFF = Button("转人工客服", "handoff")
 RETRY = Button("重试", "cmd:retry")
 CANCEL = Button("取消", "cmd:cancel")
 LEAVE_HANDOFF = Button("取消转人工", LEAVE)
-HANDOFF_WORDS = ("转人工", "人工", "人工客服", "转人工客服", "找人工")
+HANDOFF_WORDS = ("转人工", "人工", "人工客服", "转人工客服", "找人工", "真人", "人工服务")
 LEAVE_WORDS = ("取消转人工", "不转人工", "退出人工", "取消人工", "回到机器人", "取消", "结束", "结束对话", "退出",
                "cancel", "quit", "exit")
 HIDDEN = "（个人信息，已隐藏）"
 _QUESTION = re.compile(r"[?？]|吗|么|呢|怎么|如何|为什么|为啥|什么|哪|能否|可否|是否")
-_COMMAND_PUNCT = re.compile(r"[\s。.!！?？,，、~～]+")
+# "密码改好了，谢谢": a closing statement after a flow (what was done, then thanks), not a question
+_DONE = re.compile(r"^(好了|好的|好|行|ok|嗯|嗯嗯)?(密码|用户名|账号|帐号|验证|核验|绑定|登录|问题|都|已经|我)*"
+                   r"(改好了|重置好了|设置好了|找回了|找到了|弄好了|搞定了|解决了|成功了|完成了|可以了|好了|没问题了|"
+                   r"登上了|登录上了|登进去了|收到了|通过了|绑好了|明白了|知道了|懂了)"
+                   r"(了|啦|呀|哈)?(谢谢|谢谢你|谢谢您|感谢|多谢|谢啦|谢了|thx|thanks|thankyou)*$")
+_THANKS = re.compile(r"谢|感谢|thx|thank")
 MAX_HOPS = 25
 
 
@@ -86,7 +95,7 @@ class Matcher:  # the part of intents.matcher.Matcher the engine uses
 
 
 def _command(text: str) -> str:
-    return _COMMAND_PUNCT.sub("", unicodedata.normalize("NFKC", text)).lower()
+    return command_word(text)
 
 
 def _is_question(text: str) -> bool:
@@ -135,7 +144,8 @@ class Engine:
         try:
             with self.store.lock(session_id):
                 state = self.store.get(session_id) or {}
-                replies = self._turn(session_id, state, message)
+                replies = Replies(self._turn(session_id, state, message))
+                replies.flow = (state.get("flow") or {}).get("name")
                 self.store.save(session_id, state, self._ttl(state))
             return replies
         except LockTimeout:
@@ -267,14 +277,25 @@ class Engine:
             replies = self._button(session_id, state, inp, now)
             if replies is not None:
                 return replies
+        offer = state.pop("offer", None)
         if inp.kind == "text":
             word = _command(inp.text)
-            if word in CANCEL_WORDS:
+            answer = typed_yes_no(inp.text) if offer in FLOWS and not state.get("flow") else None
+            if answer is not None:  # the answer to the offer just made ("需要我一步步帮您…吗？")
+                return self._start(state, offer, now) if answer else [Reply("好的。还有其他问题，随时问我。")]
+            if word in CANCEL_WORDS and not (word in NO and self._asks_yes_no(state)):
                 return self._cancel(state)
             if word in BACK_WORDS:
                 return self._back(state, now)
             if word in RETRY_WORDS:
                 return self._retry(state, now)
+            if word in RESTART_WORDS:
+                return self._restart(state, now)
+            if word in HANDOFF_WORDS:
+                return self._handoff(session_id, state)
+            if word in NO_HANDOFF_WORDS:  # (during a hand-off these leave it: _with_person)
+                return [Reply("好的，不转人工。")] + (self._reprompt(state, now, "我们继续：") if state.get("flow")
+                                                      else [Reply("有什么可以帮您？")])
             if word in COMMANDS:
                 return self._start(state, COMMANDS[word], now)
         if state.get("flow"):
@@ -284,7 +305,26 @@ class Engine:
                           buttons=(Button("解决证件号码已被注册", "flow:id_duplicate"),))]
         if inp.kind == "button":
             return [Reply("这个选项已失效，请直接输入您的问题。")]
+        closing = self._closing(state, inp.text)
+        if closing is not None:
+            return closing
         return self._answer(session_id, state, self.matcher.match(inp.text), now)
+
+    def _closing(self, state: dict[str, Any], text: str) -> list[Reply] | None:
+        """A closing statement ("密码改好了，谢谢") answered as one; None for anything else."""
+        word = _command(text)
+        if not _DONE.match(word):
+            return None
+        lead = "不客气，很高兴能帮到您！" if _THANKS.search(word) else "太好了！"
+        return [Reply(f"{lead}还有其他账号问题，随时问我。", intent="thanks")]
+
+    def _asks_yes_no(self, state: Mapping[str, Any]) -> bool:
+        """True when the current step is a yes/no question (so 算了/不用 answer it)."""
+        flow = state.get("flow")
+        if not flow or flow.get("step") is None:
+            return False
+        step = FLOWS[flow["name"]].steps.get(flow["step"])
+        return isinstance(step, Ask) and step.yes_no
 
     def _button(self, session_id: str, state: dict[str, Any], inp: Input, now: float) -> list[Reply] | None:
         """Engine-level buttons; None lets the active flow's step handle the payload."""
@@ -300,7 +340,7 @@ class Engine:
             return self._handoff(session_id, state)
         if kind == "cmd":
             action = {"cancel": self._cancel, "back": lambda s: self._back(s, now),
-                      "retry": lambda s: self._retry(s, now)}.get(arg)
+                      "retry": lambda s: self._retry(s, now), "restart": lambda s: self._restart(s, now)}.get(arg)
             return action(state) if action else None
         return None
 
@@ -315,6 +355,8 @@ class Engine:
                 return self._handoff(session_id, state)
             if entry.intent not in SMALLTALK:
                 state["topic"] = entry.intent
+            if entry.flow in OFFERS:  # a typed yes/no next answers the offer
+                state["offer"] = OFFERS[entry.flow].flow
             return self._entry_replies(entry, in_flow=False)
         group = self.faq.not_covered_groups.get(result.not_covered or "")
         if result.decision == "out_of_scope" and group is not None:  # a neighbouring service we do not cover
@@ -325,9 +367,11 @@ class Engine:
         if result.decision == "clarify" and buttons:
             return [Reply("您想问的是下面哪一个？请点选：", buttons=buttons + (Button("都不是，转人工客服", "handoff"),),
                           intent=result.intent)]
+        related = "".join(f"\n- {b.label}" for b in buttons)
         return [Reply("抱歉，这个问题我暂时无法回答。我能解答学信网账号相关的问题，例如找回用户名和密码、"
                       "证件号码已被注册、手机号已被注册、绑定微信或支付宝。"
-                      + ("以下话题可能和您的问题相关：" if buttons else "") + "\n\n也可以转人工客服为您解答。",
+                      + (f"\n\n以下话题可能和您的问题相关：\n{related}" if buttons else "")
+                      + "\n\n也可以转人工客服为您解答。",
                       buttons=buttons + (HANDOFF,), intent="out_of_scope")]
 
     def _entry_replies(self, entry: Entry, in_flow: bool) -> list[Reply]:
@@ -455,8 +499,18 @@ class Engine:
                          "invalid": 0, "key": "", "touched": now}
         log.info("flow %s started", name)
         self._note(flow_event="started", flow=name)
-        intro = Reply(f"好的，我们开始**{spec.title}**。随时可以输入“返回”回到上一步，或输入“取消”结束。", flow=name)
-        return [intro] + self._advance(state, Goto(spec.first), now)
+        replies = self._advance(state, Goto(spec.first), now)
+        if not state.get("flow"):  # done at once (e.g. a status shown to a logged-in user): no prompt hints
+            return replies
+        intro = Reply(f"好的，我们开始**{spec.title}**。随时可以输入“返回”回到上一步，“取消”结束，"
+                      "或“转人工”找工作人员。", flow=name)
+        return [intro] + replies
+
+    def _restart(self, state: dict[str, Any], now: float) -> list[Reply]:
+        flow = state.get("flow")
+        if not flow:
+            return [Reply("当前没有正在办理的事项。有什么可以帮您？")]
+        return [Reply("好的，从头开始，之前填写的信息已清除。")] + self._start(state, flow["name"], now)
 
     def _end_flow(self, state: dict[str, Any]) -> None:
         """Drop the flow and all its data."""
@@ -497,7 +551,7 @@ class Engine:
         if isinstance(step, Ask):
             return self._reprompt(state, now)
         outcome = self._run(state, step, now)
-        return self._failed(state) if outcome is None else self._advance(state, outcome, now)
+        return outcome if isinstance(outcome, list) else self._advance(state, outcome, now)
 
     def _reprompt(self, state: dict[str, Any], now: float, lead: str = "") -> list[Reply]:
         """The current step's prompt again (nothing outside a flow)."""
@@ -515,18 +569,20 @@ class Engine:
     def _flow_input(self, session_id: str, state: dict[str, Any], inp: Input, now: float) -> list[Reply]:
         """The user's answer to the current step, or a question asked in between."""
         step = self._step(state)
-        if inp.kind == "text" and _is_question(inp.text):
+        question = inp.kind == "text" and _is_question(inp.text)
+        if isinstance(step, Act):
+            interrupted = self._interrupt(session_id, state, inp.text, now, 0.0) if question else None
+            return interrupted if interrupted is not None else self._reprompt(state, now)
+        if inp.kind == "text" and step.loose:  # a name can look like a sentence: what the FAQ answers is not one
             interrupted = self._interrupt(session_id, state, inp.text, now, 0.0)
             if interrupted is not None:
                 return interrupted
-        if isinstance(step, Act):
-            return self._reprompt(state, now)
         try:
             outcome = step.handle(self._ctx(state, now), inp)
         except Invalid as e:
-            if inp.kind == "text" and not _is_question(inp.text):
+            if inp.kind == "text":
                 interrupted = self._interrupt(session_id, state, inp.text, now,
-                                              self.settings.interrupt_min_score)
+                                              0.0 if question else self.settings.interrupt_min_score)
                 if interrupted is not None:
                     return interrupted
             return self._invalid(state, e.message, now)
@@ -575,20 +631,25 @@ class Engine:
                 return replies + [step.prompt(self._ctx(state, now))]
             flow["history"] = []  # no going back past an action already taken
             next_outcome = self._run(state, step, now)
-            if next_outcome is None:
-                return replies + self._failed(state)
+            if isinstance(next_outcome, list):  # the step stays: say why
+                return replies + next_outcome
             outcome = next_outcome
         raise RuntimeError(f"flow {state['flow']['name']} did not settle")
 
-    def _run(self, state: dict[str, Any], step: Act, now: float) -> Outcome | None:
-        """Run an action step; None when the service is unavailable (the step stays, key kept)."""
+    def _run(self, state: dict[str, Any], step: Act, now: float) -> Outcome | list[Reply]:
+        """Run an action step; when the service is unavailable or asks to wait, the step stays
+        (its data and key kept for "重试") and the replies say so."""
         flow = state["flow"]
         ctx = self._ctx(state, now)
         try:
             return step.run(ctx)
         except ServiceUnavailable:
             log.warning("flow %s step %s: account service unavailable", flow["name"], flow["step"])
-            return None
+            return self._failed(state)
+        except TooFrequent as e:
+            log.info("flow %s step %s: rate limited by the account service", flow["name"], flow["step"])
+            return [Reply(f"请求太频繁，账号服务暂时不受理，请{plain_wait(e.retry_after)}点“重试”。"
+                          "您已填写的信息都还在。", buttons=(RETRY, CANCEL), flow=flow["name"])]
         except Unauthorized:
             ctx.logout()
             if "login_username" in FLOWS[flow["name"]].steps:

@@ -58,6 +58,13 @@ class Message:
         return cls(kind="image", image=Image(data, filename, content_type), channel=channel, address=address)
 
 
+class Replies(list):
+    """The replies of one turn (a list of ``Reply``); ``flow`` names the flow still active after
+    the turn (None when none is), which is not the last reply's origin when a flow just ended."""
+
+    flow: str | None = None
+
+
 @dataclass(frozen=True)
 class Reply:
     """One bubble from the bot: Markdown-subset text, optional buttons, and its origin."""

@@ -60,6 +60,11 @@ def _fresh_tokenizer() -> jieba.Tokenizer:
     return tokenizer
 
 
+def to_simplified(text: str) -> str:
+    """Traditional characters as simplified (OpenCC t2s); everything else unchanged."""
+    return _converter().convert(text)
+
+
 def clean(text: str) -> str:
     """Drop what cannot be text (lone surrogates, control characters), fold widths, lower-case."""
     text = text.encode("utf-8", "ignore").decode("utf-8", "ignore") if _has_surrogate(text) else text

@@ -108,10 +108,11 @@ def test_route2_photo_and_review_progress(engine, sandbox):  # noqa: F811
 
 def test_route3_classmate_accepts_in_their_own_chat(engine, sandbox):  # noqa: F811
     acct = sandbox.new_account(pending=True)
-    mate = sandbox.new_account(name="同班同学")
+    mate = sandbox.new_account(name="赵晓梅")
     me = Chat(engine)
     start_dup(me, "途径3")
     login(me, sandbox, acct)
+    me.say("确认")
     me.say(mate["name"])
     me.say(mate["username"])
     assert "协助请求已发送" in me.text

@@ -165,9 +165,11 @@ def test_recover_password_too_frequent_in_plain_words_as_the_services_limit(chat
     chat.press("开始找回密码")
     for answer in ("zhangsan01", "张三", "居民身份证", ZS_ID):
         chat.say(answer)
-    assert "约 2 小时后再试" in chat.text and "账号服务" in chat.text
+    assert "约 2 小时后点“重试”" in chat.text and "账号服务" in chat.text and "信息都还在" in chat.text
     assert "学信网" not in chat.text  # the service's own limit is not worded as 学信网 policy
-    assert chat.flow_step is None
+    assert chat.flow_step == ("recover_password", "send_code")
+    chat.press("重试")  # the limit has passed: the same data goes again
+    assert "验证码已发送至" in chat.text and chat.flow_step == ("recover_password", "code")
 
 
 # ---- phone registered, bind --------------------------------------------------------------
@@ -261,6 +263,10 @@ def test_route3_classmate_request_accepted_in_the_classmates_chat(engine, acc):
     start_dup(me)
     me.press("途径3")
     login(me, acc, "zhangsan02", ZS2_PHONE)
+    assert "注销使用了您当前证件号码的其他账号" in me.text and me.flow_step == ("id_duplicate", "classmate_confirm")
+    me.say("李四")  # not a confirmation: nothing is sent before one
+    assert me.flow_step == ("id_duplicate", "classmate_confirm") and not acc.keys["request_classmate"]
+    me.press("确认继续")
     me.say("李四")
     me.say("lisi2017")
     assert "协助请求已发送" in me.text
@@ -278,6 +284,7 @@ def test_route3_unknown_classmate_is_re_asked(chat, acc):
     start_dup(chat)
     chat.press("途径3")
     login(chat, acc, "zhangsan02", ZS2_PHONE)
+    chat.press("确认继续")
     chat.say("王二麻")
     chat.say("nobody999")
     assert "没有找到" in chat.text and chat.flow_step == ("id_duplicate", "classmate_name")

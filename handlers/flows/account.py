@@ -81,7 +81,8 @@ def ask_inbox_decide(ctx: Ctx) -> Reply:
 
 def got_inbox_decide(ctx: Ctx, inp: Input) -> Outcome:
     """Keep the decision."""
-    ctx.data["accept"] = choose(inp, {"accept": "同意协助", "reject": "拒绝"}, "请选择“同意协助”或“拒绝”。") == "accept"
+    ctx.data["accept"] = choose(inp, {"accept": "同意协助", "reject": "拒绝"}, "请选择“同意协助”或“拒绝”。",
+                                yes="accept", no="reject") == "accept"
     return Goto("inbox_answer")
 
 
@@ -101,7 +102,7 @@ CLASSMATE_INBOX = Flow(
         "inbox_start": Act(inbox_start),
         **login_steps(),
         "inbox_list": Act(inbox_list),
-        "inbox_decide": Ask(ask_inbox_decide, got_inbox_decide),
+        "inbox_decide": Ask(ask_inbox_decide, got_inbox_decide, yes_no=True),
         "inbox_answer": Act(inbox_answer),
     },
 )

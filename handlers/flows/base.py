@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Union
 
@@ -97,6 +96,9 @@ class Ask:
     handle: Callable[[Ctx, Input], Outcome]
     expects: Literal["text", "image"] = "text"
     private: bool = False          # the answer is personal: hidden in the transcript
+    loose: bool = False            # free text that can look like a sentence (a name): a message the
+                                   # FAQ matcher answers is a question in between, not the data
+    yes_no: bool = False           # a yes/no question: 算了/不用 answer it instead of ending the flow
 
 
 @dataclass(frozen=True)
@@ -125,22 +127,51 @@ class Flow:
 
 # ---- helpers for step functions -----------------------------------------------
 
-YES = ("是", "是的", "对", "有", "能", "可以", "好", "好的", "嗯", "确认", "确定", "yes", "y", "ok")
-NO = ("否", "不", "不是", "没有", "不能", "不可以", "不用", "不用了", "不要", "no", "n")
+# Typed answers to the bot's yes/no questions, as people write them (compared after command_word:
+# traditional characters folded to simplified, width, case and punctuation ignored).
+YES = frozenset((
+    "是", "是的", "是啊", "是呀", "对", "对的", "对啊", "对呀", "有", "有的", "能", "可以", "可以的", "可以啊",
+    "好", "好的", "好啊", "好呀", "好滴", "好哒", "好嘞", "好么", "嗯", "嗯嗯", "嗯呐", "恩", "恩恩", "行", "行的",
+    "行啊", "要", "需要", "要的", "确认", "确定", "确认继续", "同意", "没问题", "继续", "开始", "当然", "麻烦了",
+    "好的谢谢", "好的麻烦了", "需要的", "ok", "okay", "okk", "yes", "y", "yep", "sure", "👌", "👍",
+))
+NO = frozenset((
+    "否", "不", "不是", "不对", "没有", "没", "不能", "不可以", "不行", "不用", "不用了", "不要", "不要了",
+    "不需要", "不需要了", "不了", "算了", "算了吧", "暂时不用", "先不用", "先不了", "不必", "不同意", "拒绝",
+    "no", "n", "nope", "不用谢谢", "不用了谢谢",
+))
+_PUNCT = re.compile(r"[^0-9a-z\u3400-\u9fff\U0001f44c\U0001f44d·]+")
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"[\s。.!！,，、~～]+", "", unicodedata.normalize("NFKC", text)).lower()
+def command_word(text: str) -> str:
+    """Typed text folded for comparing with command and answer words (one rule for the engine
+    and the flows): NFKC, lower case, traditional → simplified, punctuation and spaces dropped."""
+    from intents.normalize import clean
+
+    return _PUNCT.sub("", clean(text))
 
 
-def choose(inp: Input, options: Mapping[str, str], message: str) -> str:
-    """The payload picked by a button, its label typed, or its payload typed; else Invalid."""
+def typed_yes_no(text: str) -> bool | None:
+    """True for a typed yes, False for a typed no, None for anything else."""
+    word = command_word(text)
+    return True if word in YES else False if word in NO else None
+
+
+def choose(inp: Input, options: Mapping[str, str], message: str, *,
+           yes: str | None = None, no: str | None = None) -> str:
+    """The payload picked by a button, its label typed, or its payload typed; a typed yes/no
+    picks ``yes``/``no`` when given; else Invalid."""
     if inp.kind == "button" and inp.payload in options:
         return inp.payload
-    typed = _norm(inp.text or inp.payload)
+    typed = command_word(inp.text or inp.payload)
     for payload, label in options.items():
-        if typed and typed in (_norm(label), _norm(payload)):
+        if typed and typed in (command_word(label), command_word(payload)):
             return payload
+    answer = typed_yes_no(inp.text) if inp.kind == "text" else None
+    if answer is True and yes is not None:
+        return yes
+    if answer is False and no is not None:
+        return no
     raise Invalid(message)
 
 
@@ -148,12 +179,10 @@ def yes_no(inp: Input, message: str = "请回答“是”或“否”，也可�
     """True for a yes (button or typed), False for a no; else Invalid."""
     if inp.kind == "button" and inp.payload in ("yes", "no"):
         return inp.payload == "yes"
-    typed = _norm(inp.text)
-    if typed in YES:
-        return True
-    if typed in NO:
-        return False
-    raise Invalid(message)
+    answer = typed_yes_no(inp.text)
+    if answer is None:
+        raise Invalid(message)
+    return answer
 
 
 YES_NO = (Button("是", "yes"), Button("否", "no"))

@@ -4,15 +4,111 @@ Each factory returns part of a flow's table; the flow merges it into its one tab
 """
 from __future__ import annotations
 
+import re
+import unicodedata
+from typing import Callable, TypeVar
+
 from accounts import validation
-from accounts.base import (ID_TYPE_LABELS, ChallengeExpired, InvalidCode, NotFound, TooFrequent)
+from accounts.base import (ID_TYPE_LABELS, ChallengeExpired, InvalidCode, NotFound, ServiceUnavailable,
+                           TooFrequent)
 from handlers.types import Button, Reply
 
-from .base import Act, Ask, Ctx, Finish, Goto, Input, Outcome, Step, choose, field_value, plain_wait, text_of
+from .base import (Act, Ask, Ctx, Goto, Input, Invalid, Outcome, Step, choose, command_word, field_value,
+                   plain_wait, text_of)
 
-def too_frequent(ctx: Ctx, e: TooFrequent, what: str = "操作") -> Finish:
-    """End with the account service's wait in plain words (its own limit, not 学信网 policy)."""
-    return Finish((ctx.say(f"{what}的请求太频繁，账号服务暂时不受理，请{plain_wait(e.retry_after)}再试。"),))
+T = TypeVar("T")
+
+# ---- SMS codes: one prompt for every flow, with resend, a pasted SMS, and used-up attempts ----------
+
+RESEND = Button("重新发送验证码", "resend")
+RESTART = Button("重新开始", "cmd:restart")
+RESEND_PHRASES = ("没收到", "收不到", "没有收到", "未收到", "没来", "没到", "没有验证码", "没验证码", "没有短信",
+                  "没短信", "重新发送", "重发", "再发", "重新获取", "再获取", "再来一个", "换一个验证码", "resend")
+SMS_CHECKS = ("请确认手机信号正常、没有欠费停机，并看看短信是否被手机的拦截功能或安全软件拦截"
+              "（查看“骚扰拦截”或“垃圾短信”）。")
+_SIX_DIGITS = re.compile(r"(?<!\d)\d{6}(?!\d)")
+
+
+def wants_resend(text: str) -> bool:
+    """True when the user says the code did not arrive or asks for a new one."""
+    word = command_word(text)
+    return any(p in word for p in RESEND_PHRASES)
+
+
+def code_from(text: str) -> str:
+    """A typed 6-digit code, or the one 6-digit code in a pasted SMS; else Invalid."""
+    try:
+        return field_value(validation.code, text)
+    except Invalid:
+        found = _SIX_DIGITS.findall(unicodedata.normalize("NFKC", text))
+        if len(found) == 1:
+            return found[0]
+        raise Invalid("验证码为6位数字，请输入短信中的验证码。没收到的话，可以点“重新发送验证码”。") from None
+
+
+def ask_code(ctx: Ctx) -> Reply:
+    """Ask for the SMS code (or, once its attempts are used up, offer a new one)."""
+    if ctx.data.get("code_dead"):
+        return ctx.say("这个验证码的错误次数已用完，已经失效。您填写的信息都还在：可以重新发送验证码，或重新开始。",
+                       RESEND, RESTART)
+    return ctx.say("请输入收到的 **6 位短信验证码**：", RESEND)
+
+
+def code_answer(key: str, then: str, send: str):  # type: ignore[no-untyped-def]
+    """An answer-handler keeping a 6-digit SMS code in data[key], then going to ``then``;
+    "没收到" / "重新发送" goes to the ``send`` step again."""
+
+    def got_code(ctx: Ctx, inp: Input) -> Outcome:
+        """Keep a 6-digit code (typed or pasted with its SMS), or send a new one."""
+        if inp.payload == "resend" or (inp.kind == "text" and wants_resend(inp.text)):
+            ctx.data["resend"] = True
+            return Goto(send)
+        if ctx.data.get("code_dead"):
+            raise Invalid("这个验证码已经失效了，请点“重新发送验证码”获取新的验证码。")
+        ctx.data[key] = code_from(text_of(inp))
+        return Goto(then)
+
+    return got_code
+
+
+def sent(ctx: Ctx, challenge_id: str, sent_to: str, key: str, code_step: str) -> Goto:
+    """Remember a new challenge and go to the code prompt saying where the code went."""
+    resent = ctx.data.pop("resend", False)
+    ctx.data.pop("code_dead", None)
+    ctx.data[key] = challenge_id
+    lead = "新的验证码已发送至" if resent else "验证码已发送至"
+    return Goto(code_step, (ctx.say(f"{lead} {sent_to}。" + (f"\n\n如果仍然收不到：{SMS_CHECKS}" if resent else "")),))
+
+
+def resend_refused(ctx: Ctx, e: TooFrequent, code_step: str) -> Goto:
+    """A resend the service refuses for now: back to the code prompt with the wait (the last code may still work)."""
+    ctx.data.pop("resend", None)
+    return Goto(code_step, (ctx.say(
+        f"验证码发送太频繁，账号服务暂时不能再发送，请{plain_wait(e.retry_after)}再点“重新发送验证码”。"
+        f"已收到的验证码仍可使用。\n\n{SMS_CHECKS}"),))
+
+
+def spend_code(ctx: Ctx, key: str, call: Callable[[str], T]) -> T:
+    """``call(code)``; the code is dropped once the service has answered, and kept when it was
+    unreachable, so "重试" sends the same code again."""
+    try:
+        result = call(ctx.data[key])
+    except ServiceUnavailable:
+        raise
+    except BaseException:
+        ctx.data.pop(key, None)
+        raise
+    ctx.data.pop(key, None)
+    return result
+
+
+def wrong_code(ctx: Ctx, e: InvalidCode, step: str) -> Goto:
+    """Back to the code prompt, saying how many tries are left, or at once that none are."""
+    if e.attempts_left == 0:
+        ctx.data["code_dead"] = True
+        return Goto(step, (ctx.say("验证码不正确。"),))
+    left = f"，还可以再试 {e.attempts_left} 次" if e.attempts_left is not None else ""
+    return Goto(step, (ctx.say(f"验证码不正确{left}。"),))
 
 
 # ---- chat login: username → SMS code ---------------------------------------------
@@ -46,45 +142,23 @@ def send_login_code(ctx: Ctx) -> Outcome:
             "没有找到这个用户名，请核对后重新输入。如果忘记了用户名，可以先找回。",
             Button("找回用户名", "flow:recover_username")),))
     except TooFrequent as e:
-        return too_frequent(ctx, e, "登录")
-    ctx.data["login_challenge"] = challenge.challenge_id
-    return Goto("login_code", (ctx.say(f"验证码已发送至 {challenge.sent_to}。"),))
-
-
-def ask_code(ctx: Ctx) -> Reply:
-    """Ask for the SMS code."""
-    return ctx.say("请输入收到的 **6 位短信验证码**：")
-
-
-def code_answer(key: str, then: str):  # type: ignore[no-untyped-def]
-    """An answer-handler keeping a 6-digit SMS code in data[key], then going to ``then``."""
-
-    def got_code(ctx: Ctx, inp: Input) -> Outcome:
-        """Keep a 6-digit code."""
-        ctx.data[key] = field_value(validation.code, text_of(inp))
-        return Goto(then)
-
-    return got_code
-
-
-def wrong_code(ctx: Ctx, e: InvalidCode, step: str) -> Goto:
-    """Back to the code prompt, saying how many tries are left."""
-    left = f"，还可以再试 {e.attempts_left} 次" if e.attempts_left is not None else ""
-    return Goto(step, (ctx.say(f"验证码不正确{left}。"),))
+        if ctx.data.get("resend") and ctx.data.get("login_challenge"):
+            return resend_refused(ctx, e, "login_code")
+        raise  # the engine says the wait; the step stays for "重试"
+    return sent(ctx, challenge.challenge_id, challenge.sent_to, "login_challenge", "login_code")
 
 
 def verify_login(ctx: Ctx) -> Outcome:
     """Check the code; on success remember the login and continue."""
     try:
-        login = ctx.accounts.verify_login(ctx.data["login_challenge"], ctx.data["login_code"],
-                                          idempotency_key=ctx.key)
+        login = spend_code(ctx, "login_code", lambda code: ctx.accounts.verify_login(
+            ctx.data["login_challenge"], code, idempotency_key=ctx.key))
     except InvalidCode as e:
         return wrong_code(ctx, e, "login_code")
     except ChallengeExpired:
+        ctx.data["resend"] = True
         return Goto("login_send", (ctx.say("验证码已失效，正在为您重新发送。"),))
-    finally:
-        ctx.data.pop("login_code", None)
-    for k in ("login_username", "login_challenge"):
+    for k in ("login_username", "login_challenge", "code_dead"):
         ctx.data.pop(k, None)
     ctx.login(login.token, login.expires_in)
     return Goto(ctx.data.pop("after_login"), (ctx.say("登录成功。"),))
@@ -95,7 +169,7 @@ def login_steps() -> dict[str, Step]:
     return {
         "login_username": Ask(ask_login_username, got_login_username, private=True),
         "login_send": Act(send_login_code),
-        "login_code": Ask(ask_code, code_answer("login_code", "login_verify"), private=True),
+        "login_code": Ask(ask_code, code_answer("login_code", "login_verify", "login_send"), private=True),
         "login_verify": Act(verify_login),
     }
 
@@ -117,9 +191,20 @@ def ask_name(ctx: Ctx) -> Reply:
     return ctx.say("请输入注册时填写的**姓名**：")
 
 
+_NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fffA-Za-z·• ]{2,30}")
+
+
+def person_name(text: str, what: str = "姓名") -> str:
+    """What looks like a person's name (2–30 CJK characters, letters, · or spaces); else Invalid."""
+    typed = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).strip()).replace("•", "·")
+    if not _NAME.fullmatch(typed) or not re.search(r"[\u3400-\u9fffA-Za-z]", typed):
+        raise Invalid(f"请输入{what}（2–30 个汉字或字母，可含“·”和空格）。")
+    return field_value(validation.name, typed)
+
+
 def got_name(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep a plausible name."""
-    ctx.data["name"] = field_value(validation.name, text_of(inp))
+    """Keep what looks like a name."""
+    ctx.data["name"] = person_name(text_of(inp), "注册时填写的姓名")
     return Goto("id_type")
 
 
@@ -150,7 +235,7 @@ def identity_steps(then: str) -> dict[str, Step]:
         return Goto(then)
 
     return {
-        "name": Ask(ask_name, got_name, private=True),
+        "name": Ask(ask_name, got_name, private=True, loose=True),
         "id_type": Ask(ask_id_type, got_id_type),
         "id_number": Ask(ask_id_number, got_id_number, private=True),
     }

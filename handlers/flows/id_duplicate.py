@@ -13,10 +13,11 @@ from accounts import validation
 from accounts.base import (MAX_IMAGE_BYTES, AttemptsExhausted, BadImage, Identity, NotFound, RecordMismatch,
                            StudentRecord)
 from handlers.types import Button, Reply
+from intents.normalize import to_simplified
 
-from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Invalid, Input, Outcome, choose,
+from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Invalid, Input, Outcome, choose, command_word,
                    field_value, pack_image, text_of, unpack_image, yes_no)
-from .common import login_steps, require_login
+from .common import login_steps, person_name, require_login
 
 ROUTES = {
     "app": "途径1 APP自助验证",
@@ -25,7 +26,7 @@ ROUTES = {
     "student_record": "途径4 提供学籍或学历信息",
 }
 ROUTE_START = {"app": "app_confirm", "manual_review": "photo_confirm",
-               "classmate": "classmate_name", "student_record": "record_kind"}
+               "classmate": "classmate_confirm", "student_record": "record_kind"}
 PICK = Button("直接选择途径", "pick")
 OTHER_ROUTE = Button("换其他途径", "pick")
 CANCEL_WARNING = ("**请注意：**验证通过后，将会**注销使用了您当前证件号码的其他账号**，"
@@ -75,14 +76,15 @@ def got_route(ctx: Ctx, inp: Input) -> Outcome:
             return _take_route(ctx, r)
     picked = choose(inp, options, "请点选一种途径，或点“帮我选择途径”。")
     if picked == "guide":
-        return Goto("guide_app")
+        return Goto("guide_state")
     return _take_route(ctx, picked.removeprefix("route:"))
 
 
 def _route_typed(inp: Input, n: int) -> bool:
-    """True when the user typed "途径N" (or 方式N)."""
-    typed = unicodedata.normalize("NFKC", inp.text).replace(" ", "")
-    return typed in (f"途径{n}", f"方式{n}")
+    """True when the user typed "途径N" (方式N, 第N种; N in digits or 一–四)."""
+    typed = command_word(inp.text)
+    return any(typed in (f"途径{k}", f"方式{k}", f"第{k}种", f"第{k}个", f"选{k}", f"选择途径{k}", f"用途径{k}")
+               for k in (str(n), "一二三四"[n - 1]))
 
 
 def _take_route(ctx: Ctx, route: str) -> Goto:
@@ -97,6 +99,16 @@ def _recommend(ctx: Ctx, route: str) -> Outcome:
     """Say which route fits the answers, then take it."""
     outcome = _take_route(ctx, route)
     return Goto(outcome.step, (ctx.say(f"根据您的回答，建议使用**{ROUTES[route]}**。"),) + outcome.say)
+
+
+def guide_state(ctx: Ctx) -> Outcome:
+    """Before guiding, learn what the service knows (route 4's attempts) when logged in."""
+    if ctx.token:
+        identity = ctx.accounts.identity(ctx.token)
+        ctx.data["attempts_left"] = identity.route4_attempts_left
+        if identity.status != "pending_identity":
+            return status_finish(ctx, identity)
+    return Goto("guide_app")
 
 
 def ask_guide_app(ctx: Ctx) -> Reply:
@@ -125,8 +137,10 @@ def ask_guide_classmate(ctx: Ctx) -> Reply:
 
 
 def got_guide_classmate(ctx: Ctx, inp: Input) -> Outcome:
-    """Yes → route 3; no → next question."""
-    return _recommend(ctx, "classmate") if yes_no(inp) else Goto("guide_record")
+    """Yes → route 3; no → route 4's question while it has attempts left."""
+    if yes_no(inp):
+        return _recommend(ctx, "classmate")
+    return Goto("guide_record") if ctx.data.get("attempts_left") != 0 else _none_fits(ctx)
 
 
 def ask_guide_record(ctx: Ctx) -> Reply:
@@ -136,9 +150,12 @@ def ask_guide_record(ctx: Ctx) -> Reply:
 
 def got_guide_record(ctx: Ctx, inp: Input) -> Outcome:
     """Yes → route 4; no → a person can help."""
-    if yes_no(inp):
-        return _recommend(ctx, "student_record")
-    return Goto("pick", (ctx.say("这四种途径目前看都不太方便。您仍可以选择其中一种，或联系人工客服协助。",
+    return _recommend(ctx, "student_record") if yes_no(inp) else _none_fits(ctx)
+
+
+def _none_fits(ctx: Ctx) -> Goto:
+    """No route fits the answers: the picker, and a person."""
+    return Goto("pick", (ctx.say("这几种途径目前看都不太方便。您仍可以选择其中一种，或联系人工客服协助。",
                                  Button("转人工客服", "handoff")),))
 
 
@@ -157,22 +174,29 @@ def guided(handle):  # type: ignore[no-untyped-def]
 # ---- logged in: status ------------------------------------------------------------------
 
 def status_text(identity: Identity) -> str:
-    """The identity status in words, with route 4's attempts."""
+    """The identity status in words; route 4's attempts only while the account still needs verifying."""
     state = {"active": "已通过身份核验，可正常使用", "pending_identity": "待核验身份",
              "cancelled": "已注销"}.get(identity.status, identity.status)
+    if identity.status != "pending_identity":
+        return f"账号状态：**{state}**。"
     return (f"账号状态：**{state}**。途径4（提供学籍或学历信息）还可使用 **{identity.route4_attempts_left}** 次"
             f"（一个证件号码最多 3 次，已用 {identity.route4_attempts_used} 次）。")
+
+
+def status_finish(ctx: Ctx, identity: Identity) -> Finish:
+    """The end of the flow for an account that needs no verification (active or cancelled)."""
+    if identity.status == "active":
+        return Finish((ctx.say("您的账号已通过身份核验，可以正常使用，无需再处理证件号码重复。"),))
+    return Finish((ctx.say("这个账号已被注销，无法再进行身份核验。如需帮助，可以联系人工客服。",
+                           Button("转人工客服", "handoff")),))
 
 
 def show_status(ctx: Ctx) -> Outcome:
     """Fetch the identity status and go to the chosen route."""
     identity = ctx.accounts.identity(ctx.token or "")
     ctx.data["attempts_left"] = identity.route4_attempts_left
-    if identity.status == "active":
-        return Finish((ctx.say("您的账号已通过身份核验，可以正常使用，无需再处理证件号码重复。"),))
-    if identity.status == "cancelled":
-        return Finish((ctx.say("这个账号已被注销，无法再进行身份核验。如需帮助，可以联系人工客服。",
-                               Button("转人工客服", "handoff")),))
+    if identity.status != "pending_identity":
+        return status_finish(ctx, identity)
     say = (ctx.say(status_text(identity)),)
     route = ctx.data["route"]
     if route == "student_record" and identity.route4_attempts_left <= 0:
@@ -180,7 +204,7 @@ def show_status(ctx: Ctx) -> Outcome:
     return Goto(ROUTE_START[route], say)
 
 
-# ---- confirmation before cancelling other accounts (routes 1 and 2) --------------------
+# ---- confirmation before cancelling other accounts (routes 1, 2 and 3) -----------------
 
 def ask_confirm(ctx: Ctx) -> Reply:
     """State what will be cancelled and ask for an explicit confirmation."""
@@ -192,9 +216,12 @@ def confirmed(then: str):  # type: ignore[no-untyped-def]
     """An answer-handler that continues to ``then`` only on an explicit confirmation."""
 
     def got_confirm(ctx: Ctx, inp: Input) -> Outcome:
-        """Continue only on "确认"; anything else is re-asked."""
-        choose(inp, {"confirm": "我已了解，确认继续", "确认": "确认继续"},
-               "需要您明确确认后才能继续：请点“我已了解，确认继续”，或点“换其他途径”。")
+        """Continue on a confirmation (button or a typed yes); a typed no goes back to the routes."""
+        picked = choose(inp, {"confirm": "我已了解，确认继续", "确认": "确认继续"},
+                        "需要您明确确认后才能继续：请点“我已了解，确认继续”（或回复“确认”），或点“换其他途径”。",
+                        yes="confirm", no="pick")
+        if picked == "pick":
+            return Goto("pick", (ctx.say(f"好的，不使用{ROUTES[ctx.data['route']]}。"),))
         return Goto(then)
 
     return guided(got_confirm)
@@ -216,8 +243,15 @@ def ask_app_done(ctx: Ctx) -> Reply:
 
 def got_app_done(ctx: Ctx, inp: Input) -> Outcome:
     """Check the status once the user says it is done."""
-    choose(inp, {"done": "我已完成", "完成": "已完成"}, "完成 APP 验证后请点击“我已完成”。")
+    if inp.kind == "text" and command_word(inp.text) in APP_DONE_WORDS:
+        return Goto("app_check")
+    choose(inp, {"done": "我已完成", "完成": "已完成"}, "完成 APP 验证后请点击“我已完成”（或回复“完成了”）。",
+           yes="done")
     return Goto("app_check")
+
+
+APP_DONE_WORDS = frozenset(("完成了", "好了", "弄好了", "做完了", "搞定了", "验证好了", "验证完了", "验证通过了",
+                            "已验证", "验证了", "已经完成了", "已经验证了", "我完成了", "我验证好了"))
 
 
 def check_app(ctx: Ctx) -> Outcome:
@@ -275,8 +309,8 @@ def ask_classmate_name(ctx: Ctx) -> Reply:
 
 
 def got_classmate_name(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep a plausible name."""
-    ctx.data["classmate_name"] = field_value(validation.name, text_of(inp))
+    """Keep what looks like a name."""
+    ctx.data["classmate_name"] = person_name(text_of(inp), "同学的姓名")
     return Goto("classmate_username")
 
 
@@ -325,8 +359,8 @@ def ask_record_school(ctx: Ctx) -> Reply:
 
 
 def got_record_school(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep a plausible school name."""
-    school = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text_of(inp)))
+    """Keep a plausible school name (in simplified characters, as 学信网's records of mainland schools are)."""
+    school = to_simplified(re.sub(r"\s+", "", unicodedata.normalize("NFKC", text_of(inp))))
     if not re.fullmatch(r"[\u3400-\u9fffA-Za-z()（）·\-]{2,50}", school):
         raise Invalid("院校名称应为 2–50 个汉字或字母（可含括号），请输入学校全称。")
     ctx.data["record_school"] = school
@@ -399,7 +433,7 @@ def ask_record_review(ctx: Ctx) -> Reply:
 def got_record_review(ctx: Ctx, inp: Input) -> Outcome:
     """Submit on explicit confirmation; "重新填写" starts the record again."""
     picked = choose(inp, {"confirm": "确认提交", "edit": "重新填写"},
-                    "请点“确认提交”提交核对，或点“重新填写”修改。")
+                    "请点“确认提交”提交核对，或点“重新填写”修改。", yes="confirm", no="edit")
     return Goto("record_submit" if picked == "confirm" else "record_kind")
 
 
@@ -435,28 +469,30 @@ ID_DUPLICATE = Flow(
     steps={
         "explain": Ask(ask_explain, got_route),
         "pick": Ask(ask_pick, got_route),
-        "guide_app": Ask(ask_guide_app, guided(got_guide_app)),
-        "guide_photo": Ask(ask_guide_photo, guided(got_guide_photo)),
-        "guide_classmate": Ask(ask_guide_classmate, guided(got_guide_classmate)),
-        "guide_record": Ask(ask_guide_record, guided(got_guide_record)),
+        "guide_state": Act(guide_state),
+        "guide_app": Ask(ask_guide_app, guided(got_guide_app), yes_no=True),
+        "guide_photo": Ask(ask_guide_photo, guided(got_guide_photo), yes_no=True),
+        "guide_classmate": Ask(ask_guide_classmate, guided(got_guide_classmate), yes_no=True),
+        "guide_record": Ask(ask_guide_record, guided(got_guide_record), yes_no=True),
         **login_steps(),
         "status": Act(show_status),
-        "app_confirm": Ask(ask_confirm, confirmed("app_start")),
+        "app_confirm": Ask(ask_confirm, confirmed("app_start"), yes_no=True),
         "app_start": Act(start_app),
         "app_wait": Ask(ask_app_done, guided(got_app_done)),
         "app_check": Act(check_app),
-        "photo_confirm": Ask(ask_confirm, confirmed("photo")),
+        "photo_confirm": Ask(ask_confirm, confirmed("photo"), yes_no=True),
         "photo": Ask(ask_photo, guided(got_photo), expects="image", private=True),
         "photo_submit": Act(submit_photo),
-        "classmate_name": Ask(ask_classmate_name, guided(got_classmate_name), private=True),
+        "classmate_confirm": Ask(ask_confirm, confirmed("classmate_name"), yes_no=True),
+        "classmate_name": Ask(ask_classmate_name, guided(got_classmate_name), private=True, loose=True),
         "classmate_username": Ask(ask_classmate_username, guided(got_classmate_username), private=True),
         "classmate_send": Act(send_classmate_request),
         "record_kind": Ask(ask_record_kind, guided(got_record_kind)),
-        "record_school": Ask(ask_record_school, guided(got_record_school)),
+        "record_school": Ask(ask_record_school, guided(got_record_school), loose=True),
         "record_number": Ask(ask_record_number, guided(got_record_number), private=True),
         "record_year": Ask(ask_record_year, guided(got_record_year)),
         "record_level": Ask(ask_record_level, guided(got_record_level)),
-        "record_review": Ask(ask_record_review, guided(got_record_review)),
+        "record_review": Ask(ask_record_review, guided(got_record_review), yes_no=True),
         "record_submit": Act(submit_record),
     },
 )

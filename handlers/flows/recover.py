@@ -6,7 +6,7 @@ from accounts.base import ChallengeExpired, InvalidCode, NotFound, TooFrequent
 from handlers.types import Button, Reply
 
 from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, field_value, text_of
-from .common import ask_code, code_answer, identity_steps, too_frequent, wrong_code
+from .common import ask_code, code_answer, identity_steps, resend_refused, sent, spend_code, wrong_code
 
 # ---- recover username ---------------------------------------------------------------
 
@@ -20,8 +20,6 @@ def send_username(ctx: Ctx) -> Outcome:
             "没有找到与您填写的姓名和证件信息相符的账号。请核对后重新找回；"
             "如果确认从未注册过，可以直接注册新账号。",
             Button("重新填写", "flow:recover_username")),))
-    except TooFrequent as e:
-        return too_frequent(ctx, e, "找回用户名")
     return Finish((ctx.say(f"用户名已通过短信发送至 {sent_to}，请查收。\n\n"
                            "因学信网账号还可用于本网站的其他系统登录，请牢记用户名和密码。",
                            Button("继续找回密码", "flow:recover_password")),))
@@ -52,8 +50,11 @@ def got_username(ctx: Ctx, inp: Input) -> Outcome:
     return Goto("name")
 
 
+IDENTITY_KEYS = ("username", "name", "id_type", "id_number")
+
+
 def send_code(ctx: Ctx) -> Outcome:
-    """Ask the service to text a verification code for the reset."""
+    """Ask the service to text a verification code for the reset (again on "重新发送")."""
     try:
         challenge = ctx.accounts.start_password_recovery(
             username=ctx.data["username"], name=ctx.data["name"], id_type=ctx.data["id_type"],
@@ -63,25 +64,24 @@ def send_code(ctx: Ctx) -> Outcome:
                                "建议先找回用户名，核实是否注册过账号、用的是哪个用户名。",
                                Button("找回用户名", "flow:recover_username")),))
     except TooFrequent as e:
-        return too_frequent(ctx, e, "找回密码")
-    for k in ("name", "id_type", "id_number"):
-        ctx.data.pop(k, None)
-    ctx.data["challenge"] = challenge.challenge_id
-    return Goto("code", (ctx.say(f"验证码已发送至 {challenge.sent_to}。"),))
+        if ctx.data.get("resend") and ctx.data.get("challenge"):
+            return resend_refused(ctx, e, "code")
+        raise  # the engine says the wait; the step stays for "重试"
+    return sent(ctx, challenge.challenge_id, challenge.sent_to, "challenge", "code")
 
 
 def verify_code(ctx: Ctx) -> Outcome:
     """Exchange the code for the one-time reset link."""
     try:
-        link = ctx.accounts.verify_password_recovery(ctx.data["challenge"], ctx.data["code"],
-                                                     idempotency_key=ctx.key)
+        link = spend_code(ctx, "code", lambda code: ctx.accounts.verify_password_recovery(
+            ctx.data["challenge"], code, idempotency_key=ctx.key))
     except InvalidCode as e:
         return wrong_code(ctx, e, "code")
     except ChallengeExpired:
-        return Finish((ctx.say("验证码已失效（已过期、已使用或错误次数过多），请重新找回密码。",
-                               Button("重新找回密码", "flow:recover_password")),))
-    finally:
-        ctx.data.pop("code", None)
+        ctx.data["resend"] = True
+        return Goto("send_code", (ctx.say("验证码已失效（已过期、已使用或错误次数过多），正在为您重新发送。"),))
+    for k in (*IDENTITY_KEYS, "challenge", "code_dead"):
+        ctx.data.pop(k, None)
     minutes = max(1, link.expires_in // 60)
     return Finish((ctx.say(f"验证成功。请打开下面的链接设置新密码（{minutes} 分钟内有效，只能使用一次，请勿转发给他人）：\n\n"
                            f"[重置密码]({link.reset_url})"),))
@@ -95,7 +95,7 @@ RECOVER_PASSWORD = Flow(
         "username": Ask(ask_username, got_username, private=True),
         **identity_steps(then="send_code"),
         "send_code": Act(send_code),
-        "code": Ask(ask_code, code_answer("code", "verify"), private=True),
+        "code": Ask(ask_code, code_answer("code", "verify", "send_code"), private=True),
         "verify": Act(verify_code),
     },
 )

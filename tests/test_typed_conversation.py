@@ -1,0 +1,360 @@
+"""The flows hold up to what people type, not only to the buttons: commands and questions at every
+prompt, typed yes/no, lost or mistyped SMS codes, outages, the duplicate-ID routes, and the end of
+a conversation. Driven through the fake transport over the in-process account twin."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from accounts.base import ServiceUnavailable, TooFrequent
+from channels.web import replies_json
+from handlers.flows import FLOWS
+from handlers.flows.base import Ask
+from handlers.testing import Chat
+
+from test_flows_local import ZS1_PHONE, ZS2_PHONE, ZS_ID, login, route4_fill, start_dup
+from test_flows_local import acc, chat, clock, engine  # noqa: F401  (fixtures)
+
+
+def at_name_prompt(chat: Chat) -> None:
+    chat.say("忘记用户名怎么办")
+    chat.press("开始找回用户名")
+    assert chat.flow_step == ("recover_username", "name")
+
+
+def flow_data(engine, chat: Chat) -> dict:
+    return (engine.store.get(chat.session_id) or {}).get("flow", {}).get("data", {})
+
+
+# ---- 1. free-text prompts accept only their data ------------------------------------------------
+
+@pytest.mark.parametrize("text", ["手机号码已被注册", "我的手机号提示已被注册了", "你好"])
+def test_what_the_faq_answers_is_not_taken_as_a_name(chat, engine, text):
+    at_name_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_username", "name") and "name" not in flow_data(engine, chat)
+    assert chat.replies[0].entry is not None  # answered as a digression …
+    assert "姓名" in chat.replies[-1].text    # … then the same prompt again
+
+
+@pytest.mark.parametrize("text", ["转人工", "人工", "转人工。"])
+def test_handoff_words_hand_off_at_a_prompt(chat, text):
+    at_name_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step is None and chat.replies[-1].intent == "human_agent"
+
+
+def test_cancel_handoff_at_a_prompt_is_not_a_name(chat, engine):
+    at_name_prompt(chat)
+    chat.say("取消转人工")
+    assert chat.flow_step == ("recover_username", "name") and "name" not in flow_data(engine, chat)
+    assert "不转人工" in chat.text and "姓名" in chat.replies[-1].text
+
+
+@pytest.mark.parametrize("name", ["张三", "买买提·艾力", "欧阳娜娜", "Li Na"])
+def test_real_names_are_accepted(chat, engine, name):
+    at_name_prompt(chat)
+    chat.say(name)
+    assert chat.flow_step == ("recover_username", "id_type")
+
+
+@pytest.mark.parametrize("text", ["张", "张三123", "@@"])
+def test_what_cannot_be_a_name_is_re_asked(chat, text):
+    at_name_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_username", "name") and "2–30 个汉字或字母" in chat.text
+
+
+# Every prompt of every flow, reached with the data its prompt reads.
+PROMPT_DATA = {"id_type": "resident_id", "record_kind": "enrolled", "record_school": "北京大学",
+               "record_number": "1700012345", "record_year": 2017, "record_level": "本科", "route": "classmate",
+               "requester": "张*", "request_id": "cr_1", "attempts_left": 3, "challenge": "ch_x",
+               "login_challenge": "ch_y", "after_login": "status", "provider": "wechat"}
+PROMPTS = [(f.name, name) for f in FLOWS.values() for name, step in f.steps.items() if isinstance(step, Ask)]
+
+
+def put_at(engine, chat: Chat, flow: str, step: str, clock) -> None:
+    engine.store.save(chat.session_id, {"flow": {"name": flow, "step": step, "data": dict(PROMPT_DATA),
+                                                 "history": [], "invalid": 0, "key": "k", "touched": clock.now}},
+                      3600)
+
+
+@pytest.mark.parametrize("flow,step", PROMPTS)
+def test_commands_work_at_every_prompt(engine, clock, flow, step):
+    for word, check in (("取消", lambda c: c.flow_step is None and "已结束" in c.text),
+                        ("转人工", lambda c: c.flow_step is None and c.replies[-1].intent == "human_agent"),
+                        ("重新开始", lambda c: c.flow_step is not None and c.flow_step[0] == flow
+                         and "从头开始" in c.text),
+                        ("返回", lambda c: c.flow_step is not None and c.flow_step[0] == flow)):
+        chat = Chat(engine)
+        put_at(engine, chat, flow, step, clock)
+        chat.say(word)
+        assert check(chat), f"{word!r} at {flow}.{step}: {chat.text!r}"
+
+
+# ---- 2. typed answers to the bot's own questions ----------------------------------------------
+
+@pytest.mark.parametrize("yes", ["好的", "需要", "是", "嗯", "可以", "行", "ok", "好滴", "嗯嗯", "對", "確認", "好的！"])
+def test_an_offer_is_accepted_by_typing_yes(chat, yes):
+    chat.say("忘记密码怎么办")
+    assert "需要我一步步帮您找回密码吗" in chat.text
+    chat.say(yes)
+    assert chat.flow_step == ("recover_password", "username")
+
+
+@pytest.mark.parametrize("no", ["不用", "不用了", "不需要", "算了", "沒有"])
+def test_an_offer_is_declined_by_typing_no(chat, no):
+    chat.say("忘记密码怎么办")
+    chat.say(no)
+    assert chat.flow_step is None and chat.text.startswith("好的") and "无法回答" not in chat.text
+
+
+def test_an_offer_is_only_answered_right_after_it(chat):
+    chat.say("忘记密码怎么办")
+    chat.say("你好")
+    chat.say("好的")
+    assert chat.flow_step is None
+
+
+@pytest.mark.parametrize("no", ["否", "不", "不用", "算了", "不要"])
+def test_a_confirmation_answered_no_goes_back_to_the_routes(chat, acc, no):
+    start_dup(chat)
+    chat.press("途径1")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    assert chat.flow_step == ("id_duplicate", "app_confirm")
+    chat.say(no)
+    assert chat.flow_step == ("id_duplicate", "pick") and "需要您明确确认" not in chat.text
+
+
+@pytest.mark.parametrize("yes", ["确认", "好的", "嗯嗯", "確認", "是的"])
+def test_a_confirmation_answered_yes_continues(chat, acc, yes):
+    start_dup(chat)
+    chat.press("途径1")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    chat.say(yes)
+    assert chat.flow_step == ("id_duplicate", "app_wait")
+
+
+@pytest.mark.parametrize("answers,route", [(["是"], "app"), (["不", "好滴"], "manual_review"),
+                                           (["否", "不用", "嗯嗯"], "classmate"), (["算了", "不是", "没有", "對"], "student_record")])
+def test_the_route_guide_takes_typed_answers(chat, engine, answers, route):
+    start_dup(chat)
+    chat.say("帮我选择途径")
+    for a in answers:
+        chat.say(a)
+    assert flow_data(engine, chat).get("route") == route and chat.flow_step == ("id_duplicate", "login_username")
+
+
+# ---- 3. SMS codes ------------------------------------------------------------------------------
+
+def at_password_code(chat: Chat) -> None:
+    chat.say("忘记密码怎么办")
+    chat.say("好的")
+    for answer in ("zhangsan01", "张三", "居民身份证", ZS_ID):
+        chat.say(answer)
+    assert chat.flow_step == ("recover_password", "code")
+
+
+def test_used_up_attempts_are_said_at_once_and_a_new_code_keeps_the_input(chat, acc, engine):
+    at_password_code(chat)
+    for _ in range(4):
+        chat.say("000000")
+        assert "还可以再试" in chat.text
+    chat.say("000000")
+    assert "还可以再试 0 次" not in chat.text and "错误次数已用完" in chat.text
+    assert {"resend", "cmd:restart"} <= {b.payload for b in chat.buttons}
+    assert flow_data(engine, chat)["name"] == "张三"  # what the user entered is kept
+    chat.say("123456")
+    assert "已经失效" in chat.text and chat.flow_step == ("recover_password", "code")
+    chat.press("重新发送验证码")
+    assert "新的验证码已发送至 138****8001" in chat.text
+    chat.say(acc.latest_code(ZS1_PHONE))
+    assert "[重置密码](" in chat.text and chat.flow_step is None
+
+
+@pytest.mark.parametrize("text", ["没收到验证码", "验证码收不到怎么办", "重新发送", "沒收到驗證碼"])
+def test_a_lost_code_is_sent_again(chat, acc, text):
+    at_password_code(chat)
+    first = acc.latest_code(ZS1_PHONE)
+    chat.say(text)
+    assert "新的验证码已发送至" in chat.text and "拦截" in chat.text
+    assert len([m for m in acc.outbox(ZS1_PHONE) if m.get("code")]) == 2
+    assert chat.flow_step == ("recover_password", "code") and acc.latest_code(ZS1_PHONE) != first
+    chat.say(acc.latest_code(ZS1_PHONE))
+    assert "[重置密码](" in chat.text
+
+
+def test_a_resend_within_the_services_cooldown_says_how_long_to_wait(chat, acc):
+    at_password_code(chat)
+    code = acc.latest_code(ZS1_PHONE)
+    acc.fail["start_password_recovery"].append(TooFrequent("", retry_after=45))
+    chat.say("没收到验证码")
+    assert "约 1 分钟后再点“重新发送验证码”" in chat.text and chat.flow_step == ("recover_password", "code")
+    chat.say(code)  # the code already sent still works
+    assert "[重置密码](" in chat.text
+
+
+def test_a_pasted_sms_is_read_as_its_code(chat, acc):
+    at_password_code(chat)
+    sms = acc.outbox(ZS1_PHONE)[0]["text"]
+    assert re.search(r"\d{6}", sms)
+    chat.say(sms)
+    assert "[重置密码](" in chat.text
+
+
+def test_an_outage_at_the_code_step_keeps_the_code_for_retry(chat, acc):
+    at_password_code(chat)
+    acc.fail["verify_password_recovery"].append(ServiceUnavailable("down"))
+    chat.say(acc.latest_code(ZS1_PHONE))
+    assert "信息都还在" in chat.text and chat.flow_step == ("recover_password", "verify")
+    chat.say("重试")
+    assert "[重置密码](" in chat.text and chat.flow_step is None
+
+
+def test_an_outage_at_the_login_code_keeps_the_code_for_retry(chat, acc):
+    chat.say("查询审核进度")
+    chat.say("zhangsan02")
+    acc.fail["verify_login"].append(ServiceUnavailable("down"))
+    chat.say(acc.latest_code(ZS2_PHONE))
+    assert "信息都还在" in chat.text
+    chat.press("重试")
+    assert "登录成功" in chat.text and "账号状态" in chat.text
+
+
+# ---- 4. duplicate-ID routes -------------------------------------------------------------------
+
+def test_route3_warns_and_asks_before_sending_the_request(chat, acc):
+    start_dup(chat)
+    chat.say("途径3")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    assert "注销使用了您当前证件号码的其他账号" in chat.text and "旧账号将不能用于征兵、研招报名" in chat.text
+    assert chat.flow_step == ("id_duplicate", "classmate_confirm")
+    chat.say("确认")
+    assert chat.flow_step == ("id_duplicate", "classmate_name") and not acc.keys["request_classmate"]
+
+
+def exhaust_route4(chat: Chat, acc) -> None:
+    start_dup(chat)
+    chat.press("途径4")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    for _ in range(3):
+        route4_fill(chat, "在校生", "北京大学", "9999999999", "2017", "本科")
+        chat.press("确认提交")
+    assert "3 次机会已用完" in chat.text
+
+
+def test_the_route_guide_knows_route4_is_used_up(chat, acc):
+    exhaust_route4(chat, acc)
+    chat.say("帮我选择途径")
+    for _ in range(3):
+        chat.say("不")
+    assert "学号" not in chat.text and "不太方便" in chat.text and chat.flow_step == ("id_duplicate", "pick")
+
+
+def test_the_route_guide_in_a_new_flow_asks_the_service(chat, acc):
+    exhaust_route4(chat, acc)
+    chat.say("取消")
+    start_dup(chat)
+    chat.say("帮我选择途径")
+    for _ in range(3):
+        chat.say("不")
+    assert "学号" not in chat.text and "不太方便" in chat.text
+
+
+def test_status_after_verification_has_no_route4_attempts(chat, acc):
+    start_dup(chat)
+    chat.press("途径1")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    chat.say("确认")
+    acc.pass_app_verification("zhangsan02")
+    chat.say("完成了")
+    assert "验证已通过" in chat.text
+    chat.say("查询审核进度")
+    assert "已通过身份核验" in chat.text and "还可使用" not in chat.text
+    assert "随时可以输入" not in chat.text and "返回" not in chat.text  # a one-shot answer has no prompt hints
+
+
+# ---- 5. after the conversation ------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["好了，密码改好了，谢谢", "密码改好了", "搞定了，谢谢！", "好了", "解决了 謝謝"])
+def test_closing_statements_after_a_flow_are_understood(chat, acc, text):
+    at_password_code(chat)
+    chat.say(acc.latest_code(ZS1_PHONE))
+    chat.say(text)
+    assert "无法回答" not in chat.text and chat.replies[-1].intent == "thanks"
+
+
+def test_the_out_of_scope_reply_reads_right_as_text_alone(chat):
+    chat.say("学信网的密码和邮箱的区别")
+    reply = chat.replies[-1]
+    if "以下话题" in reply.text:
+        for b in reply.buttons[:-1]:
+            assert b.label in reply.text
+    assert not reply.text.rstrip().endswith("：")
+    chat.say("火星天气怎么样")
+    assert not chat.replies[-1].text.rstrip().endswith("：")
+
+
+def test_out_of_scope_suggestions_are_listed_in_the_text(engine):
+    from intents.types import Candidate, MatchResult
+
+    result = MatchResult(intent="out_of_scope", entry=None, score=0.5, decision="out_of_scope",
+                         candidates=(Candidate("recover_account.password", "recover_account", 0.9),))
+    replies = engine._answer("s", {}, result, 0.0)
+    assert "以下话题可能和您的问题相关：" in replies[0].text and "忘记密码怎么办？" in replies[0].text
+
+
+def test_flow_in_the_response_is_the_flow_active_after_the_turn(chat, acc):
+    at_password_code(chat)
+    replies = chat.say(acc.latest_code(ZS1_PHONE))
+    assert replies[-1].flow == "recover_password"  # the last reply comes from the flow that just ended …
+    assert replies_json(replies)["flow"] is None     # … but no flow is active after the turn
+    replies = chat.say("忘记密码怎么办")
+    assert replies_json(replies)["flow"] is None
+    replies = chat.say("好的")
+    assert replies_json(replies)["flow"] == "recover_password"
+
+
+# ---- typed-only, simplified and traditional ----------------------------------------------------
+
+PASSWORD_TYPED = {
+    "simplified": ["忘记密码了怎么办", "好的", "zhangsan01", "张三", "居民身份证", ZS_ID],
+    "traditional": ["忘記密碼了怎麼辦", "好的", "zhangsan01", "张三", "居民身份證", ZS_ID],
+}
+
+
+@pytest.mark.parametrize("script", PASSWORD_TYPED)
+def test_password_flow_by_typing_only(chat, acc, script):
+    for text in PASSWORD_TYPED[script]:
+        chat.say(text)
+    assert chat.flow_step == ("recover_password", "code")
+    chat.say("沒收到驗證碼" if script == "traditional" else "没收到验证码")
+    chat.say(acc.latest_code(ZS1_PHONE))
+    assert "[重置密码](" in chat.text and chat.flow_step is None
+    chat.say("好了，密碼改好了，謝謝" if script == "traditional" else "好了，密码改好了，谢谢")
+    assert chat.replies[-1].intent == "thanks"
+
+
+DUPLICATE_TYPED = {
+    "simplified": ["证件号码已被注册怎么办", "需要", "帮我选择途径", "不能", "不", "没有", "是的", "zhangsan02"],
+    "traditional": ["證件號碼已被註冊怎麼辦", "需要", "幫我選擇途徑", "不能", "不", "沒有", "是的", "zhangsan02"],
+}
+RECORD_TYPED = {
+    "simplified": ["在校生", "北京大学", "1700012345", "2017年", "本科", "确认提交"],
+    "traditional": ["在校生", "北京大學", "1700012345", "2017年", "本科", "確認提交"],
+}
+
+
+@pytest.mark.parametrize("script", DUPLICATE_TYPED)
+def test_duplicate_id_flow_by_typing_only(chat, acc, engine, script):
+    for text in DUPLICATE_TYPED[script]:
+        chat.say(text)
+    assert chat.flow_step == ("id_duplicate", "login_code")
+    chat.say(acc.latest_code(ZS2_PHONE))
+    assert "待核验身份" in chat.text and chat.flow_step == ("id_duplicate", "record_kind")
+    for text in RECORD_TYPED[script]:
+        chat.say(text)
+    assert "核对正确" in chat.text and chat.flow_step is None
+    assert "北京大" not in json.dumps(engine.store.get(chat.session_id), ensure_ascii=False).split('"transcript"')[0]
