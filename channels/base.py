@@ -74,10 +74,11 @@ def buttons_as_text(reply: Reply, start: int = 1) -> str:
 
 
 def numbered_answer(text: str, buttons: Sequence[Button]) -> str | None:
-    """The payload of the button whose number the user typed; None when ``text`` is not a number
+    """The payload of the button whose number the user typed; None when ``text`` is not an option
+    number (1–2 digits: longer numbers are data, e.g. an SMS code at a prompt offering "重新发送")
     or nothing was offered (then it is ordinary text). A number out of range is ``InputRejected``."""
     typed = text.strip()
-    if not typed.isdigit() or not buttons:
+    if not typed.isdigit() or len(typed) > 2 or not buttons:
         return None
     n = int(typed)
     if 1 <= n <= len(buttons):

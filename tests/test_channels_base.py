@@ -41,6 +41,7 @@ def test_buttons_as_text_and_numbered_answers_map_back_to_payloads():
     with pytest.raises(InputRejected) as e:
         numbered_answer("3", reply.buttons)
     assert e.value.code == "no_such_option" and "1–2" in e.value.message
+    assert numbered_answer("123456", reply.buttons) is None  # an SMS code at a prompt with a button is data
 
 
 def test_a_channel_must_implement_send():

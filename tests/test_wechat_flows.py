@@ -101,9 +101,11 @@ def test_route2_photo_through_the_media_api(user, sandbox):  # noqa: F811
 
 def test_route3_classmate(user, sandbox):  # noqa: F811
     acct = sandbox.new_account(pending=True)
-    mate = sandbox.new_account(name="同班同学")
+    mate = sandbox.new_account(name="赵晓梅")
     start_dup(user, "途径3")
     login(user, sandbox, acct)
+    assert "注销使用了您当前证件号码的其他账号" in user.text
+    user.choose("确认继续")
     user.say(mate["name"])
     user.say(mate["username"])
     assert "协助请求已发送" in user.text
