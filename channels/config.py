@@ -72,6 +72,7 @@ class WeChatConfig:
     http_timeout: float = 5.0
     media_max_bytes: int = 5 * 1024 * 1024
     msgmenu: bool = True              # buttons as customer-service menus (False: numbered text)
+    user_messages_per_minute: int = 30  # more from one user in a minute: a "too fast" reply, no engine turn
     sqlite_path: str = "var/wechat.db"
 
     @property
@@ -99,4 +100,5 @@ class WeChatConfig:
                    max_clock_skew=num("max_clock_skew", int), dedupe_seconds=num("dedupe_seconds", int),
                    token_refresh_margin=num("token_refresh_margin", int), http_timeout=num("http_timeout", float),
                    media_max_bytes=num("media_max_bytes", int),
+                   user_messages_per_minute=num("user_messages_per_minute", int),
                    msgmenu=bool(m.get("msgmenu", d.msgmenu)), sqlite_path=str(m.get("sqlite_path") or d.sqlite_path))

@@ -90,6 +90,7 @@ NO_IMAGE_NOW = ("现在不需要发送图片。请用文字描述您的问题；
                 "按提示再发送证件照片。")
 IMAGE_FAILED = "图片没有接收成功，请重新发送一次。"
 FAILED = "抱歉，服务暂时出现问题，请稍后再试。"
+TOO_FAST = "您发送消息太频繁了，请稍等一分钟再发送。"
 MENU_HEAD = "请点选："
 NUMBER_HEAD = "回复数字选择："
 
@@ -105,7 +106,8 @@ class KeyValue(Protocol):
 
     Contract: ``add`` sets only when the key is absent (or expired) and says whether it did — atomic
     across threads and processes (SQLite, Redis); ``get`` is the value or None; ``put`` replaces;
-    ``delete(key, value)`` removes only while the value is still ``value`` (None: unconditionally).
+    ``delete(key, value)`` removes only while the value is still ``value`` (None: unconditionally);
+    ``incr`` adds one to a counter (created at 0 with ``ttl``; its expiry is not extended), atomically.
     A broken backend raises ``KVError``; nothing else escapes. Keys never contain an OpenID.
     """
 
@@ -116,6 +118,8 @@ class KeyValue(Protocol):
     def put(self, key: str, value: str, ttl: float) -> None: ...
 
     def delete(self, key: str, value: str | None = None) -> None: ...
+
+    def incr(self, key: str, ttl: float) -> int: ...
 
 
 class MemoryKV:
@@ -150,6 +154,13 @@ class MemoryKV:
         with self._mutex:
             if value is None or self._live(key) == value:
                 self._data.pop(key, None)
+
+    def incr(self, key: str, ttl: float) -> int:
+        with self._mutex:
+            count = int(self._live(key) or 0) + 1
+            expires = self._data[key][1] if key in self._data else self._clock() + ttl
+            self._data[key] = (str(count), expires)
+            return count
 
 
 class SqliteKV:
@@ -204,8 +215,24 @@ class SqliteKV:
             else:
                 conn.execute("DELETE FROM kv WHERE key = ? AND value = ?", (key, value))
 
+    def incr(self, key: str, ttl: float) -> int:
+        now = self._clock()
+        with self._errors() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM kv WHERE key = ? AND expires <= ?", (key, now))
+                conn.execute("INSERT OR IGNORE INTO kv VALUES (?, '0', ?)", (key, now + ttl))
+                conn.execute("UPDATE kv SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (key,))
+                count = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()[0]
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return int(count)
+
 
 _DELETE_IF = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_INCR = "local n = redis.call('incr', KEYS[1]) if n == 1 then redis.call('pexpire', KEYS[1], ARGV[1]) end return n"
 
 
 class RedisKV:
@@ -218,6 +245,7 @@ class RedisKV:
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._prefix = prefix
         self._delete_if = self._client.register_script(_DELETE_IF)
+        self._incr = self._client.register_script(_INCR)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -245,6 +273,10 @@ class RedisKV:
                 self._client.delete(self._prefix + key)
             else:
                 self._delete_if(keys=[self._prefix + key], args=[value])
+
+    def incr(self, key: str, ttl: float) -> int:
+        with self._errors():
+            return int(self._incr(keys=[self._prefix + key], args=[max(1, int(ttl * 1000))]))
 
 
 def build_kv(cfg: Mapping[str, Any], conf: WeChatConfig) -> KeyValue:
@@ -757,6 +789,12 @@ class WeChatChannel(Channel):
         if turn.message is None and turn.say is None and not turn.media_id:
             return PlainTextResponse("success")   # events without an answer (menu links, location reports …)
         await asyncio.to_thread(self.kv.put, "seen:" + user, str(self.clock()), WINDOW_SECONDS)
+        minute = int(self.clock() // 60)
+        if await asyncio.to_thread(self.kv.incr, f"rate:{user}:{minute}", 120) > self.conf.user_messages_per_minute:
+            log.warning("wechat: a user passed %d messages a minute; not answered by the engine",
+                        self.conf.user_messages_per_minute)
+            await asyncio.to_thread(self.kv.put, "dup:" + turn.dedupe_key, "reply:" + TOO_FAST, self.conf.dedupe_seconds)
+            return self._passive(turn, TOO_FAST, nonce, timestamp)
         task = asyncio.ensure_future(self._run(turn, user))
         done, _ = await asyncio.wait({task}, timeout=self.conf.passive_seconds)
         if not done:

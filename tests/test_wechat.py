@@ -508,6 +508,10 @@ def test_shared_store_twins_keep_the_same_contract(tmp_path):
         if os.environ.get("CI"):
             raise
     for kv in stores:
+        assert kv.incr("n", 0.05) == 1 and kv.incr("n", 5) == 2 and kv.get("n") == "2"
+        time.sleep(0.1)
+        assert kv.incr("n", 5) == 1               # the first increment's expiry holds
+        kv.delete("n")
         assert kv.add("k", "one", 5) and not kv.add("k", "two", 5) and kv.get("k") == "one"
         kv.delete("k", "two")
         assert kv.get("k") == "one"
@@ -526,3 +530,16 @@ def test_mounted_only_when_token_app_id_and_secret_are_set(standin, tmp_path):
     assert "wechat" not in app.state.channels
     with TestClient(app) as client:
         assert client.post("/wechat", content="<xml/>").status_code == 404
+
+
+def test_a_flood_from_one_user_is_answered_without_engine_turns(make_bot, tmp_path):
+    slow = SlowEngine(make_engine(LocalAccountClient(), data_dir=tmp_path), 0)
+    bot = make_bot(engine=slow, user_messages_per_minute=3)
+    user, other = bot.user(), bot.user()
+    for _ in range(3):
+        user.say("你好")
+    assert slow.calls == 3
+    assert user.say("你好")[0]["text"]["content"] == "您发送消息太频繁了，请稍等一分钟再发送。"
+    assert slow.calls == 3
+    other.say("你好")                          # counted per user
+    assert slow.calls == 4
