@@ -8,6 +8,7 @@
     python bot.py ask "问题"       print the reply a user would get
     python bot.py match "问题"     print the matcher's decision as JSON (--jsonl: JSON lines on stdin)
     python bot.py eval FILE.yaml  accuracy and latency on a labelled question file (--json)
+    python bot.py unanswered      clusters of unanswered questions from the turn events (--since 7d, --json)
     python bot.py check           validate faq/ (non-zero exit on problems), list near duplicates
 """
 from __future__ import annotations
@@ -33,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate on a labelled YAML file")
     ev.add_argument("file")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
+    un = sub.add_parser("unanswered", help="clusters of questions the bot could not answer")
+    un.add_argument("--since", default="7d", help="how far back: 30m, 12h, 7d, 2w (default 7d)")
+    un.add_argument("--json", action="store_true", help="machine-readable output")
+    un.add_argument("--limit", type=int, default=None, help="at most this many clusters")
     chk = sub.add_parser("check", help="validate the FAQ YAML, list near-duplicate questions")
     chk.add_argument("--strict", action="store_true", help="exit non-zero on near duplicates too")
     return p
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = settings.load(args.config)
     command = args.command or "demo"
-    if command in ("match", "eval", "check"):
+    if command in ("match", "eval", "check", "unanswered"):
         from intents import cli
         return getattr(cli, command)(cfg, args)
     if command == "ask":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -207,3 +208,60 @@ def check(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:
         print(f"{len(conflicts)} near duplicate(s): questions the matcher may send to another entry"
               + ("" if getattr(args, "strict", False) else " (warnings; --strict fails on them)"))
     return 1 if conflicts and getattr(args, "strict", False) else 0
+
+
+# ---- unanswered -----------------------------------------------------------------------
+
+_SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(value: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``2w`` → seconds."""
+    m = _SINCE.match(value.strip().lower())
+    if not m:
+        raise ValueError(f"--since {value!r}: use a number and a unit, e.g. 7d, 12h, 30m, 2w")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def unanswered(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:
+    """Clusters of questions the bot could not answer, from the stored turn events."""
+    from handlers.insights import InsightsStoreError, open_store
+
+    from .matcher import Matcher
+    from .unanswered import cluster, report, unanswered_questions
+
+    try:
+        seconds = parse_since(args.since)
+    except ValueError as e:
+        print(f"unanswered: {e}", file=sys.stderr)
+        return 2
+    since = time.time() - seconds
+    try:
+        events = open_store(cfg).query(since)
+    except InsightsStoreError as e:
+        print(f"unanswered: cannot read turn events: {e}", file=sys.stderr)
+        return 1
+    matcher = Matcher.from_settings(cfg)
+    questions = unanswered_questions(events)
+    clusters = report(cluster(questions, matcher), matcher.faq, limit=args.limit)
+    if args.json:
+        print(json.dumps({"since": round(since, 3), "turns": len(events), "questions": len(questions),
+                          "clusters": clusters}, ensure_ascii=False, indent=2))
+        return 0
+    print(f"未能回答的问题（{args.since} 内）：{len(events)} 轮对话，{len(questions)} 个问题，"
+          f"{len(clusters)} 组（按数量排列）")
+    for c in clusters:
+        kinds = ", ".join(f"{k} {n}" for k, n in c["kinds"].items())
+        near = (f"{c['nearest_entry']} ({c['nearest_score']:.2f}, {c['nearest_source']})"
+                if c["nearest_entry"] else "—")
+        print(f"\n#{c['rank']}  {c['size']} 个问题（{kinds}） — 最接近的条目：{near}")
+        for ex in c["examples"]:
+            print(f"    {ex['count']}× {ex['text']}")
+        if c["add_alternates_yaml"]:
+            print(f"  作为 {c['nearest_entry']} 的其他问法（add as alternates）：")
+            print("\n".join("    " + line for line in c["add_alternates_yaml"].splitlines()))
+        if c["not_covered_yaml"]:
+            print("  标记为不在解答范围（mark as not covered）：")
+            print("\n".join("    " + line for line in c["not_covered_yaml"].splitlines()))
+    return 0
