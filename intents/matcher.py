@@ -19,6 +19,7 @@ so the cost grows with the entries that share words, not with the FAQ size.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import operator
 import re
@@ -264,11 +265,10 @@ class Matcher:
         doc_ids = heapq.nlargest(cfg.prune_limit, shared, key=shared.__getitem__)
 
         best_sim: dict[int, float] = {}
-        best_cos: dict[int, float] = {}
-        qvec = self._tfidf.vector(qtext)
-        cosine = self._tfidf.cosine
+        entry_docs: dict[int, list[int]] = defaultdict(list)
         for di in doc_ids:
             d = self._docs[di]
+            entry_docs[d.entry].append(di)
             common = sum(weights[t] for t in qset & d.tokens)
             if common:
                 p, r = common / (d.weight or 1.0), common / qweight
@@ -281,20 +281,29 @@ class Matcher:
             sim = 0.5 * f1 + 0.5 * char
             if sim > best_sim.get(d.entry, -1.0):
                 best_sim[d.entry] = sim
-            cos = cosine(qvec, di)  # the second signal: character n-gram TF-IDF
-            if cos > best_cos.get(d.entry, -1.0):
-                best_cos[d.entry] = cos
 
-        scored = []
+        first = []  # (score before the TF-IDF blend, contrast factor, entry)
         for ei, sim in best_sim.items():
             covered = sum(w for t, w in weights.items() if t in self._vocab[ei])
             coverage = covered / (covered + (qweight - covered) * dilution)
             bonus = cfg.keyword_bonus if any(k in qtext for k in self._keywords[ei]) else 0.0
-            score = min(1.0, cfg.w_coverage * coverage + cfg.w_similarity * sim + bonus)
-            score = (1 - cfg.w_tfidf) * score + cfg.w_tfidf * best_cos[ei]
-            if contrast - self._entry_contrast[ei]:
-                score *= cfg.contrast_penalty
-            scored.append((score, ei))
+            factor = cfg.contrast_penalty if contrast - self._entry_contrast[ei] else 1.0
+            first.append((min(1.0, cfg.w_coverage * coverage + cfg.w_similarity * sim + bonus), factor, ei))
+
+        # the second signal, character n-gram TF-IDF cosine (the entry's closest question), is
+        # computed only where it can matter: an entry that even at cosine 1 stays more than the
+        # clarify margin below the best entry at cosine 0 can be neither the answer nor its rival
+        # (nor among the candidates shown: the few best by their highest possible score get it too)
+        w = cfg.w_tfidf
+        floor = max(f * (1 - w) * b for b, f, _ in first) - cfg.clarify_margin
+        shown = heapq.nlargest(cfg.max_candidates + 2, (f * ((1 - w) * b + w) for b, f, _ in first))[-1]
+        qvec = self._tfidf.vector(qtext) if w else {}
+        cosine = self._tfidf.cosine
+        scored = []
+        for base, factor, ei in first:
+            best = factor * ((1 - w) * base + w)
+            cos = max(cosine(qvec, di) for di in entry_docs[ei]) if w and best >= min(floor, shown) else 0.0
+            scored.append((factor * ((1 - w) * base + w * cos), ei))
         scored.sort(reverse=True)
         return scored[: cfg.prune_limit]
 
@@ -353,7 +362,8 @@ class _CharTfidf:
         n = len(texts)
         self._idf = {k: math.log((n + 1) / (d + 1)) + 1.0 for k, d in df.items()}
         self._unseen = math.log(n + 1) + 1.0
-        self._vectors = [self._unit({k: c * self._idf[k] for k, c in g.items()}) for g in grams]
+        vectors = [self._unit({k: c * self._idf[k] for k, c in g.items()}) for g in grams]
+        self._vectors = [(tuple(v), tuple(v.values())) for v in vectors]  # (grams, weights) of each text
 
     @staticmethod
     def _unit(v: dict[str, float]) -> dict[str, float]:
@@ -365,9 +375,8 @@ class _CharTfidf:
         return self._unit({k: c * idf.get(k, unseen) for k, c in _grams(text).items()})
 
     def cosine(self, query: dict[str, float], doc: int) -> float:
-        d = self._vectors[doc]
-        common = query.keys() & d.keys()  # one set, iterated twice in the same order
-        return sum(map(operator.mul, map(query.__getitem__, common), map(d.__getitem__, common)))
+        grams, weights = self._vectors[doc]  # a question is short: walk its grams (all in C)
+        return sum(map(operator.mul, weights, map(query.get, grams, itertools.repeat(0.0))))
 
 
 def _grams(text: str) -> dict[str, int]:
