@@ -26,6 +26,19 @@ _BULLET = re.compile(r"^\s{0,3}[-*+]\s+(.*)$")
 _NUMBERED = re.compile(r"^\s{0,3}(\d{1,3})[.、)）]\s*(.*)$")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 _INLINE = re.compile(r"\*\*(?P<bold>.+?)\*\*|\[(?P<label>[^\]\n]+)\]\((?P<url>[^()\s]+)\)")
+# "\*" is a literal "*" (data inserted into a reply is escaped: handlers.types.md): while parsing,
+# escaped characters stand as private-use characters that no markup pattern matches
+_ESCAPE = re.compile(r"\\([\\*\[\]()_`#+\-.!|>~])")
+_ESCAPED_BASE = 0xF0000
+
+
+def _hide_escapes(text: str) -> str:
+    return _ESCAPE.sub(lambda m: chr(_ESCAPED_BASE + ord(m.group(1))), text)
+
+
+def _restore(text: str) -> str:
+    return "".join(chr(ord(ch) - _ESCAPED_BASE) if ord(ch) >= _ESCAPED_BASE and ord(ch) < _ESCAPED_BASE + 128
+                   else ch for ch in text)
 _BREAKS = "。！？；!?;\n，, "
 
 
@@ -104,6 +117,10 @@ def parse_inline(text: str, bold: bool = False) -> Line:
     return tuple(_merge(spans))
 
 
+def _restored(line: Line) -> Line:
+    return tuple(Span(_restore(s.text), s.bold, _restore(s.href) if s.href else None) for s in line)
+
+
 def _merge(spans: list[Span]) -> Iterator[Span]:
     """Join neighbours of the same style (plain text split around a dropped link)."""
     prev: Span | None = None
@@ -137,7 +154,7 @@ def parse(markdown: str) -> list[Block]:
             numbers.clear()
         kind = ""
 
-    text = markdown.replace("\r\n", "\n").replace("\r", "\n")
+    text = _hide_escapes(markdown.replace("\r\n", "\n").replace("\r", "\n"))
     for raw in text.split("\n"):
         line = raw.rstrip()
         if not line.strip():
@@ -150,15 +167,15 @@ def parse(markdown: str) -> list[Block]:
                 flush()
             kind = new_kind
             body = bullet.group(1) if bullet else numbered.group(2)
-            items.append([parse_inline(body)])
+            items.append([_restored(parse_inline(body))])
             numbers.append(None if bullet else int(numbered.group(1)))
         elif heading:
             flush()
-            blocks.append(Block("p", (Item((parse_inline(heading.group(1), True),)),)))
+            blocks.append(Block("p", (Item((_restored(parse_inline(heading.group(1), True)),)),)))
         elif items:
-            items[-1].append(parse_inline(line.strip()))
+            items[-1].append(_restored(parse_inline(line.strip())))
         else:
-            para.append(parse_inline(line.strip()))
+            para.append(_restored(parse_inline(line.strip())))
     flush()
     return blocks
 

@@ -31,7 +31,7 @@ from .insights import TurnEvent
 from .privacy import mask_secrets
 from .records import Records
 from .sessions import LockTimeout, SessionStore, StoreError, storage_key
-from .types import Button, Message, Replies, Reply
+from .types import Button, Message, Replies, Reply, md
 
 log = logging.getLogger(__name__)
 
@@ -660,7 +660,7 @@ class Engine:
             log.warning("flow %s step %s: refused (%s)", flow["name"], flow["step"], e.code)
             state["last_event"] = "api_failure"
             self._flow_outcome("failed")
-            return Finish((ctx.say(f"抱歉，操作没有成功：{e.message or '服务拒绝了请求'}。如需帮助，可以转人工客服。",
+            return Finish((ctx.say(f"抱歉，操作没有成功：{md(e.message) if e.message else '服务拒绝了请求'}。如需帮助，可以转人工客服。",
                                    HANDOFF),))
 
     def _failed(self, state: dict[str, Any]) -> list[Reply]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from typing import Any
 
@@ -46,7 +47,12 @@ class Chat:
 
     @property
     def text(self) -> str:
-        """All text of the last replies."""
+        """All text of the last replies (Markup kept; data's escapes (handlers.types.md) undone)."""
+        return re.sub(r"\\([\\*\[\]])", r"\1", self.raw)
+
+    @property
+    def raw(self) -> str:
+        """All text of the last replies exactly as the engine wrote it."""
         return "\n".join(r.text for r in self.replies)
 
     @property

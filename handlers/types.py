@@ -5,6 +5,7 @@ here knows about HTTP, Telegram or terminals.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -56,6 +57,15 @@ class Message:
     def from_image(cls, data: bytes, filename: str = "upload", content_type: str = "application/octet-stream",
                    *, channel: str = "", address: str = "") -> "Message":
         return cls(kind="image", image=Image(data, filename, content_type), channel=channel, address=address)
+
+
+_MD_SPECIAL = re.compile(r"([\\*\[\]])")  # what the subset reads as markup inside a line
+
+
+def md(value: object) -> str:
+    """Data (a masked phone "138****8001", a name, a school, a service's message) made literal
+    inside the Markdown subset of ``Reply.text``: its markup characters are backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", str(value))
 
 
 class Replies(list):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from accounts.base import Conflict, TooFrequent
-from handlers.types import Button, Reply
+from handlers.types import Button, Reply, md
 
 from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, choose, plain_wait
 from .common import login_steps, require_login
@@ -38,7 +38,7 @@ def bind(ctx: Ctx) -> Outcome:
             "学信网常见问题中的说明：清除浏览器缓存，先找回用户名和密码，2 小时后再进行微信或支付宝的绑定操作，"
             "绑定成功后方可通过微信或支付宝扫码登录。"),))
     except Conflict as e:
-        return Finish((ctx.say(e.message or f"这个账号暂时无法绑定{label}。"),))
+        return Finish((ctx.say(md(e.message) if e.message else f"这个账号暂时无法绑定{label}。"),))
     return Finish((ctx.say(f"请用{label}扫描二维码完成绑定：[打开绑定二维码]({url})\n\n"
                            f"绑定成功后，以后只需用{label}扫码即可登录。"),))
 
@@ -74,7 +74,7 @@ def inbox_list(ctx: Ctx) -> Outcome:
 
 def ask_inbox_decide(ctx: Ctx) -> Reply:
     """Ask whether to help the requester."""
-    return ctx.say(f"**{ctx.data['requester']}** 请求您协助解决证件号码重复问题。"
+    return ctx.say(f"**{md(ctx.data['requester'])}** 请求您协助解决证件号码重复问题。"
                    "请只在确认对方是您的大学同班同学时同意。",
                    Button("同意协助", "accept"), Button("拒绝", "reject"))
 
@@ -125,10 +125,10 @@ def review_show(ctx: Ctx) -> Outcome:
     lines = [status_text(identity)]
     review = identity.manual_review
     if review:
-        reason = f"，原因：{review.reason}" if review.reason else ""
-        lines.append(f"客服审核（单号 {review.ticket_id}）：**{REVIEW_WORDS.get(review.status, review.status)}**{reason}。")
+        reason = f"，原因：{md(review.reason)}" if review.reason else ""
+        lines.append(f"客服审核（单号 {md(review.ticket_id)}）：**{REVIEW_WORDS.get(review.status, review.status)}**{reason}。")
     for r in identity.classmate_requests:
-        lines.append(f"同学协助请求（{r.classmate_username}）：**{REQUEST_WORDS.get(r.status, r.status)}**。")
+        lines.append(f"同学协助请求（{md(r.classmate_username)}）：**{REQUEST_WORDS.get(r.status, r.status)}**。")
     if not review and not identity.classmate_requests:
         lines.append("没有查到客服审核或同学协助的记录。")
     return Finish((ctx.say("\n\n".join(lines)),))

@@ -11,7 +11,7 @@ from typing import Callable, TypeVar
 from accounts import validation
 from accounts.base import (ID_TYPE_LABELS, ChallengeExpired, InvalidCode, NotFound, ServiceUnavailable,
                            TooFrequent)
-from handlers.types import Button, Reply
+from handlers.types import Button, Reply, md
 
 from .base import (Act, Ask, Ctx, Goto, Input, Invalid, Outcome, Step, choose, command_word, field_value,
                    plain_wait, text_of)
@@ -77,7 +77,7 @@ def sent(ctx: Ctx, challenge_id: str, sent_to: str, key: str, code_step: str) ->
     ctx.data.pop("code_dead", None)
     ctx.data[key] = challenge_id
     lead = "新的验证码已发送至" if resent else "验证码已发送至"
-    return Goto(code_step, (ctx.say(f"{lead} {sent_to}。" + (f"\n\n如果仍然收不到：{SMS_CHECKS}" if resent else "")),))
+    return Goto(code_step, (ctx.say(f"{lead} {md(sent_to)}。" + (f"\n\n如果仍然收不到：{SMS_CHECKS}" if resent else "")),))
 
 
 def resend_refused(ctx: Ctx, e: TooFrequent, code_step: str) -> Goto:

@@ -12,7 +12,7 @@ import unicodedata
 from accounts import validation
 from accounts.base import (MAX_IMAGE_BYTES, AttemptsExhausted, BadImage, Identity, NotFound, RecordMismatch,
                            StudentRecord)
-from handlers.types import Button, Reply
+from handlers.types import Button, Reply, md
 from intents.normalize import to_simplified
 
 from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Invalid, Input, Outcome, choose, command_word,
@@ -292,10 +292,10 @@ def submit_photo(ctx: Ctx) -> Outcome:
                                                    image.content_type, idempotency_key=ctx.key)
     except BadImage as e:
         ctx.data.pop("photo", None)
-        return Goto("photo", (ctx.say(e.message or "照片不符合要求，请重新上传。"),))
+        return Goto("photo", (ctx.say(md(e.message) if e.message else "照片不符合要求，请重新上传。"),))
     ctx.data.pop("photo", None)
     return Finish((ctx.say(
-        f"照片已提交，审核单号：**{review.ticket_id}**。\n\n"
+        f"照片已提交，审核单号：**{md(review.ticket_id)}**。\n\n"
         "请等待客服审核，审核通过后您才可以进入实名信息绑定步骤。您可以在学信网左侧菜单"
         "“证件重复-客服审核”关注审核进度，也可以随时在这里发送“查询审核进度”。",
         Button("查询审核进度", "flow:review_status")),))
@@ -422,9 +422,10 @@ def ask_record_review(ctx: Ctx) -> Reply:
     """Show the record (masked), the attempts left and the cancellation warning."""
     d = ctx.data
     number = d["record_number"]
-    masked = number[:2] + "*" * max(len(number) - 4, 1) + number[-2:]
+    keep = 2 if len(number) >= 8 else 1  # never more than half of the number shown
+    masked = number[:keep] + "*" * (len(number) - 2 * keep) + number[-keep:]
     return ctx.say(
-        f"请核对：{KINDS[d['record_kind']]}，{d['record_school']}，{_number_label(ctx)} {masked}，"
+        f"请核对：{KINDS[d['record_kind']]}，{md(d['record_school'])}，{_number_label(ctx)} {md(masked)}，"
         f"{_year_label(ctx)} {d['record_year']}，{d['record_level']}。\n\n"
         f"途径4 还可使用 **{d.get('attempts_left', 0)}** 次（一个证件号码最多 3 次）。\n\n{CANCEL_WARNING}",
         Button("确认提交", "confirm"), Button("重新填写", "edit"), OTHER_ROUTE)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from accounts import validation
 from accounts.base import ChallengeExpired, InvalidCode, NotFound, TooFrequent
-from handlers.types import Button, Reply
+from handlers.types import Button, Reply, md
 
 from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, field_value, text_of
 from .common import ask_code, code_answer, identity_steps, resend_refused, sent, spend_code, wrong_code
@@ -20,7 +20,7 @@ def send_username(ctx: Ctx) -> Outcome:
             "没有找到与您填写的姓名和证件信息相符的账号。请核对后重新找回；"
             "如果确认从未注册过，可以直接注册新账号。",
             Button("重新填写", "flow:recover_username")),))
-    return Finish((ctx.say(f"用户名已通过短信发送至 {sent_to}，请查收。\n\n"
+    return Finish((ctx.say(f"用户名已通过短信发送至 {md(sent_to)}，请查收。\n\n"
                            "因学信网账号还可用于本网站的其他系统登录，请牢记用户名和密码。",
                            Button("继续找回密码", "flow:recover_password")),))
 
