@@ -63,6 +63,7 @@ class WeChatConfig:
     path: str = "/wechat"
     base_url: str = "https://api.weixin.qq.com"
     passive_seconds: float = 4.0      # answer passively when the engine is done by then (WeChat waits 5 s)
+    follow_up_delay: float = 0.3      # seconds from the passive reply to the customer-service messages after it
     max_body_bytes: int = 16384
     max_text_bytes: int = 2000      # WeChat takes at most 2048 bytes in a text message
     max_text_chars: int = 2000
@@ -95,7 +96,8 @@ class WeChatConfig:
                    app_secret=str(m.get("app_secret") or "").strip(), aes_key=aes_key,
                    path=path if path.startswith("/") else "/" + path,
                    base_url=str(m.get("base_url") or d.base_url).rstrip("/"),
-                   passive_seconds=num("passive_seconds", float), max_body_bytes=num("max_body_bytes", int),
+                   passive_seconds=num("passive_seconds", float), follow_up_delay=num("follow_up_delay", float),
+                   max_body_bytes=num("max_body_bytes", int),
                    max_text_bytes=num("max_text_bytes", int), max_text_chars=num("max_text_chars", int),
                    max_clock_skew=num("max_clock_skew", int), dedupe_seconds=num("dedupe_seconds", int),
                    token_refresh_margin=num("token_refresh_margin", int), http_timeout=num("http_timeout", float),

@@ -57,6 +57,7 @@ import xmltodict
 from cryptography.fernet import Fernet, InvalidToken
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
+from starlette.background import BackgroundTask
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.events import BaseEvent
@@ -449,7 +450,8 @@ class WeChatApi:
                                                  params={**(params or {}), "access_token": token},
                                                  headers={"Content-Type": "application/json"} if content else None)
             except httpx.HTTPError as e:
-                if attempt < 2:
+                # a send whose answer was lost may have been delivered: only GETs and unsent requests again
+                if attempt < 2 and (method == "GET" or isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout))):
                     await self.sleep(0.2 * 2 ** attempt)
                     continue
                 raise WeChatApiError(None, f"{path}: {e.__class__.__name__}") from e
@@ -533,6 +535,8 @@ def outgoing(replies: Sequence[Reply], gen: str, conf: WeChatConfig, menus: bool
 
     for reply in replies:
         body, start = reply.text, len(offered) + 1
+        if reply.author:                       # a person (staff) speaks through the account
+            body = f"【{reply.author}】\n{body}"
         offered += reply.buttons
         items = [(start + i, b.label) for i, b in enumerate(reply.buttons)]
         if items and not menus:
@@ -596,13 +600,14 @@ class WeChatChannel(Channel):
         self.ids = Identity(secret)
         self.crypto = WeChatCrypto(self.conf.token, self.conf.aes_key, self.conf.app_id) if self.conf.aes_key else None
         self._tasks: set[asyncio.Task] = set()
+        self._pending = 0
 
     # -- public --
 
     @property
     def in_flight(self) -> int:
         """Deliveries still running after their request was answered (tests wait for 0)."""
-        return len(self._tasks)
+        return len(self._tasks) + self._pending
 
     def address(self, openid: str) -> str:
         return self.ids.seal(openid)
@@ -806,14 +811,15 @@ class WeChatChannel(Channel):
         messages = task.result()
         first = messages[0] if messages and messages[0]["msgtype"] == "text" else None
         rest = messages[1:] if first else messages
-        if rest:
-            self._background(self._deliver(turn.openid, user, rest, raise_errors=False))
+        later = self._after_response(turn.openid, user, rest) if rest else None
         if first is None:
             await asyncio.to_thread(self.kv.put, "dup:" + turn.dedupe_key, "async", self.conf.dedupe_seconds)
-            return PlainTextResponse("success")
+            return PlainTextResponse("success", background=later)
         content = first["text"]["content"]
         await asyncio.to_thread(self.kv.put, "dup:" + turn.dedupe_key, "reply:" + content, self.conf.dedupe_seconds)
-        return self._passive(turn, content, nonce, timestamp)
+        response = self._passive(turn, content, nonce, timestamp)
+        response.background = later
+        return response
 
     async def _run(self, turn: Turn, user: str) -> list[dict]:
         """The engine's replies to the turn as WeChat messages (the user's menu and photo wish saved)."""
@@ -888,6 +894,20 @@ class WeChatChannel(Channel):
         log.info("wechat: a user unsubscribed; their session was deleted")
 
     # -- delivery --
+
+    def _after_response(self, openid: str, user: str, messages: Sequence[Mapping[str, Any]]) -> BackgroundTask:
+        """The rest of a turn (menus, further parts), sent once the passive reply has gone out and
+        WeChat has had a moment to show it, so the user sees them in order."""
+        self._pending += 1
+
+        async def run() -> None:
+            try:
+                await asyncio.sleep(self.conf.follow_up_delay)
+                await self._deliver(openid, user, messages, raise_errors=False)
+            finally:
+                self._pending -= 1
+
+        return BackgroundTask(run)
 
     def _background(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -58,7 +58,7 @@ def wechat_cfg(standin: StandIn, tmp_path: Path, *, safe: bool = False, backend:
                        "data_dir": str(tmp_path)}
     cfg["wechat"] = {**cfg["wechat"], "token": TOKEN, "app_id": standin.app_id, "app_secret": standin.app_secret,
                      "aes_key": AES_KEY if safe else "", "base_url": standin.base_url,
-                     "sqlite_path": str(tmp_path / "wechat.db"), **wechat}
+                     "sqlite_path": str(tmp_path / "wechat.db"), "follow_up_delay": 0, **wechat}
     return cfg
 
 
@@ -422,9 +422,10 @@ def test_send_pushes_within_the_window_and_raises_window_closed_outside(make_bot
     user.say("你好")
     address = bot.channel.address(user.openid)
     assert user.openid not in address
-    asyncio.run(bot.channel.send(address, [Reply("工作人员：您好，请问还需要帮助吗？", buttons=(Button("需要", "handoff"),))]))
+    asyncio.run(bot.channel.send(address, [Reply("您好，请问还需要帮助吗？", buttons=(Button("需要", "handoff"),),
+                                                  author="人工客服 小王")]))
     pushed = bot.standin.messages_to(user.openid)[-2:]
-    assert pushed[0]["text"]["content"] == "工作人员：您好，请问还需要帮助吗？" and pushed[1]["msgtype"] == "msgmenu"
+    assert pushed[0]["text"]["content"] == "【人工客服 小王】\n您好，请问还需要帮助吗？" and pushed[1]["msgtype"] == "msgmenu"
     bot.standin.close_window(user.openid)        # WeChat itself says the window closed
     with pytest.raises(WindowClosed):
         asyncio.run(bot.channel.send(address, [Reply("在吗？")]))
