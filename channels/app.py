@@ -134,6 +134,8 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
     handoff_api = _handoff_api(cfg, engine)
     if handoff_api is not None:
         app.include_router(handoff_api.router())
+    from . import metrics
+    metrics.install(app, cfg, engine, live)   # GET /metrics when metrics.enabled (token required)
     if conf.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(conf.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], allow_credentials=False, max_age=600)
