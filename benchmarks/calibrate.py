@@ -9,13 +9,15 @@ included). Printed:
 1. the answer curve: for each answer_threshold, precision of the answers given and coverage
    (share of all questions answered directly); the chosen answer_threshold is the lowest one
    whose precision reaches --precision (most answers at that precision);
-2. the clarify curve below it: lowering clarify_threshold a step at a time, the questions
+2. (after the margin, 3.) the clarify curve below it: lowering clarify_threshold a step at a time, the questions
    it adds to the clarified ones and how many of those are offered their right topic; the
    band grows while each step's additions are offered their right topic at least
    --clarify-useful of the time (an in-scope question close to the line is asked about
    rather than rejected; an out-of-scope one asked about instead of rejected counts
    against), and the chosen clarify_threshold is the last step that added such questions;
-3. the config lines to set. Nothing is written: copy them into config.yaml.
+3. the margin curve at that threshold: the smallest clarify_margin (two intents' top scores
+   closer than this are asked about) whose answers keep the precision;
+4. the config lines to set. Nothing is written: copy them into config.yaml.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def clarified(rows: list[tuple[str, dict]]) -> set[int]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("files", nargs="*", default=[str(p) for p in DEFAULT_SETS])
-    ap.add_argument("--precision", type=float, default=0.98, help="least precision of direct answers")
+    ap.add_argument("--precision", type=float, default=0.985, help="least precision of direct answers")
     ap.add_argument("--clarify-useful", type=float, default=0.5,
                     help="least share of clarifications that offer the right topic")
     args = ap.parse_args()
@@ -63,8 +65,11 @@ def main() -> int:
     items = [i for f in args.files for i in load_items(f)]
     texts, wants = [i["text"] for i in items], [i["intent"] for i in items]
 
+    margin = base.clarify_margin
+
     def decide(answer: float, clarify: float) -> list[tuple[str, dict]]:
-        matcher.config = dataclasses.replace(base, answer_threshold=answer, clarify_threshold=clarify)
+        matcher.config = dataclasses.replace(base, answer_threshold=answer, clarify_threshold=clarify,
+                                             clarify_margin=margin)
         return [(w, result_json(matcher.match(t), None)) for w, t in zip(wants, texts)]
 
     print(f"{len(items)} questions from {', '.join(Path(f).name for f in args.files)}")
@@ -86,6 +91,18 @@ def main() -> int:
         return 1
     answer, _ = chosen
 
+    print(f"margin curve at {answer:.2f}: clarify_margin (top two intents closer than this: clarify) "
+          "→ precision / coverage")
+    chosen_margin = margin
+    for m in reversed(grid(0.0, 0.08)):
+        margin = m
+        p = operating_point(decide(answer, answer))
+        print(f"  {m:.2f}  {p.precision * 100:5.1f}% / {p.coverage * 100:5.1f}%")
+        if p.precision < args.precision:
+            break
+        chosen_margin = m
+    margin = chosen_margin
+
     print(f"clarify curve below {answer:.2f}: threshold → clarified (cumulative) / offering the right topic; "
           "added at this step / of those, offering the right topic")
     clarify, before = answer, clarified(decide(answer, answer))
@@ -102,10 +119,11 @@ def main() -> int:
             clarify = c
         before = now
     final = operating_point(decide(answer, clarify))
-    print(f"chosen: answer_threshold {answer:.2f}, clarify_threshold {clarify:.2f} → answers {final.coverage:.1%} "
+    print(f"chosen: answer_threshold {answer:.2f}, clarify_threshold {clarify:.2f}, clarify_margin {margin:.2f} → answers {final.coverage:.1%} "
           f"of questions at {final.precision:.1%} precision; clarifies {final.clarify_share:.1%} "
           f"({final.clarify_useful:.1%} offer the right topic)")
-    print(f"config.yaml matcher:\n  answer_threshold: {answer:.2f}\n  clarify_threshold: {clarify:.2f}")
+    print(f"config.yaml matcher:\n  answer_threshold: {answer:.2f}\n  clarify_threshold: {clarify:.2f}\n"
+          f"  clarify_margin: {margin:.2f}")
     return 0
 
 

@@ -37,8 +37,8 @@ from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
 @dataclass(frozen=True)
 class MatcherConfig:
-    answer_threshold: float = 0.49
-    clarify_threshold: float = 0.48
+    answer_threshold: float = 0.50
+    clarify_threshold: float = 0.50
     clarify_margin: float = 0.05
     max_candidates: int = 3
     prune_limit: int = 60             # questions scored in full after the inverted-index pre-selection
