@@ -12,6 +12,7 @@ import pytest
 from handlers.sessions import SqliteStore
 from handlers.testing import make_engine
 from sandbox_fixture import sandbox  # noqa: F401  (the fixture)
+from test_flows_http import login, masked  # the same steps, typed by a WeChat user
 from test_wechat import JPEG, make_bot, standin  # noqa: F401  (fixtures)
 from wechat_standin import WxUser
 
@@ -28,17 +29,6 @@ def user(request, make_bot, sandbox, tmp_path) -> WxUser:  # noqa: F811
     u.choice_mode = "menu" if request.param == "menu" else "number"
     u.bot = bot
     return u
-
-
-def masked(phone: str) -> str:
-    return f"{phone[:3]}****{phone[-4:]}"
-
-
-def login(user: WxUser, sandbox, account: dict) -> None:  # noqa: F811
-    user.say(account["username"])
-    assert f"验证码已发送至 {masked(account['phone'])}" in user.text
-    user.say(sandbox.latest_code(account["phone"]))
-    assert "登录成功" in user.text
 
 
 def start_dup(user: WxUser, route: str) -> None:
