@@ -44,12 +44,16 @@ class TelegramConfig:
     token: str = ""
     webhook_secret: str = ""
     webhook_path: str = "/telegram/webhook"
+    base_url: str = "https://api.telegram.org/bot"            # the Bot API (a local Bot API server, a stand-in)
+    base_file_url: str = "https://api.telegram.org/file/bot"  # where files are downloaded from
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> "TelegramConfig":
         path = str(m.get("webhook_path") or cls.webhook_path)
         return cls(token=str(m.get("token") or "").strip(), webhook_secret=str(m.get("webhook_secret") or ""),
-                   webhook_path=path if path.startswith("/") else "/" + path)
+                   webhook_path=path if path.startswith("/") else "/" + path,
+                   base_url=str(m.get("base_url") or cls.base_url).strip(),
+                   base_file_url=str(m.get("base_file_url") or cls.base_file_url).strip())
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@ inline-keyboard button → button message, a photo (or an image sent as a file)
 HTML (escaped, split under 4096 characters), buttons as an inline keyboard on
 the last part. Anything else is answered with what the bot can take; updates
 without a message (edits, member changes) are ignored.
+
+Chats are served concurrently, each chat's updates one at a time in arrival order
+(``PerChatUpdateProcessor``); a used keyboard is removed and a second tap on it
+ignored; a 429 from the Bot API is waited out and retried (``AIORateLimiter``);
+a photo is downloaded only while a flow waits for one.
 """
 from __future__ import annotations
 
@@ -23,17 +28,22 @@ import hashlib
 import hmac
 import json
 import logging
+import sys
 from collections import OrderedDict
 from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
-from telegram.error import TelegramError
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram import BotCommand
+from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.ext import (AIORateLimiter, Application, BaseUpdateProcessor, CallbackQueryHandler, CommandHandler,
+                          ContextTypes, MessageHandler, filters)
 
 import settings
+from accounts.base import MAX_IMAGE_BYTES
 from handlers.types import Message, Reply
 
 from . import render
@@ -54,6 +64,11 @@ HELP = ("直接输入您的问题即可，例如“忘记用户名怎么办”�
 UNSUPPORTED = "暂时只能处理文字、按钮和照片。请用文字描述您的问题，或在需要时发送证件照片。"
 FAILED = "抱歉，服务暂时出现问题，请稍后再试。您刚才的消息没有丢失，可以稍后重新发送。"
 STALE_BUTTON = "这个按钮已失效，请重新输入您的问题。"
+USED_BUTTON = "这个按钮已经使用过了。"
+NO_PHOTO_WANTED = ("目前不需要照片：我只在办理“客服协助验证”（上传身份证照片）时接收图片。"
+                   "请用文字描述您的问题。")
+TOO_LARGE = f"照片超过本助手接收的 {MAX_IMAGE_BYTES // (1024 * 1024)} MB，请压缩后重新发送。"
+COMMANDS = (("start", "欢迎说明"), ("help", "使用帮助"), ("cancel", "结束当前办理"))
 CANCEL_TEXT = "取消"  # the engine ends a flow on 取消/退出/算了
 
 
@@ -88,11 +103,54 @@ class CallbackData:
         return self._long.get(data) if data.startswith("~") else data
 
 
+class PerChatUpdateProcessor(BaseUpdateProcessor):
+    """Updates of different chats run concurrently; one chat's updates run one at a time, in the
+    order they arrived (a second quick message, or a double tap, waits for the first)."""
+
+    def __init__(self, max_concurrent_updates: int = 256) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._waiting: dict[int, int] = {}
+
+    async def do_process_update(self, update: object, coroutine: Any) -> None:
+        chat = getattr(update, "effective_chat", None)
+        if chat is None:
+            await coroutine
+            return
+        key = chat.id
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            async with lock:  # asyncio.Lock wakes waiters first come, first served
+                await coroutine
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key], self._locks[key]
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+
 class Bridge:
     """The handlers: Telegram updates → engine messages, engine replies → Telegram messages."""
 
     def __init__(self, engine: ConversationEngine, web: WebConfig) -> None:
         self.engine, self.web, self.callbacks = engine, web, CallbackData()
+        self._used: OrderedDict[tuple[int, int], None] = OrderedDict()  # keyboards already used
+
+    def _first_use(self, chat_id: int, message_id: int) -> bool:
+        """True the first time a keyboard message is used (a double tap is dropped)."""
+        key = (chat_id, message_id)
+        if key in self._used:
+            return False
+        self._used[key] = None
+        while len(self._used) > 10_000:
+            self._used.popitem(last=False)
+        return True
 
     async def _ask(self, chat_id: int, message: Message) -> list[Reply] | None:
         message = dataclasses.replace(message, channel="telegram", address=str(chat_id))
@@ -148,9 +206,18 @@ class Bridge:
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """An inline-keyboard press: answer the query, then the payload → the engine."""
         query = update.callback_query
-        await query.answer()
         if update.effective_chat is None:
+            await query.answer()
             return
+        if query.message is not None and not self._first_use(update.effective_chat.id, query.message.message_id):
+            await query.answer(USED_BUTTON)
+            return
+        await query.answer()
+        if query.message is not None:  # a used keyboard goes away, so an old choice cannot be made again
+            try:
+                await query.edit_message_reply_markup(reply_markup=None)
+            except TelegramError:
+                log.info("could not remove a used keyboard", exc_info=log.isEnabledFor(logging.DEBUG))
         payload = self.callbacks.decode(query.data or "")
         try:
             message = Message.from_button(clean_payload(payload), **_origin(update))
@@ -169,9 +236,11 @@ class Bridge:
             doc = msg.document
             file_id, size = doc.file_id, doc.file_size
             name, ctype = doc.file_name or "upload", doc.mime_type or "application/octet-stream"
-        if size and size > self.web.max_body_bytes:
-            limit = self.web.max_body_bytes / 1024 / 1024
-            await context.bot.send_message(update.effective_chat.id, f"照片过大（上限 {limit:.0f} MB），请压缩后重新发送。")
+        if not await self._wants_photo(update.effective_chat.id):
+            await context.bot.send_message(update.effective_chat.id, NO_PHOTO_WANTED)
+            return
+        if size and size > MAX_IMAGE_BYTES:
+            await context.bot.send_message(update.effective_chat.id, TOO_LARGE)
             return
         try:
             data = bytes(await (await context.bot.get_file(file_id)).download_as_bytearray())
@@ -180,6 +249,17 @@ class Bridge:
             await context.bot.send_message(update.effective_chat.id, "照片下载失败，请重新发送一次。")
             return
         await self._send(update, context, await self._ask(update.effective_chat.id, Message.from_image(data, name, ctype, **_origin(update))))
+
+    async def _wants_photo(self, chat_id: int) -> bool:
+        """True while the chat's flow waits for a photo (engines that cannot tell: always)."""
+        expects = getattr(self.engine, "expects_image", None)
+        if expects is None:
+            return True
+        try:
+            return bool(await asyncio.to_thread(expects, session_id(chat_id)))
+        except Exception:  # noqa: BLE001 - cannot tell: take the photo, the engine decides
+            log.warning("could not tell whether a photo is expected", exc_info=True)
+            return True
 
     async def unsupported(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Stickers, voice, locations…: say what the bot can take."""
@@ -202,7 +282,9 @@ def build_application(cfg: Mapping[str, Any], engine: ConversationEngine, reques
     if not conf.token:
         raise TelegramConfigError("未配置 Telegram 机器人令牌：请设置环境变量 TELEGRAM_BOT_TOKEN（config.yaml 的 telegram.token）。")
     bridge = Bridge(engine, WebConfig.from_mapping(settings.section(cfg, "web")))
-    builder = Application.builder().token(conf.token).concurrent_updates(True)
+    builder = (Application.builder().token(conf.token).base_url(conf.base_url).base_file_url(conf.base_file_url)
+               .concurrent_updates(PerChatUpdateProcessor()).rate_limiter(AIORateLimiter(max_retries=3))
+               .post_init(register_commands))
     if request is not None:
         builder = builder.request(request).get_updates_request(request)
     app = builder.build()
@@ -220,19 +302,61 @@ def build_application(cfg: Mapping[str, Any], engine: ConversationEngine, reques
     return app
 
 
+async def register_commands(app: Application) -> None:
+    """The command menu users see (setMyCommands); run once at start-up."""
+    await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+
+
+class _QuietStartup(logging.Filter):
+    """Polling mode's log hygiene: a failed start-up is said in one line by run_polling, so the
+    library's traceback of it is dropped; the bot token never appears in a line."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Bootstrap" in message and record.exc_info:
+            return False
+        if self.token and self.token in message:
+            record.msg, record.args = message.replace(self.token, "***"), ()
+        return True
+
+
+def configure_logging(token: str = "") -> None:
+    """Polling mode's log: INFO lines on stderr; the HTTP client's request lines (their URLs carry
+    the bot token) are not logged, nor a start-up failure's traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietStartup(token))
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def run_polling(cfg: Mapping[str, Any]) -> int:
-    """``python bot.py telegram``: long polling until Ctrl+C."""
+    """``python bot.py telegram``: long polling until Ctrl+C. A missing or refused token, or an
+    unreachable Bot API, is one Chinese line on stderr and a non-zero exit (never the token)."""
+    conf = TelegramConfig.from_mapping(settings.section(cfg, "telegram"))
+    configure_logging(conf.token)
     try:
-        conf = TelegramConfig.from_mapping(settings.section(cfg, "telegram"))
         if not conf.token:
             raise TelegramConfigError("未配置 Telegram 机器人令牌：请设置环境变量 TELEGRAM_BOT_TOKEN 后重试。")
         from handlers.engine import build_engine
         app = build_application(cfg, build_engine(cfg))
     except TelegramConfigError as e:
-        print(e)
+        print(e, file=sys.stderr)
         return 2
-    print("Telegram 机器人已启动（长轮询），按 Ctrl+C 停止。", flush=True)
-    app.run_polling(allowed_updates=["message", "callback_query"], drop_pending_updates=False)
+    print("Telegram 机器人正在启动（长轮询），按 Ctrl+C 停止。", flush=True)
+    try:
+        app.run_polling(allowed_updates=["message", "callback_query"], drop_pending_updates=False)
+    except InvalidToken:
+        print("Telegram 拒绝了机器人令牌：请在 @BotFather 核对 TELEGRAM_BOT_TOKEN 后重试。", file=sys.stderr)
+        return 2
+    except NetworkError:  # also TimedOut
+        print(f"无法连接 Telegram Bot API（{urlsplit(conf.base_url).netloc or conf.base_url}）："
+              "请检查网络、代理或 telegram.base_url 后重试。", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -274,7 +398,8 @@ class TelegramChannel(Channel):
             update = Update.de_json(data, self.application.bot)
         except (ValueError, TypeError, KeyError, AttributeError):
             return JSONResponse({"error": "invalid_update", "message": "无法解析的 Telegram 更新。"}, status_code=400)
-        await self.application.process_update(update)
+        # the same per-chat order as in polling mode
+        await self.application.update_processor.process_update(update, self.application.process_update(update))
         return Response(status_code=200)
 
     def router(self) -> APIRouter:

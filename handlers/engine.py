@@ -202,6 +202,15 @@ class Engine:
         except StoreError as e:
             log.error("session %s: could not be deleted: %s", tag, e)
 
+    def expects_image(self, session_id: str) -> bool:
+        """True while the session's flow waits for a picture (a channel downloads one only then)."""
+        try:
+            flow = (self.store.get(session_id) or {}).get("flow") or {}
+        except StoreError:
+            return True  # cannot tell: let the message through, the turn decides
+        step = FLOWS[flow["name"]].steps.get(flow.get("step") or "") if flow.get("name") in FLOWS else None
+        return isinstance(step, Ask) and step.expects == "image"
+
     def _ttl(self, state: Mapping[str, Any]) -> int:
         """A day idle for a session; with a flow active, just past the flow's own expiry
         so its personal data does not outlive it."""

@@ -42,7 +42,7 @@ class UnexpectedCall(AssertionError):
 class RecordingRequest(BaseRequest):
     """Records every Bot API call; answers getMe/sendMessage/answerCallbackQuery/getFile and the file download."""
 
-    ANSWERS = {"getMe", "sendMessage", "answerCallbackQuery", "getFile"}
+    ANSWERS = {"getMe", "sendMessage", "answerCallbackQuery", "getFile", "editMessageReplyMarkup", "setMyCommands"}
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict]] = []
@@ -77,7 +77,7 @@ class RecordingRequest(BaseRequest):
     def _result(self, name: str, params: dict):
         if name == "getMe":
             return BOT
-        if name == "answerCallbackQuery":
+        if name in ("answerCallbackQuery", "setMyCommands", "editMessageReplyMarkup"):
             return True
         if name == "getFile":
             return {"file_id": params["file_id"], "file_unique_id": "u-" + params["file_id"],
@@ -171,7 +171,7 @@ def test_button_press_answers_the_query_and_sends_the_payload(cfg, request_recor
     app = build_application(cfg, engine, request=request_recorder)
 
     def press(data: str, qid: str) -> Update:
-        shown = make_message(app.bot, message_id=7, text="请选择", from_user=User(**{k: BOT[k] for k in ("id", "is_bot", "first_name")}))
+        shown = make_message(app.bot, message_id=int(qid[1:]) + 6, text="请选择", from_user=User(**{k: BOT[k] for k in ("id", "is_bot", "first_name")}))
         query = CallbackQuery(id=qid, from_user=USER, chat_instance="ci", message=shown, data=data)
         query.set_bot(app.bot)
         return Update(2, callback_query=query)
@@ -189,6 +189,7 @@ def test_button_press_answers_the_query_and_sends_the_payload(cfg, request_recor
     assert [m for _, m in engine.calls[1:]] == [Message.from_button("flow:id_type:resident_id", **FROM_CHAT),
                                                 Message.from_button(LONG_PAYLOAD, **FROM_CHAT)]
     assert "按钮已失效" in request_recorder.sent()[-1]["text"]
+    assert [p["message_id"] for p in request_recorder.named("editMessageReplyMarkup")] == [7, 8, 9]
 
 
 def test_photo_downloads_the_largest_size(cfg, request_recorder, engine):
@@ -213,7 +214,7 @@ def test_image_document_is_an_image_and_huge_files_are_refused(cfg, request_reco
     assert request_recorder.unexpected == []
     assert [m.image.filename for _, m in engine.calls] == ["证件.png"]
     assert engine.calls[0][1].image.content_type == "image/png"
-    assert "照片过大" in request_recorder.sent()[-1]["text"]
+    assert "照片超过本助手接收的 5 MB" in request_recorder.sent()[-1]["text"]
     assert request_recorder.named("getFile") == [{"file_id": "doc1"}]
 
 
@@ -291,7 +292,7 @@ def test_missing_token_is_a_clear_error(engine):
 def test_run_polling_without_token_exits_with_a_message(capsys):
     from channels.telegram import run_polling
     assert run_polling({"telegram": {"token": ""}}) == 2
-    assert "TELEGRAM_BOT_TOKEN" in capsys.readouterr().out
+    assert "TELEGRAM_BOT_TOKEN" in capsys.readouterr().err
 
 
 # ---- webhook through the web app -------------------------------------------------------
