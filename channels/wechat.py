@@ -394,6 +394,10 @@ class WeChatApi:
             owner = secrets.token_hex(8)
             if await self._kv(self.kv.add, self._key + ":lock", owner, 15):
                 try:
+                    # another worker may have stored a fresh token between our read and the lock
+                    cached = await self._cached()
+                    if cached and cached[1] != stale and cached[2] - self.clock() > self.conf.token_refresh_margin:
+                        return cached[1]
                     return await self._fetch_token()
                 except WeChatApiError:
                     if usable:
