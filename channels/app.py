@@ -134,8 +134,9 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
     handoff_api = _handoff_api(cfg, engine)
     if handoff_api is not None:
         app.include_router(handoff_api.router())
-    from . import metrics
+    from . import insights_pages, metrics
     metrics.install(app, cfg, engine, live)   # GET /metrics when metrics.enabled (token required)
+    insights_pages.install(app, cfg, engine, live)   # admin pages, on the staff console when there is one
     if conf.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(conf.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], allow_credentials=False, max_age=600)

@@ -1,0 +1,100 @@
+"""The console's overview numbers and charts, from a known event log (pure functions)."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from channels.insights_pages import overview_html, period, svg_feedback, svg_latency, svg_shares, unanswered_html
+from handlers.handoffs import Handoff
+from handlers.insights import TurnEvent
+from handlers.overview import overview
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def at(day: int, hour: int, minute: int = 0) -> float:
+    return datetime(2026, 11, day, hour, minute, tzinfo=TZ).timestamp()
+
+
+def ev(ts: float, session: str, decision: str, **kw) -> TurnEvent:
+    return TurnEvent(ts=ts, session=session, text=kw.pop("text", "问"), decision=decision, **kw)
+
+
+def log() -> list[TurnEvent]:
+    return [
+        # day 1 (Nov 20): two conversations; 4 questions: answer, answer, clarify, out of scope
+        ev(at(20, 9), "a", "answer", entry="x.one", score=0.9, latency_ms=10),
+        ev(at(20, 9, 1), "a", "feedback", entry="x.one", feedback="down", latency_ms=2),
+        ev(at(20, 9, 2), "a", "answer", entry="x.two", score=0.8, latency_ms=30),
+        ev(at(20, 10), "b", "clarify", entry="x.one", score=0.5, latency_ms=20),
+        ev(at(20, 10, 1), "b", "out_of_scope", score=0.2, latency_ms=40),
+        ev(at(20, 10, 2), "b", "feedback", entry="x.two", feedback="up", latency_ms=1),
+        # day 2 (Nov 21): flows — completed, cancelled at id_type, one left unfinished at name; a hand-off
+        ev(at(21, 8), "c", "flow", flow="recover_username", step="name", flow_event="started", latency_ms=5),
+        ev(at(21, 8, 1), "c", "flow", flow="recover_username", step="id_type", latency_ms=5),
+        ev(at(21, 8, 2), "c", "flow", flow="recover_username", step="id_number", flow_event="completed", latency_ms=500),
+        ev(at(21, 9), "d", "flow", flow="recover_username", step="name", flow_event="started", latency_ms=5),
+        ev(at(21, 9, 1), "d", "flow", flow="recover_username", step="id_type", latency_ms=5),
+        ev(at(21, 9, 2), "d", "command", flow="recover_username", step="id_type", flow_event="cancelled", latency_ms=5),
+        ev(at(21, 10), "e", "flow", flow="recover_username", step="name", flow_event="started", latency_ms=5),
+        ev(at(21, 11), "f", "handoff", intent="human_agent", score=0.95, latency_ms=8),
+        # outside the period
+        ev(at(25, 9), "z", "answer", entry="x.one", score=0.9, latency_ms=10),
+    ]
+
+
+def handoffs() -> list[Handoff]:
+    base = dict(session_key="k", channel="web", address="", reason="user_request", flow=None, step=None, topic=None,
+                transcript=(), updated_at=0.0)
+    return [Handoff(id="h1", status="closed", created_at=at(21, 11), claimed_at=at(21, 11) + 60,
+                    closed_at=at(21, 11) + 660, **base),
+            Handoff(id="h2", status="waiting", created_at=at(22, 9), **base)]
+
+
+def test_overview_by_day():
+    ov = overview(log(), handoffs(), at(20, 0), at(23, 0))
+    assert [d.day for d in ov.days] == ["2026-11-20", "2026-11-21", "2026-11-22"]
+    d1, d2, d3 = ov.days
+    assert (d1.conversations, d1.questions) == (2, 4)
+    assert (d1.share("answer"), d1.share("clarify"), d1.share("out_of_scope")) == (0.5, 0.25, 0.25)
+    assert d1.latency_p50 == 20 and d1.latency_p99 == 40
+    assert (d2.conversations, d2.questions, d2.share("handoff"), d2.handoffs) == (4, 1, 1.0, 1)
+    assert d3.conversations == 0 and d3.handoffs == 1 and d3.latency_p50 is None
+    assert ov.feedback == {"x.one": (0, 1), "x.two": (1, 0)}
+    [flow] = ov.flows
+    assert (flow.flow, flow.started, flow.ended["completed"], flow.ended["cancelled"], flow.unfinished) == \
+        ("recover_username", 3, 1, 1, 1)
+    assert flow.dropped_at == {"id_type": 1, "name": 1}
+    assert ov.handoff_wait == [60] and ov.handoff_handling == [600]
+    assert ov.turns == 14 and ov.totals.questions == 5
+
+
+def test_charts_are_valid_svg_and_the_page_shows_the_numbers():
+    ov = overview(log(), handoffs(), at(20, 0), at(23, 0))
+    for svg in (svg_shares(ov), svg_latency(ov), svg_feedback(ov.feedback)):
+        root = ET.fromstring(svg)
+        assert root.tag.endswith("svg") and root.get("role") == "img"
+    shares = ET.fromstring(svg_shares(ov))
+    rects = [r for r in shares.iter("{http://www.w3.org/2000/svg}rect") if r.find("{http://www.w3.org/2000/svg}title") is not None]
+    assert any("直接回答 2/4" in r.find("{http://www.w3.org/2000/svg}title").text for r in rects)
+    page = overview_html(ov)
+    assert "<td>2026-11-20</td><td>2</td><td>4</td><td>50%</td><td>25%</td><td>25%</td><td>0%</td>" in page
+    assert "id_type (1)" in page and "60 秒" in page and "10.0 分钟" in page
+
+
+def test_cluster_html_escapes_user_text():
+    html = unanswered_html([{"rank": 1, "size": 2, "kinds": {"out_of_scope": 2},
+                             "examples": [{"text": "<script>alert(1)</script>", "count": 2}],
+                             "nearest_entry": "x.one", "nearest_score": 0.4, "nearest_source": "f.yaml:3",
+                             "add_alternates_yaml": "# f.yaml\n      - <b>", "not_covered_yaml": None}])
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;" in html
+
+
+def test_period_parsing():
+    now = at(22, 15)
+    since, until, label = period({"days": "3"}, now)
+    assert (since, until, label) == (at(20, 0), at(23, 0), "2026-11-20 至 2026-11-22")
+    assert period({"from": "2026-11-01", "to": "2026-11-02"}, now)[:2] == (at(1, 0), at(3, 0))
+    assert period({"days": "abc"}, now)[2] == "2026-11-16 至 2026-11-22"
+    assert period({"days": "100000"}, now)[0] >= now - 93 * 86400
