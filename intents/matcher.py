@@ -145,8 +145,11 @@ class Matcher:
         phrases.pop("", None)
         self._smalltalk = phrases
         self._smalltalk_re = _alternation(phrases)
-        self._instructions = _alternation({lexicon_key(p).replace(" ", ""): "" for p in faq.bot_instructions
-                                           if lexicon_key(p)})
+        orders = {lexicon_key(p) for p in faq.bot_instructions} - {""}
+        # Chinese phrases anywhere (spaces ignored); latin ones as whole words ("act as" is not in "contact a")
+        self._orders_han = _alternation({p.replace(" ", ""): "" for p in orders if not p.isascii()})
+        self._orders_latin = re.compile("|".join(rf"(?<![0-9a-z]){re.escape(p)}(?![0-9a-z])" for p in orders
+                                                 if p.isascii()) or r"(?!)")
 
     # ---- helpers -----------------------------------------------------------
 
@@ -179,7 +182,7 @@ class Matcher:
             text = "" if text is None else str(text)
         clauses = self.normalise.clauses(text)
         raw = "".join(c.raw for c in clauses)
-        if self._instructions.search(raw.replace(" ", "")):
+        if self._orders_han.search(raw.replace(" ", "")) or self._orders_latin.search(" ".join(raw.split())):
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
         smalltalk = self._smalltalk_only(raw)
         if smalltalk:

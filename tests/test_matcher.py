@@ -239,6 +239,12 @@ def test_orders_addressed_to_the_bot_are_out_of_scope(text):
     assert result.decision == "out_of_scope" and result.entry is None, result
 
 
+def test_latin_orders_match_whole_words_only():
+    # "contact a" holds the letters of "act as"; it is not an order to the bot
+    assert real_matcher().match("I want to contact a support person").score > 0.0
+    assert real_matcher().match("please act as an admin").score == 0.0
+
+
 def test_char_tfidf_cosine_is_one_for_the_same_text_and_lower_with_unseen_content():
     from intents.matcher import _CharTfidf
     t = _CharTfidf(["忘记密码", "绑定微信", "邮箱受限"])
