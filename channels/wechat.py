@@ -77,6 +77,7 @@ from .config import WeChatConfig
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 48 * 3600          # customer-service messages: 48 hours after the user's last message
+RETRY_SECONDS = 30                  # WeChat retries an unanswered message 3 times within 15 s
 TOKEN_ERRORS = (40001, 40014, 42001)  # invalid / expired access_token: refresh and retry once
 WINDOW_ERRORS = (45015,)            # "response out of time limit or subscription is canceled"
 MENU_REFUSED = (48001, 40008)      # msgmenu not allowed for this account / type: numbered text instead
@@ -286,7 +287,8 @@ def build_kv(cfg: Mapping[str, Any], conf: WeChatConfig) -> KeyValue:
     sessions = settings.section(cfg, "sessions")
     backend = str(sessions.get("backend", "sqlite")).lower()
     if backend == "redis":
-        return RedisKV(str(sessions.get("redis_url", "redis://127.0.0.1:6379/0")))
+        return RedisKV(str(sessions.get("redis_url", "redis://127.0.0.1:6379/0")),
+                       prefix=str(sessions.get("redis_prefix") or "chsi-bot:") + "wx:")
     if backend == "memory":
         return MemoryKV()
     return SqliteKV(settings.resolve_path(conf.sqlite_path))
@@ -310,11 +312,12 @@ class Identity:
     def session_id(self, openid: str) -> str:
         return "wx-" + self.user_key(openid)
 
-    def seal(self, openid: str) -> str:
-        return self._fernet.encrypt(openid.encode()).decode("ascii")
+    def seal(self, text: str) -> str:
+        """``text`` encrypted and authenticated: an OpenID as an address, a cached reply at rest."""
+        return self._fernet.encrypt(text.encode()).decode("ascii")
 
     def open(self, address: str) -> str:
-        """The OpenID behind an address; ``ValueError`` when it is not one of ours."""
+        """What ``seal`` sealed (the OpenID behind an address); ``ValueError`` when not sealed here."""
         try:
             return self._fernet.decrypt(address.encode("ascii")).decode()
         except (InvalidToken, UnicodeError) as e:
@@ -788,9 +791,11 @@ class WeChatChannel(Channel):
         claimed = await asyncio.to_thread(self.kv.add, "dup:" + turn.dedupe_key, "running", self.conf.dedupe_seconds)
         if not claimed:
             earlier = await asyncio.to_thread(self.kv.get, "dup:" + turn.dedupe_key) or ""
-            log.info("wechat: retry of a message already %s", earlier.split(":", 1)[0])
-            if earlier.startswith("reply:"):
-                return self._passive(turn, earlier[len("reply:"):], nonce, timestamp)
+            log.info("wechat: retry of a message already %s", earlier)
+            sealed = await asyncio.to_thread(self.kv.get, "ans:" + turn.dedupe_key) if earlier == "answered" else None
+            with contextlib.suppress(ValueError):
+                if sealed:
+                    return self._passive(turn, self.ids.open(sealed), nonce, timestamp)
             return PlainTextResponse("success")
         if turn.forget:
             await self._forget(user)
@@ -802,7 +807,7 @@ class WeChatChannel(Channel):
         if await asyncio.to_thread(self.kv.incr, f"rate:{user}:{minute}", 120) > self.conf.user_messages_per_minute:
             log.warning("wechat: a user passed %d messages a minute; not answered by the engine",
                         self.conf.user_messages_per_minute)
-            await asyncio.to_thread(self.kv.put, "dup:" + turn.dedupe_key, "reply:" + TOO_FAST, self.conf.dedupe_seconds)
+            await self._answered(turn, TOO_FAST)
             return self._passive(turn, TOO_FAST, nonce, timestamp)
         task = asyncio.ensure_future(self._run(turn, user))
         done, _ = await asyncio.wait({task}, timeout=self.conf.passive_seconds)
@@ -820,10 +825,16 @@ class WeChatChannel(Channel):
             await asyncio.to_thread(self.kv.put, "dup:" + turn.dedupe_key, "async", self.conf.dedupe_seconds)
             return PlainTextResponse("success", background=later)
         content = first["text"]["content"]
-        await asyncio.to_thread(self.kv.put, "dup:" + turn.dedupe_key, "reply:" + content, self.conf.dedupe_seconds)
+        await self._answered(turn, content)
         response = self._passive(turn, content, nonce, timestamp)
         response.background = later
         return response
+
+    async def _answered(self, turn: Turn, content: str) -> None:
+        """Mark the message answered; keep its passive reply, sealed, just long enough for WeChat's
+        retries (they come within 15 s) — it may hold a reset link."""
+        await asyncio.to_thread(self.kv.put, "ans:" + turn.dedupe_key, self.ids.seal(content), RETRY_SECONDS)
+        await asyncio.to_thread(self.kv.put, "dup:" + turn.dedupe_key, "answered", self.conf.dedupe_seconds)
 
     async def _run(self, turn: Turn, user: str) -> list[dict]:
         """The engine's replies to the turn as WeChat messages (the user's menu and photo wish saved)."""

@@ -247,6 +247,8 @@ def test_a_retried_msgid_runs_once_and_gets_the_same_passive_reply(make_bot, saf
         again = user.post(xml)
         assert again == [first[0]]
     assert user_turns(bot, user) == 1 and len(bot.standin.sent) == sent
+    cached = bot.channel.kv.get("ans:msg:987654321012")      # kept for the retries, sealed at rest
+    assert cached and first[0]["text"]["content"][:10] not in cached
     # an event retried: same sender and CreateTime
     event = user.xml("event", create_time=1_790_000_000, Event="subscribe")
     assert user.post(event) and user.post(event) == user.received[:1]
