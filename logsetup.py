@@ -1,4 +1,5 @@
-"""Logging for the HTTP servers: uvicorn's configuration with the access log redacted.
+"""Set-up shared by the HTTP servers: uvicorn's logging configuration with the access log
+redacted, and the listening socket (a taken port is said plainly, not as uvicorn's traceback).
 
 Every server in one process (the web chat and, in the demo, the account sandbox)
 must use this same configuration: uvicorn applies its logging configuration per
@@ -10,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import socket
 from typing import Any
 
 _SECRET_PATH = re.compile(r"(/sandbox/(?:reset|qr)/)[^/?\s]+")
@@ -38,3 +40,16 @@ def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         cfg["loggers"].setdefault(name, {})["level"] = level.upper()
     return cfg
+
+
+def listening_socket(host: str, port: int) -> socket.socket | None:
+    """A listening socket on host:port, or None when the port is taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        return None
+    return sock

@@ -14,6 +14,7 @@ from handlers.sessions import new_session_id
 from handlers.types import Button, Message, Reply
 
 from .base import Channel, ConversationEngine, InputRejected, buttons_as_text, numbered_answer
+from .render import plain_text
 
 PROMPT = "您："
 HELP = ("输入问题即可开始；出现编号选项时输入编号选择；发送图片请输入 /image 图片路径；"
@@ -29,6 +30,19 @@ def text_replies(replies: Sequence[Reply], start: int = 1) -> tuple[str, list[Bu
         buttons.extend(reply.buttons)
         parts.append(text + ("\n（请发送图片：/image 图片路径）" if reply.expects_image else ""))
     return "\n\n".join(parts), buttons
+
+
+def one_shot_text(replies: Sequence[Reply]) -> str:
+    """Replies for ``bot.py ask``, where nothing can be pressed: the texts, related questions as
+    commands to ask next, and the chat command for what needs a conversation (flows, hand-off)."""
+    parts = [plain_text(r.text) for r in replies if r.text.strip()]
+    buttons = [b for r in replies for b in r.buttons]
+    questions = [b.label for b in buttons if b.payload.startswith("faq:")]
+    if questions:
+        parts.append("相关问题（可以接着问）：\n" + "\n".join(f'  python bot.py ask "{q}"' for q in questions))
+    if any(b.payload.startswith(("flow:", "handoff", "cmd:")) for b in buttons):
+        parts.append("要一步步办理或转人工客服，请在对话中进行：python bot.py chat")
+    return "\n\n".join(parts)
 
 
 def to_message(line: str, buttons: Sequence[Button], session_id: str = "") -> Message | str:
@@ -106,6 +120,5 @@ def ask(cfg: Mapping[str, Any], text: str) -> int:
     from handlers.sessions import MemoryStore
 
     engine = build_engine(cfg, store=MemoryStore())
-    reply_text, _ = text_replies(engine.handle(new_session_id(), Message.from_text(text, channel=ConsoleChannel.name)))
-    print(reply_text)
+    print(one_shot_text(engine.handle(new_session_id(), Message.from_text(text, channel=ConsoleChannel.name))))
     return 0

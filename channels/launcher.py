@@ -10,7 +10,7 @@ import time
 from typing import Any, Mapping
 
 import settings
-from logsetup import uvicorn_log_config
+from logsetup import listening_socket, uvicorn_log_config
 
 from .app import create_app
 from .config import WebConfig
@@ -33,19 +33,6 @@ def demo_config(cfg: Mapping[str, Any]) -> dict:
     return out
 
 
-def bind(host: str, port: int) -> socket.socket | None:
-    """A listening socket on host:port, or None when the port is taken."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        return None
-    return sock
-
-
 def start_sandbox(cfg: Mapping[str, Any], level: str) -> bool:
     """Serve the account sandbox (config section ``sandbox``) from a daemon thread; False if it did not start."""
     import uvicorn
@@ -54,14 +41,17 @@ def start_sandbox(cfg: Mapping[str, Any], level: str) -> bool:
 
     section = settings.section(cfg, "sandbox")
     host, port = str(section.get("host") or "127.0.0.1"), int(section.get("port") or 8765)
-    sock = bind(host, port)
+    sock = listening_socket(host, port)
     if sock is None:
         print(f"端口 {host}:{port} 已被占用：假定那是已启动的账号服务沙箱（python bot.py sandbox），直接使用它。")
         return True
     database = settings.resolve_path(str(section.get("database") or "var/sandbox.db"))
     database.parent.mkdir(parents=True, exist_ok=True)
     _, app = sandbox_server.build(section, str(database))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level)))
+    # uvicorn's start-up lines once (the web server's): the sandbox says its own line below; its
+    # access log follows the web server's configuration, which replaces this one (same loggers)
+    quiet = "WARNING" if logging.getLevelName(level) < logging.WARNING else level
+    server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(quiet)))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="account-sandbox", daemon=True).start()
     deadline = time.monotonic() + 20
     while not server.started:
@@ -82,7 +72,7 @@ def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
     level = str(settings.section(cfg, "logging").get("level") or "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conf = WebConfig.from_mapping(settings.section(cfg, "web"))
-    sock = bind(conf.host, conf.port)
+    sock = listening_socket(conf.host, conf.port)
     if sock is None:
         print(f"端口 {conf.host}:{conf.port} 已被占用：请关闭占用它的程序，或设置环境变量 WEB_PORT 换一个端口。")
         return 1
@@ -90,7 +80,8 @@ def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
         if with_sandbox and not start_sandbox(cfg, level):
             return 1
         app = create_app(cfg)
-        url = f"http://{conf.host}:{conf.port}/" if with_sandbox else conf.public_url + "/"
+        port = sock.getsockname()[1]  # the port bound (WEB_PORT=0: any free one)
+        url = f"http://{conf.host}:{port}/" if with_sandbox else conf.public_url + "/"
         print(f"学信网账号助手已启动，请在浏览器打开：{url}（按 Ctrl+C 停止）", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level), proxy_headers=False,
                                                server_header=False))

@@ -61,11 +61,15 @@ def match(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:
             continue
         try:
             obj = json.loads(line)
-            text = obj["text"] if isinstance(obj, dict) else None
-            if not isinstance(text, str):
-                raise ValueError('needs {"text": "..."}')
-        except (ValueError, KeyError) as e:
-            out.write(json.dumps({"error": f"line {n}: {e}"}, ensure_ascii=False) + "\n")
+        except ValueError as e:
+            problem = f"not JSON ({e.msg} at column {e.colno})" if isinstance(e, json.JSONDecodeError) else "not JSON"
+        else:
+            text = obj.get("text") if isinstance(obj, dict) else None
+            problem = "" if isinstance(text, str) else (
+                'no "text" field: each line must be an object like {"text": "忘记密码怎么办"}'
+                if not isinstance(obj, dict) or "text" not in obj else '"text" must be a string')
+        if problem:
+            out.write(json.dumps({"error": f"line {n}: {problem}"}, ensure_ascii=False) + "\n")
             status = 1
             continue
         out.write(json.dumps(run(text), ensure_ascii=False) + "\n")

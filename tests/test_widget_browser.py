@@ -349,3 +349,40 @@ def test_recover_username_end_to_end_with_the_real_engine_and_sandbox(browser, s
         stored = "".join(page.evaluate("Object.values(localStorage)"))
         assert account["id_number"] not in stored  # masked in the browser's saved history
         context.close()
+
+
+def test_the_upload_prompt_fits_a_360px_phone(browser, server):
+    """With 上传照片 shown, the text box keeps its whole placeholder and 发送 stays inside the panel."""
+    context = browser.new_context(viewport={"width": 360, "height": 740}, locale="zh-CN", has_touch=True)
+    page = context.new_page()
+    page.goto(server.url + "/")
+    open_panel(page)
+    send(page, "照片")
+    attach = page.get_by_role("button", name="上传照片")
+    expect(attach).to_be_visible()
+    panel = page.get_by_role("dialog", name="学信网账号助手").bounding_box()
+    send_box = page.locator("#chsi-assistant .composer .send").bounding_box()
+    assert send_box["x"] >= panel["x"] and send_box["x"] + send_box["width"] <= panel["x"] + panel["width"] + 0.5
+    fits = page.evaluate("""() => {
+        const ta = document.querySelector('#chsi-assistant').shadowRoot.querySelector('textarea');
+        const style = getComputedStyle(ta);
+        const ctx = document.createElement('canvas').getContext('2d');
+        ctx.font = style.font;
+        const room = ta.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+        return [ctx.measureText(ta.placeholder).width, room];
+    }""")
+    assert fits[0] <= fits[1], f"placeholder needs {fits[0]:.0f}px, has {fits[1]:.0f}px"
+    shot(page, "upload-prompt-360")
+    context.close()
+
+
+def test_the_demo_page_requests_no_missing_favicon(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    page = context.new_page()
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status >= 400 else None)
+    page.goto(server.url + "/")
+    page.wait_for_load_state("networkidle")
+    declared = page.evaluate("!!document.querySelector('link[rel~=icon]')")  # else browsers ask /favicon.ico
+    context.close()
+    assert missing == [] and declared

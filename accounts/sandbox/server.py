@@ -11,6 +11,7 @@ import hmac
 import html
 import logging
 import re
+import sys
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
@@ -26,7 +27,7 @@ from .models import (AccountViewOut, BindIn, BindingsOut, ChallengeOut, Classmat
                      RegisteredOut, RegisterIn, ResetLinkOut, ReviewDecisionIn, ReviewOut, SentToOut,
                      StudentRecordAdminIn, StudentRecordIn, UsernameIn)
 from .service import MAX_IMAGE_BYTES, Limits, SandboxService
-from logsetup import uvicorn_log_config
+from logsetup import listening_socket, uvicorn_log_config
 
 log = logging.getLogger("accounts.sandbox")
 
@@ -350,7 +351,14 @@ def run(cfg: dict[str, Any]) -> int:
         log.error("sandbox: %s", e)
         return 2
     host, port = str(section.get("host", "127.0.0.1")), int(section.get("port", 8765))
-    log.info("sandbox account API on http://%s:%d (database %s); demo accounts: accounts/README.md",
-             host, port, database)
-    uvicorn.run(app, host=host, port=port, log_config=uvicorn_log_config(level))
+    sock = listening_socket(host, port)
+    if sock is None:
+        print(f"端口 {host}:{port} 已被占用：账号服务沙箱可能已经在运行；否则请关闭占用它的程序，"
+              "或在 config.yaml 的 sandbox.port 换一个端口。", file=sys.stderr)
+        return 1
+    with sock:
+        log.info("sandbox account API on http://%s:%d (database %s); demo accounts: accounts/README.md",
+                 host, port, database)
+        server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level)))
+        server.run(sockets=[sock])
     return 0

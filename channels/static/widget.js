@@ -187,10 +187,10 @@
     ".typing i:nth-child(2){animation-delay:.2s}.typing i:nth-child(3){animation-delay:.4s}",
     "@keyframes blink{0%,80%,100%{opacity:.25}40%{opacity:1}}",
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
-    ".composer{display:flex;gap:6px;align-items:flex-end;padding:8px;border-top:1px solid #dde3e9;background:#fff}",
+    ".composer{display:flex;flex-wrap:wrap;gap:6px;align-items:flex-end;padding:8px;border-top:1px solid #dde3e9;background:#fff}",
     ".composer textarea{flex:1;min-width:0;resize:none;border:1px solid #b8c4d0;border-radius:8px;padding:8px;font:inherit;max-height:120px;min-height:40px}",
     ".composer button{border:0;border-radius:8px;padding:0 14px;min-height:40px;font:inherit;cursor:pointer;background:#0b5cad;color:#fff;white-space:nowrap}",
-    ".composer .attach{background:#e8f1fb;color:#0b5cad;border:1px solid #0b5cad}",
+    ".composer .attach{background:#e8f1fb;color:#0b5cad;border:1px solid #0b5cad;flex:1 0 100%}",
     ".composer .attach[hidden]{display:none}",
     ".composer button:disabled{opacity:.6;cursor:default}"
   ].join("");
