@@ -115,7 +115,7 @@ def svg_bars(points: Sequence[tuple[str, float]], label: str, colour: str = "#54
 def svg_latency(ov: Overview) -> str:
     """p50 and p99 reply latency per day as two lines."""
     days = ov.days
-    w, h, left, bottom = max(320, 40 + 34 * len(days)), 180, 44, 24
+    w, h, left, bottom = max(320, 40 + 34 * len(days)), 200, 44, 40
     values = [v for d in days for v in (d.latency_p50, d.latency_p99) if v is not None]
     top = max(values + [1.0])
     plot = h - bottom - 10
@@ -129,8 +129,13 @@ def svg_latency(ov: Overview) -> str:
         if pts:
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
                          f'points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in pts)}"><title>{name}</title></polyline>')
+            parts.extend(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"><title>{name}</title></circle>'
+                         for x, y in pts)
+        legend_x = left + (0 if name == "p50" else 60)
+        parts.append(f'<rect x="{legend_x}" y="{h - 8}" width="10" height="3" fill="{colour}"/>'
+                     f'<text x="{legend_x + 14}" y="{h - 3}" font-size="10">{name}</text>')
     for i, d in enumerate(days):
-        parts.append(f'<text x="{left + 10 + i * step:.1f}" y="{h - 8}" font-size="9" text-anchor="middle">{esc(d.day[5:])}</text>')
+        parts.append(f'<text x="{left + 10 + i * step:.1f}" y="{h - 18}" font-size="9" text-anchor="middle">{esc(d.day[5:])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
