@@ -546,3 +546,36 @@ def test_a_flood_from_one_user_is_answered_without_engine_turns(make_bot, tmp_pa
     assert slow.calls == 3
     other.say("你好")                          # counted per user
     assert slow.calls == 4
+
+
+def test_staff_replies_after_a_hand_off_reach_the_user_and_a_closed_window_is_a_typed_failure(make_bot, tmp_path,
+                                                                                              caplog):
+    from handlers.handoff_service import memory_service
+
+    channels: dict[str, Any] = {}
+    pushes: list[BaseException | None] = []
+
+    def deliver(channel: str, address: str, replies: Any) -> None:
+        """What the app's delivery hook does: the channel's ``send`` (its errors reach the service)."""
+        try:
+            asyncio.run(channels[channel].send(address, replies))
+            pushes.append(None)
+        except Exception as e:
+            pushes.append(e)
+            raise
+
+    service = memory_service(deliver=deliver)
+    bot = make_bot(engine=make_engine(LocalAccountClient(), data_dir=tmp_path, handoffs=service))
+    channels["wechat"] = bot.channel
+    user = bot.user()
+    user.say("忘记密码怎么办")
+    user.say("转人工客服")
+    [handoff] = service.list("waiting")
+    assert handoff.channel == "wechat" and user.openid not in handoff.address
+    service.reply(handoff.id, "小王", "您好，我来帮您看看。")
+    texts = [m["text"]["content"] for m in bot.standin.messages_to(user.openid) if m["msgtype"] == "text"]
+    assert "【人工客服 小王】\n您好，我来帮您看看。" in texts and pushes and all(p is None for p in pushes)
+    bot.standin.close_window(user.openid)       # the user stopped writing 48 hours ago
+    service.reply(handoff.id, "小王", "还在吗？")
+    assert isinstance(pushes[-1], WindowClosed)
+    assert any("delivery to wechat failed" in r.getMessage() for r in caplog.records)
