@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     un.add_argument("--limit", type=int, default=None, help="at most this many clusters")
     chk = sub.add_parser("check", help="validate the FAQ YAML, list near-duplicate questions")
     chk.add_argument("--strict", action="store_true", help="exit non-zero on near duplicates too")
+    from handlers import staff_cli
+    staff_cli.add_parser(sub)
     return p
 
 
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     if command in ("match", "eval", "check", "unanswered"):
         from intents import cli
         return getattr(cli, command)(cfg, args)
+    if command == "staff":
+        from handlers import staff_cli
+        return staff_cli.run(cfg, args)
     if command == "ask":
         from channels import console
         return console.ask(cfg, args.text)

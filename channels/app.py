@@ -11,6 +11,7 @@ Every error is JSON ``{"error": code, "message": 中文说明}`` with a 4xx stat
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Mapping
@@ -24,9 +25,12 @@ import settings
 
 from .base import Channel, ConversationEngine, InputRejected
 from .config import WebConfig, WeChatConfig
+from .delivery import Delivery
+from .ratelimit import build_limiter
+from .staff import build_console
 from .guard import Guard, error_response
 from .signing import Signer, load_secret
-from .web import ApiError, LocalOutbox, WebChannel
+from .web import ApiError, WebChannel
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +88,11 @@ def _handoff_api(cfg: Mapping[str, Any], engine: ConversationEngine) -> Any:
 
 
 def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
-               telegram_request: Any = None, live: Any = None) -> FastAPI:
+               telegram_request: Any = None, live: Any = None, staff: Any = None) -> FastAPI:
     """The ASGI app. ``engine`` defaults to ``handlers.engine.build_engine(cfg)`` over a live FAQ
     (``intents.live.LiveFAQ``: a saved edit is swapped in unless ``faq.watch`` is false); ``live``
-    is the watcher for a given engine; ``telegram_request`` replaces Telegram's HTTP client (tests)."""
+    is the watcher for a given engine; ``telegram_request`` replaces Telegram's HTTP client (tests);
+    ``staff`` (a ``handlers.staff.StaffStore``) defaults to the accounts in the hand-off database."""
     conf = WebConfig.from_mapping(settings.section(cfg, "web"))
     if engine is None:
         from handlers.engine import build_engine
@@ -101,16 +106,29 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
             engine = build_engine(cfg)
     if live is not None and hasattr(engine, "use"):
         live.subscribe(lambda snapshot: engine.use(snapshot.faq, snapshot.matcher))  # type: ignore[union-attr]
-    web = WebChannel(engine, Signer(load_secret(conf)), conf, LocalOutbox())
+    service = getattr(engine, "handoffs", None)
+    if service is None:  # an engine without hand-offs (test doubles): the configured service
+        from handlers.handoff_service import build_service
+        service = build_service(cfg)
+    secret = load_secret(conf)
+    sessions = settings.section(cfg, "sessions")
+    web = WebChannel(engine, Signer(secret), conf, service.bus,
+                     limiter=build_limiter(sessions, conf.events_per_minute, 60, "events"))
     channels = build_channels(cfg, engine, web, telegram_request)
+    delivery = Delivery({c.name: c for c in channels})
+    if service.deliver is None:  # a service given with its own delivery hook (tests) keeps it
+        service.deliver = delivery
+    console = build_console(cfg, service, secret, matcher=lambda: getattr(engine, "matcher", None), store=staff)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        delivery.bind(asyncio.get_running_loop())
         if live is not None:
             live.start()
         yield
         if live is not None:
             live.stop()
+        delivery.unbind()
         for channel in channels:
             await channel.aclose()
 
@@ -120,7 +138,7 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
         return {"status": "ok", "faq": live.status()} if live is not None else {"status": "ok"}
 
     app = FastAPI(title="学信网账号助手", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.engine, app.state.config, app.state.outbox = engine, conf, web.outbox
+    app.state.engine, app.state.config, app.state.handoffs, app.state.bus = engine, conf, service, service.bus
     app.state.channels, app.state.live = {c.name: c for c in channels}, live
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(InputRejected, _input_rejected)
@@ -134,6 +152,7 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
     handoff_api = _handoff_api(cfg, engine)
     if handoff_api is not None:
         app.include_router(handoff_api.router())
+    console.mount(app)
     from . import insights_pages, metrics
     metrics.install(app, cfg, engine, live)   # GET /metrics when metrics.enabled (token required)
     insights_pages.install(app, cfg, engine, live)   # admin pages, on the staff console when there is one

@@ -20,6 +20,7 @@ class WebConfig:
     max_text_chars: int = 2000
     session_secret: str = ""
     secret_file: str = "var/web_session.key"
+    events_per_minute: int = 60   # GET /api/chat/events connections per client address
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> "WebConfig":
@@ -34,6 +35,7 @@ class WebConfig:
             max_text_chars=int(m.get("max_text_chars") or d.max_text_chars),
             session_secret=str(m.get("session_secret") or ""),
             secret_file=str(m.get("secret_file") or d.secret_file),
+            events_per_minute=int(m.get("events_per_minute") or d.events_per_minute),
         )
 
 

@@ -83,6 +83,9 @@ def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
         port = sock.getsockname()[1]  # the port bound (WEB_PORT=0: any free one)
         url = f"http://{conf.host}:{port}/" if with_sandbox else conf.public_url + "/"
         print(f"学信网账号助手已启动，请在浏览器打开：{url}（按 Ctrl+C 停止）", flush=True)
+        staff = app.state.staff_console.store
+        accounts = "" if staff.list() else "（还没有客服账号：先运行 python bot.py staff add 用户名 --role agent）"
+        print(f"人工客服工作台：{url}staff{accounts}", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level), proxy_headers=False,
                                                server_header=False))
         server.run(sockets=[sock])

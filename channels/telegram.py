@@ -385,6 +385,8 @@ class TelegramChannel(Channel):
         """Send replies to chat ``address`` (the chat id) through the Bot API; TelegramError when it refuses."""
         await self._ensure_ready()
         for reply in replies:
+            if reply.author:  # a person's message says who wrote it
+                reply = dataclasses.replace(reply, text=f"**{reply.author}**：\n\n{reply.text}")
             await self._bridge.send_reply(self.application.bot, int(address), reply)
 
     async def webhook(self, request: Request) -> Response:

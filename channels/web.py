@@ -10,6 +10,11 @@ Routes (``WebChannel.router()``, mounted by channels/app.py):
   (``<payload>~<mac>``), so a payload this server never offered to this session
   gets 422 ``unknown_payload`` before it reaches the engine.
 - ``POST /api/upload`` (multipart: ``session_id``, ``file``) → the replies to an image.
+- ``GET /api/chat/events?session_id=…`` → ``text/event-stream``: what staff push to this
+  session (``event: reply``, data = the chat response's JSON), a heartbeat comment every 15 s;
+  ``Last-Event-ID`` (header, or ``last_event_id`` in the query after a reload) replays what
+  was missed. Events come from the shared event bus (``handlers.events``: Redis streams when
+  sessions are in Redis), so the stream may be held by any worker or instance.
 - ``GET /widget.js``, ``GET /`` (demo help page).
 
 Refusals raise ``ApiError`` (or ``InputRejected``, a 422), which the app turns into
@@ -21,15 +26,19 @@ import asyncio
 import json
 import logging
 import os
+import re
+import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from handlers.sessions import new_session_id
+from handlers.events import BusError, EventBus, MemoryBus
+from handlers.handoff_service import user_topic
+from handlers.sessions import new_session_id, storage_key
 from handlers.types import Message, Replies, Reply
 
 from . import render
@@ -41,6 +50,9 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 UPLOAD_PATH = "/api/upload"
+HEARTBEAT = 15.0
+STREAM_SECONDS = 300.0   # a stream ends after this; EventSource reconnects with Last-Event-ID
+_EVENT_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 
 class ApiError(Exception):
@@ -59,7 +71,8 @@ def replies_json(replies: Sequence[Reply], sign: Callable[[str], str] = lambda p
             "intent": r.intent,
             "flow": r.flow,
             "blocks": render.to_json(r.text),
-            "expects_image": r.expects_image} for r in replies]
+            "expects_image": r.expects_image,
+            "author": r.author} for r in replies]
     return {
         "replies": out,
         "intent": next((r.intent for r in replies if r.intent), None),
@@ -69,58 +82,43 @@ def replies_json(replies: Sequence[Reply], sign: Callable[[str], str] = lambda p
     }
 
 
-class LocalOutbox:
-    """The web app's in-process delivery hook for pushed replies: ``WebChannel.send`` publishes a
-    session's reply batch here, listeners of that session (``subscribe``) receive it.
-
-    It only reaches listeners in this process and keeps nothing for a session nobody listens to.
-    Issue 9 replaces it with the shared event bus (Redis when sessions are shared) and serves it
-    to the widget as ``GET /api/chat/events``; the channel code does not change."""
-
-    def __init__(self) -> None:
-        self._listeners: dict[str, set[asyncio.Queue]] = {}
-
-    def subscribe(self, session_id: str) -> asyncio.Queue:
-        """A queue that receives every batch published for ``session_id`` from now on."""
-        queue: asyncio.Queue = asyncio.Queue()
-        self._listeners.setdefault(session_id, set()).add(queue)
-        return queue
-
-    def unsubscribe(self, session_id: str, queue: asyncio.Queue) -> None:
-        listeners = self._listeners.get(session_id)
-        if listeners is not None:
-            listeners.discard(queue)
-            if not listeners:
-                del self._listeners[session_id]
-
-    async def publish(self, session_id: str, batch: dict) -> int:
-        """Hand ``batch`` to the session's listeners; the number that got it."""
-        listeners = list(self._listeners.get(session_id, ()))
-        for queue in listeners:
-            queue.put_nowait(batch)
-        return len(listeners)
-
-
 class WebChannel(Channel):
-    """The widget's channel: the chat API over the engine; ``send`` goes through the app's outbox."""
+    """The widget's channel: the chat API over the engine; ``send`` publishes on the event bus,
+    which ``GET /api/chat/events`` streams to the widget."""
 
     name = "web"
 
     def __init__(self, engine: ConversationEngine, signer: Signer, conf: WebConfig,
-                 outbox: LocalOutbox | None = None) -> None:
+                 bus: EventBus | None = None, limiter: Any = None) -> None:
+        from .ratelimit import MemoryLimiter
+
         self.engine, self.signer, self.conf = engine, signer, conf
-        self.outbox = outbox or LocalOutbox()
+        self.bus = bus or MemoryBus()
+        self.limiter = limiter or MemoryLimiter(60, 60)   # event-stream connections per client per minute
 
     def body_limit(self, path: str) -> int:
         """The largest request body accepted on ``path``."""
         return self.conf.max_body_bytes if path == UPLOAD_PATH else self.conf.max_json_bytes
 
     async def send(self, address: str, replies: Sequence[Reply]) -> None:
-        """Push replies to web session ``address`` (the engine session id) via the outbox, as the
-        same JSON the chat API answers with (payloads signed for that session)."""
+        """Push replies to web session ``address`` (the engine session id) on the event bus, as the
+        same JSON the chat API answers with (payloads signed for that session). Kept for replay,
+        so a widget that is offline or reloading gets them when it reconnects."""
         batch = replies_json(replies, lambda p: self.signer.sign_payload(address, p))
-        if not await self.outbox.publish(address, batch):
-            log.info("web push: no listener for the session; %d replies not delivered live", len(replies))
+        await asyncio.to_thread(self.bus.publish, user_topic(storage_key(address)), batch)
+
+    async def events(self, request: Request) -> StreamingResponse:
+        """``GET /api/chat/events``: this session's pushed replies as server-sent events."""
+        client = request.client.host if request.client else "unknown"
+        wait = self.limiter.hit(client)
+        if wait > 0:
+            raise ApiError(429, "rate_limited", f"连接过于频繁，请 {int(wait) + 1} 秒后再试。", retry_after=int(wait) + 1)
+        session_id = self.session_of(request.query_params.get("session_id"))
+        after = request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "0"
+        if not _EVENT_ID.fullmatch(after):
+            raise ApiError(422, "invalid_event_id", "Last-Event-ID 格式无效。")
+        topic = user_topic(storage_key(session_id))
+        return event_stream(request, self.bus, topic, after, "reply", HEARTBEAT)
 
     # ---- request handling ---------------------------------------------------------
 
@@ -182,9 +180,39 @@ class WebChannel(Channel):
         r.add_api_route("/api/session", self.new_session, methods=["POST"], status_code=201)
         r.add_api_route("/api/chat", self.chat, methods=["POST"])
         r.add_api_route(UPLOAD_PATH, self.upload, methods=["POST"])
+        r.add_api_route("/api/chat/events", self.events, methods=["GET"])
         r.add_api_route("/widget.js", widget, methods=["GET"])
         r.add_api_route("/", demo_page, methods=["GET"])
         return r
+
+
+def event_stream(request: Request, bus: EventBus, topic: str, after: str, name: str, heartbeat: float,
+                 on_idle: Callable[[], Awaitable[None]] | None = None) -> StreamingResponse:
+    """Server-sent events of one bus topic after ``after``: each as ``id``/``event: name``/``data``
+    (JSON), a comment every ``heartbeat`` seconds without events (then ``on_idle`` runs); the
+    stream ends after ``STREAM_SECONDS`` (the browser reconnects with Last-Event-ID) or when
+    the client leaves. A bus outage pauses the stream, it does not end it."""
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal after
+        yield b"retry: 2000\n\n"
+        ends = time.monotonic() + STREAM_SECONDS
+        while time.monotonic() < ends and not await request.is_disconnected():
+            try:
+                events = await bus.read(topic, after, heartbeat)
+            except BusError:
+                log.warning("event stream %s: bus unavailable", name)
+                await asyncio.sleep(2)
+                events = []
+            for event_id, event in events:
+                after = event_id
+                yield f"id: {event_id}\nevent: {name}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+            if not events:
+                yield b": ping\n\n"
+                if on_idle is not None:
+                    await on_idle()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 async def json_body(request: Request) -> dict:

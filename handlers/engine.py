@@ -6,6 +6,11 @@ clarifying question, or an honest "cannot answer"), hands off to a person, or mo
 the active guided flow (``handlers.flows``) one step. It never raises: every problem
 becomes a Chinese reply. Personal data lives only in the active flow's data and is
 dropped when the flow ends or expires; transcripts and logs are masked.
+
+Hand-off (``handlers.handoff_service``): 转人工 queues the conversation with its masked
+transcript and the reason; from then on the user's messages go to the person (the bot
+only says where they stand in the queue) until the agent closes or hands back, or the
+user types 取消转人工 / 结束. The session keeps only the hand-off's id.
 """
 from __future__ import annotations
 
@@ -470,7 +475,7 @@ class Engine:
             if leaving:
                 self.handoffs.leave(h)
                 state.pop("handoff", None)
-                return [Reply("好的，已取消转人工，回到智能助手。有什么可以帮您？")]
+                return [Reply("好的，已取消转人工，回到智能助手。有什么可以帮您？", intent="handoff_left")]
             if inp.kind == "image":
                 return [Reply("人工客服对话中暂不支持发送图片，请用文字描述您的问题。", buttons=(LEAVE_HANDOFF,))]
             if (inp.kind == "button" and inp.payload == "handoff") or \

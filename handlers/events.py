@@ -49,6 +49,8 @@ class MemoryBus:
 
     def __init__(self, keep: int = 500, ttl: float = 86400, clock: Callable[[], float] = time.monotonic) -> None:
         self._keep, self._ttl, self._clock = keep, ttl, clock
+        # ids are "<epoch>-<seq>": an id from before a restart (another epoch) reads all that is kept
+        self._epoch = str(int(time.time() * 1000))
         self._topics: dict[str, tuple[deque[tuple[int, dict[str, Any]]], list[float]]] = {}
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self._seq = 0
@@ -72,18 +74,19 @@ class MemoryBus:
                 loop.call_soon_threadsafe(flag.set)
             except RuntimeError:  # that reader's loop is gone
                 pass
-        return str(seq)
+        return f"{self._epoch}-{seq}"
 
     def last_id(self, topic: str) -> str:
         with self._mutex:
             queue = self._topics.get(topic, (deque(), [0.0]))[0]
-            return str(queue[-1][0]) if queue else "0"
+            return f"{self._epoch}-{queue[-1][0]}" if queue else "0"
 
     def _after(self, topic: str, after: str) -> list[tuple[str, dict[str, Any]]]:
-        n = int(after) if after.isdigit() and len(after) < 20 else 0
+        epoch, _, seq = after.partition("-")
+        n = int(seq) if epoch == self._epoch and seq.isdigit() and len(seq) < 20 else 0
         with self._mutex:
             queue = self._topics.get(topic, (deque(), [0.0]))[0]
-            return [(str(i), e) for i, e in queue if i > n]
+            return [(f"{self._epoch}-{i}", e) for i, e in queue if i > n]
 
     async def read(self, topic: str, after: str, timeout: float) -> list[tuple[str, dict[str, Any]]]:
         found = self._after(topic, after)
@@ -180,8 +183,10 @@ class RedisBus:
         self._sync.close()
 
 
-def build_bus(sessions_cfg: Mapping[str, Any], prefix: str = "chsi-bot:ev:") -> EventBus:
-    """Redis streams when ``sessions.backend: redis`` (same ``redis_url``), in-process otherwise."""
+def build_bus(sessions_cfg: Mapping[str, Any]) -> EventBus:
+    """Redis streams when ``sessions.backend: redis`` (same ``redis_url``, keys under ``redis_prefix``),
+    in-process otherwise."""
     if str(sessions_cfg.get("backend", "sqlite")).lower() == "redis":
-        return RedisBus(str(sessions_cfg.get("redis_url", "redis://127.0.0.1:6379/0")), prefix=prefix)
+        base = str(sessions_cfg.get("redis_prefix") or "chsi-bot:")
+        return RedisBus(str(sessions_cfg.get("redis_url", "redis://127.0.0.1:6379/0")), prefix=f"{base}ev:")
     return MemoryBus()

@@ -245,7 +245,7 @@ class HandoffService:
             raise HandoffConflict(handoff_id)
         done = self.store.finish(handoff_id, "closed", resolution, agent)
         self._event("closed", done)
-        self._push(done, [Reply(notice, intent="handoff_closed")])
+        self._push(h, [Reply(notice, intent="handoff_closed")])  # the address as it was: the store forgot it
         return done
 
     def close(self, handoff_id: str, agent: str, resolution: str, admin: bool = False) -> Handoff:

@@ -17,7 +17,8 @@ shared contract test against all of them):
 - ``add_message(id, kind, author, text)`` appends to a waiting/active hand-off
   (``HandoffClosed`` otherwise); ``messages(id, after)`` lists them in order (ids increase).
 - ``finish(id, status, resolution, agent)`` moves a waiting/active hand-off to ``closed`` or
-  ``abandoned``; a second finish raises ``HandoffClosed``.
+  ``abandoned`` and forgets the address (a chat id or OpenID is kept only while it is needed);
+  a second finish raises ``HandoffClosed``.
 - A backend that fails raises ``HandoffStoreError``; nothing else escapes.
 """
 from __future__ import annotations
@@ -257,7 +258,7 @@ class MemoryHandoffStore:
                 raise HandoffClosed(handoff_id)
             now = self._clock()
             h = self._items[handoff_id] = replace(h, status=status, resolution=resolution, closed_at=now,
-                                                  updated_at=now, agent=h.agent or agent)
+                                                  updated_at=now, agent=h.agent or agent, address="")
             return h
 
     def close(self) -> None:
@@ -378,7 +379,8 @@ class SqlHandoffStore:
         now = self._clock()
         with self._errors(), self.db.transaction() as tx:
             changed = tx.execute("UPDATE handoffs SET status = ?, resolution = ?, closed_at = ?, updated_at = ?, "
-                                 "agent = COALESCE(agent, ?) WHERE id = ? AND status IN ('waiting', 'active')",
+                                 "agent = COALESCE(agent, ?), address = '' "
+                                 "WHERE id = ? AND status IN ('waiting', 'active')",
                                  (status, resolution, now, now, agent, handoff_id))
             h = self._current(tx, handoff_id)
         if changed != 1:

@@ -408,7 +408,8 @@ def build_store(sessions_cfg: Mapping[str, Any]) -> SessionStore:
     if backend == "memory":
         return MemoryStore()
     if backend == "redis":
-        return RedisStore(str(sessions_cfg.get("redis_url", "redis://127.0.0.1:6379/0")))
+        return RedisStore(str(sessions_cfg.get("redis_url", "redis://127.0.0.1:6379/0")),
+                          prefix=str(sessions_cfg.get("redis_prefix") or "chsi-bot:"))
     if backend == "sqlite":
         return SqliteStore(resolve_path(str(sessions_cfg.get("sqlite_path", "var/sessions.db"))))
     raise ValueError(f"sessions.backend: unknown backend {backend!r} (sqlite | redis | memory)")

@@ -206,11 +206,11 @@ class StaffStore:
                 with self.db.transaction() as tx:
                     tx.execute("UPDATE staff SET failures = failures + 1 WHERE name = ?", (name,))
                     row = tx.row("SELECT failures FROM staff WHERE name = ?", (name,))
-                    if row and row["failures"] >= MAX_FAILURES:
+                    locked = bool(row and row["failures"] >= MAX_FAILURES)
+                    if locked:
                         tx.execute("UPDATE staff SET failures = 0, locked_until = ? WHERE name = ?",
                                    (now + LOCK_SECONDS, name))
-                        raise AccountLocked()
-                raise BadCredentials()
+                raise AccountLocked() if locked else BadCredentials()
             self.db.tx().execute("UPDATE staff SET failures = 0, locked_until = NULL WHERE name = ?", (name,))
         if r["disabled"]:
             raise BadCredentials()

@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from channels.app import create_app
 from channels.base import Channel, InputRejected, buttons_as_text, clean_payload, clean_text, numbered_answer
 from channels.console import ConsoleChannel
+from handlers.handoff_service import user_topic
+from handlers.sessions import storage_key
 from handlers.types import Button, Reply
 
 CFG = {"web": {"session_secret": "base-test-secret-0123456789abcdef0123"}, "telegram": {"token": ""}}
@@ -51,23 +53,13 @@ def test_a_channel_must_implement_send():
         Mute()  # type: ignore[abstract]
 
 
-def test_web_send_reaches_the_listeners_of_that_session_with_signed_payloads():
+def test_web_send_publishes_on_the_bus_for_that_session_with_signed_payloads():
     with TestClient(create_app(CFG, engine=SilentEngine())) as client:
-        web, outbox = client.app.state.channels["web"], client.app.state.outbox
+        web, bus = client.app.state.channels["web"], client.app.state.bus
         assert set(client.app.state.channels) == {"web"}  # no Telegram token: not mounted
-
-        async def scenario() -> asyncio.Queue:
-            queue = outbox.subscribe("s1")
-            other = outbox.subscribe("s2")
-            await web.send("s1", [Reply("**客服**：您好", buttons=(Button("好的", "ok"),))])
-            outbox.unsubscribe("s2", other)
-            await web.send("s2", [Reply("没人在听")])  # no listener: dropped, not an error
-            assert other.empty()
-            return queue
-
-        queue = asyncio.run(scenario())
-        batch = queue.get_nowait()
-        assert queue.empty()
+        asyncio.run(web.send("s1", [Reply("**客服**：您好", buttons=(Button("好的", "ok"),))]))
+        [(_, batch)] = asyncio.run(bus.read(user_topic(storage_key("s1")), "0", 0))
+        assert asyncio.run(bus.read(user_topic(storage_key("s2")), "0", 0)) == []
         [reply] = batch["replies"]
         assert reply["text"] == "**客服**：您好" and reply["blocks"][0]["lines"][0][0] == {"text": "客服", "bold": True}
         assert web.signer.open_payload("s1", reply["buttons"][0]["payload"]) == "ok"

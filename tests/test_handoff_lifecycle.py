@@ -87,6 +87,8 @@ def test_whole_lifecycle_waiting_active_closed_then_the_bot_answers(world):
     # the agent closes: the user is told, and the bot answers again
     service.close(h.id, "li", "solved")
     assert "人工客服已结束本次对话" in outbox.texts[-1]
+    assert outbox.sent[-1][:2] == ("web", chat.session_id)         # told where they were…
+    assert service.get(h.id)[0].address == ""                      # …and the address is then forgotten
     chat.say("忘记用户名怎么办")
     assert "找回用户名" in chat.text
     assert service.get(h.id)[0].status == "closed"

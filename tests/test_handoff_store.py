@@ -88,6 +88,7 @@ def test_contract(store):
     clock.advance(60)
     done = store.finish(a.id, "closed", "solved", "li")
     assert (done.status, done.resolution, done.closed_at, done.agent) == ("closed", "solved", clock.now, "li")
+    assert done.address == "" and store.get(a.id).address == ""   # the chat address is not kept
     with pytest.raises(HandoffClosed):
         store.finish(a.id, "closed", "solved")
     with pytest.raises(HandoffClosed):

@@ -178,6 +178,8 @@
     ".msg p{margin:0 0 6px}.msg p:last-child{margin-bottom:0}",
     ".msg ul,.msg ol{margin:4px 0 6px;padding-left:22px}",
     ".msg a{color:#0b5cad}",
+    ".agent{border-color:#0b5cad;border-left-width:3px}",
+    ".author{display:block;font-size:12px;font-weight:600;color:#0b5cad;margin-bottom:2px}",
     ".buttons{display:flex;flex-wrap:wrap;gap:6px;margin:4px 0 8px}",
     ".buttons button{border:1px solid #0b5cad;background:#fff;color:#0b5cad;border-radius:16px;padding:6px 12px;font:inherit;font-size:14px;cursor:pointer;min-height:36px;text-align:left}",
     ".buttons button:hover{background:#e8f1fb}",
@@ -231,7 +233,8 @@
     } else if (entry.role === "notice") {
       node = el("div", { className: "msg notice", role: "alert", text: entry.text });
     } else {
-      node = el("div", { className: "msg bot" });
+      node = el("div", { className: entry.author ? "msg bot agent" : "msg bot" });
+      if (entry.author) node.appendChild(el("span", { className: "author", text: String(entry.author) }));
       renderBlocks(node, entry.blocks, entry.text);
     }
     log.insertBefore(node, typing.parentNode === log ? typing : null);
@@ -251,6 +254,7 @@
   function remember(entry) {
     var stored = { role: entry.role, text: maskPersonal(entry.text) };
     if (entry.role === "bot") {
+      if (entry.author) stored.author = String(entry.author);
       stored.buttons = entry.buttons;
       stored.blocks = Array.isArray(entry.blocks) ? JSON.parse(JSON.stringify(entry.blocks, function (k, v) {
         return k === "text" && typeof v === "string" ? maskPersonal(v) : v;
@@ -318,6 +322,50 @@
     });
   }
 
+  function showReplies(replies) {
+    (replies || []).forEach(function (r) {
+      var entry = { role: "bot", text: String(r.text || ""), blocks: r.blocks, buttons: r.buttons || [],
+        author: r.author || undefined };
+      showMessage(entry);
+      remember(entry);
+      if (r.intent === "human_agent") startLive();
+      if (r.intent === "handoff_left" || r.intent === "handoff_closed") stopLive();
+    });
+  }
+
+  // ---- live replies from a person (server-sent events) ----------------------------------
+  // While a conversation is with staff, their replies arrive on /api/chat/events. The last
+  // event id is saved, so a reload or a dropped connection resumes without losing any.
+  var live = null;
+  var liveRetry = null;
+  function startLive() {
+    state.live = true;
+    save();
+    if (live || !state.session_id || typeof EventSource === "undefined") return;
+    var url = API + "/api/chat/events?session_id=" + encodeURIComponent(state.session_id) +
+      (state.lastEventId ? "&last_event_id=" + encodeURIComponent(state.lastEventId) : "");
+    var source = live = new EventSource(url);
+    source.addEventListener("reply", function (e) {
+      var body;
+      try { body = JSON.parse(e.data); } catch (err) { return; }
+      if (e.lastEventId) state.lastEventId = e.lastEventId;
+      showReplies(body.replies);
+      save();
+    });
+    source.addEventListener("error", function () {
+      if (source.readyState !== 2) return;          // the browser reconnects by itself
+      if (live === source) live = null;
+      clearTimeout(liveRetry);
+      liveRetry = setTimeout(function () { if (state.live) startLive(); }, 5000);
+    });
+  }
+  function stopLive() {
+    state.live = false;
+    save();
+    clearTimeout(liveRetry);
+    if (live) { live.close(); live = null; }
+  }
+
   var busy = false;
   function run(echo, path, makeInit, onFail) {
     if (busy) return;
@@ -327,11 +375,7 @@
     exchange(makeInit, path, false).then(function (body) {
       if (echo) remember({ role: "user", text: echo });
       setBusy(false);
-      (body.replies || []).forEach(function (r) {
-        var entry = { role: "bot", text: String(r.text || ""), blocks: r.blocks, buttons: r.buttons || [] };
-        showMessage(entry);
-        remember(entry);
-      });
+      showReplies(body.replies);
       setExpectsImage(body.expects_image);
       save();
     }).catch(function (err) {
@@ -403,6 +447,7 @@
   closeBtn.addEventListener("click", function () { setOpen(false); });
   resetBtn.addEventListener("click", function () {
     if (busy) return;
+    stopLive();
     state = { history: [], open: true };
     save();
     renderAll();
@@ -436,6 +481,7 @@
     document.body.appendChild(host);
     renderAll();
     if (state.open || (state.open === undefined && data.open === "true")) setOpen(true, true);
+    if (state.live) startLive();
   }
   if (document.body) mount();
   else document.addEventListener("DOMContentLoaded", mount);

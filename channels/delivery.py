@@ -1,0 +1,62 @@
+"""Pushing replies to users outside their own requests (a staff answer, a hand-off closing).
+
+``Delivery`` is what ``HandoffService.deliver`` calls: ``delivery(channel, address, replies)``,
+from any thread. It runs that channel's ``send`` on the web app's event loop and waits for
+it, so a failure (Telegram refusing, Redis down) reaches the caller, who logs it. Without a
+running loop (scripts, tests) it runs ``send`` in a loop of its own.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Mapping, Sequence
+
+from handlers.types import Reply
+
+from .base import Channel
+
+log = logging.getLogger(__name__)
+
+TIMEOUT = 20.0
+
+
+class UnknownChannel(LookupError):
+    """No channel of that name is configured in this process."""
+
+
+class Delivery:
+    """Channel name → ``Channel.send``, callable from worker threads."""
+
+    def __init__(self, channels: Mapping[str, Channel]) -> None:
+        self.channels = dict(channels)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run sends on ``loop`` (the web app's, set at start-up)."""
+        self._loop = loop
+
+    def unbind(self) -> None:
+        self._loop = None
+
+    def __call__(self, channel: str, address: str, replies: Sequence[Reply]) -> None:
+        target = self.channels.get(channel)
+        if target is None:
+            raise UnknownChannel(f"channel {channel!r} is not configured here")
+        coro = target.send(address, list(replies))
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        if on_loop:  # called from the loop itself: never block it
+            task = asyncio.ensure_future(coro)
+            task.add_done_callback(_log_failure)
+        elif self._loop is not None and self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(coro, self._loop).result(TIMEOUT)
+        else:
+            asyncio.run(coro)
+
+
+def _log_failure(task: "asyncio.Future[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("push to a user failed: %s", type(task.exception()).__name__)
