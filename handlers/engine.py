@@ -319,12 +319,12 @@ class Engine:
                           buttons=(Button("解决证件号码已被注册", "flow:id_duplicate"),))]
         if inp.kind == "button":
             return [Reply("这个选项已失效，请直接输入您的问题。")]
-        closing = self._closing(state, inp.text)
+        closing = self._closing(inp.text)
         if closing is not None:
             return closing
         return self._answer(session_id, state, self.matcher.match(inp.text), now)
 
-    def _closing(self, state: dict[str, Any], text: str) -> list[Reply] | None:
+    def _closing(self, text: str) -> list[Reply] | None:
         """A closing statement ("密码改好了，谢谢") answered as one; None for anything else."""
         word = _command(text)
         if not _DONE.match(word):

@@ -14,17 +14,15 @@ import asyncio
 import contextlib
 import itertools
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from logsetup import uvicorn_log_config
+from live_server import serving
 
 BOT = {"id": 777000, "is_bot": True, "first_name": "学信网账号助手", "username": "chsi_help_bot",
        "can_join_groups": False, "can_read_all_group_messages": False, "supports_inline_queries": False}
@@ -181,22 +179,6 @@ def _value(v: Any) -> Any:
 def running_bot_api(token: str) -> Iterator[BotApiStandIn]:
     """Serve a stand-in on a free 127.0.0.1 port until the block ends."""
     standin = BotApiStandIn(token)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    standin.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(standin.build(), log_config=uvicorn_log_config("WARNING"),
-                                           lifespan="off", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="botapi-standin")
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("Bot API stand-in did not start")
-        time.sleep(0.01)
-    try:
+    with serving(standin.build(), "botapi-standin") as base:
+        standin.base = base
         yield standin
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()

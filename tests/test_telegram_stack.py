@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -133,7 +134,7 @@ def real_engine(tmp_path):
     accounts.close()
 
 
-def test_a_photo_is_downloaded_only_while_a_flow_waits_for_one(api, real_engine, clock=None):
+def test_a_photo_is_downloaded_only_while_a_flow_waits_for_one(api, real_engine):
     app = build_application(cfg_for(api), real_engine)
     with polling(app):
         api.push_photo(5, JPEG)
@@ -198,7 +199,7 @@ def test_bot_py_telegram_explains_a_refused_token_or_an_unreachable_api(api, tmp
     if case == "bad token":
         token, base, files, code, says = "999:wrong-token", api.base_url, api.base_file_url, 2, "令牌"
     else:
-        with contextlib.closing(__import__("socket").socket()) as s:  # a port nobody listens on
+        with contextlib.closing(socket.socket()) as s:  # a port nobody listens on
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         token, base, files, code, says = TOKEN, f"http://127.0.0.1:{port}/bot", f"http://127.0.0.1:{port}/file/bot", 3, "无法连接"

@@ -18,17 +18,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from logsetup import uvicorn_log_config
+from live_server import serving
 
 
 @dataclass
@@ -138,25 +136,9 @@ class StandIn:
 def running_standin(app_id: str, app_secret: str) -> Iterator[StandIn]:
     """Serve a stand-in on a free 127.0.0.1 port until the block ends."""
     standin = StandIn(app_id, app_secret)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    standin.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(standin.build(), log_config=uvicorn_log_config("WARNING"),
-                                           lifespan="off", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="wechat-standin")
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("WeChat stand-in did not start")
-        time.sleep(0.01)
-    try:
+    with serving(standin.build(), "wechat-standin") as base:
+        standin.base_url = base
         yield standin
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 # ---- the other side: WeChat's servers posting a user's messages to the bot --------------------------
