@@ -83,7 +83,7 @@ class Matcher:
         self._groups = [g.id for g in faq.not_covered]
         self._targets: list[Entry] = self.entries + [
             Entry(id=f"{OUT_OF_SCOPE}.{g.id}", intent=OUT_OF_SCOPE, question=g.questions[0],
-                  alternates=g.questions[1:], answer="") for g in faq.not_covered]
+                  alternates=g.questions[1:], answer=g.service) for g in faq.not_covered]
 
         contrast = sorted({self.normalise(w).full for w in faq.contrast_words} - {""}, key=len, reverse=True)
         self._contrast = re.compile("|".join(map(re.escape, contrast))) if contrast else None

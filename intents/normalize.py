@@ -112,13 +112,18 @@ class Normaliser:
                 self._added[word] = self._surprisal(freq[word]) if freq.get(word) else 1.0
                 self._tokenizer.add_word(word, freq=200000)
         base_freq = self._tokenizer.FREQ
+        self._stop_chars = frozenset(w for w in self.stopwords if len(w) == 1)
+        self._known = set(self._added) | set(self.single_char)  # words a glued stopword may hide
+        # contrast words too: a homophone typo of 解绑 or 修改 must not hide what is asked
         self._phonetic = Phonetic(
-            (*rewrite, *self._typos.values()),
+            (*rewrite, *self._typos.values(), *(_key(w) for w in faq.contrast_words)),
             is_word=lambda w: base_freq.get(w, 0) > 0 and w not in self._added,
             stop_chars=(w for w in self.stopwords if len(w) == 1))
 
     def learn_sounds(self, words: Iterable[str]) -> None:
         """Also recover homophone typos of these words (e.g. the FAQ's frequent words)."""
+        words = list(words)
+        self._known.update(words)
         self._phonetic.add(words)
 
     def informativeness(self, token: str) -> float | None:
@@ -144,10 +149,21 @@ class Normaliser:
         out = []
         for chunk in rewritten.split():
             for tok in self._tokenizer.lcut(chunk, HMM=True):
-                tok = self.single_char.get(tok, tok)
+                tok = self.single_char.get(self._unglued(tok), self._unglued(tok))
                 if tok.strip() and tok not in self.stopwords:
                     out.append(tok)
         return tuple(out)
+
+    def _unglued(self, tok: str) -> str:
+        """A word the tokeniser glued a stopword onto (能登 → 登, 号吗 → 号): the known word alone.
+        Only where the rest is a domain or frequent FAQ word and the whole is not one."""
+        if len(tok) < 2 or tok in self._known:
+            return tok
+        if tok[0] in self._stop_chars and tok[1:] in self._known:
+            return tok[1:]
+        if tok[-1] in self._stop_chars and tok[:-1] in self._known:
+            return tok[:-1]
+        return tok
 
     def __call__(self, text: str) -> Normalised:
         return self._normalise(self.rewrite(text))

@@ -11,6 +11,11 @@ rewritten to it. Guards against over-matching:
   as is a stretch that already is a known word.
 Character readings come from pypinyin's table: every reading of a word's heteronyms is
 indexed; a user's character is read by its most common reading.
+
+Pinyin typed without converting it to characters (zhengjian haoma, weixin saoma) is recovered
+the same way: a run of latin words that splits entirely into syllables of the known words is
+read syllable by syllable, and each stretch of two or more syllables spelling a known word
+becomes that word (an English word that does not split into such syllables is left alone).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from importlib import resources
 from typing import Callable, Iterable
 
 _HAN = re.compile(r"[\u4e00-\u9fff]+")
+_LATIN = re.compile(r"[a-z]+(?: [a-z]+)*")
 
 
 def _toneless(reading: str) -> str:
@@ -57,6 +63,7 @@ class Phonetic:
         self._words: set[str] = set()
         self._spellings: dict[tuple[str, ...], str] = {}  # toneless readings → word
         self._pairs: set[tuple[str, str]] = set()          # adjacent readings inside some word
+        self._syllables: set[str] = set()                   # every reading of the known words' characters
         self.add(words)
 
     def _sounds(self, ch: str) -> tuple[str, ...]:
@@ -79,9 +86,61 @@ class Phonetic:
             for spelling in itertools.islice(itertools.product(*sounds), self.MAX_SPELLINGS):
                 self._spellings.setdefault(spelling, w)
                 self._pairs.update(zip(spelling, spelling[1:]))
+                self._syllables.update(spelling)
 
     def __call__(self, text: str) -> str:
-        return _HAN.sub(self._run, text) if self._words else text
+        if not self._words:
+            return text
+        return _LATIN.sub(self._latin, _HAN.sub(self._run, text))
+
+    def _latin(self, m: re.Match[str]) -> str:
+        """Known words typed as pinyin become the words; anything else stays as typed."""
+        out: list[str] = []
+        pinyin: list[str] = []  # consecutive latin words that split into syllables
+        syllables: list[str] = []
+        for word in m.group(0).split(" ") + [""]:
+            split = self._split(word) if word else None
+            if split is not None:
+                pinyin.append(word)
+                syllables.extend(split)
+                continue
+            if pinyin:
+                read = self._words_in(syllables)
+                out.append(read if not read.isascii() else " ".join(pinyin))
+                pinyin, syllables = [], []
+            if word:
+                out.append(word)
+        return " ".join(out)
+
+    def _words_in(self, syl: list[str]) -> str:
+        """Syllables with each stretch that spells a known word (longest first) as that word."""
+        out: list[str] = []
+        i, n = 0, len(syl)
+        while i < n:
+            for length in range(min(self.MAX_LEN, n - i), 1, -1):
+                word = self._spellings.get(tuple(syl[i:i + length]))
+                if word:
+                    out.append(f" {word} ")
+                    i += length
+                    break
+            else:
+                out.append(syl[i])
+                i += 1
+        return " ".join("".join(out).split())
+
+    def _split(self, word: str) -> list[str] | None:
+        """``word`` as syllables of the known words (fewest syllables), or None when it is not such pinyin."""
+        n = len(word)
+        if n < 2 or n > 6 * self.MAX_LEN:
+            return None
+        best: list[list[str] | None] = [[]] + [None] * n
+        for end in range(1, n + 1):
+            for start in range(max(0, end - 6), end):
+                head = best[start]
+                if head is not None and word[start:end] in self._syllables and \
+                        (best[end] is None or len(head) + 1 < len(best[end])):
+                    best[end] = head + [word[start:end]]
+        return best[n]
 
     def _run(self, m: re.Match[str]) -> str:
         run = m.group(0)

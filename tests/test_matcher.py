@@ -292,6 +292,36 @@ def test_phonetic_guards_short_words_and_tones():
     assert p("abc 用护名") == "abc 用户名"
 
 
+def test_pinyin_typed_without_converting_is_read_as_the_known_words():
+    from intents.phonetic import Phonetic
+    p = Phonetic(["证件号码", "已被注册", "微信", "扫码"], is_word=lambda w: False, stop_chars=[])
+    assert p("zhengjian haoma yi bei zhuce").split() == ["证件号码", "已被注册"]   # across latin words
+    assert p("weixinsaoma 登录").split() == ["微信", "扫码", "登录"]               # inside one latin word
+    assert p("please weixin saoma") == "please 微信 扫码"                        # English words stay
+    assert p("hello world") == "hello world"
+    assert p("bei zhuce") == "bei zhuce"       # pinyin, but no known word in it: left as typed
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("zhengjian haoma yi bei zhuce 怎么搞", "id_duplicate"),
+    ("youxiang IP shouxian 咋办", "email_ip_limited"),
+])
+def test_questions_typed_in_pinyin_are_answered(text, intent):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.intent == intent, result
+
+
+def test_a_stopword_glued_onto_a_known_word_is_split_off():
+    n = real_matcher().normalise
+    assert "登录" in n("学信网账号能登哪些平台").tokens     # jieba reads 能登 as one word
+    assert "会计" in n("会计").tokens                      # a real word the FAQ does not know stays whole
+
+
+def test_a_homophone_typo_of_a_contrast_word_still_contrasts():
+    assert "解绑" in real_matcher().normalise.rewrite("怎么接绑微信").split()
+    assert real_matcher().match("怎么接绑微信").decision == "out_of_scope"
+
+
 @pytest.mark.parametrize("text, intent", [
     ("用护名忘记了点算", "recover_account"),
     ("我唔记得蜜码", "recover_account"),
