@@ -14,7 +14,6 @@ A refused FAQ edit (``intents.live``) shows as a banner on each page until a val
 from __future__ import annotations
 
 import html
-import logging
 import time
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
@@ -26,7 +25,6 @@ from starlette.concurrency import run_in_threadpool
 
 from handlers.overview import SHARES, Overview, overview, percentile
 
-log = logging.getLogger(__name__)
 TZ = "Asia/Shanghai"
 MAX_DAYS = 92
 LABELS = {"answer": "直接回答", "clarify": "追问澄清", "out_of_scope": "无法回答", "handoff": "转人工"}

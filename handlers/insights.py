@@ -180,7 +180,10 @@ class InsightsConfig:
         if unknown:
             raise ValueError(f"config.yaml insights: unknown keys {sorted(unknown)}")
         d = cls()
-        return cls(enabled=bool(m.get("enabled", d.enabled)),
+        enabled = m.get("enabled", d.enabled)
+        if isinstance(enabled, str):   # ${INSIGHTS_ENABLED:-true} arrives as text
+            enabled = enabled.strip().lower() in ("1", "true", "yes", "on")
+        return cls(enabled=bool(enabled),
                    retention_days=float(m.get("retention_days", d.retention_days)),
                    queue_size=int(m.get("queue_size", d.queue_size)),
                    batch_size=int(m.get("batch_size", d.batch_size)),

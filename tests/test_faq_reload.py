@@ -6,7 +6,6 @@ no request fails and the old FAQ is served until the new one is valid.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from handlers.testing import Chat, make_engine
 from intents.live import LiveFAQ
 from intents.matcher import MatcherConfig
 
+from test_faq import faq_copy  # noqa: F401  (fixture)
 from test_web_serve import ROOT, free_port, start, stop, wait_for_url
 
 DATA = ROOT / "faq" / "data"
@@ -32,10 +32,8 @@ QUESTION = load_dir(DATA).entry("recover_account.username").question
 
 
 @pytest.fixture()
-def folder(tmp_path: Path) -> Path:
-    target = tmp_path / "data"
-    shutil.copytree(DATA, target)
-    return target
+def folder(faq_copy: Path) -> Path:  # noqa: F811
+    return faq_copy
 
 
 def save(path: Path, old: str, new: str) -> None:

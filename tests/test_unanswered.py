@@ -17,8 +17,7 @@ from faq.loader import load_dir
 from handlers.db import connect
 from handlers.insights import SqlEventStore, TurnEvent
 from intents.cli import parse_since
-from intents.matcher import Matcher, MatcherConfig
-from intents.unanswered import alternates_snippet, cluster, not_covered_snippet, report, unanswered_questions
+from intents.unanswered import alternates_snippet, cluster, not_covered_snippet, unanswered_questions
 
 from faq_factory import real_matcher
 
