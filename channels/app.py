@@ -96,15 +96,10 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
     conf = WebConfig.from_mapping(settings.section(cfg, "web"))
     if engine is None:
         from handlers.engine import build_engine
+        from intents.live import watched_engine
 
-        if settings.section(cfg, "faq").get("watch", True):
-            from intents.live import LiveFAQ
-
-            live = LiveFAQ.from_settings(cfg)
-            engine = build_engine(cfg, matcher=live.current.matcher)
-        else:
-            engine = build_engine(cfg)
-    if live is not None and hasattr(engine, "use"):
+        engine, live = watched_engine(cfg, build_engine)
+    elif live is not None and hasattr(engine, "use"):
         live.subscribe(lambda snapshot: engine.use(snapshot.faq, snapshot.matcher))  # type: ignore[union-attr]
     service = getattr(engine, "handoffs", None)
     if service is None:  # an engine without hand-offs (test doubles): the configured service

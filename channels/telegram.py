@@ -343,11 +343,16 @@ def run_polling(cfg: Mapping[str, Any]) -> int:
         if not conf.token:
             raise TelegramConfigError("未配置 Telegram 机器人令牌：请设置环境变量 TELEGRAM_BOT_TOKEN 后重试。")
         from handlers.engine import build_engine
-        app = build_application(cfg, build_engine(cfg))
+        from intents.live import watched_engine
+
+        engine, live = watched_engine(cfg, build_engine)   # saved FAQ edits are swapped in here too
+        app = build_application(cfg, engine)
     except TelegramConfigError as e:
         print(e, file=sys.stderr)
         return 2
     print("Telegram 机器人正在启动（长轮询），按 Ctrl+C 停止。", flush=True)
+    if live is not None:
+        live.start()
     try:
         app.run_polling(allowed_updates=["message", "callback_query"], drop_pending_updates=False)
     except InvalidToken:

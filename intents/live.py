@@ -171,3 +171,16 @@ class LiveFAQ:
             "ok": not s.last_error,
             "errors": list(s.last_error),
         }
+
+
+def watched_engine(cfg: Mapping[str, Any], build_engine: Callable[..., Any]) -> tuple[Any, "LiveFAQ | None"]:
+    """``build_engine(cfg, matcher=…)`` over a FAQ that follows saved edits (unless ``faq.watch`` is
+    false); the engine and its watcher, not yet started (``live.start()``)."""
+    from settings import section
+
+    if not section(cfg, "faq").get("watch", True):
+        return build_engine(cfg), None
+    live = LiveFAQ.from_settings(cfg)
+    engine = build_engine(cfg, matcher=live.current.matcher)
+    live.subscribe(lambda snapshot: engine.use(snapshot.faq, snapshot.matcher))
+    return engine, live

@@ -180,3 +180,26 @@ def test_serve_reloads_under_load_without_a_failed_request(folder: Path, tmp_pat
     assert before_fix and all(OLD in text and "【已更新】" not in text for text in before_fix)
     last = results[-1][2]
     assert last.startswith("【已更新】")
+
+
+def test_watched_engine_follows_the_config(folder: Path, tmp_path: Path):
+    """What `bot.py telegram` and the web app use: an engine over a watched FAQ, or a fixed one."""
+    from intents.live import watched_engine
+
+    built = []
+
+    def build(cfg, matcher=None):
+        engine = make_engine(LocalAccounts(), matcher=matcher, data_dir=tmp_path)
+        built.append(engine)
+        return engine
+
+    engine, live = watched_engine({"faq": {"dir": str(folder), "watch": False}}, build)
+    assert live is None and engine is built[-1]
+    engine, live = watched_engine({"faq": {"dir": str(folder), "watch_interval": 0.05}}, build)
+    assert engine.matcher is live.current.matcher
+    save(folder / "topics" / TOPIC, OLD, NEW)
+    live.start()
+    try:
+        wait_until(lambda: Chat(engine).say(QUESTION)[0].text.startswith("【已更新】"))
+    finally:
+        live.stop()
