@@ -872,8 +872,14 @@ class WeChatChannel(Channel):
         return message
 
     async def _image(self, media_id: str, user: str) -> tuple[Message | None, str]:
-        state = await self._user(user)
-        if not state.get("image"):
+        """The photo as an image message, downloaded only while the flow waits for one (the engine
+        tells; an engine that cannot: the last reply asked for it)."""
+        expects = getattr(self.engine, "expects_image", None)
+        if expects is not None:
+            wanted = bool(await asyncio.to_thread(expects, "wx-" + user))
+        else:
+            wanted = bool((await self._user(user)).get("image"))
+        if not wanted:
             return None, NO_IMAGE_NOW
         try:
             data, content_type = await self.api.get_media(media_id)
