@@ -73,18 +73,16 @@ async def _crash(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "服务暂时出现问题，请稍后再试。")
 
 
-def _handoff_api(cfg: Mapping[str, Any], engine: ConversationEngine) -> Any:
-    """The help-desk API over the engine's hand-off service, when ``handoff.api_token`` is set."""
+def _handoff_api(cfg: Mapping[str, Any], service: Any) -> Any:
+    """The help-desk API over the app's hand-off service, when ``handoff.api_token`` is set."""
     from .handoff_api import HandoffApi, HandoffApiConfig
 
     conf = HandoffApiConfig.from_mapping(settings.section(cfg, "handoff"))
-    service = getattr(engine, "handoffs", None)
     if not conf.enabled:
         return None
-    if service is None:
-        log.warning("handoff.api_token is set but the engine has no hand-off service: /api/handoffs is off")
-        return None
-    return HandoffApi(service, conf)
+    sessions = settings.section(cfg, "sessions")
+    return HandoffApi(service, conf, build_limiter(sessions, conf.requests_per_minute, 60, "handoff-api"),
+                      build_limiter(sessions, conf.failed_auth_per_minute, 60, "handoff-api-auth"))
 
 
 def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
@@ -144,7 +142,7 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
         router = channel.router()
         if router is not None:
             app.include_router(router)
-    handoff_api = _handoff_api(cfg, engine)
+    handoff_api = _handoff_api(cfg, service)
     if handoff_api is not None:
         app.include_router(handoff_api.router())
     console.mount(app)

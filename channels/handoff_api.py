@@ -10,19 +10,17 @@ a console reply, and the lifecycle (claim, close, conflicts) is the service's.
 - ``POST /api/handoffs/{id}/close`` ``{"resolution", "author"?}`` → ``{"handoff": {...}}``
 
 Auth: ``Authorization: Bearer <HANDOFF_API_TOKEN>`` (constant-time comparison); the routes do not
-exist (404) when no token is configured. Rate limits per client address, failed sign-ins counted
-apart. Errors are JSON ``{"error": code, "message": 中文说明}``; a refused request changes nothing.
+exist (404) when no token is configured. Rate limits per client address (``channels.ratelimit``:
+in Redis when the sessions are), failed sign-ins counted apart. Errors are JSON ``{"error": code, "message": 中文说明}``; a refused request changes nothing.
 """
 from __future__ import annotations
 
 import hmac
 import logging
+import math
 import re
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -34,6 +32,7 @@ from handlers.handoffs import (RESOLUTIONS, STATUSES, HandoffClosed, HandoffConf
                                HandoffNotFound, HandoffStoreError)
 from handlers.helpdesk import public_handoff, public_message
 
+from .ratelimit import MemoryLimiter
 from .web import ApiError, json_body
 
 log = logging.getLogger(__name__)
@@ -44,6 +43,12 @@ MAX_AUTHOR_CHARS = 40
 CLOSE_RESOLUTIONS = tuple(r for r in RESOLUTIONS if r not in ("back_to_bot", "user_left"))
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class Limiter(Protocol):
+    """``hit(key)`` → seconds to wait, 0 when allowed (``channels.ratelimit``)."""
+
+    def hit(self, key: str) -> float: ...
 
 
 class HandoffApiConfigError(ValueError):
@@ -78,29 +83,6 @@ class HandoffApiConfig:
         if conf.requests_per_minute < 1 or conf.failed_auth_per_minute < 1:
             raise HandoffApiConfigError("handoff.api_requests_per_minute / api_failed_auth_per_minute must be >= 1")
         return conf
-
-
-class SlidingWindow:
-    """At most ``limit`` events per key in any ``window`` seconds (in process); ``hit`` → seconds to wait or None."""
-
-    def __init__(self, limit: int, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self._clock = limit, window, clock
-        self._events: dict[str, deque[float]] = {}
-        self._mutex = threading.Lock()
-
-    def hit(self, key: str) -> int | None:
-        now = self._clock()
-        with self._mutex:
-            if len(self._events) > 10_000:
-                for k in [k for k, v in self._events.items() if not v or v[-1] <= now - self.window]:
-                    del self._events[k]
-            events = self._events.setdefault(key, deque())
-            while events and events[0] <= now - self.window:
-                events.popleft()
-            if len(events) >= self.limit:
-                return max(1, int(events[0] + self.window - now + 0.999))
-            events.append(now)
-            return None
 
 
 # ---- documented bodies (OpenAPI); requests are parsed by hand for clear Chinese errors ----------
@@ -165,14 +147,15 @@ def _refusal(e: HandoffError, handoff_id: str) -> ApiError:
 class HandoffApi:
     """The routes over one hand-off service (contract in the module docstring)."""
 
-    def __init__(self, service: HandoffService, conf: HandoffApiConfig,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, service: HandoffService, conf: HandoffApiConfig, requests: Limiter | None = None,
+                 failures: Limiter | None = None) -> None:
+        """``requests`` / ``failures``: per-address limiters (default: in process, from ``conf``)."""
         if not conf.enabled:
             raise HandoffApiConfigError("the hand-off API needs handoff.api_token (HANDOFF_API_TOKEN)")
         self.service, self.conf = service, conf
         self._token = conf.token.encode()
-        self._requests = SlidingWindow(conf.requests_per_minute, 60, clock)
-        self._failures = SlidingWindow(conf.failed_auth_per_minute, 60, clock)
+        self._requests = requests or MemoryLimiter(conf.requests_per_minute, 60)
+        self._failures = failures or MemoryLimiter(conf.failed_auth_per_minute, 60)
 
     # ---- guards -----------------------------------------------------------------------
 
@@ -180,19 +163,20 @@ class HandoffApi:
         """Rate limits, then the bearer token."""
         client = request.client.host if request.client else "?"
         wait = self._requests.hit(client)
-        if wait is None:
+        if not wait:
             header = request.headers.get("authorization", "")
             scheme, _, given = header.partition(" ")
             ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
             if ok:
                 return
             wait = self._failures.hit(client)
-            if wait is None:
+            if not wait:
                 if not header:
                     raise ApiError(401, "missing_token", "缺少访问令牌：请在 Authorization 头中发送 Bearer 令牌。")
                 log.warning("hand-off API: wrong token from a client")
                 raise ApiError(401, "invalid_token", "访问令牌无效。")
-        raise ApiError(429, "rate_limited", f"请求过于频繁，请 {wait} 秒后再试。", retry_after=wait)
+        seconds = max(1, math.ceil(wait))
+        raise ApiError(429, "rate_limited", f"请求过于频繁，请 {seconds} 秒后再试。", retry_after=seconds)
 
     @staticmethod
     def _id(handoff_id: str) -> str:

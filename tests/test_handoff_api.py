@@ -2,6 +2,8 @@
 listing, masked detail, replies delivered like console replies, closing, and clear errors."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -250,3 +252,27 @@ def test_the_api_is_in_the_apps_openapi(client):
     r = client.get("/api/handoffs/openapi.json", headers=AUTH)
     assert r.status_code == 200 and "/api/handoffs/{handoff_id}/close" in r.json()["paths"]
     error(client.get("/api/handoffs/openapi.json"), 401, "missing_token")
+
+
+def test_rate_limits_are_shared_between_instances_through_redis(service):
+    import uuid
+
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        pytest.skip("Redis is not running at 127.0.0.1:6379")
+    prefix = f"t-{uuid.uuid4().hex}:"
+    cfg = config(api_requests_per_minute=5)
+    cfg["sessions"] = {"backend": "redis", "redis_url": "redis://127.0.0.1:6379/0", "redis_prefix": prefix}
+    try:
+        with TestClient(create_app(cfg, engine=EngineWithHandoffs(service))) as a, \
+                TestClient(create_app(cfg, engine=EngineWithHandoffs(service))) as b:
+            if time.time() % 60 > 50:   # the limiter counts in fixed minutes: start early in one
+                time.sleep(60.5 - time.time() % 60)
+            codes = [(a if n % 2 else b).get("/api/handoffs", headers=AUTH).status_code for n in range(6)]
+        assert codes == [200] * 5 + [429]   # one budget for both instances
+    finally:
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        for key in client.scan_iter(match=prefix + "*"):
+            client.delete(key)

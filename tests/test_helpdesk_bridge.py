@@ -3,6 +3,7 @@ desk lists, answers and closes the hand-off over /api/handoffs, and receives sig
 the lifecycle — verified by a real local receiver. Also: the user's turn never waits for a webhook."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -10,8 +11,9 @@ from fastapi.testclient import TestClient
 
 from accounts.local import LocalAccountClient
 from channels.app import create_app
-from handlers.handoff_service import build_service, memory_service
+from handlers.handoff_service import build_service, memory_service, user_topic
 from handlers.helpdesk import HandoffWebhook, attach
+from handlers.sessions import storage_key
 from handlers.testing import Chat, make_engine
 from handlers.types import Message
 from tests.webhook_receiver import Receiver, poll
@@ -22,14 +24,10 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PHONE = "13800138001"
 
 
-class Outbox:
-    """The service's delivery hook: what was pushed to which user."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, list]] = []
-
-    def __call__(self, channel, address, replies) -> None:
-        self.sent.append((channel, address, list(replies)))
+def pushed(service, session_id: str) -> list[dict]:
+    """Every reply pushed to a web session so far: what GET /api/chat/events streams to its widget."""
+    events = asyncio.run(service.bus.read(user_topic(storage_key(session_id)), "0", 0))
+    return [reply for _, batch in events for reply in batch["replies"]]
 
 
 @pytest.fixture
@@ -54,8 +52,7 @@ def texts(replies: list[dict]) -> str:
 
 
 def test_full_lifecycle_over_the_api_with_signed_webhooks(acc, tmp_path):
-    outbox = Outbox()
-    service = memory_service(deliver=outbox)
+    service = memory_service()   # the app wires its own delivery: the user's channel
     cfg = {"web": {"session_secret": "test-secret-0123456789abcdef0123456789"}, "telegram": {"token": ""},
            "handoff": {"api_token": TOKEN}}
     with Receiver(SECRET) as rx:
@@ -77,13 +74,13 @@ def test_full_lifecycle_over_the_api_with_signed_webhooks(acc, tmp_path):
             # what the user says now goes to the hand-off (and the webhook), masked
             assert "已收到" in texts(say(c, session, f"我的手机号 {PHONE} 收不到验证码"))
 
-            # the help desk answers: the user gets it like a console reply
+            # the help desk answers: the user gets it like a console reply, on the widget's event stream
             r = c.post(f"/api/handoffs/{item['id']}/messages", headers=AUTH,
                        json={"text": "您好，请问您的用户名是什么？", "author": "王芳"})
             assert r.status_code == 201, r.text
-            channel, address, [reply] = outbox.sent[-1]
-            assert (channel, address) == ("web", engine_session)
-            assert reply.text == "您好，请问您的用户名是什么？" and reply.author == "人工客服 王芳"
+            claimed, reply = pushed(service, engine_session)
+            assert "王芳" in claimed["text"]
+            assert reply["text"] == "您好，请问您的用户名是什么？" and reply["author"] == "人工客服 王芳"
             assert [h["id"] for h in c.get("/api/handoffs?status=active", headers=AUTH).json()["handoffs"]] \
                 == [item["id"]]
 
@@ -96,7 +93,7 @@ def test_full_lifecycle_over_the_api_with_signed_webhooks(acc, tmp_path):
             # closed by the help desk: the user is told, and the bot answers again
             r = c.post(f"/api/handoffs/{item['id']}/close", headers=AUTH, json={"resolution": "solved"})
             assert r.status_code == 200 and r.json()["handoff"]["status"] == "closed"
-            assert "结束" in outbox.sent[-1][2][0].text
+            assert "结束" in pushed(service, engine_session)[-1]["text"]
             assert "找回用户名" in texts(say(c, session, "忘记用户名怎么办"))
             assert c.get("/api/handoffs?status=waiting", headers=AUTH).json() == {"handoffs": []}
         hook.close(timeout=10)
