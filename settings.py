@@ -60,6 +60,34 @@ def resolve_path(value: str) -> Path:
     return p if p.is_absolute() else ROOT / p
 
 
+def server_secret(cfg: Mapping[str, Any]) -> bytes:
+    """The secret every worker and instance must share (signed session ids, keyed hashes):
+    ``web.session_secret`` (env WEB_SESSION_SECRET), else one generated once into ``web.secret_file``."""
+    import secrets
+    import time
+
+    web = section(cfg, "web")
+    if web.get("session_secret"):
+        return str(web["session_secret"]).encode()
+    path = resolve_path(str(web.get("secret_file") or "var/web_session.key"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(50):
+        try:
+            value = path.read_text(encoding="ascii").strip()
+            if len(value) >= 32:
+                return value.encode()
+        except FileNotFoundError:
+            try:   # two workers racing: one creates the file, the other reads it
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(secrets.token_hex(32) + "\n")
+            continue
+        time.sleep(0.05)   # being written by another worker
+    raise ConfigError(f"{path}: unreadable session secret; set WEB_SESSION_SECRET")
+
+
 def section(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
     """One section of the config as a dict (empty when absent)."""
     value = cfg.get(name) or {}

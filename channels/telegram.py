@@ -153,7 +153,8 @@ class Bridge:
         return True
 
     async def _ask(self, chat_id: int, message: Message) -> list[Reply] | None:
-        message = dataclasses.replace(message, channel="telegram", address=str(chat_id))
+        message = dataclasses.replace(message, channel="telegram", address=str(chat_id),
+                                      client=f"telegram:{chat_id}")   # client: the stable user key for limits
         try:
             return list(await asyncio.to_thread(self.engine.handle, session_id(chat_id), message))
         except Exception:  # noqa: BLE001 - the user gets an apology, the log the traceback

@@ -34,6 +34,8 @@ from .handoff_service import LEAVE, HandoffService, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
 from .insights import TurnEvent
 from .privacy import mask_secrets
+from .images import ImageRejected, sanitize
+from .limits import Limits, MemoryLimiter
 from .records import Records
 from .sessions import LockTimeout, SessionStore, StoreError, storage_key
 from .types import Button, Message, Replies, Reply, md
@@ -78,6 +80,7 @@ class EngineSettings:
     interrupt_min_score: float = 0.85   # a non-question typed at a prompt needs this score to count as a question
     handoff_message: str = "已为您转接人工客服，工作人员接入后会在本对话中回复您，请稍候。"
     data_dir: str = "var"
+    records_max_bytes: int = 10 * 1024 * 1024
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> "EngineSettings":
@@ -92,7 +95,8 @@ class EngineSettings:
                    transcript_turns=int(s.get("transcript_turns", d.transcript_turns)),
                    interrupt_min_score=float(s.get("interrupt_min_score", d.interrupt_min_score)),
                    handoff_message=str(h.get("message") or d.handoff_message),
-                   data_dir=str(s.get("data_dir", d.data_dir)))
+                   data_dir=str(s.get("data_dir", d.data_dir)),
+                   records_max_bytes=int(s.get("records_max_bytes", d.records_max_bytes)))
 
 
 class Matcher:  # the part of intents.matcher.Matcher the engine uses
@@ -113,7 +117,8 @@ class Engine:
     def __init__(self, faq: FAQ, matcher: Matcher, accounts: AccountAPI, store: SessionStore,
                  settings: EngineSettings | None = None, records: Records | None = None,
                  clock: Callable[[], float] = time.time, handoffs: HandoffService | None = None,
-                 insights: Any = None) -> None:
+                 insights: Any = None,
+                 limits: Limits | None = None) -> None:
         self._knowledge = (faq, matcher)
         self._pinned = threading.local()
         self.accounts = accounts
@@ -123,6 +128,7 @@ class Engine:
         self.clock = clock
         self.handoffs = handoffs or memory_service(clock)
         self.insights = insights  # handlers.insights.EventWriter (``record(event)``, never blocks) or None
+        self.limits = limits or Limits(MemoryLimiter(), secrets.token_bytes(32))
 
     # ---- the FAQ and matcher: swapped whole by a live reload, fixed for the length of a turn ----------
 
@@ -225,6 +231,9 @@ class Engine:
 
     def _turn(self, session_id: str, state: dict[str, Any], message: Message) -> list[Reply]:
         now = self.clock()
+        if message.client:
+            # the account API's per-client limits see one stable identity per user, not per conversation
+            state["client_id"] = self.limits.client_id(message.client)
         inp, problem = self._clean(message)
         if message.channel:  # where to push later replies (a staff answer after a hand-off)
             state["reach"] = {"channel": message.channel, "address": message.address}
@@ -264,7 +273,10 @@ class Engine:
             image = message.image
             if image is None or not image.data:
                 return Input("image"), Reply("图片是空的，请重新上传。")
-            return Input("image", image=image), None
+            try:
+                return Input("image", image=sanitize(image)), None
+            except ImageRejected as e:
+                return Input("image"), Reply(e.message)
         raw = message.text if message.kind == "text" else message.payload
         if not isinstance(raw, str):
             return Input("text"), Reply("无法识别这条消息，请用文字输入。")
@@ -402,6 +414,10 @@ class Engine:
 
     def _feedback(self, session_id: str, arg: str, state: dict[str, Any], now: float) -> list[Reply]:
         vote, _, entry = arg.partition(":")
+        awaiting = state.get("feedback_open", [])
+        if entry not in awaiting:   # one vote per answer shown: a replayed button counts nothing
+            return [Reply("您已经评价过这个回答了，感谢您的反馈！")] + self._reprompt(state, now)
+        awaiting.remove(entry)
         self.records.feedback(session_id, entry, vote == "up")
         self._note(decision="feedback", entry=entry, intent=self.faq.entry(entry).intent,
                    feedback="up" if vote == "up" else "down")
@@ -496,10 +512,11 @@ class Engine:
 
     def _ctx(self, state: dict[str, Any], now: float) -> Ctx:
         flow = state["flow"]
-        # a random id per conversation (not derived from the session id, never personal data)
+        # the user's keyed identity from the channel (Message.client), else a random one for this conversation
         client_id = state.setdefault("client_id", secrets.token_hex(8))
         return Ctx(flow=flow["name"], data=flow["data"], session=state,
-                   accounts=self.accounts.with_client_id(client_id), key=flow["key"], now=now)
+                   accounts=self.accounts.with_client_id(client_id), key=flow["key"], now=now,
+                   limits=self.limits, client=client_id)
 
     def _step(self, state: Mapping[str, Any]) -> Step:
         flow = state["flow"]
@@ -709,6 +726,11 @@ class Engine:
             state["labels"] = dict(list(kept.items())[-40:])
         for r in replies:
             self._append_transcript(state, "助手", mask_secrets(r.text)[:200])
+            if r.entry and any(b.payload.startswith("fb:") for b in r.buttons):
+                awaiting = state.setdefault("feedback_open", [])   # answers that may still get their one vote
+                if r.entry not in awaiting:
+                    awaiting.append(r.entry)
+                del awaiting[:-20]
 
     def _append_transcript(self, state: dict[str, Any], who: str, text: str) -> None:
         transcript = state.setdefault("transcript", [])
@@ -718,7 +740,8 @@ class Engine:
 
 def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,
                  store: SessionStore | None = None, *, matcher: Matcher | None = None,
-                 clock: Callable[[], float] = time.time, handoffs: HandoffService | None = None) -> Engine:
+                 clock: Callable[[], float] = time.time, handoffs: HandoffService | None = None,
+                 limits: Limits | None = None) -> Engine:
     """The engine as configured: FAQ + matcher, the account client, the session store."""
     from intents.matcher import Matcher as FaqMatcher
     from settings import resolve_path, section
@@ -736,9 +759,14 @@ def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,
         accounts = HttpAccountClient(ClientConfig.from_mapping(section(cfg, "accounts")))
     if store is None:
         store = build_store(section(cfg, "sessions"))
-    records = Records(resolve_path(settings.data_dir), clock=clock)
+    if limits is None:
+        from settings import server_secret
+
+        from .limits import build_limits
+        limits = build_limits(cfg, server_secret(cfg))
+    records = Records(resolve_path(settings.data_dir), clock=clock, max_bytes=settings.records_max_bytes)
     from .insights import build_writer
 
     return Engine(faq, matcher, accounts, store, settings, records, clock, handoffs or build_service(cfg, clock=clock),
-                  insights=build_writer(cfg, clock=clock))
+                  insights=build_writer(cfg, clock=clock), limits=limits)
 

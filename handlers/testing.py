@@ -76,6 +76,20 @@ class Clock:
         self.now += seconds
 
 
+@functools.lru_cache(maxsize=4)
+def photo(fmt: str = "JPEG", size: tuple[int, int] = (640, 400)) -> bytes:
+    """A real, decodable photo (a grey card with a dark band) in ``fmt`` (JPEG or PNG)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    pic = Image.new("RGB", size, (200, 200, 200))
+    ImageDraw.Draw(pic).rectangle((20, 20, size[0] - 20, 80), fill=(40, 40, 90))
+    out = io.BytesIO()
+    pic.save(out, fmt)
+    return out.getvalue()
+
+
 @functools.lru_cache(maxsize=1)
 def default_matcher() -> Any:
     """The real FAQ matcher from config.yaml, built once per process."""
@@ -86,7 +100,7 @@ def default_matcher() -> Any:
 
 
 def make_engine(accounts: Any, *, store: Any = None, data_dir: Any = None, clock: Any = None,
-                matcher: Any = None, handoffs: Any = None, **overrides: Any) -> Any:
+                matcher: Any = None, handoffs: Any = None, limits: Any = None, **overrides: Any) -> Any:
     """An Engine over the real FAQ with the given account client (in-memory stores by default)."""
     from .engine import Engine, EngineSettings
     from .records import Records
@@ -96,4 +110,5 @@ def make_engine(accounts: Any, *, store: Any = None, data_dir: Any = None, clock
     clock = clock or time.time
     settings = EngineSettings(**({"data_dir": str(data_dir)} if data_dir else {}), **overrides)
     return Engine(m.faq, m, accounts, store or MemoryStore(clock=clock), settings,
-                  Records(settings.data_dir, clock=clock), clock=clock, handoffs=handoffs)
+                  Records(settings.data_dir, clock=clock), clock=clock, handoffs=handoffs,
+                  limits=limits)

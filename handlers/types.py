@@ -36,6 +36,10 @@ class Message:
     ("web", "telegram", "wechat", "console") and that channel's own address (web: the
     session id, Telegram: the chat id, WeChat: the OpenID). The adapter sets both;
     the engine remembers them in the session so a hand-off can push a staff reply back.
+
+    ``client`` is the channel's stable key for the sender, for abuse limits and the account API's
+    per-client identity (web: ``ip:<address>``, Telegram: ``telegram:<chat id>``); the engine keeps
+    only a keyed hash of it.
     """
 
     kind: Literal["text", "button", "image"]
@@ -44,6 +48,7 @@ class Message:
     image: Image | None = None
     channel: str = ""
     address: str = ""
+    client: str = ""
 
     @classmethod
     def from_text(cls, text: str, *, channel: str = "", address: str = "") -> "Message":

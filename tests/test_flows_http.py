@@ -9,10 +9,12 @@ import socket
 import pytest
 
 from handlers.sessions import SqliteStore
-from handlers.testing import Chat, make_engine
+from handlers.flows.common import LOGIN_CODE_SENT
+from handlers.flows.recover import PASSWORD_CODE_SENT, USERNAME_SENT
+from handlers.testing import Chat, make_engine, photo
 from sandbox_fixture import sandbox  # noqa: F401  (the fixture)
 
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 200 + b"\xff\xd9"
+JPEG = photo()
 
 
 @pytest.fixture
@@ -20,13 +22,9 @@ def engine(sandbox, tmp_path):  # noqa: F811
     return make_engine(sandbox.client(), store=SqliteStore(tmp_path / "sessions.db"), data_dir=tmp_path)
 
 
-def masked(phone: str) -> str:
-    return f"{phone[:3]}****{phone[-4:]}"
-
-
 def login(chat: Chat, sandbox, account: dict) -> None:  # noqa: F811
     chat.say(account["username"])
-    assert f"验证码已发送至 {masked(account['phone'])}" in chat.text
+    assert LOGIN_CODE_SENT in chat.text
     chat.say(sandbox.latest_code(account["phone"]))
     assert "登录成功" in chat.text
 
@@ -44,7 +42,7 @@ def test_recover_username(engine, sandbox):  # noqa: F811
     chat.press("开始找回用户名")
     for answer in (acct["name"], "居民身份证", acct["id_number"]):
         chat.say(answer)
-    assert f"用户名已通过短信发送至 {masked(acct['phone'])}" in chat.text
+    assert chat.text == USERNAME_SENT
     assert acct["username"] in sandbox.outbox(acct["phone"])[0]["text"]
 
 
@@ -55,7 +53,7 @@ def test_recover_password_then_bind_honours_the_two_hour_wait(engine, sandbox): 
     chat.press("开始找回密码")
     for answer in (acct["username"], acct["name"], "居民身份证", acct["id_number"]):
         chat.say(answer)
-    assert f"验证码已发送至 {masked(acct['phone'])}" in chat.text
+    assert PASSWORD_CODE_SENT in chat.text
     chat.say(sandbox.latest_code(acct["phone"]))
     link = re.search(r"\[重置密码\]\((http[^)]+)\)", chat.text).group(1)
     assert link.startswith(sandbox.base_url)

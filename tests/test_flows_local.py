@@ -10,9 +10,11 @@ import pytest
 
 from accounts.base import TooFrequent
 from accounts.local import LocalAccountClient
-from handlers.testing import Chat, Clock, make_engine
+from handlers.flows.common import LOGIN_CODE_SENT
+from handlers.flows.recover import PASSWORD_CODE_SENT, USERNAME_SENT
+from handlers.testing import Chat, Clock, make_engine, photo
 
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 200 + b"\xff\xd9"
+JPEG = photo()
 ZS_ID, ZS2_PHONE, ZS1_PHONE, LISI_PHONE = "110101199903071239", "13800138002", "13800138001", "13900139003"
 
 
@@ -68,7 +70,7 @@ def chat(engine):
 def login(chat: Chat, acc: Faulty, username: str, phone: str) -> None:
     assert "用户名" in chat.text
     chat.say(username)
-    assert "验证码已发送至 " + phone[:3] + "****" + phone[-4:] in chat.text
+    assert LOGIN_CODE_SENT in chat.text   # the same words whether or not the username exists
     chat.say(acc.latest_code(phone))
     assert "登录成功" in chat.text
 
@@ -83,7 +85,7 @@ def test_recover_username_happy_path(chat, acc):
     assert [b.label for b in chat.buttons][:2] == ["居民身份证", "港澳居民来往内地通行证"]
     chat.press("居民身份证")
     chat.say(ZS_ID)
-    assert "用户名已通过短信发送至 138****8001" in chat.text
+    assert chat.text == USERNAME_SENT
     assert chat.flow_step is None
     assert "zhangsan01" in acc.outbox(ZS1_PHONE)[0]["text"]
 
@@ -105,18 +107,45 @@ def test_recover_username_checks_id_formats_per_type(chat):
     chat.say("X1234")
     assert "格式不正确" in chat.text
     chat.say("h12345678")
-    assert "没有找到" in chat.text  # 张三 has no permit: the service says no match
+    assert chat.text == USERNAME_SENT  # 张三 has no permit: no SMS, and the reply does not say so
     assert chat.button("重新填写").payload == "flow:recover_username"
 
 
-def test_recover_username_not_found(chat):
-    chat.send  # noqa: B018
-    chat.say("忘记用户名")
-    chat.press("开始找回用户名")
-    for answer in ("王小明", "居民身份证", "11010519491231002X"):
-        chat.say(answer)
-    assert "没有找到与您填写的姓名和证件信息相符的账号" in chat.text
-    assert chat.flow_step is None
+def _transcript(chat: Chat) -> list:
+    return [(r.text, [(b.label, b.payload) for b in r.buttons], r.flow) for r in chat.replies]
+
+
+def test_recover_username_matching_and_not_matching_replies_are_identical(engine, acc):
+    """The bot cannot be used to test which name + ID number pairs hold an account."""
+    seen = []
+    for name, id_number in (("张三", ZS_ID), ("王小明", "11010519491231002X")):
+        chat = Chat(engine)
+        chat.say("忘记用户名")
+        chat.press("开始找回用户名")
+        for answer in (name, "居民身份证", id_number):
+            chat.say(answer)
+        seen.append(_transcript(chat))
+        assert chat.flow_step is None
+    assert seen[0] == seen[1]
+    assert "zhangsan01" in acc.outbox(ZS1_PHONE)[-1]["text"]   # only the real owner got an SMS
+
+
+def test_login_unknown_and_known_username_replies_are_identical_to_the_last_try(engine, acc):
+    """A decoy challenge for an unknown username: sent, wrong code ×5 with the same counts, then expired."""
+    seen = []
+    for username in ("zhangsan01", "nobody123"):
+        chat = Chat(engine)
+        chat.say("绑定微信")
+        chat.press("开始绑定")
+        chat.press("微信")
+        chat.say(username)
+        steps = [_transcript(chat)]
+        for _ in range(6):
+            chat.say("000000")
+            steps.append(_transcript(chat))
+        seen.append(steps)
+    assert seen[0] == seen[1]
+    assert "还可以再试 4 次" in seen[1][1][0][0]
 
 
 # ---- recover password -------------------------------------------------------------------
@@ -128,7 +157,7 @@ def test_recover_password_happy_path_never_asks_for_password(chat, acc):
     for answer in ("zhangsan01", "张三", "居民身份证", ZS_ID):
         chat.say(answer)
         asked.append(chat.text)
-    assert "验证码已发送至 138****8001" in chat.text
+    assert PASSWORD_CODE_SENT in chat.text
     chat.say("12345")
     assert "6位数字" in chat.text
     chat.say(acc.latest_code(ZS1_PHONE))
@@ -149,14 +178,32 @@ def test_recover_password_wrong_code_shows_attempts_left(chat, acc):
     assert "重置密码" in chat.text
 
 
-def test_recover_password_unknown_account_offers_recover_username(chat):
-    chat.say("找回密码")
-    chat.press("开始找回密码")
-    for answer in ("nobody123", "张三", "居民身份证", ZS_ID):
-        chat.say(answer)
-    assert "建议先找回用户名" in chat.text
-    chat.press("找回用户名")
-    assert chat.flow_step == ("recover_username", "name")
+def test_recover_password_unknown_account_answers_like_a_known_one(tmp_path, clock):
+    """Sent, five wrong codes with the same counts, used up, resent, expired after 5 minutes: identical."""
+    acc = LocalAccountClient(clock=clock)   # the service's codes expire on the test's clock too
+    engine = make_engine(acc, data_dir=tmp_path, clock=clock)
+    seen = []
+    for username in ("zhangsan01", "nobody123"):
+        chat = Chat(engine)
+        chat.say("找回密码")
+        chat.press("开始找回密码")
+        for answer in (username, "张三", "居民身份证", ZS_ID):
+            chat.say(answer)
+        steps = [_transcript(chat)]
+        for _ in range(6):
+            chat.say("000000")
+            steps.append(_transcript(chat))
+        chat.press("重新发送验证码")
+        steps.append(_transcript(chat))
+        clock.advance(301)
+        chat.say("000000")
+        steps.append(_transcript(chat))
+        seen.append(steps)
+        clock.advance(700)   # past the service's 10-minute window of attempts per ID number
+    assert seen[0] == seen[1]
+    assert "失效" in seen[1][6][0][0] and "新的验证码已发送至该账号绑定的手机" in seen[1][7][0][0]
+    assert "验证码已失效" in seen[1][8][0][0]
+    acc.close()
 
 
 def test_recover_password_too_frequent_in_plain_words_as_the_services_limit(chat, acc):

@@ -6,6 +6,8 @@ real network call can happen). The webhook route is driven through the web app.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import datetime as dtm
 import html
@@ -156,7 +158,7 @@ def test_text_goes_to_the_engine_and_replies_as_html_with_inline_keyboard(cfg, r
     app = build_application(cfg, engine, request=request_recorder)
     run(app, Update(1, message=make_message(app.bot, text="  证件号码已被注册  ")))
     assert request_recorder.unexpected == []
-    assert engine.calls == [(session_id(42), Message.from_text("证件号码已被注册", **FROM_CHAT))]
+    assert engine.calls == [(session_id(42), Message(kind="text", text="证件号码已被注册", client="telegram:42", **FROM_CHAT))]
     assert "MainThread" not in engine.threads  # engine.handle ran off the event loop
     [sent] = request_recorder.sent()
     assert sent["chat_id"] == 42 and sent["parse_mode"] == "HTML"
@@ -186,7 +188,7 @@ def test_button_press_answers_the_query_and_sends_the_payload(cfg, request_recor
     asyncio.run(scenario())
     assert request_recorder.unexpected == []
     assert [p["callback_query_id"] for p in request_recorder.named("answerCallbackQuery")] == ["q1", "q2", "q3"]
-    assert [m for _, m in engine.calls[1:]] == [Message.from_button("flow:id_type:resident_id", **FROM_CHAT),
+    assert [dataclasses.replace(m, client="") for _, m in engine.calls[1:]] == [Message.from_button("flow:id_type:resident_id", **FROM_CHAT),
                                                 Message.from_button(LONG_PAYLOAD, **FROM_CHAT)]
     assert "按钮已失效" in request_recorder.sent()[-1]["text"]
     assert [p["message_id"] for p in request_recorder.named("editMessageReplyMarkup")] == [7, 8, 9]
@@ -225,7 +227,7 @@ def test_start_help_cancel(cfg, request_recorder, engine):
     start, help_, cancel = request_recorder.sent()
     assert "学信网账号助手" in start["text"] and start["parse_mode"] == "HTML"
     assert "/cancel" in help_["text"]
-    assert engine.calls == [(session_id(42), Message.from_text("取消", **FROM_CHAT))]
+    assert engine.calls == [(session_id(42), Message(kind="text", text="取消", client="telegram:42", **FROM_CHAT))]
     assert cancel["reply_markup"]["inline_keyboard"]
 
 
@@ -314,7 +316,7 @@ def test_webhook_checks_the_secret_and_processes_updates(cfg, request_recorder, 
         assert client.post(url, content=b"{oops", headers={**good, "Content-Type": "application/json"}).status_code == 400
         r = client.post(url, json=webhook_update("忘记密码"), headers=good)
         assert r.status_code == 200
-        assert engine.calls == [(session_id(42), Message.from_text("忘记密码", **FROM_CHAT))]
+        assert engine.calls == [(session_id(42), Message(kind="text", text="忘记密码", client="telegram:42", **FROM_CHAT))]
         assert request_recorder.sent()[0]["chat_id"] == 42
         assert request_recorder.unexpected == []
 

@@ -32,7 +32,7 @@ from channels.wechat import (WELCOME, UNSUPPORTED, NO_IMAGE_NOW, NO_VOICE_TEXT, 
                              SqliteKV, WeChatApi, WeChatApiError, WindowClosed)
 from channels.app import create_app
 from handlers.sessions import MemoryStore, SqliteStore
-from handlers.testing import make_engine
+from handlers.testing import make_engine, photo
 from handlers.types import Button, Reply
 from sandbox_fixture import sandbox  # noqa: F401  (the fixture)
 from wechat_standin import StandIn, WxUser, running_standin
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "wechat-test-token"
 AES_KEY = base64.b64encode(b"k" * 32).decode().rstrip("=")
 SECRET = "s" * 48
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 200 + b"\xff\xd9"
+JPEG = photo()
 
 
 @pytest.fixture

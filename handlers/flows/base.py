@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Union
 
 from accounts.base import AccountAPI, Validation
+from handlers.limits import Limits
 from handlers.types import Button, Image, Message, Reply
 
 
@@ -68,6 +69,8 @@ class Ctx:
     key: str                      # the Idempotency-Key of this step attempt
     now: float
     settings: Mapping[str, Any] = field(default_factory=dict)
+    limits: Limits | None = None  # abuse limits (None: unlimited, e.g. in unit tests of a step)
+    client: str = ""              # the user's stable keyed identity (see Engine._client_id)
 
     def say(self, text: str, *buttons: Button, expects_image: bool = False) -> Reply:
         """A reply of this flow."""

@@ -11,12 +11,39 @@ from typing import Callable, TypeVar
 from accounts import validation
 from accounts.base import (ID_TYPE_LABELS, ChallengeExpired, InvalidCode, NotFound, ServiceUnavailable,
                            TooFrequent)
-from handlers.types import Button, Reply, md
+from handlers.types import Button, Reply
 
 from .base import (Act, Ask, Ctx, Goto, Input, Invalid, Outcome, Step, choose, command_word, field_value,
                    plain_wait, text_of)
 
 T = TypeVar("T")
+
+CODE_ATTEMPTS = 5   # accounts/openapi.yaml: the 5th wrong code kills a challenge (decoys mimic it)
+CODE_TTL = 300      # accounts/openapi.yaml: SMS codes expire after 5 minutes
+
+
+def sms_limited(ctx: Ctx, target: str) -> None:
+    """Raise TooFrequent when this client, or anyone for this account (``target``), had its share of SMS
+    for now. Counted whether or not the account exists, so the limit tells nothing about it."""
+    if ctx.limits is None:
+        return
+    for rule, value in (("sms_per_client", ctx.client), ("sms_per_target", target)):
+        wait = ctx.limits.hit(rule, value)
+        if wait is not None:
+            raise TooFrequent(retry_after=wait)
+
+
+def check_code(ctx: Ctx, challenge: str | None, verify: Callable[[str], T]) -> T:
+    """``verify(challenge)``; for a decoy (``None``: the account does not exist) the errors a real
+    challenge gives — wrong code with tries left, none left, expired after the code's lifetime — so
+    replies cannot tell them apart."""
+    if challenge:
+        return verify(challenge)
+    left = int(ctx.data.get("decoy_left", CODE_ATTEMPTS))
+    if left <= 0 or ctx.now - float(ctx.data.get("decoy_at", ctx.now)) >= CODE_TTL:
+        raise ChallengeExpired()
+    ctx.data["decoy_left"] = left - 1
+    raise InvalidCode(attempts_left=left - 1)
 
 # ---- SMS codes: one prompt for every flow, with resend, a pasted SMS, and used-up attempts ----------
 
@@ -71,13 +98,17 @@ def code_answer(key: str, then: str, send: str):  # type: ignore[no-untyped-def]
     return got_code
 
 
-def sent(ctx: Ctx, challenge_id: str, sent_to: str, key: str, code_step: str) -> Goto:
-    """Remember a new challenge and go to the code prompt saying where the code went."""
+def sent(ctx: Ctx, challenge_id: str | None, key: str, code_step: str, condition: str) -> Goto:
+    """Remember a new challenge (``None``: a decoy, the account does not exist) and go to the code prompt.
+    The words are the same either way and name no phone: "if <condition>, the code went to the account's phone"."""
     resent = ctx.data.pop("resend", False)
-    ctx.data.pop("code_dead", None)
+    for k in ("code_dead", "decoy_left"):
+        ctx.data.pop(k, None)
     ctx.data[key] = challenge_id
+    ctx.data["decoy_at"] = ctx.now
     lead = "新的验证码已发送至" if resent else "验证码已发送至"
-    return Goto(code_step, (ctx.say(f"{lead} {md(sent_to)}。" + (f"\n\n如果仍然收不到：{SMS_CHECKS}" if resent else "")),))
+    return Goto(code_step, (ctx.say(f"如果{condition}，{lead}该账号绑定的手机。"
+                                    + (f"\n\n如果仍然收不到：{SMS_CHECKS}" if resent else "")),))
 
 
 def resend_refused(ctx: Ctx, e: TooFrequent, code_step: str) -> Goto:
@@ -133,32 +164,37 @@ def got_login_username(ctx: Ctx, inp: Input) -> Outcome:
     return Goto("login_send")
 
 
+LOGIN_IF = "用户名正确"
+LOGIN_CODE_SENT = f"如果{LOGIN_IF}，验证码已发送至该账号绑定的手机。"
+
+
 def send_login_code(ctx: Ctx) -> Outcome:
-    """Ask the service to text a login code."""
+    """Ask the service to text a login code; the same reply whether or not the username exists."""
     try:
-        challenge = ctx.accounts.start_login(ctx.data["login_username"], idempotency_key=ctx.key)
+        sms_limited(ctx, "user:" + ctx.data["login_username"].lower())
+        challenge_id: str | None = ctx.accounts.start_login(ctx.data["login_username"],
+                                                            idempotency_key=ctx.key).challenge_id
     except NotFound:
-        return Goto("login_username", (ctx.say(
-            "没有找到这个用户名，请核对后重新输入。如果忘记了用户名，可以先找回。",
-            Button("找回用户名", "flow:recover_username")),))
+        challenge_id = None   # a decoy: the code step answers as for a real one
     except TooFrequent as e:
-        if ctx.data.get("resend") and ctx.data.get("login_challenge"):
+        if ctx.data.get("resend") and "login_challenge" in ctx.data:
             return resend_refused(ctx, e, "login_code")
         raise  # the engine says the wait; the step stays for "重试"
-    return sent(ctx, challenge.challenge_id, challenge.sent_to, "login_challenge", "login_code")
+    return sent(ctx, challenge_id, "login_challenge", "login_code", LOGIN_IF)
 
 
 def verify_login(ctx: Ctx) -> Outcome:
     """Check the code; on success remember the login and continue."""
     try:
-        login = spend_code(ctx, "login_code", lambda code: ctx.accounts.verify_login(
-            ctx.data["login_challenge"], code, idempotency_key=ctx.key))
+        login = spend_code(ctx, "login_code", lambda code: check_code(
+            ctx, ctx.data["login_challenge"], lambda challenge: ctx.accounts.verify_login(
+                challenge, code, idempotency_key=ctx.key)))
     except InvalidCode as e:
         return wrong_code(ctx, e, "login_code")
     except ChallengeExpired:
         ctx.data["resend"] = True
         return Goto("login_send", (ctx.say("验证码已失效，正在为您重新发送。"),))
-    for k in ("login_username", "login_challenge", "code_dead"):
+    for k in ("login_username", "login_challenge", "code_dead", "decoy_at"):
         ctx.data.pop(k, None)
     ctx.login(login.token, login.expires_in)
     return Goto(ctx.data.pop("after_login"), (ctx.say("登录成功。"),))

@@ -3,26 +3,31 @@ from __future__ import annotations
 
 from accounts import validation
 from accounts.base import ChallengeExpired, InvalidCode, NotFound, TooFrequent
-from handlers.types import Button, Reply, md
+from handlers.types import Button, Reply
 
 from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, field_value, text_of
-from .common import ask_code, code_answer, identity_steps, resend_refused, sent, spend_code, wrong_code
+from .common import (ask_code, check_code, code_answer, identity_steps, resend_refused, sent, sms_limited,
+                     spend_code, wrong_code)
 
 # ---- recover username ---------------------------------------------------------------
 
+USERNAME_SENT = ("如果您填写的姓名和证件信息与学信网账号相符，用户名已通过短信发送至该账号绑定的手机，请查收。\n\n"
+                 "几分钟内没有收到的话，可能是信息填写有误，或这个证件号码没有注册过账号：请核对后重新找回；"
+                 "确认从未注册过的，可以直接注册新账号。\n\n"
+                 "因学信网账号还可用于本网站的其他系统登录，请牢记用户名和密码。")
+
+
 def send_username(ctx: Ctx) -> Outcome:
-    """Ask the service to text the username to the account's phone."""
+    """Ask the service to text the username to the account's phone; the same reply whether or not
+    the name and ID match an account (the SMS itself tells the owner)."""
+    sms_limited(ctx, f"id:{ctx.data['id_type']}:{ctx.data['id_number']}")
     try:
-        sent_to = ctx.accounts.recover_username(name=ctx.data["name"], id_type=ctx.data["id_type"],
-                                                id_number=ctx.data["id_number"], idempotency_key=ctx.key)
+        ctx.accounts.recover_username(name=ctx.data["name"], id_type=ctx.data["id_type"],
+                                      id_number=ctx.data["id_number"], idempotency_key=ctx.key)
     except NotFound:
-        return Finish((ctx.say(
-            "没有找到与您填写的姓名和证件信息相符的账号。请核对后重新找回；"
-            "如果确认从未注册过，可以直接注册新账号。",
-            Button("重新填写", "flow:recover_username")),))
-    return Finish((ctx.say(f"用户名已通过短信发送至 {md(sent_to)}，请查收。\n\n"
-                           "因学信网账号还可用于本网站的其他系统登录，请牢记用户名和密码。",
-                           Button("继续找回密码", "flow:recover_password")),))
+        pass
+    return Finish((ctx.say(USERNAME_SENT, Button("继续找回密码", "flow:recover_password"),
+                           Button("重新填写", "flow:recover_username")),))
 
 
 RECOVER_USERNAME = Flow(
@@ -53,34 +58,39 @@ def got_username(ctx: Ctx, inp: Input) -> Outcome:
 IDENTITY_KEYS = ("username", "name", "id_type", "id_number")
 
 
+PASSWORD_IF = "用户名、姓名和证件信息都与账号服务中的记录相符"
+PASSWORD_CODE_SENT = f"如果{PASSWORD_IF}，验证码已发送至该账号绑定的手机。"
+
+
 def send_code(ctx: Ctx) -> Outcome:
-    """Ask the service to text a verification code for the reset (again on "重新发送")."""
+    """Ask the service to text a verification code for the reset (again on "重新发送"); the same reply
+    whether or not the details match (a decoy challenge answers the code step alike)."""
     try:
-        challenge = ctx.accounts.start_password_recovery(
+        sms_limited(ctx, "user:" + ctx.data["username"].lower())
+        challenge_id: str | None = ctx.accounts.start_password_recovery(
             username=ctx.data["username"], name=ctx.data["name"], id_type=ctx.data["id_type"],
-            id_number=ctx.data["id_number"], idempotency_key=ctx.key)
+            id_number=ctx.data["id_number"], idempotency_key=ctx.key).challenge_id
     except NotFound:
-        return Finish((ctx.say("账号服务没有找到用户名、姓名和证件信息都相符的账号，无法找回密码。"
-                               "建议先找回用户名，核实是否注册过账号、用的是哪个用户名。",
-                               Button("找回用户名", "flow:recover_username")),))
+        challenge_id = None
     except TooFrequent as e:
-        if ctx.data.get("resend") and ctx.data.get("challenge"):
+        if ctx.data.get("resend") and "challenge" in ctx.data:
             return resend_refused(ctx, e, "code")
         raise  # the engine says the wait; the step stays for "重试"
-    return sent(ctx, challenge.challenge_id, challenge.sent_to, "challenge", "code")
+    return sent(ctx, challenge_id, "challenge", "code", PASSWORD_IF)
 
 
 def verify_code(ctx: Ctx) -> Outcome:
     """Exchange the code for the one-time reset link."""
     try:
-        link = spend_code(ctx, "code", lambda code: ctx.accounts.verify_password_recovery(
-            ctx.data["challenge"], code, idempotency_key=ctx.key))
+        link = spend_code(ctx, "code", lambda code: check_code(
+            ctx, ctx.data["challenge"], lambda challenge: ctx.accounts.verify_password_recovery(
+                challenge, code, idempotency_key=ctx.key)))
     except InvalidCode as e:
         return wrong_code(ctx, e, "code")
     except ChallengeExpired:
         ctx.data["resend"] = True
         return Goto("send_code", (ctx.say("验证码已失效（已过期、已使用或错误次数过多），正在为您重新发送。"),))
-    for k in (*IDENTITY_KEYS, "challenge", "code_dead"):
+    for k in (*IDENTITY_KEYS, "challenge", "code_dead", "decoy_at"):
         ctx.data.pop(k, None)
     minutes = max(1, link.expires_in // 60)
     return Finish((ctx.say(f"验证成功。请打开下面的链接设置新密码（{minutes} 分钟内有效，只能使用一次，请勿转发给他人）：\n\n"

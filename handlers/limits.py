@@ -1,0 +1,200 @@
+"""Abuse limits: how often one client, conversation, or target account may do something.
+
+Contract (every limiter keeps it):
+- ``hit(key, rule)`` counts one event for ``key`` and returns ``None`` when it is within
+  ``rule`` (at most ``rule.limit`` events in any ``rule.window`` seconds: a sliding log,
+  exact), else the whole seconds to wait before one more would be allowed (≥ 1); a refused
+  event is not counted, so the wait is honest.
+- Keys are HMACs (``Limits.key``): IP addresses, phone numbers and usernames are never
+  stored in clear.
+- A limiter whose backend is unreachable lets the event through and logs a warning
+  (limits must not turn an outage of Redis into an outage of the bot); nothing escapes.
+
+``MemoryLimiter`` is the in-process twin (one process only); ``RedisLimiter`` shares the
+counts between workers and instances. ``build_limits(cfg)`` picks Redis when
+``limits.backend`` says so, or (``auto``) when the sessions live in Redis.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import hashlib
+import hmac
+import logging
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """At most ``limit`` events in any ``window`` seconds."""
+
+    limit: int
+    window: int
+
+    @classmethod
+    def parse(cls, name: str, value: Any) -> "Rule":
+        """A rule from config: ``{limit: 30, window: 60}``."""
+        if not isinstance(value, Mapping) or set(value) != {"limit", "window"}:
+            raise ValueError(f"limits.{name}: expected {{limit: N, window: SECONDS}}")
+        rule = cls(int(value["limit"]), int(value["window"]))
+        if rule.limit < 1 or rule.window < 1:
+            raise ValueError(f"limits.{name}: limit and window must be at least 1")
+        return rule
+
+
+# The rules and their defaults (config.yaml ``limits`` overrides each).
+DEFAULT_RULES: dict[str, Rule] = {
+    "chat_per_ip": Rule(300, 60),             # POST /api/chat from one address
+    "chat_per_session": Rule(30, 60),         # POST /api/chat in one conversation
+    "upload_per_ip": Rule(20, 600),           # POST /api/upload from one address
+    "upload_per_session": Rule(6, 600),       # POST /api/upload in one conversation
+    "session_per_ip": Rule(60, 60),           # POST /api/session (new conversations) from one address
+    "sms_per_client": Rule(10, 3600),         # SMS-sending steps from one client (address / chat user)
+    "sms_per_target": Rule(3, 3600),          # SMS to one account (its one bound phone), whoever asks
+    "lookup_per_client": Rule(20, 3600),      # account look-ups (login, recovery) from one client
+}
+
+
+class Limiter(Protocol):
+    """Counts events per key under a rule."""
+
+    def hit(self, key: str, rule: Rule) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryLimiter:
+    """The in-process twin: exact sliding logs in a dict (one process only)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._logs: dict[str, collections.deque[float]] = {}
+        self._mutex = threading.Lock()
+        self._hits = 0
+
+    def hit(self, key: str, rule: Rule) -> int | None:
+        now = self._clock()
+        with self._mutex:
+            self._hits += 1
+            if self._hits % 1000 == 0:
+                self._sweep(now)
+            events = self._logs.setdefault(key, collections.deque())
+            while events and events[0] <= now - rule.window:
+                events.popleft()
+            if len(events) >= rule.limit:
+                return max(1, math.ceil(events[0] + rule.window - now))
+            events.append(now)
+            return None
+
+    def _sweep(self, now: float, horizon: int = 86400) -> None:
+        for key in [k for k, v in self._logs.items() if not v or v[-1] <= now - horizon]:
+            del self._logs[key]
+
+    def close(self) -> None:
+        pass
+
+
+_SLIDING = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + window - now_ms
+end
+redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return -1
+"""
+
+
+class RedisLimiter:
+    """Sliding logs in Redis sorted sets (one Lua call per event; the server's clock for all instances)."""
+
+    def __init__(self, url: str, prefix: str = "chsi-bot:rl:", socket_timeout: float = 2.0) -> None:
+        import redis
+
+        self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
+        self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                            socket_connect_timeout=socket_timeout)
+        self._script = self._client.register_script(_SLIDING)
+        self._prefix = prefix
+        self._warned = 0.0
+
+    def hit(self, key: str, rule: Rule) -> int | None:
+        try:
+            wait_ms = int(self._script(keys=[self._prefix + key],
+                                       args=[rule.window * 1000, rule.limit, secrets.token_hex(6)]))
+        except self._redis_errors as e:
+            if time.monotonic() - self._warned > 60:   # one warning a minute, not one per request
+                self._warned = time.monotonic()
+                log.warning("rate limiter unreachable (%s): letting requests through", e.__class__.__name__)
+            return None
+        return None if wait_ms < 0 else max(1, math.ceil(wait_ms / 1000))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class Limits:
+    """The configured rules over one limiter, with keys hashed under the server secret."""
+
+    def __init__(self, limiter: Limiter, secret: bytes, rules: Mapping[str, Rule] | None = None) -> None:
+        self.limiter = limiter
+        self._secret = secret
+        self.rules = {**DEFAULT_RULES, **(rules or {})}
+
+    def key(self, purpose: str, value: str) -> str:
+        """A short keyed hash of ``value`` for ``purpose`` (never the value itself)."""
+        mac = hmac.new(self._secret, purpose.encode() + b"\0" + value.encode("utf-8", "surrogatepass"),
+                       hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:18]).decode()
+
+    def hit(self, rule: str, value: str) -> int | None:
+        """Count one event of ``rule`` for ``value``; the seconds to wait when over the limit, else None."""
+        return self.limiter.hit(f"{rule}:{self.key(rule, value)}", self.rules[rule])
+
+    def client_id(self, client: str) -> str:
+        """The stable identity the account API sees for a channel's user key (e.g. ``ip:1.2.3.4``)."""
+        return self.key("client-id", client)[:16]
+
+    def close(self) -> None:
+        self.limiter.close()
+
+
+def parse_rules(section: Mapping[str, Any]) -> dict[str, Rule]:
+    """The ``limits`` section's rules (unknown names rejected)."""
+    rules: dict[str, Rule] = {}
+    for name, value in section.items():
+        if name in ("backend", "redis_url"):
+            continue
+        if name not in DEFAULT_RULES:
+            raise ValueError(f"limits.{name}: unknown rule (known: {', '.join(DEFAULT_RULES)})")
+        rules[name] = Rule.parse(name, value)
+    return rules
+
+
+def build_limits(cfg: Mapping[str, Any], secret: bytes) -> Limits:
+    """The limits as configured: ``limits.backend`` memory | redis | auto (redis when sessions are)."""
+    from settings import section
+
+    conf, sessions = section(cfg, "limits"), section(cfg, "sessions")
+    backend = str(conf.get("backend") or "auto").lower()
+    if backend == "auto":
+        backend = "redis" if str(sessions.get("backend", "")).lower() == "redis" else "memory"
+    if backend == "redis":
+        url = str(conf.get("redis_url") or sessions.get("redis_url") or "redis://127.0.0.1:6379/0")
+        limiter: Limiter = RedisLimiter(url)
+    elif backend == "memory":
+        limiter = MemoryLimiter()
+    else:
+        raise ValueError(f"limits.backend: unknown backend {backend!r} (auto | memory | redis)")
+    return Limits(limiter, secret, parse_rules(conf))

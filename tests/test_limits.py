@@ -1,0 +1,141 @@
+"""Abuse limits: one contract for the in-process and the Redis limiter; SMS limits across conversations."""
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+
+from accounts.local import LocalAccountClient
+from handlers.flows.common import LOGIN_CODE_SENT
+from handlers.limits import Limits, MemoryLimiter, RedisLimiter, Rule, build_limits, parse_rules
+from handlers.testing import Chat, make_engine
+from handlers.types import Message
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _redis() -> RedisLimiter:
+    limiter = RedisLimiter(REDIS_URL, prefix=f"test-rl-{secrets.token_hex(4)}:")
+    try:
+        limiter._client.ping()
+    except Exception as e:  # noqa: BLE001
+        if os.environ.get("CI"):
+            pytest.fail(f"redis at {REDIS_URL} is required in CI: {e}")
+        pytest.skip(f"redis not reachable at {REDIS_URL}: {e}")
+    return limiter
+
+
+@pytest.fixture(params=["memory", "redis"])
+def limiter(request):
+    lim = MemoryLimiter() if request.param == "memory" else _redis()
+    yield lim
+    lim.close()
+
+
+def test_allows_the_limit_then_refuses_with_an_honest_wait(limiter):
+    rule = Rule(3, 60)
+    assert [limiter.hit("k", rule) for _ in range(3)] == [None, None, None]
+    waits = [limiter.hit("k", rule) for _ in range(5)]
+    assert all(w is not None and 1 <= w <= 60 for w in waits)
+    assert limiter.hit("other", rule) is None   # keys are independent
+
+
+def test_refused_events_are_not_counted_and_the_window_slides():
+    clock = Clock()
+    lim = MemoryLimiter(clock=clock)
+    rule = Rule(2, 10)
+    assert lim.hit("k", rule) is None
+    clock.now += 6
+    assert lim.hit("k", rule) is None
+    assert lim.hit("k", rule) == 4          # the first event leaves the window in 4 s
+    clock.now += 4
+    assert lim.hit("k", rule) is None       # one slot freed, not the whole window
+    assert lim.hit("k", rule) == 6          # now the event at +6 is the oldest
+
+
+def test_redis_window_expires():
+    lim = _redis()
+    rule = Rule(1, 1)
+    assert lim.hit("k", rule) is None
+    assert lim.hit("k", rule) == 1
+    import time
+    deadline = time.monotonic() + 10
+    while lim.hit("k", rule) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_redis_down_lets_events_through():
+    lim = RedisLimiter("redis://127.0.0.1:1/0", socket_timeout=0.2)
+    assert lim.hit("k", Rule(1, 60)) is None
+    assert lim.hit("k", Rule(1, 60)) is None
+
+
+def test_keys_are_keyed_hashes_never_the_value():
+    limits = Limits(MemoryLimiter(), b"s" * 32)
+    key = limits.key("sms_per_target", "user:zhangsan01")
+    assert "zhangsan01" not in key and key == limits.key("sms_per_target", "user:zhangsan01")
+    assert key != Limits(MemoryLimiter(), b"t" * 32).key("sms_per_target", "user:zhangsan01")
+    assert limits.client_id("ip:10.0.0.1") == limits.client_id("ip:10.0.0.1") != limits.client_id("ip:10.0.0.2")
+
+
+def test_config_rules_are_checked():
+    assert parse_rules({"backend": "auto", "chat_per_ip": {"limit": 5, "window": 10}}) == {"chat_per_ip": Rule(5, 10)}
+    with pytest.raises(ValueError, match="limits.chat_per_moon"):
+        parse_rules({"chat_per_moon": {"limit": 5, "window": 10}})
+    with pytest.raises(ValueError, match="limits.chat_per_ip"):
+        parse_rules({"chat_per_ip": {"limit": 0, "window": 10}})
+    assert isinstance(build_limits({"sessions": {"backend": "redis", "redis_url": REDIS_URL}}, b"x").limiter,
+                      RedisLimiter)
+    assert isinstance(build_limits({"sessions": {"backend": "sqlite"}}, b"x").limiter, MemoryLimiter)
+
+
+# ---- through the engine: SMS across conversations ------------------------------------------------
+
+def _login_attempt(engine, client: str, username: str) -> str:
+    chat = Chat(engine)
+    chat.send(Message(kind="text", text="绑定微信", client=client))
+    chat.send(Message(kind="button", payload="flow:bind_account", client=client))
+    chat.send(Message(kind="button", payload="provider:wechat", client=client))
+    chat.send(Message(kind="text", text=username, client=client))
+    return chat.text
+
+
+def test_one_client_gets_no_more_sms_than_the_limit_whatever_the_conversations(tmp_path):
+    acc = LocalAccountClient()
+    limits = Limits(MemoryLimiter(), b"k" * 32, {"sms_per_client": Rule(4, 3600), "sms_per_target": Rule(2, 3600)})
+    engine = make_engine(acc, data_dir=tmp_path, limits=limits)
+    phones = {"zhangsan01": "13800138001", "zhangsan02": "13800138002", "wangwu88": "13700137004"}
+    texts = [_login_attempt(engine, "ip:203.0.113.9", name) for _ in range(14) for name in phones]
+    sent = sum(len(acc.outbox(p)) for p in phones.values())
+    assert sent == 4                                     # the per-client limit, over 42 conversations
+    assert sum(LOGIN_CODE_SENT in t for t in texts) == 4
+    assert all("太频繁" in t for t in texts if LOGIN_CODE_SENT not in t)
+    # another client is limited per account: zhangsan01 already had 2 SMS
+    assert "太频繁" in _login_attempt(engine, "ip:198.51.100.7", "zhangsan01")
+    assert LOGIN_CODE_SENT in _login_attempt(engine, "ip:198.51.100.7", "wangwu88")
+    acc.close()
+
+
+def test_the_account_api_sees_one_stable_identity_per_client(tmp_path):
+    from test_flows_local import Faulty
+
+    acc = Faulty(LocalAccountClient())
+    engine = make_engine(acc, data_dir=tmp_path, limits=Limits(MemoryLimiter(), b"k" * 32))
+    seen = []
+    for client in ("ip:203.0.113.9",) * 3 + ("ip:198.51.100.7",):
+        acc.client_ids.clear()
+        _login_attempt(engine, client, "zhangsan01")
+        seen.append(set(acc.client_ids))
+    assert seen[0] == seen[1] == seen[2] and len(seen[0]) == 1 and seen[3] != seen[0]
+    assert "203.0.113.9" not in next(iter(seen[0]))
+    acc.inner.close()
