@@ -550,23 +550,12 @@ def test_a_flood_from_one_user_is_answered_without_engine_turns(make_bot, tmp_pa
 
 def test_staff_replies_after_a_hand_off_reach_the_user_and_a_closed_window_is_a_typed_failure(make_bot, tmp_path,
                                                                                               caplog):
+    """Through the app's own delivery hook (channels.delivery): the hand-off service → WeChatChannel.send."""
     from handlers.handoff_service import memory_service
 
-    channels: dict[str, Any] = {}
-    pushes: list[BaseException | None] = []
-
-    def deliver(channel: str, address: str, replies: Any) -> None:
-        """What the app's delivery hook does: the channel's ``send`` (its errors reach the service)."""
-        try:
-            asyncio.run(channels[channel].send(address, replies))
-            pushes.append(None)
-        except Exception as e:
-            pushes.append(e)
-            raise
-
-    service = memory_service(deliver=deliver)
+    service = memory_service()
     bot = make_bot(engine=make_engine(LocalAccountClient(), data_dir=tmp_path, handoffs=service))
-    channels["wechat"] = bot.channel
+    assert service.deliver is not None          # wired by create_app
     user = bot.user()
     user.say("忘记密码怎么办")
     user.say("转人工客服")
@@ -574,8 +563,9 @@ def test_staff_replies_after_a_hand_off_reach_the_user_and_a_closed_window_is_a_
     assert handoff.channel == "wechat" and user.openid not in handoff.address
     service.reply(handoff.id, "小王", "您好，我来帮您看看。")
     texts = [m["text"]["content"] for m in bot.standin.messages_to(user.openid) if m["msgtype"] == "text"]
-    assert "【人工客服 小王】\n您好，我来帮您看看。" in texts and pushes and all(p is None for p in pushes)
+    assert "【人工客服 小王】\n您好，我来帮您看看。" in texts
     bot.standin.close_window(user.openid)       # the user stopped writing 48 hours ago
+    caplog.clear()
     service.reply(handoff.id, "小王", "还在吗？")
-    assert isinstance(pushes[-1], WindowClosed)
-    assert any("delivery to wechat failed" in r.getMessage() for r in caplog.records)
+    failed = [r for r in caplog.records if "delivery to wechat failed" in r.getMessage()]
+    assert failed and failed[0].exc_info and isinstance(failed[0].exc_info[1], WindowClosed)
