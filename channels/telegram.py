@@ -386,6 +386,10 @@ class TelegramChannel(Channel):
             if not self._ready:
                 await self.application.initialize()
                 self._ready = True
+                try:  # the command menu, as polling mode registers it at start-up
+                    await register_commands(self.application)
+                except TelegramError:
+                    log.warning("could not register the Telegram command menu (setMyCommands)")
 
     async def send(self, address: str, replies: Sequence[Reply]) -> None:
         """Send replies to chat ``address`` (the chat id) through the Bot API; TelegramError when it refuses."""

@@ -319,6 +319,8 @@ def test_webhook_checks_the_secret_and_processes_updates(cfg, request_recorder, 
         assert engine.calls == [(session_id(42), Message(kind="text", text="忘记密码", client="telegram:42", **FROM_CHAT))]
         assert request_recorder.sent()[0]["chat_id"] == 42
         assert request_recorder.unexpected == []
+        assert [c["command"] for c in request_recorder.named("setMyCommands")[0]["commands"]] == \
+            ["start", "help", "cancel"]  # the command menu, as in polling mode
 
 
 def test_channel_send_pushes_replies_to_the_chat_through_the_bot_api(cfg, request_recorder, engine):
