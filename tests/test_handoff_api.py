@@ -12,20 +12,11 @@ from channels.handoff_api import HandoffApiConfigError
 from handlers.handoff_service import memory_service
 from handlers.handoffs import NewHandoff
 from handlers.types import Message, Reply
+from tests.test_handoff_lifecycle import Outbox
 
 TOKEN = "hd-token-0123456789abcdefghijkl"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ZS_ID = "110101199903071239"
-
-
-class Outbox:
-    """The service's delivery hook: records (channel, address, replies) pushed to users."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, list[Reply]]] = []
-
-    def __call__(self, channel: str, address: str, replies) -> None:
-        self.sent.append((channel, address, list(replies)))
 
 
 class EngineWithHandoffs:
