@@ -9,7 +9,7 @@ numbers in tables beside them. The Try-a-question pane and the period are plain 
 - ``GET /staff/insights/unanswered?days=7``: clusters of unanswered questions with YAML snippets.
 - ``GET /staff/insights/try?q=…``: the matcher's decision, entry, score and top candidates.
 
-A refused FAQ edit (``intents.live``) shows as a banner on each page until a valid save.
+A refused FAQ edit (``intents.live``) shows as a banner on every console page until a valid save.
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ STYLE = """<style>
 .ins section{margin:1.2em 0}.ins table{border-collapse:collapse;font-size:.9em}
 .ins td,.ins th{border:1px solid #ddd;padding:.25em .5em;text-align:right}.ins th:first-child,.ins td:first-child{text-align:left}
 .ins .pair{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}.ins svg{max-width:100%;height:auto}
-.ins .banner{background:#fdecea;border:1px solid #c62828;padding:.6em;margin-bottom:1em}
 .ins pre{background:#f6f8fa;padding:.6em;overflow:auto}.ins .muted{color:#666}
 </style>"""
 
@@ -196,7 +195,8 @@ def banner(live: Any) -> str:
     if status.get("ok", True):
         return ""
     items = "".join(f"<li><code>{esc(e)}</code></li>" for e in status["errors"][:20])
-    return ('<div class="banner" role="alert"><strong>FAQ 修改未生效：</strong>最近一次保存的 FAQ 有错误，'
+    return ('<div class="faq-banner" role="alert" style="background:#fdecea;border:1px solid #c62828;padding:.6em;'
+            'margin:.5em 0"><strong>FAQ 修改未生效：</strong>最近一次保存的 FAQ 有错误，'
             f'仍在使用上一版有效的 FAQ。请修正：<ul>{items}</ul></div>')
 
 
@@ -298,7 +298,7 @@ def install(app: Any, cfg: Mapping[str, Any], engine: Any, live: Any = None,
     router = APIRouter()
 
     def frame(request: Request, staff: Any, title: str, body: str) -> HTMLResponse:
-        return console.page(request, staff, title, f'<div class="ins">{STYLE}{banner(live)}<h1>{esc(title)}</h1>{body}</div>')
+        return console.page(request, staff, title, f'<div class="ins">{STYLE}<h1>{esc(title)}</h1>{body}</div>')
 
     @router.get("/staff/insights", include_in_schema=False)
     async def overview_page(request: Request, staff: Any = admin) -> HTMLResponse:
@@ -335,6 +335,7 @@ def install(app: Any, cfg: Mapping[str, Any], engine: Any, live: Any = None,
         return frame(request, staff, "试一试：匹配结果", try_html(question, result, matcher.faq))
 
     app.include_router(router)
+    console.add_banner(lambda staff: banner(live))   # on every console page, agents' too: answers may be stale
     console.add_nav("统计概览", "/staff/insights", role="admin")
     console.add_nav("未能回答", "/staff/insights/unanswered", role="admin")
     console.add_nav("试一试", "/staff/insights/try", role="admin")

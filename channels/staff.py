@@ -26,7 +26,8 @@ answers 401). Every route is rate-limited per client address; sign-in more stric
 
 Extending (admin pages of other issues): ``console = app.state.staff_console``;
 ``console.add_nav("统计", "/staff/insights", role="admin")``; protect routes with
-``Depends(console.require_role("admin"))`` and render with ``console.page(request, staff, title, body)``.
+``Depends(console.require_role("admin"))`` and render with ``console.page(request, staff, title, body)``;
+``console.add_banner(render)`` puts a notice (e.g. a refused FAQ edit) above every console page.
 """
 from __future__ import annotations
 
@@ -145,12 +146,17 @@ class StaffConsole:
         self.limiter = limiter or MemoryLimiter(conf.rate_limit, 60)
         self.login_limiter = login_limiter or MemoryLimiter(conf.login_rate_limit, 60)
         self.nav: list[tuple[str, str, str]] = [("工作台", "/staff", "agent")]
+        self.banners: list[Callable[[Staff], str]] = []
 
     # ---- extension points -----------------------------------------------------------------
 
     def add_nav(self, label: str, href: str, role: str = "agent") -> None:
         """A link in the console's navigation, shown to ``role`` (admins see every link)."""
         self.nav.append((label, href, role))
+
+    def add_banner(self, render: Callable[[Staff], str]) -> None:
+        """A notice above every console page: ``render(staff)`` returns trusted HTML ('' for none)."""
+        self.banners.append(render)
 
     def page(self, request: Request, staff: Staff, title: str, body: str,
              scripts: tuple[str, ...] = ()) -> HTMLResponse:
@@ -167,7 +173,7 @@ class StaffConsole:
 <span class="who">{html.escape(staff.name)}（{'管理员' if staff.role == 'admin' else '客服'}）</span>
 <form method="post" action="/staff/logout"><input type="hidden" name="csrf" value="{csrf}">
 <button type="submit">退出登录</button></form></header>
-<main id="main">{body}</main></body></html>"""
+<main id="main">{"".join(render(staff) for render in self.banners)}{body}</main></body></html>"""
         return HTMLResponse(doc, headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store",
                                           "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"})
 

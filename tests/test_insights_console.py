@@ -22,7 +22,7 @@ from handlers.testing import Chat, make_engine
 from handlers.types import Message
 from intents.live import LiveFAQ
 from intents.matcher import MatcherConfig
-from test_faq_reload import DATA, TOPIC, break_it
+from test_faq_reload import DATA, TOPIC, break_it, save
 from test_widget_browser import CHROMIUM, OUTPUT, LiveServer, browser  # noqa: F401  (the Chromium fixture)
 
 if not Path(CHROMIUM).exists():
@@ -143,6 +143,10 @@ def test_a_refused_faq_edit_shows_as_a_banner(world):
     client = TestClient(world.app)
     r = client.post("/staff/login", data={"name": "boss", "password": PASSWORD}, follow_redirects=False)
     assert r.status_code == 303
-    page = client.get("/staff/insights").text
-    assert "FAQ 修改未生效" in page and f"{TOPIC}:{line}: " in page
+    for path in ("/staff", "/staff/insights", "/staff/insights/try"):   # the console itself too
+        page = client.get(path).text
+        assert page.count("FAQ 修改未生效") == 1 and f"{TOPIC}:{line}: " in page, path
+    save(world.folder / "topics" / TOPIC, "    questoin:", "    question:")
+    world.live.poll()
+    assert "FAQ 修改未生效" not in client.get("/staff").text
     assert client.get("/staff/insights/try", params={"q": "<b>忘记用户名</b>"}).text.count("&lt;b&gt;") >= 1
