@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import settings
 
-    cfg = settings.load(args.config)
+    try:
+        cfg = settings.load(args.config)
+    except settings.ConfigError as e:
+        print(f"配置有误：{e}", file=sys.stderr)
+        return 2
     command = args.command or "demo"
     if command in ("match", "eval", "check", "unanswered"):
         from intents import cli

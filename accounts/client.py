@@ -14,51 +14,24 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import requests
 
 from .base import AccountError, ServiceUnavailable
 from .wire import OPERATIONS, WireClient, error_from_body
+from settings import AccountsConfig
 
 log = logging.getLogger("accounts.client")
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _UNAVAILABLE = "账号服务暂时不可用，请稍后再试。"
 
 
-@dataclass(frozen=True)
-class ClientConfig:
-    """Where the account API is and how patient to be with it (config section ``accounts``)."""
-
-    base_url: str
-    api_key: str
-    connect_timeout: float = 3.0
-    read_timeout: float = 10.0
-    retries: int = 2
-    backoff: float = 0.3
-
-    @classmethod
-    def from_mapping(cls, section: Mapping[str, Any]) -> "ClientConfig":
-        """Build from the ``accounts`` config section; raises ValueError on a bad value."""
-        base_url = str(section.get("base_url") or "").rstrip("/")
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError("accounts.base_url must be an http(s) URL")
-        cfg = cls(base_url=base_url, api_key=str(section.get("api_key") or ""),
-                  connect_timeout=float(section.get("connect_timeout", cls.connect_timeout)),
-                  read_timeout=float(section.get("read_timeout", cls.read_timeout)),
-                  retries=int(section.get("retries", cls.retries)),
-                  backoff=float(section.get("backoff", cls.backoff)))
-        if cfg.connect_timeout <= 0 or cfg.read_timeout <= 0 or cfg.retries < 0 or cfg.backoff < 0:
-            raise ValueError("accounts: timeouts must be > 0, retries and backoff >= 0")
-        return cfg
-
-
 class HttpAccountClient(WireClient):
     """``AccountAPI`` over HTTP. ``client_id`` (optional) is sent as X-Client-Id for per-client rate limits."""
 
-    def __init__(self, config: ClientConfig, session: requests.Session | None = None,
+    def __init__(self, config: AccountsConfig, session: requests.Session | None = None,
                  client_id: str | None = None) -> None:
         self.config = config
         self.session = session or requests.Session()
@@ -126,9 +99,3 @@ class HttpAccountClient(WireClient):
                 exc.retry_after = int(resp.headers["Retry-After"])
             raise exc
         raise ServiceUnavailable(_UNAVAILABLE, details={"status": resp.status_code})
-
-
-def build_client(cfg: Mapping[str, Any]) -> HttpAccountClient:
-    """The HTTP client configured by the ``accounts`` section of the whole config."""
-    section = cfg.get("accounts") or {}
-    return HttpAccountClient(ClientConfig.from_mapping(section))

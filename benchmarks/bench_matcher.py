@@ -81,7 +81,7 @@ def main() -> int:
     args = ap.parse_args()
 
     cfg = settings.load()
-    config = MatcherConfig.from_mapping(settings.section(cfg, "matcher"))
+    config = MatcherConfig.of(cfg)
     faq = load_faq(cfg)
     texts = [i["text"] for i in load_items(args.questions)]
 

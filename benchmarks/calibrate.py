@@ -22,7 +22,6 @@ included). Printed:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def main() -> int:
         return 2
 
     cfg = settings.load()
-    base = MatcherConfig.from_mapping(settings.section(cfg, "matcher"))
+    base = MatcherConfig.of(cfg)
     matcher = Matcher(load_faq(cfg), base)
     items = [i for f in args.files for i in load_items(f)]
     texts, wants = [i["text"] for i in items], [i["intent"] for i in items]
@@ -68,8 +67,8 @@ def main() -> int:
     margin = base.clarify_margin
 
     def decide(answer: float, clarify: float) -> list[tuple[str, dict]]:
-        matcher.config = dataclasses.replace(base, answer_threshold=answer, clarify_threshold=clarify,
-                                             clarify_margin=margin)
+        matcher.config = base.model_copy(update={"answer_threshold": answer, "clarify_threshold": clarify,
+                                                 "clarify_margin": margin})
         return [(w, result_json(matcher.match(t), None)) for w, t in zip(wants, texts)]
 
     print(f"{len(items)} questions from {', '.join(Path(f).name for f in args.files)}")

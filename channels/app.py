@@ -21,10 +21,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import settings
+from settings import TelegramConfig, WebConfig, WeChatConfig, section
 
 from .base import Channel, ConversationEngine, InputRejected
-from .config import WebConfig, WeChatConfig
 from .delivery import Delivery
 from .ratelimit import build_limiter
 from .staff import build_console
@@ -46,10 +45,10 @@ def build_channels(cfg: Mapping[str, Any], engine: ConversationEngine, web: WebC
     its token, app id and secret). ``telegram_request``
     (a ``telegram.request.BaseRequest``) replaces Telegram's HTTP client in tests."""
     channels: list[Channel] = [web]
-    if settings.section(cfg, "telegram").get("token"):
+    if TelegramConfig.of(cfg).token:
         from .telegram import TelegramChannel
         channels.append(TelegramChannel(cfg, engine, telegram_request))
-    if WeChatConfig.from_mapping(settings.section(cfg, "wechat")).enabled:
+    if WeChatConfig.of(cfg).enabled:
         from .wechat import WeChatChannel
         channels.append(WeChatChannel(cfg, engine, secret=load_secret(web.conf)))
     return channels
@@ -77,10 +76,10 @@ def _handoff_api(cfg: Mapping[str, Any], service: Any) -> Any:
     """The help-desk API over the app's hand-off service, when ``handoff.api_token`` is set."""
     from .handoff_api import HandoffApi, HandoffApiConfig
 
-    conf = HandoffApiConfig.from_mapping(settings.section(cfg, "handoff"))
+    conf = HandoffApiConfig.from_mapping(section(cfg, "handoff"))
     if not conf.enabled:
         return None
-    sessions = settings.section(cfg, "sessions")
+    sessions = section(cfg, "sessions")
     return HandoffApi(service, conf, build_limiter(sessions, conf.requests_per_minute, 60, "handoff-api"),
                       build_limiter(sessions, conf.failed_auth_per_minute, 60, "handoff-api-auth"))
 
@@ -91,7 +90,7 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
     (``intents.live.LiveFAQ``: a saved edit is swapped in unless ``faq.watch`` is false); ``live``
     is the watcher for a given engine; ``telegram_request`` replaces Telegram's HTTP client (tests);
     ``staff`` (a ``handlers.staff.StaffStore``) defaults to the accounts in the hand-off database."""
-    conf = WebConfig.from_mapping(settings.section(cfg, "web"))
+    conf = WebConfig.of(cfg)
     if engine is None:
         from handlers.engine import build_engine
         from intents.live import watched_engine
@@ -104,7 +103,7 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
         from handlers.handoff_service import build_service
         service = build_service(cfg)
     secret = load_secret(conf)
-    sessions = settings.section(cfg, "sessions")
+    sessions = section(cfg, "sessions")
     web = WebChannel(engine, Signer(secret), conf, service.bus,
                      limiter=build_limiter(sessions, conf.events_per_minute, 60, "events"))
     channels = build_channels(cfg, engine, web, telegram_request)

@@ -31,6 +31,7 @@ from handlers.handoff_service import HandoffService, ReplyRejected
 from handlers.handoffs import (RESOLUTIONS, STATUSES, HandoffClosed, HandoffConflict, HandoffError,
                                HandoffNotFound, HandoffStoreError)
 from handlers.helpdesk import public_handoff, public_message
+from settings import ConfigError, HandoffConfig
 
 from .ratelimit import MemoryLimiter
 from .web import ApiError, json_body
@@ -69,20 +70,17 @@ class HandoffApiConfig:
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> "HandoffApiConfig":
-        d = cls()
+        """From the ``handoff`` section (types and ranges checked by ``settings.HandoffConfig``)."""
         try:
-            conf = cls(token=str(m.get("api_token") or ""),
-                       requests_per_minute=int(m.get("api_requests_per_minute") or d.requests_per_minute),
-                       failed_auth_per_minute=int(m.get("api_failed_auth_per_minute") or d.failed_auth_per_minute))
-        except (TypeError, ValueError) as e:
-            raise HandoffApiConfigError(f"handoff.api_*: {e}") from None
-        if conf.token and len(conf.token) < MIN_TOKEN_CHARS:
+            h = HandoffConfig.parse(m)
+        except ConfigError as e:
+            raise HandoffApiConfigError(str(e)) from None
+        if h.api_token and len(h.api_token) < MIN_TOKEN_CHARS:
             raise HandoffApiConfigError(
                 f"HANDOFF_API_TOKEN (handoff.api_token) must be at least {MIN_TOKEN_CHARS} characters; "
                 "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
-        if conf.requests_per_minute < 1 or conf.failed_auth_per_minute < 1:
-            raise HandoffApiConfigError("handoff.api_requests_per_minute / api_failed_auth_per_minute must be >= 1")
-        return conf
+        return cls(token=h.api_token, requests_per_minute=h.api_requests_per_minute,
+                   failed_auth_per_minute=h.api_failed_auth_per_minute)
 
 
 # ---- documented bodies (OpenAPI); requests are parsed by hand for clear Chinese errors ----------

@@ -11,20 +11,17 @@ from typing import Any, Mapping
 
 import settings
 from logsetup import listening_socket, uvicorn_log_config
+from settings import LoggingConfig, SandboxConfig, WebConfig
 
 from .app import create_app
-from .config import WebConfig
 
 
 def demo_config(cfg: Mapping[str, Any]) -> dict:
     """``cfg`` with embedded defaults: SQLite sessions, everything on localhost, accounts → the sandbox."""
     out = copy.deepcopy(dict(cfg))
-    sandbox = settings.section(out, "sandbox")
-    host = sandbox.get("host") or "127.0.0.1"
-    out["sandbox"] = {**sandbox, "host": host}
-    out["accounts"] = {**settings.section(out, "accounts"),
-                       "base_url": f"http://{host}:{int(sandbox.get('port') or 8765)}",
-                       "api_key": sandbox.get("api_key") or settings.section(out, "accounts").get("api_key")}
+    sandbox = SandboxConfig.of(out)
+    out["accounts"] = {**settings.section(out, "accounts"), "base_url": f"http://{sandbox.host}:{sandbox.port}",
+                       "api_key": sandbox.api_key or settings.section(out, "accounts").get("api_key")}
     sessions = settings.section(out, "sessions")
     if sessions.get("backend") != "memory":
         sessions["backend"] = "sqlite"
@@ -39,15 +36,15 @@ def start_sandbox(cfg: Mapping[str, Any], level: str) -> bool:
 
     from accounts.sandbox import server as sandbox_server
 
-    section = settings.section(cfg, "sandbox")
-    host, port = str(section.get("host") or "127.0.0.1"), int(section.get("port") or 8765)
+    conf = SandboxConfig.of(cfg)
+    host, port = conf.host, conf.port
     sock = listening_socket(host, port)
     if sock is None:
         print(f"端口 {host}:{port} 已被占用：假定那是已启动的账号服务沙箱（python bot.py sandbox），直接使用它。")
         return True
-    database = settings.resolve_path(str(section.get("database") or "var/sandbox.db"))
+    database = settings.resolve_path(conf.database)
     database.parent.mkdir(parents=True, exist_ok=True)
-    _, app = sandbox_server.build(section, str(database))
+    _, app = sandbox_server.build(conf, str(database))
     # uvicorn's start-up lines once (the web server's): the sandbox says its own line below; its
     # access log follows the web server's configuration, which replaces this one (same loggers)
     quiet = "WARNING" if logging.getLevelName(level) < logging.WARNING else level
@@ -69,9 +66,9 @@ def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
 
     if with_sandbox:
         cfg = demo_config(cfg)
-    level = str(settings.section(cfg, "logging").get("level") or "INFO").upper()
+    level = LoggingConfig.of(cfg).level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    conf = WebConfig.from_mapping(settings.section(cfg, "web"))
+    conf = WebConfig.of(cfg)
     sock = listening_socket(conf.host, conf.port)
     if sock is None:
         print(f"端口 {conf.host}:{conf.port} 已被占用：请关闭占用它的程序，或设置环境变量 WEB_PORT 换一个端口。")

@@ -178,10 +178,10 @@ def _faq(live: Any) -> Iterable[Any]:
 
 def install(app: Any, cfg: Mapping[str, Any], engine: Any, live: Any = None) -> Metrics | None:
     """Mount ``GET /metrics`` and the request middleware when ``metrics.enabled``; None otherwise."""
-    conf = settings.section(cfg, "metrics")
-    if str(conf.get("enabled", False)).strip().lower() not in ("1", "true", "yes", "on"):
+    conf = settings.MetricsConfig.of(cfg)
+    if not conf.enabled:
         return None
-    token = str(conf.get("token") or "")
+    token = conf.token
     if not token:
         raise MetricsConfigError("config.yaml metrics: enabled needs a token (set METRICS_TOKEN)")
     metrics = Metrics()

@@ -10,9 +10,7 @@ import re
 import secrets
 from typing import Any
 
-import settings
-
-from .config import WebConfig
+from settings import WebConfig, resolve_path
 
 _TOKEN = re.compile(r"[A-Za-z0-9_.:\-]{1,256}")
 
@@ -58,7 +56,7 @@ def load_secret(conf: WebConfig) -> bytes:
     (generated on first use, mode 600)."""
     if conf.session_secret:
         return conf.session_secret.encode()
-    path = settings.resolve_path(conf.secret_file)
+    path = resolve_path(conf.secret_file)
     try:
         value = path.read_text(encoding="ascii").strip()
         if len(value) >= 32:

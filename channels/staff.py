@@ -38,7 +38,6 @@ import html
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs
@@ -51,6 +50,7 @@ from handlers.handoff_service import STAFF_TOPIC, HandoffService, ReplyRejected
 from handlers.handoffs import (RESOLUTIONS, STATUSES, HandoffClosed, HandoffConflict, HandoffError, HandoffNotFound,
                                HandoffStoreError)
 from handlers.staff import AccountLocked, BadCredentials, Staff, StaffError, StaffStore
+from settings import StaffConfig
 
 from .guard import error_response
 from .web import event_stream
@@ -76,22 +76,6 @@ class StaffDenied(Exception):
 class NotSignedIn(StaffDenied):
     def __init__(self, message: str = "请先登录客服工作台。") -> None:
         super().__init__(401, "not_signed_in", message)
-
-
-@dataclass(frozen=True)
-class StaffConfig:
-    """The ``staff`` section of config.yaml."""
-
-    session_hours: float = 12.0
-    rate_limit: int = 240          # requests per minute per client address (all staff routes)
-    login_rate_limit: int = 10     # sign-in attempts per minute per client address
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> "StaffConfig":
-        d = cls()
-        return cls(session_hours=float(m.get("session_hours") or d.session_hours),
-                   rate_limit=int(m.get("rate_limit") or d.rate_limit),
-                   login_rate_limit=int(m.get("login_rate_limit") or d.login_rate_limit))
 
 
 class StaffAuth:
@@ -457,13 +441,13 @@ def build_console(cfg: Mapping[str, Any], service: HandoffService, secret: bytes
 
     from .ratelimit import build_limiter
 
-    conf = StaffConfig.from_mapping(settings.section(cfg, "staff"))
+    conf = StaffConfig.of(cfg)
     if store is None:
         db = getattr(service.store, "db", None) or shared(database_url(cfg))
         store = StaffStore(db, service.clock)
     sessions = settings.section(cfg, "sessions")
     return StaffConsole(service, store, secret, conf, matcher=matcher,
-                        public_url=str(settings.section(cfg, "web").get("public_url") or ""),
+                        public_url=settings.WebConfig.of(cfg).public_url,
                         limiter=build_limiter(sessions, conf.rate_limit, 60, "staff"),
                         login_limiter=build_limiter(sessions, conf.login_rate_limit, 60, "staff-login"),
                         clock=service.clock)

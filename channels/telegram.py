@@ -42,13 +42,12 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (AIORateLimiter, Application, BaseUpdateProcessor, CallbackQueryHandler, CommandHandler,
                           ContextTypes, MessageHandler, filters)
 
-import settings
 from accounts.base import MAX_IMAGE_BYTES
 from handlers.types import Message, Reply
+from settings import TelegramConfig, WebConfig
 
 from . import render
 from .base import Channel, ConversationEngine, InputRejected, clean_payload, clean_text
-from .config import TelegramConfig, WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -279,10 +278,10 @@ def _origin(update: Update) -> dict[str, str]:
 
 def build_application(cfg: Mapping[str, Any], engine: ConversationEngine, request: Any = None) -> Application:
     """The Application with every handler; ``request`` replaces the Bot API HTTP client (tests)."""
-    conf = TelegramConfig.from_mapping(settings.section(cfg, "telegram"))
+    conf = TelegramConfig.of(cfg)
     if not conf.token:
         raise TelegramConfigError("未配置 Telegram 机器人令牌：请设置环境变量 TELEGRAM_BOT_TOKEN（config.yaml 的 telegram.token）。")
-    bridge = Bridge(engine, WebConfig.from_mapping(settings.section(cfg, "web")))
+    bridge = Bridge(engine, WebConfig.of(cfg))
     builder = (Application.builder().token(conf.token).base_url(conf.base_url).base_file_url(conf.base_file_url)
                .concurrent_updates(PerChatUpdateProcessor()).rate_limiter(AIORateLimiter(max_retries=3))
                .post_init(register_commands))
@@ -338,7 +337,7 @@ def configure_logging(token: str = "") -> None:
 def run_polling(cfg: Mapping[str, Any]) -> int:
     """``python bot.py telegram``: long polling until Ctrl+C. A missing or refused token, or an
     unreachable Bot API, is one Chinese line on stderr and a non-zero exit (never the token)."""
-    conf = TelegramConfig.from_mapping(settings.section(cfg, "telegram"))
+    conf = TelegramConfig.of(cfg)
     configure_logging(conf.token)
     try:
         if not conf.token:
@@ -372,7 +371,7 @@ class TelegramChannel(Channel):
     name = "telegram"
 
     def __init__(self, cfg: Mapping[str, Any], engine: ConversationEngine, request: Any = None) -> None:
-        conf = TelegramConfig.from_mapping(settings.section(cfg, "telegram"))
+        conf = TelegramConfig.of(cfg)
         self.path, self._secret = conf.webhook_path, conf.webhook_secret.encode()
         if not self._secret:
             log.warning("telegram.webhook_secret is empty: the webhook refuses every request")

@@ -40,10 +40,10 @@ from handlers.events import BusError, EventBus, MemoryBus
 from handlers.handoff_service import user_topic
 from handlers.sessions import new_session_id, storage_key
 from handlers.types import Message, Replies, Reply
+from settings import WebConfig
 
 from . import render
 from .base import Channel, ConversationEngine, clean_payload, clean_text
-from .config import WebConfig
 from .signing import Signer
 
 log = logging.getLogger(__name__)

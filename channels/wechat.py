@@ -67,12 +67,12 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 import settings
+from settings import WeChatConfig
 from handlers.types import Button, Message, Reply
 
 from . import render
 from .base import (Channel, ConversationEngine, InputRejected, buttons_as_text, clean_payload, clean_text,
                    numbered_answer)
-from .config import WeChatConfig
 
 log = logging.getLogger(__name__)
 
@@ -284,12 +284,10 @@ class RedisKV:
 def build_kv(cfg: Mapping[str, Any], conf: WeChatConfig) -> KeyValue:
     """Redis when sessions live in Redis (several instances), else SQLite (``wechat.sqlite_path``),
     or memory with memory sessions."""
-    sessions = settings.section(cfg, "sessions")
-    backend = str(sessions.get("backend", "sqlite")).lower()
-    if backend == "redis":
-        return RedisKV(str(sessions.get("redis_url", "redis://127.0.0.1:6379/0")),
-                       prefix=str(sessions.get("redis_prefix") or "chsi-bot:") + "wx:")
-    if backend == "memory":
+    sessions = settings.SessionsConfig.of(cfg)
+    if sessions.backend == "redis":
+        return RedisKV(sessions.redis_url, prefix=sessions.redis_prefix + "wx:")
+    if sessions.backend == "memory":
         return MemoryKV()
     return SqliteKV(settings.resolve_path(conf.sqlite_path))
 
@@ -597,7 +595,7 @@ class WeChatChannel(Channel):
     def __init__(self, cfg: Mapping[str, Any], engine: ConversationEngine, *, secret: bytes,
                  kv: KeyValue | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.conf = WeChatConfig.from_mapping(settings.section(cfg, "wechat"))
+        self.conf = WeChatConfig.of(cfg)
         if not self.conf.enabled:
             raise settings.ConfigError("wechat: token, app_id and app_secret (WECHAT_TOKEN, WECHAT_APP_ID, "
                                        "WECHAT_APP_SECRET) must all be set")

@@ -297,6 +297,6 @@ def load_dir(directory: str | Path) -> FAQ:
 
 def load_faq(cfg: Mapping[str, Any]) -> FAQ:
     """Load the FAQ folder named by config section ``faq.dir``."""
-    from settings import resolve_path, section
+    from settings import FaqConfig, resolve_path
 
-    return load_dir(resolve_path(section(cfg, "faq").get("dir", "faq/data")))
+    return load_dir(resolve_path(FaqConfig.of(cfg).dir))

@@ -212,10 +212,9 @@ def database_url(cfg: Any) -> str:
     """The configured URL: ``DATABASE_URL`` / ``handoff.database_url``, else SQLite under ``var/``."""
     import os
 
-    from settings import section
+    from settings import HandoffConfig
 
-    return (os.environ.get("DATABASE_URL") or str(section(cfg, "handoff").get("database_url") or "")
-            or "sqlite:///var/bot.db")
+    return os.environ.get("DATABASE_URL") or HandoffConfig.of(cfg).database_url or "sqlite:///var/bot.db"
 
 
 def shared(url: str) -> Database:

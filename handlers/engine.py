@@ -20,12 +20,12 @@ import secrets
 import threading
 import time
 import unicodedata
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from accounts.base import AccountAPI, AccountError, ServiceUnavailable, TooFrequent, Unauthorized
 from faq.model import FAQ, Entry
 from intents.types import MatchResult
+from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
 
 from .flows import COMMANDS, FLOWS, OFFERS
 from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, command_word,
@@ -68,37 +68,6 @@ _THANKS = re.compile(r"谢|感谢|thx|thank")
 MAX_HOPS = 25
 
 
-@dataclass(frozen=True)
-class EngineSettings:
-    """The engine's knobs, from config sections ``sessions`` and ``handoff``."""
-
-    ttl_seconds: int = 86400
-    flow_idle_seconds: int = 1800
-    max_invalid_tries: int = 3
-    max_text_chars: int = 2000
-    transcript_turns: int = 20
-    interrupt_min_score: float = 0.85   # a non-question typed at a prompt needs this score to count as a question
-    handoff_message: str = "已为您转接人工客服，工作人员接入后会在本对话中回复您，请稍候。"
-    data_dir: str = "var"
-    records_max_bytes: int = 10 * 1024 * 1024
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "EngineSettings":
-        from settings import section
-
-        s, h = section(cfg, "sessions"), section(cfg, "handoff")
-        d = cls()
-        return cls(ttl_seconds=int(s.get("ttl_seconds", d.ttl_seconds)),
-                   flow_idle_seconds=int(s.get("flow_idle_seconds", d.flow_idle_seconds)),
-                   max_invalid_tries=int(s.get("max_invalid_tries", d.max_invalid_tries)),
-                   max_text_chars=int(s.get("max_text_chars", d.max_text_chars)),
-                   transcript_turns=int(s.get("transcript_turns", d.transcript_turns)),
-                   interrupt_min_score=float(s.get("interrupt_min_score", d.interrupt_min_score)),
-                   handoff_message=str(h.get("message") or d.handoff_message),
-                   data_dir=str(s.get("data_dir", d.data_dir)),
-                   records_max_bytes=int(s.get("records_max_bytes", d.records_max_bytes)))
-
-
 class Matcher:  # the part of intents.matcher.Matcher the engine uses
     def match(self, text: str) -> MatchResult: ...
 
@@ -115,16 +84,17 @@ class Engine:
     """Channel-agnostic conversation engine (synchronous; run it off the event loop)."""
 
     def __init__(self, faq: FAQ, matcher: Matcher, accounts: AccountAPI, store: SessionStore,
-                 settings: EngineSettings | None = None, records: Records | None = None,
-                 clock: Callable[[], float] = time.time, handoffs: HandoffService | None = None,
-                 insights: Any = None,
+                 sessions: SessionsConfig | None = None, handoff: HandoffConfig | None = None,
+                 records: Records | None = None, clock: Callable[[], float] = time.time,
+                 handoffs: HandoffService | None = None, insights: Any = None,
                  limits: Limits | None = None) -> None:
         self._knowledge = (faq, matcher)
         self._pinned = threading.local()
         self.accounts = accounts
         self.store = store
-        self.settings = settings or EngineSettings()
-        self.records = records or Records(self.settings.data_dir)
+        self.sessions = sessions or SessionsConfig()
+        self.handoff = handoff or HandoffConfig()
+        self.records = records or Records(self.sessions.data_dir)
         self.clock = clock
         self.handoffs = handoffs or memory_service(clock)
         self.insights = insights  # handlers.insights.EventWriter (``record(event)``, never blocks) or None
@@ -226,8 +196,8 @@ class Engine:
         """A day idle for a session; with a flow active, just past the flow's own expiry
         so its personal data does not outlive it."""
         if state.get("flow"):
-            return min(self.settings.ttl_seconds, self.settings.flow_idle_seconds + 900)
-        return self.settings.ttl_seconds
+            return min(self.sessions.ttl_seconds, self.sessions.flow_idle_seconds + 900)
+        return self.sessions.ttl_seconds
 
     def _turn(self, session_id: str, state: dict[str, Any], message: Message) -> list[Reply]:
         now = self.clock()
@@ -280,8 +250,8 @@ class Engine:
         raw = message.text if message.kind == "text" else message.payload
         if not isinstance(raw, str):
             return Input("text"), Reply("无法识别这条消息，请用文字输入。")
-        if len(raw) > self.settings.max_text_chars:
-            return Input("text"), Reply(f"您的消息太长了（超过 {self.settings.max_text_chars} 字）。"
+        if len(raw) > self.sessions.max_text_chars:
+            return Input("text"), Reply(f"您的消息太长了（超过 {self.sessions.max_text_chars} 字）。"
                                         "请只发送问题本身，或这一步需要填写的内容。")
         kept = [ch for ch in raw if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")]
         if len(raw) - len(kept) > max(2, len(raw) // 10):
@@ -297,7 +267,7 @@ class Engine:
 
     def _dispatch(self, session_id: str, state: dict[str, Any], inp: Input, now: float) -> list[Reply]:
         flow = state.get("flow")
-        if flow and now - flow.get("touched", now) > self.settings.flow_idle_seconds:
+        if flow and now - flow.get("touched", now) > self.sessions.flow_idle_seconds:
             return self._expire(state)
         if inp.kind == "button":
             replies = self._button(session_id, state, inp, now)
@@ -432,7 +402,7 @@ class Engine:
     def _reason(self, state: Mapping[str, Any]) -> str:
         """Why the conversation reaches a person (for staff and statistics)."""
         flow = state.get("flow") or {}
-        if flow.get("invalid", 0) >= self.settings.max_invalid_tries:
+        if flow.get("invalid", 0) >= self.sessions.max_invalid_tries:
             return "invalid_tries"
         if state.get("prev_event") in ("api_failure", "not_helpful"):
             return str(state["prev_event"])
@@ -464,7 +434,7 @@ class Engine:
         state["handoff"] = h.id
         state["oos_streak"] = 0
         log.info("session %s handed off (%s)", storage_key(session_id)[:8], new.reason)
-        return [Reply(f"{self.settings.handoff_message}\n\n{self.handoffs.status_text(h)}\n\n"
+        return [Reply(f"{self.handoff.message}\n\n{self.handoffs.status_text(h)}\n\n"
                       "如需回到智能助手，请输入“取消转人工”。", buttons=(LEAVE_HANDOFF,), intent=HUMAN)]
 
     def _open_handoff(self, state: dict[str, Any]) -> Any:
@@ -554,7 +524,7 @@ class Engine:
         name = state["flow"]["name"]
         self._flow_outcome("expired")
         self._end_flow(state)
-        minutes = self.settings.flow_idle_seconds // 60
+        minutes = self.sessions.flow_idle_seconds // 60
         return [Reply(f"由于超过 {minutes} 分钟没有操作，“{FLOWS[name].title}”已结束，您填写的信息已清除。"
                       "如需继续，请重新开始。", buttons=(Button("重新开始", f"flow:{name}"),), flow=name)]
 
@@ -613,7 +583,7 @@ class Engine:
         except Invalid as e:
             if inp.kind == "text":
                 interrupted = self._interrupt(session_id, state, inp.text, now,
-                                              0.0 if question else self.settings.interrupt_min_score)
+                                              0.0 if question else self.sessions.interrupt_min_score)
                 if interrupted is not None:
                     return interrupted
             return self._invalid(state, e.message, now)
@@ -635,7 +605,7 @@ class Engine:
         flow = state["flow"]
         flow["invalid"] += 1
         replies = self._reprompt(state, now, lead=message)
-        if flow["invalid"] >= self.settings.max_invalid_tries:
+        if flow["invalid"] >= self.sessions.max_invalid_tries:
             replies.append(Reply("这一步好像不太顺利。需要的话，可以转人工客服协助您，或输入“取消”结束办理。",
                                  buttons=(HANDOFF, CANCEL), flow=flow["name"]))
         return replies
@@ -735,7 +705,7 @@ class Engine:
     def _append_transcript(self, state: dict[str, Any], who: str, text: str) -> None:
         transcript = state.setdefault("transcript", [])
         transcript.append([who, text])
-        del transcript[:-self.settings.transcript_turns]
+        del transcript[:-self.sessions.transcript_turns]
 
 
 def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,
@@ -744,29 +714,28 @@ def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,
                  limits: Limits | None = None) -> Engine:
     """The engine as configured: FAQ + matcher, the account client, the session store."""
     from intents.matcher import Matcher as FaqMatcher
-    from settings import resolve_path, section
 
     from .handoff_service import build_service
     from .sessions import build_store
 
-    settings = EngineSettings.from_config(cfg)
+    sessions = SessionsConfig.of(cfg)
     if matcher is None:
         matcher = FaqMatcher.from_settings(cfg)
     faq = matcher.faq  # type: ignore[attr-defined]
     if accounts is None:
-        from accounts.client import ClientConfig, HttpAccountClient
+        from accounts.client import HttpAccountClient
 
-        accounts = HttpAccountClient(ClientConfig.from_mapping(section(cfg, "accounts")))
+        accounts = HttpAccountClient(AccountsConfig.of(cfg))
     if store is None:
-        store = build_store(section(cfg, "sessions"))
+        store = build_store(sessions)
     if limits is None:
         from settings import server_secret
 
         from .limits import build_limits
         limits = build_limits(cfg, server_secret(cfg))
-    records = Records(resolve_path(settings.data_dir), clock=clock, max_bytes=settings.records_max_bytes)
+    records = Records(resolve_path(sessions.data_dir), clock=clock, max_bytes=sessions.records_max_bytes)
     from .insights import build_writer
 
-    return Engine(faq, matcher, accounts, store, settings, records, clock, handoffs or build_service(cfg, clock=clock),
-                  insights=build_writer(cfg, clock=clock), limits=limits)
+    return Engine(faq, matcher, accounts, store, sessions, HandoffConfig.of(cfg), records, clock,
+                  handoffs or build_service(cfg, clock=clock), insights=build_writer(cfg, clock=clock), limits=limits)
 

@@ -272,25 +272,24 @@ def build_service(cfg: Mapping[str, Any], *, store: HandoffStore | None = None, 
                   ) -> HandoffService:
     """The service as configured: store from ``handoff.database_url``/``DATABASE_URL``, bus from ``sessions``,
     office hours from ``handoff.hours``, presence from the staff accounts in the same database."""
-    from settings import section
+    from settings import HandoffConfig, section
 
     from .db import database_url, shared
     from .events import build_bus
     from .handoffs import SqlHandoffStore
     from .staff import StaffStore
 
-    h = section(cfg, "handoff")
+    h = HandoffConfig.of(cfg)
     url = database_url(cfg)
     if store is None:
         store = MemoryHandoffStore(clock) if url.startswith("memory:") else SqlHandoffStore(shared(url), clock)
     if agents_online is None and hasattr(store, "db"):
         staff = StaffStore(store.db, clock)  # type: ignore[attr-defined]
         agents_online = lambda: len(staff.online())  # noqa: E731
-    service = HandoffService(store, bus or build_bus(section(cfg, "sessions")),
-                             hours=OfficeHours.parse(h.get("hours")), agents_online=agents_online, clock=clock,
-                             max_reply_chars=int(h.get("max_reply_chars") or MAX_REPLY_CHARS))
+    service = HandoffService(store, bus or build_bus(section(cfg, "sessions")), hours=OfficeHours.parse(h.hours),
+                             agents_online=agents_online, clock=clock, max_reply_chars=h.max_reply_chars)
     from .helpdesk import attach
-    attach(service, h)   # the help-desk webhook listens when handoff.webhook_url is set
+    attach(service, section(cfg, "handoff"))   # the help-desk webhook listens when handoff.webhook_url is set
     return service
 
 

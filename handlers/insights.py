@@ -29,6 +29,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from settings import InsightsConfig
+
 from .db import Database, DatabaseError
 
 log = logging.getLogger(__name__)
@@ -164,32 +166,6 @@ class SqlEventStore:
 
 # ---- the writer -------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class InsightsConfig:
-    """The ``insights`` section of config.yaml."""
-
-    enabled: bool = True
-    retention_days: float = 90
-    queue_size: int = 10000
-    batch_size: int = 200
-    purge_interval_seconds: float = 3600
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> "InsightsConfig":
-        unknown = set(m) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"config.yaml insights: unknown keys {sorted(unknown)}")
-        d = cls()
-        enabled = m.get("enabled", d.enabled)
-        if isinstance(enabled, str):   # ${INSIGHTS_ENABLED:-true} arrives as text
-            enabled = enabled.strip().lower() in ("1", "true", "yes", "on")
-        return cls(enabled=bool(enabled),
-                   retention_days=float(m.get("retention_days", d.retention_days)),
-                   queue_size=int(m.get("queue_size", d.queue_size)),
-                   batch_size=int(m.get("batch_size", d.batch_size)),
-                   purge_interval_seconds=float(m.get("purge_interval_seconds", d.purge_interval_seconds)))
-
-
 @dataclass
 class WriterStats:
     written: int = 0
@@ -295,11 +271,9 @@ class EventWriter:
 
 def build_writer(cfg: Mapping[str, Any], clock: Callable[[], float] = time.time) -> EventWriter | None:
     """The writer as configured (``insights``), storing beside the hand-offs; None when disabled."""
-    from settings import section
-
     from .db import database_url, shared
 
-    conf = InsightsConfig.from_mapping(section(cfg, "insights"))
+    conf = InsightsConfig.of(cfg)
     if not conf.enabled:
         return None
     url = database_url(cfg)

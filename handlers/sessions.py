@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
+from settings import SessionsConfig, resolve_path
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 2.0     # Redis: a crashed holder's lock is free again within this
@@ -400,16 +402,10 @@ class RedisStore:
         self._client.close()
 
 
-def build_store(sessions_cfg: Mapping[str, Any]) -> SessionStore:
+def build_store(conf: SessionsConfig) -> SessionStore:
     """The store named by config ``sessions.backend`` (sqlite | redis | memory)."""
-    from settings import resolve_path
-
-    backend = str(sessions_cfg.get("backend", "sqlite")).lower()
-    if backend == "memory":
+    if conf.backend == "memory":
         return MemoryStore()
-    if backend == "redis":
-        return RedisStore(str(sessions_cfg.get("redis_url", "redis://127.0.0.1:6379/0")),
-                          prefix=str(sessions_cfg.get("redis_prefix") or "chsi-bot:"))
-    if backend == "sqlite":
-        return SqliteStore(resolve_path(str(sessions_cfg.get("sqlite_path", "var/sessions.db"))))
-    raise ValueError(f"sessions.backend: unknown backend {backend!r} (sqlite | redis | memory)")
+    if conf.backend == "redis":
+        return RedisStore(conf.redis_url, prefix=conf.redis_prefix)
+    return SqliteStore(resolve_path(conf.sqlite_path))

@@ -102,13 +102,15 @@ def default_matcher() -> Any:
 def make_engine(accounts: Any, *, store: Any = None, data_dir: Any = None, clock: Any = None,
                 matcher: Any = None, handoffs: Any = None, limits: Any = None, **overrides: Any) -> Any:
     """An Engine over the real FAQ with the given account client (in-memory stores by default)."""
-    from .engine import Engine, EngineSettings
+    from settings import SessionsConfig
+
+    from .engine import Engine
     from .records import Records
     from .sessions import MemoryStore
 
     m = matcher or default_matcher()
     clock = clock or time.time
-    settings = EngineSettings(**({"data_dir": str(data_dir)} if data_dir else {}), **overrides)
-    return Engine(m.faq, m, accounts, store or MemoryStore(clock=clock), settings,
-                  Records(settings.data_dir, clock=clock), clock=clock, handoffs=handoffs,
+    sessions = SessionsConfig(**({"data_dir": str(data_dir)} if data_dir else {}), **overrides)
+    return Engine(m.faq, m, accounts, store or MemoryStore(clock=clock), sessions,
+                  records=Records(sessions.data_dir, clock=clock), clock=clock, handoffs=handoffs,
                   limits=limits)

@@ -37,6 +37,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from settings import ConfigError, HandoffConfig
+
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
@@ -64,29 +66,14 @@ class WebhookConfig:
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> "WebhookConfig":
-        """From the ``handoff`` section; ``WebhookConfigError`` naming the key that is wrong."""
-        d = cls()
-        url = str(m.get("webhook_url") or "").strip()
-        secret = str(m.get("webhook_secret") or "")
+        """From the ``handoff`` section, checked by ``settings.HandoffConfig``;
+        ``WebhookConfigError`` naming the key that is wrong."""
         try:
-            conf = cls(url=url, secret=secret,
-                       timeout=float(m.get("webhook_timeout") or d.timeout),
-                       retries=int(m.get("webhook_retries") if m.get("webhook_retries") is not None else d.retries),
-                       backoff=float(m.get("webhook_backoff") or d.backoff),
-                       queue_size=int(m.get("webhook_queue_size") or d.queue_size))
-        except (TypeError, ValueError) as e:
-            raise WebhookConfigError(f"handoff.webhook_*: {e}") from None
-        if conf.timeout <= 0 or conf.retries < 0 or conf.backoff <= 0 or conf.queue_size < 1:
-            raise WebhookConfigError("handoff.webhook_timeout/backoff must be > 0, webhook_retries >= 0, "
-                                     "webhook_queue_size >= 1")
-        if url:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise WebhookConfigError(f"handoff.webhook_url: not an http(s) URL: {_where(url)!r}")
-            if len(secret) < 16:
-                raise WebhookConfigError("handoff.webhook_url is set but HANDOFF_WEBHOOK_SECRET "
-                                         "(handoff.webhook_secret) is empty or shorter than 16 characters")
-        return conf
+            h = HandoffConfig.parse(m)
+        except ConfigError as e:
+            raise WebhookConfigError(str(e)) from None
+        return cls(url=h.webhook_url, secret=h.webhook_secret, timeout=h.webhook_timeout,
+                   retries=h.webhook_retries, backoff=h.webhook_backoff, queue_size=h.webhook_queue_size)
 
 
 def sign(secret: str | bytes, body: bytes) -> str:

@@ -190,9 +190,9 @@ def eval(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:  # noqa: A001
 
 def check(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:
     from faq.loader import check as check_faq
-    from settings import resolve_path, section
+    from settings import FaqConfig, resolve_path
 
-    folder = resolve_path(section(cfg, "faq").get("dir", "faq/data"))
+    folder = resolve_path(FaqConfig.of(cfg).dir)
     faq, problems = check_faq(folder)
     for p in problems:
         print(p, file=sys.stderr)
@@ -203,9 +203,9 @@ def check(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:
     print(f"FAQ OK: {len(faq.topics)} topics, {len(faq.entries)} entries, "
           f"{sum(1 + len(e.alternates) for e in faq.entries.values())} questions, {len(faq.synonyms)} synonyms")
     from .conflicts import near_duplicates
-    from .matcher import MatcherConfig
+    from settings import MatcherConfig
 
-    conflicts = near_duplicates(faq, MatcherConfig.from_mapping(section(cfg, "matcher")))
+    conflicts = near_duplicates(faq, MatcherConfig.of(cfg))
     for c in conflicts:
         print(c)
     if conflicts:

@@ -92,7 +92,7 @@ def near_duplicates(faq: FAQ, config: MatcherConfig | None = None,
                     build: Callable[[FAQ, MatcherConfig], Matcher] = Matcher) -> list[Conflict]:
     """Every near duplicate in ``faq`` as the matcher with ``config`` sees it."""
     config = config or MatcherConfig()
-    wide = dataclasses.replace(config, max_candidates=max(len(faq.entries), 1))
+    wide = config.model_copy(update={"max_candidates": max(len(faq.entries), 1)})
     entries = [e for e in faq.entries.values() if e.intent not in SMALLTALK]
     full = build(faq, wide)
     depth = max((1 + len(e.alternates) for e in entries), default=0)

@@ -85,11 +85,10 @@ class LiveFAQ:
     @classmethod
     def from_settings(cls, cfg: Mapping[str, Any]) -> "LiveFAQ":
         """The FAQ folder, matcher thresholds and poll interval from config (``faq.watch_interval``)."""
-        from settings import resolve_path, section
+        from settings import FaqConfig, resolve_path
 
-        faq = section(cfg, "faq")
-        return cls(resolve_path(faq.get("dir", "faq/data")), MatcherConfig.from_mapping(section(cfg, "matcher")),
-                   interval=float(faq.get("watch_interval", 1.0)))
+        faq = FaqConfig.of(cfg)
+        return cls(resolve_path(faq.dir), MatcherConfig.of(cfg), interval=faq.watch_interval)
 
     @property
     def current(self) -> Snapshot:
@@ -176,9 +175,9 @@ class LiveFAQ:
 def watched_engine(cfg: Mapping[str, Any], build_engine: Callable[..., Any]) -> tuple[Any, "LiveFAQ | None"]:
     """``build_engine(cfg, matcher=…)`` over a FAQ that follows saved edits (unless ``faq.watch`` is
     false); the engine and its watcher, not yet started (``live.start()``)."""
-    from settings import section
+    from settings import FaqConfig
 
-    if not section(cfg, "faq").get("watch", True):
+    if not FaqConfig.of(cfg).watch:
         return build_engine(cfg), None
     live = LiveFAQ.from_settings(cfg)
     engine = build_engine(cfg, matcher=live.current.matcher)

@@ -15,6 +15,7 @@ group named. A message made only of small talk answers that small talk; a messag
 orders the bot about (lexicon ``bot_instructions``) is out of scope.
 Candidates are pruned with an inverted index over tokens and character bigrams,
 so the cost grows with the entries that share words, not with the FAQ size.
+Every threshold and weight is in ``settings.MatcherConfig`` (config.yaml ``matcher``).
 """
 from __future__ import annotations
 
@@ -30,37 +31,10 @@ from typing import Any, Mapping
 from rapidfuzz import fuzz
 
 from faq.model import FAQ, Entry
+from settings import MatcherConfig
 
 from .normalize import Clause, Normalised, Normaliser, lexicon_key, merge
 from .types import OUT_OF_SCOPE, Candidate, MatchResult
-
-
-@dataclass(frozen=True)
-class MatcherConfig:
-    answer_threshold: float = 0.50
-    clarify_threshold: float = 0.50
-    clarify_margin: float = 0.05
-    max_candidates: int = 3
-    prune_limit: int = 60             # questions scored in full after the inverted-index pre-selection
-    # weights of the three pieces of evidence (sum to 1 with the keyword bonus capped)
-    w_coverage: float = 0.35
-    w_similarity: float = 0.65
-    keyword_bonus: float = 0.10
-    unknown_floor: float = 0.6        # least weight of a content word the FAQ never uses
-    focus_tokens: int = 12            # beyond this many words, words the entry does not explain count less
-    contrast_penalty: float = 0.55    # score factor when the question holds a contrast word the entry lacks
-    suggest_threshold: float = 0.35   # out of scope: candidates below this are not worth suggesting
-    window_discount: float = 0.95     # long messages: factor on the score of the question clause alone
-    window_weight: float = 0.4        # long messages: share of the question clause in that score (rest: whole message)
-    w_tfidf: float = 0.15             # share of the character n-gram TF-IDF cosine in the final score
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> "MatcherConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(m) - known
-        if unknown:
-            raise ValueError(f"config.yaml matcher: unknown keys {sorted(unknown)}")
-        return cls(**{k: type(getattr(cls, k))(v) for k, v in m.items()})
 
 
 @dataclass(frozen=True)
@@ -166,13 +140,15 @@ class Matcher:
         General informativeness (rarity in jieba's dictionary) scaled by how specific the word
         is within the FAQ; a word the FAQ never uses keeps at least ``unknown_floor``.
         """
+        cfg = self.config
         if len(token) == 1 or token.isdigit():
-            return 0.3
+            return cfg.short_token_weight
         general = self.normalise.informativeness(token)
-        g = 0.5 if general is None and token.isascii() else min(1.0, max(0.3, general or 1.0))
+        g = (cfg.ascii_unknown_weight if general is None and token.isascii()
+             else min(1.0, max(cfg.min_general_weight, general or 1.0)))
         if token in self._idf:
-            return g * (0.4 + 0.6 * self._idf[token])
-        return max(g, self.config.unknown_floor)
+            return g * (cfg.idf_base + cfg.idf_share * self._idf[token])
+        return max(g, cfg.unknown_floor)
 
     # ---- matching ----------------------------------------------------------
 
@@ -250,7 +226,7 @@ class Matcher:
         qweight = sum(weights.values()) or 1.0
         # a long message carries narrative around its question: what an entry does not
         # explain weighs less there than in a short question, where it changes the question
-        dilution = min(1.0, cfg.focus_tokens / len(qset)) ** 0.5
+        dilution = min(1.0, cfg.focus_tokens / len(qset)) ** cfg.dilution_power
 
         # pre-selection: docs sharing tokens, or character bigrams of the words the FAQ does
         # not know (where a typo or an odd word split may hide a known word); best first
@@ -260,7 +236,7 @@ class Matcher:
             postings = self._index.get(key, ())
             if len(postings) > self._max_postings:
                 continue  # a word in most questions selects nothing (it still counts in scoring)
-            w = weights.get(key, 0.25)
+            w = weights.get(key, cfg.bigram_weight)
             for di in postings:
                 shared[di] += w
         if not shared:
@@ -279,9 +255,9 @@ class Matcher:
             else:
                 f1 = 0.0
             char = fuzz.ratio(qtext, d.text) / 100.0
-            if len(d.text) >= 4 and len(qtext) > len(d.text) * 1.5:
-                char = max(char, 0.85 * fuzz.partial_ratio(d.text, qtext) / 100.0)
-            sim = 0.5 * f1 + 0.5 * char
+            if len(d.text) >= cfg.partial_min_chars and len(qtext) > len(d.text) * cfg.partial_length_ratio:
+                char = max(char, cfg.partial_discount * fuzz.partial_ratio(d.text, qtext) / 100.0)
+            sim = cfg.w_token_f1 * f1 + cfg.w_char * char
             if sim > best_sim.get(d.entry, -1.0):
                 best_sim[d.entry] = sim
 
@@ -333,9 +309,8 @@ class Matcher:
     def from_settings(cls, cfg: Mapping[str, Any]) -> "Matcher":
         """Load the FAQ named in config and build the matcher with config thresholds."""
         from faq.loader import load_faq
-        from settings import section
 
-        return cls(load_faq(cfg), MatcherConfig.from_mapping(section(cfg, "matcher")))
+        return cls(load_faq(cfg), MatcherConfig.of(cfg))
 
 
 _QUESTION_CUE = re.compile(r"[?？]|吗|么|呢|怎|如何|为什么|为何|什么|哪|能否|可否|是否|要不要|是不是|有没有|啥|咋")

@@ -51,11 +51,12 @@ if str(ROOT) not in sys.path:
 
 import uvicorn  # noqa: E402
 
-from accounts.client import ClientConfig, HttpAccountClient  # noqa: E402
+from accounts.client import HttpAccountClient  # noqa: E402
 from accounts.sandbox.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, STUDENT_RECORDS  # noqa: E402
 from accounts.sandbox.server import create_app  # noqa: E402
 from logsetup import uvicorn_log_config  # noqa: E402
 from accounts.sandbox.service import Limits, SandboxService, latest_code  # noqa: E402
+from settings import AccountsConfig  # noqa: E402
 from accounts.validation import gb11643_check_digit  # noqa: E402
 
 API_KEY = "test-api-key"
@@ -97,10 +98,10 @@ class Sandbox:
     http: requests.Session = field(default_factory=requests.Session)
 
     def client(self, **config: Any) -> HttpAccountClient:
-        """An HttpAccountClient for this sandbox (``config`` overrides ClientConfig fields)."""
+        """An HttpAccountClient for this sandbox (``config`` overrides AccountsConfig fields)."""
         values = {"base_url": self.base_url, "api_key": self.api_key, "connect_timeout": 2.0,
                   "read_timeout": 10.0, "retries": 1, "backoff": 0.05, **config}
-        return HttpAccountClient(ClientConfig(**values))
+        return HttpAccountClient(AccountsConfig(**values))
 
     def _get(self, path: str, admin: bool = False, **params: Any) -> Any:
         r = self.http.get(self.base_url + path, params=params, timeout=10, headers=self._headers(admin))

@@ -12,10 +12,10 @@ import pytest
 from sandbox_fixture import Sandbox, sandbox  # noqa: F401
 
 import settings
-from accounts import build_client
 from accounts.base import (AccountError, AccountAPI, RecordMismatch, ServiceUnavailable, StudentRecord, TooFrequent,
                            error_for)
-from accounts.client import ClientConfig, HttpAccountClient
+from accounts.client import HttpAccountClient
+from settings import AccountsConfig
 from accounts.local import LocalAccountClient
 from accounts.wire import error_from_body
 
@@ -98,7 +98,7 @@ def serve():
 def client_for(url: str, **over) -> HttpAccountClient:
     cfg = {"base_url": url, "api_key": "k", "connect_timeout": 1.0, "read_timeout": 0.3, "retries": 2,
            "backoff": 0.01, **over}
-    return HttpAccountClient(ClientConfig(**cfg))
+    return HttpAccountClient(AccountsConfig(**cfg))
 
 
 IDENTITY = {"status": "active", "routes": [], "route4_attempts_used": 0, "route4_attempts_left": 3,
@@ -241,17 +241,19 @@ def test_client_logs_no_personal_fields(sandbox: Sandbox, caplog: pytest.LogCapt
         assert secret not in text
 
 
-def test_client_config_from_mapping_and_build_client() -> None:
+def test_client_config_from_the_accounts_section() -> None:
     cfg = settings.load()
-    client = build_client(cfg)
+    conf = AccountsConfig.of(cfg)
     section = settings.section(cfg, "accounts")
-    assert isinstance(client, HttpAccountClient)
-    assert client.config.base_url == section["base_url"].rstrip("/")
-    assert client.config.retries == int(section["retries"])
-    with pytest.raises(ValueError):
-        ClientConfig.from_mapping({"base_url": "ftp://x", "api_key": "k"})
-    with pytest.raises(ValueError):
-        ClientConfig.from_mapping({"base_url": "http://x", "read_timeout": 0})
+    assert conf.base_url == section["base_url"].rstrip("/")
+    assert conf.retries == int(section["retries"])
+    with pytest.raises(ValueError, match=r"accounts\.base_url: .*http\(s\) URL"):
+        AccountsConfig.parse({"base_url": "ftp://x", "api_key": "k"})
+    with pytest.raises(ValueError, match=r"accounts\.read_timeout: .*greater than 0"):
+        AccountsConfig.parse({"base_url": "http://x", "read_timeout": 0})
+    with pytest.raises(ValueError, match=r"accounts\.retry: unknown key"):
+        AccountsConfig.parse({"base_url": "http://x", "retry": 3})
+    assert AccountsConfig.parse({"base_url": "http://x/", "retries": 0}).retries == 0  # 0 stays 0
 
 
 @pytest.mark.parametrize("cls", [HttpAccountClient, LocalAccountClient])

@@ -188,12 +188,13 @@ def test_http_client_pointed_at_a_closed_port_then_back(chat, engine, acc):
     """The real HTTP client against nothing (connection refused) mid-flow, then the twin again."""
     import socket
 
-    from accounts.client import ClientConfig, HttpAccountClient
+    from accounts.client import HttpAccountClient
+    from settings import AccountsConfig
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    down = HttpAccountClient(ClientConfig(base_url=f"http://127.0.0.1:{port}", api_key="k",
+    down = HttpAccountClient(AccountsConfig(base_url=f"http://127.0.0.1:{port}", api_key="k",
                                           connect_timeout=0.2, read_timeout=0.2, retries=0, backoff=0))
     start_username(chat)
     chat.say("张三")
@@ -334,7 +335,7 @@ def test_out_of_scope_is_honest_shows_closest_topics_and_offers_a_person(acc, tm
 def test_human_agent_hands_off_with_masked_transcript(chat, tmp_path, engine):
     chat.say(f"我手机 {ZS1_PHONE} 身份证 {ZS_ID} 验证码 123456 收不到")
     chat.say("转人工")
-    assert chat.text.startswith(engine.settings.handoff_message)
+    assert chat.text.startswith(engine.handoff.message)
     [h] = engine.handoffs.list("waiting")
     text = json.dumps(h.to_dict(), ensure_ascii=False)
     assert "138****8001" in text and "1101**********1239" in text

@@ -132,9 +132,10 @@ def test_smalltalk_lexicon_accepts_only_smalltalk_intents(faq_copy: Path):
 
 def test_settings_expand_environment_variables(tmp_path: Path, monkeypatch):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("a:\n  x: ${CHSI_TEST_X:-fallback}\n  y: ${CHSI_TEST_Y}\n", encoding="utf-8")
+    cfg.write_text("accounts:\n  base_url: ${CHSI_TEST_X:-http://fallback}\n  api_key: ${CHSI_TEST_Y}\n",
+                   encoding="utf-8")
     monkeypatch.setenv("CHSI_TEST_Y", "set")
-    assert settings.load(cfg)["a"] == {"x": "fallback", "y": "set"}
+    assert settings.load(cfg)["accounts"] == {"base_url": "http://fallback", "api_key": "set"}
     monkeypatch.delenv("CHSI_TEST_Y")
     with pytest.raises(settings.ConfigError, match="CHSI_TEST_Y"):
         settings.load(cfg)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from handlers.sessions import LockTimeout, MemoryStore, RedisStore, SqliteStore, StoreError, build_store
+from settings import SessionsConfig
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -255,7 +256,7 @@ def test_redis_unreachable_raises_store_error():
 
 
 def test_build_store_by_backend(tmp_path):
-    assert isinstance(build_store({"backend": "memory"}), MemoryStore)
-    assert isinstance(build_store({"backend": "sqlite", "sqlite_path": str(tmp_path / "x.db")}), SqliteStore)
-    with pytest.raises(ValueError):
-        build_store({"backend": "pickle"})
+    assert isinstance(build_store(SessionsConfig(backend="memory")), MemoryStore)
+    assert isinstance(build_store(SessionsConfig(backend="sqlite", sqlite_path=str(tmp_path / "x.db"))), SqliteStore)
+    with pytest.raises(ValueError, match="sessions.backend: Input should be 'sqlite', 'redis' or 'memory'"):
+        SessionsConfig.parse({"backend": "pickle"})

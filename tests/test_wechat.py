@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 import settings
 from channels import render
 from accounts.local import LocalAccountClient
-from channels.config import WeChatConfig
+from settings import SessionsConfig, WeChatConfig
 from channels.wechat import (WELCOME, UNSUPPORTED, NO_IMAGE_NOW, NO_VOICE_TEXT, Identity, MemoryKV, RedisKV,
                              SqliteKV, WeChatApi, WeChatApiError, WindowClosed)
 from channels.app import create_app
@@ -338,7 +338,7 @@ def test_retries_across_two_worker_processes_run_once(standin, tmp_path, sandbox
         assert len(results) == 4 and all(r.status_code == 200 for r in results)
         # exactly one worker ran the turn: the one session in the shared store saw one user message
         from handlers.sessions import build_store
-        store = build_store(cfg["sessions"])
+        store = build_store(SessionsConfig.of(cfg))
         ids = Identity(SECRET.encode())
         state = store.get(ids.session_id(user.openid))
         assert state is not None and sum(1 for who, _ in state["transcript"] if who == "用户") == 1
@@ -365,7 +365,7 @@ def test_token_expiry_mid_conversation_refreshes_once_and_delivers(make_bot):
 
 
 def test_the_token_is_fetched_once_for_workers_sharing_a_store_and_refreshed_before_expiry(standin, tmp_path):
-    conf = WeChatConfig.from_mapping(wechat_cfg(standin, tmp_path)["wechat"])
+    conf = WeChatConfig.parse(wechat_cfg(standin, tmp_path)["wechat"])
     kv = SqliteKV(tmp_path / "kv.db")
 
     async def run() -> None:
@@ -385,7 +385,7 @@ def test_the_token_is_fetched_once_for_workers_sharing_a_store_and_refreshed_bef
 
 
 def test_token_failures_back_off_for_every_worker(standin, tmp_path):
-    conf = WeChatConfig.from_mapping(wechat_cfg(standin, tmp_path)["wechat"])
+    conf = WeChatConfig.parse(wechat_cfg(standin, tmp_path)["wechat"])
     kv = MemoryKV()
 
     async def run() -> None:
@@ -409,7 +409,7 @@ def test_wrong_app_secret_is_a_clear_error(standin, tmp_path):
     cfg = wechat_cfg(standin, tmp_path, app_secret="wrong")
 
     async def run() -> None:
-        api = WeChatApi(WeChatConfig.from_mapping(cfg["wechat"]), MemoryKV())
+        api = WeChatApi(WeChatConfig.parse(cfg["wechat"]), MemoryKV())
         with pytest.raises(WeChatApiError) as e:
             await api.send_custom("oUser", {"msgtype": "text", "text": {"content": "hi"}})
         assert e.value.errcode == 40125
@@ -498,7 +498,7 @@ def test_openids_stay_out_of_logs_records_and_session_keys(make_bot, tmp_path, c
 
 def test_config_requires_a_43_character_aes_key():
     with pytest.raises(settings.ConfigError):
-        WeChatConfig.from_mapping({"token": "t", "app_id": "a", "app_secret": "s", "aes_key": "short"})
+        WeChatConfig.parse({"token": "t", "app_id": "a", "app_secret": "s", "aes_key": "short"})
 
 
 def test_shared_store_twins_keep_the_same_contract(tmp_path):

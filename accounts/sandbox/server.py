@@ -26,8 +26,9 @@ from .models import (AccountViewOut, BindIn, BindingsOut, ChallengeOut, Classmat
                      LoginOut, OtpIn, OutboxOut, PendingReviewsOut, QrOut, RecoverPasswordIn, RecoverUsernameIn,
                      RegisteredOut, RegisterIn, ResetLinkOut, ReviewDecisionIn, ReviewOut, SentToOut,
                      StudentRecordAdminIn, StudentRecordIn, UsernameIn)
-from .service import MAX_IMAGE_BYTES, Limits, SandboxService
+from .service import MAX_IMAGE_BYTES, SandboxService
 from logsetup import listening_socket, uvicorn_log_config
+from settings import LoggingConfig, SandboxConfig, resolve_path
 
 log = logging.getLogger("accounts.sandbox")
 
@@ -327,30 +328,25 @@ def create_app(service: SandboxService, *, api_key: str, admin_key: str) -> Fast
 
 # ---- running it --------------------------------------------------------------------
 
-def build(section: dict[str, Any], database: str) -> tuple[SandboxService, FastAPI]:
-    """The service and app for a ``sandbox`` config section and a resolved database path."""
-    service = SandboxService(database, public_base_url=str(section.get("public_base_url") or
-                                                           f"http://{section.get('host', '127.0.0.1')}:{section.get('port', 8765)}"),
-                             limits=Limits.from_mapping(section.get("limits")))
-    return service, create_app(service, api_key=str(section.get("api_key") or ""),
-                               admin_key=str(section.get("admin_key") or ""))
+def build(conf: SandboxConfig, database: str) -> tuple[SandboxService, FastAPI]:
+    """The service and app for the ``sandbox`` config section and a resolved database path."""
+    service = SandboxService(database, public_base_url=conf.base_url, limits=conf.limits)
+    return service, create_app(service, api_key=conf.api_key, admin_key=conf.admin_key)
 
 
 def run(cfg: dict[str, Any]) -> int:
     """Serve the sandbox until interrupted (``python bot.py sandbox``)."""
     import uvicorn
 
-    import settings
-    section = settings.section(cfg, "sandbox")
-    level = str(settings.section(cfg, "logging").get("level", "INFO")).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    database = str(settings.resolve_path(str(section.get("database", "var/sandbox.db"))))
     try:
-        _, app = build(section, database)
+        conf, level = SandboxConfig.of(cfg), LoggingConfig.of(cfg).level
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        database = str(resolve_path(conf.database))
+        _, app = build(conf, database)
     except ValueError as e:
         log.error("sandbox: %s", e)
         return 2
-    host, port = str(section.get("host", "127.0.0.1")), int(section.get("port", 8765))
+    host, port = conf.host, conf.port
     sock = listening_socket(host, port)
     if sock is None:
         print(f"端口 {host}:{port} 已被占用：账号服务沙箱可能已经在运行；否则请关闭占用它的程序，"

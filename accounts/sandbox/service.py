@@ -26,7 +26,6 @@ import threading
 import time
 import unicodedata
 import uuid
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from .. import validation as v
@@ -37,6 +36,7 @@ from ..base import (MAX_IMAGE_BYTES, AccountError, AttemptsExhausted, BadImage, 
 from ..masking import mask_name, mask_phone
 from ..wire import error_body, error_from_body
 from . import db
+from settings import Limits
 
 LEVELS = ("专科", "本科", "硕士研究生", "博士研究生")
 PROVIDERS = {"wechat": "微信", "alipay": "支付宝"}
@@ -52,31 +52,6 @@ APP_INSTRUCTIONS = (
     "重要提示：实人验证通过后，将会注销使用了您当前证件号码的其他账号；如果您另有其他账号，请慎重此操作。"
     "注销账号会暂时影响您原填报研招推免、统考、自主招生、兵役登记/应征报名的信息操作。"
 )
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Time limits and rate limits (counts per window in seconds)."""
-
-    code_ttl: int = 300                    # SMS codes live 5 minutes
-    code_attempts: int = 5                 # wrong codes before the challenge dies
-    token_ttl: int = 1800                  # chat login token
-    reset_ttl: int = 1800                  # password reset link
-    recovery_per_identity: tuple[int, int] = (5, 600)
-    login_per_username: tuple[int, int] = (5, 600)
-    per_client: tuple[int, int] = (20, 600)   # recovery + login starts per X-Client-Id
-    email_per_client: tuple[int, int] = (5, 3600)
-    bind_after_recovery: int = 7200        # seed topic 7: bind WeChat/Alipay 2 hours after a recovery
-    idempotency_ttl: int = 86400
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any] | None) -> "Limits":
-        """Override defaults from a config mapping (pairs as [count, seconds])."""
-        kw: dict[str, Any] = {}
-        for name, default in cls().__dict__.items():
-            if m and name in m:
-                kw[name] = tuple(int(x) for x in m[name]) if isinstance(default, tuple) else int(m[name])
-        return cls(**kw)
 
 
 def _h(*parts: str) -> str:

@@ -1,0 +1,72 @@
+"""config.yaml through the section models: unknown keys and bad values stop the start with the
+key's path, 0 stays 0, an absent key takes the default (equal to what config.yaml says)."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+import settings
+from settings import (AccountsConfig, Config, ConfigError, HandoffConfig, MatcherConfig, SandboxConfig,
+                      SessionsConfig, TelegramConfig, WebConfig)
+
+
+def write(tmp_path, mutate) -> str:
+    cfg = yaml.safe_load((settings.ROOT / "config.yaml").read_text(encoding="utf-8"))
+    mutate(cfg)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return str(path)
+
+
+def test_config_yaml_is_valid_and_its_literal_values_are_the_model_defaults():
+    cfg = settings.load()
+    raw = yaml.safe_load((settings.ROOT / "config.yaml").read_text(encoding="utf-8"))
+    for name, model in Config.model_fields.items():
+        default = model.annotation()
+        for key, value in (raw.get(name) or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                assert getattr(default, key) == value, f"{name}.{key}: model default differs from config.yaml"
+    assert MatcherConfig.of(cfg) == MatcherConfig()
+
+
+@pytest.mark.parametrize("mutate, path", [
+    (lambda c: c["web"].update(max_bodybytes=1), "web.max_bodybytes: unknown key"),
+    (lambda c: c["sandbox"].setdefault("limits", {}).update(code_tll=5), "sandbox.limits.code_tll: unknown key"),
+    (lambda c: c.update(telegarm={}), "telegarm: unknown key"),
+    (lambda c: c["matcher"].update(answer_threshold="high"), "matcher.answer_threshold: "),
+    (lambda c: c["web"].update(max_body_bytes=0), "web.max_body_bytes: Input should be greater than 0"),
+    (lambda c: c["sessions"].update(backend="pickle"), "sessions.backend: "),
+    (lambda c: c["handoff"].update(webhook_url="https://desk.example/hook", webhook_secret="short"),
+     "HANDOFF_WEBHOOK_SECRET"),
+])
+def test_a_bad_key_or_value_stops_loading_with_its_path(tmp_path, mutate, path):
+    with pytest.raises(ConfigError) as e:
+        settings.load(write(tmp_path, mutate))
+    assert path in str(e.value)
+
+
+def test_zero_stays_zero_and_an_empty_key_takes_the_default(tmp_path):
+    cfg = settings.load(write(tmp_path, lambda c: (c["web"].update(port=0, max_text_chars=None),
+                                                   c["sessions"].update(transcript_turns=0),
+                                                   c["accounts"].update(retries=0))))
+    assert WebConfig.of(cfg).port == 0 and WebConfig.of(cfg).max_text_chars == 2000
+    assert SessionsConfig.of(cfg).transcript_turns == 0 and AccountsConfig.of(cfg).retries == 0
+
+
+def test_sections_normalise_what_they_always_did():
+    assert WebConfig.parse({"public_url": "https://x.cn/", "cors_origins": ["https://a.cn/"]}).cors_origins == ("https://a.cn",)
+    assert TelegramConfig.parse({"token": " t ", "webhook_path": "hook"}) == TelegramConfig(token="t", webhook_path="/hook")
+    assert HandoffConfig.parse({"message": ""}).message == HandoffConfig().message
+    assert SandboxConfig.parse({"port": 9000}).base_url == "http://127.0.0.1:9000"
+    assert SessionsConfig.parse({"backend": "Redis"}).backend == "redis"
+    assert AccountsConfig.of({}).base_url == "http://127.0.0.1:8765"  # the sandbox, as in config.yaml
+
+
+def test_bot_refuses_a_bad_config_with_the_key_and_no_traceback(tmp_path):
+    import subprocess
+    import sys
+    path = write(tmp_path, lambda c: c["sessions"].update(ttl_secs=5))
+    done = subprocess.run([sys.executable, str(settings.ROOT / "bot.py"), "--config", path, "check"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "sessions.ttl_secs: unknown key" in done.stderr
+    assert "Traceback" not in done.stderr
