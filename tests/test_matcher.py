@@ -350,3 +350,24 @@ def test_a_complaint_after_the_question_does_not_hide_it(text, intent):
 @pytest.mark.parametrize("text", ["微博手机号已被注册", "京东提示操作过于频繁", "12306说我身份证号已被注册"])
 def test_another_sites_version_of_our_topic_is_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("學信網使用者名稱唔記得咗點算", "recover_account"),    # Taiwanese 使用者名稱, Cantonese forms
+    ("學信網帳號可以登邊啲網站", "account_usage"),
+    ("no more bots, human agent please", "human_agent"),
+    ("没其他问题了，下次再问", "goodbye"),
+])
+def test_regional_and_chat_forms_reach_their_topic(text, intent):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.intent == intent, result
+
+
+@pytest.mark.parametrize("text", [
+    "学信网绑定的手机号怎么改绑",              # an account action the FAQ does not describe
+    "招商银行app提示手机号已被注册",            # another site's version of our topic
+    "126邮箱提示ip受限怎么办",
+    "帮我翻译一下这句：忘记密码怎么办",          # an order to the bot, not a question
+])
+def test_more_near_misses_are_out_of_scope(text):
+    assert real_matcher().match(text).decision == "out_of_scope"
