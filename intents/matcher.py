@@ -10,8 +10,8 @@ pure function of the text. Scoring for an entry combines
 - keyword evidence: a maintainer-listed phrase appearing in the question;
 - a second, independent signal: cosine of character 1–3-gram TF-IDF vectors, blended in.
 The not-covered catalogue (neighbouring services, other sites) is indexed beside the FAQ:
-a question whose nearest neighbour is a catalogue question is out of scope, with that
-group named. A message made only of small talk answers that small talk; a message that
+a question whose nearest neighbour is a catalogue question, or whose best entry is no more
+than the clarify margin ahead of one, is out of scope, with that group named. A message made only of small talk answers that small talk; a message that
 orders the bot about (lexicon ``bot_instructions``) is out of scope.
 Candidates are pruned with an inverted index over tokens and character bigrams,
 so the cost grows with the entries that share words, not with the FAQ size.
@@ -298,7 +298,12 @@ class Matcher:
             group = self._groups[top - n_faq] if top_score >= cfg.suggest_threshold else None
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, round(top_score, 4), candidates, group)
         top_entry = self.entries[top]
-        rival = next((s for s, ei in ranked[1:] if self._targets[ei].intent != top_entry.intent), 0.0)
+        rival, rival_ei = next(((s, ei) for s, ei in ranked[1:] if self._targets[ei].intent != top_entry.intent),
+                               (0.0, -1))
+        if not exact and rival_ei >= n_faq and top_score - rival < cfg.clarify_margin:
+            # a not-covered question as close as the best entry: a near miss, not a choice to offer
+            group = self._groups[rival_ei - n_faq] if rival >= cfg.suggest_threshold else None
+            return MatchResult("out_of_scope", OUT_OF_SCOPE, None, round(top_score, 4), candidates, group)
         if exact or (top_score >= cfg.answer_threshold and top_score - rival >= cfg.clarify_margin):
             return MatchResult("answer", top_entry.intent, top_entry.id, round(top_score, 4), candidates)
         if top_score >= cfg.clarify_threshold:

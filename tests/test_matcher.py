@@ -205,6 +205,18 @@ def test_catalogue_beats_a_sharing_faq_entry_only_when_it_is_nearer():
     assert matcher.match("怎么解除微信绑定").decision == "out_of_scope"  # the catalogue's own question
 
 
+def test_a_catalogue_question_within_the_margin_of_the_best_entry_makes_it_a_near_miss():
+    faq = make_faq(("bind.wechat", "怎么绑定微信", [], "绑定微信的答案"))
+    from dataclasses import replace
+    from faq.model import NotCovered
+    faq = replace(faq, not_covered=(NotCovered("unbind", "解绑", "不在范围内", ("怎么解除微信绑定",)),))
+    matcher = make_matcher(faq, clarify_margin=0.05)
+    close = matcher._decide([(0.70, 0), (0.68, 1)])     # 1: the catalogue's pseudo-entry
+    assert (close.decision, close.not_covered) == ("out_of_scope", "unbind")
+    assert close.candidates[0].entry == "bind.wechat"    # the entry is still shown as a candidate
+    assert matcher._decide([(0.70, 0), (0.60, 1)]).decision == "answer"
+
+
 @pytest.mark.parametrize("text, intent", [
     ("你好，在吗？", "greeting"),
     ("在么", "greeting"),
