@@ -208,6 +208,7 @@ class Engine:
         if message.channel:  # where to push later replies (a staff answer after a hand-off)
             state["reach"] = {"channel": message.channel, "address": message.address}
         state["prev_event"] = state.pop("last_event", None)
+        stale = self._drop_stale_flow(state)
         said = self._remember_user(state, inp, message)
         self._note(text=said[:500], channel=str(message.channel or ""))
         try:
@@ -232,6 +233,7 @@ class Engine:
             self._note(flow=state["flow"]["name"], step=state["flow"]["step"])
         self._note_first(decision="flow" if state.get("flow") or "flow_event" in (self._pinned.trace or {})
                          else "command", intent=next((r.intent for r in replies if r.intent), None))
+        replies = stale + replies
         self._remember_bot(state, replies)
         return replies
 
@@ -670,6 +672,19 @@ class Engine:
                       buttons=(RETRY, CANCEL), flow=state["flow"]["name"])]
 
     # ---- transcript (masked, short) -----------------------------------------------------
+
+    def _drop_stale_flow(self, state: dict[str, Any]) -> list[Reply]:
+        """A flow saved under a flow or step this version no longer has is dropped with its data
+        (a restart message says so); [] when there is none or it is current."""
+        flow = state.get("flow")
+        if not flow:
+            return []
+        spec = FLOWS.get(str(flow.get("name")))
+        if spec is not None and (flow.get("step") is None or flow.get("step") in spec.steps):
+            return []
+        log.info("dropped a saved flow this version does not have (%s at %s)", flow.get("name"), flow.get("step"))
+        state.pop("flow", None)
+        return [Reply("系统已更新，您之前正在办理的事项需要重新开始，之前填写的信息已清除。")]
 
     def _remember_user(self, state: dict[str, Any], inp: Input, message: Message) -> str:
         """Add the user's message to the masked transcript (buttons by their label); the line kept."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .account import BIND_ACCOUNT, CLASSMATE_INBOX, REVIEW_STATUS
-from .base import Flow
+from .base import Ask, Flow, step_targets
 from .id_duplicate import ID_DUPLICATE
 from .recover import RECOVER_PASSWORD, RECOVER_USERNAME
 
@@ -37,3 +37,18 @@ COMMANDS: dict[str, str] = {
     "收件箱": "classmate_inbox",
     "查看协助请求": "classmate_inbox",
 }
+
+
+def _check_flow_names() -> None:
+    """Every flow named by a ``Switch`` in a step, an offer or a command exists (checked at import)."""
+    named = [(f"offer {k}", o.flow) for k, o in OFFERS.items()] + [(f"command {k}", v) for k, v in COMMANDS.items()]
+    for flow in FLOWS.values():
+        for step_name, step in flow.steps.items():
+            for fn in ((step.prompt, step.handle) if isinstance(step, Ask) else (step.run,)):
+                named += [(f"flow {flow.name} step {step_name}", t) for t in step_targets(fn, "Switch")]
+    unknown = sorted(f"{where} → {name!r}" for where, name in named if name not in FLOWS)
+    if unknown:
+        raise ValueError("unknown flow(s): " + "; ".join(unknown))
+
+
+_check_flow_names()

@@ -8,8 +8,12 @@ counting invalid tries, retry after ``ServiceUnavailable``, going back, expiry).
 """
 from __future__ import annotations
 
+import ast
 import base64
+import functools
+import inspect
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Union
 
@@ -124,8 +128,70 @@ class Flow:
     steps: Mapping[str, Step]
 
     def __post_init__(self) -> None:
+        """A mistyped step name fails here, at import, not in a user's chat: the first step and every
+        step name written in a step's code (``step_targets``) must be in the table."""
         if self.first not in self.steps:
             raise ValueError(f"flow {self.name}: first step {self.first!r} missing")
+        for name, step in self.steps.items():
+            for fn in ((step.prompt, step.handle) if isinstance(step, Ask) else (step.run,)):
+                missing = step_targets(fn) - set(self.steps)
+                if missing:
+                    raise ValueError(f"flow {self.name}: step {name!r} goes to unknown step(s) {sorted(missing)}")
+
+
+# ---- static check of step names -------------------------------------------------
+
+def _source_tree(fn: Any) -> ast.AST | None:
+    """The parsed source of a function (None for what has no readable source)."""
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _target_params(fn: Callable[..., Any], kind: str) -> tuple[str, ...]:
+    """The parameters of ``fn`` that it passes straight to ``kind`` (``Goto``/``Switch``) as the target."""
+    tree = _source_tree(fn)
+    if tree is None or not isinstance(getattr(tree, "body", [None])[0], ast.FunctionDef):
+        return ()
+    params = {a.arg for a in tree.body[0].args.args + tree.body[0].args.kwonlyargs}
+    return tuple(sorted({c.args[0].id for c in ast.walk(tree) if isinstance(c, ast.Call)
+                         and isinstance(c.func, ast.Name) and c.func.id == kind and c.args
+                         and isinstance(c.args[0], ast.Name) and c.args[0].id in params}))
+
+
+def step_targets(fn: Callable[..., Any], kind: str = "Goto") -> set[str]:
+    """The step names (``kind="Switch"``: flow names) a step function can go to that are written in its
+    code: ``Goto("name")``, a closure's step-name variable, and literal names handed to a helper that
+    passes them to ``Goto``. Names computed at run time are not seen."""
+    fn = inspect.unwrap(fn)
+    tree = _source_tree(fn)
+    if tree is None:
+        return set()
+    cells = dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__ or ())))
+    found: set[str] = set()
+    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)):
+        if call.func.id == kind and call.args:
+            arg = call.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.add(arg.value)
+            elif isinstance(arg, ast.Name) and isinstance(cells.get(arg.id), str):
+                found.add(cells[arg.id])
+            continue
+        helper = fn.__globals__.get(call.func.id)
+        if not inspect.isfunction(helper) or not _target_params(helper, kind):
+            continue
+        try:
+            bound = inspect.signature(helper).bind_partial(*call.args, **{k.arg: k.value for k in call.keywords
+                                                                            if k.arg})
+        except TypeError:
+            continue
+        for name in _target_params(helper, kind):
+            value = bound.arguments.get(name)
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                found.add(value.value)
+    return found
 
 
 # ---- helpers for step functions -----------------------------------------------
