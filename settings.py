@@ -91,9 +91,9 @@ class MatcherConfig(Section):
     """``matcher``: thresholds and every weight of the FAQ matcher (intents/matcher.py)."""
 
     name: ClassVar[str] = "matcher"
-    answer_threshold: float = 0.50
-    clarify_threshold: float = 0.50
-    clarify_margin: float = 0.05
+    answer_threshold: float = 0.49
+    clarify_threshold: float = 0.48
+    clarify_margin: float = 0.04
     max_candidates: int = Field(3, ge=0)
     prune_limit: int = Field(60, ge=1)     # questions scored in full after the inverted-index pre-selection
     # weights of the three pieces of evidence (sum to 1 with the keyword bonus capped)
