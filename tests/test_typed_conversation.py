@@ -358,3 +358,23 @@ def test_duplicate_id_flow_by_typing_only(chat, acc, engine, script):
         chat.say(text)
     assert "核对正确" in chat.text and chat.flow_step is None
     assert "北京大" not in json.dumps(engine.store.get(chat.session_id), ensure_ascii=False).split('"transcript"')[0]
+
+
+@pytest.mark.parametrize("typed, kind", [("身份证", "resident_id"), ("身份證", "resident_id"), ("二代身份证", "resident_id"),
+                                         ("护照", "passport"), ("港澳通行证", "hk_macao_permit"), ("台胞证", "taiwan_permit"),
+                                         ("港澳", "hk_macao_permit"), ("外国人永久居留身份证", "foreign_permanent_id")])
+def test_the_id_type_is_taken_as_people_name_it(chat, engine, typed, kind):
+    """People type 身份证, not the button's full 居民身份证 (which 外国人永久居留身份证 also contains)."""
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say(typed)
+    assert chat.flow_step == ("recover_username", "id_number")
+    assert flow_data(engine, chat)["id_type"] == kind
+
+
+@pytest.mark.parametrize("typed", ["通行证", "证"])
+def test_an_id_type_that_fits_several_is_asked_again(chat, engine, typed):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say(typed)
+    assert chat.flow_step == ("recover_username", "id_type") and "证件类型" in chat.text

@@ -227,15 +227,22 @@ def typed_yes_no(text: str) -> bool | None:
 
 
 def choose(inp: Input, options: Mapping[str, str], message: str, *,
-           yes: str | None = None, no: str | None = None) -> str:
-    """The payload picked by a button, its label typed, or its payload typed; a typed yes/no
-    picks ``yes``/``no`` when given; else Invalid."""
+           yes: str | None = None, no: str | None = None, aliases: Mapping[str, str] | None = None) -> str:
+    """The payload picked by a button, its label typed, its payload typed, one of ``aliases``
+    (word → payload, the everyday names people type) or a part (2+ characters) of exactly one
+    label; a typed yes/no picks ``yes``/``no`` when given; else Invalid."""
     if inp.kind == "button" and inp.payload in options:
         return inp.payload
     typed = command_word(inp.text or inp.payload)
     for payload, label in options.items():
         if typed and typed in (command_word(label), command_word(payload)):
             return payload
+    for word, payload in (aliases or {}).items():
+        if typed and typed == command_word(word) and payload in options:
+            return payload
+    partial = [payload for payload, label in options.items() if len(typed) >= 2 and typed in command_word(label)]
+    if len(partial) == 1:
+        return partial[0]
     answer = typed_yes_no(inp.text) if inp.kind == "text" else None
     if answer is True and yes is not None:
         return yes

@@ -213,6 +213,12 @@ def login_steps() -> dict[str, Step]:
 # ---- identity questions: name → id type → id number --------------------------------
 
 ID_TYPE_BUTTONS = tuple(Button(label, f"idtype:{kind}") for kind, label in ID_TYPE_LABELS.items())
+# what people type for an ID type instead of its full name (身份证 is also inside 外国人永久居留身份证)
+ID_TYPE_ALIASES = {
+    "身份证": "idtype:resident_id", "二代身份证": "idtype:resident_id", "大陆身份证": "idtype:resident_id",
+    "居民身份证号": "idtype:resident_id", "回乡证": "idtype:hk_macao_permit", "港澳通行证": "idtype:hk_macao_permit",
+    "台胞证": "idtype:taiwan_permit", "永居证": "idtype:foreign_permanent_id", "外国人永居证": "idtype:foreign_permanent_id",
+}
 ID_NUMBER_HINTS = {
     "resident_id": "18 位，最后一位可能是 X",
     "hk_macao_permit": "H 或 M 开头，后接 8 或 10 位数字",
@@ -251,7 +257,8 @@ def ask_id_type(ctx: Ctx) -> Reply:
 
 def got_id_type(ctx: Ctx, inp: Input) -> Outcome:
     """Keep one of the offered ID types."""
-    picked = choose(inp, {b.payload: b.label for b in ID_TYPE_BUTTONS}, "请从下方按钮中选择证件类型。")
+    picked = choose(inp, {b.payload: b.label for b in ID_TYPE_BUTTONS}, "请从下方按钮中选择证件类型（也可以输入“身份证”“护照”等）。",
+                    aliases=ID_TYPE_ALIASES)
     ctx.data["id_type"] = picked.removeprefix("idtype:")
     return Goto("id_number")
 
