@@ -53,6 +53,8 @@ def unanswered_questions(events: Iterable[Any]) -> list[Question]:
             if e.decision == "handoff" and asked is not None:
                 found[(session, asked.ts)] = Question(asked.text, "before_handoff", asked.ts, asked.entry)
                 asked = None
+            if e.decision == "flow" and e.flow_event == "started":
+                asked = None   # the user took the answer's offer: a later hand-off is about the flow (Overview)
             if e.score is not None and e.decision in ("answer", "clarify", "out_of_scope") and e.text:
                 asked = e
     return sorted(found.values(), key=lambda q: q.ts)

@@ -72,6 +72,29 @@ def test_questions_are_taken_from_the_right_turns():
     assert len(qs) == 12 + 8 + 6 + 3 + 1
 
 
+def test_a_hand_off_inside_a_flow_the_answer_started_does_not_blame_the_answer():
+    """忘记密码了 → answer → 好的 (flow starts) → … → 转人工: the answer helped; the flow's drop-out is
+    the Overview's to show. A question asked at a flow step and then a hand-off still counts."""
+    t = time.time()
+    log = [TurnEvent(ts=t, session="s", channel="web", text="密码忘了咋整", decision="answer",
+                     entry="recover_account.password", score=1.0),
+           TurnEvent(ts=t + 1, session="s", channel="web", text="好的", decision="flow", flow="recover_password",
+                     step="username", flow_event="started"),
+           TurnEvent(ts=t + 2, session="s", channel="web", text="（个人信息，已隐藏）", decision="flow",
+                     flow="recover_password", step="name"),
+           TurnEvent(ts=t + 3, session="s", channel="web", text="（个人信息，已隐藏）", decision="handoff",
+                     flow="recover_password", step="name", flow_event="handed_off"),
+           TurnEvent(ts=t + 4, session="d", channel="web", text="忘记密码了", decision="answer",
+                     entry="recover_account.password", score=1.0),
+           TurnEvent(ts=t + 5, session="d", channel="web", text="好的", decision="flow", flow="recover_password",
+                     step="username", flow_event="started"),
+           TurnEvent(ts=t + 6, session="d", channel="web", text="报名费能退吗", decision="out_of_scope", score=0.2,
+                     flow="recover_password", step="username"),
+           TurnEvent(ts=t + 7, session="d", channel="web", text="转人工", decision="handoff",
+                     flow="recover_password", step="username", flow_event="handed_off")]
+    assert [(q.text, q.kind) for q in unanswered_questions(log)] == [("报名费能退吗", "before_handoff")]
+
+
 def test_known_groups_come_back_as_clusters_largest_first():
     matcher = real_matcher()
     clusters = cluster(unanswered_questions(generated_log(time.time())), matcher)
