@@ -72,6 +72,11 @@ class Matcher:  # the part of intents.matcher.Matcher the engine uses
     def match(self, text: str) -> MatchResult: ...
 
 
+# the feedback buttons' labels and what people type instead of tapping them (after command folding)
+HELPFUL_WORDS = frozenset({"有帮助", "有用", "有帮到"})
+NOT_HELPFUL_WORDS = frozenset({"没帮助", "没有帮助", "没用", "没有用", "无帮助", "没帮到"})
+
+
 def _command(text: str) -> str:
     return command_word(text)
 
@@ -276,8 +281,12 @@ class Engine:
             if replies is not None:
                 return replies
         offer = state.pop("offer", None)
+        vote_for = state.pop("vote_for", None)
         if inp.kind == "text":
             word = _command(inp.text)
+            vote = "up" if word in HELPFUL_WORDS else "down" if word in NOT_HELPFUL_WORDS else None
+            if vote and vote_for in self.faq.entries and not state.get("flow"):  # the 有帮助/没帮助 button, typed
+                return self._feedback(session_id, f"{vote}:{vote_for}", state, now)
             answer = typed_yes_no(inp.text) if offer in FLOWS and not state.get("flow") else None
             if answer is not None:  # the answer to the offer just made ("需要我一步步帮您…吗？")
                 return self._start(state, offer, now) if answer else [Reply("好的。还有其他问题，随时问我。")]
@@ -706,6 +715,9 @@ class Engine:
 
     def _remember_bot(self, state: dict[str, Any], replies: list[Reply]) -> None:
         labels = {b.payload: b.label for r in replies for b in r.buttons}
+        votes = [p for p in labels if p.startswith("fb:")]
+        if votes:  # the answer a typed 有帮助/没帮助 on the next turn is about
+            state["vote_for"] = votes[-1].split(":", 2)[2]
         if labels:  # the labels the user saw, so a pressed button reads as its label in the transcript
             kept = {**(state.get("labels") or {}), **labels}
             state["labels"] = dict(list(kept.items())[-40:])

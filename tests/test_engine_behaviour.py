@@ -289,6 +289,21 @@ def test_answer_has_related_buttons_and_recorded_feedback(chat, tmp_path):
     assert chat.session_id not in json.dumps(votes)
 
 
+def test_feedback_typed_instead_of_tapped_is_a_vote_on_the_answer_just_given(chat, tmp_path):
+    """Users type the button's label: 没帮助 / 沒幫助 after an answer is that answer's vote (not "无法回答")."""
+    chat.say("忘记用户名怎么办")
+    chat.say("沒幫助")
+    assert "抱歉没能帮到您" in chat.text and "转人工客服" in [b.label for b in chat.buttons]
+    chat.say("忘记密码怎么办")
+    chat.say("有帮助")
+    assert "感谢您的反馈" in chat.text
+    chat.say("有帮助")   # no answer just before: not a second vote
+    assert "感谢您的反馈" not in chat.text
+    votes = [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text().splitlines()]
+    assert [(v["entry"], v["helpful"]) for v in votes] == [("recover_account.username", False),
+                                                             ("recover_account.password", True)]
+
+
 class Scripted:
     """A matcher test double returning a fixed result (the real one is tested elsewhere)."""
 
