@@ -38,7 +38,7 @@ from .images import ImageRejected, sanitize
 from .limits import Limits, MemoryLimiter
 from .records import Records
 from .sessions import LockTimeout, SessionStore, StoreError, storage_key
-from .types import Button, Message, Replies, Reply, md
+from .types import Button, Message, Replies, Reply, md, plain
 
 log = logging.getLogger(__name__)
 
@@ -722,7 +722,7 @@ class Engine:
             kept = {**(state.get("labels") or {}), **labels}
             state["labels"] = dict(list(kept.items())[-40:])
         for r in replies:
-            self._append_transcript(state, "助手", mask_secrets(r.text)[:200])
+            self._append_transcript(state, "助手", mask_secrets(plain(r.text))[:200])
             if r.entry and any(b.payload.startswith("fb:") for b in r.buttons):
                 awaiting = state.setdefault("feedback_open", [])   # answers that may still get their one vote
                 if r.entry not in awaiting:

@@ -73,6 +73,18 @@ def md(value: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(value))
 
 
+_MD_LINK = re.compile(r"\[([^\]\n]+)\]\(([^()\s]+)\)")
+_MD_ESCAPED = re.compile(r"\\([\\*\[\]()_`#+\-.!|>~])")
+
+
+def plain(text: str) -> str:
+    """A reply's Markdown subset as the words the user saw, for people reading a transcript (staff,
+    a help desk): no ``**``, links as "label (url)", escapes made by ``md`` undone."""
+    text = _MD_LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})", text)
+    text = re.sub(r"(?<!\\)\*\*", "", text)
+    return _MD_ESCAPED.sub(r"\1", text)
+
+
 class Replies(list):
     """The replies of one turn (a list of ``Reply``); ``flow`` names the flow still active after
     the turn (None when none is), which is not the last reply's origin when a flow just ended."""

@@ -171,6 +171,24 @@ def test_transcript_has_labels_and_no_live_secrets(world, acc):
     assert not any(p in text for p in ("flow:recover_password", "\"handoff\""))
 
 
+def test_transcript_reads_as_the_user_saw_it_without_markup(world, acc):
+    """Staff and help desks read the transcript as text: no "**", no backslash escapes in masked data."""
+    engine, service, *_ = world
+    chat = web_chat(engine)
+    chat.say("忘记密码怎么办")
+    chat.press("开始找回密码")
+    for answer in ("zhangsan01", "张三"):
+        chat.say(answer)
+    chat.press("居民身份证")
+    chat.say(ZS_ID)
+    chat.say("转人工")
+    [h] = service.list("waiting")
+    bot = [t[1] for t in h.transcript if t[0] == "助手"]
+    assert any("验证码已发送至 138****8001" in line for line in bot), bot
+    assert any("我们开始找回密码" in line for line in bot), bot
+    assert not any("\\" in line or "**用户名**" in line or "**6 位" in line for line in bot), bot
+
+
 def test_staff_operations_refuse_bad_input_and_lose_nothing(world):
     engine, service, outbox, *_ = world
     chat = web_chat(engine)
