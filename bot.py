@@ -78,4 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import settings
+
+    try:
+        sys.exit(main())
+    except settings.ConfigError as e:  # a setting that cannot work: one line, not a traceback
+        print(f"配置错误：{e}", file=sys.stderr)
+        sys.exit(2)

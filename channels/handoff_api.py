@@ -52,7 +52,7 @@ class Limiter(Protocol):
     def hit(self, key: str) -> float: ...
 
 
-class HandoffApiConfigError(ValueError):
+class HandoffApiConfigError(ConfigError):
     """The hand-off API settings cannot work (e.g. a short token)."""
 
 

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 FLOW_EVENTS = ("started", "completed", "failed", "cancelled", "expired", "handed_off", "error")
 
 
-class MetricsConfigError(ValueError):
+class MetricsConfigError(settings.ConfigError):
     """Metrics are enabled without a token."""
 
 

@@ -45,7 +45,7 @@ MAX_BACKOFF = 60.0
 USER_AGENT = "chsi-helpdesk-bot-webhook/1"
 
 
-class WebhookConfigError(ValueError):
+class WebhookConfigError(ConfigError):
     """The webhook settings cannot work (no secret, not an http(s) URL, bad numbers)."""
 
 

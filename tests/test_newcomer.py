@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from channels.launcher import demo_config
 
@@ -78,3 +81,18 @@ def test_pytest_reports_why_tests_were_skipped():
     ini.read(ROOT / "pytest.ini")
     flags = re.findall(r"-r(\w+)", ini["pytest"]["addopts"])
     assert any(set(f) & {"s", "a", "A"} for f in flags), "add -rs to addopts: skip reasons in the summary"
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"METRICS_ENABLED": "true", "METRICS_TOKEN": ""}, "METRICS_TOKEN"),
+    ({"HANDOFF_API_TOKEN": "short"}, "HANDOFF_API_TOKEN"),
+    ({"HANDOFF_WEBHOOK_URL": "http://127.0.0.1:9/hook", "HANDOFF_WEBHOOK_SECRET": ""}, "HANDOFF_WEBHOOK_SECRET"),
+])
+def test_a_setting_that_cannot_work_is_one_line_not_a_traceback(tmp_path, env, words):
+    config = (ROOT / "config.yaml").read_text(encoding="utf-8").replace("var/", f"{tmp_path}/")
+    (tmp_path / "config.yaml").write_text(config, encoding="utf-8")
+    r = subprocess.run([sys.executable, str(ROOT / "bot.py"), "--config", str(tmp_path / "config.yaml"), "serve"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120, env={**os.environ, "WEB_PORT": "0", **env})
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr and last.startswith("配置错误：") and words in last
