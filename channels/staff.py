@@ -415,6 +415,13 @@ async def _json(request: Request) -> dict:
 async def _denied(request: Request, exc: StaffDenied) -> Response:
     if isinstance(exc, NotSignedIn) and request.method == "GET" and not request.url.path.startswith("/staff/api/"):
         return RedirectResponse("/staff/login", status_code=303)
+    if exc.status == 403 and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        # a browser opening a page it may not see (an agent following an admin link): a page, not JSON
+        doc = ('<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" '
+               'content="width=device-width, initial-scale=1"><title>无权访问 · 学信网账号助手</title>'
+               '<link rel="stylesheet" href="/staff/console.css"></head><body class="login"><main>'
+               f'<h1>无权访问</h1><p>{html.escape(exc.message)}</p><p><a href="/staff">返回工作台</a></p></main></body></html>')
+        return HTMLResponse(doc, status_code=403, headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})
     headers = {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else None
     response = error_response(exc.status, exc.code, exc.message, **exc.extra)
     if headers:

@@ -167,6 +167,9 @@ def test_role_check_is_one_dependency_for_admin_pages(world):
     r = agent.get("/staff/insights-test")
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
     assert admin.get("/staff/insights-test").json() == {"hello": "boss"}
+    page = agent.get("/staff/insights", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})  # a browser
+    assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
+    assert "您没有权限访问此页面" in page.text and 'href="/staff"' in page.text
     assert "/staff/insights-test" in admin.get("/staff").text
     assert "/staff/insights-test" not in agent.get("/staff").text
 
