@@ -263,6 +263,11 @@ def try_html(question: str, result: Any, faq: Any) -> str:
                    f"<td>{esc(faq.entries[c.entry].question) if c.entry in faq.entries else ''}</td></tr>"
                    for c in result.candidates)
     answer = f"<h3>回答</h3><pre>{esc(entry.answer)}</pre>" if entry is not None and result.decision == "answer" else ""
+    group = faq.not_covered_groups.get(getattr(result, "not_covered", None) or "")
+    if group is not None:  # the score is this group's: say so, with the reply users get
+        answer += (f'<h3>不在解答范围：{esc(group.id)}（{esc(group.service)}）</h3>'
+                   f'<p class="muted">得分是与 faq/data/not_covered.yaml 这一组问题的相似度；用户收到的回复：</p>'
+                   f'<pre>{esc(group.reply)}</pre>')
     return (form + f'<dl class="result"><dt>决定</dt><dd class="decision">{esc(result.decision)}</dd>'
             f'<dt>条目</dt><dd class="entry">{esc(result.entry or "—")}</dd><dt>意图</dt><dd>{esc(result.intent)}</dd>'
             f'<dt>得分</dt><dd class="score">{result.score:.3f}</dd></dl>'

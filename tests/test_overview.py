@@ -98,3 +98,17 @@ def test_period_parsing():
     assert period({"from": "2026-11-01", "to": "2026-11-02"}, now)[:2] == (at(1, 0), at(3, 0))
     assert period({"days": "abc"}, now)[2] == "2026-11-16 至 2026-11-22"
     assert period({"days": "100000"}, now)[0] >= now - 93 * 86400
+
+
+def test_try_a_question_names_the_not_covered_group_behind_the_score():
+    """An out-of-scope decision with a high score is a not-covered group's: the page says which."""
+    from channels.insights_pages import try_html
+    from faq_factory import real_matcher
+
+    matcher = real_matcher()
+    result = matcher.match("邮箱收不到验证码")
+    assert result.decision == "out_of_scope" and result.not_covered
+    page = try_html("邮箱收不到验证码", result, matcher.faq)
+    group = matcher.faq.not_covered_groups[result.not_covered]
+    assert f"不在解答范围：{result.not_covered}" in page and group.reply.splitlines()[0][:10] in page
+    assert "不在解答范围" not in try_html("忘记密码怎么办", matcher.match("忘记密码怎么办"), matcher.faq)
