@@ -29,6 +29,7 @@ TZ = "Asia/Shanghai"
 MAX_DAYS = 92
 LABELS = {"answer": "直接回答", "clarify": "追问澄清", "out_of_scope": "无法回答", "handoff": "转人工"}
 COLOURS = {"answer": "#2e7d32", "clarify": "#f9a825", "out_of_scope": "#c62828", "handoff": "#1565c0"}
+KIND_LABELS = {"out_of_scope": "无法回答", "clarify": "追问澄清", "not_helpful": "没帮助", "before_handoff": "转人工前"}
 ENDING_LABELS = {"completed": "完成", "failed": "失败", "cancelled": "取消", "expired": "超时", "handed_off": "转人工",
                  "error": "出错"}
 STYLE = """<style>
@@ -237,7 +238,7 @@ def unanswered_html(clusters: Sequence[dict[str, Any]]) -> str:
         return '<p class="muted">此时段没有未能回答的问题。</p>'
     out = []
     for c in clusters:
-        kinds = "、".join(f"{esc(k)} {n}" for k, n in c["kinds"].items())
+        kinds = "、".join(f"{esc(KIND_LABELS.get(k, k))} {n}" for k, n in c["kinds"].items())
         near = (f'{esc(c["nearest_entry"])}（{c["nearest_score"]:.2f}，{esc(c["nearest_source"])}）'
                 if c["nearest_entry"] else "—")
         examples = "".join(f"<li>{ex['count']}× {esc(ex['text'])}</li>" for ex in c["examples"])

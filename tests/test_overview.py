@@ -89,6 +89,7 @@ def test_cluster_html_escapes_user_text():
                              "nearest_entry": "x.one", "nearest_score": 0.4, "nearest_source": "f.yaml:3",
                              "add_alternates_yaml": "# f.yaml\n      - <b>", "not_covered_yaml": None}])
     assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;" in html
+    assert "（无法回答 2）" in html   # the kinds in the console's language, not "out_of_scope"
 
 
 def test_period_parsing():
