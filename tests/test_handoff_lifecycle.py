@@ -12,7 +12,7 @@ from accounts.local import LocalAccountClient
 from handlers.handoff_service import HandoffService, OfficeHours, ReplyRejected, memory_service
 from handlers.handoffs import HandoffClosed, HandoffConflict, HandoffNotFound
 from handlers.testing import Chat, Clock, make_engine
-from handlers.types import Message
+from handlers.types import Message, md, plain
 
 ZS_ID, ZS1_PHONE = "110101199903071239", "13800138001"
 MONDAY_10_SHANGHAI = 1_800_000_000 - (1_800_000_000 % 604800) + 4 * 86400 + 2 * 3600  # 1970-01-05 was a Monday
@@ -184,9 +184,10 @@ def test_transcript_reads_as_the_user_saw_it_without_markup(world, acc):
     chat.say("转人工")
     [h] = service.list("waiting")
     bot = [t[1] for t in h.transcript if t[0] == "助手"]
-    assert any("验证码已发送至 138****8001" in line for line in bot), bot
+    assert any("验证码已发送至该账号绑定的手机" in line for line in bot), bot
     assert any("我们开始找回密码" in line for line in bot), bot
     assert not any("\\" in line or "**用户名**" in line or "**6 位" in line for line in bot), bot
+    assert plain("学号 " + md("17**45") + "，[重置密码](https://x.test/r/abc)") == "学号 17**45，重置密码 (https://x.test/r/abc)"
 
 
 def test_staff_operations_refuse_bad_input_and_lose_nothing(world):
