@@ -82,6 +82,6 @@ if __name__ == "__main__":
 
     try:
         sys.exit(main())
-    except settings.ConfigError as e:  # a setting that cannot work: one line, not a traceback
-        print(f"配置错误：{e}", file=sys.stderr)
+    except settings.ConfigError as e:  # a setting found unworkable when its part starts: one line too
+        print(f"配置有误：{e}", file=sys.stderr)
         sys.exit(2)

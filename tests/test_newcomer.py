@@ -95,4 +95,4 @@ def test_a_setting_that_cannot_work_is_one_line_not_a_traceback(tmp_path, env, w
                        capture_output=True, text=True, cwd=ROOT, timeout=120, env={**os.environ, "WEB_PORT": "0", **env})
     assert r.returncode == 2, r.stderr
     last = r.stderr.strip().splitlines()[-1]
-    assert "Traceback" not in r.stderr and last.startswith("配置错误：") and words in last
+    assert "Traceback" not in r.stderr and last.startswith("配置有误：") and words in last
