@@ -70,6 +70,16 @@ class Section(BaseModel):
             raise ConfigError(f"config.yaml: {_problems(e, where or cls.name)}") from None
 
 
+def _stripped(cls: type, v: str) -> str:
+    """A secret or URL without the spaces a paste leaves around it."""
+    return v.strip()
+
+
+def _rooted(cls: type, v: str) -> str:
+    """A URL path that starts with "/"."""
+    return v if v.startswith("/") else "/" + v
+
+
 def _http_url(value: str, key: str) -> str:
     if not re.match(r"https?://[^/\s]+", value):
         raise ValueError(f"{key} must be an http(s) URL")
@@ -296,20 +306,8 @@ class TelegramConfig(Section):
     base_url: str = "https://api.telegram.org/bot"             # the Bot API (a local Bot API server, a stand-in)
     base_file_url: str = "https://api.telegram.org/file/bot"   # where files are downloaded from
 
-    @field_validator("base_url", "base_file_url")
-    @classmethod
-    def _strip_url(cls, v: str) -> str:
-        return v.strip()
-
-    @field_validator("token")
-    @classmethod
-    def _token(cls, v: str) -> str:
-        return v.strip()
-
-    @field_validator("webhook_path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        return v if v.startswith("/") else "/" + v
+    _strip = field_validator("token", "base_url", "base_file_url")(_stripped)
+    _path = field_validator("webhook_path")(_rooted)
 
 
 class WeChatConfig(Section):
@@ -336,10 +334,8 @@ class WeChatConfig(Section):
     user_messages_per_minute: int = Field(30, ge=1)   # more from one user in a minute: "too fast", no engine turn
     sqlite_path: str = "var/wechat.db"
 
-    @field_validator("token", "app_id", "app_secret", "aes_key")
-    @classmethod
-    def _strip(cls, v: str) -> str:
-        return v.strip()
+    _strip = field_validator("token", "app_id", "app_secret", "aes_key")(_stripped)
+    _path = field_validator("path")(_rooted)
 
     @field_validator("aes_key")
     @classmethod
@@ -347,11 +343,6 @@ class WeChatConfig(Section):
         if v and len(v) != 43:
             raise ValueError("an EncodingAESKey has 43 characters")
         return v
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        return v if v.startswith("/") else "/" + v
 
     @field_validator("base_url")
     @classmethod
