@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Mapping
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from settings import TelegramConfig, WebConfig, WeChatConfig, section
@@ -129,6 +130,16 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
         (``faq.errors``: ``file:line: field: message``) until a valid save replaces it."""
         return {"status": "ok", "faq": live.status()} if live is not None else {"status": "ok"}
 
+    async def readyz() -> JSONResponse:
+        """``GET /readyz``: 200 when the session store, hand-off store and account API answer, else 503;
+        each check with its time and, when it failed, the error's class."""
+        from .health import readiness
+
+        checks = await run_in_threadpool(readiness, engine, service)
+        ready = all(c["ok"] for c in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
+                            status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
+
     app = FastAPI(title="学信网账号助手", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.engine, app.state.config, app.state.handoffs, app.state.bus = engine, conf, service, service.bus
     app.state.channels, app.state.live = {c.name: c for c in channels}, live
@@ -137,6 +148,7 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _crash)
     app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/readyz", readyz, methods=["GET"])
     for channel in channels:
         router = channel.router()
         if router is not None:

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
@@ -89,12 +90,25 @@ class WebChannel(Channel):
     name = "web"
 
     def __init__(self, engine: ConversationEngine, signer: Signer, conf: WebConfig,
-                 bus: EventBus | None = None, limiter: Any = None) -> None:
+                 bus: EventBus | None = None, limiter: Any = None, limits: Any = None) -> None:
+        from handlers.limits import Limits
+        from handlers.limits import MemoryLimiter as AbuseLimiter
+
         from .ratelimit import MemoryLimiter
 
         self.engine, self.signer, self.conf = engine, signer, conf
         self.bus = bus or MemoryBus()
         self.limiter = limiter or MemoryLimiter(60, 60)   # event-stream connections per client per minute
+        # abuse limits per address and per conversation (handlers.limits; the engine's, shared through Redis)
+        self.limits = limits or getattr(engine, "limits", None) or Limits(AbuseLimiter(), secrets.token_bytes(32))
+
+    def _limit(self, rule_ip: str, rule_session: str | None, client: str, session_id: str | None) -> None:
+        """429 with Retry-After when this address or this conversation passed its limit."""
+        checks = [(rule_ip, client)] + ([(rule_session, session_id)] if rule_session and session_id else [])
+        for rule, value in checks:
+            wait = self.limits.hit(rule, value)
+            if wait is not None:
+                raise ApiError(429, "rate_limited", f"您的操作太频繁了，请 {wait} 秒后再试。", retry_after=wait)
 
     def body_limit(self, path: str) -> int:
         """The largest request body accepted on ``path``."""
@@ -135,14 +149,17 @@ class WebChannel(Channel):
         replies = await run_in_threadpool(self.engine.handle, session_id, message)
         return JSONResponse(replies_json(list(replies), lambda p: self.signer.sign_payload(session_id, p)))
 
-    async def new_session(self) -> JSONResponse:
+    async def new_session(self, request: Request) -> JSONResponse:
         """``POST /api/session``."""
+        self._limit("session_per_ip", None, client_key(request), None)
         return JSONResponse({"session_id": self.signer.issue(new_session_id())}, status_code=201)
 
     async def chat(self, request: Request) -> JSONResponse:
         """``POST /api/chat``: text or a signed button payload."""
         data = await json_body(request)
         session_id = self.session_of(data.get("session_id"))
+        client = client_key(request)
+        self._limit("chat_per_ip", "chat_per_session", client, session_id)
         has_text, has_payload = data.get("text") is not None, data.get("payload") is not None
         if has_text == has_payload:
             raise ApiError(422, "invalid_message", "请发送文字（text）或按钮（payload）中的一项。")
@@ -150,9 +167,11 @@ class WebChannel(Channel):
             payload = self.signer.open_payload(session_id, clean_payload(data["payload"]))
             if payload is None:
                 raise ApiError(422, "unknown_payload", "这个按钮无效或已过期，请重新选择或直接输入您的问题。")
-            return await self.answer(session_id, Message.from_button(payload, channel=self.name, address=session_id))
+            return await self.answer(session_id, Message.from_button(payload, channel=self.name, address=session_id,
+                                                                     client=client))
         text = clean_text(data["text"], self.conf.max_text_chars)
-        return await self.answer(session_id, Message.from_text(text, channel=self.name, address=session_id))
+        return await self.answer(session_id, Message.from_text(text, channel=self.name, address=session_id,
+                                                               client=client))
 
     async def upload(self, request: Request) -> JSONResponse:
         """``POST /api/upload``: the ID photo as multipart."""
@@ -163,6 +182,8 @@ class WebChannel(Channel):
         except StarletteHTTPException:
             raise ApiError(400, "invalid_upload", "上传内容格式有误，请重新选择照片上传。") from None
         session_id = self.session_of(form.get("session_id"))
+        client = client_key(request)
+        self._limit("upload_per_ip", "upload_per_session", client, session_id)
         file = form.get("file")
         if file is None or isinstance(file, str):
             raise ApiError(422, "missing_file", "请选择要上传的照片。")
@@ -171,7 +192,7 @@ class WebChannel(Channel):
             raise ApiError(422, "empty_file", "上传的文件是空的，请重新选择照片。")
         name = os.path.basename(file.filename or "upload")[:100] or "upload"
         message = Message.from_image(data, name, file.content_type or "application/octet-stream",
-                                     channel=self.name, address=session_id)
+                                     channel=self.name, address=session_id, client=client)
         return await self.answer(session_id, message)
 
     def router(self) -> APIRouter:
@@ -215,6 +236,12 @@ def event_stream(request: Request, bus: EventBus, topic: str, after: str, name: 
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+def client_key(request: Request) -> str:
+    """The sender's stable key for abuse limits: its address (behind a proxy, the one uvicorn's
+    ``--forwarded-allow-ips`` trusts)."""
+    return "ip:" + (request.client.host if request.client else "unknown")
+
+
 async def json_body(request: Request) -> dict:
     """The request's JSON object; 415 for another content type, 400 for anything but an object."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
@@ -224,6 +251,8 @@ async def json_body(request: Request) -> dict:
         data = json.loads(raw.decode("utf-8")) if raw else None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ApiError(400, "invalid_json", "请求内容不是有效的 JSON，请检查后重试。") from None
+    except RecursionError:   # e.g. 30,000 nested arrays: refused, no traceback
+        raise ApiError(400, "invalid_json", "请求内容嵌套过深，请检查后重试。") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "请求内容必须是一个 JSON 对象。")
     return data

@@ -51,17 +51,18 @@ class Message:
     client: str = ""
 
     @classmethod
-    def from_text(cls, text: str, *, channel: str = "", address: str = "") -> "Message":
-        return cls(kind="text", text=text, channel=channel, address=address)
+    def from_text(cls, text: str, *, channel: str = "", address: str = "", client: str = "") -> "Message":
+        return cls(kind="text", text=text, channel=channel, address=address, client=client)
 
     @classmethod
-    def from_button(cls, payload: str, *, channel: str = "", address: str = "") -> "Message":
-        return cls(kind="button", payload=payload, channel=channel, address=address)
+    def from_button(cls, payload: str, *, channel: str = "", address: str = "", client: str = "") -> "Message":
+        return cls(kind="button", payload=payload, channel=channel, address=address, client=client)
 
     @classmethod
     def from_image(cls, data: bytes, filename: str = "upload", content_type: str = "application/octet-stream",
-                   *, channel: str = "", address: str = "") -> "Message":
-        return cls(kind="image", image=Image(data, filename, content_type), channel=channel, address=address)
+                   *, channel: str = "", address: str = "", client: str = "") -> "Message":
+        return cls(kind="image", image=Image(data, filename, content_type), channel=channel, address=address,
+                   client=client)
 
 
 _MD_SPECIAL = re.compile(r"([\\*\[\]])")  # what the subset reads as markup inside a line

@@ -82,7 +82,7 @@ def test_chat_round_trip_has_the_contract_shape(client, engine):
     assert first["blocks"][1]["type"] == "ul"
     # the engine got the text trimmed, under the id the server issued, off the event loop
     session_id, message = engine.calls[-1]
-    assert message == Message.from_text("你好", channel="web", address=session_id)
+    assert message == Message.from_text("你好", channel="web", address=session_id, client="ip:testclient")
     assert sid.startswith(session_id + ".")
     assert engine.threads and "MainThread" not in engine.threads
 
@@ -101,7 +101,7 @@ def test_button_and_upload_reach_the_engine(client, engine):
     assert r.json()["flow"] == "recover_username"
     server_sid = sid.rsplit(".", 1)[0]
     assert engine.calls[-1] == (server_sid, Message.from_button("faq:recover_username", channel="web",
-                                                                address=server_sid))
+                                                                address=server_sid, client="ip:testclient"))
     r = client.post("/api/upload", data={"session_id": sid},
                     files={"file": ("../../etc/id.png", b"\x89PNG\r\n\x1a\nxyz", "image/png")})
     assert r.status_code == 200, r.text
@@ -308,3 +308,59 @@ def test_replies_json_intent_and_flow():
     body = replies_json([Reply("a", intent="x", flow="f"), Reply("b", intent="y")])
     assert body["intent"] == "x" and body["flow"] is None
     assert replies_json([])["replies"] == [] and replies_json([])["intent"] is None
+
+
+def test_chat_flood_gets_429_with_retry_after_per_conversation_and_per_address(cfg, engine, caplog):
+    from handlers.limits import Limits, MemoryLimiter, Rule
+
+    engine.limits = Limits(MemoryLimiter(), b"k" * 32, {"chat_per_session": Rule(3, 60), "chat_per_ip": Rule(7, 60),
+                                                        "session_per_ip": Rule(4, 60)})
+    with TestClient(create_app(cfg, engine=engine)) as c:
+        first, second = new_session(c), new_session(c)
+        codes = [c.post("/api/chat", json={"session_id": first, "text": "你好"}).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]          # the conversation's limit
+        r = c.post("/api/chat", json={"session_id": first, "text": "你好"})
+        assert r.status_code == 429 and r.json()["error"] == "rate_limited" and "太频繁" in r.json()["message"]
+        assert 1 <= int(r.headers["Retry-After"]) <= 60 and r.json()["retry_after"] == int(r.headers["Retry-After"])
+        codes = [c.post("/api/chat", json={"session_id": second, "text": "你好"}).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]               # the address's limit (7, refused ones counted) across conversations
+        assert [c.post("/api/session").status_code for _ in range(3)] == [201, 201, 429]
+    assert len(engine.calls) == 5
+
+
+def test_deeply_nested_json_is_400_without_a_traceback(client, caplog):
+    sid = new_session(client)
+    body = '{"session_id": "%s", "text": %s"x"%s}' % (sid, "[" * 1900, "]" * 1900)
+    r = client.post("/api/chat", content=body.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_json"
+    assert "Traceback" not in caplog.text and not [rec for rec in caplog.records if rec.exc_info]
+
+
+def test_readyz_reports_each_dependency(cfg, tmp_path):
+    import socket
+
+    from handlers.sessions import RedisStore, SqliteStore
+
+    class Accounts:
+        class config:  # noqa: N801 - the shape of HttpAccountClient.config
+            base_url = ""
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    eng = RecordingEngine()
+    eng.store, eng.accounts = SqliteStore(tmp_path / "s.db"), Accounts()
+    Accounts.config.base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    with TestClient(create_app(cfg, engine=eng)) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 200 and r.json()["status"] == "ready"
+        assert set(r.json()["checks"]) == {"sessions", "handoffs", "accounts"}
+        assert c.get("/healthz").status_code == 200
+        listener.close()
+        eng.store = RedisStore("redis://127.0.0.1:1/0", socket_timeout=0.3)
+        r = c.get("/readyz")
+        assert r.status_code == 503 and r.json()["status"] == "not_ready"
+        checks = r.json()["checks"]
+        assert checks["sessions"] == {"ok": False, "error": "StoreError", "ms": checks["sessions"]["ms"]}
+        assert checks["accounts"]["ok"] is False and checks["handoffs"]["ok"] is True
+        assert c.get("/healthz").status_code == 200   # alive, just not ready
