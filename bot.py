@@ -22,7 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="path to config.yaml (default: ./config.yaml or $CHSI_BOT_CONFIG)")
     sub = p.add_subparsers(dest="command")
     sub.add_parser("demo", help="sandbox + web chat (the default)")
-    sub.add_parser("serve", help="web chat alone, against the configured account API")
+    serve = sub.add_parser("serve", help="web chat alone, against the configured account API")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="worker processes (e.g. the number of cores; default 1); more than 1 needs WEB_SESSION_SECRET")
     sub.add_parser("sandbox", help="the account API sandbox")
     sub.add_parser("telegram", help="Telegram bot by polling")
     sub.add_parser("chat", help="chat in the terminal")
@@ -74,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         from channels import telegram
         return telegram.run_polling(cfg)
     from channels import launcher
+    if command == "serve":
+        workers = args.workers if args.workers is not None else 1
+        if workers > 1:
+            return launcher.serve_workers(cfg, workers, args.config)
     return launcher.serve(cfg, with_sandbox=(command == "demo"))
 
 

@@ -60,10 +60,59 @@ def start_sandbox(cfg: Mapping[str, Any], level: str) -> bool:
     return True
 
 
+GRACEFUL_SECONDS = 30   # on SIGTERM/Ctrl+C: stop accepting, let in-flight turns finish this long
+
+
+def app_factory() -> Any:
+    """The app for one worker process of ``serve --workers N`` (config from $CHSI_BOT_CONFIG)."""
+    cfg = settings.load()
+    level = str(settings.section(cfg, "logging").get("level") or "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(cfg)
+
+
+def shared_secret_problem(cfg: Mapping[str, Any], workers: int) -> str | None:
+    """Why several processes cannot run with this config (None when they can): they must sign and
+    recognise each other's session ids, so WEB_SESSION_SECRET must be set explicitly."""
+    shared = workers > 1 or str(settings.section(cfg, "sessions").get("backend", "")).lower() == "redis"
+    if shared and not settings.section(cfg, "web").get("session_secret"):
+        return ("多个工作进程或使用 Redis 时，所有进程必须共用同一个会话密钥：请设置环境变量 WEB_SESSION_SECRET"
+                "（至少 32 个字符，例如 python -c \"import secrets; print(secrets.token_hex(32))\" 的输出）。")
+    return None
+
+
+def serve_workers(cfg: Mapping[str, Any], workers: int, config_path: str | None = None) -> int:
+    """``python bot.py serve --workers N``: uvicorn's own process manager and sockets, N workers sharing
+    the session store (SQLite file or Redis); SIGTERM finishes in-flight turns first."""
+    import os
+
+    import uvicorn
+
+    problem = shared_secret_problem(cfg, workers)
+    if problem:
+        print(problem)
+        return 2
+    level = str(settings.section(cfg, "logging").get("level") or "INFO").upper()
+    conf = WebConfig.from_mapping(settings.section(cfg, "web"))
+    if config_path:
+        os.environ["CHSI_BOT_CONFIG"] = str(os.path.abspath(config_path))
+    print(f"学信网账号助手：{workers} 个工作进程，{conf.public_url}/（按 Ctrl+C 停止）", flush=True)
+    uvicorn.run("channels.launcher:app_factory", factory=True, host=conf.host, port=conf.port, workers=workers,
+                log_config=uvicorn_log_config(level), server_header=False, proxy_headers=True,
+                forwarded_allow_ips=str(settings.section(cfg, "web").get("forwarded_allow_ips") or "127.0.0.1"),
+                timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    return 0
+
+
 def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
     """Run the web app with uvicorn (``with_sandbox``: the demo — sandbox + embedded defaults)."""
     import uvicorn
 
+    if not with_sandbox:
+        problem = shared_secret_problem(cfg, 1)
+        if problem:
+            print(problem)
+            return 2
     if with_sandbox:
         cfg = demo_config(cfg)
     level = LoggingConfig.of(cfg).level
@@ -84,6 +133,6 @@ def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
         accounts = "" if staff.list() else "（还没有客服账号：先运行 python bot.py staff add 用户名 --role agent）"
         print(f"人工客服工作台：{url}staff{accounts}", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level), proxy_headers=False,
-                                               server_header=False))
+                                               server_header=False, timeout_graceful_shutdown=GRACEFUL_SECONDS))
         server.run(sockets=[sock])
     return 0 if server.started else 1
