@@ -97,10 +97,15 @@ def serve_workers(cfg: Mapping[str, Any], workers: int, config_path: str | None 
     if config_path:
         os.environ["CHSI_BOT_CONFIG"] = str(os.path.abspath(config_path))
     print(f"学信网账号助手：{workers} 个工作进程，{conf.public_url}/（按 Ctrl+C 停止）", flush=True)
-    uvicorn.run("channels.launcher:app_factory", factory=True, host=conf.host, port=conf.port, workers=workers,
-                log_config=uvicorn_log_config(level), server_header=False, proxy_headers=True,
-                forwarded_allow_ips=str(settings.section(cfg, "web").get("forwarded_allow_ips") or "127.0.0.1"),
-                timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    config = uvicorn.Config("channels.launcher:app_factory", factory=True, host=conf.host, port=conf.port,
+                            workers=workers, log_config=uvicorn_log_config(level), server_header=False,
+                            proxy_headers=True,
+                            forwarded_allow_ips=None,   # $FORWARDED_ALLOW_IPS, else 127.0.0.1 (nginx on this host)
+                            timeout_graceful_shutdown=GRACEFUL_SECONDS)
+    sock = config.bind_socket()   # what uvicorn.run does, plus TCP_NODELAY (inherited by accepted connections)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    from uvicorn.supervisors import Multiprocess
+    Multiprocess(config, sockets=[sock]).run()
     return 0
 
 

@@ -98,7 +98,7 @@ def test_serve_refuses_a_busy_port_with_a_clear_message(tmp_path):
         s.listen()
         port = s.getsockname()[1]
         cfg = write_config(tmp_path, port, free_port())
-        proc = start(["--config", str(cfg), "serve"])
+        proc = start(["--config", str(cfg), "serve"], {"WEB_SESSION_SECRET": "busy-port-secret-0123456789abcdef"})
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert f"端口 127.0.0.1:{port} 已被占用" in out

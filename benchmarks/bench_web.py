@@ -1,0 +1,173 @@
+"""Web serving benchmark: req/s, p50 and p99 of POST /api/chat (FAQ questions, kept-alive
+connections, one conversation per connection) at concurrency 1, 8, 32, 64, for
+
+- ``bare``: a bare uvicorn app answering a small JSON body (the ceiling of this machine),
+- ``default``: ``python bot.py serve`` as shipped (SQLite sessions, one process),
+- ``production``: ``python bot.py serve --workers 2`` with Redis sessions and abuse limits,
+
+all in the same run. The load generator is asyncio with raw keep-alive HTTP/1.1 in its own
+process. The abuse limits are raised for the run (one address floods on purpose).
+
+    python benchmarks/bench_web.py [--seconds 5] [--levels 1,8,32,64] [--json]
+
+A benchmark, not a test: the CPU is shared (the load generator runs on the same cores).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS = ["忘记密码怎么办", "证件号码已被注册怎么办", "用户名忘了", "提示操作过于频繁", "怎么绑定微信", "手机号被注册了"]
+BARE = """
+import sys, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+async def chat(request):
+    await request.body()
+    return JSONResponse({"replies": [{"text": "ok"}]})
+async def session(request):
+    return JSONResponse({"session_id": "x"}, status_code=201)
+app = Starlette(routes=[Route("/api/chat", chat, methods=["POST"]), Route("/api/session", session, methods=["POST"]),
+                        Route("/healthz", lambda r: JSONResponse({"status": "ok"}))])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config(tmp: Path, port: int, redis: bool) -> Path:
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    cfg["web"].update(port=port, public_url=f"http://127.0.0.1:{port}", secret_file=str(tmp / "web.key"))
+    cfg["sessions"].update(sqlite_path=str(tmp / "sessions.db"), data_dir=str(tmp))
+    if redis:
+        cfg["sessions"].update(backend="redis", redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                               redis_prefix=f"bench-{secrets.token_hex(4)}:")
+    cfg["handoff"].update(database_url=f"sqlite:///{tmp}/bot.db")
+    cfg["telegram"]["token"] = ""
+    cfg["logging"]["level"] = "WARNING"
+    cfg.setdefault("faq", {})["watch"] = False
+    big = {"limit": 10 ** 9, "window": 60}
+    cfg["limits"].update(chat_per_ip=big, chat_per_session=big, session_per_ip=big)
+    path = tmp / f"config-{port}.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def start(setup: str, tmp: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WEB_SESSION_SECRET": "bench-secret-" + "0" * 32}
+    if setup == "bare":
+        cmd = [sys.executable, "-c", BARE, str(port)]
+    elif setup == "default":
+        cmd = [sys.executable, str(ROOT / "bot.py"), "--config", str(config(tmp, port, False)), "serve"]
+    else:
+        cmd = [sys.executable, str(ROOT / "bot.py"), "--config", str(config(tmp, port, True)), "serve", "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{setup} did not start")
+
+
+async def request(reader, writer, path: str, body: bytes) -> tuple[int, bytes]:
+    writer.write(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body))
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return status, await reader.readexactly(length)
+
+
+async def user(port: int, until: float, latencies: list[float], errors: list[int], n: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    status, body = await request(reader, writer, "/api/session", b"")
+    sid = json.loads(body)["session_id"]
+    i = n
+    while time.perf_counter() < until:
+        payload = json.dumps({"session_id": sid, "text": QUESTIONS[i % len(QUESTIONS)]}, ensure_ascii=False).encode()
+        i += 1
+        t = time.perf_counter()
+        status, _ = await request(reader, writer, "/api/chat", payload)
+        latencies.append(time.perf_counter() - t)
+        if status != 200:
+            errors.append(status)
+    writer.close()
+
+
+async def level(port: int, concurrency: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors: list[int] = []
+    await asyncio.gather(*(user(port, time.perf_counter() + 0.5, [], [], n) for n in range(concurrency)))  # warm-up
+    started = time.perf_counter()
+    await asyncio.gather(*(user(port, started + seconds, latencies, errors, n) for n in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+    return {"c": concurrency, "rps": round(len(latencies) / elapsed), "p50_ms": round(q[49] * 1000, 1),
+            "p99_ms": round(q[98] * 1000, 1), "errors": len(errors), "requests": len(latencies)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--levels", default="1,8,32,64")
+    ap.add_argument("--setups", default="bare,default,production")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    results: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for setup in args.setups.split(","):
+            folder = Path(tmp) / setup
+            folder.mkdir()
+            proc, port = start(setup, folder)
+            try:
+                results[setup] = [asyncio.run(level(port, c, args.seconds)) for c in levels]
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"POST /api/chat, keep-alive, {args.seconds:g} s per level, {os.cpu_count()} cores shared with the load generator")
+    print(f"{'setup':<11}" + "".join(f"| c={c:<3} req/s  p50 ms  p99 ms  err " for c in levels))
+    for setup, rows in results.items():
+        print(f"{setup:<11}" + "".join(f"| {r['rps']:>9} {r['p50_ms']:>7} {r['p99_ms']:>7} {r['errors']:>4} " for r in rows))
+    bare = {r["c"]: r["rps"] for r in results.get("bare", [])}
+    for setup in ("default", "production"):
+        for r in results.get(setup, []):
+            if bare.get(r["c"]):
+                r["share_of_bare"] = round(r["rps"] / bare[r["c"]], 3)
+    print("share of the bare app's req/s:",
+          {s: {r["c"]: r.get("share_of_bare") for r in rows} for s, rows in results.items() if s != "bare"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
