@@ -67,8 +67,8 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 import settings
+from handlers.types import Button, Message, Reply, Undeliverable
 from settings import WeChatConfig
-from handlers.types import Button, Message, Reply
 
 from . import render
 from .base import (Channel, ConversationEngine, InputRejected, buttons_as_text, clean_payload, clean_text,
@@ -332,9 +332,14 @@ class WeChatApiError(Exception):
         self.errcode, self.errmsg = errcode, errmsg
 
 
-class WindowClosed(WeChatApiError):
+class WindowClosed(WeChatApiError, Undeliverable):
     """WeChat refuses customer-service messages to this user: their last message is more than 48
-    hours old (or they unsubscribed). Nothing was delivered; the user must write first."""
+    hours old (or they unsubscribed). Nothing was delivered; the user must write first. Staff see
+    ``reason`` in the conversation."""
+
+    def __init__(self, errcode: int | None, errmsg: str = "") -> None:
+        WeChatApiError.__init__(self, errcode, errmsg)
+        self.reason = "用户超过 48 小时没有给公众号发消息（或已取消关注），微信不允许再向其推送客服消息，需等用户再次发消息后才能回复"
 
 
 class WeChatApi:

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .events import BusError, EventBus, MemoryBus
 from .handoffs import (RESOLUTIONS, Handoff, HandoffClosed, HandoffConflict, HandoffError, HandoffMessage,
                        HandoffNotFound, HandoffStore, MemoryHandoffStore, NewHandoff)
-from .types import Reply
+from .types import Reply, Undeliverable
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,19 @@ class HandoffService:
             return
         try:
             self.deliver(h.channel, h.address, list(replies))
-        except Exception:  # noqa: BLE001 - the reply is stored; the user sees it on their next turn
+        except Exception as e:  # noqa: BLE001 - a failed push never fails the agent's action
             log.exception("hand-off %s: delivery to %s failed", h.id, h.channel)
+            why = e.reason if isinstance(e, Undeliverable) else "发送失败，请稍后再试或改用其他方式联系用户"
+            self._notice(h, f"这条消息没有送达用户：{why}。")
+
+    def _notice(self, h: Handoff, text: str) -> None:
+        """A system line that staff see live in the conversation (not sent to the user)."""
+        try:
+            m = self.store.add_message(h.id, "system", "系统", text)
+        except HandoffError as e:  # closed meanwhile: the log line above is all there is
+            log.warning("hand-off %s: notice not stored: %s", h.id, e.__class__.__name__)
+            return
+        self._event("message", h, m)
 
     # ---- engine side ----------------------------------------------------------------------
 

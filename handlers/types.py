@@ -10,6 +10,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 
+class Undeliverable(Exception):
+    """A channel could not push to its user and knows why; ``reason`` is Chinese, for staff."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Button:
     """A choice offered to the user; ``payload`` comes back as a button message."""

@@ -12,7 +12,7 @@ from accounts.local import LocalAccountClient
 from handlers.handoff_service import HandoffService, OfficeHours, ReplyRejected, memory_service
 from handlers.handoffs import HandoffClosed, HandoffConflict, HandoffNotFound
 from handlers.testing import Chat, Clock, make_engine
-from handlers.types import Message, md, plain
+from handlers.types import Message, Undeliverable, md, plain
 
 ZS_ID, ZS1_PHONE = "110101199903071239", "13800138001"
 MONDAY_10_SHANGHAI = 1_800_000_000 - (1_800_000_000 % 604800) + 4 * 86400 + 2 * 3600  # 1970-01-05 was a Monday
@@ -238,3 +238,24 @@ def test_service_without_delivery_still_stores(acc, tmp_path):
     assert "目前没有人工客服在线" in chat.text
     service.reply(h.id, "li", "您好")
     assert service.get(h.id)[1][-1].text == "您好"
+
+
+@pytest.mark.parametrize("failure, shown", [
+    (Undeliverable("用户已离开该渠道"), "没有送达用户：用户已离开该渠道"),
+    (ConnectionError("network down"), "没有送达用户：发送失败"),
+])
+def test_a_push_that_fails_is_shown_to_the_agent_and_the_reply_is_kept(acc, tmp_path, failure, shown):
+    def deliver(channel, address, replies):
+        raise failure
+
+    service = memory_service(deliver=deliver)
+    events = []
+    service.listeners.append(lambda kind, h, m: events.append((kind, m and m.kind)))
+    chat = Chat(make_engine(acc, data_dir=tmp_path, handoffs=service))
+    chat.say("转人工")
+    [h] = service.list("waiting")
+    service.reply(h.id, "li", "您好")                    # the agent's action itself succeeds
+    kinds_texts = [(m.kind, m.text) for m in service.get(h.id)[1]]
+    assert ("agent", "您好") in kinds_texts
+    assert kinds_texts[-1][0] == "system" and shown in kinds_texts[-1][1]
+    assert events[-1] == ("message", "system")          # consoles see it live

@@ -569,3 +569,5 @@ def test_staff_replies_after_a_hand_off_reach_the_user_and_a_closed_window_is_a_
     service.reply(handoff.id, "小王", "还在吗？")
     failed = [r for r in caplog.records if "delivery to wechat failed" in r.getMessage()]
     assert failed and failed[0].exc_info and isinstance(failed[0].exc_info[1], WindowClosed)
+    _, messages = service.get(handoff.id)          # the agent is told, in the conversation itself
+    assert messages[-1].kind == "system" and "没有送达" in messages[-1].text and "48 小时" in messages[-1].text
