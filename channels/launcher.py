@@ -93,7 +93,7 @@ def serve_workers(cfg: Mapping[str, Any], workers: int, config_path: str | None 
         print(problem)
         return 2
     level = str(settings.section(cfg, "logging").get("level") or "INFO").upper()
-    conf = WebConfig.from_mapping(settings.section(cfg, "web"))
+    conf = WebConfig.of(cfg)
     if config_path:
         os.environ["CHSI_BOT_CONFIG"] = str(os.path.abspath(config_path))
     print(f"学信网账号助手：{workers} 个工作进程，{conf.public_url}/（按 Ctrl+C 停止）", flush=True)

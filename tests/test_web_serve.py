@@ -104,9 +104,31 @@ def test_serve_refuses_a_busy_port_with_a_clear_message(tmp_path):
     assert f"端口 127.0.0.1:{port} 已被占用" in out
 
 
-def test_serve_with_workers_needs_a_shared_secret(tmp_path):
-    cfg = write_config(tmp_path, free_port(), free_port())
+def test_serve_with_workers_needs_a_shared_secret_then_serves_one_conversation_across_them(tmp_path):
+    port = free_port()
+    cfg = write_config(tmp_path, port, free_port())
     env = {k: v for k, v in os.environ.items() if k != "WEB_SESSION_SECRET"}
     refused = subprocess.run([sys.executable, str(ROOT / "bot.py"), "--config", str(cfg), "serve", "--workers", "2"],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "WEB_SESSION_SECRET" in refused.stdout
+    proc = start(["--config", str(cfg), "serve", "--workers", "2"],
+                 {"WEB_SESSION_SECRET": "workers-secret-0123456789abcdef0123"})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/readyz", timeout=5).status_code in (200, 503):
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        sid = requests.post(base + "/api/session", timeout=10).json()["session_id"]
+        for _ in range(6):   # fresh connections: spread over both workers, one conversation
+            r = requests.post(base + "/api/chat", json={"session_id": sid, "text": "忘记密码怎么办"}, timeout=30)
+            assert r.status_code == 200 and r.json()["replies"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
