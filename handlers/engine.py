@@ -7,6 +7,10 @@ the active guided flow (``handlers.flows``) one step. It never raises: every pro
 becomes a Chinese reply. Personal data lives only in the active flow's data and is
 dropped when the flow ends or expires; transcripts and logs are masked.
 
+What a session keeps is ``handlers.state.SessionState`` (typed, versioned, saved as JSON); a
+session another version saved that cannot be read, or whose flow or step is gone, starts afresh
+with a restart message. Flow steps never see it: they get ``flows.base.Ctx``.
+
 Hand-off (``handlers.handoff_service``): 转人工 queues the conversation with its masked
 transcript and the reason; from then on the user's messages go to the person (the bot
 only says where they stand in the queue) until the agent closes or hands back, or the
@@ -38,6 +42,7 @@ from .images import ImageRejected, sanitize
 from .limits import Limits, MemoryLimiter
 from .records import Records
 from .sessions import LockTimeout, SessionStore, StoreError, storage_key
+from .state import FlowState, Incompatible, LoginSlot, Reach, SessionState
 from .types import Button, Message, Replies, Reply, md, plain
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,9 @@ HANDOFF_WORDS = ("转人工", "人工", "人工客服", "转人工客服", "找�
 LEAVE_WORDS = ("取消转人工", "不转人工", "退出人工", "取消人工", "回到机器人", "取消", "结束", "结束对话", "退出",
                "cancel", "quit", "exit")
 HIDDEN = "（个人信息，已隐藏）"
+# what a session saved by another version says when it cannot be continued (handlers.state)
+STATE_DROPPED = "系统已更新，您之前正在办理的事项需要重新开始，之前填写的信息已清除。"
+STATE_RESET = "系统已更新，之前的对话进度已清除，如需办理请重新开始。"
 _QUESTION = re.compile(r"[?？]|吗|么|呢|怎么|如何|为什么|为啥|什么|哪|能否|可否|是否")
 # "密码改好了，谢谢": a closing statement after a flow (what was done, then thanks), not a question
 _DONE = re.compile(r"^(好了|好的|好|行|ok|嗯|嗯嗯)?(密码|用户名|账号|帐号|验证|核验|绑定|登录|问题|都|已经|我)*"
@@ -129,10 +137,10 @@ class Engine:
         started = time.perf_counter()
         try:
             with self.store.lock(session_id):
-                state = self.store.get(session_id) or {}
-                replies = Replies(self._turn(session_id, state, message))
-                replies.flow = (state.get("flow") or {}).get("name")
-                self.store.save(session_id, state, self._ttl(state))
+                state, notice = self._load(session_id)
+                replies = Replies(self._turn(session_id, state, message, notice))
+                replies.flow = state.flow.name if state.flow else None
+                self.store.save(session_id, state.to_json(), self._ttl(state))
             return replies
         except LockTimeout:
             log.warning("session %s busy", tag)
@@ -191,29 +199,50 @@ class Engine:
     def expects_image(self, session_id: str) -> bool:
         """True while the session's flow waits for a picture (a channel downloads one only then)."""
         try:
-            flow = (self.store.get(session_id) or {}).get("flow") or {}
+            state, _ = self._load(session_id)
         except StoreError:
             return True  # cannot tell: let the message through, the turn decides
-        step = FLOWS[flow["name"]].steps.get(flow.get("step") or "") if flow.get("name") in FLOWS else None
+        step = self._step(state) if state.flow and state.flow.step is not None else None
         return isinstance(step, Ask) and step.expects == "image"
 
-    def _ttl(self, state: Mapping[str, Any]) -> int:
+    def _load(self, session_id: str) -> tuple[SessionState, list[Reply]]:
+        """The saved state, and a restart message when what was saved could not be kept: a schema this
+        version cannot read (the whole state goes) or a flow or step it no longer has (the flow goes, with
+        its data). Only StoreError escapes."""
+        raw = self.store.get(session_id)
+        if raw is None:
+            return SessionState(), []
+        try:
+            state = SessionState.from_json(raw)
+        except Exception as e:  # Incompatible, or a bug reading it: the conversation starts afresh
+            log.info("session %s: saved state dropped (%s)", storage_key(str(session_id))[:8],
+                     e if isinstance(e, Incompatible) else e.__class__.__name__)
+            had_flow = e.had_flow if isinstance(e, Incompatible) else bool(raw.get("flow"))
+            return SessionState(), [Reply(STATE_DROPPED if had_flow else STATE_RESET)]
+        flow = state.flow
+        if flow is None or (flow.name in FLOWS and (flow.step is None or flow.step in FLOWS[flow.name].steps)):
+            return state, []
+        log.info("dropped a saved flow this version does not have (%s at %s)", flow.name, flow.step)
+        state.flow = None
+        return state, [Reply(STATE_DROPPED)]
+
+    def _ttl(self, state: SessionState) -> int:
         """A day idle for a session; with a flow active, just past the flow's own expiry
         so its personal data does not outlive it."""
-        if state.get("flow"):
+        if state.flow:
             return min(self.sessions.ttl_seconds, self.sessions.flow_idle_seconds + 900)
         return self.sessions.ttl_seconds
 
-    def _turn(self, session_id: str, state: dict[str, Any], message: Message) -> list[Reply]:
+    def _turn(self, session_id: str, state: SessionState, message: Message, notice: list[Reply]) -> list[Reply]:
+        """One message's replies (after ``notice``, what loading the session had to say)."""
         now = self.clock()
         if message.client:
             # the account API's per-client limits see one stable identity per user, not per conversation
-            state["client_id"] = self.limits.client_id(message.client)
+            state.client_id = self.limits.client_id(message.client)
         inp, problem = self._clean(message)
         if message.channel:  # where to push later replies (a staff answer after a hand-off)
-            state["reach"] = {"channel": message.channel, "address": message.address}
-        state["prev_event"] = state.pop("last_event", None)
-        stale = self._drop_stale_flow(state)
+            state.reach = Reach(message.channel, message.address)
+        state.prev_event, state.last_event = state.last_event, None
         said = self._remember_user(state, inp, message)
         self._note(text=said[:500], channel=str(message.channel or ""))
         try:
@@ -228,17 +257,17 @@ class Engine:
                     self._note_first(decision="person")
         except Exception as e:  # a bug must not lose the conversation or leak data
             log.error("session %s: %s in flow %s", storage_key(session_id)[:8], e.__class__.__name__,
-                      (state.get("flow") or {}).get("name"), exc_info=log.isEnabledFor(logging.DEBUG))
+                      state.flow.name if state.flow else None, exc_info=log.isEnabledFor(logging.DEBUG))
             self._flow_outcome("error")
             self._end_flow(state)
             replies = [Reply("抱歉，系统出了点问题，当前办理已结束，您填写的信息已清除。请重新开始或转人工客服。",
                              buttons=(HANDOFF,))]
-        if state.get("flow"):
-            state["flow"]["touched"] = now
-            self._note(flow=state["flow"]["name"], step=state["flow"]["step"])
-        self._note_first(decision="flow" if state.get("flow") or "flow_event" in (self._pinned.trace or {})
+        if state.flow:
+            state.flow.touched = now
+            self._note(flow=state.flow.name, step=state.flow.step)
+        self._note_first(decision="flow" if state.flow or "flow_event" in (self._pinned.trace or {})
                          else "command", intent=next((r.intent for r in replies if r.intent), None))
-        replies = stale + replies
+        replies = notice + replies
         self._remember_bot(state, replies)
         return replies
 
@@ -272,22 +301,22 @@ class Engine:
 
     # ---- routing ------------------------------------------------------------------------
 
-    def _dispatch(self, session_id: str, state: dict[str, Any], inp: Input, now: float) -> list[Reply]:
-        flow = state.get("flow")
-        if flow and now - flow.get("touched", now) > self.sessions.flow_idle_seconds:
+    def _dispatch(self, session_id: str, state: SessionState, inp: Input, now: float) -> list[Reply]:
+        flow = state.flow
+        if flow and now - flow.touched > self.sessions.flow_idle_seconds:
             return self._expire(state)
         if inp.kind == "button":
             replies = self._button(session_id, state, inp, now)
             if replies is not None:
                 return replies
-        offer = state.pop("offer", None)
-        vote_for = state.pop("vote_for", None)
+        offer, state.offer = state.offer, None
+        vote_for, state.vote_for = state.vote_for, None
         if inp.kind == "text":
             word = _command(inp.text)
             vote = "up" if word in HELPFUL_WORDS else "down" if word in NOT_HELPFUL_WORDS else None
-            if vote and vote_for in self.faq.entries and not state.get("flow"):  # the 有帮助/没帮助 button, typed
+            if vote and vote_for in self.faq.entries and not state.flow:  # the 有帮助/没帮助 button, typed
                 return self._feedback(session_id, f"{vote}:{vote_for}", state, now)
-            answer = typed_yes_no(inp.text) if offer in FLOWS and not state.get("flow") else None
+            answer = typed_yes_no(inp.text) if offer in FLOWS and not state.flow else None
             if answer is not None:  # the answer to the offer just made ("需要我一步步帮您…吗？")
                 return self._start(state, offer, now) if answer else [Reply("好的。还有其他问题，随时问我。")]
             if word in CANCEL_WORDS and not (word in NO and self._asks_yes_no(state)):
@@ -301,11 +330,11 @@ class Engine:
             if word in HANDOFF_WORDS:
                 return self._handoff(session_id, state)
             if word in NO_HANDOFF_WORDS:  # (during a hand-off these leave it: _with_person)
-                return [Reply("好的，不转人工。")] + (self._reprompt(state, now, "我们继续：") if state.get("flow")
+                return [Reply("好的，不转人工。")] + (self._reprompt(state, now, "我们继续：") if state.flow
                                                       else [Reply("有什么可以帮您？")])
             if word in COMMANDS:
                 return self._start(state, COMMANDS[word], now)
-        if state.get("flow"):
+        if state.flow:
             return self._flow_input(session_id, state, inp, now)
         if inp.kind == "image":
             return [Reply("我只在办理“客服协助验证”（上传身份证照片）时接收图片。请用文字描述您的问题。",
@@ -325,22 +354,21 @@ class Engine:
         lead = "不客气，很高兴能帮到您！" if _THANKS.search(word) else "太好了！"
         return [Reply(f"{lead}还有其他账号问题，随时问我。", intent="thanks")]
 
-    def _asks_yes_no(self, state: Mapping[str, Any]) -> bool:
+    def _asks_yes_no(self, state: SessionState) -> bool:
         """True when the current step is a yes/no question (so 算了/不用 answer it)."""
-        flow = state.get("flow")
-        if not flow or flow.get("step") is None:
+        if not state.flow or state.flow.step is None:
             return False
-        step = FLOWS[flow["name"]].steps.get(flow["step"])
+        step = self._step(state)
         return isinstance(step, Ask) and step.yes_no
 
-    def _button(self, session_id: str, state: dict[str, Any], inp: Input, now: float) -> list[Reply] | None:
+    def _button(self, session_id: str, state: SessionState, inp: Input, now: float) -> list[Reply] | None:
         """Engine-level buttons; None lets the active flow's step handle the payload."""
         kind, _, arg = inp.payload.partition(":")
         if kind == "fb" and arg.partition(":")[2] in self.faq.entries:
             return self._feedback(session_id, arg, state, now)
         if kind == "faq" and arg in self.faq.entries:
             self._note(decision="answer", intent=self.faq.entry(arg).intent, entry=arg)
-            return self._entry_replies(self.faq.entry(arg), in_flow=bool(state.get("flow"))) + self._reprompt(state, now)
+            return self._entry_replies(self.faq.entry(arg), in_flow=bool(state.flow)) + self._reprompt(state, now)
         if kind == "flow" and arg in FLOWS:
             return self._start(state, arg, now)
         if inp.payload == "handoff":
@@ -353,17 +381,17 @@ class Engine:
 
     # ---- FAQ answers ------------------------------------------------------------------------
 
-    def _answer(self, session_id: str, state: dict[str, Any], result: MatchResult, now: float) -> list[Reply]:
+    def _answer(self, session_id: str, state: SessionState, result: MatchResult, now: float) -> list[Reply]:
         self._note_match(result)
-        state["oos_streak"] = state.get("oos_streak", 0) + 1 if result.decision == "out_of_scope" else 0
+        state.oos_streak = state.oos_streak + 1 if result.decision == "out_of_scope" else 0
         if result.decision == "answer" and result.entry in self.faq.entries:
             entry = self.faq.entry(result.entry)
             if entry.intent == HUMAN or entry.flow == HUMAN:
                 return self._handoff(session_id, state)
             if entry.intent not in SMALLTALK:
-                state["topic"] = entry.intent
+                state.topic = entry.intent
             if entry.flow in OFFERS:  # a typed yes/no next answers the offer
-                state["offer"] = OFFERS[entry.flow].flow
+                state.offer = OFFERS[entry.flow].flow
             return self._entry_replies(entry, in_flow=False)
         group = self.faq.not_covered_groups.get(result.not_covered or "")
         if result.decision == "out_of_scope" and group is not None:  # a neighbouring service we do not cover
@@ -393,9 +421,9 @@ class Engine:
                                  intent=entry.intent, entry=entry.id))
         return replies
 
-    def _feedback(self, session_id: str, arg: str, state: dict[str, Any], now: float) -> list[Reply]:
+    def _feedback(self, session_id: str, arg: str, state: SessionState, now: float) -> list[Reply]:
         vote, _, entry = arg.partition(":")
-        awaiting = state.get("feedback_open", [])
+        awaiting = state.feedback_open
         if entry not in awaiting:   # one vote per answer shown: a replayed button counts nothing
             return [Reply("您已经评价过这个回答了，感谢您的反馈！")] + self._reprompt(state, now)
         awaiting.remove(entry)
@@ -403,62 +431,59 @@ class Engine:
         self._note(decision="feedback", entry=entry, intent=self.faq.entry(entry).intent,
                    feedback="up" if vote == "up" else "down")
         if vote != "up":
-            state["last_event"] = "not_helpful"
+            state.last_event = "not_helpful"
         if vote == "up":
             return [Reply("感谢您的反馈！")] + self._reprompt(state, now)
         return [Reply("抱歉没能帮到您。您可以换个说法再问一次，或转人工客服。", buttons=(HANDOFF,))] + self._reprompt(state, now)
 
     # ---- hand-off to a person ------------------------------------------------------------
 
-    def _reason(self, state: Mapping[str, Any]) -> str:
+    def _reason(self, state: SessionState) -> str:
         """Why the conversation reaches a person (for staff and statistics)."""
-        flow = state.get("flow") or {}
-        if flow.get("invalid", 0) >= self.sessions.max_invalid_tries:
+        if state.flow and state.flow.invalid >= self.sessions.max_invalid_tries:
             return "invalid_tries"
-        if state.get("prev_event") in ("api_failure", "not_helpful"):
-            return str(state["prev_event"])
-        if state.get("oos_streak", 0) >= 2:
+        if state.prev_event in ("api_failure", "not_helpful"):
+            return str(state.prev_event)
+        if state.oos_streak >= 2:
             return "out_of_scope_twice"
         return "user_request"
 
-    def _handoff(self, session_id: str, state: dict[str, Any]) -> list[Reply]:
+    def _handoff(self, session_id: str, state: SessionState) -> list[Reply]:
         """Queue the conversation for a person with a masked transcript; any flow ends."""
         current = self._open_handoff(state)
         if current is not None:
             return [Reply("您已在人工客服队列中。" + self.handoffs.status_text(current), buttons=(LEAVE_HANDOFF,),
                           intent=HUMAN)]
-        flow = state.get("flow") or {}
-        reach = state.get("reach") or {}
-        new = NewHandoff(session_key=storage_key(session_id), channel=str(reach.get("channel") or "web"),
-                         address=str(reach.get("address") or session_id), reason=self._reason(state),
-                         flow=flow.get("name"), step=flow.get("step"), topic=flow.get("name") or state.get("topic"),
-                         transcript=transcript_lines(state.get("transcript", [])))
+        flow, reach = state.flow, state.reach
+        new = NewHandoff(session_key=storage_key(session_id), channel=(reach.channel if reach else "") or "web",
+                         address=(reach.address if reach else "") or session_id, reason=self._reason(state),
+                         flow=flow.name if flow else None, step=flow.step if flow else None,
+                         topic=flow.name if flow else state.topic, transcript=transcript_lines(state.transcript))
         try:
             h = self.handoffs.open(new)
         except HandoffError as e:
             log.error("session %s: hand-off failed: %s", storage_key(session_id)[:8], e.__class__.__name__)
             return [Reply("抱歉，人工客服系统暂时无法接入，请稍后再点“转人工客服”。", buttons=(HANDOFF,))]
         self._note(decision="handoff", intent=HUMAN)
-        if state.get("flow"):
+        if state.flow:
             self._flow_outcome("handed_off")
         self._end_flow(state)
-        state["handoff"] = h.id
-        state["oos_streak"] = 0
+        state.handoff = h.id
+        state.oos_streak = 0
         log.info("session %s handed off (%s)", storage_key(session_id)[:8], new.reason)
         return [Reply(f"{self.handoff.message}\n\n{self.handoffs.status_text(h)}\n\n"
                       "如需回到智能助手，请输入“取消转人工”。", buttons=(LEAVE_HANDOFF,), intent=HUMAN)]
 
-    def _open_handoff(self, state: dict[str, Any]) -> Any:
+    def _open_handoff(self, state: SessionState) -> Any:
         """The session's hand-off while waiting/active; forgets one that has ended."""
-        hid = state.get("handoff")
-        if not hid:
+        if not state.handoff:
             return None
-        h = self.handoffs.get_open(str(hid))
+        h = self.handoffs.get_open(state.handoff)
         if h is None:
-            state.pop("handoff", None)
+            state.handoff = None
         return h
 
-    def _with_person(self, state: dict[str, Any], inp: Input, said: str) -> list[Reply] | None:
+    def _with_person(self, state: SessionState, inp: Input, said: str) -> list[Reply] | None:
         """During a hand-off the user's messages go to the person; None when there is none (the bot answers)."""
         try:
             h = self._open_handoff(state)
@@ -471,7 +496,7 @@ class Engine:
         try:
             if leaving:
                 self.handoffs.leave(h)
-                state.pop("handoff", None)
+                state.handoff = None
                 return [Reply("好的，已取消转人工，回到智能助手。有什么可以帮您？", intent="handoff_left")]
             if inp.kind == "image":
                 return [Reply("人工客服对话中暂不支持发送图片，请用文字描述您的问题。", buttons=(LEAVE_HANDOFF,))]
@@ -491,73 +516,78 @@ class Engine:
 
     # ---- flows ---------------------------------------------------------------------------------
 
-    def _ctx(self, state: dict[str, Any], now: float) -> Ctx:
-        flow = state["flow"]
+    def _ctx(self, state: SessionState, now: float) -> Ctx:
+        flow = self._flow(state)
         # the user's keyed identity from the channel (Message.client), else a random one for this conversation
-        client_id = state.setdefault("client_id", secrets.token_hex(8))
-        return Ctx(flow=flow["name"], data=flow["data"], session=state,
-                   accounts=self.accounts.with_client_id(client_id), key=flow["key"], now=now,
-                   limits=self.limits, client=client_id)
+        if not state.client_id:
+            state.client_id = secrets.token_hex(8)
+        return Ctx(flow=flow.name, data=flow.data, accounts=self.accounts.with_client_id(state.client_id),
+                   idempotency_key=flow.idempotency_key, now=now, limits=self.limits, client=state.client_id,
+                   login_slot=LoginSlot(state))
 
-    def _step(self, state: Mapping[str, Any]) -> Step:
-        flow = state["flow"]
-        return FLOWS[flow["name"]].steps[flow["step"]]
+    @staticmethod
+    def _flow(state: SessionState) -> FlowState:
+        """The active flow (callers check there is one)."""
+        assert state.flow is not None
+        return state.flow
 
-    def _start(self, state: dict[str, Any], name: str, now: float,
+    def _step(self, state: SessionState) -> Step:
+        flow = self._flow(state)
+        return FLOWS[flow.name].steps[flow.step or ""]
+
+    def _start(self, state: SessionState, name: str, now: float,
                data: Mapping[str, Any] | None = None) -> list[Reply]:
         self._end_flow(state)
         spec = FLOWS[name]
-        state["flow"] = {"name": name, "step": None, "data": dict(data or {}), "history": [],
-                         "invalid": 0, "key": "", "touched": now}
+        state.flow = FlowState(name=name, data=dict(data or {}), touched=now)
         log.info("flow %s started", name)
         self._note(flow_event="started", flow=name)
         replies = self._advance(state, Goto(spec.first), now)
-        if not state.get("flow"):  # done at once (e.g. a status shown to a logged-in user): no prompt hints
+        if not state.flow:  # done at once (e.g. a status shown to a logged-in user): no prompt hints
             return replies
         intro = Reply(f"好的，我们开始**{spec.title}**。随时可以输入“返回”回到上一步，“取消”结束，"
                       "或“转人工”找工作人员。", flow=name)
         return [intro] + replies
 
-    def _restart(self, state: dict[str, Any], now: float) -> list[Reply]:
-        flow = state.get("flow")
-        if not flow:
+    def _restart(self, state: SessionState, now: float) -> list[Reply]:
+        if not state.flow:
             return [Reply("当前没有正在办理的事项。有什么可以帮您？")]
-        return [Reply("好的，从头开始，之前填写的信息已清除。")] + self._start(state, flow["name"], now)
+        return [Reply("好的，从头开始，之前填写的信息已清除。")] + self._start(state, state.flow.name, now)
 
-    def _end_flow(self, state: dict[str, Any]) -> None:
+    def _end_flow(self, state: SessionState) -> None:
         """Drop the flow and all its data."""
-        flow = state.pop("flow", None)
+        flow, state.flow = state.flow, None
         if flow:
-            log.info("flow %s ended at %s", flow["name"], flow["step"])
-            self._note(flow=flow["name"], step=flow["step"])
+            log.info("flow %s ended at %s", flow.name, flow.step)
+            self._note(flow=flow.name, step=flow.step)
 
-    def _expire(self, state: dict[str, Any]) -> list[Reply]:
-        name = state["flow"]["name"]
+    def _expire(self, state: SessionState) -> list[Reply]:
+        name = self._flow(state).name
         self._flow_outcome("expired")
         self._end_flow(state)
         minutes = self.sessions.flow_idle_seconds // 60
         return [Reply(f"由于超过 {minutes} 分钟没有操作，“{FLOWS[name].title}”已结束，您填写的信息已清除。"
                       "如需继续，请重新开始。", buttons=(Button("重新开始", f"flow:{name}"),), flow=name)]
 
-    def _cancel(self, state: dict[str, Any]) -> list[Reply]:
-        if not state.get("flow"):
+    def _cancel(self, state: SessionState) -> list[Reply]:
+        if not state.flow:
             return [Reply("当前没有正在办理的事项。有什么可以帮您？")]
-        title = FLOWS[state["flow"]["name"]].title
+        title = FLOWS[state.flow.name].title
         self._flow_outcome("cancelled")
         self._end_flow(state)
         return [Reply(f"好的，已结束“{title}”，您填写的信息已清除。还有什么可以帮您？")]
 
-    def _back(self, state: dict[str, Any], now: float) -> list[Reply]:
-        flow = state.get("flow")
+    def _back(self, state: SessionState, now: float) -> list[Reply]:
+        flow = state.flow
         if not flow:
             return [Reply("当前没有正在办理的事项。有什么可以帮您？")]
-        if not flow["history"]:
+        if not flow.history:
             return [Reply("已经回到可以返回的最早一步了。如需重新开始，请输入“取消”后再开始。")] + self._reprompt(state, now)
-        step = flow["history"].pop()
+        step = flow.history.pop()
         return self._advance(state, Goto(step), now, record=False)
 
-    def _retry(self, state: dict[str, Any], now: float) -> list[Reply]:
-        if not state.get("flow"):
+    def _retry(self, state: SessionState, now: float) -> list[Reply]:
+        if not state.flow:
             return [Reply("当前没有需要重试的操作。有什么可以帮您？")]
         step = self._step(state)
         if isinstance(step, Ask):
@@ -565,20 +595,20 @@ class Engine:
         outcome = self._run(state, step, now)
         return outcome if isinstance(outcome, list) else self._advance(state, outcome, now)
 
-    def _reprompt(self, state: dict[str, Any], now: float, lead: str = "") -> list[Reply]:
+    def _reprompt(self, state: SessionState, now: float, lead: str = "") -> list[Reply]:
         """The current step's prompt again (nothing outside a flow)."""
-        if not state.get("flow"):
+        if not state.flow:
             return []
         step = self._step(state)
         if isinstance(step, Act):
             return [Reply("上一步还没有完成，请点“重试”，或输入“取消”结束。", buttons=(RETRY, CANCEL),
-                          flow=state["flow"]["name"])]
+                          flow=state.flow.name)]
         prompt = step.prompt(self._ctx(state, now))
         if lead:
             prompt = Reply(f"{lead}\n\n{prompt.text}", prompt.buttons, flow=prompt.flow, expects_image=prompt.expects_image)
         return [prompt]
 
-    def _flow_input(self, session_id: str, state: dict[str, Any], inp: Input, now: float) -> list[Reply]:
+    def _flow_input(self, session_id: str, state: SessionState, inp: Input, now: float) -> list[Reply]:
         """The user's answer to the current step, or a question asked in between."""
         step = self._step(state)
         question = inp.kind == "text" and _is_question(inp.text)
@@ -600,7 +630,7 @@ class Engine:
             return self._invalid(state, e.message, now)
         return self._advance(state, outcome, now)
 
-    def _interrupt(self, session_id: str, state: dict[str, Any], text: str, now: float,
+    def _interrupt(self, session_id: str, state: SessionState, text: str, now: float,
                    min_score: float) -> list[Reply] | None:
         """A confident FAQ answer (or a hand-off) in the middle of a flow, then the same step again."""
         result = self.matcher.match(text)
@@ -612,20 +642,20 @@ class Engine:
             return self._handoff(session_id, state)
         return self._entry_replies(entry, in_flow=True) + self._reprompt(state, now, "我们继续刚才的办理：")
 
-    def _invalid(self, state: dict[str, Any], message: str, now: float) -> list[Reply]:
-        flow = state["flow"]
-        flow["invalid"] += 1
+    def _invalid(self, state: SessionState, message: str, now: float) -> list[Reply]:
+        flow = self._flow(state)
+        flow.invalid += 1
         replies = self._reprompt(state, now, lead=message)
-        if flow["invalid"] >= self.sessions.max_invalid_tries:
+        if flow.invalid >= self.sessions.max_invalid_tries:
             replies.append(Reply("这一步好像不太顺利。需要的话，可以转人工客服协助您，或输入“取消”结束办理。",
-                                 buttons=(HANDOFF, CANCEL), flow=flow["name"]))
+                                 buttons=(HANDOFF, CANCEL), flow=flow.name))
         return replies
 
-    def _advance(self, state: dict[str, Any], outcome: Outcome, now: float, record: bool = True) -> list[Reply]:
+    def _advance(self, state: SessionState, outcome: Outcome, now: float, record: bool = True) -> list[Reply]:
         """Apply an outcome: say its replies, then enter steps until one waits for the user."""
         replies: list[Reply] = []
         for _ in range(MAX_HOPS):
-            flow = state["flow"]
+            flow = self._flow(state)
             replies.extend(outcome.say)
             if isinstance(outcome, Finish):
                 self._flow_outcome("completed")
@@ -633,106 +663,91 @@ class Engine:
                 return replies
             if isinstance(outcome, Switch):
                 return replies + self._start(state, outcome.flow, now, outcome.data)
-            leaving = flow["step"]
-            if record and leaving is not None and isinstance(FLOWS[flow["name"]].steps[leaving], Ask):
-                flow["history"].append(leaving)
+            leaving = flow.step
+            if record and leaving is not None and isinstance(FLOWS[flow.name].steps[leaving], Ask):
+                flow.history.append(leaving)
             record = True
-            flow.update(step=outcome.step, key=secrets.token_urlsafe(16), invalid=0)
+            flow.step, flow.idempotency_key, flow.invalid = outcome.step, secrets.token_urlsafe(16), 0
             step = self._step(state)
             if isinstance(step, Ask):
                 return replies + [step.prompt(self._ctx(state, now))]
-            flow["history"] = []  # no going back past an action already taken
+            flow.history = []  # no going back past an action already taken
             next_outcome = self._run(state, step, now)
             if isinstance(next_outcome, list):  # the step stays: say why
                 return replies + next_outcome
             outcome = next_outcome
-        raise RuntimeError(f"flow {state['flow']['name']} did not settle")
+        raise RuntimeError(f"flow {self._flow(state).name} did not settle")
 
-    def _run(self, state: dict[str, Any], step: Act, now: float) -> Outcome | list[Reply]:
+    def _run(self, state: SessionState, step: Act, now: float) -> Outcome | list[Reply]:
         """Run an action step; when the service is unavailable or asks to wait, the step stays
         (its data and key kept for "重试") and the replies say so."""
-        flow = state["flow"]
+        flow = self._flow(state)
         ctx = self._ctx(state, now)
         try:
             return step.run(ctx)
         except ServiceUnavailable:
-            log.warning("flow %s step %s: account service unavailable", flow["name"], flow["step"])
+            log.warning("flow %s step %s: account service unavailable", flow.name, flow.step)
             return self._failed(state)
         except TooFrequent as e:
-            log.info("flow %s step %s: rate limited by the account service", flow["name"], flow["step"])
+            log.info("flow %s step %s: rate limited by the account service", flow.name, flow.step)
             return [Reply(f"请求太频繁，账号服务暂时不受理，请{plain_wait(e.retry_after)}点“重试”。"
-                          "您已填写的信息都还在。", buttons=(RETRY, CANCEL), flow=flow["name"])]
+                          "您已填写的信息都还在。", buttons=(RETRY, CANCEL), flow=flow.name)]
         except Unauthorized:
             ctx.logout()
-            if "login_username" in FLOWS[flow["name"]].steps:
-                flow["data"]["after_login"] = flow["step"]
-                return Goto("login_username", (ctx.say("登录已失效，请重新登录。"),))
+            relogin = FLOWS[flow.name].relogin
+            if relogin is not None:  # the flow logs in again, then resumes at this step
+                return relogin(ctx, flow.step or "")
             return Finish((ctx.say("登录已失效，请重新开始。"),))
         except AccountError as e:
-            log.warning("flow %s step %s: refused (%s)", flow["name"], flow["step"], e.code)
-            state["last_event"] = "api_failure"
+            log.warning("flow %s step %s: refused (%s)", flow.name, flow.step, e.code)
+            state.last_event = "api_failure"
             self._flow_outcome("failed")
             return Finish((ctx.say(f"抱歉，操作没有成功：{md(e.message) if e.message else '服务拒绝了请求'}。如需帮助，可以转人工客服。",
                                    HANDOFF),))
 
-    def _failed(self, state: dict[str, Any]) -> list[Reply]:
-        state["last_event"] = "api_failure"
+    def _failed(self, state: SessionState) -> list[Reply]:
+        state.last_event = "api_failure"
         return [Reply("抱歉，学信网账号服务暂时无法连接，这一步没有完成，您已填写的信息都还在。请稍后点“重试”。",
-                      buttons=(RETRY, CANCEL), flow=state["flow"]["name"])]
+                      buttons=(RETRY, CANCEL), flow=self._flow(state).name)]
 
     # ---- transcript (masked, short) -----------------------------------------------------
 
-    def _drop_stale_flow(self, state: dict[str, Any]) -> list[Reply]:
-        """A flow saved under a flow or step this version no longer has is dropped with its data
-        (a restart message says so); [] when there is none or it is current."""
-        flow = state.get("flow")
-        if not flow:
-            return []
-        spec = FLOWS.get(str(flow.get("name")))
-        if spec is not None and (flow.get("step") is None or flow.get("step") in spec.steps):
-            return []
-        log.info("dropped a saved flow this version does not have (%s at %s)", flow.get("name"), flow.get("step"))
-        state.pop("flow", None)
-        return [Reply("系统已更新，您之前正在办理的事项需要重新开始，之前填写的信息已清除。")]
-
-    def _remember_user(self, state: dict[str, Any], inp: Input, message: Message) -> str:
+    def _remember_user(self, state: SessionState, inp: Input, message: Message) -> str:
         """Add the user's message to the masked transcript (buttons by their label); the line kept."""
-        flow = state.get("flow")
         private = False
-        if flow and flow.get("step"):
-            step = FLOWS[flow["name"]].steps.get(flow["step"])
+        if state.flow and state.flow.step:
+            step = self._step(state)
             private = isinstance(step, Ask) and step.private
         if inp.kind == "image" or message.kind == "image":
             text = "［图片］"
         elif private and inp.kind == "text":
             text = HIDDEN
         elif inp.kind == "button":
-            text = mask_secrets((state.get("labels") or {}).get(inp.payload) or "［按钮］")
+            text = mask_secrets(state.labels.get(inp.payload) or "［按钮］")
         else:
             text = mask_secrets(inp.text)[:2000]
         self._append_transcript(state, "用户", text[:200])
         return text
 
-    def _remember_bot(self, state: dict[str, Any], replies: list[Reply]) -> None:
+    def _remember_bot(self, state: SessionState, replies: list[Reply]) -> None:
         labels = {b.payload: b.label for r in replies for b in r.buttons}
         votes = [p for p in labels if p.startswith("fb:")]
         if votes:  # the answer a typed 有帮助/没帮助 on the next turn is about
-            state["vote_for"] = votes[-1].split(":", 2)[2]
+            state.vote_for = votes[-1].split(":", 2)[2]
         if labels:  # the labels the user saw, so a pressed button reads as its label in the transcript
-            kept = {**(state.get("labels") or {}), **labels}
-            state["labels"] = dict(list(kept.items())[-40:])
+            kept = {**state.labels, **labels}
+            state.labels = dict(list(kept.items())[-40:])
         for r in replies:
             self._append_transcript(state, "助手", mask_secrets(plain(r.text))[:200])
             if r.entry and any(b.payload.startswith("fb:") for b in r.buttons):
-                awaiting = state.setdefault("feedback_open", [])   # answers that may still get their one vote
+                awaiting = state.feedback_open   # answers that may still get their one vote
                 if r.entry not in awaiting:
                     awaiting.append(r.entry)
                 del awaiting[:-20]
 
-    def _append_transcript(self, state: dict[str, Any], who: str, text: str) -> None:
-        transcript = state.setdefault("transcript", [])
-        transcript.append([who, text])
-        del transcript[:-self.sessions.transcript_turns]
+    def _append_transcript(self, state: SessionState, who: str, text: str) -> None:
+        state.transcript.append([who, text])
+        del state.transcript[:-self.sessions.transcript_turns]
 
 
 def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,

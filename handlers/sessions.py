@@ -1,7 +1,8 @@
 """Where conversation state lives between messages: one small interface, three backends.
 
 Contract (every store keeps it):
-- State is a JSON-serialisable ``dict``; it is stored as JSON text (never pickle).
+- State is a JSON-serialisable ``dict`` (the engine's is ``handlers.state.SessionState.to_json()``, versioned);
+  it is stored as JSON text (never pickle).
 - ``get(sid)`` returns the saved dict, or ``None`` when there is none, it has expired,
   or the stored text cannot be read back (logged at WARNING without the content).
 - ``save(sid, state, ttl)`` replaces the state; it disappears ``ttl`` seconds later

@@ -13,6 +13,7 @@ from channels.web import replies_json
 from handlers.flows import FLOWS
 from handlers.flows.base import Ask
 from handlers.testing import Chat
+from handlers.state import SessionState
 
 from test_flows_local import ZS1_PHONE, ZS2_PHONE, ZS_ID, login, route4_fill, start_dup
 from test_flows_local import acc, chat, clock, engine  # noqa: F401  (fixtures)
@@ -303,7 +304,7 @@ def test_out_of_scope_suggestions_are_listed_in_the_text(engine):
 
     result = MatchResult(intent="out_of_scope", entry=None, score=0.5, decision="out_of_scope",
                          candidates=(Candidate("recover_account.password", "recover_account", 0.9),))
-    replies = engine._answer("s", {}, result, 0.0)
+    replies = engine._answer("s", SessionState(), result, 0.0)
     assert "以下话题可能和您的问题相关：" in replies[0].text and "忘记密码怎么办？" in replies[0].text
 
 

@@ -5,7 +5,7 @@ from accounts.base import Conflict, TooFrequent
 from handlers.types import Button, Reply, md
 
 from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, choose, plain_wait
-from .common import login_steps, require_login
+from .common import login_steps, relogin, require_login
 from .id_duplicate import status_text
 
 PROVIDERS = {"wechat": "微信", "alipay": "支付宝"}
@@ -31,7 +31,7 @@ def bind(ctx: Ctx) -> Outcome:
     provider = ctx.data["provider"]
     label = PROVIDERS[provider]
     try:
-        url = ctx.accounts.bind(ctx.token or "", provider, idempotency_key=ctx.key)  # type: ignore[arg-type]
+        url = ctx.accounts.bind(ctx.token or "", provider, idempotency_key=ctx.idempotency_key)  # type: ignore[arg-type]
     except TooFrequent as e:
         return Finish((ctx.say(
             f"账号服务暂时不能为这个账号绑定{label}，请{plain_wait(e.retry_after)}再试。\n\n"
@@ -52,6 +52,7 @@ BIND_ACCOUNT = Flow(
         **login_steps(),
         "bind": Act(bind),
     },
+    relogin=relogin,
 )
 
 
@@ -89,7 +90,7 @@ def got_inbox_decide(ctx: Ctx, inp: Input) -> Outcome:
 def inbox_answer(ctx: Ctx) -> Outcome:
     """Send the decision, then show the next request."""
     ctx.accounts.answer_classmate_request(ctx.token or "", ctx.data["request_id"], ctx.data["accept"],
-                                          idempotency_key=ctx.key)
+                                          idempotency_key=ctx.idempotency_key)
     done = "已同意协助，谢谢您！" if ctx.data.pop("accept") else "已拒绝该请求。"
     return Goto("inbox_list", (ctx.say(done),))
 
@@ -105,6 +106,7 @@ CLASSMATE_INBOX = Flow(
         "inbox_decide": Ask(ask_inbox_decide, got_inbox_decide, yes_no=True),
         "inbox_answer": Act(inbox_answer),
     },
+    relogin=relogin,
 )
 
 
@@ -143,4 +145,5 @@ REVIEW_STATUS = Flow(
         **login_steps(),
         "review_show": Act(review_show),
     },
+    relogin=relogin,
 )

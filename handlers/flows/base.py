@@ -19,6 +19,7 @@ from typing import Any, Callable, Literal, Mapping, Union
 
 from accounts.base import AccountAPI, Validation
 from handlers.limits import Limits
+from handlers.state import Login, LoginSlot
 from handlers.types import Button, Image, Message, Reply
 
 
@@ -60,21 +61,22 @@ class Switch:
 
 
 Outcome = Union[Goto, Finish, Switch]
+LOGIN_MARGIN = 30   # seconds a chat login is given up before the account service's token expires
 
 
 @dataclass
 class Ctx:
-    """What a step may use: the flow's data, the session's login, the account API."""
+    """What a step may use: the flow's data, the session's chat login, the account API.
+    (Not the session: a step changes nothing of it but the login.)"""
 
     flow: str
-    data: dict[str, Any]
-    session: dict[str, Any]
+    data: dict[str, Any]          # this flow's own values (purged when the flow ends)
     accounts: AccountAPI
-    key: str                      # the Idempotency-Key of this step attempt
+    idempotency_key: str          # the Idempotency-Key of this step attempt (the same on "重试")
     now: float
-    settings: Mapping[str, Any] = field(default_factory=dict)
     limits: Limits | None = None  # abuse limits (None: unlimited, e.g. in unit tests of a step)
-    client: str = ""              # the user's stable keyed identity (see Engine._client_id)
+    client: str = ""              # the user's stable keyed identity (see Engine._ctx)
+    login_slot: LoginSlot = field(default_factory=LoginSlot, repr=False)
 
     def say(self, text: str, *buttons: Button, expects_image: bool = False) -> Reply:
         """A reply of this flow."""
@@ -83,16 +85,17 @@ class Ctx:
     @property
     def token(self) -> str | None:
         """The chat login's token while it is valid."""
-        auth = self.session.get("auth") or {}
-        return auth.get("token") if auth.get("until", 0) > self.now else None
+        login = self.login_slot.get()
+        return login.token if login and login.until > self.now else None
 
     def login(self, token: str, expires_in: int) -> None:
-        """Remember a chat login for this session (the token only, no personal data)."""
-        self.session["auth"] = {"token": token, "until": self.now + max(0, expires_in - 30)}
+        """Remember a chat login for this session (the token only, no personal data), ending
+        LOGIN_MARGIN seconds before the service's so a call never starts with a token about to lapse."""
+        self.login_slot.set(Login(token, self.now + max(0, expires_in - LOGIN_MARGIN)))
 
     def logout(self) -> None:
         """Forget the chat login (expired or refused)."""
-        self.session.pop("auth", None)
+        self.login_slot.set(None)
 
 
 @dataclass(frozen=True)
@@ -126,12 +129,18 @@ class Flow:
     title: str
     first: str
     steps: Mapping[str, Step]
+    # what to do when the account service refuses the login at a step (the step's name given):
+    # e.g. common.relogin, log in again and resume there; None ends the flow ("登录已失效，请重新开始")
+    relogin: Callable[[Ctx, str], Outcome] | None = None
 
     def __post_init__(self) -> None:
         """A mistyped step name fails here, at import, not in a user's chat: the first step and every
         step name written in a step's code (``step_targets``) must be in the table."""
         if self.first not in self.steps:
             raise ValueError(f"flow {self.name}: first step {self.first!r} missing")
+        if self.relogin is not None and step_targets(self.relogin) - set(self.steps):
+            raise ValueError(f"flow {self.name}: relogin goes to unknown step(s) "
+                             f"{sorted(step_targets(self.relogin) - set(self.steps))}")
         for name, step in self.steps.items():
             for fn in ((step.prompt, step.handle) if isinstance(step, Ask) else (step.run,)):
                 missing = step_targets(fn) - set(self.steps)

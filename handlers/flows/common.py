@@ -152,6 +152,12 @@ def require_login(ctx: Ctx, then: str) -> Goto:
     return Goto("login_username")
 
 
+def relogin(ctx: Ctx, resume: str) -> Goto:
+    """The service refused the login at step ``resume``: log in again, then go on there (a flow's ``relogin``)."""
+    ctx.data["after_login"] = resume
+    return Goto("login_username", (ctx.say("登录已失效，请重新登录。"),))
+
+
 def ask_login_username(ctx: Ctx) -> Reply:
     """Ask for the username to log in with (never a password)."""
     return ctx.say("请先登录要处理的学信网账号。请输入该账号的**用户名**"
@@ -173,7 +179,7 @@ def send_login_code(ctx: Ctx) -> Outcome:
     try:
         sms_limited(ctx, "user:" + ctx.data["login_username"].lower())
         challenge_id: str | None = ctx.accounts.start_login(ctx.data["login_username"],
-                                                            idempotency_key=ctx.key).challenge_id
+                                                            idempotency_key=ctx.idempotency_key).challenge_id
     except NotFound:
         challenge_id = None   # a decoy: the code step answers as for a real one
     except TooFrequent as e:
@@ -188,7 +194,7 @@ def verify_login(ctx: Ctx) -> Outcome:
     try:
         login = spend_code(ctx, "login_code", lambda code: check_code(
             ctx, ctx.data["login_challenge"], lambda challenge: ctx.accounts.verify_login(
-                challenge, code, idempotency_key=ctx.key)))
+                challenge, code, idempotency_key=ctx.idempotency_key)))
     except InvalidCode as e:
         return wrong_code(ctx, e, "login_code")
     except ChallengeExpired:
@@ -201,7 +207,7 @@ def verify_login(ctx: Ctx) -> Outcome:
 
 
 def login_steps() -> dict[str, Step]:
-    """The chat login's part of a flow table (continues at data["after_login"])."""
+    """The chat login's part of a flow table (continues at data["after_login"]); the flow declares relogin=relogin."""
     return {
         "login_username": Ask(ask_login_username, got_login_username, private=True),
         "login_send": Act(send_login_code),

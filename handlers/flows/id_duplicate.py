@@ -17,7 +17,7 @@ from intents.normalize import to_simplified
 
 from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Invalid, Input, Outcome, choose, command_word,
                    field_value, pack_image, text_of, unpack_image, yes_no)
-from .common import login_steps, person_name, require_login
+from .common import login_steps, person_name, relogin, require_login
 
 ROUTES = {
     "app": "途径1 APP自助验证",
@@ -231,7 +231,7 @@ def confirmed(then: str):  # type: ignore[no-untyped-def]
 
 def start_app(ctx: Ctx) -> Outcome:
     """Fetch the APP instructions for this account."""
-    steps = ctx.accounts.start_app_verification(ctx.token or "", idempotency_key=ctx.key)
+    steps = ctx.accounts.start_app_verification(ctx.token or "", idempotency_key=ctx.idempotency_key)
     return Goto("app_wait", (ctx.say(steps),))
 
 
@@ -289,7 +289,7 @@ def submit_photo(ctx: Ctx) -> Outcome:
     image = unpack_image(ctx.data["photo"])
     try:
         review = ctx.accounts.submit_manual_review(ctx.token or "", image.data, image.filename,
-                                                   image.content_type, idempotency_key=ctx.key)
+                                                   image.content_type, idempotency_key=ctx.idempotency_key)
     except BadImage as e:
         ctx.data.pop("photo", None)
         return Goto("photo", (ctx.say(md(e.message) if e.message else "照片不符合要求，请重新上传。"),))
@@ -329,7 +329,7 @@ def send_classmate_request(ctx: Ctx) -> Outcome:
     """Send the assistance request."""
     try:
         ctx.accounts.request_classmate(ctx.token or "", ctx.data["classmate_name"],
-                                       ctx.data["classmate_username"], idempotency_key=ctx.key)
+                                       ctx.data["classmate_username"], idempotency_key=ctx.idempotency_key)
     except NotFound:
         return Goto("classmate_name", (ctx.say("没有找到姓名和用户名都相符的同学账号，请核对后重新输入。"),))
     return Finish((ctx.say(
@@ -449,7 +449,7 @@ def submit_record(ctx: Ctx) -> Outcome:
         certificate_no=None if enrolled else d["record_number"],
         graduation_year=None if enrolled else d["record_year"])
     try:
-        ctx.accounts.submit_student_record(ctx.token or "", record, idempotency_key=ctx.key)
+        ctx.accounts.submit_student_record(ctx.token or "", record, idempotency_key=ctx.idempotency_key)
     except (RecordMismatch, AttemptsExhausted) as e:
         for k in RECORD_KEYS:
             d.pop(k, None)
@@ -496,4 +496,5 @@ ID_DUPLICATE = Flow(
         "record_review": Ask(ask_record_review, guided(got_record_review), yes_no=True),
         "record_submit": Act(submit_record),
     },
+    relogin=relogin,
 )

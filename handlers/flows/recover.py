@@ -23,7 +23,7 @@ def send_username(ctx: Ctx) -> Outcome:
     sms_limited(ctx, f"id:{ctx.data['id_type']}:{ctx.data['id_number']}")
     try:
         ctx.accounts.recover_username(name=ctx.data["name"], id_type=ctx.data["id_type"],
-                                      id_number=ctx.data["id_number"], idempotency_key=ctx.key)
+                                      id_number=ctx.data["id_number"], idempotency_key=ctx.idempotency_key)
     except NotFound:
         pass
     return Finish((ctx.say(USERNAME_SENT, Button("继续找回密码", "flow:recover_password"),
@@ -69,7 +69,7 @@ def send_code(ctx: Ctx) -> Outcome:
         sms_limited(ctx, "user:" + ctx.data["username"].lower())
         challenge_id: str | None = ctx.accounts.start_password_recovery(
             username=ctx.data["username"], name=ctx.data["name"], id_type=ctx.data["id_type"],
-            id_number=ctx.data["id_number"], idempotency_key=ctx.key).challenge_id
+            id_number=ctx.data["id_number"], idempotency_key=ctx.idempotency_key).challenge_id
     except NotFound:
         challenge_id = None
     except TooFrequent as e:
@@ -84,7 +84,7 @@ def verify_code(ctx: Ctx) -> Outcome:
     try:
         link = spend_code(ctx, "code", lambda code: check_code(
             ctx, ctx.data["challenge"], lambda challenge: ctx.accounts.verify_password_recovery(
-                challenge, code, idempotency_key=ctx.key)))
+                challenge, code, idempotency_key=ctx.idempotency_key)))
     except InvalidCode as e:
         return wrong_code(ctx, e, "code")
     except ChallengeExpired:
