@@ -147,7 +147,7 @@ class WebChannel(Channel):
 
     async def answer(self, session_id: str, message: Message) -> JSONResponse:
         replies = await run_in_threadpool(self.engine.handle, session_id, message)
-        return JSONResponse(replies_json(list(replies), lambda p: self.signer.sign_payload(session_id, p)))
+        return JSONResponse(replies_json(replies, lambda p: self.signer.sign_payload(session_id, p)))
 
     async def new_session(self, request: Request) -> JSONResponse:
         """``POST /api/session``."""

@@ -192,7 +192,8 @@ def build_limits(cfg: Mapping[str, Any], secret: bytes) -> Limits:
         backend = "redis" if str(sessions.get("backend", "")).lower() == "redis" else "memory"
     if backend == "redis":
         url = str(conf.get("redis_url") or sessions.get("redis_url") or "redis://127.0.0.1:6379/0")
-        limiter: Limiter = RedisLimiter(url)
+        # under the sessions' key prefix like every other Redis key (two deployments on one Redis count apart)
+        limiter: Limiter = RedisLimiter(url, prefix=f"{sessions.get('redis_prefix') or 'chsi-bot:'}rl:")
     elif backend == "memory":
         limiter = MemoryLimiter()
     else:

@@ -99,6 +99,25 @@ def test_config_rules_are_checked():
     assert isinstance(build_limits({"sessions": {"backend": "sqlite"}}, b"x").limiter, MemoryLimiter)
 
 
+def test_redis_limits_live_under_the_sessions_key_prefix():
+    """Two deployments on one Redis (different ``sessions.redis_prefix``) count apart; the instances of
+    one deployment count together."""
+    def limits(prefix: str) -> Limits:
+        cfg = {"sessions": {"backend": "redis", "redis_url": REDIS_URL, "redis_prefix": prefix},
+               "limits": {"sms_per_target": {"limit": 1, "window": 60}}}
+        return build_limits(cfg, b"same-secret")
+
+    one, other = f"test-limits-{secrets.token_hex(4)}:", f"test-limits-{secrets.token_hex(4)}:"
+    a, b, c = limits(one), limits(one), limits(other)
+    try:
+        assert a.hit("sms_per_target", "user:x") is None
+        assert b.hit("sms_per_target", "user:x") is not None    # same deployment: already spent
+        assert c.hit("sms_per_target", "user:x") is None        # another prefix: its own count
+    finally:
+        for lim in (a, b, c):
+            lim.close()
+
+
 # ---- through the engine: SMS across conversations ------------------------------------------------
 
 def _login_attempt(engine, client: str, username: str) -> str:
