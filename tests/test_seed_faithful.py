@@ -83,6 +83,19 @@ def test_allow_list_holds_no_seed_sentence_and_no_unused_one():
         assert all(p in used for p in parts), f"{s!r} is used by no answer: drop it from {ALLOW.name}"
 
 
+@pytest.mark.parametrize("entry_id", sorted(FAQ.entries))
+def test_no_bold_inside_a_sentence(entry_id):
+    """Emphasis only on a whole label ("**友情提示：**"): a ** between two words splits the seed's
+    phrase ("绑定**微信**或**支付宝**" no longer contains "绑定微信或支付宝")."""
+    for m in re.finditer(r"\*\*([^*\n]+?)\*\*", FAQ.entry(entry_id).answer):
+        if m.group(1).endswith("："):
+            continue
+        text = FAQ.entry(entry_id).answer
+        before, after = text[m.start() - 1:m.start()], text[m.end():m.end() + 1]
+        assert not (re.match(r"[\u4e00-\u9fff0-9A-Za-z]", before) or re.match(r"[\u4e00-\u9fff0-9A-Za-z]", after)), \
+            f"{entry_id}: bold inside a sentence: {text[max(0, m.start() - 6):m.end() + 6]!r}"
+
+
 def test_the_check_catches_an_invented_sentence():
     seed, allow = seed_text(), allowed()
     invented = "重新注册后旧账号仍可正常使用。"
