@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 
 from accounts.base import AccountAPI, AccountError, ServiceUnavailable, TooFrequent, Unauthorized
 from faq.model import FAQ, Entry
+from intents.normalize import clean, is_question
 from intents.types import MatchResult
 from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
 
@@ -66,7 +67,6 @@ HIDDEN = "（个人信息，已隐藏）"
 # what a session saved by another version says when it cannot be continued (handlers.state)
 STATE_DROPPED = "系统已更新，您之前正在办理的事项需要重新开始，之前填写的信息已清除。"
 STATE_RESET = "系统已更新，之前的对话进度已清除，如需办理请重新开始。"
-_QUESTION = re.compile(r"[?？]|吗|么|呢|怎么|如何|为什么|为啥|什么|哪|能否|可否|是否")
 # "密码改好了，谢谢": a closing statement after a flow (what was done, then thanks), not a question
 _DONE = re.compile(r"^(好了|好的|好|行|ok|嗯|嗯嗯)?(密码|用户名|账号|帐号|验证|核验|绑定|登录|问题|都|已经|我)*"
                    r"(改好了|重置好了|设置好了|找回了|找到了|弄好了|搞定了|解决了|成功了|完成了|可以了|好了|没问题了|"
@@ -83,14 +83,6 @@ class Matcher:  # the part of intents.matcher.Matcher the engine uses
 # the feedback buttons' labels and what people type instead of tapping them (after command folding)
 HELPFUL_WORDS = frozenset({"有帮助", "有用", "有帮到"})
 NOT_HELPFUL_WORDS = frozenset({"没帮助", "没有帮助", "没用", "没有用", "无帮助", "没帮到"})
-
-
-def _command(text: str) -> str:
-    return command_word(text)
-
-
-def _is_question(text: str) -> bool:
-    return bool(_QUESTION.search(text))
 
 
 class Engine:
@@ -312,7 +304,7 @@ class Engine:
         offer, state.offer = state.offer, None
         vote_for, state.vote_for = state.vote_for, None
         if inp.kind == "text":
-            word = _command(inp.text)
+            word = command_word(inp.text)
             vote = "up" if word in HELPFUL_WORDS else "down" if word in NOT_HELPFUL_WORDS else None
             if vote and vote_for in self.faq.entries and not state.flow:  # the 有帮助/没帮助 button, typed
                 return self._feedback(session_id, f"{vote}:{vote_for}", state, now)
@@ -348,7 +340,7 @@ class Engine:
 
     def _closing(self, text: str) -> list[Reply] | None:
         """A closing statement ("密码改好了，谢谢") answered as one; None for anything else."""
-        word = _command(text)
+        word = command_word(text)
         if not _DONE.match(word):
             return None
         lead = "不客气，很高兴能帮到您！" if _THANKS.search(word) else "太好了！"
@@ -492,7 +484,7 @@ class Engine:
         if h is None:
             return None
         leaving = (inp.kind == "button" and inp.payload in (LEAVE, "cmd:cancel")) or \
-                  (inp.kind == "text" and _command(inp.text) in LEAVE_WORDS)
+                  (inp.kind == "text" and command_word(inp.text) in LEAVE_WORDS)
         try:
             if leaving:
                 self.handoffs.leave(h)
@@ -501,7 +493,7 @@ class Engine:
             if inp.kind == "image":
                 return [Reply("人工客服对话中暂不支持发送图片，请用文字描述您的问题。", buttons=(LEAVE_HANDOFF,))]
             if (inp.kind == "button" and inp.payload == "handoff") or \
-                    (inp.kind == "text" and _command(inp.text) in HANDOFF_WORDS):
+                    (inp.kind == "text" and command_word(inp.text) in HANDOFF_WORDS):
                 return [Reply("您已在人工客服队列中。" + self.handoffs.status_text(h), buttons=(LEAVE_HANDOFF,),
                               intent=HUMAN)]
             self.handoffs.from_user(h, said)
@@ -611,7 +603,7 @@ class Engine:
     def _flow_input(self, session_id: str, state: SessionState, inp: Input, now: float) -> list[Reply]:
         """The user's answer to the current step, or a question asked in between."""
         step = self._step(state)
-        question = inp.kind == "text" and _is_question(inp.text)
+        question = inp.kind == "text" and is_question(clean(inp.text))
         if isinstance(step, Act):
             interrupted = self._interrupt(session_id, state, inp.text, now, 0.0) if question else None
             return interrupted if interrupted is not None else self._reprompt(state, now)

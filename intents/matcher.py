@@ -33,7 +33,7 @@ from rapidfuzz import fuzz
 from faq.model import FAQ, Entry
 from settings import MatcherConfig
 
-from .normalize import Clause, Normalised, Normaliser, lexicon_key, merge
+from .normalize import Clause, Normalised, Normaliser, is_question, lexicon_key, merge
 from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
 
@@ -197,7 +197,7 @@ class Matcher:
         """A long message: from the last clause that asks something (alone, and with the clause
         before it) to the end. Any message where a complaint follows the question: the asking
         clause on its own too."""
-        asks = [i for i, c in enumerate(clauses) if _QUESTION_CUE.search(c.raw)]
+        asks = [i for i, c in enumerate(clauses) if is_question(c.raw)]
         if len(clauses) < 2 or not asks:
             return []
         last = asks[-1]
@@ -316,9 +316,6 @@ class Matcher:
         from faq.loader import load_faq
 
         return cls(load_faq(cfg), MatcherConfig.of(cfg))
-
-
-_QUESTION_CUE = re.compile(r"[?？]|吗|么|呢|怎|如何|为什么|为何|什么|哪|能否|可否|是否|要不要|是不是|有没有|啥|咋")
 
 
 def _plain(markdown: str) -> str:

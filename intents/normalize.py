@@ -73,6 +73,17 @@ def clean(text: str) -> str:
     return _converter().convert(text.lower())[:MAX_CHARS]
 
 
+# A message (or a clause of one) that asks something: a question mark or a question word. One rule for
+# the matcher (which clause of a long message is its question) and the engine (a question asked in
+# the middle of a guided flow is answered from the FAQ, not taken as the step's answer).
+_QUESTION = re.compile(r"[?？]|吗|么|呢|怎|如何|为什么|为何|什么|哪|能否|可否|是否|要不要|是不是|有没有|啥|咋")
+
+
+def is_question(text: str) -> bool:
+    """True when ``text`` (after ``clean``) asks something: a question mark or a question word."""
+    return bool(_QUESTION.search(text))
+
+
 def _has_surrogate(text: str) -> bool:
     return any("\ud800" <= ch <= "\udfff" for ch in text)
 

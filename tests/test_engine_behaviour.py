@@ -172,6 +172,21 @@ def test_service_down_then_retry_reuses_the_idempotency_key(chat, acc):
     assert len(acc.outbox(ZS1_PHONE)) == 1  # no double submission
 
 
+@pytest.mark.parametrize("question", ["忘记用户名咋办", "忘記用戶名怎麼辦"])
+def test_a_question_while_a_step_waits_for_retry_is_answered_by_the_matchers_rule(chat, acc, question):
+    """One rule (intents.normalize.is_question) says what asks something, for the matcher and the
+    engine alike: 咋办 and traditional 怎麼辦 are questions in the middle of a flow too."""
+    start_username(chat)
+    chat.say("张三")
+    chat.press("居民身份证")
+    acc.fail["recover_username"].append(ServiceUnavailable("timeout"))
+    chat.say(ZS_ID)
+    assert chat.flow_step == ("recover_username", "send")
+    chat.say(question)
+    assert chat.replies[0].entry is not None and "上一步还没有完成" in chat.replies[-1].text
+    assert chat.flow_step == ("recover_username", "send")
+
+
 def test_each_new_step_attempt_gets_a_new_key(chat, acc):
     start_username(chat)
     chat.say("张三")
