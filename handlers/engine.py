@@ -24,7 +24,8 @@ import secrets
 import threading
 import time
 import unicodedata
-from typing import Any, Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from accounts.base import AccountAPI, AccountError, ServiceUnavailable, TooFrequent, Unauthorized
 from faq.model import FAQ, Entry
@@ -45,6 +46,9 @@ from .records import Records
 from .sessions import LockTimeout, SessionStore, StoreError, storage_key
 from .state import FlowState, Incompatible, LoginSlot, Reach, SessionState
 from .types import Button, Message, Replies, Reply, md, plain
+
+if TYPE_CHECKING:
+    from intents.matcher import MatcherConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +78,17 @@ _DONE = re.compile(r"^(好了|好的|好|行|ok|嗯|嗯嗯)?(密码|用户名|�
                    r"(了|啦|呀|哈)?(谢谢|谢谢你|谢谢您|感谢|多谢|谢啦|谢了|thx|thanks|thankyou)*$")
 _THANKS = re.compile(r"谢|感谢|thx|thank")
 MAX_HOPS = 25
+# A session with a flow is kept this long past the flow's idle expiry: a user coming back shortly after
+# still hears that the flow expired and its data is gone (by then dropped), instead of a bot that forgot.
+FLOW_TTL_MARGIN = 15 * 60
 
 
-class Matcher:  # the part of intents.matcher.Matcher the engine uses
+class Matcher(Protocol):
+    """What the engine uses of ``intents.matcher.Matcher``: its decision on a text, its FAQ and thresholds."""
+
+    faq: FAQ
+    config: MatcherConfig   # suggest_threshold: which near misses "cannot answer" lists
+
     def match(self, text: str) -> MatchResult: ...
 
 
@@ -140,6 +152,9 @@ class Engine:
         except StoreError as e:
             log.error("session %s: store failed: %s", tag, e)
             return [Reply("抱歉，系统暂时无法保存对话进度，请稍后再试。", buttons=(HANDOFF,))]
+        except Exception as e:  # a bug outside a flow step's guard (e.g. flow data JSON cannot hold): nothing saved
+            log.error("session %s: turn failed: %s", tag, e.__class__.__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+            return [Reply("抱歉，系统出了点问题，这条消息没有处理。请稍后再试，或转人工客服。", buttons=(HANDOFF,))]
         finally:
             self._pinned.knowledge = self._pinned.trace = None
             if self.insights is not None and "text" in trace:
@@ -222,7 +237,7 @@ class Engine:
         """A day idle for a session; with a flow active, just past the flow's own expiry
         so its personal data does not outlive it."""
         if state.flow:
-            return min(self.sessions.ttl_seconds, self.sessions.flow_idle_seconds + 900)
+            return min(self.sessions.ttl_seconds, self.sessions.flow_idle_seconds + FLOW_TTL_MARGIN)
         return self.sessions.ttl_seconds
 
     def _turn(self, session_id: str, state: SessionState, message: Message, notice: list[Reply]) -> list[Reply]:
@@ -595,10 +610,15 @@ class Engine:
         if isinstance(step, Act):
             return [Reply("上一步还没有完成，请点“重试”，或输入“取消”结束。", buttons=(RETRY, CANCEL),
                           flow=state.flow.name)]
-        prompt = step.prompt(self._ctx(state, now))
+        prompt = self._prompt(state, step, now)
         if lead:
             prompt = Reply(f"{lead}\n\n{prompt.text}", prompt.buttons, flow=prompt.flow, expects_image=prompt.expects_image)
         return [prompt]
+
+    def _prompt(self, state: SessionState, step: Ask, now: float) -> Reply:
+        """The step's prompt, marked for the channel when the step waits for a picture (``Ask.expects``)."""
+        prompt = step.prompt(self._ctx(state, now))
+        return replace(prompt, expects_image=True) if step.expects == "image" else prompt
 
     def _flow_input(self, session_id: str, state: SessionState, inp: Input, now: float) -> list[Reply]:
         """The user's answer to the current step, or a question asked in between."""
@@ -662,7 +682,7 @@ class Engine:
             flow.step, flow.idempotency_key, flow.invalid = outcome.step, secrets.token_urlsafe(16), 0
             step = self._step(state)
             if isinstance(step, Ask):
-                return replies + [step.prompt(self._ctx(state, now))]
+                return replies + [self._prompt(state, step, now)]
             flow.history = []  # no going back past an action already taken
             next_outcome = self._run(state, step, now)
             if isinstance(next_outcome, list):  # the step stays: say why
@@ -755,7 +775,7 @@ def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,
     sessions = SessionsConfig.of(cfg)
     if matcher is None:
         matcher = FaqMatcher.from_settings(cfg)
-    faq = matcher.faq  # type: ignore[attr-defined]
+    faq = matcher.faq
     if accounts is None:
         from accounts.client import HttpAccountClient
 

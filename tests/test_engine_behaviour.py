@@ -10,10 +10,12 @@ import pytest
 
 from accounts.base import ServiceUnavailable
 from faq.model import FAQ, Entry, Topic
+from handlers.flows import FLOWS
+from handlers.flows.base import Ask, Ctx, Flow, Goto, Input
 from handlers.flows.recover import USERNAME_SENT
 from handlers.sessions import SqliteStore, new_session_id
 from handlers.testing import Chat, make_engine
-from handlers.types import Message
+from handlers.types import Message, Reply
 from intents.matcher import MatcherConfig
 from intents.types import Candidate, MatchResult
 
@@ -143,6 +145,27 @@ def test_unknown_and_stale_buttons(chat):
     assert "选项已失效" in chat.text
     chat.send(Message.from_button("fb:up:no.such.entry"))
     assert "选项已失效" in chat.text
+
+
+def _ask(ctx: Ctx) -> Reply:
+    """Ask anything."""
+    return ctx.say("请输入：")
+
+
+def _keep_bytes(ctx: Ctx, inp: Input) -> Goto:
+    """Keep raw bytes in the flow's data (a bug: JSON cannot hold them)."""
+    ctx.data["raw"] = b"\x00"
+    return Goto("ask")
+
+
+def test_a_turn_failing_outside_a_step_is_still_one_chinese_reply(engine, monkeypatch):
+    """Engine.handle never raises: a session JSON cannot hold is not saved, and the user hears so."""
+    monkeypatch.setitem(FLOWS, "t", Flow("t", "测试", "ask", {"ask": Ask(_ask, _keep_bytes)}))
+    assert engine.handle("s", Message.from_button("flow:t"))[-1].text == "请输入："
+    replies = engine.handle("s", Message.from_text("x"))
+    assert len(replies) == 1 and "系统出了点问题" in replies[0].text
+    assert engine.store.get("s")["flow"]["data"] == {}   # the last good state is kept
+    assert engine.handle("s", Message.from_text("取消"))[0].text.startswith("好的，已结束“测试”")
 
 
 def test_any_session_id_string_works_and_new_ids_are_unique(engine):

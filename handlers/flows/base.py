@@ -78,9 +78,9 @@ class Ctx:
     client: str = ""              # the user's stable keyed identity (see Engine._ctx)
     login_slot: LoginSlot = field(default_factory=LoginSlot, repr=False)
 
-    def say(self, text: str, *buttons: Button, expects_image: bool = False) -> Reply:
+    def say(self, text: str, *buttons: Button) -> Reply:
         """A reply of this flow."""
-        return Reply(text=text, buttons=tuple(buttons), flow=self.flow, expects_image=expects_image)
+        return Reply(text=text, buttons=tuple(buttons), flow=self.flow)
 
     @property
     def token(self) -> str | None:
@@ -98,13 +98,16 @@ class Ctx:
         self.login_slot.set(None)
 
 
+Handler = Callable[[Ctx, Input], Outcome]   # an Ask step's answer-handler
+
+
 @dataclass(frozen=True)
 class Ask:
     """A step that prompts and waits for the user's answer."""
 
     prompt: Callable[[Ctx], Reply]
-    handle: Callable[[Ctx, Input], Outcome]
-    expects: Literal["text", "image"] = "text"
+    handle: Handler
+    expects: Literal["text", "image"] = "text"   # "image": the prompt asks for a picture (Engine.expects_image)
     private: bool = False          # the answer is personal: hidden in the transcript
     loose: bool = False            # free text that can look like a sentence (a name): a message the
                                    # FAQ matcher answers is a question in between, not the data

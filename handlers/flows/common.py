@@ -13,7 +13,7 @@ from accounts.base import (ID_TYPE_LABELS, ChallengeExpired, InvalidCode, NotFou
                            TooFrequent)
 from handlers.types import Button, Reply
 
-from .base import (Act, Ask, Ctx, Goto, Input, Invalid, Outcome, Step, choose, command_word, field_value,
+from .base import (Act, Ask, Ctx, Goto, Handler, Input, Invalid, Outcome, Step, choose, command_word, field_value,
                    plain_wait, text_of)
 
 T = TypeVar("T")
@@ -81,7 +81,7 @@ def ask_code(ctx: Ctx) -> Reply:
     return ctx.say("请输入收到的 **6 位短信验证码**：", RESEND)
 
 
-def code_answer(key: str, then: str, send: str):  # type: ignore[no-untyped-def]
+def code_answer(key: str, then: str, send: str) -> Handler:
     """An answer-handler keeping a 6-digit SMS code in data[key], then going to ``then``;
     "没收到" / "重新发送" goes to the ``send`` step again."""
 

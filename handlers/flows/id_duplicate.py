@@ -6,6 +6,7 @@ the flow says so plainly and asks for an explicit confirmation before each of th
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 
@@ -15,7 +16,7 @@ from accounts.base import (MAX_IMAGE_BYTES, AttemptsExhausted, BadImage, Identit
 from handlers.types import Button, Reply, md
 from intents.normalize import to_simplified
 
-from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Invalid, Input, Outcome, choose, command_word,
+from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Handler, Invalid, Input, Outcome, choose, command_word,
                    field_value, pack_image, text_of, unpack_image, yes_no)
 from .common import login_steps, person_name, relogin, require_login
 
@@ -159,16 +160,16 @@ def _none_fits(ctx: Ctx) -> Goto:
                                  Button("转人工客服", "handoff")),))
 
 
-def guided(handle):  # type: ignore[no-untyped-def]
-    """Let an answer-handler of this flow jump to the route picker ("直接选择途径" / "换其他途径")."""
+def with_route_picker(handle: Handler) -> Handler:
+    """The answer-handler ``handle``, except that "直接选择途径" / "换其他途径" (pressed or typed) go to the route picker."""
 
-    def wrapper(ctx: Ctx, inp: Input) -> Outcome:
+    @functools.wraps(handle)
+    def or_pick(ctx: Ctx, inp: Input) -> Outcome:
         if inp.payload == "pick" or (inp.kind == "text" and inp.text.strip() in (PICK.label, OTHER_ROUTE.label)):
             return Goto("pick")
         return handle(ctx, inp)
 
-    wrapper.__doc__ = handle.__doc__
-    return wrapper
+    return or_pick
 
 
 # ---- logged in: status ------------------------------------------------------------------
@@ -212,7 +213,7 @@ def ask_confirm(ctx: Ctx) -> Reply:
                    Button("我已了解，确认继续", "confirm"), OTHER_ROUTE)
 
 
-def confirmed(then: str):  # type: ignore[no-untyped-def]
+def confirmed(then: str) -> Handler:
     """An answer-handler that continues to ``then`` only on an explicit confirmation."""
 
     def got_confirm(ctx: Ctx, inp: Input) -> Outcome:
@@ -224,7 +225,7 @@ def confirmed(then: str):  # type: ignore[no-untyped-def]
             return Goto("pick", (ctx.say(f"好的，不使用{ROUTES[ctx.data['route']]}。"),))
         return Goto(then)
 
-    return guided(got_confirm)
+    return with_route_picker(got_confirm)
 
 
 # ---- route 1: APP ----------------------------------------------------------------------
@@ -268,7 +269,7 @@ def ask_photo(ctx: Ctx) -> Reply:
     """Ask for the ID photo as an image."""
     return ctx.say("请按要求上传有效的**身份证照片**。客服审核由学信网进行人工处理。\n\n"
                    f"（本助手接收 JPG 或 PNG 格式的图片，不超过 {MAX_IMAGE_BYTES // (1024 * 1024)} MB。）",
-                   OTHER_ROUTE, expects_image=True)
+                   OTHER_ROUTE)
 
 
 def got_photo(ctx: Ctx, inp: Input) -> Outcome:
@@ -368,6 +369,7 @@ def got_record_school(ctx: Ctx, inp: Input) -> Outcome:
 
 
 def _number_label(ctx: Ctx) -> str:
+    """学号 for a student, 证书编号 for a graduate."""
     return "学号" if ctx.data["record_kind"] == "enrolled" else "证书编号"
 
 
@@ -386,6 +388,7 @@ def got_record_number(ctx: Ctx, inp: Input) -> Outcome:
 
 
 def _year_label(ctx: Ctx) -> str:
+    """入学年份 for a student, 毕业年份 for a graduate."""
     return "入学年份" if ctx.data["record_kind"] == "enrolled" else "毕业年份"
 
 
@@ -471,29 +474,29 @@ ID_DUPLICATE = Flow(
         "explain": Ask(ask_explain, got_route),
         "pick": Ask(ask_pick, got_route),
         "guide_state": Act(guide_state),
-        "guide_app": Ask(ask_guide_app, guided(got_guide_app), yes_no=True),
-        "guide_photo": Ask(ask_guide_photo, guided(got_guide_photo), yes_no=True),
-        "guide_classmate": Ask(ask_guide_classmate, guided(got_guide_classmate), yes_no=True),
-        "guide_record": Ask(ask_guide_record, guided(got_guide_record), yes_no=True),
+        "guide_app": Ask(ask_guide_app, with_route_picker(got_guide_app), yes_no=True),
+        "guide_photo": Ask(ask_guide_photo, with_route_picker(got_guide_photo), yes_no=True),
+        "guide_classmate": Ask(ask_guide_classmate, with_route_picker(got_guide_classmate), yes_no=True),
+        "guide_record": Ask(ask_guide_record, with_route_picker(got_guide_record), yes_no=True),
         **login_steps(),
         "status": Act(show_status),
         "app_confirm": Ask(ask_confirm, confirmed("app_start"), yes_no=True),
         "app_start": Act(start_app),
-        "app_wait": Ask(ask_app_done, guided(got_app_done)),
+        "app_wait": Ask(ask_app_done, with_route_picker(got_app_done)),
         "app_check": Act(check_app),
         "photo_confirm": Ask(ask_confirm, confirmed("photo"), yes_no=True),
-        "photo": Ask(ask_photo, guided(got_photo), expects="image", private=True),
+        "photo": Ask(ask_photo, with_route_picker(got_photo), expects="image", private=True),
         "photo_submit": Act(submit_photo),
         "classmate_confirm": Ask(ask_confirm, confirmed("classmate_name"), yes_no=True),
-        "classmate_name": Ask(ask_classmate_name, guided(got_classmate_name), private=True, loose=True),
-        "classmate_username": Ask(ask_classmate_username, guided(got_classmate_username), private=True),
+        "classmate_name": Ask(ask_classmate_name, with_route_picker(got_classmate_name), private=True, loose=True),
+        "classmate_username": Ask(ask_classmate_username, with_route_picker(got_classmate_username), private=True),
         "classmate_send": Act(send_classmate_request),
-        "record_kind": Ask(ask_record_kind, guided(got_record_kind)),
-        "record_school": Ask(ask_record_school, guided(got_record_school), loose=True),
-        "record_number": Ask(ask_record_number, guided(got_record_number), private=True),
-        "record_year": Ask(ask_record_year, guided(got_record_year)),
-        "record_level": Ask(ask_record_level, guided(got_record_level)),
-        "record_review": Ask(ask_record_review, guided(got_record_review), yes_no=True),
+        "record_kind": Ask(ask_record_kind, with_route_picker(got_record_kind)),
+        "record_school": Ask(ask_record_school, with_route_picker(got_record_school), loose=True),
+        "record_number": Ask(ask_record_number, with_route_picker(got_record_number), private=True),
+        "record_year": Ask(ask_record_year, with_route_picker(got_record_year)),
+        "record_level": Ask(ask_record_level, with_route_picker(got_record_level)),
+        "record_review": Ask(ask_record_review, with_route_picker(got_record_review), yes_no=True),
         "record_submit": Act(submit_record),
     },
     relogin=relogin,
