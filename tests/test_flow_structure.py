@@ -2,6 +2,9 @@
 saved under a flow or step that no longer exists is dropped with a restart message, not a crash."""
 from __future__ import annotations
 
+import inspect
+import typing
+
 import pytest
 
 from accounts.local import LocalAccountClient
@@ -55,3 +58,26 @@ def test_a_session_saved_under_a_gone_flow_or_step_restarts_cleanly(tmp_path, sa
     replies = engine.handle("old", Message.from_text("你好"))
     assert "重新开始" in replies[0].text
     assert "flow" not in engine.store.get("old")
+
+
+def _step_functions():
+    seen = {}
+    for flow in FLOWS.values():
+        for name, step in flow.steps.items():
+            for fn in ((step.prompt, step.handle) if isinstance(step, Ask) else (step.run,)):
+                fn = inspect.unwrap(fn)
+                seen.setdefault(f"{fn.__module__}.{fn.__qualname__}", (f"{flow.name}.{name}", fn))
+        if flow.relogin is not None:
+            seen.setdefault(flow.relogin.__qualname__, (f"{flow.name} relogin", flow.relogin))
+    return seen.values()
+
+
+def test_every_step_is_one_small_typed_function_with_a_one_line_docstring():
+    functions = list(_step_functions())
+    assert len(functions) > 50
+    for where, fn in functions:
+        doc = (fn.__doc__ or "").strip()
+        assert doc and "\n" not in doc, f"{where}: {fn.__qualname__} needs a one-line docstring"
+        hints = typing.get_type_hints(fn)
+        assert "return" in hints and len(hints) == fn.__code__.co_argcount + 1, f"{where}: {fn.__qualname__} untyped"
+        assert len(inspect.getsource(fn).splitlines()) <= 30, f"{where}: {fn.__qualname__} is not small"

@@ -18,8 +18,9 @@ USERNAME_SENT = ("如果您填写的姓名和证件信息与学信网账号相�
 
 
 def send_username(ctx: Ctx) -> Outcome:
-    """Ask the service to text the username to the account's phone; the same reply whether or not
-    the name and ID match an account (the SMS itself tells the owner)."""
+    """Have the username texted to the account's phone; one reply whether or not name and ID match."""
+    # the same reply either way: the bot cannot be used to test which name + ID pairs hold an account
+    # (the SMS itself tells the owner)
     sms_limited(ctx, f"id:{ctx.data['id_type']}:{ctx.data['id_number']}")
     try:
         ctx.accounts.recover_username(name=ctx.data["name"], id_type=ctx.data["id_type"],
@@ -63,8 +64,8 @@ PASSWORD_CODE_SENT = f"如果{PASSWORD_IF}，验证码已发送至该账号绑�
 
 
 def send_code(ctx: Ctx) -> Outcome:
-    """Ask the service to text a verification code for the reset (again on "重新发送"); the same reply
-    whether or not the details match (a decoy challenge answers the code step alike)."""
+    """Have a reset code texted (again on "重新发送"); one reply whether or not the details match."""
+    # a decoy challenge (no account) answers the code step exactly like a real one
     try:
         sms_limited(ctx, "user:" + ctx.data["username"].lower())
         challenge_id: str | None = ctx.accounts.start_password_recovery(
