@@ -10,7 +10,7 @@ import pytest
 from accounts.local import LocalAccountClient
 from handlers.flows import FLOWS
 from handlers.flows.base import Act, Ask, Ctx, Finish, Flow, Goto, Input, step_targets
-from handlers.flows.common import require_login
+from handlers.flows.common import require_login, send_sms
 from handlers.testing import make_engine
 from handlers.types import Message, Reply
 
@@ -27,6 +27,10 @@ def _login_then_typo(ctx: Ctx) -> Goto:
     return require_login(ctx, "confrim")
 
 
+def _send_to_typo(ctx: Ctx) -> Goto:
+    return send_sms(ctx, "t", lambda: None, "challenge", "cdoe", "x")   # send_sms → sent → Goto(code_step)
+
+
 def _made(then: str):  # type: ignore[no-untyped-def]
     def handle(ctx: Ctx, inp: Input) -> Goto:
         return Goto(then)
@@ -38,6 +42,8 @@ def test_a_mistyped_goto_fails_when_the_flow_is_built():
         Flow("t", "测试", "ask", {"ask": Ask(_prompt, _to_typo), "confirm": Act(lambda ctx: Finish())})
     with pytest.raises(ValueError, match="confrim"):   # a name handed to a helper that goes there
         Flow("t", "测试", "go", {"go": Act(_login_then_typo), "login_username": Act(lambda ctx: Finish())})
+    with pytest.raises(ValueError, match="cdoe"):      # a name a helper hands on to another helper
+        Flow("t", "测试", "go", {"go": Act(_send_to_typo), "code": Act(lambda ctx: Finish())})
     with pytest.raises(ValueError, match="nowhere"):   # a name closed over by a step factory
         Flow("t", "测试", "ask", {"ask": Ask(_prompt, _made("nowhere"))})
     assert Flow("t", "测试", "ask", {"ask": Ask(_prompt, _made("ask"))}).first == "ask"

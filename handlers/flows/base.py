@@ -168,9 +168,21 @@ def _target_params(fn: Callable[..., Any], kind: str) -> tuple[str, ...]:
     if tree is None or not isinstance(getattr(tree, "body", [None])[0], ast.FunctionDef):
         return ()
     params = {a.arg for a in tree.body[0].args.args + tree.body[0].args.kwonlyargs}
-    return tuple(sorted({c.args[0].id for c in ast.walk(tree) if isinstance(c, ast.Call)
-                         and isinstance(c.func, ast.Name) and c.func.id == kind and c.args
-                         and isinstance(c.args[0], ast.Name) and c.args[0].id in params}))
+    found = {c.args[0].id for c in ast.walk(tree) if isinstance(c, ast.Call)
+             and isinstance(c.func, ast.Name) and c.func.id == kind and c.args
+             and isinstance(c.args[0], ast.Name) and c.args[0].id in params}
+    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)):
+        helper = fn.__globals__.get(call.func.id)  # a parameter handed on to a helper that goes there
+        if helper is fn or not inspect.isfunction(helper) or not _target_params(helper, kind):
+            continue
+        try:
+            bound = inspect.signature(helper).bind_partial(*call.args, **{k.arg: k.value for k in call.keywords
+                                                                            if k.arg})
+        except TypeError:
+            continue
+        found |= {v.id for name in _target_params(helper, kind)
+                  if isinstance(v := bound.arguments.get(name), ast.Name) and v.id in params}
+    return tuple(sorted(found))
 
 
 def step_targets(fn: Callable[..., Any], kind: str = "Goto") -> set[str]:

@@ -133,6 +133,39 @@ def spend_code(ctx: Ctx, key: str, call: Callable[[str], T]) -> T:
     return result
 
 
+def send_sms(ctx: Ctx, target: str, start: Callable[[], str | None], challenge_key: str, code_step: str,
+             condition: str) -> Outcome:
+    """Within the SMS limits for ``target``, ``start()`` a challenge (NotFound: a decoy, the same reply) and go to
+    ``code_step``; a resend refused for now goes back there with the wait, a first send refused stays for "重试"."""
+    try:
+        sms_limited(ctx, target)
+        challenge_id = start()
+    except NotFound:
+        challenge_id = None   # a decoy: the code step answers as for a real one
+    except TooFrequent as e:
+        if ctx.data.get("resend") and challenge_key in ctx.data:
+            return resend_refused(ctx, e, code_step)
+        raise  # the engine says the wait; the step stays for "重试"
+    return sent(ctx, challenge_id, challenge_key, code_step, condition)
+
+
+def verify_sms(ctx: Ctx, code_key: str, challenge_key: str, verify: Callable[[str, str], T], code_step: str,
+               send_step: str) -> T | Goto:
+    """``verify(challenge, code)`` with the code in data[code_key]; instead of its result, a wrong code goes back to
+    ``code_step`` (the tries left said) and an expired challenge to ``send_step`` for a new code."""
+    try:
+        result = spend_code(ctx, code_key, lambda code: check_code(
+            ctx, ctx.data[challenge_key], lambda challenge: verify(challenge, code)))
+    except InvalidCode as e:
+        return wrong_code(ctx, e, code_step)
+    except ChallengeExpired:
+        ctx.data["resend"] = True
+        return Goto(send_step, (ctx.say("验证码已失效（已过期、已使用或错误次数过多），正在为您重新发送。"),))
+    for k in (challenge_key, "code_dead", "decoy_at"):
+        ctx.data.pop(k, None)
+    return result
+
+
 def wrong_code(ctx: Ctx, e: InvalidCode, step: str) -> Goto:
     """Back to the code prompt, saying how many tries are left, or at once that none are."""
     if e.attempts_left == 0:
@@ -176,32 +209,18 @@ LOGIN_CODE_SENT = f"如果{LOGIN_IF}，验证码已发送至该账号绑定的�
 
 def send_login_code(ctx: Ctx) -> Outcome:
     """Ask the service to text a login code; the same reply whether or not the username exists."""
-    try:
-        sms_limited(ctx, "user:" + ctx.data["login_username"].lower())
-        challenge_id: str | None = ctx.accounts.start_login(ctx.data["login_username"],
-                                                            idempotency_key=ctx.idempotency_key).challenge_id
-    except NotFound:
-        challenge_id = None   # a decoy: the code step answers as for a real one
-    except TooFrequent as e:
-        if ctx.data.get("resend") and "login_challenge" in ctx.data:
-            return resend_refused(ctx, e, "login_code")
-        raise  # the engine says the wait; the step stays for "重试"
-    return sent(ctx, challenge_id, "login_challenge", "login_code", LOGIN_IF)
+    username = ctx.data["login_username"]
+    return send_sms(ctx, "user:" + username.lower(), lambda: ctx.accounts.start_login(
+        username, idempotency_key=ctx.idempotency_key).challenge_id, "login_challenge", "login_code", LOGIN_IF)
 
 
 def verify_login(ctx: Ctx) -> Outcome:
     """Check the code; on success remember the login and continue."""
-    try:
-        login = spend_code(ctx, "login_code", lambda code: check_code(
-            ctx, ctx.data["login_challenge"], lambda challenge: ctx.accounts.verify_login(
-                challenge, code, idempotency_key=ctx.idempotency_key)))
-    except InvalidCode as e:
-        return wrong_code(ctx, e, "login_code")
-    except ChallengeExpired:
-        ctx.data["resend"] = True
-        return Goto("login_send", (ctx.say("验证码已失效，正在为您重新发送。"),))
-    for k in ("login_username", "login_challenge", "code_dead", "decoy_at"):
-        ctx.data.pop(k, None)
+    login = verify_sms(ctx, "login_code", "login_challenge", lambda challenge, code: ctx.accounts.verify_login(
+        challenge, code, idempotency_key=ctx.idempotency_key), "login_code", "login_send")
+    if isinstance(login, Goto):
+        return login
+    ctx.data.pop("login_username", None)
     ctx.login(login.token, login.expires_in)
     return Goto(ctx.data.pop("after_login"), (ctx.say("登录成功。"),))
 

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from accounts import validation
-from accounts.base import ChallengeExpired, InvalidCode, NotFound, TooFrequent
+from accounts.base import NotFound
 from handlers.types import Button, Reply
 
 from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, field_value, text_of
-from .common import (ask_code, check_code, code_answer, identity_steps, resend_refused, sent, sms_limited,
-                     spend_code, wrong_code)
+from .common import ask_code, code_answer, identity_steps, send_sms, sms_limited, verify_sms
 
 # ---- recover username ---------------------------------------------------------------
 
@@ -65,33 +64,19 @@ PASSWORD_CODE_SENT = f"如果{PASSWORD_IF}，验证码已发送至该账号绑�
 
 def send_code(ctx: Ctx) -> Outcome:
     """Have a reset code texted (again on "重新发送"); one reply whether or not the details match."""
-    # a decoy challenge (no account) answers the code step exactly like a real one
-    try:
-        sms_limited(ctx, "user:" + ctx.data["username"].lower())
-        challenge_id: str | None = ctx.accounts.start_password_recovery(
-            username=ctx.data["username"], name=ctx.data["name"], id_type=ctx.data["id_type"],
-            id_number=ctx.data["id_number"], idempotency_key=ctx.idempotency_key).challenge_id
-    except NotFound:
-        challenge_id = None
-    except TooFrequent as e:
-        if ctx.data.get("resend") and "challenge" in ctx.data:
-            return resend_refused(ctx, e, "code")
-        raise  # the engine says the wait; the step stays for "重试"
-    return sent(ctx, challenge_id, "challenge", "code", PASSWORD_IF)
+    d = ctx.data
+    return send_sms(ctx, "user:" + d["username"].lower(), lambda: ctx.accounts.start_password_recovery(
+        username=d["username"], name=d["name"], id_type=d["id_type"], id_number=d["id_number"],
+        idempotency_key=ctx.idempotency_key).challenge_id, "challenge", "code", PASSWORD_IF)
 
 
 def verify_code(ctx: Ctx) -> Outcome:
     """Exchange the code for the one-time reset link."""
-    try:
-        link = spend_code(ctx, "code", lambda code: check_code(
-            ctx, ctx.data["challenge"], lambda challenge: ctx.accounts.verify_password_recovery(
-                challenge, code, idempotency_key=ctx.idempotency_key)))
-    except InvalidCode as e:
-        return wrong_code(ctx, e, "code")
-    except ChallengeExpired:
-        ctx.data["resend"] = True
-        return Goto("send_code", (ctx.say("验证码已失效（已过期、已使用或错误次数过多），正在为您重新发送。"),))
-    for k in (*IDENTITY_KEYS, "challenge", "code_dead", "decoy_at"):
+    link = verify_sms(ctx, "code", "challenge", lambda challenge, code: ctx.accounts.verify_password_recovery(
+        challenge, code, idempotency_key=ctx.idempotency_key), "code", "send_code")
+    if isinstance(link, Goto):
+        return link
+    for k in IDENTITY_KEYS:
         ctx.data.pop(k, None)
     minutes = max(1, link.expires_in // 60)
     return Finish((ctx.say(f"验证成功。请打开下面的链接设置新密码（{minutes} 分钟内有效，只能使用一次，请勿转发给他人）：\n\n"
