@@ -259,6 +259,42 @@ class InsightsConfig(Section):
     purge_interval_seconds: float = Field(3600, gt=0)
 
 
+class RateRule(Section):
+    """One abuse limit: at most ``limit`` events in any ``window`` seconds (``{limit: 30, window: 60}``)."""
+
+    limit: int = Field(ge=1)
+    window: int = Field(ge=1)
+
+
+class LimitsConfig(Section):
+    """``limits``: the abuse limits (handlers/limits.py); each rule overrides its default as a whole."""
+
+    name: ClassVar[str] = "limits"
+    backend: Literal["auto", "memory", "redis"] = "auto"   # auto: redis when the sessions are in Redis
+    redis_url: str = ""                                    # empty: sessions.redis_url
+    chat_per_ip: RateRule = RateRule(limit=300, window=60)          # POST /api/chat from one address
+    chat_per_session: RateRule = RateRule(limit=30, window=60)      # POST /api/chat in one conversation
+    upload_per_ip: RateRule = RateRule(limit=20, window=600)        # POST /api/upload from one address
+    upload_per_session: RateRule = RateRule(limit=6, window=600)    # POST /api/upload in one conversation
+    session_per_ip: RateRule = RateRule(limit=60, window=60)        # POST /api/session from one address
+    sms_per_client: RateRule = RateRule(limit=10, window=3600)      # SMS-sending steps by one client
+    sms_per_target: RateRule = RateRule(limit=3, window=3600)       # SMS to one account, whoever asks
+    lookup_per_client: RateRule = RateRule(limit=20, window=3600)   # account look-ups (login, recovery) by one client
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @classmethod
+    def rule_names(cls) -> tuple[str, ...]:
+        return tuple(k for k, f in cls.model_fields.items() if f.annotation is RateRule)
+
+    def rules(self, *, only_set: bool = False) -> dict[str, RateRule]:
+        """Every rule by name (``only_set``: those the config names)."""
+        return {k: getattr(self, k) for k in self.rule_names() if not only_set or k in self.model_fields_set}
+
+
 # ---- channels/ ---------------------------------------------------------------------------------
 
 class WebConfig(Section):
@@ -394,7 +430,7 @@ class Config(Section):
     wechat: WeChatConfig = WeChatConfig()
     metrics: MetricsConfig = MetricsConfig()
     staff: StaffConfig = StaffConfig()
-    limits: dict[str, Any] = {}            # abuse limits: checked by handlers.limits.parse_rules (names, values)
+    limits: LimitsConfig = LimitsConfig()
     logging: LoggingConfig = LoggingConfig()
 
 

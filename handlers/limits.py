@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
+from settings import LimitsConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -38,28 +40,9 @@ class Rule:
     limit: int
     window: int
 
-    @classmethod
-    def parse(cls, name: str, value: Any) -> "Rule":
-        """A rule from config: ``{limit: 30, window: 60}``."""
-        if not isinstance(value, Mapping) or set(value) != {"limit", "window"}:
-            raise ValueError(f"limits.{name}: expected {{limit: N, window: SECONDS}}")
-        rule = cls(int(value["limit"]), int(value["window"]))
-        if rule.limit < 1 or rule.window < 1:
-            raise ValueError(f"limits.{name}: limit and window must be at least 1")
-        return rule
 
-
-# The rules and their defaults (config.yaml ``limits`` overrides each).
-DEFAULT_RULES: dict[str, Rule] = {
-    "chat_per_ip": Rule(300, 60),             # POST /api/chat from one address
-    "chat_per_session": Rule(30, 60),         # POST /api/chat in one conversation
-    "upload_per_ip": Rule(20, 600),           # POST /api/upload from one address
-    "upload_per_session": Rule(6, 600),       # POST /api/upload in one conversation
-    "session_per_ip": Rule(60, 60),           # POST /api/session (new conversations) from one address
-    "sms_per_client": Rule(10, 3600),         # SMS-sending steps from one client (address / chat user)
-    "sms_per_target": Rule(3, 3600),          # SMS to one account (its one bound phone), whoever asks
-    "lookup_per_client": Rule(20, 3600),      # account look-ups (login, recovery) from one client
-}
+# The rules and their defaults: settings.LimitsConfig (config.yaml ``limits`` overrides each).
+DEFAULT_RULES: dict[str, Rule] = {name: Rule(r.limit, r.window) for name, r in LimitsConfig().rules().items()}
 
 
 class Limiter(Protocol):
@@ -171,31 +154,26 @@ class Limits:
 
 
 def parse_rules(section: Mapping[str, Any]) -> dict[str, Rule]:
-    """The ``limits`` section's rules (unknown names rejected)."""
-    rules: dict[str, Rule] = {}
-    for name, value in section.items():
-        if name in ("backend", "redis_url"):
-            continue
-        if name not in DEFAULT_RULES:
-            raise ValueError(f"limits.{name}: unknown rule (known: {', '.join(DEFAULT_RULES)})")
-        rules[name] = Rule.parse(name, value)
-    return rules
+    """The rules the ``limits`` section sets (``settings.ConfigError`` naming an unknown or bad one)."""
+    return _rules(LimitsConfig.parse(section), only_set=True)
+
+
+def _rules(conf: LimitsConfig, only_set: bool = False) -> dict[str, Rule]:
+    return {name: Rule(r.limit, r.window) for name, r in conf.rules(only_set=only_set).items()}
 
 
 def build_limits(cfg: Mapping[str, Any], secret: bytes) -> Limits:
     """The limits as configured: ``limits.backend`` memory | redis | auto (redis when sessions are)."""
-    from settings import section
+    from settings import SessionsConfig
 
-    conf, sessions = section(cfg, "limits"), section(cfg, "sessions")
-    backend = str(conf.get("backend") or "auto").lower()
+    conf, sessions = LimitsConfig.of(cfg), SessionsConfig.of(cfg)
+    backend = conf.backend
     if backend == "auto":
-        backend = "redis" if str(sessions.get("backend", "")).lower() == "redis" else "memory"
+        backend = "redis" if sessions.backend == "redis" else "memory"
     if backend == "redis":
-        url = str(conf.get("redis_url") or sessions.get("redis_url") or "redis://127.0.0.1:6379/0")
         # under the sessions' key prefix like every other Redis key (two deployments on one Redis count apart)
-        limiter: Limiter = RedisLimiter(url, prefix=f"{sessions.get('redis_prefix') or 'chsi-bot:'}rl:")
-    elif backend == "memory":
-        limiter = MemoryLimiter()
+        limiter: Limiter = RedisLimiter(conf.redis_url or sessions.redis_url,
+                                        prefix=f"{sessions.redis_prefix or 'chsi-bot:'}rl:")
     else:
-        raise ValueError(f"limits.backend: unknown backend {backend!r} (auto | memory | redis)")
-    return Limits(limiter, secret, parse_rules(conf))
+        limiter = MemoryLimiter()
+    return Limits(limiter, secret, _rules(conf))

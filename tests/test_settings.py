@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 import settings
-from settings import (AccountsConfig, Config, ConfigError, HandoffConfig, MatcherConfig, SandboxConfig,
-                      SessionsConfig, TelegramConfig, WebConfig)
+from settings import (AccountsConfig, Config, ConfigError, HandoffConfig, LimitsConfig, MatcherConfig, RateRule,
+                      SandboxConfig, SessionsConfig, TelegramConfig, WebConfig)
 
 
 def write(tmp_path, mutate) -> str:
@@ -27,6 +27,9 @@ def test_config_yaml_is_valid_and_its_literal_values_are_the_model_defaults():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 assert getattr(default, key) == value, f"{name}.{key}: model default differs from config.yaml"
     assert MatcherConfig.of(cfg) == MatcherConfig()
+    for name, rule in raw["limits"].items():
+        if isinstance(rule, dict):
+            assert getattr(LimitsConfig(), name) == RateRule(**rule), f"limits.{name}: model default differs"
 
 
 @pytest.mark.parametrize("mutate, path", [
@@ -36,6 +39,10 @@ def test_config_yaml_is_valid_and_its_literal_values_are_the_model_defaults():
     (lambda c: c["matcher"].update(answer_threshold="high"), "matcher.answer_threshold: "),
     (lambda c: c["web"].update(max_body_bytes=0), "web.max_body_bytes: Input should be greater than 0"),
     (lambda c: c["sessions"].update(backend="pickle"), "sessions.backend: "),
+    (lambda c: c["limits"].update(chat_per_moon={"limit": 5, "window": 10}), "limits.chat_per_moon: unknown key"),
+    (lambda c: c["limits"]["chat_per_ip"].update(limt=5), "limits.chat_per_ip.limt: unknown key"),
+    (lambda c: c["limits"]["chat_per_ip"].update(limit=0), "limits.chat_per_ip.limit: Input should be greater than"),
+    (lambda c: c["limits"].update(backend="disk"), "limits.backend: "),
     (lambda c: c["handoff"].update(webhook_url="https://desk.example/hook", webhook_secret="short"),
      "HANDOFF_WEBHOOK_SECRET"),
 ])
@@ -60,6 +67,14 @@ def test_sections_normalise_what_they_always_did():
     assert SandboxConfig.parse({"port": 9000}).base_url == "http://127.0.0.1:9000"
     assert SessionsConfig.parse({"backend": "Redis"}).backend == "redis"
     assert AccountsConfig.of({}).base_url == "http://127.0.0.1:8765"  # the sandbox, as in config.yaml
+    assert LimitsConfig.parse({"backend": "Redis"}).backend == "redis"
+
+
+def test_a_limits_rule_set_in_config_replaces_its_default_and_the_others_stay():
+    conf = LimitsConfig.of({"limits": {"chat_per_ip": {"limit": "7", "window": 30}}})
+    assert conf.chat_per_ip == RateRule(limit=7, window=30) and conf.rules(only_set=True) == {"chat_per_ip": conf.chat_per_ip}
+    assert conf.sms_per_target == LimitsConfig().sms_per_target == RateRule(limit=3, window=3600)
+    assert set(conf.rules()) == set(LimitsConfig.rule_names()) and "lookup_per_client" in conf.rules()
 
 
 def test_bot_refuses_a_bad_config_with_the_key_and_no_traceback(tmp_path):
