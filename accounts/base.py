@@ -16,18 +16,10 @@ returns the first result and changes nothing again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-IdType = Literal["resident_id", "hk_macao_permit", "taiwan_permit", "passport", "foreign_permanent_id"]
-ID_TYPE_LABELS: dict[str, str] = {
-    "resident_id": "居民身份证",
-    "hk_macao_permit": "港澳居民来往内地通行证",
-    "taiwan_permit": "台湾居民来往大陆通行证",
-    "passport": "护照",
-    "foreign_permanent_id": "外国人永久居留身份证",
-}
-MAX_IMAGE_BYTES = 5 * 1024 * 1024   # the contract's limit for route 2's ID photo (openapi.yaml)
-IDENTITY_ROUTES = ("app", "manual_review", "classmate", "student_record")
+from .contract import Provider, RecordKind
+
 
 
 # ---- errors ---------------------------------------------------------------
@@ -116,7 +108,7 @@ class Conflict(AccountError):
 
 
 class BadImage(AccountError):
-    """Upload is not a JPEG/PNG by content, or larger than ``MAX_IMAGE_BYTES``."""
+    """Upload is not a JPEG/PNG by content, or larger than ``contract.MAX_IMAGE_BYTES``."""
     code, status = "BAD_IMAGE", 422
 
 
@@ -186,9 +178,9 @@ class Identity:
 
 @dataclass(frozen=True)
 class StudentRecord:
-    kind: Literal["enrolled", "graduate"]
+    kind: RecordKind
     school: str
-    level: str  # 专科 | 本科 | 硕士研究生 | 博士研究生
+    level: str  # one of contract.LEVELS
     student_no: str | None = None
     enrolment_year: int | None = None
     certificate_no: str | None = None
@@ -248,10 +240,10 @@ class AccountAPI(Protocol):
         """Route 4: verified → the new Identity (active); mismatch → RecordMismatch."""
         ...
 
-    def bind(self, token: str, provider: Literal["wechat", "alipay"], *,
+    def bind(self, token: str, provider: Provider, *,
              idempotency_key: str | None = None) -> str:
         """Return the QR link to scan."""
         ...
 
-    def unbind(self, token: str, provider: Literal["wechat", "alipay"], *,
+    def unbind(self, token: str, provider: Provider, *,
                idempotency_key: str | None = None) -> None: ...

@@ -9,7 +9,8 @@ import datetime as _dt
 import re
 import unicodedata
 
-from .base import ID_TYPE_LABELS, Validation
+from .base import Validation
+from .contract import ID_TYPE_LABELS
 
 _GB11643_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _GB11643_CHECK = "10X98765432"

@@ -42,7 +42,7 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (AIORateLimiter, Application, BaseUpdateProcessor, CallbackQueryHandler, CommandHandler,
                           ContextTypes, MessageHandler, filters)
 
-from accounts.base import MAX_IMAGE_BYTES
+from accounts.contract import MAX_IMAGE_BYTES
 from handlers.types import Message, Reply
 from settings import TelegramConfig, WebConfig
 

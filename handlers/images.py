@@ -12,13 +12,15 @@ import warnings
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
+from accounts.contract import MAX_IMAGE_BYTES
+
 from .types import Image
 
-MAX_BYTES = 5 * 1024 * 1024        # the account API's own limit for a review photo
+MAX_BYTES = MAX_IMAGE_BYTES         # the account API's own limit for a review photo
 MAX_PIXELS = 40_000_000            # 40 MP: any phone camera; far below a decompression bomb
 MIN_SIDE = 200                     # smaller cannot show an ID card legibly
 TOO_MANY_PIXELS = "照片的像素过大，请缩小后重新上传。"
-FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png")}
+FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png")}   # Pillow format → the contract's IMAGE_TYPES
 
 
 class ImageRejected(Exception):

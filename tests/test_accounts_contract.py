@@ -5,17 +5,20 @@ import sqlite3
 import threading
 import uuid
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import requests
 import yaml
 from sandbox_fixture import Sandbox, fake_phone, fake_resident_id, fresh_sandbox, sandbox  # noqa: F401
 
+from accounts import contract
 from accounts.base import (AttemptsExhausted, BadImage, ChallengeExpired, Conflict, EmailIpLimited, EmailUsed, IdTaken,
                            InvalidCode, NotFound, PhoneTaken, RecordMismatch, StudentRecord, TooFrequent, Unauthorized,
                            Validation)
 from accounts.sandbox.service import SandboxService
 from accounts.validation import id_number as valid_id_number
+from handlers import images
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -60,6 +63,31 @@ def test_openapi_yaml_agrees_with_the_served_openapi_json(sandbox: Sandbox) -> N
     assert contract["openapi"].startswith("3.1")
     assert operations(contract) == operations(served)
     assert all(path.startswith("/v1/") for path in contract["paths"])
+
+
+def test_the_contract_constants_are_openapi_yamls_enums_and_limits() -> None:
+    """accounts/contract.py is the code's one copy of the contract's values: it must say what openapi.yaml says."""
+    spec = yaml.safe_load((ROOT / "accounts" / "openapi.yaml").read_text(encoding="utf-8"))
+    schemas = spec["components"]["schemas"]
+    assert list(contract.ID_TYPE_LABELS) == list(get_args(contract.IdType)) == schemas["IdType"]["enum"]
+    assert list(contract.PROVIDERS) == list(get_args(contract.Provider)) == schemas["Provider"]["enum"]
+    record = schemas["StudentRecord"]["properties"]
+    assert list(contract.LEVELS) == record["level"]["enum"]
+    assert list(get_args(contract.RecordKind)) == record["kind"]["enum"]
+    identity = schemas["Identity"]["properties"]
+    assert list(contract.IDENTITY_ROUTES) == identity["routes"]["items"]["enum"]
+    assert identity["route4_attempts_used"]["maximum"] == identity["route4_attempts_left"]["maximum"] \
+        == contract.ROUTE4_ATTEMPTS
+    upload = spec["paths"]["/v1/me/identity/manual-review"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    image = upload["schema"]["properties"]["image"]
+    assert image["x-max-bytes"] == contract.MAX_IMAGE_BYTES
+    assert image["x-content-types"] == list(contract.IMAGE_TYPES)
+    reviews = spec["paths"]["/v1/sandbox/admin/reviews"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert reviews["schema"]["properties"]["reviews"]["items"]["properties"]["image_type"]["enum"] \
+        == list(contract.IMAGE_TYPES)
+    # the bot decodes exactly the contract's image types, up to the contract's size
+    assert sorted(t for t, _ in images.FORMATS.values()) == sorted(contract.IMAGE_TYPES)
+    assert images.MAX_BYTES == contract.MAX_IMAGE_BYTES
 
 
 def test_demo_data_is_seeded_as_documented(sandbox: Sandbox) -> None:

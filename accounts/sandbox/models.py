@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ..contract import IdentityRoute, Provider, RecordKind
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -45,7 +47,7 @@ class ClassmateIn(_In):
 
 
 class StudentRecordIn(_In):
-    kind: Literal["enrolled", "graduate"]
+    kind: RecordKind
     school: str
     level: str
     student_no: str | None = None
@@ -55,7 +57,7 @@ class StudentRecordIn(_In):
 
 
 class BindIn(_In):
-    provider: Literal["wechat", "alipay"]
+    provider: Provider
 
 
 class ReviewDecisionIn(_In):
@@ -126,7 +128,7 @@ class ClassmateCreatedOut(BaseModel):
 
 class IdentityOut(BaseModel):
     status: Literal["active", "pending_identity", "cancelled"]
-    routes: list[Literal["app", "manual_review", "classmate", "student_record"]]
+    routes: list[IdentityRoute]
     route4_attempts_used: int
     route4_attempts_left: int
     manual_review: ReviewOut | None

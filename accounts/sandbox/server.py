@@ -12,7 +12,7 @@ import html
 import logging
 import re
 import sys
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +26,8 @@ from .models import (AccountViewOut, BindIn, BindingsOut, ChallengeOut, Classmat
                      LoginOut, OtpIn, OutboxOut, PendingReviewsOut, QrOut, RecoverPasswordIn, RecoverUsernameIn,
                      RegisteredOut, RegisterIn, ResetLinkOut, ReviewDecisionIn, ReviewOut, SentToOut,
                      StudentRecordAdminIn, StudentRecordIn, UsernameIn)
-from .service import MAX_IMAGE_BYTES, SandboxService
+from ..contract import MAX_IMAGE_BYTES, Provider
+from .service import IMAGE_TOO_LARGE, SandboxService
 from logsetup import listening_socket, uvicorn_log_config
 from settings import LoggingConfig, SandboxConfig, resolve_path
 
@@ -116,7 +117,7 @@ async def _upload_limit(request: Request, call_next: Any) -> Response:
     if request.url.path == MANUAL_REVIEW_PATH:
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_IMAGE_BYTES + UPLOAD_SLACK:
-            return _error_response(BadImage("图片不能超过5MB，请压缩后重新上传。"))
+            return _error_response(BadImage(IMAGE_TOO_LARGE))
     return await call_next(request)
 
 
@@ -221,7 +222,7 @@ def bind(body: BindIn, service: Service, token: Token, key: IdemKey = None) -> d
 
 
 @api.delete("/me/bindings/{provider}", status_code=204, response_class=Response, responses=_errors(404, 409))
-def unbind(provider: Literal["wechat", "alipay"], service: Service, token: Token, key: IdemKey = None) -> Response:
+def unbind(provider: Provider, service: Service, token: Token, key: IdemKey = None) -> Response:
     service.unbind(token, provider, idempotency_key=key)
     return Response(status_code=204)
 

@@ -29,20 +29,17 @@ import uuid
 from typing import Any, Callable, Iterator, Mapping
 
 from .. import validation as v
-from ..base import (MAX_IMAGE_BYTES, AccountError, AttemptsExhausted, BadImage, ChallengeExpired, Conflict,
-                    EmailIpLimited, EmailUsed,
-                    IdTaken, IDENTITY_ROUTES, InvalidCode, NotFound, PhoneTaken, RecordMismatch, TooFrequent,
-                    Unauthorized, Validation)
+from ..base import (AccountError, AttemptsExhausted, BadImage, ChallengeExpired, Conflict, EmailIpLimited, EmailUsed,
+                    IdTaken, InvalidCode, NotFound, PhoneTaken, RecordMismatch, TooFrequent, Unauthorized,
+                    Validation)
+from ..contract import IDENTITY_ROUTES, IMAGE_MAGIC, LEVELS, MAX_IMAGE_BYTES, PROVIDERS, ROUTE4_ATTEMPTS
 from ..masking import mask_name, mask_phone
 from ..wire import error_body, error_from_body
 from . import db
 from settings import Limits
 
-LEVELS = ("专科", "本科", "硕士研究生", "博士研究生")
-PROVIDERS = {"wechat": "微信", "alipay": "支付宝"}
-_IMAGE_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
-ROUTE4_MAX = 3
+IMAGE_TOO_LARGE = f"图片不能超过{MAX_IMAGE_BYTES // (1024 * 1024)}MB，请压缩后重新上传。"
 
 APP_INSTRUCTIONS = (
     "请按以下步骤完成 APP 自助验证：\n"
@@ -393,9 +390,9 @@ class SandboxService:
                               " ORDER BY created_at DESC, rowid DESC LIMIT 1", (a["id"],)).fetchone()
         requests = conn.execute("SELECT * FROM classmate_requests WHERE requester_id = ? ORDER BY created_at, rowid",
                                 (a["id"],)).fetchall()
-        routes = [r for r in IDENTITY_ROUTES if r != "student_record" or used < ROUTE4_MAX]
+        routes = [r for r in IDENTITY_ROUTES if r != "student_record" or used < ROUTE4_ATTEMPTS]
         return {"status": a["status"], "routes": routes if a["status"] == "pending_identity" else [],
-                "route4_attempts_used": used, "route4_attempts_left": ROUTE4_MAX - used,
+                "route4_attempts_used": used, "route4_attempts_left": ROUTE4_ATTEMPTS - used,
                 "manual_review": dict(review) if review else None,
                 "classmate_requests": [self._request_body(conn, r) for r in requests]}
 
@@ -434,13 +431,13 @@ class SandboxService:
 
     def submit_manual_review(self, token: str, image: bytes, filename: str = "", content_type: str = "", *,
                              idempotency_key: str | None = None) -> dict[str, Any]:
-        """Route 2: an ID photo (JPEG/PNG by content, ≤ 5 MB) opens a pending ticket."""
+        """Route 2: an ID photo (JPEG/PNG by content, ≤ MAX_IMAGE_BYTES) opens a pending ticket."""
         data = bytes(image or b"")
         if not data:
             raise BadImage("请上传证件照片（JPG 或 PNG 格式）。")
         if len(data) > MAX_IMAGE_BYTES:
-            raise BadImage("图片不能超过5MB，请压缩后重新上传。")
-        kind = next((t for magic, t in _IMAGE_MAGIC if data.startswith(magic)), None)
+            raise BadImage(IMAGE_TOO_LARGE)
+        kind = next((t for t, magic in IMAGE_MAGIC.items() if data.startswith(magic)), None)
         if kind is None:
             raise BadImage("仅支持 JPG 或 PNG 格式的图片，请重新上传。")
         digest = hashlib.sha256(data).hexdigest()
@@ -528,7 +525,7 @@ class SandboxService:
             a = self._account_for(conn, token)
             self._pending(a)
             used = self._route4_used(conn, a)
-            if used >= ROUTE4_MAX:
+            if used >= ROUTE4_ATTEMPTS:
                 raise AttemptsExhausted("该证件号码通过“提供学籍或学历信息”核验的次数已用完（最多3次），"
                                         "请选择其他途径。", attempts_left=0)
             conn.execute("INSERT INTO route4_attempts VALUES (?, ?, 1) ON CONFLICT (id_type, id_number)"
@@ -538,7 +535,7 @@ class SandboxService:
                 (a["id_type"], a["id_number"], rec["kind"])))
             conn.execute("INSERT INTO route4_log VALUES (?, ?, ?)", (a["id"], self.clock(), int(matched)))
             if not matched:
-                left = ROUTE4_MAX - used - 1
+                left = ROUTE4_ATTEMPTS - used - 1
                 raise RecordMismatch("学籍或学历信息核对不一致，请核对后重新填写。" + (
                     f"该证件号码还可通过此途径核验{left}次。" if left else "此途径的核验次数已用完，请选择其他途径。"),
                     attempts_left=left)

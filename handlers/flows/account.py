@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from accounts.base import Conflict, TooFrequent
+from accounts.contract import PROVIDERS
 from handlers.types import Button, Reply, md
 
 from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, choose, plain_wait
 from .common import login_steps, relogin, require_login
 from .id_duplicate import status_text
-
-PROVIDERS = {"wechat": "微信", "alipay": "支付宝"}
 
 
 # ---- bind WeChat / Alipay ----------------------------------------------------------------

@@ -9,8 +9,8 @@ import unicodedata
 from typing import Callable, TypeVar
 
 from accounts import validation
-from accounts.base import (ID_TYPE_LABELS, ChallengeExpired, InvalidCode, NotFound, ServiceUnavailable,
-                           TooFrequent)
+from accounts.base import ChallengeExpired, InvalidCode, NotFound, ServiceUnavailable, TooFrequent
+from accounts.contract import ID_TYPE_LABELS
 from handlers.types import Button, Reply
 
 from .base import (Act, Ask, Ctx, Goto, Handler, Input, Invalid, Outcome, Step, choose, command_word, field_value,

@@ -11,8 +11,8 @@ import re
 import unicodedata
 
 from accounts import validation
-from accounts.base import (MAX_IMAGE_BYTES, AttemptsExhausted, BadImage, Identity, NotFound, RecordMismatch,
-                           StudentRecord)
+from accounts.base import AttemptsExhausted, BadImage, Identity, NotFound, RecordMismatch, StudentRecord
+from accounts.contract import LEVELS, MAX_IMAGE_BYTES
 from handlers.types import Button, Reply, md
 from intents.normalize import to_simplified
 
@@ -34,7 +34,6 @@ CANCEL_WARNING = ("**请注意：**验证通过后，将会**注销使用了您�
                   "旧账号将不能用于征兵、研招报名。"
                   "注销账号会暂时影响您原填报**研招推免、统考、自主招生、兵役登记/应征报名**的信息操作。"
                   "如果您另有其他账号，请慎重此操作。")
-LEVELS = ("专科", "本科", "硕士研究生", "博士研究生")
 KINDS = {"enrolled": "在校生", "graduate": "毕业生"}
 RECORD_KEYS = ("record_kind", "record_school", "record_number", "record_year", "record_level")
 FIRST_YEAR = 1949
