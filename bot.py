@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"配置有误：{e}", file=sys.stderr)
         return 2
     command = args.command or "demo"
-    if command in ("match", "eval", "check", "unanswered"):
+    if command == "check":
+        from faq import check
+        return check.run(cfg, args)
+    if command in ("match", "eval", "unanswered"):
         from intents import cli
         return getattr(cli, command)(cfg, args)
     if command == "staff":

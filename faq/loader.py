@@ -2,7 +2,7 @@
 
 Every problem is reported as ``file:line: field: message`` so a maintainer can
 fix an edit without reading Python. ``load_faq`` raises ``FAQError`` carrying all
-problems found; ``check`` returns them for ``python bot.py check``.
+problems found; ``check`` returns them for ``python bot.py check`` (faq/check.py).
 """
 from __future__ import annotations
 
@@ -295,8 +295,13 @@ def load_dir(directory: str | Path) -> FAQ:
     return faq
 
 
-def load_faq(cfg: Mapping[str, Any]) -> FAQ:
-    """Load the FAQ folder named by config section ``faq.dir``."""
+def faq_dir(cfg: Mapping[str, Any]) -> Path:
+    """The FAQ folder config names (``faq.dir``, relative to the project root)."""
     from settings import FaqConfig, resolve_path
 
-    return load_dir(resolve_path(FaqConfig.of(cfg).dir))
+    return resolve_path(FaqConfig.of(cfg).dir)
+
+
+def load_faq(cfg: Mapping[str, Any]) -> FAQ:
+    """Load the FAQ folder named by config section ``faq.dir``."""
+    return load_dir(faq_dir(cfg))

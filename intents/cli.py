@@ -1,4 +1,4 @@
-"""`python bot.py match | eval | check`: the matcher's command-line interfaces.
+"""`python bot.py match | eval | unanswered`: the matcher's command-line interfaces (``check`` is faq/check.py).
 
 Output formats are relied on by other tools; keep them stable.
 """
@@ -186,32 +186,6 @@ def eval(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:  # noqa: A001
     print(f"expect_contains:         {pct(report['expect_contains'])}")
     print(f"latency p50/p99:         {report['latency_ms']['p50']} ms / {report['latency_ms']['p99']} ms")
     return 0
-
-
-def check(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:
-    from faq.loader import check as check_faq
-    from settings import FaqConfig, resolve_path
-
-    folder = resolve_path(FaqConfig.of(cfg).dir)
-    faq, problems = check_faq(folder)
-    for p in problems:
-        print(p, file=sys.stderr)
-    if problems:
-        print(f"FAQ check failed: {len(problems)} problem(s) in {folder}", file=sys.stderr)
-        return 1
-    assert faq is not None
-    print(f"FAQ OK: {len(faq.topics)} topics, {len(faq.entries)} entries, "
-          f"{sum(1 + len(e.alternates) for e in faq.entries.values())} questions, {len(faq.synonyms)} synonyms")
-    from .conflicts import near_duplicates
-    from settings import MatcherConfig
-
-    conflicts = near_duplicates(faq, MatcherConfig.of(cfg))
-    for c in conflicts:
-        print(c)
-    if conflicts:
-        print(f"{len(conflicts)} near duplicate(s): questions the matcher may send to another entry"
-              + ("" if getattr(args, "strict", False) else " (warnings; --strict fails on them)"))
-    return 1 if conflicts and getattr(args, "strict", False) else 0
 
 
 # ---- unanswered -----------------------------------------------------------------------

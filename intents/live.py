@@ -85,10 +85,10 @@ class LiveFAQ:
     @classmethod
     def from_settings(cls, cfg: Mapping[str, Any]) -> "LiveFAQ":
         """The FAQ folder, matcher thresholds and poll interval from config (``faq.watch_interval``)."""
-        from settings import FaqConfig, resolve_path
+        from faq.loader import faq_dir
+        from settings import FaqConfig
 
-        faq = FaqConfig.of(cfg)
-        return cls(resolve_path(faq.dir), MatcherConfig.of(cfg), interval=faq.watch_interval)
+        return cls(faq_dir(cfg), MatcherConfig.of(cfg), interval=FaqConfig.of(cfg).watch_interval)
 
     @property
     def current(self) -> Snapshot:
