@@ -65,15 +65,9 @@ class ApiError(Exception):
 
 
 def replies_json(replies: Sequence[Reply], sign: Callable[[str], str] = lambda p: p) -> dict:
-    """The chat response: each reply's contract fields (button payloads passed through ``sign``),
-    its parsed text ("blocks") and image hint; the first intent recognised; the flow active after this turn."""
-    out = [{"text": r.text,
-            "buttons": [{"label": b.label, "payload": sign(b.payload)} for b in r.buttons],
-            "intent": r.intent,
-            "flow": r.flow,
-            "blocks": render.to_json(r.text),
-            "expects_image": r.expects_image,
-            "author": r.author} for r in replies]
+    """The chat response: each reply's JSON (``Reply.to_json``, button payloads passed through ``sign``)
+    with its parsed text ("blocks"); the first intent recognised; the flow active after this turn."""
+    out = [{**r.to_json(sign), "blocks": render.to_json(r.text)} for r in replies]
     return {
         "replies": out,
         "intent": next((r.intent for r in replies if r.intent), None),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Callable, Literal
 
 
 class Undeliverable(Exception):
@@ -112,3 +112,13 @@ class Reply:
     entry: str | None = None
     expects_image: bool = False
     author: str | None = None   # a person's display name (人工客服 NAME); None for the bot
+
+    def to_json(self, sign: Callable[[str], str] = lambda payload: payload) -> dict[str, Any]:
+        """The reply's one JSON shape (the web chat API and its live events): every field but ``entry``
+        (internal: the answer a feedback vote counts for); button payloads passed through ``sign``."""
+        return {"text": self.text,
+                "buttons": [{"label": b.label, "payload": sign(b.payload)} for b in self.buttons],
+                "intent": self.intent,
+                "flow": self.flow,
+                "expects_image": self.expects_image,
+                "author": self.author}

@@ -70,3 +70,16 @@ def test_console_send_prints_numbered_replies():
     out = io.StringIO()
     asyncio.run(ConsoleChannel(out).send("console-1", [Reply("人工客服已接入", (Button("谢谢", "thanks"),))]))
     assert out.getvalue() == "助手：人工客服已接入\n  1. 谢谢\n\n"
+
+
+def test_a_reply_has_one_json_shape_with_every_field_but_the_internal_entry():
+    from dataclasses import fields
+
+    from channels.web import replies_json
+
+    reply = Reply("**好**", (Button("是", "yes"),), intent="i", flow="f", entry="e.x", expects_image=True, author="张")
+    shape = reply.to_json(lambda p: "signed:" + p)
+    assert set(shape) == {f.name for f in fields(Reply)} - {"entry"}
+    assert shape["buttons"] == [{"label": "是", "payload": "signed:yes"}] and shape["author"] == "张"
+    web = replies_json([reply], lambda p: "signed:" + p)["replies"][0]
+    assert web == {**shape, "blocks": web["blocks"]} and web["blocks"][0]["lines"][0][0]["bold"] is True
