@@ -27,6 +27,7 @@ REQUIRED_INTENTS = (
 LEXICON_FILE = "lexicon.yaml"
 NOT_COVERED_FILE = "not_covered.yaml"  # optional: neighbouring questions the FAQ does not answer
 _KINDS = {LEXICON_FILE: "lexicon", NOT_COVERED_FILE: "notCovered"}
+RENAMED_KEYS = {"flow": "offer"}  # old YAML key → its new name, for a clear message on an old file
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,11 @@ def _validate(doc: Any, lines: Mapping[tuple, int], definition: str, rel: str) -
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
             if extra:
                 path = path + [extra[0]]
+                if extra[0] in RENAMED_KEYS and RENAMED_KEYS[extra[0]] in err.schema.get("properties", {}):
+                    new = RENAMED_KEYS[extra[0]]
+                    problems.append(Problem(rel, _line(lines, path), _field(path),
+                                            f"the key {extra[0]!r} is now called {new!r}: rename it to {new}:"))
+                    continue
         problems.append(Problem(rel, _line(lines, path), _field(path), err.message))
     return problems
 
@@ -195,7 +201,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                 id=eid, intent=intent, question=raw["question"].strip(), answer=raw["answer"].strip(),
                 alternates=tuple(a.strip() for a in raw.get("alternates", [])),
                 keywords=tuple(k.strip() for k in raw.get("keywords", [])),
-                related=tuple(raw.get("related", [])), flow=raw.get("flow"), source=f"{rel}:{eline}",
+                related=tuple(raw.get("related", [])), offer=raw.get("offer"), source=f"{rel}:{eline}",
             ))
         topics.append(Topic(intent=intent, title=doc["title"], seed_topic=seed, entries=tuple(entries), source=where))
 

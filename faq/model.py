@@ -16,7 +16,8 @@ class Entry:
     alternates: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()   # words that are strong evidence for this entry
     related: tuple[str, ...] = ()    # entry ids offered as follow-up buttons
-    flow: str | None = None          # guided flow this entry can start
+    offer: str | None = None         # what the answer offers next: a guided flow's offer
+                                     # (handlers.flows.OFFERS key) or "human_agent" (a hand-off)
     source: str = ""                 # "file:line" for messages to maintainers
 
 

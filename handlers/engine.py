@@ -42,7 +42,7 @@ from .insights import TurnEvent
 from .privacy import mask_secrets
 from .images import ImageRejected, sanitize
 from .limits import Limits, MemoryLimiter
-from .records import Records
+from .records import FeedbackRecords
 from .sessions import LockTimeout, SessionStore, StoreError, storage_key
 from .state import FlowState, Incompatible, LoginSlot, Reach, SessionState
 from .types import Button, Message, Replies, Reply, md, plain
@@ -102,7 +102,7 @@ class Engine:
 
     def __init__(self, faq: FAQ, matcher: Matcher, accounts: AccountAPI, store: SessionStore,
                  sessions: SessionsConfig | None = None, handoff: HandoffConfig | None = None,
-                 records: Records | None = None, clock: Callable[[], float] = time.time,
+                 records: FeedbackRecords | None = None, clock: Callable[[], float] = time.time,
                  handoffs: HandoffService | None = None, insights: Any = None,
                  limits: Limits | None = None) -> None:
         self._knowledge = (faq, matcher)
@@ -111,7 +111,7 @@ class Engine:
         self.store = store
         self.sessions = sessions or SessionsConfig()
         self.handoff = handoff or HandoffConfig()
-        self.records = records or Records(self.sessions.data_dir)
+        self.records = records or FeedbackRecords(self.sessions.data_dir)
         self.clock = clock
         self.handoffs = handoffs or memory_service(clock)
         self.insights = insights  # handlers.insights.EventWriter (``record(event)``, never blocks) or None
@@ -393,12 +393,12 @@ class Engine:
         state.oos_streak = state.oos_streak + 1 if result.decision == "out_of_scope" else 0
         if result.decision == "answer" and result.entry in self.faq.entries:
             entry = self.faq.entry(result.entry)
-            if entry.intent == HUMAN or entry.flow == HUMAN:
+            if entry.intent == HUMAN or entry.offer == HUMAN:
                 return self._handoff(session_id, state)
             if entry.intent not in SMALLTALK:
                 state.topic = entry.intent
-            if entry.flow in OFFERS:  # a typed yes/no next answers the offer
-                state.offer = OFFERS[entry.flow].flow
+            if entry.offer in OFFERS:  # a typed yes/no next answers the offer
+                state.offer = OFFERS[entry.offer].flow
             return self._entry_replies(entry, in_flow=False)
         group = self.faq.not_covered_groups.get(result.not_covered or "")
         if result.decision == "out_of_scope" and group is not None:  # a neighbouring service we do not cover
@@ -422,7 +422,7 @@ class Engine:
         if entry.intent not in SMALLTALK:
             buttons += [Button("有帮助", f"fb:up:{entry.id}"), Button("没帮助", f"fb:down:{entry.id}")]
         replies = [Reply(entry.answer, tuple(buttons), intent=entry.intent, entry=entry.id)]
-        offer = OFFERS.get(entry.flow or "")
+        offer = OFFERS.get(entry.offer or "")
         if offer and not in_flow:
             replies.append(Reply(offer.question, (Button(offer.label, f"flow:{offer.flow}"),),
                                  intent=entry.intent, entry=entry.id))
@@ -650,7 +650,7 @@ class Engine:
             return None
         entry = self.faq.entry(result.entry)
         self._note_match(result)
-        if entry.intent == HUMAN or entry.flow == HUMAN:
+        if entry.intent == HUMAN or entry.offer == HUMAN:
             return self._handoff(session_id, state)
         return self._entry_replies(entry, in_flow=True) + self._reprompt(state, now, "我们继续刚才的办理：")
 
@@ -787,7 +787,7 @@ def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,
 
         from .limits import build_limits
         limits = build_limits(cfg, server_secret(cfg))
-    records = Records(resolve_path(sessions.data_dir), clock=clock, max_bytes=sessions.records_max_bytes)
+    records = FeedbackRecords(resolve_path(sessions.data_dir), clock=clock, max_bytes=sessions.records_max_bytes)
     from .insights import build_writer
 
     return Engine(faq, matcher, accounts, store, sessions, HandoffConfig.of(cfg), records, clock,

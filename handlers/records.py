@@ -22,8 +22,8 @@ from .sessions import storage_key
 log = logging.getLogger(__name__)
 
 
-class Records:
-    """feedback.jsonl under one directory."""
+class FeedbackRecords:
+    """feedback.jsonl under one directory (answer votes; not a student's ``accounts.base.StudentRecord``)."""
 
     def __init__(self, data_dir: str | Path, clock=time.time,  # type: ignore[no-untyped-def]
                  max_bytes: int = 10 * 1024 * 1024, keep: int = 5) -> None:
@@ -65,10 +65,3 @@ class Records:
         """One 有帮助/没帮助 vote on an FAQ entry."""
         self._append("feedback.jsonl", {"ts": round(self._clock(), 3), "session": storage_key(session_id)[:12],
                                         "entry": entry, "helpful": helpful})
-
-    def read(self, name: str) -> list[dict[str, Any]]:
-        """All records of one file (for staff tools and tests)."""
-        path = self.dir / name
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

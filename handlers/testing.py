@@ -105,12 +105,12 @@ def make_engine(accounts: Any, *, store: Any = None, data_dir: Any = None, clock
     from settings import SessionsConfig
 
     from .engine import Engine
-    from .records import Records
+    from .records import FeedbackRecords
     from .sessions import MemoryStore
 
     m = matcher or default_matcher()
     clock = clock or time.time
     sessions = SessionsConfig(**({"data_dir": str(data_dir)} if data_dir else {}), **overrides)
     return Engine(m.faq, m, accounts, store or MemoryStore(clock=clock), sessions,
-                  records=Records(sessions.data_dir, clock=clock), clock=clock, handoffs=handoffs,
+                  records=FeedbackRecords(sessions.data_dir, clock=clock), clock=clock, handoffs=handoffs,
                   limits=limits)

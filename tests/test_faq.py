@@ -45,8 +45,8 @@ def test_related_entries_exist_and_flows_are_named():
     faq = load_dir(DATA)
     for e in faq.entries.values():
         assert all(r in faq.entries for r in e.related)
-    assert faq.entries["recover_account.username"].flow == "recover_username"
-    assert faq.entries["id_duplicate.meaning"].flow == "id_duplicate"
+    assert faq.entries["recover_account.username"].offer == "recover_username"
+    assert faq.entries["id_duplicate.meaning"].offer == "id_duplicate"
 
 
 @pytest.mark.parametrize("fact", ["3 次", "证书编号", "学号", "证件重复-客服审核", "发送协助请求", "研招推免"])
@@ -64,6 +64,25 @@ def test_schema_error_names_file_line_and_field(faq_copy: Path):
     line = next(i for i, l in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "questoin" in l)
     messages = [str(p) for p in err.value.problems]
     assert any(f"07_too_frequent.yaml:{line}" in m and "questoin" in m for m in messages), messages
+
+
+def test_the_old_flow_key_is_an_error_naming_its_new_name_offer(faq_copy: Path):
+    path = faq_copy / "topics" / "07_too_frequent.yaml"
+    _edit(path, "    offer: recover_password", "    flow: recover_password")
+    _, problems = check(faq_copy)
+    line = next(i for i, l in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "flow: recover" in l)
+    assert f"{os.path.relpath(path)}:{line}: entries[0].flow: the key 'flow' is now called 'offer': rename it to offer:" \
+        in [str(p) for p in problems]
+    assert not any("Additional properties" in str(p) for p in problems)
+
+
+def test_every_offer_the_schema_allows_is_a_flow_offer_or_the_hand_off():
+    from handlers.flows import OFFERS
+
+    schema = json.loads((ROOT / "faq" / "schema.json").read_text(encoding="utf-8"))
+    allowed = schema["$defs"]["entry"]["properties"]["offer"]["enum"]
+    assert set(allowed) == {None, "human_agent", *OFFERS}
+    assert {e.offer for e in load_dir(DATA).entries.values()} <= set(allowed)
 
 
 def test_yaml_syntax_error_names_the_line(faq_copy: Path):

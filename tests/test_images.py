@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from PIL import Image as PILImage
 
 from handlers.images import ImageRejected, sanitize
-from handlers.records import Records
+from handlers.records import FeedbackRecords
 from handlers.testing import photo
 from handlers.types import Image
 
@@ -62,10 +63,11 @@ def test_a_decompression_bomb_is_refused_before_decoding():
 
 
 def test_records_rotate_past_the_cap_and_keep_a_few(tmp_path):
-    rec = Records(tmp_path, max_bytes=2000, keep=2)
+    rec = FeedbackRecords(tmp_path, max_bytes=2000, keep=2)
     for i in range(100):
         rec.feedback(f"s{i}", "recover_account.password", True)
     files = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert files == ["feedback.jsonl", "feedback.jsonl.1", "feedback.jsonl.2"]
     assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
-    assert len(rec.read("feedback.jsonl")) > 0
+    votes = [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert votes and all(v["entry"] == "recover_account.password" and v["helpful"] is True for v in votes)

@@ -14,7 +14,7 @@ FLOWS: dict[str, Flow] = {f.name: f for f in (
 
 @dataclass(frozen=True)
 class Offer:
-    """What an FAQ answer whose entry names ``flow:`` adds: a question and a start button."""
+    """What an FAQ answer whose entry names ``offer:`` adds: a question and a button starting ``flow``."""
 
     question: str
     label: str

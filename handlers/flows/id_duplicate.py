@@ -35,7 +35,7 @@ CANCEL_WARNING = ("**请注意：**验证通过后，将会**注销使用了您�
                   "注销账号会暂时影响您原填报**研招推免、统考、自主招生、兵役登记/应征报名**的信息操作。"
                   "如果您另有其他账号，请慎重此操作。")
 KINDS = {"enrolled": "在校生", "graduate": "毕业生"}
-RECORD_KEYS = ("record_kind", "record_school", "record_number", "record_year", "record_level")
+STUDENT_RECORD_KEYS = ("record_kind", "record_school", "record_number", "record_year", "record_level")
 FIRST_YEAR = 1949
 
 
@@ -453,14 +453,14 @@ def submit_record(ctx: Ctx) -> Outcome:
     try:
         ctx.accounts.submit_student_record(ctx.token or "", record, idempotency_key=ctx.idempotency_key)
     except (RecordMismatch, AttemptsExhausted) as e:
-        for k in RECORD_KEYS:
+        for k in STUDENT_RECORD_KEYS:
             d.pop(k, None)
         left = e.attempts_left if isinstance(e, RecordMismatch) and e.attempts_left is not None else 0
         d["attempts_left"] = left
         if left <= 0:
             return Goto("pick", (ctx.say("信息核对未通过，途径4 的 3 次机会已用完。请选择途径1–3 完成核验。"),))
         return Goto("record_kind", (ctx.say(f"信息核对未通过，途径4 还可使用 {left} 次。请核对后重新填写。"),))
-    for k in RECORD_KEYS:
+    for k in STUDENT_RECORD_KEYS:
         d.pop(k, None)
     return Finish((ctx.say("学籍/学历信息核对正确，身份核验已通过，您的账号现在可以正常使用了。"),))
 
