@@ -33,11 +33,12 @@ class ConfigError(ValueError):
     or has a key or value its section does not accept (the message names the key's path)."""
 
 
-def _problems(e: ValidationError, prefix: str) -> str:
-    """Pydantic's errors as ``section.key: message`` lines."""
+def _problems(e: ValidationError, prefix: str, key_prefix: str = "") -> str:
+    """Pydantic's errors as ``section.key: message`` lines (``key_prefix`` before each top-level key)."""
     lines = []
     for err in e.errors():
-        path = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        loc = [f"{key_prefix}{p}" if i == 0 else p for i, p in enumerate(err["loc"])]
+        path = ".".join(str(p) for p in (prefix, *loc) if p != "")
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         lines.append(f"{path}: {message}")
     return "; ".join(lines)
@@ -246,6 +247,66 @@ class HandoffConfig(Section):
             raise ValueError("handoff.webhook_url is set but HANDOFF_WEBHOOK_SECRET "
                              "(handoff.webhook_secret) is empty or shorter than 16 characters")
         return self
+
+
+class _HandoffPart(BaseModel):
+    """A part's view of the ``handoff`` section: its keys ``<prefix><field>`` (types, ranges and defaults
+    are HandoffConfig's, so unknown keys and bad values are refused there, with their path)."""
+
+    model_config = ConfigDict(frozen=True)
+    prefix: ClassVar[str] = ""
+
+    @classmethod
+    def of(cls: type[P], cfg: Mapping[str, Any]) -> P:
+        """The part from a loaded config; ConfigError naming the key."""
+        values = HandoffConfig.of(cfg).model_dump()
+        try:
+            return cls.model_validate({k: values[cls.prefix + k] for k in cls.model_fields})
+        except ValidationError as e:
+            raise ConfigError(f"config.yaml: {_problems(e, 'handoff', cls.prefix)}") from None
+
+
+P = TypeVar("P", bound=_HandoffPart)
+
+
+class WebhookConfig(_HandoffPart):
+    """``handoff.webhook_*``: the bridge to a help desk (handlers/webhook.py); off without a URL."""
+
+    prefix: ClassVar[str] = "webhook_"
+    url: str
+    secret: str
+    timeout: float          # seconds to connect and, separately, to read the answer
+    retries: int            # extra tries after the first (about 63 s of waiting at backoff 1)
+    backoff: float          # first wait in seconds, doubled each retry
+    queue_size: int         # events waiting to be sent; beyond it new ones are dropped
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
+MIN_API_TOKEN_CHARS = 24
+
+
+class HandoffApiConfig(_HandoffPart):
+    """``handoff.api_*``: the help-desk API at /api/handoffs (channels/handoff_api.py); off without a token."""
+
+    prefix: ClassVar[str] = "api_"
+    token: str
+    requests_per_minute: int        # per client address, every route
+    failed_auth_per_minute: int     # per client address, wrong or missing token
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, v: str) -> str:
+        if v and len(v) < MIN_API_TOKEN_CHARS:
+            raise ValueError(f"HANDOFF_API_TOKEN must be at least {MIN_API_TOKEN_CHARS} characters; "
+                             "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token)
 
 
 class InsightsConfig(Section):

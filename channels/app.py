@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from settings import TelegramConfig, WebConfig, WeChatConfig, section
+from settings import HandoffApiConfig, TelegramConfig, WebConfig, WeChatConfig, section
 
 from .base import Channel, ConversationEngine, InputRejected
 from .delivery import Delivery
@@ -75,9 +75,9 @@ async def _crash(request: Request, exc: Exception) -> JSONResponse:
 
 def _handoff_api(cfg: Mapping[str, Any], service: Any) -> Any:
     """The help-desk API over the app's hand-off service, when ``handoff.api_token`` is set."""
-    from .handoff_api import HandoffApi, HandoffApiConfig
+    from .handoff_api import HandoffApi
 
-    conf = HandoffApiConfig.from_mapping(section(cfg, "handoff"))
+    conf = HandoffApiConfig.of(cfg)
     if not conf.enabled:
         return None
     sessions = section(cfg, "sessions")

@@ -19,8 +19,7 @@ import hmac
 import logging
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -31,7 +30,7 @@ from handlers.handoff_service import HandoffService, ReplyRejected
 from handlers.handoffs import (RESOLUTIONS, STATUSES, HandoffClosed, HandoffConflict, HandoffError,
                                HandoffNotFound, HandoffStoreError)
 from handlers.helpdesk import public_handoff, public_message
-from settings import ConfigError, HandoffConfig
+from settings import ConfigError, HandoffApiConfig
 
 from .ratelimit import MemoryLimiter
 from .web import ApiError, json_body
@@ -39,7 +38,6 @@ from .web import ApiError, json_body
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/handoffs"
-MIN_TOKEN_CHARS = 24
 MAX_AUTHOR_CHARS = 40
 CLOSE_RESOLUTIONS = tuple(r for r in RESOLUTIONS if r not in ("back_to_bot", "user_left"))
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -50,37 +48,6 @@ class Limiter(Protocol):
     """``hit(key)`` → seconds to wait, 0 when allowed (``channels.ratelimit``)."""
 
     def hit(self, key: str) -> float: ...
-
-
-class HandoffApiConfigError(ConfigError):
-    """The hand-off API settings cannot work (e.g. a short token)."""
-
-
-@dataclass(frozen=True)
-class HandoffApiConfig:
-    """``handoff.api_token`` (``HANDOFF_API_TOKEN``; empty = API off) and the rate limits."""
-
-    token: str = ""
-    requests_per_minute: int = 120      # per client address, every route
-    failed_auth_per_minute: int = 10    # per client address, wrong or missing token
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.token)
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> "HandoffApiConfig":
-        """From the ``handoff`` section (types and ranges checked by ``settings.HandoffConfig``)."""
-        try:
-            h = HandoffConfig.parse(m)
-        except ConfigError as e:
-            raise HandoffApiConfigError(str(e)) from None
-        if h.api_token and len(h.api_token) < MIN_TOKEN_CHARS:
-            raise HandoffApiConfigError(
-                f"HANDOFF_API_TOKEN (handoff.api_token) must be at least {MIN_TOKEN_CHARS} characters; "
-                "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
-        return cls(token=h.api_token, requests_per_minute=h.api_requests_per_minute,
-                   failed_auth_per_minute=h.api_failed_auth_per_minute)
 
 
 # ---- documented bodies (OpenAPI); requests are parsed by hand for clear Chinese errors ----------
@@ -149,7 +116,7 @@ class HandoffApi:
                  failures: Limiter | None = None) -> None:
         """``requests`` / ``failures``: per-address limiters (default: in process, from ``conf``)."""
         if not conf.enabled:
-            raise HandoffApiConfigError("the hand-off API needs handoff.api_token (HANDOFF_API_TOKEN)")
+            raise ConfigError("the hand-off API needs handoff.api_token (HANDOFF_API_TOKEN)")
         self.service, self.conf = service, conf
         self._token = conf.token.encode()
         self._requests = requests or MemoryLimiter(conf.requests_per_minute, 60)

@@ -300,7 +300,7 @@ def build_service(cfg: Mapping[str, Any], *, store: HandoffStore | None = None, 
     service = HandoffService(store, bus or build_bus(section(cfg, "sessions")), hours=OfficeHours.parse(h.hours),
                              agents_online=agents_online, clock=clock, max_reply_chars=h.max_reply_chars)
     from .helpdesk import attach
-    attach(service, section(cfg, "handoff"))   # the help-desk webhook listens when handoff.webhook_url is set
+    attach(service, cfg)   # the help-desk webhook listens when handoff.webhook_url is set
     return service
 
 

@@ -21,7 +21,8 @@ from typing import Any, Mapping
 from .handoff_service import HandoffService
 from .handoffs import Handoff, HandoffMessage
 from .privacy import mask_secrets
-from .webhook import WebhookConfig, WebhookSender
+from .webhook import WebhookSender
+from settings import WebhookConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,10 @@ class HandoffWebhook:
         self.sender.close(timeout)
 
 
-def attach(service: HandoffService, handoff_cfg: Mapping[str, Any]) -> HandoffWebhook | None:
-    """Subscribe a webhook to ``service`` when ``handoff.webhook_url`` is set (``WebhookConfigError`` if
-    the settings cannot work); None when it is off."""
-    conf = WebhookConfig.from_mapping(handoff_cfg)
+def attach(service: HandoffService, cfg: Mapping[str, Any]) -> HandoffWebhook | None:
+    """Subscribe a webhook to ``service`` when ``handoff.webhook_url`` is set (``settings.ConfigError`` naming
+    the key if the settings cannot work); None when it is off."""
+    conf = WebhookConfig.of(cfg)
     if not conf.enabled:
         return None
     hook = HandoffWebhook(WebhookSender(conf))

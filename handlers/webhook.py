@@ -37,43 +37,12 @@ from urllib.parse import urlsplit
 
 import requests
 
-from settings import ConfigError, HandoffConfig
+from settings import WebhookConfig
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
 USER_AGENT = "chsi-helpdesk-bot-webhook/1"
-
-
-class WebhookConfigError(ConfigError):
-    """The webhook settings cannot work (no secret, not an http(s) URL, bad numbers)."""
-
-
-@dataclass(frozen=True)
-class WebhookConfig:
-    """The ``webhook_*`` keys of the ``handoff`` section."""
-
-    url: str = ""
-    secret: str = ""
-    timeout: float = 5.0          # seconds to connect and, separately, to read the answer
-    retries: int = 6              # extra tries after the first (about 63 s of waiting at backoff 1)
-    backoff: float = 1.0          # first wait in seconds, doubled each retry
-    queue_size: int = 1000        # events waiting to be sent; beyond it new ones are dropped
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.url)
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> "WebhookConfig":
-        """From the ``handoff`` section, checked by ``settings.HandoffConfig``;
-        ``WebhookConfigError`` naming the key that is wrong."""
-        try:
-            h = HandoffConfig.parse(m)
-        except ConfigError as e:
-            raise WebhookConfigError(str(e)) from None
-        return cls(url=h.webhook_url, secret=h.webhook_secret, timeout=h.webhook_timeout,
-                   retries=h.webhook_retries, backoff=h.webhook_backoff, queue_size=h.webhook_queue_size)
 
 
 def sign(secret: str | bytes, body: bytes) -> str:

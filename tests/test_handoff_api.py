@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from channels.app import create_app
-from channels.handoff_api import HandoffApiConfigError
+from settings import ConfigError
 from handlers.handoff_service import memory_service
 from handlers.handoffs import NewHandoff
 from handlers.types import Message, Reply
@@ -73,7 +73,7 @@ def test_api_is_off_without_a_token(service):
 
 
 def test_a_short_token_is_refused_at_start(service):
-    with pytest.raises(HandoffApiConfigError, match="HANDOFF_API_TOKEN"):
+    with pytest.raises(ConfigError, match="HANDOFF_API_TOKEN"):
         create_app(config(api_token="short"), engine=EngineWithHandoffs(service))
 
 

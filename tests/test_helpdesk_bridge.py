@@ -41,6 +41,10 @@ def hook_conf(url: str, **kw) -> dict:
     return {"webhook_url": url, "webhook_secret": SECRET, "webhook_backoff": 0.01, **kw}
 
 
+def hook_cfg(url: str, **kw) -> dict:
+    return {"handoff": hook_conf(url, **kw)}
+
+
 def say(client: TestClient, session: str, text: str) -> list[dict]:
     r = client.post("/api/chat", json={"session_id": session, "text": text})
     assert r.status_code == 200, r.text
@@ -56,7 +60,7 @@ def test_full_lifecycle_over_the_api_with_signed_webhooks(acc, tmp_path):
     cfg = {"web": {"session_secret": "test-secret-0123456789abcdef0123456789"}, "telegram": {"token": ""},
            "handoff": {"api_token": TOKEN}}
     with Receiver(SECRET) as rx:
-        hook = attach(service, hook_conf(rx.url))
+        hook = attach(service, hook_cfg(rx.url))
         assert isinstance(hook, HandoffWebhook)
         engine = make_engine(acc, data_dir=tmp_path, handoffs=service)
         with TestClient(create_app(cfg, engine=engine)) as c:
@@ -119,7 +123,7 @@ def test_full_lifecycle_over_the_api_with_signed_webhooks(acc, tmp_path):
 def test_user_leaving_sends_handoff_closed_as_abandoned(acc, tmp_path):
     service = memory_service()
     with Receiver(SECRET) as rx:
-        hook = attach(service, hook_conf(rx.url))
+        hook = attach(service, hook_cfg(rx.url))
         chat = Chat(make_engine(acc, data_dir=tmp_path, handoffs=service))
         chat.say("转人工")
         chat.say("取消转人工")
@@ -138,7 +142,7 @@ def test_the_users_turn_does_not_wait_for_a_slow_help_desk(acc, tmp_path):
     hold = threading.Event()
     service = memory_service()
     with Receiver(SECRET, hold=hold) as rx:
-        hook = attach(service, hook_conf(rx.url))
+        hook = attach(service, hook_cfg(rx.url))
         chat = Chat(make_engine(acc, data_dir=tmp_path, handoffs=service))
         chat.say("转人工")
         assert rx.arrived.wait(10)   # handoff.created is now stuck in the receiver
@@ -159,7 +163,7 @@ def test_an_unreachable_help_desk_never_fails_the_turn(acc, tmp_path):
     port = s.getsockname()[1]
     s.close()
     service = memory_service()
-    hook = attach(service, hook_conf(f"http://127.0.0.1:{port}/hook", webhook_retries=1))
+    hook = attach(service, hook_cfg(f"http://127.0.0.1:{port}/hook", webhook_retries=1))
     chat = Chat(make_engine(acc, data_dir=tmp_path, handoffs=service))
     chat.say("转人工")
     assert "排在第 1 位" in chat.text
@@ -185,7 +189,7 @@ def test_build_service_subscribes_the_configured_webhook(tmp_path):
 def test_agent_and_system_messages_are_not_echoed_to_the_help_desk():
     service = memory_service()
     with Receiver(SECRET) as rx:
-        hook = attach(service, hook_conf(rx.url))
+        hook = attach(service, hook_cfg(rx.url))
         from handlers.handoffs import NewHandoff
 
         h = service.open(NewHandoff(session_key="k", channel="telegram", address="12345", reason="user_request"))

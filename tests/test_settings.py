@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 import settings
-from settings import (AccountsConfig, Config, ConfigError, HandoffConfig, LimitsConfig, MatcherConfig, RateRule,
-                      SandboxConfig, SessionsConfig, TelegramConfig, WebConfig)
+from settings import (AccountsConfig, Config, ConfigError, HandoffApiConfig, HandoffConfig, LimitsConfig,
+                      MatcherConfig, RateRule, SandboxConfig, SessionsConfig, TelegramConfig, WebConfig, WebhookConfig)
 
 
 def write(tmp_path, mutate) -> str:
@@ -85,3 +85,15 @@ def test_bot_refuses_a_bad_config_with_the_key_and_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "sessions.ttl_secs: unknown key" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_handoff_parts_are_views_of_the_handoff_section_with_its_checks_and_paths():
+    cfg = {"handoff": {"webhook_retries": 0, "api_token": "t" * 24, "api_requests_per_minute": 5}}
+    assert WebhookConfig.of(cfg).retries == 0 and not WebhookConfig.of(cfg).enabled
+    assert HandoffApiConfig.of(cfg) == HandoffApiConfig(token="t" * 24, requests_per_minute=5, failed_auth_per_minute=10)
+    assert not HandoffApiConfig.of({}).enabled and WebhookConfig.of({}).queue_size == HandoffConfig().webhook_queue_size
+    for handoff, path in [({"api_requests_per_minute": 0}, "handoff.api_requests_per_minute: Input should be greater"),
+                          ({"api_token": "short"}, "handoff.api_token: HANDOFF_API_TOKEN must be at least 24"),
+                          ({"webhook_tries": 1}, "handoff.webhook_tries: unknown key")]:
+        with pytest.raises(ConfigError, match=path):
+            (HandoffApiConfig if "api" in path else WebhookConfig).of({"handoff": handoff})

@@ -8,16 +8,22 @@ import threading
 
 import pytest
 
-from handlers.webhook import WebhookConfig, WebhookConfigError, WebhookSender, sign, verify
+from handlers.webhook import WebhookSender, sign, verify
+from settings import ConfigError, WebhookConfig
 from tests.webhook_receiver import Receiver, poll
 
 SECRET = "whsec-test-0123456789abcdef"
 
 
+def webhook_config(handoff: dict) -> WebhookConfig:
+    """The webhook part of a config whose ``handoff`` section is ``handoff``."""
+    return WebhookConfig.of({"handoff": handoff})
+
+
 def sender_for(url: str, **kw) -> WebhookSender:
     conf = {"webhook_url": url, "webhook_secret": SECRET, "webhook_backoff": 0.01, "webhook_timeout": 5}
     conf.update(kw)
-    return WebhookSender(WebhookConfig.from_mapping(conf))
+    return WebhookSender(webhook_config(conf))
 
 
 def closed_port() -> int:
@@ -77,7 +83,7 @@ def test_receiver_failing_twice_then_succeeding_gets_the_same_event_three_times(
 def test_backoff_doubles_between_retries():
     waits: list[float] = []
     with Receiver(SECRET, statuses=(502, 502, 502, 502)) as rx:
-        conf = WebhookConfig.from_mapping({"webhook_url": rx.url, "webhook_secret": SECRET,
+        conf = webhook_config({"webhook_url": rx.url, "webhook_secret": SECRET,
                                            "webhook_backoff": 0.5, "webhook_retries": 3})
         sender = WebhookSender(conf, sleep=waits.append)
         try:
@@ -92,7 +98,7 @@ def test_backoff_doubles_between_retries():
 def test_429_retry_after_is_honoured():
     waits: list[float] = []
     with Receiver(SECRET, statuses=(429,), headers={"Retry-After": "3"}) as rx:
-        conf = WebhookConfig.from_mapping({"webhook_url": rx.url, "webhook_secret": SECRET, "webhook_backoff": 0.5})
+        conf = webhook_config({"webhook_url": rx.url, "webhook_secret": SECRET, "webhook_backoff": 0.5})
         sender = WebhookSender(conf, sleep=waits.append)
         try:
             sender.emit("handoff.created", {})
@@ -173,7 +179,7 @@ def test_full_queue_drops_and_logs_the_count(caplog):
 
 
 def test_off_without_url_and_no_thread_started():
-    sender = WebhookSender(WebhookConfig.from_mapping({"webhook_url": "", "webhook_secret": ""}))
+    sender = WebhookSender(webhook_config({"webhook_url": "", "webhook_secret": ""}))
     assert not sender.enabled and sender.emit("handoff.created", {}) is None
     assert sender._thread is None
     sender.close()
@@ -198,5 +204,12 @@ def test_close_delivers_what_is_queued():
     ({"webhook_url": "https://desk.example/hook", "webhook_secret": SECRET, "webhook_timeout": "soon"}, "webhook"),
 ])
 def test_bad_settings_are_refused_with_the_key(conf, words):
-    with pytest.raises(WebhookConfigError, match=words):
-        WebhookConfig.from_mapping(conf)
+    with pytest.raises(ConfigError, match=words):
+        webhook_config(conf)
+
+
+def test_zero_retries_stay_zero_and_an_unknown_webhook_key_is_named():
+    assert webhook_config({"webhook_retries": 0}).retries == 0
+    assert webhook_config({}) == webhook_config({"webhook_retries": None}) and webhook_config({}).retries == 6
+    with pytest.raises(ConfigError, match="handoff.webhook_retris: unknown key"):
+        webhook_config({"webhook_retris": 0})
