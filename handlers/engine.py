@@ -38,7 +38,7 @@ from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcom
                          plain_wait, typed_yes_no)
 from .handoff_service import LEAVE, HandoffService, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
-from .insights import TurnEvent
+from .insights import MAX_TEXT, TurnEvent
 from .privacy import mask_secrets
 from .images import ImageRejected, sanitize
 from .limits import Limits, MemoryLimiter
@@ -81,6 +81,10 @@ MAX_HOPS = 25
 # A session with a flow is kept this long past the flow's idle expiry: a user coming back shortly after
 # still hears that the flow expired and its data is gone (by then dropped), instead of a bot that forgot.
 FLOW_TTL_MARGIN = 15 * 60
+TRANSCRIPT_CHARS = 200   # a transcript line (what a person sees after a hand-off) is cut here
+SAID_CHARS = 2000        # the user's masked message handed to a person during a hand-off
+LABELS_KEPT = 40         # button labels remembered, so a pressed button reads as its label
+VOTES_OPEN = 20          # answers that may still get their one 有帮助/没帮助 vote
 
 
 class Matcher(Protocol):
@@ -135,7 +139,7 @@ class Engine:
 
     def handle(self, session_id: str, message: Message) -> list[Reply]:
         """The replies to one message; any session id works (unknown → a new session)."""
-        tag = storage_key(str(session_id))[:8]
+        tag = _tag(session_id)
         self._pinned.knowledge = self._knowledge
         self._pinned.trace = trace = {}
         started = time.perf_counter()
@@ -195,7 +199,7 @@ class Engine:
     def forget(self, session_id: str) -> None:
         """Delete the session — any flow with its data, the transcript, where to reach the user —
         because the user left the channel (e.g. unsubscribed from the WeChat account)."""
-        tag = storage_key(str(session_id))[:8]
+        tag = _tag(session_id)
         try:
             with self.store.lock(session_id):
                 self.store.delete(session_id)
@@ -222,7 +226,7 @@ class Engine:
         try:
             state = SessionState.from_json(raw)
         except Exception as e:  # Incompatible, or a bug reading it: the conversation starts afresh
-            log.info("session %s: saved state dropped (%s)", storage_key(str(session_id))[:8],
+            log.info("session %s: saved state dropped (%s)", _tag(session_id),
                      e if isinstance(e, Incompatible) else e.__class__.__name__)
             had_flow = e.had_flow if isinstance(e, Incompatible) else bool(raw.get("flow"))
             return SessionState(), [Reply(STATE_DROPPED if had_flow else STATE_RESET)]
@@ -251,7 +255,7 @@ class Engine:
             state.reach = Reach(message.channel, message.address)
         state.prev_event, state.last_event = state.last_event, None
         said = self._remember_user(state, inp, message)
-        self._note(text=said[:500], channel=str(message.channel or ""))
+        self._note(text=said[:MAX_TEXT], channel=str(message.channel or ""))
         try:
             if problem is not None:
                 replies = [problem] + self._reprompt(state, now)
@@ -263,7 +267,7 @@ class Engine:
                 else:
                     self._note_first(decision="person")
         except Exception as e:  # a bug must not lose the conversation or leak data
-            log.error("session %s: %s in flow %s", storage_key(session_id)[:8], e.__class__.__name__,
+            log.error("session %s: %s in flow %s", _tag(session_id), e.__class__.__name__,
                       state.flow.name if state.flow else None, exc_info=log.isEnabledFor(logging.DEBUG))
             self._flow_outcome("error")
             self._end_flow(state)
@@ -469,7 +473,7 @@ class Engine:
         try:
             h = self.handoffs.open(new)
         except HandoffError as e:
-            log.error("session %s: hand-off failed: %s", storage_key(session_id)[:8], e.__class__.__name__)
+            log.error("session %s: hand-off failed: %s", _tag(session_id), e.__class__.__name__)
             return [Reply("抱歉，人工客服系统暂时无法接入，请稍后再点“转人工客服”。", buttons=(HANDOFF,))]
         self._note(decision="handoff", intent=HUMAN)
         if state.flow:
@@ -477,7 +481,7 @@ class Engine:
         self._end_flow(state)
         state.handoff = h.id
         state.oos_streak = 0
-        log.info("session %s handed off (%s)", storage_key(session_id)[:8], new.reason)
+        log.info("session %s handed off (%s)", _tag(session_id), new.reason)
         return [Reply(f"{self.handoff.message}\n\n{self.handoffs.status_text(h)}\n\n"
                       "如需回到智能助手，请输入“取消转人工”。", buttons=(LEAVE_HANDOFF,), intent=HUMAN)]
 
@@ -737,8 +741,8 @@ class Engine:
         elif inp.kind == "button":
             text = mask_secrets(state.labels.get(inp.payload) or "［按钮］")
         else:
-            text = mask_secrets(inp.text)[:2000]
-        self._append_transcript(state, "用户", text[:200])
+            text = mask_secrets(inp.text)[:SAID_CHARS]
+        self._append_transcript(state, "用户", text[:TRANSCRIPT_CHARS])
         return text
 
     def _remember_bot(self, state: SessionState, replies: list[Reply]) -> None:
@@ -748,18 +752,23 @@ class Engine:
             state.vote_for = votes[-1].split(":", 2)[2]
         if labels:  # the labels the user saw, so a pressed button reads as its label in the transcript
             kept = {**state.labels, **labels}
-            state.labels = dict(list(kept.items())[-40:])
+            state.labels = dict(list(kept.items())[-LABELS_KEPT:])
         for r in replies:
-            self._append_transcript(state, "助手", mask_secrets(plain(r.text))[:200])
+            self._append_transcript(state, "助手", mask_secrets(plain(r.text))[:TRANSCRIPT_CHARS])
             if r.entry and any(b.payload.startswith("fb:") for b in r.buttons):
                 awaiting = state.feedback_open   # answers that may still get their one vote
                 if r.entry not in awaiting:
                     awaiting.append(r.entry)
-                del awaiting[:-20]
+                del awaiting[:-VOTES_OPEN]
 
     def _append_transcript(self, state: SessionState, who: str, text: str) -> None:
         state.transcript.append([who, text])
         del state.transcript[:-self.sessions.transcript_turns]
+
+
+def _tag(session_id: str) -> str:
+    """A session's short one-way tag for logs (never the id itself)."""
+    return storage_key(str(session_id))[:8]
 
 
 def build_engine(cfg: Mapping[str, Any], accounts: AccountAPI | None = None,

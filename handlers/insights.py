@@ -36,7 +36,7 @@ from .db import Database, DatabaseError
 log = logging.getLogger(__name__)
 
 DECISIONS = ("answer", "clarify", "out_of_scope", "flow", "handoff", "feedback", "person", "command", "rejected")
-MAX_TEXT = 500
+MAX_TEXT = 500   # a turn event keeps this much of the user's masked message (the engine cuts it)
 
 
 @dataclass(frozen=True)
