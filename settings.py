@@ -114,6 +114,8 @@ class MatcherConfig(Section):
     unknown_floor: float = 0.6             # least weight of a content word the FAQ never uses
     focus_tokens: int = Field(12, ge=1)    # beyond this many words, words the entry does not explain count less
     contrast_penalty: float = 0.55         # score factor when the question holds a contrast word the entry lacks
+    anchor_penalty: float = 0.8            # score factor when the message lacks every word all the entry's questions use
+    anchor_min_questions: int = Field(9, ge=1)  # ... counted for entries with at least this many questions
     suggest_threshold: float = 0.35        # out of scope: candidates below this are not worth suggesting
     window_discount: float = 0.95          # long messages: factor on the score of the question clause alone
     window_weight: float = 0.4             # long messages: share of the question clause in that score

@@ -73,7 +73,7 @@ class Matcher:
             # asking about 缓存 or 账号管理 is asking about the entry that mentions them
             answer = self.normalise(_plain(e.answer))
             self._entry_contrast.append(frozenset().union(*(
-                self._contrast_words(n.full) for n in (*questions, *keyword_norms, answer))))
+                self._contrast_words(n) for n in (*questions, *keyword_norms, answer))))
             docs = [(n.text, n.tokens) for n in questions]
             keywords = [(n.text, n.tokens) for n in keyword_norms]
             vocab = {t for _, toks in docs + keywords for t in toks} | set(answer.tokens)
@@ -105,6 +105,13 @@ class Matcher:
                 for key in _keys(text, toks):
                     self._index[key].add(di)
         self._max_postings = max(500, len(self._docs) // 50)
+        # an entry's anchors: the words every one of its questions uses, when it has many (账号,
+        # 密码, 重新注册); a message using none of them asks about something else (a platform's
+        # own procedure is not a question about its account)
+        self._anchors: list[frozenset[str]] = [
+            frozenset.intersection(*(frozenset(t) for _, t in docs))
+            if ei < len(self.entries) and len(docs) >= self.config.anchor_min_questions else frozenset()
+            for ei, docs in enumerate(per_entry_docs)]
         # homophone typos of the FAQ's frequent words are recovered too (用护名 → 用户名)
         seen_in: dict[str, int] = defaultdict(int)
         for d in self._docs:
@@ -131,8 +138,15 @@ class Matcher:
         n = self.normalise(text)
         return n.text, n.tokens
 
-    def _contrast_words(self, full: str) -> frozenset[str]:
-        return frozenset(self._contrast.findall(full)) if self._contrast else frozenset()
+    def _contrast_words(self, n: Normalised) -> frozenset[str]:
+        """The contrast words in a text, except one inside a longer word of it (支付 in 支付宝,
+        几个 in 好几个: the word typed is another one)."""
+        if not self._contrast:
+            return frozenset()
+        found = set(self._contrast.findall(n.full))
+        if found:
+            found = {w for w in found if not any(len(t) > len(w) and w in t for t in n.tokens)}
+        return frozenset(found)
 
     def weight(self, token: str) -> float:
         """How much a token says about what was asked (0..1).
@@ -168,14 +182,14 @@ class Matcher:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
         windows = self._question_windows(clauses, long=len(q.tokens) > self.config.focus_tokens)
         # in a long message, only the question's own contrast words change what is asked
-        contrast = self._contrast_words(windows[-1].full if windows else q.full)
+        contrast = self._contrast_words(windows[-1] if windows else q)
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
         if exact >= 0:  # the user typed one of the FAQ's (or the catalogue's) own questions
             ranked = [(1.0, exact)] + [(min(s, 0.99), ei) for s, ei in ranked if ei != exact]
             return self._decide(ranked, exact=True)
         if windows:
-            ranked = self._with_windows(windows, ranked)
+            ranked = self._with_windows(windows, ranked, frozenset(q.tokens))
         return self._decide(ranked)
 
     def _smalltalk_only(self, raw: str) -> str | None:
@@ -206,20 +220,22 @@ class Matcher:
             spans.append((last, last + 1))
         return [w for w in (merge([c.norm for c in clauses[i:j]]) for i, j in spans) if w.tokens]
 
-    def _with_windows(self, windows: list[Normalised], ranked: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    def _with_windows(self, windows: list[Normalised], ranked: list[tuple[float, int]],
+                      whole: frozenset[str]) -> list[tuple[float, int]]:
         """A long message usually ends in its question: an entry that fits the question
         clause gets credit for it, so the backstory does not dilute the question away."""
         full = {ei: s for s, ei in ranked}
         best = dict(full)
         for w in windows:
-            for s, ei in self._rank(w.text, w.tokens, self._contrast_words(w.full)):
+            for s, ei in self._rank(w.text, w.tokens, self._contrast_words(w), whole):
                 mixed = self.config.window_discount * (self.config.window_weight * s
                                                        + (1 - self.config.window_weight) * full.get(ei, 0.0))
                 if mixed > best.get(ei, -1.0):
                     best[ei] = mixed
         return sorted(((s, ei) for ei, s in best.items()), reverse=True)[: self.config.prune_limit]
 
-    def _rank(self, qtext: str, qtokens: tuple[str, ...], contrast: frozenset[str]) -> list[tuple[float, int]]:
+    def _rank(self, qtext: str, qtokens: tuple[str, ...], contrast: frozenset[str],
+              whole: frozenset[str] = frozenset()) -> list[tuple[float, int]]:
         cfg = self.config
         qset = set(qtokens)
         weights = {t: self.weight(t) for t in qset}
@@ -267,6 +283,8 @@ class Matcher:
             coverage = covered / (covered + (qweight - covered) * dilution)
             bonus = cfg.keyword_bonus if any(k in qtext for k in self._keywords[ei]) else 0.0
             factor = cfg.contrast_penalty if contrast - self._entry_contrast[ei] else 1.0
+            if self._anchors[ei] and not (self._anchors[ei] & (whole or qset)):
+                factor *= cfg.anchor_penalty
             first.append((min(1.0, cfg.w_coverage * coverage + cfg.w_similarity * sim + bonus), factor, ei))
 
         # the second signal, character n-gram TF-IDF cosine (the entry's closest question), is

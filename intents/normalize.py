@@ -28,7 +28,9 @@ from .phonetic import Phonetic
 _MEDIAN_SURPRISAL = 16.81
 MAX_CHARS = 500  # longer messages are matched on their first MAX_CHARS characters
 _KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
-_CLAUSE = re.compile(r"[。!?;,、\n…~]+")  # after NFKC: full-width ！？；，～ are ASCII
+# clause breaks: punctuation (after NFKC full-width ！？；，～ are ASCII), and a space between two
+# Chinese characters (chat users separate clauses with spaces: "怎么找回账号 我只记得名字")
+_CLAUSE = re.compile(r"[。!?;,、\n…~]+|(?<=[\u3400-\u9fff])\s+(?=[\u3400-\u9fff])")
 _ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")
 
 jieba.setLogLevel(logging.WARNING)

@@ -45,8 +45,9 @@ def test_operating_point_precision_coverage_and_useful_clarifications():
     assert (p.precision, p.coverage, p.clarify_share, p.clarify_useful) == (0.5, 0.4, 0.4, 0.5)
 
 
-def test_calibrate_refuses_the_before_and_after_set(tmp_path: Path):
-    f = tmp_path / "heldout3.yaml"
+@pytest.mark.parametrize("name", ["heldout3.yaml", "heldout5.yaml"])
+def test_calibrate_refuses_the_before_and_after_sets(tmp_path: Path, name):
+    f = tmp_path / name
     f.write_text(yaml.safe_dump([{"text": "忘记密码", "intent": "recover_account"}], allow_unicode=True), encoding="utf-8")
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "calibrate.py"), str(f)],
                          capture_output=True, text=True, timeout=120)

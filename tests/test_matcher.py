@@ -152,6 +152,36 @@ def test_a_contrast_word_the_entry_explains_does_not_veto():
     assert make_matcher(faq, answer_threshold=0.5, clarify_threshold=0.45).match("微信怎么解绑").decision == "answer"
 
 
+def test_a_contrast_word_inside_a_longer_word_of_the_message_does_not_contrast():
+    faq = make_faq(("bind.how", "怎么绑定支付宝", [], "可以绑定支付宝。"),
+                   ("count.how", "一个账号能绑几个手机", [], "只能绑一个。"), contrast_words=("支付", "几个", "解绑"))
+    matcher = make_matcher(faq)
+    words = lambda text: matcher._contrast_words(matcher.normalise(text))  # noqa: E731
+    assert words("支付宝怎么绑定") == frozenset()          # 支付 is part of 支付宝
+    assert words("试了好几个办法都不行") == frozenset()    # 几个 is part of 好几个
+    assert words("注册要支付钱吗") == {"支付"} and words("能绑几个手机") == {"几个"}
+    assert words("支付宝怎么解绑") == {"解绑"}
+
+
+def test_a_message_without_the_word_all_of_an_entrys_questions_use_scores_lower():
+    faq = make_faq(("usage.sites", "账号可以登录哪些网站", ["账号能登录征兵网吗", "征兵网用什么账号登录", "账号有什么用"],
+                    "可登录征兵网。"), ("other.x", "证件号码已被注册", [], "说明已注册。"))
+    anchored, plain = make_matcher(faq, anchor_min_questions=4), make_matcher(faq, anchor_min_questions=5)
+    assert anchored._anchors[0] == {"账号"} and not plain._anchors[0]  # five questions needed: no anchor
+    question = "征兵网报名怎么登录"  # about the platform's own procedure, not its account
+    assert anchored.match(question).candidates[0].score == pytest.approx(
+        anchored.config.anchor_penalty * plain.match(question).candidates[0].score, abs=1e-3)
+    assert plain.match(question).decision == "answer" and anchored.match(question).decision == "out_of_scope"
+    with_word = "征兵网用的账号是哪个"
+    assert anchored.match(with_word).candidates[0].score == plain.match(with_word).candidates[0].score
+
+
+def test_a_space_between_chinese_words_separates_clauses():
+    normalise = real_matcher().normalise
+    assert [c.raw for c in normalise.clauses("怎么找回账号 我只记得名字")] == ["怎么找回账号", "我只记得名字"]
+    assert len(normalise.clauses("app 登录不了")) == 1 and len(normalise.clauses("邮箱 IP 受限")) == 1
+
+
 def test_exact_faq_question_is_answered_even_when_another_intent_is_close():
     faq = make_faq(("a.x", "如何绑定微信账号", [], "a"), ("b.y", "如何绑定微信帐号呢", [], "b"))
     result = make_matcher(faq, clarify_margin=0.5).match("如何绑定微信账号")
