@@ -177,6 +177,9 @@ class Matcher:
         smalltalk = self._smalltalk_only(raw)
         if smalltalk:
             return MatchResult("answer", smalltalk, self._smalltalk_entry[smalltalk], 1.0, ())
+        # a last clause saying what the user does not want (…能重置吗，不想重新注册) is not what is asked
+        if len(clauses) > 1 and _UNWANTED.match(clauses[-1].raw.strip()) and any(c.norm.tokens for c in clauses[:-1]):
+            clauses = clauses[:-1]
         q = merge([c.norm for c in clauses])
         if not q.tokens:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
@@ -334,6 +337,9 @@ class Matcher:
         from faq.loader import load_faq
 
         return cls(load_faq(cfg), MatcherConfig.of(cfg))
+
+
+_UNWANTED = re.compile(r"(?:我|也|并|就|是|都|还|又|实在|真的|暂时)*(?:不想|不要|不用|不打算|不愿意?|不希望|不需要|懒得)")
 
 
 def _plain(markdown: str) -> str:

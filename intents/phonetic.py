@@ -28,6 +28,9 @@ from importlib import resources
 from typing import Callable, Iterable
 
 _HAN = re.compile(r"[\u4e00-\u9fff]+")
+# particles a word is followed by (号吗 is 号 + 吗, not a slip for 号码); other one-character
+# function words slip like any character (修该 is 修改)
+_PARTICLES = frozenset("吗嘛么麽呢吧啊呀哇哦噢喔了啦喽咯嘞呗的地得着过哈")
 _LATIN = re.compile(r"[a-z]+(?: [a-z]+)*")
 
 
@@ -186,5 +189,5 @@ class Phonetic:
         if sub == word:
             return True
         differ = [k for k in range(len(word)) if sub[k] != word[k]]
-        return (len(differ) * 2 <= len(word) and not any(sub[k] in self._stop for k in differ)
+        return (len(differ) * 2 <= len(word) and not any(sub[k] in self._stop and sub[k] in _PARTICLES for k in differ)
                 and not self._is_word(sub))

@@ -176,6 +176,16 @@ def test_a_message_without_the_word_all_of_an_entrys_questions_use_scores_lower(
     assert anchored.match(with_word).candidates[0].score == plain.match(with_word).candidates[0].score
 
 
+@pytest.mark.parametrize("text, entry", [
+    ("密码忘了，不想再注册新账号", "recover_account.password"),
+    ("用户名找不到了，也不打算重新注册一个", "recover_account.username"),
+])
+def test_a_last_clause_saying_what_the_user_does_not_want_is_not_the_question(text, entry):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.entry == entry, result
+    assert real_matcher().match("不想重新注册").intent == "re_register"  # alone it is what the message is about
+
+
 def test_a_space_between_chinese_words_separates_clauses():
     normalise = real_matcher().normalise
     assert [c.raw for c in normalise.clauses("怎么找回账号 我只记得名字")] == ["怎么找回账号", "我只记得名字"]
@@ -310,6 +320,7 @@ def test_tfidf_weight_changes_the_score():
     ("手鸡号被注册", "手机号码"),
     ("身份症号已被注册", "证件号码"),
     ("重新住册", "重新注册"),
+    ("怎么修该手机号", "修改"),   # a one-character function word that is not a particle slips like any character
 ])
 def test_homophone_typos_are_recovered(typed, meant):
     assert meant in real_matcher().normalise.rewrite(typed).split()
@@ -328,7 +339,8 @@ def test_phonetic_guards_short_words_and_tones():
     assert p("蜜码") == "密码"                  # same sound, other tone: mì/mì, mǎ/mǎ
     assert p("秘码") == "密码"
     assert p("觅马") == "觅马"                  # two characters and none as written: not recovered
-    assert p("密吗") == "密吗"                  # the differing character is a stopword
+    assert p("密吗") == "密吗"                  # the differing character is a stopword particle
+    assert Phonetic(["修改"], is_word=lambda w: False, stop_chars=["该"])("修该") == "修改"  # 该 is no particle
     assert p("用护明") == "用护明"              # two of three differ
     assert p("律色通道") == "绿色通道"          # ü readings (lǜ) compare as v
     assert p("abc 用护名") == "abc 用户名"
