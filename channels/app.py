@@ -22,11 +22,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from handlers.limits import Limits, build_limits
 from settings import HandoffApiConfig, TelegramConfig, WebConfig, WeChatConfig, section
 
 from .base import Channel, ConversationEngine, InputRejected
 from .delivery import Delivery
-from .ratelimit import build_limiter
 from .staff import build_console
 from .guard import Guard, error_response
 from .signing import Signer, load_secret
@@ -73,16 +73,15 @@ async def _crash(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "服务暂时出现问题，请稍后再试。")
 
 
-def _handoff_api(cfg: Mapping[str, Any], service: Any) -> Any:
+def _handoff_api(cfg: Mapping[str, Any], service: Any, limits: Limits) -> Any:
     """The help-desk API over the app's hand-off service, when ``handoff.api_token`` is set."""
     from .handoff_api import HandoffApi
 
     conf = HandoffApiConfig.of(cfg)
     if not conf.enabled:
         return None
-    sessions = section(cfg, "sessions")
-    return HandoffApi(service, conf, build_limiter(sessions, conf.requests_per_minute, 60, "handoff-api"),
-                      build_limiter(sessions, conf.failed_auth_per_minute, 60, "handoff-api-auth"))
+    return HandoffApi(service, conf, limits.throttle("handoff-api", conf.requests_per_minute, 60),
+                      limits.throttle("handoff-api-auth", conf.failed_auth_per_minute, 60))
 
 
 def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
@@ -104,14 +103,16 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
         from handlers.handoff_service import build_service
         service = build_service(cfg)
     secret = load_secret(conf)
-    sessions = section(cfg, "sessions")
-    web = WebChannel(engine, Signer(secret), conf, service.bus,
-                     limiter=build_limiter(sessions, conf.events_per_minute, 60, "events"))
+    # one limiter for every limit of the app: the engine's (memory, or Redis shared by every worker)
+    limits: Limits = getattr(engine, "limits", None) or build_limits(cfg, secret)
+    web = WebChannel(engine, Signer(secret), conf, service.bus, limits=limits,
+                     limiter=limits.throttle("events", conf.events_per_minute, 60))
     channels = build_channels(cfg, engine, web, telegram_request)
     delivery = Delivery({c.name: c for c in channels})
     if service.deliver is None:  # a service given with its own delivery hook (tests) keeps it
         service.deliver = delivery
-    console = build_console(cfg, service, secret, matcher=lambda: getattr(engine, "matcher", None), store=staff)
+    console = build_console(cfg, service, secret, matcher=lambda: getattr(engine, "matcher", None), store=staff,
+                            limits=limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -153,7 +154,7 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
         router = channel.router()
         if router is not None:
             app.include_router(router)
-    handoff_api = _handoff_api(cfg, service)
+    handoff_api = _handoff_api(cfg, service, limits)
     if handoff_api is not None:
         app.include_router(handoff_api.router())
     console.mount(app)

@@ -10,7 +10,7 @@ a console reply, and the lifecycle (claim, close, conflicts) is the service's.
 - ``POST /api/handoffs/{id}/close`` ``{"resolution", "author"?}`` → ``{"handoff": {...}}``
 
 Auth: ``Authorization: Bearer <HANDOFF_API_TOKEN>`` (constant-time comparison); the routes do not
-exist (404) when no token is configured. Rate limits per client address (``channels.ratelimit``:
+exist (404) when no token is configured. Rate limits per client address (``handlers.limits.Throttle``:
 in Redis when the sessions are), failed sign-ins counted apart. Errors are JSON ``{"error": code, "message": 中文说明}``; a refused request changes nothing.
 """
 from __future__ import annotations
@@ -30,9 +30,9 @@ from handlers.handoff_service import HandoffService, ReplyRejected
 from handlers.handoffs import (RESOLUTIONS, STATUSES, HandoffClosed, HandoffConflict, HandoffError,
                                HandoffNotFound, HandoffStoreError)
 from handlers.helpdesk import public_handoff, public_message
+from handlers.limits import Throttle
 from settings import ConfigError, HandoffApiConfig
 
-from .ratelimit import MemoryLimiter
 from .web import ApiError, json_body
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class Limiter(Protocol):
-    """``hit(key)`` → seconds to wait, 0 when allowed (``channels.ratelimit``)."""
+    """``hit(key)`` → seconds to wait, 0 when allowed (``handlers.limits.Throttle``)."""
 
-    def hit(self, key: str) -> float: ...
+    def hit(self, key: str) -> int: ...
 
 
 # ---- documented bodies (OpenAPI); requests are parsed by hand for clear Chinese errors ----------
@@ -119,8 +119,8 @@ class HandoffApi:
             raise ConfigError("the hand-off API needs handoff.api_token (HANDOFF_API_TOKEN)")
         self.service, self.conf = service, conf
         self._token = conf.token.encode()
-        self._requests = requests or MemoryLimiter(conf.requests_per_minute, 60)
-        self._failures = failures or MemoryLimiter(conf.failed_auth_per_minute, 60)
+        self._requests = requests or Throttle.memory("handoff-api", conf.requests_per_minute, 60)
+        self._failures = failures or Throttle.memory("handoff-api-auth", conf.failed_auth_per_minute, 60)
 
     # ---- guards -----------------------------------------------------------------------
 

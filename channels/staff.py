@@ -122,13 +122,13 @@ class StaffConsole:
     def __init__(self, service: HandoffService, store: StaffStore, secret: bytes, conf: StaffConfig,
                  matcher: Callable[[], Any] | None = None, public_url: str = "", limiter: Any = None, login_limiter: Any = None,
                  clock: Callable[[], float] = time.time) -> None:
-        from .ratelimit import MemoryLimiter
+        from handlers.limits import Throttle
 
         self.service, self.store, self.conf, self.matcher = service, store, conf, matcher
         self.auth = StaffAuth(store, secret, conf.session_hours * 3600, clock)
         self.secure_default = public_url.startswith("https://")
-        self.limiter = limiter or MemoryLimiter(conf.rate_limit, 60)
-        self.login_limiter = login_limiter or MemoryLimiter(conf.login_rate_limit, 60)
+        self.limiter = limiter or Throttle.memory("staff", conf.rate_limit, 60)
+        self.login_limiter = login_limiter or Throttle.memory("staff-login", conf.login_rate_limit, 60)
         self.nav: list[tuple[str, str, str]] = [("工作台", "/staff", "agent")]
         self.banners: list[Callable[[Staff], str]] = []
 
@@ -166,9 +166,8 @@ class StaffConsole:
     def _limit(self, request: Request, limiter: Any) -> None:
         client = request.client.host if request.client else "unknown"
         wait = limiter.hit(client)
-        if wait > 0:
-            raise StaffDenied(429, "rate_limited", f"请求过于频繁，请 {int(wait) + 1} 秒后再试。",
-                              retry_after=int(wait) + 1)
+        if wait:
+            raise StaffDenied(429, "rate_limited", f"请求过于频繁，请 {wait} 秒后再试。", retry_after=wait)
 
     async def current(self, request: Request) -> Staff:
         """Dependency: the signed-in staff member (``NotSignedIn`` otherwise); POSTs need the CSRF token."""
@@ -440,22 +439,21 @@ async def _handoff_error(request: Request, exc: HandoffError) -> JSONResponse:
 
 
 def build_console(cfg: Mapping[str, Any], service: HandoffService, secret: bytes, matcher: Any = None,
-                  store: StaffStore | None = None) -> StaffConsole:
-    """The console as configured: staff accounts in the hand-off database, limits shared via Redis when
-    sessions are."""
+                  store: StaffStore | None = None, limits: Any = None) -> StaffConsole:
+    """The console as configured: staff accounts in the hand-off database, limits over ``limits``
+    (``handlers.limits.Limits``; default: as configured, shared via Redis when sessions are)."""
     import settings
     from handlers.db import database_url, shared
-
-    from .ratelimit import build_limiter
+    from handlers.limits import build_limits
 
     conf = StaffConfig.of(cfg)
     if store is None:
         db = getattr(service.store, "db", None) or shared(database_url(cfg))
         store = StaffStore(db, service.clock)
-    sessions = settings.section(cfg, "sessions")
+    limits = limits or build_limits(cfg, secret)
     return StaffConsole(service, store, secret, conf, matcher=matcher,
                         public_url=settings.WebConfig.of(cfg).public_url,
-                        limiter=build_limiter(sessions, conf.rate_limit, 60, "staff"),
-                        login_limiter=build_limiter(sessions, conf.login_rate_limit, 60, "staff-login"),
+                        limiter=limits.throttle("staff", conf.rate_limit, 60),
+                        login_limiter=limits.throttle("staff-login", conf.login_rate_limit, 60),
                         clock=service.clock)
 

@@ -23,12 +23,14 @@ Refusals raise ``ApiError`` (or ``InputRejected``, a 422), which the app turns i
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import re
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
@@ -44,7 +46,7 @@ from handlers.types import Message, Replies, Reply
 from settings import WebConfig
 
 from . import render
-from .base import Channel, ConversationEngine, clean_payload, clean_text
+from .base import Channel, ConversationEngine, InputRejected, clean_payload, clean_text
 from .signing import Signer
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,18 @@ STREAM_SECONDS = 300.0   # a stream ends after this; EventSource reconnects with
 _EVENT_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 
+_TURN_THREADS = 40   # engine turns at once per process (a turn may wait on the account API)
+_turn_pool: ThreadPoolExecutor | None = None
+
+
+def _turns() -> ThreadPoolExecutor:
+    """The worker threads of engine turns (asyncio's executor: cheaper per call than anyio's)."""
+    global _turn_pool
+    if _turn_pool is None:
+        _turn_pool = ThreadPoolExecutor(_TURN_THREADS, thread_name_prefix="turn")
+    return _turn_pool
+
+
 class ApiError(Exception):
     """A request we refuse: HTTP status, a stable code, a Chinese message for the user."""
 
@@ -64,10 +78,17 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.extra = status, code, message, extra
 
 
+@functools.lru_cache(maxsize=4096)
+def _blocks(text: str) -> list[dict]:
+    """``render.to_json(text)``, parsed once per distinct text (FAQ answers repeat; the result is
+    only serialised, never changed)."""
+    return render.to_json(text)
+
+
 def replies_json(replies: Sequence[Reply], sign: Callable[[str], str] = lambda p: p) -> dict:
     """The chat response: each reply's JSON (``Reply.to_json``, button payloads passed through ``sign``)
     with its parsed text ("blocks"); the first intent recognised; the flow active after this turn."""
-    out = [{**r.to_json(sign), "blocks": render.to_json(r.text)} for r in replies]
+    out = [{**r.to_json(sign), "blocks": _blocks(r.text)} for r in replies]
     return {
         "replies": out,
         "intent": next((r.intent for r in replies if r.intent), None),
@@ -85,24 +106,22 @@ class WebChannel(Channel):
 
     def __init__(self, engine: ConversationEngine, signer: Signer, conf: WebConfig,
                  bus: EventBus | None = None, limiter: Any = None, limits: Any = None) -> None:
-        from handlers.limits import Limits
-        from handlers.limits import MemoryLimiter as AbuseLimiter
-
-        from .ratelimit import MemoryLimiter
+        from handlers.limits import Limits, MemoryLimiter, Throttle
 
         self.engine, self.signer, self.conf = engine, signer, conf
         self.bus = bus or MemoryBus()
-        self.limiter = limiter or MemoryLimiter(60, 60)   # event-stream connections per client per minute
         # abuse limits per address and per conversation (handlers.limits; the engine's, shared through Redis)
-        self.limits = limits or getattr(engine, "limits", None) or Limits(AbuseLimiter(), secrets.token_bytes(32))
+        self.limits = limits or getattr(engine, "limits", None) or Limits(MemoryLimiter(), secrets.token_bytes(32))
+        # event-stream connections per client per minute (a handlers.limits.Throttle)
+        self.limiter = limiter or Throttle.memory("events", conf.events_per_minute, 60)
 
     def _limit(self, rule_ip: str, rule_session: str | None, client: str, session_id: str | None) -> None:
-        """429 with Retry-After when this address or this conversation passed its limit."""
+        """429 with Retry-After when this address or this conversation passed its limit (the address
+        first: a request refused for its conversation still counts for its address)."""
         checks = [(rule_ip, client)] + ([(rule_session, session_id)] if rule_session and session_id else [])
-        for rule, value in checks:
-            wait = self.limits.hit(rule, value)
-            if wait is not None:
-                raise ApiError(429, "rate_limited", f"您的操作太频繁了，请 {wait} 秒后再试。", retry_after=wait)
+        wait = self.limits.hit_all(checks)
+        if wait is not None:
+            raise ApiError(429, "rate_limited", f"您的操作太频繁了，请 {wait} 秒后再试。", retry_after=wait)
 
     def body_limit(self, path: str) -> int:
         """The largest request body accepted on ``path``."""
@@ -118,9 +137,9 @@ class WebChannel(Channel):
     async def events(self, request: Request) -> StreamingResponse:
         """``GET /api/chat/events``: this session's pushed replies as server-sent events."""
         client = request.client.host if request.client else "unknown"
-        wait = self.limiter.hit(client)
-        if wait > 0:
-            raise ApiError(429, "rate_limited", f"连接过于频繁，请 {int(wait) + 1} 秒后再试。", retry_after=int(wait) + 1)
+        wait = await run_in_threadpool(self.limiter.hit, client)
+        if wait:
+            raise ApiError(429, "rate_limited", f"连接过于频繁，请 {wait} 秒后再试。", retry_after=wait)
         session_id = self.session_of(request.query_params.get("session_id"))
         after = request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "0"
         if not _EVENT_ID.fullmatch(after):
@@ -139,13 +158,24 @@ class WebChannel(Channel):
             raise ApiError(404, "unknown_session", "会话不存在或已失效，请重新开始对话。")
         return session_id
 
-    async def answer(self, session_id: str, message: Message) -> JSONResponse:
-        replies = await run_in_threadpool(self.engine.handle, session_id, message)
+    async def answer(self, session_id: str, message: Message | ApiError | InputRejected,
+                     limit: tuple[str, str, str] | None = None) -> JSONResponse:
+        """The engine's replies to ``message`` (or the refusal found in it), in one worker thread
+        after the abuse limits ``(rule per address, rule per conversation, client)``: the engine and
+        a Redis limiter block, the event loop must not."""
+        def turn() -> Sequence[Reply]:
+            if limit is not None:
+                self._limit(limit[0], limit[1], limit[2], session_id)
+            if not isinstance(message, Message):
+                raise message   # checked before the turn, refused after the limits (a refusal counts)
+            return self.engine.handle(session_id, message)   # a Replies: its .flow is the chat's "flow"
+
+        replies = await asyncio.get_running_loop().run_in_executor(_turns(), turn)
         return JSONResponse(replies_json(replies, lambda p: self.signer.sign_payload(session_id, p)))
 
     async def new_session(self, request: Request) -> JSONResponse:
         """``POST /api/session``."""
-        self._limit("session_per_ip", None, client_key(request), None)
+        await run_in_threadpool(self._limit, "session_per_ip", None, client_key(request), None)
         return JSONResponse({"session_id": self.signer.issue(new_session_id())}, status_code=201)
 
     async def chat(self, request: Request) -> JSONResponse:
@@ -153,7 +183,14 @@ class WebChannel(Channel):
         data = await json_body(request)
         session_id = self.session_of(data.get("session_id"))
         client = client_key(request)
-        self._limit("chat_per_ip", "chat_per_session", client, session_id)
+        try:
+            message: Message | ApiError | InputRejected = self._message(data, session_id, client)
+        except (ApiError, InputRejected) as refusal:
+            message = refusal
+        return await self.answer(session_id, message, ("chat_per_ip", "chat_per_session", client))
+
+    def _message(self, data: dict, session_id: str, client: str) -> Message:
+        """The chat request's message: its text, or the button payload it was signed for."""
         has_text, has_payload = data.get("text") is not None, data.get("payload") is not None
         if has_text == has_payload:
             raise ApiError(422, "invalid_message", "请发送文字（text）或按钮（payload）中的一项。")
@@ -161,11 +198,9 @@ class WebChannel(Channel):
             payload = self.signer.open_payload(session_id, clean_payload(data["payload"]))
             if payload is None:
                 raise ApiError(422, "unknown_payload", "这个按钮无效或已过期，请重新选择或直接输入您的问题。")
-            return await self.answer(session_id, Message.from_button(payload, channel=self.name, address=session_id,
-                                                                     client=client))
+            return Message.from_button(payload, channel=self.name, address=session_id, client=client)
         text = clean_text(data["text"], self.conf.max_text_chars)
-        return await self.answer(session_id, Message.from_text(text, channel=self.name, address=session_id,
-                                                               client=client))
+        return Message.from_text(text, channel=self.name, address=session_id, client=client)
 
     async def upload(self, request: Request) -> JSONResponse:
         """``POST /api/upload``: the ID photo as multipart."""
@@ -177,7 +212,7 @@ class WebChannel(Channel):
             raise ApiError(400, "invalid_upload", "上传内容格式有误，请重新选择照片上传。") from None
         session_id = self.session_of(form.get("session_id"))
         client = client_key(request)
-        self._limit("upload_per_ip", "upload_per_session", client, session_id)
+        await run_in_threadpool(self._limit, "upload_per_ip", "upload_per_session", client, session_id)
         file = form.get("file")
         if file is None or isinstance(file, str):
             raise ApiError(422, "missing_file", "请选择要上传的照片。")
@@ -192,10 +227,12 @@ class WebChannel(Channel):
     def router(self) -> APIRouter:
         """The chat API, the widget script and the demo page."""
         r = APIRouter()
-        r.add_api_route("/api/session", self.new_session, methods=["POST"], status_code=201)
-        r.add_api_route("/api/chat", self.chat, methods=["POST"])
-        r.add_api_route(UPLOAD_PATH, self.upload, methods=["POST"])
-        r.add_api_route("/api/chat/events", self.events, methods=["GET"])
+        # plain Starlette routes (request in, response out): FastAPI's per-request dependency
+        # solving and response validation would add nothing here (benchmarks/profile_web.py)
+        r.add_route("/api/session", self.new_session, methods=["POST"])
+        r.add_route("/api/chat", self.chat, methods=["POST"])
+        r.add_route(UPLOAD_PATH, self.upload, methods=["POST"])
+        r.add_route("/api/chat/events", self.events, methods=["GET"])
         r.add_api_route("/widget.js", widget, methods=["GET"])
         r.add_api_route("/", demo_page, methods=["GET"])
         return r

@@ -1,18 +1,26 @@
-"""Abuse limits: how often one client, conversation, or target account may do something.
+"""Rate and abuse limits: how often one client, conversation, staff member, WeChat user or
+target account may do something. The one limiter of the bot (the engine's SMS and look-up
+limits, the web chat's, the staff console's, the hand-off API's, the live-event streams',
+WeChat's messages per user).
 
-Contract (every limiter keeps it):
+Contract (every ``Limiter`` keeps it):
 - ``hit(key, rule)`` counts one event for ``key`` and returns ``None`` when it is within
   ``rule`` (at most ``rule.limit`` events in any ``rule.window`` seconds: a sliding log,
   exact), else the whole seconds to wait before one more would be allowed (≥ 1); a refused
   event is not counted, so the wait is honest.
+- ``hit_all([(key, rule), ...])`` is ``hit`` for each pair in order, stopping at the first
+  refusal (whose wait it returns; the pairs before it stay counted, each being a limit of its
+  own) — in one round trip to the backend.
 - Keys are HMACs (``Limits.key``): IP addresses, phone numbers and usernames are never
   stored in clear.
 - A limiter whose backend is unreachable lets the event through and logs a warning
   (limits must not turn an outage of Redis into an outage of the bot); nothing escapes.
 
 ``MemoryLimiter`` is the in-process twin (one process only); ``RedisLimiter`` shares the
-counts between workers and instances. ``build_limits(cfg)`` picks Redis when
-``limits.backend`` says so, or (``auto``) when the sessions live in Redis.
+counts between workers and instances. ``Limits`` holds the named rules over one limiter;
+``Limits.throttle(name, rule)`` is a limit on one kind of event (``Throttle.hit(value)`` → 0
+or seconds to wait). ``build_limits(cfg)`` picks Redis when ``limits.backend`` says so, or
+(``auto``) when the sessions live in Redis.
 """
 from __future__ import annotations
 
@@ -26,7 +34,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from settings import LimitsConfig
 
@@ -50,6 +58,8 @@ class Limiter(Protocol):
 
     def hit(self, key: str, rule: Rule) -> int | None: ...
 
+    def hit_all(self, checks: Sequence[tuple[str, Rule]]) -> int | None: ...
+
     def close(self) -> None: ...
 
 
@@ -63,17 +73,21 @@ class MemoryLimiter:
         self._hits = 0
 
     def hit(self, key: str, rule: Rule) -> int | None:
+        return self.hit_all(((key, rule),))
+
+    def hit_all(self, checks: Sequence[tuple[str, Rule]]) -> int | None:
         now = self._clock()
         with self._mutex:
             self._hits += 1
             if self._hits % 1000 == 0:
                 self._sweep(now)
-            events = self._logs.setdefault(key, collections.deque())
-            while events and events[0] <= now - rule.window:
-                events.popleft()
-            if len(events) >= rule.limit:
-                return max(1, math.ceil(events[0] + rule.window - now))
-            events.append(now)
+            for key, rule in checks:
+                events = self._logs.setdefault(key, collections.deque())
+                while events and events[0] <= now - rule.window:
+                    events.popleft()
+                if len(events) >= rule.limit:
+                    return max(1, math.ceil(events[0] + rule.window - now))
+                events.append(now)
             return None
 
     def _sweep(self, now: float, horizon: int = 86400) -> None:
@@ -84,17 +98,21 @@ class MemoryLimiter:
         pass
 
 
+# KEYS: the sliding logs; ARGV: window (ms) and limit of each, then the event's unique member
 _SLIDING = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return tonumber(oldest[2]) + window - now_ms
+local member = ARGV[#ARGV]
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 * i - 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms - window)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[2 * i]) then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return tonumber(oldest[2]) + window - now_ms
+  end
+  redis.call('ZADD', key, now_ms, member)
+  redis.call('PEXPIRE', key, window)
 end
-redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], window)
 return -1
 """
 
@@ -113,9 +131,15 @@ class RedisLimiter:
         self._warned = 0.0
 
     def hit(self, key: str, rule: Rule) -> int | None:
+        return self.hit_all(((key, rule),))
+
+    def hit_all(self, checks: Sequence[tuple[str, Rule]]) -> int | None:
+        args: list[Any] = []
+        for _, rule in checks:
+            args += (rule.window * 1000, rule.limit)
+        args.append(secrets.token_hex(6))
         try:
-            wait_ms = int(self._script(keys=[self._prefix + key],
-                                       args=[rule.window * 1000, rule.limit, secrets.token_hex(6)]))
+            wait_ms = int(self._script(keys=[self._prefix + key for key, _ in checks], args=args))
         except self._redis_errors as e:
             if time.monotonic() - self._warned > 60:   # one warning a minute, not one per request
                 self._warned = time.monotonic()
@@ -145,12 +169,36 @@ class Limits:
         """Count one event of ``rule`` for ``value``; the seconds to wait when over the limit, else None."""
         return self.limiter.hit(f"{rule}:{self.key(rule, value)}", self.rules[rule])
 
+    def hit_all(self, checks: Sequence[tuple[str, str]]) -> int | None:
+        """``hit(rule, value)`` for each pair in order up to the first refusal (its wait), in one round trip."""
+        return self.limiter.hit_all([(f"{rule}:{self.key(rule, value)}", self.rules[rule]) for rule, value in checks])
+
+    def throttle(self, name: str, limit: int, window: int) -> "Throttle":
+        """A limit of ``limit`` events per ``window`` seconds per value on events called ``name``."""
+        return Throttle(self, name, Rule(int(limit), int(window)))
+
     def client_id(self, client: str) -> str:
         """The stable identity the account API sees for a channel's user key (e.g. ``ip:1.2.3.4``)."""
         return self.key("client-id", client)[:16]
 
     def close(self) -> None:
         self.limiter.close()
+
+
+class Throttle:
+    """One kind of event limited per value (a client address, a staff name, a WeChat user):
+    ``hit(value)`` counts one and returns 0 when allowed, else the whole seconds to wait (≥ 1)."""
+
+    def __init__(self, limits: Limits, name: str, rule: Rule) -> None:
+        self.limits, self.name, self.rule = limits, name, rule
+
+    @classmethod
+    def memory(cls, name: str, limit: int, window: int) -> "Throttle":
+        """An in-process throttle of its own (a component built without the app's limits)."""
+        return Limits(MemoryLimiter(), secrets.token_bytes(32)).throttle(name, limit, window)
+
+    def hit(self, value: str) -> int:
+        return self.limits.limiter.hit(f"{self.name}:{self.limits.key(self.name, value)}", self.rule) or 0
 
 
 def parse_rules(section: Mapping[str, Any]) -> dict[str, Rule]:

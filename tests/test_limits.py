@@ -49,6 +49,35 @@ def test_allows_the_limit_then_refuses_with_an_honest_wait(limiter):
     assert limiter.hit("other", rule) is None   # keys are independent
 
 
+def test_hit_all_counts_in_order_and_stops_at_the_first_refusal(limiter):
+    per_address, per_conversation = Rule(2, 60), Rule(1, 60)
+    checks = [("ip", per_address), ("conv", per_conversation)]
+    assert limiter.hit_all(checks) is None                 # both counted
+    wait = limiter.hit_all(checks)                          # the conversation's limit refuses...
+    assert wait is not None and 1 <= wait <= 60
+    assert limiter.hit("ip", per_address) is not None      # ...after the address's counted its 2nd
+    assert limiter.hit_all([("ip2", per_address), ("conv2", per_conversation)]) is None   # keys independent
+    assert limiter.hit_all([("ip", per_address), ("conv3", per_conversation)]) is not None
+    assert limiter.hit("conv3", per_conversation) is None  # not reached past the first refusal
+
+
+def test_a_throttle_limits_one_kind_of_event_per_value_under_hashed_keys(limiter):
+    limits = Limits(limiter, b"s" * 32)
+    staff, other = limits.throttle("staff", 2, 60), limits.throttle("staff-login", 2, 60)
+    assert [staff.hit("10.0.0.1") for _ in range(2)] == [0, 0]
+    assert 1 <= staff.hit("10.0.0.1") <= 60                # an int: 0 allowed, else whole seconds
+    assert staff.hit("10.0.0.2") == 0 and other.hit("10.0.0.1") == 0   # per value, per kind
+    if isinstance(limiter, MemoryLimiter):
+        assert not [k for k in limiter._logs if "10.0.0" in k]
+
+
+def test_a_throttle_of_its_own_counts_in_this_process():
+    from handlers.limits import Throttle
+
+    t = Throttle.memory("events", 1, 60)
+    assert t.hit("a") == 0 and t.hit("a") >= 1 and t.hit("b") == 0
+
+
 def test_refused_events_are_not_counted_and_the_window_slides():
     clock = Clock()
     lim = MemoryLimiter(clock=clock)
