@@ -8,7 +8,8 @@ the 有帮助/没帮助 vote, and the reply latency.
 
 ``EventWriter.record(event)`` only puts the event on a bounded queue: a full queue drops the
 event and counts it (``dropped``) — it never slows a reply. A background thread writes batches
-to the ``EventStore`` and purges events older than ``insights.retention_days`` (default 90)
+(gathered for up to ``LINGER`` seconds after the first event, so a busy server writes one
+transaction per batch, not one per turn; ``flush`` and ``close`` write at once) to the ``EventStore`` and purges events older than ``insights.retention_days`` (default 90)
 every ``purge_interval_seconds``.
 
 ``EventStore`` contract (``MemoryEventStore`` and ``SqlEventStore`` on SQLite/PostgreSQL via
@@ -174,6 +175,9 @@ class WriterStats:
     purged: int = 0
 
 
+LINGER = 0.5   # seconds the writer gathers a batch after its first event
+
+
 class EventWriter:
     """Bounded queue + one background thread writing batches and purging old events."""
 
@@ -187,6 +191,7 @@ class EventWriter:
         self._count_lock = threading.Lock()
         self._last_purge = 0.0
         self._closed = False
+        self._hurry = threading.Event()   # set by flush/close: write what is queued now
         self._thread = threading.Thread(target=self._run, name="insights-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)  # a short-lived process (bot.py ask) still writes its events
@@ -209,6 +214,8 @@ class EventWriter:
                 self._maybe_purge()
                 continue
             batch = [first]
+            if first is not None and self._queue.qsize() < self.config.batch_size:
+                self._hurry.wait(LINGER)
             while len(batch) < self.config.batch_size:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -251,17 +258,22 @@ class EventWriter:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued event is written (tests, shutdown); False on timeout."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                return False
-            time.sleep(0.005)
-        return True
+        self._hurry.set()
+        try:
+            while self._queue.unfinished_tasks:
+                if time.monotonic() > deadline or not self._thread.is_alive():
+                    return False
+                time.sleep(0.005)
+            return True
+        finally:
+            self._hurry.clear()
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then stop the thread."""
         if self._closed:
             return
         self._closed = True
+        self._hurry.set()
         try:
             self._queue.put(None, timeout=timeout)
         except queue.Full:
