@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="sandbox + web chat (the default)")
     serve = sub.add_parser("serve", help="web chat alone, against the configured account API")
     serve.add_argument("--workers", type=int, default=None,
-                       help="worker processes (e.g. the number of cores; default 1); more than 1 needs WEB_SESSION_SECRET")
+                       help="worker processes (default: the number of cores); with Redis sessions WEB_SESSION_SECRET is required")
     sub.add_parser("sandbox", help="the account API sandbox")
     sub.add_parser("telegram", help="Telegram bot by polling")
     sub.add_parser("chat", help="chat in the terminal")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return telegram.run_polling(cfg)
     from channels import launcher
     if command == "serve":
-        workers = args.workers if args.workers is not None else 1
+        workers = args.workers if args.workers is not None else launcher.default_workers()
         if workers > 1:
             return launcher.serve_workers(cfg, workers, args.config)
     return launcher.serve(cfg, with_sandbox=(command == "demo"))

@@ -152,18 +152,30 @@ async def measure(setups: list[str], n: int, rounds: int, profile: str) -> dict[
 async def profiled(app, sids: list[str], n: int) -> float:
     """One run under cProfile (this thread's CPU time), the engine called in this thread so the
     profile sees it; prints the top functions."""
+    import concurrent.futures
+
     import channels.web
+
+    class Inline(concurrent.futures.Executor):
+        def submit(self, fn, /, *args, **kwargs):
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller as the thread would
+                future.set_exception(e)
+            return future
 
     async def inline(fn, *a, **k):
         return fn(*a, **k)
-    saved, channels.web.run_in_threadpool = channels.web.run_in_threadpool, inline
+    saved = channels.web.run_in_threadpool, channels.web._turns
+    channels.web.run_in_threadpool, channels.web._turns = inline, Inline
     prof = cProfile.Profile(time.thread_time)
     prof.enable()
     try:
         return await drive(app, sids, n)
     finally:
         prof.disable()
-        channels.web.run_in_threadpool = saved
+        channels.web.run_in_threadpool, channels.web._turns = saved
         for key, top in (("cumulative", 50), ("tottime", 35)):
             out = io.StringIO()
             pstats.Stats(prof, stream=out).sort_stats(key).print_stats(top)

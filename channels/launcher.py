@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import socket
 import threading
 import time
@@ -71,41 +72,76 @@ def app_factory() -> Any:
     return create_app(cfg)
 
 
+def default_workers() -> int:
+    """``serve``'s worker processes when ``--workers`` is not given: one per core."""
+    return max(1, os.cpu_count() or 1)
+
+
 def shared_secret_problem(cfg: Mapping[str, Any], workers: int) -> str | None:
-    """Why several processes cannot run with this config (None when they can): they must sign and
-    recognise each other's session ids, so WEB_SESSION_SECRET must be set explicitly."""
-    shared = workers > 1 or str(settings.section(cfg, "sessions").get("backend", "")).lower() == "redis"
-    if shared and not settings.section(cfg, "web").get("session_secret"):
-        return ("多个工作进程或使用 Redis 时，所有进程必须共用同一个会话密钥：请设置环境变量 WEB_SESSION_SECRET"
+    """Why the processes serving this config could not recognise each other's session ids (None when
+    they can). The workers of one ``serve`` share the secret file (written before they start); with
+    Redis, instances on other hosts serve the same users, so WEB_SESSION_SECRET must be set explicitly."""
+    if str(settings.section(cfg, "sessions").get("backend", "")).lower() == "redis" and \
+            not settings.section(cfg, "web").get("session_secret"):
+        return ("使用 Redis 时，所有实例和工作进程必须共用同一个会话密钥：请设置环境变量 WEB_SESSION_SECRET"
                 "（至少 32 个字符，例如 python -c \"import secrets; print(secrets.token_hex(32))\" 的输出）。")
     return None
 
 
 def serve_workers(cfg: Mapping[str, Any], workers: int, config_path: str | None = None) -> int:
-    """``python bot.py serve --workers N``: uvicorn's own process manager and sockets, N workers sharing
-    the session store (SQLite file or Redis); SIGTERM finishes in-flight turns first."""
-    import os
-
+    """``python bot.py serve [--workers N]`` with N > 1 (the default on a machine with several cores):
+    uvicorn's process manager, N workers on one listening socket sharing the session store (SQLite
+    file or Redis) and the signing secret; SIGTERM finishes in-flight turns first. The app is built
+    once here first, so a setting that cannot work stops the start with one line (not N tracebacks)
+    and the secret file exists before the workers read it."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     problem = shared_secret_problem(cfg, workers)
     if problem:
         print(problem)
         return 2
-    level = str(settings.section(cfg, "logging").get("level") or "INFO").upper()
+    level = LoggingConfig.of(cfg).level
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conf = WebConfig.of(cfg)
-    if config_path:
-        os.environ["CHSI_BOT_CONFIG"] = str(os.path.abspath(config_path))
-    print(f"学信网账号助手：{workers} 个工作进程，{conf.public_url}/（按 Ctrl+C 停止）", flush=True)
-    config = uvicorn.Config("channels.launcher:app_factory", factory=True, host=conf.host, port=conf.port,
-                            workers=workers, log_config=uvicorn_log_config(level), server_header=False,
-                            proxy_headers=True,
-                            forwarded_allow_ips=None,   # $FORWARDED_ALLOW_IPS, else 127.0.0.1 (nginx on this host)
-                            timeout_graceful_shutdown=GRACEFUL_SECONDS)
-    sock = config.bind_socket()   # what uvicorn.run does, plus TCP_NODELAY (inherited by accepted connections)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    from uvicorn.supervisors import Multiprocess
-    Multiprocess(config, sockets=[sock]).run()
+    # bound, not listening: a client gets "connection refused" (not a hang) until a worker serves
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # inherited by accepted connections
+    try:
+        sock.bind((conf.host, conf.port))
+    except OSError:
+        sock.close()
+        print(f"端口 {conf.host}:{conf.port} 已被占用：请关闭占用它的程序，或设置环境变量 WEB_PORT 换一个端口。")
+        return 1
+    with sock:
+        app = create_app(cfg)   # the check (ConfigError → one line in bot.py); the workers build their own
+        staff = app.state.staff_console.store
+        accounts = "" if staff.list() else "（还没有客服账号：先运行 python bot.py staff add 用户名 --role agent）"
+        del app, staff
+        if config_path:
+            os.environ["CHSI_BOT_CONFIG"] = str(os.path.abspath(config_path))
+        port = sock.getsockname()[1]
+        url = conf.public_url + "/" if conf.port else f"http://{conf.host}:{port}/"
+
+        def announce() -> None:   # once a worker listens (the address works from then on)
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1" if conf.host in ("0.0.0.0", "") else conf.host, port),
+                                             timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            print(f"学信网账号助手已启动（{workers} 个工作进程），请在浏览器打开：{url}（按 Ctrl+C 停止）", flush=True)
+            print(f"人工客服工作台：{url}staff{accounts}", flush=True)
+
+        threading.Thread(target=announce, name="announce", daemon=True).start()
+        config = uvicorn.Config("channels.launcher:app_factory", factory=True, host=conf.host, port=port,
+                                workers=workers, log_config=uvicorn_log_config(level), server_header=False,
+                                proxy_headers=True,
+                                forwarded_allow_ips=None,   # $FORWARDED_ALLOW_IPS, else 127.0.0.1 (nginx on this host)
+                                timeout_graceful_shutdown=GRACEFUL_SECONDS)
+        Multiprocess(config, sockets=[sock]).run()
     return 0
 
 

@@ -3,7 +3,6 @@ without storing them, and the secret file that keeps the key across restarts."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 import re
@@ -23,7 +22,7 @@ class Signer:
         self._secret = secret
 
     def _mac(self, purpose: bytes, value: str, size: int) -> str:
-        mac = hmac.new(self._secret, purpose + b"\0" + value.encode(), hashlib.sha256).digest()
+        mac = hmac.digest(self._secret, purpose + b"\0" + value.encode(), "sha256")   # one C call
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")[:size]
 
     def issue(self, session_id: str) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import hashlib
 import hmac
 import logging
 import math
@@ -161,8 +160,7 @@ class Limits:
 
     def key(self, purpose: str, value: str) -> str:
         """A short keyed hash of ``value`` for ``purpose`` (never the value itself)."""
-        mac = hmac.new(self._secret, purpose.encode() + b"\0" + value.encode("utf-8", "surrogatepass"),
-                       hashlib.sha256).digest()
+        mac = hmac.digest(self._secret, purpose.encode() + b"\0" + value.encode("utf-8", "surrogatepass"), "sha256")
         return base64.urlsafe_b64encode(mac[:18]).decode()
 
     def hit(self, rule: str, value: str) -> int | None:

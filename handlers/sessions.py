@@ -284,6 +284,19 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+# lock (SET NX PX) and, when taken, the session's state, in one round trip
+_LOCK_LOAD = """
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local state = redis.call('get', KEYS[2])
+if state then return {1, state} end
+return {1}
+"""
+# the turn's save (SET EX) and the release of its lock, in one round trip
+_SAVE_RELEASE = """
+redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3])
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
@@ -332,7 +345,11 @@ class _Renewer:
 
 
 class RedisStore:
-    """Shared state for several bot processes: SET with EX, locks by SET NX PX + token."""
+    """Shared state for several bot processes: SET with EX, locks by SET NX PX + token.
+
+    A turn costs two round trips: taking the lock also reads the state (a Lua script), and the
+    turn's save is sent with the lock's release (the save is held until then; a ``get`` in
+    between sees it)."""
 
     def __init__(self, url: str, prefix: str = "chsi-bot:", lease: float = DEFAULT_LEASE,
                  socket_timeout: float = 5.0) -> None:
@@ -344,6 +361,9 @@ class RedisStore:
         self._prefix = prefix
         self._lease_ms = int(lease * 1000)
         self._release = self._client.register_script(_RELEASE)
+        self._lock_load = self._client.register_script(_LOCK_LOAD)
+        self._save_release = self._client.register_script(_SAVE_RELEASE)
+        self._turns = threading.local()   # .held: session key -> _Held, the locks this thread holds
         renew = self._client.register_script(_RENEW)
 
         def renew_one(key: str, token: str) -> bool:
@@ -362,45 +382,86 @@ class RedisStore:
     def _key(self, kind: str, session_id: str) -> str:
         return f"{self._prefix}{kind}:{storage_key(session_id)}"
 
+    def _held(self, session_id: str) -> "_Held | None":
+        held = getattr(self._turns, "held", None)
+        return held.get(self._key("s", session_id)) if held else None
+
     def ping(self) -> None:
         """Raise StoreError when the server cannot be reached."""
         with self._errors():
             self._client.ping()
 
     def get(self, session_id: str) -> dict[str, Any] | None:
+        turn = self._held(session_id)
+        if turn is not None and turn.state is not _UNREAD:   # read with the lock, or saved since
+            return _loads(turn.state)
         with self._errors():
             raw = self._client.get(self._key("s", session_id))
         return _loads(raw)
 
     def save(self, session_id: str, state: Mapping[str, Any], ttl: int) -> None:
         text = _dumps(state)
+        turn = self._held(session_id)
+        if turn is not None:   # sent with the release of the lock
+            turn.save = (text.encode("utf-8"), max(1, int(ttl)))
+            turn.state = turn.save[0]
+            return
         with self._errors():
             self._client.set(self._key("s", session_id), text.encode("utf-8"), ex=max(1, int(ttl)))
 
     def delete(self, session_id: str) -> None:
+        turn = self._held(session_id)
+        if turn is not None:
+            turn.save, turn.state = None, None
         with self._errors():
             self._client.delete(self._key("s", session_id))
 
     @contextlib.contextmanager
     def lock(self, session_id: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
-        key, token = self._key("l", session_id), secrets.token_hex(16)
+        key, data, token = self._key("l", session_id), self._key("s", session_id), secrets.token_hex(16)
+        held = getattr(self._turns, "held", None)
+        if held is None:
+            held = self._turns.held = {}
+        turn = _Held()
 
         def acquire() -> bool:
             with self._errors():
-                return bool(self._client.set(key, token, nx=True, px=self._lease_ms))
+                reply = self._lock_load(keys=[key, data], args=[token, self._lease_ms])
+            if not reply[0]:
+                return False
+            turn.state = reply[1] if len(reply) > 1 else None
+            return True
 
         _poll(acquire, timeout)
         self._renewer.add(key, token)
+        held[data] = turn
         try:
             yield
         finally:
+            del held[data]
             self._renewer.remove(key)
             with self._errors():
-                self._release(keys=[key], args=[token])
+                if turn.save is not None:
+                    self._save_release(keys=[key, data], args=[token, turn.save[0], turn.save[1]])
+                else:
+                    self._release(keys=[key], args=[token])
 
     def close(self) -> None:
         self._renewer.close()
         self._client.close()
+
+
+_UNREAD = object()
+
+
+class _Held:
+    """A lock this thread holds: the state as read with it (then as saved) and the pending save."""
+
+    __slots__ = ("state", "save")
+
+    def __init__(self) -> None:
+        self.state: Any = _UNREAD
+        self.save: tuple[bytes, int] | None = None
 
 
 def build_store(conf: SessionsConfig) -> SessionStore:

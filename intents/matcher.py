@@ -19,6 +19,7 @@ Every threshold and weight is in ``settings.MatcherConfig`` (config.yaml ``match
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
@@ -43,6 +44,9 @@ class _Doc:
     text: str
     tokens: frozenset[str]
     weight: float  # Σ token weights
+
+
+MATCH_CACHE = 4096   # distinct texts whose results a matcher keeps
 
 
 class Matcher:
@@ -167,9 +171,18 @@ class Matcher:
     # ---- matching ----------------------------------------------------------
 
     def match(self, text: Any) -> MatchResult:
-        """Rank the FAQ entries for ``text`` and decide. Never raises on any str."""
+        """Rank the FAQ entries for ``text`` and decide. Never raises on any str. A pure function of
+        ``text`` for this matcher and its ``config``: the last ``MATCH_CACHE`` distinct texts' results
+        are kept (help-desk questions repeat; a reload builds a new matcher)."""
         if not isinstance(text, str):
             text = "" if text is None else str(text)
+        config, cached = self.__dict__.get("_cached_match") or (None, None)
+        if config is not self.config:   # first call, or the config was replaced (calibration)
+            config, cached = self.config, functools.lru_cache(MATCH_CACHE)(self._match)
+            self.__dict__["_cached_match"] = (config, cached)
+        return cached(text)
+
+    def _match(self, text: str) -> MatchResult:
         clauses = self.normalise.clauses(text)
         raw = "".join(c.raw for c in clauses)
         if self._orders_han.search(raw.replace(" ", "")) or self._orders_latin.search(" ".join(raw.split())):

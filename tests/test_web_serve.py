@@ -132,3 +132,30 @@ def test_serve_with_workers_needs_a_shared_secret_then_serves_one_conversation_a
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert proc.returncode == 0
+
+
+def test_serve_starts_one_worker_per_core_and_the_demo_one_process(monkeypatch, tmp_path):
+    import bot
+    from channels import launcher
+
+    calls = []
+    monkeypatch.setattr(launcher.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(launcher, "serve_workers", lambda cfg, workers, path=None: calls.append(("workers", workers)) or 0)
+    monkeypatch.setattr(launcher, "serve", lambda cfg, with_sandbox=False: calls.append(("one", with_sandbox)) or 0)
+    cfg = write_config(tmp_path, free_port(), free_port())
+    assert bot.main(["--config", str(cfg), "serve"]) == 0
+    assert bot.main(["--config", str(cfg), "serve", "--workers", "1"]) == 0
+    assert bot.main(["--config", str(cfg)]) == 0
+    assert calls == [("workers", 3), ("one", False), ("one", True)]
+    monkeypatch.setattr(launcher.os, "cpu_count", lambda: None)   # unknown: one
+    assert launcher.default_workers() == 1
+
+
+def test_workers_of_one_serve_share_the_secret_file_and_redis_needs_the_secret():
+    from channels.launcher import shared_secret_problem
+
+    sqlite = {"sessions": {"backend": "sqlite"}, "web": {"session_secret": ""}}
+    redis = {"sessions": {"backend": "redis"}, "web": {"session_secret": ""}}
+    assert shared_secret_problem(sqlite, 4) is None
+    assert "WEB_SESSION_SECRET" in shared_secret_problem(redis, 1)
+    assert shared_secret_problem({**redis, "web": {"session_secret": "s" * 32}}, 4) is None
