@@ -3,6 +3,7 @@ without storing them, and the secret file that keeps the key across restarts."""
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import os
 import re
@@ -20,8 +21,10 @@ class Signer:
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        # the same ids and buttons are signed again on every turn of a conversation
+        self._mac = functools.lru_cache(maxsize=8192)(self._compute)
 
-    def _mac(self, purpose: bytes, value: str, size: int) -> str:
+    def _compute(self, purpose: bytes, value: str, size: int) -> str:
         mac = hmac.digest(self._secret, purpose + b"\0" + value.encode(), "sha256")   # one C call
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")[:size]
 
