@@ -159,7 +159,7 @@ class HandoffApi:
 
     async def list(self, request: Request, status: str = "waiting", limit: str = "100") -> JSONResponse:
         """Hand-offs in one state: waiting oldest first, the others most recently updated first."""
-        self._check(request)
+        await run_in_threadpool(self._check, request)   # a Redis limiter blocks
         if status not in STATUSES:
             raise ApiError(422, "invalid_status", f"status 必须是 {' / '.join(STATUSES)} 之一。")
         n = _number(limit, "limit", 1, 500)
@@ -168,14 +168,14 @@ class HandoffApi:
 
     async def get(self, request: Request, handoff_id: str, after: str = "0") -> JSONResponse:
         """One hand-off with its masked transcript and its messages (those after message id ``after``)."""
-        self._check(request)
+        await run_in_threadpool(self._check, request)   # a Redis limiter blocks
         n = _number(after, "after", 0, 2**62)
         h, messages = await self._call(handoff_id, self.service.get, self._id(handoff_id), n)
         return JSONResponse({"handoff": public_handoff(h), "messages": [public_message(m) for m in messages]})
 
     async def post_message(self, request: Request, handoff_id: str) -> JSONResponse:
         """An agent's reply, delivered to the user like a console reply (claims a waiting hand-off)."""
-        self._check(request)
+        await run_in_threadpool(self._check, request)   # a Redis limiter blocks
         data = await json_body(request)
         text = _text(data.get("text"), "text", self.service.max_reply_chars, "empty_text", "text_too_long")
         author = _text(data.get("author"), "author", MAX_AUTHOR_CHARS, "invalid_author", "invalid_author")
@@ -184,7 +184,7 @@ class HandoffApi:
 
     async def close(self, request: Request, handoff_id: str) -> JSONResponse:
         """Close with a resolution; the user is told and the bot answers again."""
-        self._check(request)
+        await run_in_threadpool(self._check, request)   # a Redis limiter blocks
         data = await json_body(request)
         resolution = data.get("resolution")
         if resolution not in CLOSE_RESOLUTIONS:
@@ -209,5 +209,5 @@ class HandoffApi:
 
     async def openapi(self, request: Request) -> JSONResponse:
         """The web app's OpenAPI document (this API included), for the help desk's integrator."""
-        self._check(request)
+        await run_in_threadpool(self._check, request)   # a Redis limiter blocks
         return JSONResponse(request.app.openapi())

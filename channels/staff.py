@@ -171,7 +171,7 @@ class StaffConsole:
 
     async def current(self, request: Request) -> Staff:
         """Dependency: the signed-in staff member (``NotSignedIn`` otherwise); POSTs need the CSRF token."""
-        self._limit(request, self.limiter)
+        await run_in_threadpool(self._limit, request, self.limiter)   # a Redis limiter blocks
         cookie = request.cookies.get(COOKIE)
         found = await run_in_threadpool(self.auth.verify, cookie)
         if found is None:
@@ -216,11 +216,11 @@ class StaffConsole:
                                                                "X-Frame-Options": "DENY"})
 
     async def login_page(self, request: Request) -> HTMLResponse:
-        self._limit(request, self.limiter)
+        await run_in_threadpool(self._limit, request, self.limiter)   # a Redis limiter blocks
         return self._login_form()
 
     async def login(self, request: Request) -> Response:
-        self._limit(request, self.login_limiter)
+        await run_in_threadpool(self._limit, request, self.login_limiter)
         origin = request.headers.get("origin")
         if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
             return self._login_form("请从本站的登录页面登录。", 403)
