@@ -21,9 +21,12 @@ def _mask(m: re.Match[str]) -> str:
     return "*" * len(m.group("digits"))
 
 
+_DIGIT = re.compile(r"\d")   # every pattern below needs one: a text without is returned as it is (fast)
+
+
 def mask_text(text: str) -> str:
     """The text with ID numbers, phones and any run of 4+ digits masked."""
-    return _PERSONAL.sub(_mask, text)
+    return _PERSONAL.sub(_mask, text) if _DIGIT.search(text) else text
 
 
 # A link's query, fragment and any long opaque path segment (one-time reset/QR tokens) are secrets.
@@ -51,5 +54,10 @@ _BARE_TOKEN = re.compile(r"(?<![A-Za-z0-9_\-])(?=[A-Za-z0-9_\-]*\d)(?=(?:[A-Za-z
 def mask_secrets(text: str) -> str:
     """``mask_text`` plus links stripped of their tokens, e-mail addresses reduced to their domain and
     long letter-and-digit tokens hidden: what a transcript for staff (and a turn event) may keep."""
-    text = _EMAIL.sub(lambda m: "***@" + m.group("domain"), _URL.sub(_mask_url, text))
+    if "://" in text:
+        text = _URL.sub(_mask_url, text)
+    if "@" in text:
+        text = _EMAIL.sub(lambda m: "***@" + m.group("domain"), text)
+    if not _DIGIT.search(text):   # a bare token and everything mask_text hides has a digit
+        return text
     return mask_text(_BARE_TOKEN.sub("***", text))
