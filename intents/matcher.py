@@ -47,6 +47,7 @@ class _Doc:
 
 
 MATCH_CACHE = 4096   # distinct texts whose results a matcher keeps
+_MAYBE_PERSONAL = re.compile(r"\d|@|://")   # such a text is matched afresh each time, never kept
 
 
 class Matcher:
@@ -173,9 +174,13 @@ class Matcher:
     def match(self, text: Any) -> MatchResult:
         """Rank the FAQ entries for ``text`` and decide. Never raises on any str. A pure function of
         ``text`` for this matcher and its ``config``: the last ``MATCH_CACHE`` distinct texts' results
-        are kept (help-desk questions repeat; a reload builds a new matcher)."""
+        are kept (help-desk questions repeat; a reload builds a new matcher) — only texts with nothing
+        personal data needs (no digit, e-mail or link: what handlers.privacy would mask), so no
+        ID number, phone or code stays in memory after its turn."""
         if not isinstance(text, str):
             text = "" if text is None else str(text)
+        if _MAYBE_PERSONAL.search(text):
+            return self._match(text)
         config, cached = self.__dict__.get("_cached_match") or (None, None)
         if config is not self.config:   # first call, or the config was replaced (calibration)
             config, cached = self.config, functools.lru_cache(MATCH_CACHE)(self._match)
