@@ -155,7 +155,7 @@ class AccountsConfig(Section):
         return _http_url(v.rstrip("/"), "accounts.base_url")
 
 
-class Limits(Section):
+class SandboxLimits(Section):
     """``sandbox.limits``: the sandbox's time limits and rate limits (counts per window in seconds)."""
 
     name: ClassVar[str] = "sandbox.limits"
@@ -181,7 +181,7 @@ class SandboxConfig(Section):
     api_key: str = ""
     admin_key: str = ""
     public_base_url: str = ""              # in reset / QR links; empty: http://host:port
-    limits: Limits = Limits()
+    limits: SandboxLimits = SandboxLimits()
 
     @property
     def base_url(self) -> str:
@@ -544,10 +544,10 @@ def server_secret(cfg: Mapping[str, Any]) -> bytes:
     import secrets
     import time
 
-    web = section(cfg, "web")
-    if web.get("session_secret"):
-        return str(web["session_secret"]).encode()
-    path = resolve_path(str(web.get("secret_file") or "var/web_session.key"))
+    web = WebConfig.of(cfg)
+    if web.session_secret:
+        return web.session_secret.encode()
+    path = resolve_path(web.secret_file or WebConfig().secret_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(50):
         try:

@@ -66,9 +66,3 @@ class FAQ:
 
     def entry(self, entry_id: str) -> Entry:
         return self.entries[entry_id]
-
-    def topic(self, intent: str) -> Topic:
-        for t in self.topics:
-            if t.intent == intent:
-                return t
-        raise KeyError(intent)

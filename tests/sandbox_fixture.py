@@ -55,7 +55,8 @@ from accounts.client import HttpAccountClient  # noqa: E402
 from accounts.sandbox.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, STUDENT_RECORDS  # noqa: E402
 from accounts.sandbox.server import create_app  # noqa: E402
 from logsetup import uvicorn_log_config  # noqa: E402
-from accounts.sandbox.service import Limits, SandboxService, latest_code  # noqa: E402
+from accounts.sandbox.service import SandboxService, latest_code  # noqa: E402
+from settings import SandboxLimits  # noqa: E402
 from settings import AccountsConfig  # noqa: E402
 from accounts.validation import gb11643_check_digit  # noqa: E402
 
@@ -180,7 +181,7 @@ class Sandbox:
 
 
 @contextlib.contextmanager
-def running_sandbox(db_path: str | Path, *, limits: Limits | None = None) -> Iterator[Sandbox]:
+def running_sandbox(db_path: str | Path, *, limits: SandboxLimits | None = None) -> Iterator[Sandbox]:
     """Serve a sandbox over ``db_path`` on a free 127.0.0.1 port until the block ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -15,7 +15,8 @@ from accounts.masking import mask_id_number, mask_name, mask_phone
 from accounts.sandbox import db
 from accounts.sandbox.demo import DEMO_ACCOUNTS, STUDENT_RECORDS
 from logsetup import RedactAccessLog
-from accounts.sandbox.service import Limits, SandboxService
+from accounts.sandbox.service import SandboxService
+from settings import SandboxLimits
 from accounts import validation as v
 
 
@@ -95,11 +96,11 @@ def test_local_twin_runs_a_whole_route4_flow(local: LocalAccountClient) -> None:
 
 
 def test_limits_from_config_mapping() -> None:
-    limits = Limits.parse({"login_per_username": [2, 60], "bind_after_recovery": 10})
+    limits = SandboxLimits.parse({"login_per_username": [2, 60], "bind_after_recovery": 10})
     assert limits.login_per_username == (2, 60) and limits.bind_after_recovery == 10
     assert limits.code_ttl == 300
     with pytest.raises(ValueError, match="sandbox.limits.code_tll: unknown key"):
-        Limits.parse({"code_tll": 60})
+        SandboxLimits.parse({"code_tll": 60})
 
 
 def test_migrations_run_once_and_demo_is_seeded_once(tmp_path: Path) -> None:

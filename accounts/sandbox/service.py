@@ -36,7 +36,7 @@ from ..contract import IDENTITY_ROUTES, IMAGE_MAGIC, LEVELS, MAX_IMAGE_BYTES, PR
 from ..masking import mask_name, mask_phone
 from ..wire import error_body, error_from_body
 from . import db
-from settings import Limits
+from settings import SandboxLimits
 
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 IMAGE_TOO_LARGE = f"图片不能超过{MAX_IMAGE_BYTES // (1024 * 1024)}MB，请压缩后重新上传。"
@@ -63,11 +63,11 @@ class SandboxService:
     """The account service. ``db_path`` may be ``":memory:"`` (one shared connection, serialised)."""
 
     def __init__(self, db_path: str, *, public_base_url: str = "http://127.0.0.1:8765",
-                 limits: Limits | None = None, clock: Callable[[], float] = time.time,
+                 limits: SandboxLimits | None = None, clock: Callable[[], float] = time.time,
                  kdf_n: int = 2 ** 14, seed_demo: bool = True) -> None:
         self.db_path = str(db_path)
         self.public_base_url = public_base_url.rstrip("/")
-        self.limits = limits or Limits()
+        self.limits = limits or SandboxLimits()
         self.clock = clock
         self.kdf_n = kdf_n
         self._memory = self.db_path == ":memory:"
