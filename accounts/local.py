@@ -4,6 +4,15 @@ Same domain logic (``accounts.sandbox.service``), same error contract, no HTTP: 
 tests of the conversation engine. By default it runs over a private in-memory SQLite database
 seeded with the demo accounts (accounts/README.md) and a cheap password KDF; ``outbox``/
 ``latest_code`` and the admin helpers make whole flows drivable from a test.
+
+It is the account backend's in-memory twin (house rule: every backend has one), so it lives here
+next to the HTTP client rather than in tests/. Error contract (``accounts.base``'s, kept exactly):
+- a refusal by the service raises the ``AccountError`` subclass for its code, with the Chinese
+  message and ``retry_after``/``attempts_left`` where the service gives them (the service raises
+  them itself, so both clients share one set of rules);
+- the database failing (``sqlite3.Error``) raises ``ServiceUnavailable`` (nothing is known to have
+  happened; retry with the same idempotency key);
+- nothing else escapes; no personal field is logged.
 """
 from __future__ import annotations
 

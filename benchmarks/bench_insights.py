@@ -19,11 +19,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))   # support: make_engine
 
 from accounts.local import LocalAccountClient  # noqa: E402
 from handlers.db import connect  # noqa: E402
 from handlers.insights import EventWriter, InsightsConfig, MemoryEventStore, SqlEventStore, TurnEvent  # noqa: E402
-from handlers.testing import make_engine  # noqa: E402
+from support import make_engine  # noqa: E402
 from handlers.types import Message  # noqa: E402
 
 QUESTIONS = ["忘记用户名怎么办", "密码忘了", "证件号码已被注册怎么办", "操作过于频繁", "邮箱IP受限是什么意思",

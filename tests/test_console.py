@@ -9,7 +9,7 @@ from pathlib import Path
 
 from accounts.local import LocalAccountClient
 from channels.console import converse, text_replies, to_message
-from handlers.testing import make_engine
+from support import make_engine
 from handlers.types import Button, Message, Reply
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from handlers.flows import FLOWS
 from handlers.flows.base import Ask, Ctx, Flow, Goto, Input
 from handlers.flows.recover import USERNAME_SENT
 from handlers.sessions import SqliteStore, new_session_id
-from handlers.testing import Chat, make_engine
+from support import Chat, make_engine
 from handlers.types import Message, Reply
 from intents.matcher import MatcherConfig
 from intents.types import Candidate, MatchResult

@@ -16,7 +16,7 @@ import yaml
 
 from accounts.local import LocalAccountClient as LocalAccounts
 from faq.loader import load_dir
-from handlers.testing import Chat, make_engine
+from support import Chat, make_engine
 from intents.live import LiveFAQ
 from intents.matcher import MatcherConfig
 

@@ -11,7 +11,7 @@ from accounts.local import LocalAccountClient
 from handlers.flows import FLOWS
 from handlers.flows.base import Act, Ask, Ctx, Finish, Flow, Goto, Input, step_targets
 from handlers.flows.common import require_login, send_sms
-from handlers.testing import make_engine
+from support import make_engine
 from handlers.types import Message, Reply
 
 

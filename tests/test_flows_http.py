@@ -11,7 +11,7 @@ import pytest
 from handlers.sessions import SqliteStore
 from handlers.flows.common import LOGIN_CODE_SENT
 from handlers.flows.recover import PASSWORD_CODE_SENT, USERNAME_SENT
-from handlers.testing import Chat, make_engine, photo
+from support import Chat, make_engine, photo
 from sandbox_fixture import sandbox  # noqa: F401  (the fixture)
 
 JPEG = photo()

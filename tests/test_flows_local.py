@@ -12,7 +12,7 @@ from accounts.base import TooFrequent
 from accounts.local import LocalAccountClient
 from handlers.flows.common import LOGIN_CODE_SENT
 from handlers.flows.recover import PASSWORD_CODE_SENT, USERNAME_SENT
-from handlers.testing import Chat, Clock, make_engine, photo
+from support import Chat, Clock, make_engine, photo
 
 JPEG = photo()
 ZS_ID, ZS2_PHONE, ZS1_PHONE, LISI_PHONE = "110101199903071239", "13800138002", "13800138001", "13900139003"

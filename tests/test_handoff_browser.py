@@ -14,7 +14,7 @@ from handlers.events import MemoryBus
 from handlers.handoff_service import HandoffService
 from handlers.handoffs import SqlHandoffStore
 from handlers.staff import StaffStore
-from handlers.testing import make_engine
+from support import make_engine
 from test_widget_browser import OUTPUT, XSS, LiveServer, browser  # noqa: F401  (the Chromium fixture; the import skips, or fails under CI, without Chromium)
 
 

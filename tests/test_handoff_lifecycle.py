@@ -11,7 +11,7 @@ import pytest
 from accounts.local import LocalAccountClient
 from handlers.handoff_service import HandoffService, OfficeHours, ReplyRejected, memory_service
 from handlers.handoffs import HandoffClosed, HandoffConflict, HandoffNotFound
-from handlers.testing import Chat, Clock, make_engine
+from support import Chat, Clock, make_engine
 from handlers.types import Message, Undeliverable, md, plain
 
 ZS_ID, ZS1_PHONE = "110101199903071239", "13800138001"

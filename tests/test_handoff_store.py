@@ -12,7 +12,7 @@ from db_fixture import db_url, pg_schema_url  # noqa: F401  (fixtures)
 from handlers.db import Database, DatabaseError
 from handlers.handoffs import (HandoffClosed, HandoffConflict, HandoffNotFound, HandoffStoreError,
                                MemoryHandoffStore, NewHandoff, SqlHandoffStore)
-from handlers.testing import Clock
+from support import Clock
 
 
 def new(n: int = 0, **kw) -> NewHandoff:

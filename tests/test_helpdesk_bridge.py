@@ -14,7 +14,7 @@ from channels.app import create_app
 from handlers.handoff_service import build_service, memory_service, user_topic
 from handlers.helpdesk import HandoffWebhook, attach
 from handlers.sessions import storage_key
-from handlers.testing import Chat, make_engine
+from support import Chat, make_engine
 from handlers.types import Message
 from tests.webhook_receiver import Receiver, poll
 

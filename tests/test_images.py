@@ -9,7 +9,7 @@ from PIL import Image as PILImage
 
 from handlers.images import ImageRejected, sanitize
 from handlers.records import FeedbackRecords
-from handlers.testing import photo
+from support import photo
 from handlers.types import Image
 
 

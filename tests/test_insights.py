@@ -11,7 +11,7 @@ import pytest
 from handlers.insights import (EventWriter, InsightsConfig, InsightsStoreError, MemoryEventStore, SqlEventStore,
                                TurnEvent, build_writer)
 from handlers.db import connect
-from handlers.testing import Chat, make_engine
+from support import Chat, make_engine
 from handlers.types import Message
 
 from db_fixture import db_url  # noqa: F401  (fixture)

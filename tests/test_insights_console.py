@@ -17,7 +17,7 @@ from handlers.handoff_service import HandoffService
 from handlers.handoffs import SqlHandoffStore
 from handlers.insights import EventWriter, SqlEventStore
 from handlers.staff import StaffStore
-from handlers.testing import Chat, make_engine
+from support import Chat, make_engine
 from handlers.types import Message
 from intents.live import LiveFAQ
 from intents.matcher import MatcherConfig

@@ -9,7 +9,7 @@ import pytest
 from accounts.local import LocalAccountClient
 from handlers.flows.common import LOGIN_CODE_SENT
 from handlers.limits import Limits, MemoryLimiter, RedisLimiter, Rule, build_limits, parse_rules
-from handlers.testing import Chat, make_engine
+from support import Chat, make_engine
 from handlers.types import Message
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -20,7 +20,7 @@ from handlers.events import MemoryBus, RedisBus
 from handlers.handoff_service import HandoffService
 from handlers.handoffs import SqlHandoffStore
 from handlers.staff import StaffStore
-from handlers.testing import make_engine
+from support import make_engine
 from test_telegram import TOKEN, RecordingRequest
 from test_web_serve import free_port, start, stop, wait_for_url
 from test_widget_browser import LiveServer

@@ -11,7 +11,7 @@ from accounts.local import LocalAccountClient
 from channels.app import create_app
 from channels.metrics import MetricsConfigError
 from handlers.insights import EventWriter, MemoryEventStore
-from handlers.testing import make_engine
+from support import make_engine
 from intents.live import LiveFAQ
 from intents.matcher import MatcherConfig
 

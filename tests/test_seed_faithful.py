@@ -116,7 +116,7 @@ def test_original_account_is_offered_as_the_alternative_to_re_registering():
 # ---- the flows' own messages against the seed --------------------------------------------------
 
 from accounts.local import LocalAccountClient  # noqa: E402
-from handlers.testing import Chat, make_engine  # noqa: E402
+from support import Chat, make_engine  # noqa: E402
 
 ZS2_PHONE = "13800138002"
 

@@ -12,7 +12,7 @@ from handlers.engine import STATE_DROPPED, STATE_RESET
 from handlers.flows import FLOWS
 from handlers.flows.base import Ctx
 from handlers.state import SCHEMA_VERSION, FlowState, Incompatible, Login, LoginSlot, Reach, SessionState
-from handlers.testing import Chat
+from support import Chat
 from handlers.types import Message
 
 from test_flows_local import login

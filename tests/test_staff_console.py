@@ -16,7 +16,7 @@ from handlers.events import MemoryBus
 from handlers.handoff_service import HandoffService
 from handlers.handoffs import SqlHandoffStore
 from handlers.staff import StaffStore
-from handlers.testing import Chat, Clock, make_engine
+from support import Chat, Clock, make_engine
 from handlers.types import Message
 
 PASSWORD = "correct-horse-1"

@@ -362,7 +362,7 @@ def test_render_splits_and_escapes():
 
 def test_real_engine_answer_keyboard_and_flow_start(cfg, request_recorder, tmp_path):
     from accounts.local import LocalAccountClient
-    from handlers.testing import make_engine
+    from support import make_engine
 
     engine = make_engine(LocalAccountClient(), data_dir=tmp_path)
     app = build_application(cfg, engine, request=request_recorder)

@@ -18,7 +18,7 @@ import pytest
 
 from accounts.local import LocalAccountClient
 from channels.telegram import NO_PHOTO_WANTED, TOO_LARGE, USED_BUTTON, build_application, session_id
-from handlers.testing import make_engine
+from support import make_engine
 from handlers.types import Button, Reply
 
 from telegram_standin import running_bot_api

@@ -12,8 +12,8 @@ from accounts.base import ServiceUnavailable, TooFrequent
 from channels.web import replies_json
 from handlers.flows import FLOWS
 from handlers.flows.base import Ask
-from handlers.testing import Chat
 from handlers.state import SessionState
+from support import Chat
 
 from test_flows_local import ZS1_PHONE, ZS2_PHONE, ZS_ID, login, route4_fill, start_dup
 from test_flows_local import acc, chat, clock, engine  # noqa: F401  (fixtures)

@@ -32,7 +32,7 @@ from channels.wechat import (WELCOME, UNSUPPORTED, NO_IMAGE_NOW, NO_VOICE_TEXT, 
                              SqliteKV, WeChatApi, WeChatApiError, WindowClosed)
 from channels.app import create_app
 from handlers.sessions import MemoryStore, SqliteStore
-from handlers.testing import make_engine, photo
+from support import make_engine, photo
 from handlers.types import Button, Reply
 from sandbox_fixture import sandbox  # noqa: F401  (the fixture)
 from wechat_standin import StandIn, WxUser, running_standin

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from handlers.sessions import SqliteStore
-from handlers.testing import make_engine
+from support import make_engine
 from sandbox_fixture import sandbox  # noqa: F401  (the fixture)
 from test_flows_http import login  # the same steps, typed by a WeChat user
 from test_wechat import JPEG, make_bot, standin  # noqa: F401  (fixtures)

@@ -319,7 +319,7 @@ def test_personal_data_is_masked_in_the_saved_history(page):
 def test_recover_username_end_to_end_with_the_real_engine_and_sandbox(browser, sandbox, tmp_path):  # noqa: F811
     from handlers.engine import build_engine
     from handlers.sessions import SqliteStore
-    from handlers.testing import default_matcher
+    from support import default_matcher
 
     cfg = {"web": {"secret_file": str(tmp_path / "web.key")}, "sessions": {"data_dir": str(tmp_path)}}
     engine = build_engine(cfg, accounts=sandbox.client(), store=SqliteStore(tmp_path / "sessions.db"),

@@ -1,4 +1,10 @@
-"""A fake transport for driving the engine in tests and scripts: say, press a button, upload."""
+"""Test support shared by tests/ and benchmarks/ (not production code; tests/ is on pytest's pythonpath).
+
+- ``Chat``: a fake transport driving an engine (say, press a button, upload);
+- ``Clock``: a settable clock for engines and stores;
+- ``photo``: real, decodable image bytes (JPEG or PNG);
+- ``make_engine`` / ``default_matcher``: an Engine over the real FAQ, in-memory stores by default.
+"""
 from __future__ import annotations
 
 import functools
@@ -6,8 +12,8 @@ import re
 import time
 from typing import Any
 
-from .sessions import new_session_id
-from .types import Button, Message, Reply
+from handlers.sessions import new_session_id
+from handlers.types import Button, Message, Reply
 
 
 class Chat:
@@ -104,9 +110,9 @@ def make_engine(accounts: Any, *, store: Any = None, data_dir: Any = None, clock
     """An Engine over the real FAQ with the given account client (in-memory stores by default)."""
     from settings import SessionsConfig
 
-    from .engine import Engine
-    from .records import FeedbackRecords
-    from .sessions import MemoryStore
+    from handlers.engine import Engine
+    from handlers.records import FeedbackRecords
+    from handlers.sessions import MemoryStore
 
     m = matcher or default_matcher()
     clock = clock or time.time
