@@ -18,6 +18,14 @@ if str(ROOT) not in sys.path:
 
 IN_CI = bool(os.environ.get("CI"))
 
+# Shared fixtures, one definition each in tests/support/ (a test module never imports another one):
+# acc/clock/engine/chat: the guided flows over the in-process account twin; faq_copy: a FAQ folder to
+# edit; browser: headless Chromium (fails under CI when missing); standin/make_bot: the WeChat bench.
+from support.browser import browser  # noqa: E402,F401
+from support.faq_edit import faq_copy  # noqa: E402,F401
+from support.flows import acc, chat, clock, engine  # noqa: E402,F401
+from support.wechat import make_bot, standin  # noqa: E402,F401
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):

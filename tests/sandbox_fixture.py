@@ -59,6 +59,7 @@ from accounts.sandbox.service import SandboxService, latest_code  # noqa: E402
 from settings import SandboxLimits  # noqa: E402
 from settings import AccountsConfig  # noqa: E402
 from accounts.validation import gb11643_check_digit  # noqa: E402
+from support import login_token  # noqa: E402
 
 API_KEY = "test-api-key"
 ADMIN_KEY = "test-admin-key"
@@ -127,10 +128,7 @@ class Sandbox:
 
     def login(self, username: str, phone: str | None = None) -> str:
         """Log in by SMS code; return the user token (``phone`` defaults to the demo/new account's)."""
-        client = self.client()
-        ch = client.start_login(username, idempotency_key=uuid.uuid4().hex)
-        phone = phone or self.account(username)["phone"]
-        return client.verify_login(ch.challenge_id, self.latest_code(phone)).token
+        return login_token(self.client(), username, phone or self.account(username)["phone"], codes=self)
 
     def new_account(self, *, pending: bool = False, name: str = "测试用户",
                     records: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:

@@ -19,10 +19,9 @@ from accounts.base import (AttemptsExhausted, BadImage, ChallengeExpired, Confli
 from accounts.sandbox.service import SandboxService
 from accounts.validation import id_number as valid_id_number
 from handlers import images
+from support import JPEG, PNG
 
 ROOT = Path(__file__).resolve().parents[1]
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
 
 
 def key() -> str:

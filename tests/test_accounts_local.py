@@ -18,14 +18,7 @@ from logsetup import RedactAccessLog
 from accounts.sandbox.service import SandboxService
 from settings import SandboxLimits
 from accounts import validation as v
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from support import Clock, login_token
 
 
 @pytest.fixture
@@ -41,11 +34,6 @@ def local(clock: Clock) -> LocalAccountClient:
 
 
 PENDING, OLD = DEMO_ACCOUNTS[1], DEMO_ACCOUNTS[0]
-
-
-def login(c: LocalAccountClient, acct: dict) -> str:
-    ch = c.start_login(acct["username"])
-    return c.verify_login(ch.challenge_id, c.latest_code(acct["phone"])).token
 
 
 def test_codes_expire_after_five_minutes(local: LocalAccountClient, clock: Clock) -> None:
@@ -74,21 +62,21 @@ def test_binding_allowed_two_hours_after_recovery(local: LocalAccountClient, clo
     local.recover_username(name=OLD["name"], id_type=OLD["id_type"], id_number=OLD["id_number"])
     clock.now += 3600
     with pytest.raises(TooFrequent) as e:
-        local.bind(login(local, OLD), "wechat")
+        local.bind(login_token(local, OLD["username"], OLD["phone"]), "wechat")
     assert e.value.retry_after == 3600
     clock.now += 3600
-    assert "/sandbox/qr/" in local.bind(login(local, OLD), "wechat")
+    assert "/sandbox/qr/" in local.bind(login_token(local, OLD["username"], OLD["phone"]), "wechat")
 
 
 def test_user_tokens_expire(local: LocalAccountClient, clock: Clock) -> None:
-    token = login(local, PENDING)
+    token = login_token(local, PENDING["username"], PENDING["phone"])
     clock.now += 1801
     with pytest.raises(Unauthorized):
         local.identity(token)
 
 
 def test_local_twin_runs_a_whole_route4_flow(local: LocalAccountClient) -> None:
-    token = login(local, PENDING)
+    token = login_token(local, PENDING["username"], PENDING["phone"])
     rec = {k: val for k, val in STUDENT_RECORDS[0].items() if k not in ("id_type", "id_number")}
     assert local.submit_student_record(token, StudentRecord(**rec), idempotency_key="a").status == "active"
     assert local.service.account_view(OLD["username"])["status"] == "cancelled"

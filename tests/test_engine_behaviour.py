@@ -14,20 +14,12 @@ from handlers.flows import FLOWS
 from handlers.flows.base import Ask, Ctx, Flow, Goto, Input
 from handlers.flows.recover import USERNAME_SENT
 from handlers.sessions import SqliteStore, new_session_id
-from support import Chat, make_engine
+from support import JPEG, Chat, make_engine
 from handlers.types import Message, Reply
 from intents.matcher import MatcherConfig
 from intents.types import Candidate, MatchResult
 
-from test_flows_local import JPEG, ZS1_PHONE, ZS2_PHONE, ZS_ID, login, start_dup
-from test_flows_local import acc, chat, clock, engine  # noqa: F401  (fixtures)
-
-PERSONAL = (ZS_ID, "1101011999", ZS1_PHONE, ZS2_PHONE, "1700012345", "张三")
-
-
-def start_username(chat: Chat) -> None:
-    chat.say("忘记用户名")
-    chat.press("开始找回用户名")
+from support.flows import BAD_TEXT, PERSONAL, ZS1_PHONE, ZS2_PHONE, ZS_ID, run_full_flows, start_dup, start_username
 
 
 # ---- interruptions, cancel, back, expiry -------------------------------------------------
@@ -106,10 +98,6 @@ def test_three_invalid_answers_offer_a_person(chat, tmp_path):
     assert (h.flow, h.step, h.reason) == ("recover_username", "id_type", "invalid_tries")
     assert ["用户", "转人工客服"] in h.to_dict()["transcript"]  # the label the user saw, not the payload
     assert "张三" not in json.dumps(h.to_dict(), ensure_ascii=False)
-
-
-BAD_TEXT = ["", "   ", "😀😀", "<script>alert(1)</script>", "' OR 1=1; DROP TABLE sessions;--",
-            "{{7*7}}", "\udcff\ud800", "\x00\x01\x02\x03\x04\x05\x06\x07", "a" * 102400]
 
 
 @pytest.mark.parametrize("bad", BAD_TEXT, ids=range(len(BAD_TEXT)))
@@ -260,22 +248,6 @@ def test_restart_mid_flow_continues_from_the_sqlite_file(acc, tmp_path, clock):
 
 
 # ---- privacy ---------------------------------------------------------------------------
-
-def run_full_flows(engine, acc) -> list[Chat]:
-    a = Chat(engine)
-    start_username(a)
-    for answer in ("张三", "居民身份证", ZS_ID):
-        a.say(answer)
-    a.say(f"我的手机是 {ZS1_PHONE}，身份证 {ZS_ID}")
-    b = Chat(engine)
-    start_dup(b)
-    b.press("途径4")
-    login(b, acc, "zhangsan02", ZS2_PHONE)
-    for answer in ("在校生", "北京大学", "1700012345", "2017", "本科", "确认提交"):
-        b.say(answer)
-    assert "核对正确" in b.text
-    return [a, b]
-
 
 def test_logs_at_debug_never_show_personal_data(engine, acc, caplog):
     caplog.set_level(logging.DEBUG)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +19,7 @@ SEED_INTENTS = ["account_usage", "recover_account", "re_register", "re_register_
                 "phone_registered", "too_frequent", "email_ip_limited", "bind_wechat_alipay"]
 
 
-@pytest.fixture()
-def faq_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "data"
-    shutil.copytree(DATA, target)
-    return target
+# the faq_copy fixture (a private copy of faq/data): tests/support/faq_edit.py
 
 
 def _edit(path: Path, old: str, new: str) -> None:

@@ -5,7 +5,6 @@ no request fails and the old FAQ is served until the new one is valid.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -20,35 +19,17 @@ from support import Chat, make_engine
 from intents.live import LiveFAQ
 from intents.matcher import MatcherConfig
 
-from test_faq import faq_copy  # noqa: F401  (fixture)
-from test_web_serve import ROOT, free_port, start, stop, wait_for_url
+from support.faq_edit import DATA, QUESTION, TOPIC, break_it, save
+from support.servers import ROOT, free_port, start, stop, wait_for_url
 
-DATA = ROOT / "faq" / "data"
-TOPIC = "02_recover_account.yaml"
 # the start of the username entry's answer as the FAQ has it today; an edit prefixes a marker
 OLD = load_dir(DATA).entry("recover_account.username").answer.splitlines()[0][:16]
 NEW = "【已更新】" + OLD
-QUESTION = load_dir(DATA).entry("recover_account.username").question
 
 
 @pytest.fixture()
 def folder(faq_copy: Path) -> Path:  # noqa: F811
     return faq_copy
-
-
-def save(path: Path, old: str, new: str) -> None:
-    """Edit like an editor does: write a temporary file, then rename it over the old one."""
-    text = path.read_text(encoding="utf-8")
-    assert old in text, old
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text.replace(old, new, 1), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def break_it(path: Path) -> int:
-    """A typo in a field name of the username entry; returns its line."""
-    save(path, f"    question: {QUESTION}", f"    questoin: {QUESTION}")
-    return next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "questoin" in line)
 
 
 def wait_until(predicate, timeout: float = 30.0, every: float = 0.05):

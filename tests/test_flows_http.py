@@ -9,24 +9,14 @@ import socket
 import pytest
 
 from handlers.sessions import SqliteStore
-from handlers.flows.common import LOGIN_CODE_SENT
 from handlers.flows.recover import PASSWORD_CODE_SENT, USERNAME_SENT
-from support import Chat, make_engine, photo
+from support import JPEG, Chat, login, make_engine
 from sandbox_fixture import sandbox  # noqa: F401  (the fixture)
-
-JPEG = photo()
 
 
 @pytest.fixture
 def engine(sandbox, tmp_path):  # noqa: F811
     return make_engine(sandbox.client(), store=SqliteStore(tmp_path / "sessions.db"), data_dir=tmp_path)
-
-
-def login(chat: Chat, sandbox, account: dict) -> None:  # noqa: F811
-    chat.say(account["username"])
-    assert LOGIN_CODE_SENT in chat.text
-    chat.say(sandbox.latest_code(account["phone"]))
-    assert "登录成功" in chat.text
 
 
 def start_dup(chat: Chat, route: str) -> None:
@@ -60,7 +50,7 @@ def test_recover_password_then_bind_honours_the_two_hour_wait(engine, sandbox): 
     chat.say("怎么绑定微信")
     chat.press("开始绑定")
     chat.press("微信")
-    login(chat, sandbox, acct)
+    login(chat, sandbox, acct["username"], acct["phone"])
     assert "小时后再试" in chat.text and "2 小时后再进行微信或支付宝的绑定操作" in chat.text
 
 
@@ -70,7 +60,7 @@ def test_bind_alipay_qr_link(engine, sandbox):  # noqa: F811
     chat.say("绑定支付宝")
     chat.press("开始绑定")
     chat.press("支付宝")
-    login(chat, sandbox, acct)
+    login(chat, sandbox, acct["username"], acct["phone"])
     assert "请用支付宝扫描二维码完成绑定" in chat.text and sandbox.base_url in chat.text
 
 
@@ -78,7 +68,7 @@ def test_route1_app(engine, sandbox):  # noqa: F811
     acct = sandbox.new_account(pending=True)
     chat = Chat(engine)
     start_dup(chat, "途径1")
-    login(chat, sandbox, acct)
+    login(chat, sandbox, acct["username"], acct["phone"])
     assert "待核验身份" in chat.text and "兵役登记/应征报名" in chat.text
     chat.press("确认继续")
     chat.press("我已完成")
@@ -93,7 +83,7 @@ def test_route2_photo_and_review_progress(engine, sandbox):  # noqa: F811
     acct = sandbox.new_account(pending=True)
     chat = Chat(engine)
     start_dup(chat, "途径2")
-    login(chat, sandbox, acct)
+    login(chat, sandbox, acct["username"], acct["phone"])
     chat.press("确认继续")
     chat.upload(JPEG)
     ticket = re.search(r"审核单号：\*\*(\S+?)\*\*", chat.text).group(1)
@@ -109,14 +99,14 @@ def test_route3_classmate_accepts_in_their_own_chat(engine, sandbox):  # noqa: F
     mate = sandbox.new_account(name="赵晓梅")
     me = Chat(engine)
     start_dup(me, "途径3")
-    login(me, sandbox, acct)
+    login(me, sandbox, acct["username"], acct["phone"])
     me.say("确认")
     me.say(mate["name"])
     me.say(mate["username"])
     assert "协助请求已发送" in me.text
     other = Chat(engine)
     other.say("收件箱")
-    login(other, sandbox, mate)
+    login(other, sandbox, mate["username"], mate["phone"])
     assert "请求您协助" in other.text
     other.press("同意协助")
     assert "已同意协助" in other.text
@@ -130,7 +120,7 @@ def test_route4_mismatch_then_match(engine, sandbox):  # noqa: F811
     acct = sandbox.new_account(pending=True, records=(record,))
     chat = Chat(engine)
     start_dup(chat, "途径4")
-    login(chat, sandbox, acct)
+    login(chat, sandbox, acct["username"], acct["phone"])
     for answer in ("毕业生", "复旦大学", "102461202306000999", "2023"):
         chat.say(answer)
     chat.press("硕士研究生")
@@ -189,7 +179,7 @@ def test_no_personal_data_in_logs_or_store_after_full_flows(engine, sandbox, tmp
     for answer in (acct["name"], "居民身份证", acct["id_number"]):
         chat.say(answer)
     start_dup(chat, "途径4")
-    login(chat, sandbox, acct)
+    login(chat, sandbox, acct["username"], acct["phone"])
     for answer in ("在校生", "北京大学", "2001234567", "2020", "本科", "确认提交"):
         chat.say(answer)
     assert "核对正确" in chat.text

@@ -3,76 +3,14 @@ in-process account twin (LocalAccountClient) and the in-memory session store."""
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from typing import Any
-
-import pytest
 
 from accounts.base import TooFrequent
 from accounts.local import LocalAccountClient
-from handlers.flows.common import LOGIN_CODE_SENT
 from handlers.flows.recover import PASSWORD_CODE_SENT, USERNAME_SENT
-from support import Chat, Clock, make_engine, photo
+from support import JPEG, Chat, login, make_engine
+from support.flows import LISI_PHONE, ZS1_PHONE, ZS2_PHONE, ZS_ID, route4_fill, start_dup
 
-JPEG = photo()
-ZS_ID, ZS2_PHONE, ZS1_PHONE, LISI_PHONE = "110101199903071239", "13800138002", "13800138001", "13900139003"
-
-
-class Faulty:
-    """The twin with scripted failures per method, recording the idempotency keys it was given."""
-
-    def __init__(self, inner: LocalAccountClient) -> None:
-        self.inner = inner
-        self.fail: dict[str, list[Exception]] = defaultdict(list)
-        self.keys: dict[str, list[str | None]] = defaultdict(list)
-        self.client_ids: list[str] = []
-
-    def with_client_id(self, client_id: str) -> "Faulty":
-        """Acting for one chat user keeps the scripted failures; the id is recorded."""
-        self.client_ids.append(client_id)
-        return self
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.inner, name)
-        if not callable(attr) or name in ("latest_code", "outbox", "decide_review", "pass_app_verification"):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.keys[name].append(kwargs.get("idempotency_key"))
-            if self.fail[name]:
-                raise self.fail[name].pop(0)
-            return attr(*args, **kwargs)
-        return call
-
-
-@pytest.fixture
-def acc():
-    client = Faulty(LocalAccountClient())
-    yield client
-    client.inner.close()
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def engine(acc, tmp_path, clock):
-    return make_engine(acc, data_dir=tmp_path, clock=clock)
-
-
-@pytest.fixture
-def chat(engine):
-    return Chat(engine)
-
-
-def login(chat: Chat, acc: Faulty, username: str, phone: str) -> None:
-    assert "用户名" in chat.text
-    chat.say(username)
-    assert LOGIN_CODE_SENT in chat.text   # the same words whether or not the username exists
-    chat.say(acc.latest_code(phone))
-    assert "登录成功" in chat.text
+# the fixtures acc (the twin with scripted failures), clock, engine and chat: tests/support/flows.py
 
 
 # ---- recover username ----------------------------------------------------------------
@@ -248,13 +186,6 @@ def test_bind_too_frequent_honours_the_two_hour_wait(chat, acc):
 
 # ---- duplicate ID --------------------------------------------------------------------------
 
-def start_dup(chat: Chat) -> None:
-    chat.say("证件号码已被注册怎么办")
-    chat.press("开始解决证件号码重复")
-    assert chat.flow_step == ("id_duplicate", "explain")
-    assert "我要重新注册" in chat.text
-
-
 def test_route_picker_guides_and_allows_direct_pick(chat):
     start_dup(chat)
     chat.press("帮我选择途径")
@@ -335,14 +266,6 @@ def test_route3_unknown_classmate_is_re_asked(chat, acc):
     chat.say("王二麻")
     chat.say("nobody999")
     assert "没有找到" in chat.text and chat.flow_step == ("id_duplicate", "classmate_name")
-
-
-def route4_fill(chat: Chat, kind: str, school: str, number: str, year: str, level: str) -> None:
-    chat.press(kind)
-    chat.say(school)
-    chat.say(number)
-    chat.say(year)
-    chat.press(level)
 
 
 def test_route4_mismatch_shows_attempts_then_none_left_offers_routes_1_to_3(chat, acc):

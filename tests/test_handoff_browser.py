@@ -15,10 +15,12 @@ from handlers.handoff_service import HandoffService
 from handlers.handoffs import SqlHandoffStore
 from handlers.staff import StaffStore
 from support import make_engine
-from test_widget_browser import OUTPUT, XSS, LiveServer, browser  # noqa: F401  (the Chromium fixture; the import skips, or fails under CI, without Chromium)
+from support.browser import OUTPUT, XSS
+from support.servers import LiveServer
 
+from playwright.sync_api import Page, expect
 
-from playwright.sync_api import Page, expect  # noqa: E402
+# the browser fixture (and the one Chromium guard): tests/support/browser.py
 
 PASSWORD = "correct-horse-1"
 WAIT = 10_000  # ms

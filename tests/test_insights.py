@@ -15,8 +15,7 @@ from support import Chat, make_engine
 from handlers.types import Message
 
 from db_fixture import db_url  # noqa: F401  (fixture)
-from test_engine_behaviour import BAD_TEXT, PERSONAL, run_full_flows, start_username
-from test_flows_local import ZS1_PHONE, ZS2_PHONE, ZS_ID, acc, clock  # noqa: F401  (fixtures)
+from support.flows import BAD_TEXT, PERSONAL, ZS1_PHONE, ZS2_PHONE, ZS_ID, run_full_flows, start_username
 
 EMAIL = "zhang.san1999@qq.com"
 TOKEN = "Xk9fQ2mZ7pL4vR8sT1wY"

@@ -21,11 +21,13 @@ from support import Chat, make_engine
 from handlers.types import Message
 from intents.live import LiveFAQ
 from intents.matcher import MatcherConfig
-from test_faq_reload import DATA, TOPIC, break_it, save
-from test_widget_browser import OUTPUT, LiveServer, browser  # noqa: F401  (the Chromium fixture; the import skips, or fails under CI, without Chromium)
+from support.browser import OUTPUT
+from support.faq_edit import DATA, TOPIC, break_it, save
+from support.servers import LiveServer
 
+from playwright.sync_api import expect
 
-from playwright.sync_api import expect  # noqa: E402
+# the browser fixture (and the one Chromium guard): tests/support/browser.py
 
 PASSWORD = "correct-horse-1"
 WAIT = 10_000  # ms

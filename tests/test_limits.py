@@ -9,18 +9,10 @@ import pytest
 from accounts.local import LocalAccountClient
 from handlers.flows.common import LOGIN_CODE_SENT
 from handlers.limits import Limits, MemoryLimiter, RedisLimiter, Rule, build_limits, parse_rules
-from support import Chat, make_engine
+from support import Chat, Clock, make_engine
 from handlers.types import Message
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _redis() -> RedisLimiter:
@@ -79,7 +71,7 @@ def test_a_throttle_of_its_own_counts_in_this_process():
 
 
 def test_refused_events_are_not_counted_and_the_window_slides():
-    clock = Clock()
+    clock = Clock(1000.0)
     lim = MemoryLimiter(clock=clock)
     rule = Rule(2, 10)
     assert lim.hit("k", rule) is None
@@ -175,7 +167,7 @@ def test_one_client_gets_no_more_sms_than_the_limit_whatever_the_conversations(t
 
 
 def test_the_account_api_sees_one_stable_identity_per_client(tmp_path):
-    from test_flows_local import Faulty
+    from support.flows import Faulty
 
     acc = Faulty(LocalAccountClient())
     engine = make_engine(acc, data_dir=tmp_path, limits=Limits(MemoryLimiter(), b"k" * 32))

@@ -21,9 +21,8 @@ from handlers.handoff_service import HandoffService
 from handlers.handoffs import SqlHandoffStore
 from handlers.staff import StaffStore
 from support import make_engine
-from test_telegram import TOKEN, RecordingRequest
-from test_web_serve import free_port, start, stop, wait_for_url
-from test_widget_browser import LiveServer
+from support.servers import LiveServer, free_port, start, stop, wait_for_url
+from support.telegram import TOKEN, RecordingRequest
 
 PASSWORD = "correct-horse-1"
 DEADLINE = 15.0

@@ -7,8 +7,8 @@ import pytest
 from channels import render
 from handlers.types import md
 
-from test_flows_local import ZS2_PHONE, ZS_ID, login, route4_fill, start_dup
-from test_flows_local import acc, chat, clock, engine  # noqa: F401  (fixtures)
+from support import login
+from support.flows import ZS2_PHONE, ZS_ID, route4_fill, start_dup
 
 
 @pytest.mark.parametrize("value", ["138****8001、138****8002", "17**45", "张*", "a\\b [x](https://e.com) **y**"])

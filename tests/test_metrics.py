@@ -14,8 +14,7 @@ from handlers.insights import EventWriter, MemoryEventStore
 from support import make_engine
 from intents.live import LiveFAQ
 from intents.matcher import MatcherConfig
-
-from test_faq_reload import DATA, TOPIC, break_it
+from support.faq_edit import DATA, TOPIC, break_it
 
 TOKEN = "metrics-test-token-0123456789"
 

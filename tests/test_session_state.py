@@ -12,11 +12,8 @@ from handlers.engine import STATE_DROPPED, STATE_RESET
 from handlers.flows import FLOWS
 from handlers.flows.base import Ctx
 from handlers.state import SCHEMA_VERSION, FlowState, Incompatible, Login, LoginSlot, Reach, SessionState
-from support import Chat
 from handlers.types import Message
-
-from test_flows_local import login
-from test_flows_local import acc, chat, clock, engine  # noqa: F401  (fixtures)
+from support import Chat, login
 
 
 def full_state() -> SessionState:

@@ -13,16 +13,9 @@ import pytest
 
 from handlers.sessions import LockTimeout, MemoryStore, RedisStore, SqliteStore, StoreError, build_store
 from settings import SessionsConfig
+from support import Clock
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _redis_store(prefix: str) -> RedisStore:
@@ -134,7 +127,7 @@ def test_no_lost_updates_under_concurrency(store):
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_state_expires_after_ttl(kind, tmp_path):
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     s = MemoryStore(clock=clock) if kind == "memory" else SqliteStore(tmp_path / "s.db", clock=clock)
     s.save("s1", {"v": 1}, ttl=10)
     clock.now += 9

@@ -9,109 +9,33 @@ from __future__ import annotations
 import dataclasses
 
 import asyncio
-import datetime as dtm
 import html
-import json
 import re
-import threading
 
 import pytest
 from fastapi.testclient import TestClient
 from telegram import CallbackQuery, Chat, ChatMemberMember, ChatMemberUpdated, Document, Message as TgMessage
 from telegram import MessageEntity, PhotoSize, Update, User
-from telegram.request import BaseRequest, RequestData
 
 from channels import render
 from channels.telegram import CALLBACK_LIMIT, TelegramChannel, TelegramConfigError, build_application, session_id
 from channels.app import create_app
 from handlers.types import Button, Message, Reply
+from support import JPEG, RecordingEngine
+from support.telegram import BOT, DATE, TOKEN, RecordingRequest
 
-TOKEN = "123456:TEST-token-for-offline-tests"
-BOT = {"id": 123456, "is_bot": True, "first_name": "学信网账号助手", "username": "chsi_help_bot",
-       "can_join_groups": False, "can_read_all_group_messages": False, "supports_inline_queries": False}
-PHOTO_BYTES = b"\xff\xd8\xff\xe0" + b"J" * 2000
 USER = User(id=42, first_name="小明", is_bot=False, language_code="zh-hans")
 CHAT = Chat(id=42, type=Chat.PRIVATE)
-DATE = dtm.datetime(2026, 1, 1, tzinfo=dtm.timezone.utc)
 FROM_CHAT = {"channel": "telegram", "address": "42"}  # what the adapter sets: send() reaches chat 42
 LONG_PAYLOAD = "flow:id_duplicate:route4:confirm_cancel_other_accounts:level=doctoral_candidate"
 
 
-class UnexpectedCall(AssertionError):
-    pass
-
-
-class RecordingRequest(BaseRequest):
-    """Records every Bot API call; answers getMe/sendMessage/answerCallbackQuery/getFile and the file download."""
-
-    ANSWERS = {"getMe", "sendMessage", "answerCallbackQuery", "getFile", "editMessageReplyMarkup", "setMyCommands"}
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict]] = []
-        self.unexpected: list[str] = []
-        self.downloads: list[str] = []
-        self._next_id = 1000
-
-    @property
-    def read_timeout(self) -> float | None:
-        return 1.0
-
-    async def initialize(self) -> None:
-        pass
-
-    async def shutdown(self) -> None:
-        pass
-
-    async def do_request(self, url, method, request_data: RequestData | None = None, read_timeout=None,
-                         write_timeout=None, connect_timeout=None, pool_timeout=None) -> tuple[int, bytes]:
-        if url.startswith("https://api.telegram.org/file/bot") and method == "GET":
-            self.downloads.append(url.rsplit("/", 1)[1])
-            return 200, PHOTO_BYTES
-        prefix = f"https://api.telegram.org/bot{TOKEN}/"
-        name = url[len(prefix):] if url.startswith(prefix) else url
-        params = request_data.parameters if request_data else {}
-        if name not in self.ANSWERS:
-            self.unexpected.append(f"{method} {url}")
-            raise UnexpectedCall(f"unexpected Bot API call: {method} {url}")
-        self.calls.append((name, params))
-        return 200, json.dumps({"ok": True, "result": self._result(name, params)}).encode()
-
-    def _result(self, name: str, params: dict):
-        if name == "getMe":
-            return BOT
-        if name in ("answerCallbackQuery", "setMyCommands", "editMessageReplyMarkup"):
-            return True
-        if name == "getFile":
-            return {"file_id": params["file_id"], "file_unique_id": "u-" + params["file_id"],
-                    "file_size": len(PHOTO_BYTES), "file_path": f"photos/{params['file_id']}.jpg"}
-        self._next_id += 1
-        return {"message_id": self._next_id, "date": int(DATE.timestamp()),
-                "chat": {"id": int(params["chat_id"]), "type": "private"}, "text": params.get("text", "")}
-
-    def sent(self) -> list[dict]:
-        return [p for n, p in self.calls if n == "sendMessage"]
-
-    def named(self, name: str) -> list[dict]:
-        return [p for n, p in self.calls if n == name]
-
-
-class RecordingEngine:
-    """Engine double with the real signature; answers with text, buttons and an image request."""
-
-    def __init__(self, replies=None) -> None:
-        self.calls: list[tuple[str, Message]] = []
-        self.threads: set[str] = set()
-        self.replies = replies
-
-    def handle(self, sid: str, message: Message) -> list[Reply]:
-        self.calls.append((sid, message))
-        self.threads.add(threading.current_thread().name)
-        if self.replies is not None:
-            return self.replies(message)
-        if message.kind == "image":
-            return [Reply(f"已收到照片，共 {len(message.image.data)} 字节。")]
-        return [Reply("**请选择**证件类型：\n\n- 居民身份证 <b>不是标签</b> & 更多",
-                      buttons=(Button("居民身份证", "flow:id_type:resident_id"), Button("长按钮", LONG_PAYLOAD)))]
+def answer(message: Message) -> list[Reply]:
+    """The engine double's answers: text with markup, buttons (one with a long payload), a photo's size."""
+    if message.kind == "image":
+        return [Reply(f"已收到照片，共 {len(message.image.data)} 字节。")]
+    return [Reply("**请选择**证件类型：\n\n- 居民身份证 <b>不是标签</b> & 更多",
+                  buttons=(Button("居民身份证", "flow:id_type:resident_id"), Button("长按钮", LONG_PAYLOAD)))]
 
 
 @pytest.fixture()
@@ -128,7 +52,7 @@ def request_recorder():
 
 @pytest.fixture()
 def engine():
-    return RecordingEngine()
+    return RecordingEngine(answer)
 
 
 def make_message(bot, message_id: int = 1, **kwargs) -> TgMessage:
@@ -203,8 +127,8 @@ def test_photo_downloads_the_largest_size(cfg, request_recorder, engine):
     assert request_recorder.named("getFile") == [{"file_id": "large"}]
     assert request_recorder.downloads == ["large.jpg"]
     [(sid, msg)] = engine.calls
-    assert msg.kind == "image" and msg.image.data == PHOTO_BYTES and msg.image.content_type == "image/jpeg"
-    assert request_recorder.sent()[0]["text"] == f"已收到照片，共 {len(PHOTO_BYTES)} 字节。"
+    assert msg.kind == "image" and msg.image.data == JPEG and msg.image.content_type == "image/jpeg"
+    assert request_recorder.sent()[0]["text"] == f"已收到照片，共 {len(JPEG)} 字节。"
 
 
 def test_image_document_is_an_image_and_huge_files_are_refused(cfg, request_recorder, engine):

@@ -18,14 +18,13 @@ import pytest
 
 from accounts.local import LocalAccountClient
 from channels.telegram import NO_PHOTO_WANTED, TOO_LARGE, USED_BUTTON, build_application, session_id
-from support import make_engine
+from support import JPEG, RecordingEngine, make_engine
 from handlers.types import Button, Reply
 
 from telegram_standin import running_bot_api
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "424242:stand-in-token_for-tests"
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 200 + b"\xff\xd9"
 
 
 @pytest.fixture
@@ -72,25 +71,17 @@ def polling(app):
         loop.close()
 
 
-class SlowEngine:
+def slow_answer(message) -> list[Reply]:
     """Echoes text; a message starting with 慢 takes a while (as a slow account API call would)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, object]] = []
-        self.lock = threading.Lock()
-
-    def handle(self, sid, message):
-        with self.lock:
-            self.calls.append((sid, message))
-        if message.kind == "button":
-            return [Reply(f"按了：{message.payload}")]
-        if message.text.startswith("慢"):
-            time.sleep(0.5)
-        return [Reply(f"回复：{message.text}", buttons=(Button("开始找回密码", "flow:recover_password"),))]
+    if message.kind == "button":
+        return [Reply(f"按了：{message.payload}")]
+    if message.text.startswith("慢"):
+        time.sleep(0.5)
+    return [Reply(f"回复：{message.text}", buttons=(Button("开始找回密码", "flow:recover_password"),))]
 
 
 def test_one_chats_messages_keep_their_order_while_chats_are_served_concurrently(api):
-    app = build_application(cfg_for(api), SlowEngine())
+    app = build_application(cfg_for(api), RecordingEngine(slow_answer))
     with polling(app):
         api.push_text(1, "慢的第一条")
         api.push_text(1, "第二条")
@@ -102,7 +93,7 @@ def test_one_chats_messages_keep_their_order_while_chats_are_served_concurrently
 
 
 def test_a_double_tap_is_handled_once_and_the_keyboard_goes(api):
-    engine = SlowEngine()
+    engine = RecordingEngine(slow_answer)
     app = build_application(cfg_for(api), engine)
     with polling(app):
         api.push_text(3, "你好")
@@ -120,7 +111,7 @@ def test_a_double_tap_is_handled_once_and_the_keyboard_goes(api):
 
 def test_a_429_is_waited_out_and_the_reply_is_delivered(api):
     api.throttle_sends(1, retry_after=1)
-    app = build_application(cfg_for(api), SlowEngine())
+    app = build_application(cfg_for(api), RecordingEngine(slow_answer))
     with polling(app):
         api.push_text(4, "你好")
         api.wait_for(lambda: len(api.sent) == 1)

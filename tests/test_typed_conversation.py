@@ -13,10 +13,8 @@ from channels.web import replies_json
 from handlers.flows import FLOWS
 from handlers.flows.base import Ask
 from handlers.state import SessionState
-from support import Chat
-
-from test_flows_local import ZS1_PHONE, ZS2_PHONE, ZS_ID, login, route4_fill, start_dup
-from test_flows_local import acc, chat, clock, engine  # noqa: F401  (fixtures)
+from support import Chat, login
+from support.flows import ZS1_PHONE, ZS2_PHONE, ZS_ID, route4_fill, start_dup
 
 
 def at_name_prompt(chat: Chat) -> None:

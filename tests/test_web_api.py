@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,29 +10,22 @@ from channels.app import create_app
 from channels.signing import Signer
 from channels.web import replies_json
 from handlers.types import Button, Message, Reply
+from support import RecordingEngine
 
 KNOWN_PAYLOADS = {"faq:recover_username", "flow:cancel"}
 
 
-class RecordingEngine:
-    """Engine double with the real signature: records every call, answers from simple rules."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Message]] = []
-        self.threads: set[str] = set()
-
-    def handle(self, session_id: str, message: Message) -> list[Reply]:
-        self.calls.append((session_id, message))
-        self.threads.add(threading.current_thread().name)
-        if message.kind == "image":
-            return [Reply(f"收到图片 {len(message.image.data)} 字节", flow="identity")]
-        if message.kind == "button":
-            if message.payload not in KNOWN_PAYLOADS:
-                return [Reply("这个按钮已失效，请重新输入您的问题。")]
-            return [Reply("好的", intent="recover_account", flow="recover_username")]
-        return [Reply("**您好**\n\n- 一\n- 二", buttons=(Button("找回用户名", "faq:recover_username"),),
-                      intent="greeting"),
-                Reply("请上传照片", flow="identity", expects_image=True)]
+def answer(message: Message) -> list[Reply]:
+    """The engine double's answers, from simple rules."""
+    if message.kind == "image":
+        return [Reply(f"收到图片 {len(message.image.data)} 字节", flow="identity")]
+    if message.kind == "button":
+        if message.payload not in KNOWN_PAYLOADS:
+            return [Reply("这个按钮已失效，请重新输入您的问题。")]
+        return [Reply("好的", intent="recover_account", flow="recover_username")]
+    return [Reply("**您好**\n\n- 一\n- 二", buttons=(Button("找回用户名", "faq:recover_username"),),
+                  intent="greeting"),
+            Reply("请上传照片", flow="identity", expects_image=True)]
 
 
 @pytest.fixture()
@@ -45,7 +37,7 @@ def cfg(tmp_path):
 
 @pytest.fixture()
 def engine():
-    return RecordingEngine()
+    return RecordingEngine(answer)
 
 
 @pytest.fixture()
@@ -206,12 +198,7 @@ def test_an_old_offered_button_still_reaches_the_engine(client, engine):
 
 
 def test_chinese_payloads_round_trip(cfg):
-    class Levels(RecordingEngine):
-        def handle(self, session_id, message):
-            self.calls.append((session_id, message))
-            return [Reply("请选择学历层次：", buttons=(Button("博士研究生", "level:博士研究生"),))]
-
-    eng = Levels()
+    eng = RecordingEngine(lambda message: [Reply("请选择学历层次：", buttons=(Button("博士研究生", "level:博士研究生"),))])
     with TestClient(create_app(cfg, engine=eng)) as c:
         sid = new_session(c)
         payload = first_payload(c, sid)
@@ -250,11 +237,10 @@ def test_unknown_route_and_method_are_json_4xx(client):
 
 
 def test_engine_crash_is_a_500_with_a_chinese_message(cfg):
-    class Broken(RecordingEngine):
-        def handle(self, session_id, message):
-            raise RuntimeError("boom 110101199003074258")
+    def boom(message):
+        raise RuntimeError("boom 110101199003074258")
 
-    with TestClient(create_app(cfg, engine=Broken()), raise_server_exceptions=False) as c:
+    with TestClient(create_app(cfg, engine=RecordingEngine(boom)), raise_server_exceptions=False) as c:
         sid = new_session(c)
         assert_error(c.post("/api/chat", json={"session_id": sid, "text": "hi"}), 500, "internal_error")
 

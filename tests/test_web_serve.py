@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -13,13 +12,7 @@ from pathlib import Path
 import requests
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from support.servers import ROOT, free_port, start, stop, wait_for_url
 
 
 def write_config(tmp_path: Path, web_port: int, sandbox_port: int) -> Path:
@@ -32,35 +25,6 @@ def write_config(tmp_path: Path, web_port: int, sandbox_port: int) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     return path
-
-
-def start(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
-    return subprocess.Popen([sys.executable, str(ROOT / "bot.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for_url(proc: subprocess.Popen, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        seen.append(line)
-        m = re.search(r"请在浏览器打开：(http://\S+?/)", line)
-        if m:
-            return m.group(1)
-    raise AssertionError("no URL printed:\n" + "".join(seen))
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def test_demo_starts_sandbox_and_web_and_chats_end_to_end(tmp_path):

@@ -10,10 +10,8 @@ import re
 import pytest
 
 from handlers.sessions import SqliteStore
-from support import make_engine
+from support import JPEG, login, make_engine
 from sandbox_fixture import sandbox  # noqa: F401  (the fixture)
-from test_flows_http import login  # the same steps, typed by a WeChat user
-from test_wechat import JPEG, make_bot, standin  # noqa: F401  (fixtures)
 from wechat_standin import WxUser
 
 MODES = ["menu", "number", "numbered-text"]
@@ -65,7 +63,7 @@ def test_recover_password_started_from_the_account_menu(user, sandbox):  # noqa:
 def test_route1_app_verification(user, sandbox):  # noqa: F811
     acct = sandbox.new_account(pending=True)
     start_dup(user, "途径1")
-    login(user, sandbox, acct)
+    login(user, sandbox, acct["username"], acct["phone"])
     assert "待核验身份" in user.text
     user.choose("确认继续")
     user.choose("我已完成")
@@ -79,7 +77,7 @@ def test_route1_app_verification(user, sandbox):  # noqa: F811
 def test_route2_photo_through_the_media_api(user, sandbox):  # noqa: F811
     acct = sandbox.new_account(pending=True)
     start_dup(user, "途径2")
-    login(user, sandbox, acct)
+    login(user, sandbox, acct["username"], acct["phone"])
     user.choose("确认继续")
     fetched = len(user.bot.standin.media_fetches)
     user.upload(JPEG)
@@ -96,7 +94,7 @@ def test_route3_classmate(user, sandbox):  # noqa: F811
     acct = sandbox.new_account(pending=True)
     mate = sandbox.new_account(name="赵晓梅")
     start_dup(user, "途径3")
-    login(user, sandbox, acct)
+    login(user, sandbox, acct["username"], acct["phone"])
     assert "注销使用了您当前证件号码的其他账号" in user.text
     user.choose("确认继续")
     user.say(mate["name"])
@@ -105,7 +103,7 @@ def test_route3_classmate(user, sandbox):  # noqa: F811
     other = user.bot.user()
     other.choice_mode = user.choice_mode
     other.say("收件箱")
-    login(other, sandbox, mate)
+    login(other, sandbox, mate["username"], mate["phone"])
     assert "请求您协助" in other.text
     other.choose("同意协助")
     assert "已同意协助" in other.text
@@ -118,7 +116,7 @@ def test_route4_records_mismatch_then_match(user, sandbox):  # noqa: F811
               "certificate_no": "102461202306000111", "graduation_year": 2023}
     acct = sandbox.new_account(pending=True, records=(record,))
     start_dup(user, "途径4")
-    login(user, sandbox, acct)
+    login(user, sandbox, acct["username"], acct["phone"])
     user.choose("毕业生")
     for answer in ("复旦大学", "102461202306000999", "2023"):
         user.say(answer)

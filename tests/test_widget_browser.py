@@ -9,92 +9,40 @@ live account sandbox. Screenshots go to test-output/.
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
+from playwright.sync_api import Page, expect
 
 from channels.app import create_app
 from handlers.types import Button, Message, Reply
 from sandbox_fixture import sandbox  # noqa: F401  (the live account sandbox fixture)
+from support import RecordingEngine
+from support.browser import OUTPUT, XSS
+from support.servers import LiveServer
 
-CHROMIUM = "/usr/bin/chromium"
-OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
-XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError(f"{CHROMIUM} is missing and CI is set: the widget must be tested in Chromium")
-    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium); widget browser tests skipped",
-                allow_module_level=True)
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+# the browser fixture (and the one Chromium guard): tests/support/browser.py
 
 
-class LiveServer:
-    """A uvicorn server on a free 127.0.0.1 port in a thread."""
-
-    def __init__(self, app) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> "LiveServer":
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
-
-class ScriptedEngine:
-    """Engine double with the real signature, for the widget's own behaviour (not the bot's answers)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Message]] = []
-
-    def handle(self, session_id: str, message: Message) -> list[Reply]:
-        self.calls.append((session_id, message))
-        if message.kind == "button":
-            return [Reply(f"您选择了 **{message.payload}**。\n\n1. 第一步\n2. 第二步", flow="demo")]
-        if message.kind == "image":
-            return [Reply(f"已收到照片（{len(message.image.data)} 字节）。")]
-        if message.text == "xss":
-            return [Reply(f"答案里有 {XSS} 和 [坏链接](javascript:alert(1)) 以及 [好链接](https://www.chsi.com.cn/)",
-                          buttons=(Button(XSS, "x:1"),))]
-        if message.text == "照片":
-            return [Reply("请上传证件照片。", expects_image=True, flow="demo")]
-        return [Reply(f"您说：{message.text}\n\n请选择：", buttons=(Button("找回用户名", "pick:username"),),
-                      intent="greeting")]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
+def scripted(message: Message) -> list[Reply]:
+    """The engine double's answers, for the widget's own behaviour (not the bot's)."""
+    if message.kind == "button":
+        return [Reply(f"您选择了 **{message.payload}**。\n\n1. 第一步\n2. 第二步", flow="demo")]
+    if message.kind == "image":
+        return [Reply(f"已收到照片（{len(message.image.data)} 字节）。")]
+    if message.text == "xss":
+        return [Reply(f"答案里有 {XSS} 和 [坏链接](javascript:alert(1)) 以及 [好链接](https://www.chsi.com.cn/)",
+                      buttons=(Button(XSS, "x:1"),))]
+    if message.text == "照片":
+        return [Reply("请上传证件照片。", expects_image=True, flow="demo")]
+    return [Reply(f"您说：{message.text}\n\n请选择：", buttons=(Button("找回用户名", "pick:username"),),
+                  intent="greeting")]
 
 
 @pytest.fixture(scope="module")
 def engine():
-    return ScriptedEngine()
+    return RecordingEngine(scripted)
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,20 @@
 """Test support shared by tests/ and benchmarks/ (not production code; tests/ is on pytest's pythonpath).
 
 - ``Chat``: a fake transport driving an engine (say, press a button, upload);
+- ``login``: a guided flow's login step typed by the user; ``login_token``: the same at the API (a token);
 - ``Clock``: a settable clock for engines and stores;
-- ``photo``: real, decodable image bytes (JPEG or PNG);
+- ``photo`` / ``JPEG`` / ``PNG``: real, decodable image bytes;
+- ``RecordingEngine``: an engine double that records every call and answers by a given rule;
 - ``make_engine`` / ``default_matcher``: an Engine over the real FAQ, in-memory stores by default.
 """
 from __future__ import annotations
 
 import functools
 import re
+import threading
 import time
-from typing import Any
+import uuid
+from typing import Any, Callable
 
 from handlers.sessions import new_session_id
 from handlers.types import Button, Message, Reply
@@ -69,6 +73,27 @@ class Chat:
         return (flow["name"], flow["step"]) if flow else None
 
 
+def login(chat: Any, codes: Any, username: str, phone: str) -> None:
+    """At a flow's login prompt: type the username, then the SMS code (``codes.latest_code(phone)``).
+
+    ``chat`` is anything with ``say`` and ``text`` (a ``Chat``, a WeChat ``WxUser``); ``codes`` anything
+    with ``latest_code`` (the in-process twin, the live sandbox).
+    """
+    from handlers.flows.common import LOGIN_CODE_SENT
+
+    assert "用户名" in chat.text, chat.text
+    chat.say(username)
+    assert LOGIN_CODE_SENT in chat.text   # the same words whether or not the username exists
+    chat.say(codes.latest_code(phone))
+    assert "登录成功" in chat.text, chat.text
+
+
+def login_token(accounts: Any, username: str, phone: str, codes: Any = None) -> str:
+    """Log in through the account API by SMS code; the user token (codes read from ``codes`` or ``accounts``)."""
+    challenge = accounts.start_login(username, idempotency_key=uuid.uuid4().hex)
+    return accounts.verify_login(challenge.challenge_id, (codes or accounts).latest_code(phone)).token
+
+
 class Clock:
     """A settable clock for engines and stores in tests."""
 
@@ -94,6 +119,27 @@ def photo(fmt: str = "JPEG", size: tuple[int, int] = (640, 400)) -> bytes:
     out = io.BytesIO()
     pic.save(out, fmt)
     return out.getvalue()
+
+
+JPEG = photo()
+PNG = photo("PNG")
+
+
+class RecordingEngine:
+    """An engine double with the real signature: records every call (and the thread it ran on) and
+    answers with ``answer(message)`` (by default one plain reply)."""
+
+    def __init__(self, answer: Callable[[Message], list[Reply]] | None = None) -> None:
+        self.calls: list[tuple[str, Message]] = []
+        self.threads: set[str] = set()
+        self.answer = answer or (lambda message: [Reply("好的")])
+        self._lock = threading.Lock()
+
+    def handle(self, session_id: str, message: Message) -> list[Reply]:
+        with self._lock:
+            self.calls.append((session_id, message))
+            self.threads.add(threading.current_thread().name)
+        return self.answer(message)
 
 
 @functools.lru_cache(maxsize=1)
