@@ -259,7 +259,10 @@ def test_client_config_from_the_accounts_section() -> None:
 @pytest.mark.parametrize("cls", [HttpAccountClient, LocalAccountClient])
 def test_clients_implement_account_api_with_its_signatures(cls) -> None:
     import inspect
+    checked = set()
     for name, member in vars(AccountAPI).items():
         if callable(member) and not name.startswith("_"):
             assert inspect.signature(getattr(cls, name)).parameters.keys() == \
                 inspect.signature(member).parameters.keys(), name
+            checked.add(name)
+    assert {"register", "start_login", "verify_login", "identity", "submit_manual_review", "bind"} <= checked

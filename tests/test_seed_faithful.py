@@ -53,7 +53,9 @@ def allowed() -> set[str]:
 
 def test_seed_copy_matches_the_shared_seed_when_present():
     shared = ROOT.parent.parent / "shared" / "seed"
-    for path in shared.glob("*.txt") if shared.is_dir() else ():
+    copies = sorted(shared.glob("*.txt")) if shared.is_dir() else []
+    assert copies or not shared.is_dir(), f"{shared} exists but holds no seed (*.txt) to compare"
+    for path in copies:
         assert path.read_text(encoding="utf-8") == SEED.read_text(encoding="utf-8")
 
 
@@ -105,12 +107,15 @@ def test_the_check_catches_an_invented_sentence():
 
 def test_original_account_is_offered_as_the_alternative_to_re_registering():
     """"可使用原账号登录" follows the framing that it is instead of re-registering, never the cancellation warning."""
+    checked = 0
     for entry in FAQ.entries.values():
         paragraphs = [p for p in re.split(r"\n\s*\n", entry.answer)]
         for i, p in enumerate(paragraphs):
             if "可使用原账号登录" in p:
+                checked += 1
                 before = "\n".join(paragraphs[max(0, i - 1):i + 1])
                 assert "重新注册之前" in before, f"{entry.id}: {p!r} reads as if the old account still works"
+    assert checked, "no answer offers the original account any more: the check above ran on nothing"
 
 
 # ---- the flows' own messages against the seed --------------------------------------------------

@@ -242,7 +242,9 @@ def test_engine_crash_is_a_500_with_a_chinese_message(cfg):
 
     with TestClient(create_app(cfg, engine=RecordingEngine(boom)), raise_server_exceptions=False) as c:
         sid = new_session(c)
-        assert_error(c.post("/api/chat", json={"session_id": sid, "text": "hi"}), 500, "internal_error")
+        r = c.post("/api/chat", json={"session_id": sid, "text": "hi"})
+        assert_error(r, 500, "internal_error")
+        assert "110101199003074258" not in r.text and "boom" not in r.text   # the error's text stays inside
 
 
 def test_static_pages_and_health(client):

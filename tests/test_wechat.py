@@ -30,6 +30,7 @@ from settings import SessionsConfig, WeChatConfig
 from channels.wechat import (WELCOME, UNSUPPORTED, NO_IMAGE_NOW, NO_VOICE_TEXT, Identity, MemoryKV, RedisKV,
                              SqliteKV, WeChatApi, WeChatApiError, WindowClosed)
 from channels.app import create_app
+from handlers.sessions import SqliteStore
 from support import JPEG, make_engine
 from handlers.types import Button, Reply
 from sandbox_fixture import sandbox  # noqa: F401  (the fixture)
@@ -417,7 +418,9 @@ def test_a_stale_menu_click_counts_as_typing_its_label(make_bot):
 
 def test_openids_stay_out_of_logs_records_and_session_keys(make_bot, tmp_path, caplog):
     caplog.set_level("DEBUG")
-    bot = make_bot()
+    # sessions and the channel's own keys in SQLite files, so there are records on disk to search
+    engine = make_engine(LocalAccountClient(), store=SqliteStore(tmp_path / "sessions.db"), data_dir=tmp_path)
+    bot = make_bot(engine=engine, backend="sqlite")
     user = bot.user()
     user.say("忘记密码怎么办")
     user.say("转人工客服")
@@ -425,9 +428,10 @@ def test_openids_stay_out_of_logs_records_and_session_keys(make_bot, tmp_path, c
     assert "session" in logged and "handed off" in logged
     for secret in (user.openid, "ACCESS_TOKEN_", bot.standin.app_secret):
         assert secret not in logged
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            assert user.openid.encode() not in path.read_bytes(), path
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert {"sessions.db", "wechat.db"} <= {path.name for path in files}   # the check below reads them
+    for path in files:
+        assert user.openid.encode() not in path.read_bytes(), path
     assert user.openid not in json.dumps(bot.session(user), ensure_ascii=False)
 
 
