@@ -13,6 +13,7 @@ from channels.web import replies_json
 from handlers.flows import FLOWS
 from handlers.flows.base import Ask
 from handlers.state import SessionState
+from handlers.types import Message
 from support import Chat, login
 from support.flows import ZS1_PHONE, ZS2_PHONE, ZS_ID, route4_fill, start_dup
 
@@ -82,11 +83,13 @@ def put_at(engine, chat: Chat, flow: str, step: str, clock) -> None:
 
 @pytest.mark.parametrize("flow,step", PROMPTS)
 def test_commands_work_at_every_prompt(engine, clock, flow, step):
+    fresh = Chat(engine)
+    fresh.send(Message.from_button(f"flow:{flow}"))   # where the flow starts when opened anew
+    assert fresh.flow_step is not None and fresh.flow_step[0] == flow
     for word, check in (("取消", lambda c: c.flow_step is None and "已结束" in c.text),
                         ("转人工", lambda c: c.flow_step is None and c.replies[-1].intent == "human_agent"),
-                        ("重新开始", lambda c: c.flow_step is not None and c.flow_step[0] == flow
-                         and "从头开始" in c.text),
-                        ("返回", lambda c: c.flow_step is not None and c.flow_step[0] == flow)):
+                        ("重新开始", lambda c: c.flow_step == fresh.flow_step and "从头开始" in c.text),
+                        ("返回", lambda c: c.flow_step == (flow, step))):   # nothing to go back to: it stays
         chat = Chat(engine)
         put_at(engine, chat, flow, step, clock)
         chat.say(word)

@@ -119,6 +119,7 @@ def test_a_session_survives_a_restart_with_the_same_secret(cfg, engine):
         sid = new_session(c1)
     with TestClient(create_app(cfg, engine=engine)) as c2:
         assert c2.post("/api/chat", json={"session_id": sid, "text": "还在吗"}).status_code == 200
+    assert engine.calls[-1][0] == sid.rsplit(".", 1)[0] and engine.calls[-1][1].text == "还在吗"  # the same session
     other = {**cfg, "web": {**cfg["web"], "session_secret": "another-secret-0123456789abcdef0123"}}
     with TestClient(create_app(other, engine=engine)) as c3:
         assert_error(c3.post("/api/chat", json={"session_id": sid, "text": "hi"}), 404, "unknown_session")
@@ -132,6 +133,7 @@ def test_generated_secret_is_kept_in_the_secret_file(tmp_path, engine):
     assert key.stat().st_mode & 0o077 == 0
     with TestClient(create_app(cfg, engine=engine)) as c2:
         assert c2.post("/api/chat", json={"session_id": sid, "text": "hi"}).status_code == 200
+    assert engine.calls[-1][0] == sid.rsplit(".", 1)[0]   # the restarted app read the same secret: the same session
 
 
 @pytest.mark.parametrize("body,code", [
