@@ -43,7 +43,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from handlers.handoff_service import STAFF_TOPIC, HandoffService, ReplyRejected
@@ -52,6 +52,7 @@ from handlers.handoffs import (RESOLUTIONS, STATUSES, HandoffClosed, HandoffConf
 from handlers.staff import AccountLocked, BadCredentials, Staff, StaffError, StaffStore
 from settings import StaffConfig
 
+from .assets import Asset
 from .guard import error_response
 from .web import event_stream
 
@@ -131,6 +132,7 @@ class StaffConsole:
         self.login_limiter = login_limiter or Throttle.memory("staff-login", conf.login_rate_limit, 60)
         self.nav: list[tuple[str, str, str]] = [("工作台", "/staff", "agent")]
         self.banners: list[Callable[[Staff], str]] = []
+        self._assets = {name: Asset.load(name) for name in ("console.js", "console.css")}
 
     # ---- extension points -----------------------------------------------------------------
 
@@ -323,10 +325,9 @@ class StaffConsole:
 
         return event_stream(request, self.service.bus, STAFF_TOPIC, after, "handoff", HEARTBEAT, still_here)
 
-    async def static(self, name: str) -> FileResponse:
-        media = {"js": "application/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
-        return FileResponse(STATIC / name, media_type=media[name.rsplit(".", 1)[1]],
-                            headers={"Cache-Control": "no-cache"})
+    def static(self, request: Request, name: str, cache_control: str = "private, no-cache") -> Response:
+        """A console file (read once, gzip precomputed; revalidated with its ETag on every load)."""
+        return self._assets[name].response(request, cache_control)
 
     # ---- mounting ------------------------------------------------------------------------------
 
@@ -339,8 +340,8 @@ class StaffConsole:
         r.add_api_route("/staff", self.console_page, methods=["GET"])
         r.add_api_route("/staff/console.css", self._public_css, methods=["GET"])
 
-        async def console_js(staff: Staff = agent) -> FileResponse:
-            return await self.static("console.js")
+        async def console_js(request: Request, staff: Staff = agent) -> Response:
+            return self.static(request, "console.js")
 
         async def me(request: Request, staff: Staff = agent) -> dict:
             return await self.me(request, staff)
@@ -381,9 +382,9 @@ class StaffConsole:
         r.add_api_route("/staff/api/events", events, methods=["GET"])
         return r
 
-    async def _public_css(self) -> FileResponse:
+    async def _public_css(self, request: Request) -> Response:
         # the stylesheet is the one file the sign-in form needs; it holds nothing about anyone
-        return await self.static("console.css")
+        return self.static(request, "console.css", "public, no-cache")
 
     def mount(self, app: FastAPI) -> None:
         """Add the routes and the error handlers to the web app; ``app.state.staff_console`` = self."""

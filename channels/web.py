@@ -31,11 +31,10 @@ import re
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -46,12 +45,14 @@ from handlers.types import Message, Replies, Reply
 from settings import WebConfig
 
 from . import render
+from .assets import Asset
 from .base import Channel, ConversationEngine, InputRejected, clean_payload, clean_text
 from .signing import Signer
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).resolve().parent / "static"
+DEMO_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'self'")
 UPLOAD_PATH = "/api/upload"
 HEARTBEAT = 15.0
 STREAM_SECONDS = 300.0   # a stream ends after this; EventSource reconnects with Last-Event-ID
@@ -233,7 +234,18 @@ class WebChannel(Channel):
         r.add_route("/api/chat", self.chat, methods=["POST"])
         r.add_route(UPLOAD_PATH, self.upload, methods=["POST"])
         r.add_route("/api/chat/events", self.events, methods=["GET"])
-        r.add_api_route("/widget.js", widget, methods=["GET"])
+        widget, demo = Asset.load("widget.js"), Asset.load("demo.html")
+
+        async def widget_js(request: Request) -> Response:
+            """``GET /widget.js``: the embeddable widget (cached 5 minutes by browsers and CDNs, then
+            revalidated with its ETag)."""
+            return widget.response(request, "public, max-age=300")
+
+        async def demo_page(request: Request) -> Response:
+            """``GET /``: the demo help page with the widget on it."""
+            return demo.response(request, "no-cache", {"Content-Security-Policy": DEMO_CSP})
+
+        r.add_api_route("/widget.js", widget_js, methods=["GET"])
         r.add_api_route("/", demo_page, methods=["GET"])
         return r
 
@@ -287,17 +299,3 @@ async def json_body(request: Request) -> dict:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "请求内容必须是一个 JSON 对象。")
     return data
-
-
-async def widget() -> FileResponse:
-    """``GET /widget.js``: the embeddable widget."""
-    return FileResponse(STATIC / "widget.js", media_type="application/javascript; charset=utf-8",
-                        headers={"Cache-Control": "public, max-age=300"})
-
-
-async def demo_page() -> FileResponse:
-    """``GET /``: the demo help page with the widget on it."""
-    return FileResponse(STATIC / "demo.html", media_type="text/html; charset=utf-8", headers={
-        "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                   "img-src 'self' data:; connect-src 'self'; frame-ancestors 'self'",
-        "Cache-Control": "no-cache"})
