@@ -374,6 +374,8 @@ class WebConfig(Section):
     session_secret: str = ""                             # empty: generated once into secret_file
     secret_file: str = "var/web_session.key"
     events_per_minute: int = Field(60, ge=1)             # GET /api/chat/events connections per client address
+    trusted_proxies: str = "127.0.0.1"                   # X-Forwarded-For/-Proto believed from these (comma-separated
+                                                         # addresses or networks; "" = from nobody)
 
     @field_validator("public_url")
     @classmethod

@@ -58,7 +58,16 @@ def start_sandbox(cfg: Mapping[str, Any], level: str) -> bool:
             return False
         time.sleep(0.05)
     print(f"账号服务沙箱：http://{host}:{port}（演示账号见 accounts/README.md）", flush=True)
+    sandbox_server.announce_admin_key(app)
     return True
+
+
+def proxy_settings(conf: WebConfig) -> dict[str, Any]:
+    """uvicorn's proxy options from ``web.trusted_proxies`` (one setting for ``serve`` and ``serve --workers``):
+    X-Forwarded-For/-Proto are believed only from those addresses (so the per-address limits see the
+    real client behind nginx, and a client talking to us directly cannot pick its address); empty: never."""
+    trusted = conf.trusted_proxies.strip()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or "127.0.0.1"}
 
 
 GRACEFUL_SECONDS = 30   # on SIGTERM/Ctrl+C: stop accepting, let in-flight turns finish this long
@@ -138,9 +147,7 @@ def serve_workers(cfg: Mapping[str, Any], workers: int, config_path: str | None 
         threading.Thread(target=announce, name="announce", daemon=True).start()
         config = uvicorn.Config("channels.launcher:app_factory", factory=True, host=conf.host, port=port,
                                 workers=workers, log_config=uvicorn_log_config(level), server_header=False,
-                                proxy_headers=True,
-                                forwarded_allow_ips=None,   # $FORWARDED_ALLOW_IPS, else 127.0.0.1 (nginx on this host)
-                                timeout_graceful_shutdown=GRACEFUL_SECONDS)
+                                **proxy_settings(conf), timeout_graceful_shutdown=GRACEFUL_SECONDS)
         Multiprocess(config, sockets=[sock]).run()
     return 0
 
@@ -173,7 +180,7 @@ def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
         staff = app.state.staff_console.store
         accounts = "" if staff.list() else "（还没有客服账号：先运行 python bot.py staff add 用户名 --role agent）"
         print(f"人工客服工作台：{url}staff{accounts}", flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level), proxy_headers=False,
+        server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level), **proxy_settings(conf),
                                                server_header=False, timeout_graceful_shutdown=GRACEFUL_SECONDS))
         server.run(sockets=[sock])
     return 0 if server.started else 1

@@ -53,16 +53,15 @@ import uvicorn  # noqa: E402
 
 from accounts.client import HttpAccountClient  # noqa: E402
 from accounts.sandbox.demo import DEMO_ACCOUNTS, DEMO_PASSWORD, STUDENT_RECORDS  # noqa: E402
-from accounts.sandbox.server import create_app  # noqa: E402
+from accounts.sandbox.server import build  # noqa: E402
 from logsetup import uvicorn_log_config  # noqa: E402
 from accounts.sandbox.service import SandboxService, latest_code  # noqa: E402
 from settings import SandboxLimits  # noqa: E402
-from settings import AccountsConfig  # noqa: E402
+from settings import AccountsConfig, SandboxConfig  # noqa: E402
 from accounts.validation import gb11643_check_digit  # noqa: E402
 from support import login_token  # noqa: E402
 
 API_KEY = "test-api-key"
-ADMIN_KEY = "test-admin-key"
 
 _ROLES = ("old", "pending", "classmate", "plain", "x_id", "permit")
 
@@ -186,8 +185,9 @@ def running_sandbox(db_path: str | Path, *, limits: SandboxLimits | None = None)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}"
-    service = SandboxService(str(db_path), public_base_url=base_url, limits=limits)
-    app = create_app(service, api_key=API_KEY, admin_key=ADMIN_KEY)
+    # no admin key configured (SANDBOX_ADMIN_KEY unset): the sandbox makes one for this start, as for users
+    conf = SandboxConfig(api_key=API_KEY, public_base_url=base_url, **({"limits": limits} if limits else {}))
+    service, app = build(conf, str(db_path))
     server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config("WARNING"), lifespan="off",
                                            timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="sandbox")
@@ -197,7 +197,7 @@ def running_sandbox(db_path: str | Path, *, limits: SandboxLimits | None = None)
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("sandbox server did not start")
         time.sleep(0.01)
-    handle = Sandbox(base_url=base_url, api_key=API_KEY, admin_key=ADMIN_KEY, db_path=str(db_path))
+    handle = Sandbox(base_url=base_url, api_key=API_KEY, admin_key=app.state.admin_key, db_path=str(db_path))
     try:
         yield handle
     finally:

@@ -118,6 +118,24 @@ def test_api_key_and_user_token_are_required(sandbox: Sandbox) -> None:
     assert r.status_code == 401
 
 
+def test_admin_key_is_the_configured_one_or_random_per_start(tmp_path, monkeypatch) -> None:
+    from accounts.sandbox.server import build
+    from settings import SandboxConfig, load
+
+    monkeypatch.delenv("SANDBOX_ADMIN_KEY", raising=False)
+    assert load()["sandbox"]["admin_key"] == ""                    # config.yaml has no built-in admin key
+    monkeypatch.setenv("SANDBOX_ADMIN_KEY", "chosen-admin-key-0123456789")
+    assert load()["sandbox"]["admin_key"] == "chosen-admin-key-0123456789"
+    made = []
+    for n, key in enumerate(("", "", "chosen-admin-key-0123456789")):
+        service, app = build(SandboxConfig(api_key="k", admin_key=key), str(tmp_path / f"s{n}.db"))
+        made.append(app.state.admin_key)
+        service.close()
+    first, second, chosen = made
+    assert chosen == "chosen-admin-key-0123456789"
+    assert first != second and len(first) >= 32 and "sandbox-admin-key" not in made
+
+
 def test_malformed_bodies_and_unknown_paths_get_contract_errors(sandbox: Sandbox) -> None:
     h = {"X-API-Key": sandbox.api_key, "Content-Type": "application/json"}
     r = requests.post(sandbox.base_url + "/v1/accounts", data=b"\xff\x00not json", headers=h, timeout=10)

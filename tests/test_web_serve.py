@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import requests
 import yaml
 
@@ -29,9 +32,21 @@ def write_config(tmp_path: Path, web_port: int, sandbox_port: int) -> Path:
 
 def test_demo_starts_sandbox_and_web_and_chats_end_to_end(tmp_path):
     web_port, sandbox_port = free_port(), free_port()
-    proc = start(["--config", str(write_config(tmp_path, web_port, sandbox_port))])
+    env = {k: v for k, v in os.environ.items() if k != "SANDBOX_ADMIN_KEY"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bot.py"), "--config",
+                             str(write_config(tmp_path, web_port, sandbox_port))], cwd=ROOT,
+                            env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     try:
-        url = wait_for_url(proc)
+        url, printed = wait_for_url(proc, with_output=True)
+        # no SANDBOX_ADMIN_KEY: a random admin key for this start, printed; no built-in one works
+        m = re.search(r"沙箱管理密钥（X-Admin-Key[^）]*）：(\S+)", printed)
+        assert m, printed
+        admin = f"http://127.0.0.1:{sandbox_port}/v1/sandbox/admin/reviews"
+        assert len(m.group(1)) >= 32
+        assert requests.get(admin, headers={"X-Admin-Key": m.group(1)}, timeout=5).status_code == 200
+        for guess in ("sandbox-admin-key", "", "sandbox-dev-key"):
+            assert requests.get(admin, headers={"X-Admin-Key": guess}, timeout=5).status_code == 401
         assert url == f"http://127.0.0.1:{web_port}/"
         health = requests.get(url + "healthz", timeout=5).json()
         assert health["status"] == "ok" and health["faq"]["ok"] and health["faq"]["entries"] > 30
@@ -123,3 +138,47 @@ def test_workers_of_one_serve_share_the_secret_file_and_redis_needs_the_secret()
     assert shared_secret_problem(sqlite, 4) is None
     assert "WEB_SESSION_SECRET" in shared_secret_problem(redis, 1)
     assert shared_secret_problem({**redis, "web": {"session_secret": "s" * 32}}, 4) is None
+def wait_ready(base: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(base + "/healthz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError("server did not start:\n" + proc.communicate()[0])
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["serve", "serve-workers"])
+def test_forwarded_addresses_count_only_from_the_trusted_proxy(tmp_path, workers):
+    """web.trusted_proxies decides for both modes: behind the trusted proxy (we connect from 127.0.0.1)
+    each forwarded client has its own per-address limit; with nobody trusted the header is ignored,
+    so a client cannot escape its limit by writing X-Forwarded-For."""
+    for trusted in ("127.0.0.1", ""):
+        port = free_port()
+        path = write_config(tmp_path, port, free_port())
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        cfg["web"]["trusted_proxies"] = trusted
+        cfg["sessions"]["redis_prefix"] = f"test-proxy-{os.getpid()}-{port}:"   # fresh limits per run
+        cfg["limits"]["session_per_ip"] = {"limit": 2, "window": 60}
+        path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+        args = ["--config", str(path), "serve", "--workers", str(workers)]
+        proc = start(args, {"WEB_SESSION_SECRET": "proxy-test-secret-0123456789abcdef01"})
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(base, proc)
+
+            def new_session(client: str) -> int:
+                return requests.post(base + "/api/session", headers={"X-Forwarded-For": client,
+                                                                     "X-Forwarded-Proto": "https"},
+                                     timeout=10).status_code
+
+            assert [new_session("203.0.113.7") for _ in range(3)] == [201, 201, 429]
+            # another user behind the proxy: its own limit when trusted; the same (ours) when not
+            assert new_session("203.0.113.8") == (201 if trusted else 429), trusted
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)

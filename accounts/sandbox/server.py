@@ -11,6 +11,7 @@ import hmac
 import html
 import logging
 import re
+import secrets
 import sys
 from typing import Annotated, Any
 
@@ -330,9 +331,21 @@ def create_app(service: SandboxService, *, api_key: str, admin_key: str) -> Fast
 # ---- running it --------------------------------------------------------------------
 
 def build(conf: SandboxConfig, database: str) -> tuple[SandboxService, FastAPI]:
-    """The service and app for the ``sandbox`` config section and a resolved database path."""
+    """The service and app for the ``sandbox`` config section and a resolved database path. Without
+    ``sandbox.admin_key`` (``SANDBOX_ADMIN_KEY``) the admin key is random for this start: it is in
+    ``app.state.admin_key`` and ``announce_admin_key`` prints it (there is no public default)."""
     service = SandboxService(database, public_base_url=conf.base_url, limits=conf.limits)
-    return service, create_app(service, api_key=conf.api_key, admin_key=conf.admin_key)
+    admin_key = conf.admin_key or secrets.token_urlsafe(24)
+    app = create_app(service, api_key=conf.api_key, admin_key=admin_key)
+    app.state.admin_key_generated = not conf.admin_key
+    return service, app
+
+
+def announce_admin_key(app: FastAPI) -> None:
+    """Print the admin key when it was generated for this start (the operator needs it for the admin calls)."""
+    if getattr(app.state, "admin_key_generated", False):
+        print(f"沙箱管理密钥（X-Admin-Key，本次启动随机生成；要固定一个请设置环境变量 SANDBOX_ADMIN_KEY）："
+              f"{app.state.admin_key}", flush=True)
 
 
 def run(cfg: dict[str, Any]) -> int:
@@ -354,6 +367,7 @@ def run(cfg: dict[str, Any]) -> int:
               "或在 config.yaml 的 sandbox.port 换一个端口。", file=sys.stderr)
         return 1
     with sock:
+        announce_admin_key(app)
         log.info("sandbox account API on http://%s:%d (database %s); demo accounts: accounts/README.md",
                  host, port, database)
         server = uvicorn.Server(uvicorn.Config(app, log_config=uvicorn_log_config(level)))

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from typing import Any
+
 import uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,8 +32,8 @@ def start(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for_url(proc: subprocess.Popen, timeout: float = 60) -> str:
-    """The URL the bot prints when it serves (AssertionError with its output when none comes)."""
+def wait_for_url(proc: subprocess.Popen, timeout: float = 60, with_output: bool = False) -> Any:
+    """The URL the bot prints when it serves, with what it printed so far when asked (AssertionError when none comes)."""
     deadline = time.monotonic() + timeout
     seen = []
     while time.monotonic() < deadline:
@@ -41,7 +43,7 @@ def wait_for_url(proc: subprocess.Popen, timeout: float = 60) -> str:
         seen.append(line)
         m = re.search(r"请在浏览器打开：(http://\S+?/)", line)
         if m:
-            return m.group(1)
+            return (m.group(1), "".join(seen)) if with_output else m.group(1)
     raise AssertionError("no URL printed:\n" + "".join(seen))
 
 
