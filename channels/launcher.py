@@ -76,7 +76,7 @@ GRACEFUL_SECONDS = 30   # on SIGTERM/Ctrl+C: stop accepting, let in-flight turns
 def app_factory() -> Any:
     """The app for one worker process of ``serve --workers N`` (config from $CHSI_BOT_CONFIG)."""
     cfg = settings.load()
-    level = str(settings.section(cfg, "logging").get("level") or "INFO").upper()
+    level = settings.LoggingConfig.of(cfg).level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return create_app(cfg)
 
@@ -90,8 +90,7 @@ def shared_secret_problem(cfg: Mapping[str, Any], workers: int) -> str | None:
     """Why the processes serving this config could not recognise each other's session ids (None when
     they can). The workers of one ``serve`` share the secret file (written before they start); with
     Redis, instances on other hosts serve the same users, so WEB_SESSION_SECRET must be set explicitly."""
-    if str(settings.section(cfg, "sessions").get("backend", "")).lower() == "redis" and \
-            not settings.section(cfg, "web").get("session_secret"):
+    if settings.SessionsConfig.of(cfg).backend == "redis" and not settings.WebConfig.of(cfg).session_secret:
         return ("使用 Redis 时，所有实例和工作进程必须共用同一个会话密钥：请设置环境变量 WEB_SESSION_SECRET"
                 "（至少 32 个字符，例如 python -c \"import secrets; print(secrets.token_hex(32))\" 的输出）。")
     return None

@@ -183,10 +183,12 @@ class RedisBus:
         self._sync.close()
 
 
-def build_bus(sessions_cfg: Mapping[str, Any]) -> EventBus:
+def build_bus(cfg: Mapping[str, Any]) -> EventBus:
     """Redis streams when ``sessions.backend: redis`` (same ``redis_url``, keys under ``redis_prefix``),
     in-process otherwise."""
-    if str(sessions_cfg.get("backend", "sqlite")).lower() == "redis":
-        base = str(sessions_cfg.get("redis_prefix") or "chsi-bot:")
-        return RedisBus(str(sessions_cfg.get("redis_url", "redis://127.0.0.1:6379/0")), prefix=f"{base}ev:")
+    from settings import SessionsConfig
+
+    sessions = SessionsConfig.of(cfg)
+    if sessions.backend == "redis":
+        return RedisBus(sessions.redis_url, prefix=f"{sessions.redis_prefix}ev:")
     return MemoryBus()

@@ -283,7 +283,7 @@ def build_service(cfg: Mapping[str, Any], *, store: HandoffStore | None = None, 
                   ) -> HandoffService:
     """The service as configured: store from ``handoff.database_url``/``DATABASE_URL``, bus from ``sessions``,
     office hours from ``handoff.hours``, presence from the staff accounts in the same database."""
-    from settings import HandoffConfig, section
+    from settings import HandoffConfig
 
     from .db import database_url, shared
     from .events import build_bus
@@ -297,7 +297,7 @@ def build_service(cfg: Mapping[str, Any], *, store: HandoffStore | None = None, 
     if agents_online is None and hasattr(store, "db"):
         staff = StaffStore(store.db, clock)  # type: ignore[attr-defined]
         agents_online = lambda: len(staff.online())  # noqa: E731
-    service = HandoffService(store, bus or build_bus(section(cfg, "sessions")), hours=OfficeHours.parse(h.hours),
+    service = HandoffService(store, bus or build_bus(cfg), hours=OfficeHours.parse(h.hours),
                              agents_online=agents_online, clock=clock, max_reply_chars=h.max_reply_chars)
     from .helpdesk import attach
     attach(service, cfg)   # the help-desk webhook listens when handoff.webhook_url is set
