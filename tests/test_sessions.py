@@ -253,3 +253,35 @@ def test_build_store_by_backend(tmp_path):
     assert isinstance(build_store(SessionsConfig(backend="sqlite", sqlite_path=str(tmp_path / "x.db"))), SqliteStore)
     with pytest.raises(ValueError, match="sessions.backend: Input should be 'sqlite', 'redis' or 'memory'"):
         SessionsConfig.parse({"backend": "pickle"})
+
+
+def test_a_redis_turn_is_two_round_trips_and_reads_its_own_save():
+    s = _redis_store(f"test-{secrets.token_hex(6)}:")
+    other = RedisStore(REDIS_URL, prefix=s._prefix)
+    sent = []
+    execute = s._client.execute_command
+    s._client.execute_command = lambda *a, **k: sent.append(a[0]) or execute(*a, **k)
+
+    def turn(value: int) -> dict | None:
+        with s.lock("sid"):
+            before = s.get("sid")
+            s.save("sid", {"n": value}, 60)
+            assert s.get("sid") == {"n": value}         # its own save, before it is sent
+            assert other.get("sid") == before            # sent with the release, not before
+        return before
+
+    try:
+        assert turn(1) is None                           # (the scripts are loaded on first use)
+        sent.clear()
+        assert turn(2) == {"n": 1}
+        assert len(sent) == 2                            # lock + read, then save + release
+        assert other.get("sid") == {"n": 2}
+        with other.lock("sid", timeout=1):               # released
+            pass
+        with s.lock("sid"):
+            s.delete("sid")
+            assert s.get("sid") is None
+        assert other.get("sid") is None
+    finally:
+        other.close()
+        s.close()
