@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from handlers.flows.recover import PASSWORD_CODE_SENT  # noqa: E402
 from sandbox_fixture import Sandbox  # noqa: E402
 
 SECRET = "fault-tests-secret-0123456789abcdef0123456789"
@@ -69,11 +70,11 @@ def _start(args: Sequence[str], log: Path, env_extra: dict[str, str] | None = No
         out.close()
 
 
-def _end(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 40) -> None:
-    """Stop ``proc`` (and what it spawned: its own process group) — politely, then by force."""
+def _end(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 40, group: bool = True) -> None:
+    """Stop ``proc`` (``group``: and what it spawned, its own process group) politely, then by force."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+            (os.killpg if group else os.kill)(proc.pid, sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -336,9 +337,10 @@ class BotProcess:
         self.proc.wait(30)
 
     def stop(self) -> int | None:
+        """SIGTERM to the main process (as systemd does); its exit code."""
         if self.proc is None:
             return None
-        _end(self.proc)
+        _end(self.proc, group=False)
         code = self.proc.returncode
         self.proc = None
         return code
@@ -475,3 +477,38 @@ def shape(reply: dict) -> tuple:
 
 
 RESET_LINK = re.compile(r"\[重置密码\]\((http[^)]+)\)")
+Step = tuple[str, Callable[[], str], Callable[["WebChat"], Any]]
+
+
+def recover_password_steps(acct: dict, code: Callable[[], str]) -> list[Step]:
+    """The guided flow 找回密码 as (kind, value, check-after) steps: kind is say or press."""
+    def has(text: str) -> Callable[[WebChat], None]:
+        def check(chat: WebChat) -> None:
+            assert text in chat.text, chat.text
+        return check
+
+    def in_flow(chat: WebChat) -> None:
+        assert chat.flow == "recover_password", chat.last
+
+    def link(chat: WebChat) -> None:
+        assert RESET_LINK.search(chat.text), chat.text
+        assert chat.flow is None
+
+    return [
+        ("say", lambda: "密码忘了怎么办", lambda chat: chat.payload("开始找回密码")),
+        ("press", lambda: "开始找回密码", has("用户名")),
+        ("say", lambda: acct["username"], in_flow),
+        ("say", lambda: acct["name"], has("证件类型")),
+        ("press", lambda: "居民身份证", in_flow),
+        ("say", lambda: acct["id_number"], has(PASSWORD_CODE_SENT)),
+        ("say", code, link),
+    ]
+
+
+def run(chat: WebChat, steps: Sequence[Step], via: Callable[[int], str | None] = lambda i: None) -> list[tuple]:
+    shapes = []
+    for i, (kind, value, check) in enumerate(steps):
+        (chat.say if kind == "say" else chat.press)(value(), via=via(i))
+        check(chat)
+        shapes.append(shape(chat.last))
+    return shapes

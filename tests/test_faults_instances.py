@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 import requests
 
 from fault_harness import (RESET_LINK, BotProcess, HoldProxy, Interrupted, SandboxProcess, WebChat, bots,
-                           sandbox_process, shape, unique_prefix, wait_until)
+                           recover_password_steps, run, sandbox_process, unique_prefix, wait_until)
 from handlers.flows.recover import PASSWORD_CODE_SENT
 
 pytestmark = pytest.mark.timeout(600)
@@ -26,40 +26,6 @@ pytestmark = pytest.mark.timeout(600)
 def sandbox_proc(tmp_path: Path) -> Iterator[SandboxProcess]:
     with sandbox_process(tmp_path) as sp:
         yield sp
-
-
-def recover_password_steps(acct: dict, code: Callable[[], str]) -> list[tuple[str, Callable[[], str], Callable[[WebChat], None]]]:
-    """The guided flow 找回密码 as (kind, value, check-after) steps: kind is say or press."""
-    def has(text: str) -> Callable[[WebChat], None]:
-        def check(chat: WebChat) -> None:
-            assert text in chat.text, chat.text
-        return check
-
-    def in_flow(chat: WebChat) -> None:
-        assert chat.flow == "recover_password", chat.last
-
-    def link(chat: WebChat) -> None:
-        assert RESET_LINK.search(chat.text), chat.text
-        assert chat.flow is None
-
-    return [
-        ("say", lambda: "密码忘了怎么办", lambda chat: chat.payload("开始找回密码")),
-        ("press", lambda: "开始找回密码", has("用户名")),
-        ("say", lambda: acct["username"], in_flow),
-        ("say", lambda: acct["name"], has("证件类型")),
-        ("press", lambda: "居民身份证", in_flow),
-        ("say", lambda: acct["id_number"], has(PASSWORD_CODE_SENT)),
-        ("say", code, link),
-    ]
-
-
-def run(chat: WebChat, steps, via: Callable[[int], str | None] = lambda i: None) -> list[tuple]:
-    shapes = []
-    for i, (kind, value, check) in enumerate(steps):
-        (chat.say if kind == "say" else chat.press)(value(), via=via(i))
-        check(chat)
-        shapes.append(shape(chat.last))
-    return shapes
 
 
 def test_two_instances_round_robin_hold_one_conversation_and_survive_one_killed_mid_turn(tmp_path, sandbox_proc):
