@@ -322,9 +322,13 @@ class _Renewer:
                 self._thread = threading.Thread(target=self._loop, name="session-lease", daemon=True)
                 self._thread.start()
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, token: str) -> bool:
+        """Stop renewing ``key`` if this ``token`` still holds it (a newer holder's entry stays); True if it did."""
         with self._mutex:
-            self._held.pop(key, None)
+            if self._held.get(key) != token:
+                return False
+            del self._held[key]
+            return True
 
     def _loop(self) -> None:
         while not self._wake.wait(self._every):
@@ -332,9 +336,9 @@ class _Renewer:
                 held = list(self._held.items())
             for key, token in held:
                 try:
-                    if not self._renew(key, token):
+                    # a lease released (and maybe taken again) since the snapshot is not "expired while held"
+                    if not self._renew(key, token) and self.remove(key, token):
                         log.warning("a session lease expired while held (process paused longer than the lease?)")
-                        self.remove(key)
                 except StoreError:
                     log.warning("session lease renewal failed; retrying")
 
@@ -439,7 +443,7 @@ class RedisStore:
             yield
         finally:
             del held[data]
-            self._renewer.remove(key)
+            self._renewer.remove(key, token)
             with self._errors():
                 if turn.save is not None:
                     self._save_release(keys=[key, data], args=[token, turn.save[0], turn.save[1]])

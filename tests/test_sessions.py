@@ -219,6 +219,32 @@ def test_redis_lease_is_renewed_while_held():
     other.close()
 
 
+def test_redis_lease_renewer_keeps_a_new_holder_when_the_old_lease_ends_during_a_renewal():
+    """The renewer works from a snapshot: a lock released and taken again by this process meanwhile
+    (a new token) must stay renewed — dropping it let the new lease expire mid-turn."""
+    from handlers.sessions import _Renewer
+
+    calls: list[tuple[str, str]] = []
+    renewer: _Renewer
+
+    def renew(key: str, token: str) -> bool:
+        calls.append((key, token))
+        if token == "old":   # between the snapshot and this call: released, then taken again
+            assert renewer.remove(key, "old")
+            renewer.add(key, "new")
+            return False     # the old token no longer holds the key
+        return True
+
+    renewer = _Renewer(renew, every=0.01)
+    renewer.add("k", "old")
+    deadline = time.monotonic() + 30
+    while ("k", "new") not in calls:
+        assert time.monotonic() < deadline, calls
+        time.sleep(0.01)
+    renewer.close()
+    assert not renewer.remove("k", "old") and renewer.remove("k", "new")
+
+
 def test_sqlite_processes_exclude_each_other(tmp_path):
     """Four processes bumping one counter under the lock: no lost update."""
     path = tmp_path / "s.db"
