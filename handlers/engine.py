@@ -71,6 +71,8 @@ HIDDEN = "（个人信息，已隐藏）"
 # what a session saved by another version says when it cannot be continued (handlers.state)
 STATE_DROPPED = "系统已更新，您之前正在办理的事项需要重新开始，之前填写的信息已清除。"
 STATE_RESET = "系统已更新，之前的对话进度已清除，如需办理请重新开始。"
+STORE_DOWN = "抱歉，系统暂时无法保存对话进度，请稍后再试。"
+STORE_DOWN_NOTE = "（系统暂时无法保存对话进度：此前的对话记录无法读取，用户在此期间转人工）"
 # "密码改好了，谢谢": a closing statement after a flow (what was done, then thanks), not a question
 _DONE = re.compile(r"^(好了|好的|好|行|ok|嗯|嗯嗯)?(密码|用户名|账号|帐号|验证|核验|绑定|登录|问题|都|已经|我)*"
                    r"(改好了|重置好了|设置好了|找回了|找到了|弄好了|搞定了|解决了|成功了|完成了|可以了|好了|没问题了|"
@@ -155,7 +157,7 @@ class Engine:
             return [Reply("上一条消息还在处理中，请稍候再发送。")]
         except StoreError as e:
             log.error("session %s: store failed: %s", tag, e)
-            return [Reply("抱歉，系统暂时无法保存对话进度，请稍后再试。", buttons=(HANDOFF,))]
+            return self._store_down(session_id, message)
         except Exception as e:  # a bug outside a flow step's guard (e.g. flow data JSON cannot hold): nothing saved
             log.error("session %s: turn failed: %s", tag, e.__class__.__name__, exc_info=log.isEnabledFor(logging.DEBUG))
             return [Reply("抱歉，系统出了点问题，这条消息没有处理。请稍后再试，或转人工客服。", buttons=(HANDOFF,))]
@@ -163,6 +165,49 @@ class Engine:
             self._pinned.knowledge = self._pinned.trace = None
             if self.insights is not None and "text" in trace:
                 self._emit(session_id, trace, (time.perf_counter() - started) * 1000)
+
+    def _store_down(self, session_id: str, message: Message) -> list[Reply]:
+        """The session store is down: say so. The hand-off store may still be up, so a request for a
+        person is queued without the session (staff are told they cannot see the conversation), and
+        the messages of a conversation already queued still reach the person; if that fails too, the
+        user is told that as well (no other contact is invented: the seed gives none)."""
+        down = Reply(STORE_DOWN, buttons=(HANDOFF,))
+        inp, problem = self._clean(message)
+        wants = (inp.kind == "button" and inp.payload == "handoff") or \
+                (inp.kind == "text" and command_word(inp.text) in HANDOFF_WORDS)
+        if problem is not None:
+            return [down]
+        try:
+            current = self._handoff_of(session_id)
+            state = SessionState(handoff=current.id if current is not None else None)
+            said = self._remember_user(state, inp, message)
+            replies = self._with_person(state, inp, said) if current is not None else None
+            if replies is not None or not wants:
+                return replies if replies is not None else [down]
+            h = self.handoffs.open(NewHandoff(
+                session_key=storage_key(session_id), channel=str(message.channel or "web"),
+                address=str(message.address or session_id), reason="user_request",
+                transcript=(("助手", STORE_DOWN_NOTE), ("用户", said))))
+        except HandoffError as e:
+            log.error("session %s: hand-off without the session store failed: %s", storage_key(session_id)[:8],
+                      e.__class__.__name__)
+            return [Reply(STORE_DOWN + "人工客服系统也暂时无法接入，请稍后再点“转人工客服”。", buttons=(HANDOFF,))] \
+                if wants else [down]
+        self._note(decision="handoff", intent=HUMAN)
+        log.info("session %s handed off without the session store", storage_key(session_id)[:8])
+        return [Reply(f"{self.handoff.message}\n\n{self.handoffs.status_text(h)}\n\n"
+                      "系统暂时无法保存对话进度，工作人员看不到您之前与智能助手的对话，请直接说明您的问题。"
+                      "如需回到智能助手，请输入“取消转人工”。", buttons=(LEAVE_HANDOFF,), intent=HUMAN)]
+
+    def _handoff_of(self, session_id: str) -> Any:
+        """The session's open hand-off found in the hand-off store (not through the session state, which
+        may be unreachable or may predate a hand-off queued while it was); None when there is none."""
+        key = storage_key(session_id)
+        for status in ("active", "waiting"):
+            for h in self.handoffs.list(status, limit=1000):
+                if h.session_key == key:
+                    return h
+        return None
 
     # ---- turn events (handlers.insights): what each turn decided, masked, recorded off the request path ----
 
@@ -462,6 +507,14 @@ class Engine:
     def _handoff(self, session_id: str, state: SessionState) -> list[Reply]:
         """Queue the conversation for a person with a masked transcript; any flow ends."""
         current = self._open_handoff(state)
+        if current is None:
+            try:   # one queued while the session store was down: join it, never a second one
+                current = self._handoff_of(session_id)
+            except HandoffError:
+                current = None
+            if current is not None:
+                self._end_flow(state)
+                state.handoff = current.id
         if current is not None:
             return [Reply("您已在人工客服队列中。" + self.handoffs.status_text(current), buttons=(LEAVE_HANDOFF,),
                           intent=HUMAN)]
