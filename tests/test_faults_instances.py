@@ -98,8 +98,9 @@ def test_account_api_down_mid_flow_is_told_honestly_and_the_retry_continues(tmp_
         chat.say(acct["id_number"])
         assert "学信网账号服务暂时无法连接" in chat.text and "您已填写的信息都还在" in chat.text
         assert chat.flow == "recover_password" and "重试" in chat.labels
-        chat.press("重试")   # still down: the same honest reply, the step still kept
-        assert "学信网账号服务暂时无法连接" in chat.text and chat.flow == "recover_password"
+        for _ in range(3):   # still down: the same honest reply, the step kept, the SMS budget (3) not spent
+            chat.press("重试")
+            assert "学信网账号服务暂时无法连接" in chat.text and chat.flow == "recover_password"
 
         sandbox_proc.start()
         wait_until(lambda: requests.get(bot.url + "/readyz", timeout=30).status_code == 200, 60, "readiness")

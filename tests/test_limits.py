@@ -142,7 +142,10 @@ def test_redis_limits_live_under_the_sessions_key_prefix():
 # ---- through the engine: SMS across conversations ------------------------------------------------
 
 def _login_attempt(engine, client: str, username: str) -> str:
-    chat = Chat(engine)
+    return _login_attempt_in(Chat(engine), client, username)
+
+
+def _login_attempt_in(chat, client: str, username: str) -> str:
     chat.send(Message(kind="text", text="绑定微信", client=client))
     chat.send(Message(kind="button", payload="flow:bind_account", client=client))
     chat.send(Message(kind="button", payload="provider:wechat", client=client))
@@ -164,6 +167,26 @@ def test_one_client_gets_no_more_sms_than_the_limit_whatever_the_conversations(t
     assert "太频繁" in _login_attempt(engine, "ip:198.51.100.7", "zhangsan01")
     assert LOGIN_CODE_SENT in _login_attempt(engine, "ip:198.51.100.7", "wangwu88")
     acc.close()
+
+
+def test_retries_while_the_account_service_is_down_do_not_spend_the_sms_budget(tmp_path):
+    """The same step attempt retried ("重试", same idempotency key: at most one SMS) counts once."""
+    from accounts.base import ServiceUnavailable
+    from test_flows_local import Faulty
+
+    acc = Faulty(LocalAccountClient())
+    acc.fail["start_login"] = [ServiceUnavailable("down") for _ in range(4)]
+    limits = Limits(MemoryLimiter(), b"k" * 32, {"sms_per_client": Rule(2, 3600), "sms_per_target": Rule(2, 3600)})
+    engine = make_engine(acc, data_dir=tmp_path, limits=limits)
+    chat = Chat(engine)
+    assert "暂时无法连接" in _login_attempt_in(chat, "ip:203.0.113.9", "zhangsan01")
+    for _ in range(3):   # the service is still down: each retry is told so, none refused as too frequent
+        chat.send(Message(kind="button", payload="cmd:retry", client="ip:203.0.113.9"))
+        assert "暂时无法连接" in chat.text
+    chat.send(Message(kind="button", payload="cmd:retry", client="ip:203.0.113.9"))
+    assert LOGIN_CODE_SENT in chat.text
+    assert len(set(acc.keys["start_login"])) == 1 and len(acc.inner.outbox("13800138001")) == 1
+    acc.inner.close()
 
 
 def test_the_account_api_sees_one_stable_identity_per_client(tmp_path):

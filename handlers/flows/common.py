@@ -24,13 +24,16 @@ CODE_TTL = 300      # accounts/openapi.yaml: SMS codes expire after 5 minutes
 
 def sms_limited(ctx: Ctx, target: str) -> None:
     """Raise TooFrequent when this client, or anyone for this account (``target``), had its share of SMS
-    for now. Counted whether or not the account exists, so the limit tells nothing about it."""
-    if ctx.limits is None:
+    for now. Counted whether or not the account exists, so the limit tells nothing about it; counted
+    once per step attempt: "重试" after the account service was unreachable reuses the attempt's
+    idempotency key (the service sends at most one SMS for it), so an outage does not spend the budget."""
+    if ctx.limits is None or ctx.data.get("sms_counted") == ctx.idempotency_key:
         return
     for rule, value in (("sms_per_client", ctx.client), ("sms_per_target", target)):
         wait = ctx.limits.hit(rule, value)
         if wait is not None:
             raise TooFrequent(retry_after=wait)
+    ctx.data["sms_counted"] = ctx.idempotency_key
 
 
 def check_code(ctx: Ctx, challenge: str | None, verify: Callable[[str], T]) -> T:
