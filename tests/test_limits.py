@@ -172,10 +172,7 @@ def test_one_client_gets_no_more_sms_than_the_limit_whatever_the_conversations(t
 def test_retries_while_the_account_service_is_down_do_not_spend_the_sms_budget(tmp_path):
     """The same step attempt retried ("重试", same idempotency key: at most one SMS) counts once."""
     from accounts.base import ServiceUnavailable
-    try:
-        from support.flows import Faulty
-    except ImportError:   # before the test helpers moved to tests/support
-        from test_flows_local import Faulty
+    from support.flows import Faulty
 
     acc = Faulty(LocalAccountClient())
     acc.fail["start_login"] = [ServiceUnavailable("down") for _ in range(4)]

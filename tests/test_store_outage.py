@@ -16,11 +16,7 @@ from handlers.events import MemoryBus
 from handlers.handoff_service import HandoffService
 from handlers.handoffs import SqlHandoffStore
 from handlers.sessions import MemoryStore, RedisStore, storage_key
-
-try:
-    from support import Chat, make_engine
-except ImportError:   # before the test helpers moved to tests/support
-    from handlers.testing import Chat, make_engine
+from support import Chat, make_engine
 
 
 def closed_port() -> int:
