@@ -36,7 +36,7 @@ from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
 from .flows import COMMANDS, FLOWS, OFFERS
 from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, command_word,
                          plain_wait, typed_yes_no)
-from .handoff_service import LEAVE, HandoffService, memory_service
+from .handoff_service import LEAVE, HandoffService, gives_up, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
 from .insights import MAX_TEXT, TurnEvent
 from .privacy import mask_secrets
@@ -556,7 +556,8 @@ class Engine:
         if h is None:
             return None
         leaving = (inp.kind == "button" and inp.payload in (LEAVE, "cmd:cancel")) or \
-                  (inp.kind == "text" and command_word(inp.text) in LEAVE_WORDS)
+                  (inp.kind == "text" and (command_word(inp.text) in LEAVE_WORDS
+                                           or (h.status == "waiting" and gives_up(inp.text))))
         try:
             if leaving:
                 self.handoffs.leave(h)

@@ -39,6 +39,35 @@ _HOURS = re.compile(r"^\s*(?P<days>[A-Za-z,\-]+)\s+(?P<start>\d{1,2}:\d{2})-(?P<
                     r"(?:\s+(?P<tz>[A-Za-z_]+/[A-Za-z_/+\-]+|UTC))?\s*$")
 
 
+# A queued user giving up in their own words ("算了不用了"): the whole message is made of these pieces,
+# at least one of them a cancel phrase. Anything more (a question, a detail) is for the agent.
+_CANCEL = ("算了", "不用了", "不用人工了", "不用转人工了", "不需要了", "不需要人工了", "不要了", "不要人工了", "不等了",
+           "不想等了", "等不了了", "不排了", "不排队了", "取消排队", "取消吧", "没事了", "不麻烦了", "不用麻烦了",
+           "不找人工了", "我自己看看", "我自己再看看", "我自己试试", "我自己再试试", "自己解决了", "已经解决了",
+           "问题解决了", "解决了", "已经好了", "弄好了", "搞定了", "不问了")
+_FILLER = ("那", "那就", "那我", "好吧", "好的", "好", "嗯", "哦", "噢", "唉", "哎", "还是", "我", "就", "先", "吧", "啦",
+           "了", "啊", "呀", "哈", "呢", "谢谢", "谢谢你", "谢谢您", "多谢", "太慢了", "太久了", "等太久了", "没人理",
+           "没人理我", "没人回", "没人回我", "人工", "客服")
+
+
+def _alternation(words: Sequence[str]) -> str:
+    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+
+_GIVE_UP = re.compile(rf"(?:{_alternation(_FILLER)})*(?:(?:{_alternation(_CANCEL)})(?:{_alternation(_FILLER)})*)+")
+
+
+def gives_up(text: str) -> bool:
+    """Whether a message typed while queued says only "never mind" (算了不用了, 不等了，谢谢): the user
+    leaves the queue. A question or any detail (算了，我想问下密码怎么改) is a message for the agent."""
+    if not isinstance(text, str) or "?" in text or "？" in text or len(text) > 30:
+        return False
+    from .flows.base import command_word
+
+    word = command_word(text)
+    return bool(word) and _GIVE_UP.fullmatch(word) is not None
+
+
 class ReplyRejected(HandoffError):
     """An agent's reply that cannot be sent (empty or too long)."""
 

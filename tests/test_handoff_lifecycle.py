@@ -110,6 +110,39 @@ def test_user_leaves_with_cancel_and_the_hand_off_is_abandoned(world):
     assert len(service.list("abandoned")) == 2
 
 
+def test_a_queued_user_who_gives_up_in_words_leaves_the_queue_other_messages_reach_the_agent(world):
+    engine, service, *_ = world
+    chat = web_chat(engine)
+    chat.say("转人工")
+    [h] = service.list("waiting")
+    for text in ("算了，我还是想问下密码怎么改", "不用了吗？", "我的账号不要了能注销吗", "没事吧"):
+        chat.say(text)
+        assert "已收到" in chat.text, text
+    assert [m.text for m in service.get(h.id)[1]] == ["算了，我还是想问下密码怎么改", "不用了吗？",
+                                                      "我的账号不要了能注销吗", "没事吧"]
+    chat.say("算了不用了")
+    assert "已取消转人工" in chat.text
+    assert service.list("waiting") == [] and service.get(h.id)[0].status == "abandoned"
+    assert len(service.get(h.id)[1]) == 4          # the give-up itself was not sent to anyone as a message
+    chat.say("忘记用户名怎么办")                    # the bot answers again
+    assert "找回用户名" in chat.text
+    for text in ("不等了，太慢了", "那算了吧", "好的 我自己再看看", "已经解决了，谢谢"):
+        chat.say("转人工")
+        [h] = service.list("waiting")
+        chat.say(text)
+        assert "已取消转人工" in chat.text and service.get(h.id)[0].status == "abandoned", text
+
+
+def test_an_agent_in_the_conversation_still_reads_never_mind(world):
+    engine, service, *_ = world
+    chat = web_chat(engine)
+    chat.say("转人工")
+    [h] = service.list("waiting")
+    service.claim(h.id, "li")
+    chat.say("算了不用了")                          # said to a person: theirs to answer or close
+    assert service.get(h.id)[0].status == "active" and service.get(h.id)[1][-1].text == "算了不用了"
+
+
 def test_queue_position_and_honest_status(world):
     engine, service, _, clock, online = world
     first, second = web_chat(engine), web_chat(engine)
