@@ -211,8 +211,11 @@ class HandoffService:
         self._event("message", self.store.get(h.id) or h, m)
         return m
 
-    def leave(self, h: Handoff) -> Handoff:
-        """The user goes back to the bot (取消转人工 / 结束): the hand-off is abandoned."""
+    def leave(self, h: Handoff, why: str | None = None) -> Handoff:
+        """The user goes back to the bot (取消转人工 / 结束) or leaves the channel: the hand-off is
+        abandoned; ``why`` (e.g. 用户已取消关注公众号) is a system line staff see first."""
+        if why:
+            self._notice(h, why)
         done = self.store.finish(h.id, "abandoned", "user_left")
         self._event("closed", done)
         return done

@@ -510,3 +510,22 @@ def test_staff_replies_after_a_hand_off_reach_the_user_and_a_closed_window_is_a_
     assert failed and failed[0].exc_info and isinstance(failed[0].exc_info[1], WindowClosed)
     _, messages = service.get(handoff.id)          # the agent is told, in the conversation itself
     assert messages[-1].kind == "system" and "没有送达" in messages[-1].text and "48 小时" in messages[-1].text
+
+
+def test_unsubscribing_while_handed_off_abandons_the_hand_off(make_bot, tmp_path):
+    from handlers.handoff_service import memory_service
+
+    service = memory_service()
+    bot = make_bot(engine=make_engine(LocalAccountClient(), data_dir=tmp_path, handoffs=service))
+    user, other = bot.user(), bot.user()
+    for u in (user, other):
+        u.say("转人工客服")
+    waiting = service.list("waiting")
+    assert len(waiting) == 2
+    user.event("unsubscribe")
+    [gone] = service.list("abandoned")
+    assert gone.resolution == "user_left" and gone.address == ""      # nobody to write to any more
+    assert "取消关注" in service.get(gone.id)[1][-1].text               # staff are told why
+    assert [h.id for h in service.list("waiting")] == [h.id for h in waiting if h.id != gone.id]
+    other.say("还在排队吗")                                               # the other user's hand-off is untouched
+    assert service.get(service.list("waiting")[0].id)[1][-1].text == "还在排队吗"
