@@ -247,16 +247,16 @@ class Engine:
         tag = _tag(session_id)
         try:
             with self.store.lock(session_id):
-                self._abandon_handoff(self.store.get(session_id) or {}, "用户已取消关注（离开了该渠道），会话已结束，无法再联系到该用户。")
+                self._abandon_handoff(self._load(session_id)[0], "用户已取消关注（离开了该渠道），会话已结束，无法再联系到该用户。")
                 self.store.delete(session_id)
             log.info("session %s deleted (the user left)", tag)
         except StoreError as e:
             log.error("session %s: could not be deleted: %s", tag, e)
 
-    def _abandon_handoff(self, state: Mapping[str, Any], why: str) -> None:
+    def _abandon_handoff(self, state: SessionState, why: str) -> None:
         """The user cannot be reached any more: their open hand-off (if any) leaves the queue."""
         try:
-            h = self.handoffs.get_open(str(state["handoff"])) if state.get("handoff") else None
+            h = self._open_handoff(state)
             if h is not None:
                 self.handoffs.leave(h, why)
         except HandoffError as e:   # the session is deleted regardless; staff see it open until closed

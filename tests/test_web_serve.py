@@ -94,15 +94,7 @@ def test_serve_with_workers_needs_a_shared_secret_then_serves_one_conversation_a
                  {"WEB_SESSION_SECRET": "workers-secret-0123456789abcdef0123"})
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/readyz", timeout=5).status_code in (200, 503):
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.2)
+        wait_ready(base, proc)
         sid = requests.post(base + "/api/session", timeout=10).json()["session_id"]
         for _ in range(6):   # fresh connections: spread over both workers, one conversation
             r = requests.post(base + "/api/chat", json={"session_id": sid, "text": "忘记密码怎么办"}, timeout=30)

@@ -32,7 +32,7 @@ def start(args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for_url(proc: subprocess.Popen, timeout: float = 60, with_output: bool = False) -> Any:
+def wait_for_url(proc: subprocess.Popen, timeout: float = 120, with_output: bool = False) -> Any:
     """The URL the bot prints when it serves, with what it printed so far when asked (AssertionError when none comes)."""
     deadline = time.monotonic() + timeout
     seen = []
