@@ -9,17 +9,26 @@ a console reply, and the lifecycle (claim, close, conflicts) is the service's.
 - ``POST /api/handoffs/{id}/messages`` ``{"text", "author"}`` → 201 ``{"message": {...}}``
 - ``POST /api/handoffs/{id}/close`` ``{"resolution", "author"?}`` → ``{"handoff": {...}}``
 
+POSTs accept ``Idempotency-Key: <1–200 visible ASCII characters>``: a retry with the same key and
+the same request is answered with the first answer (``Idempotent-Replayed: true``) and changes
+nothing, on any instance (keys live in the hand-off database for 24 h, ``handlers.idempotency``);
+the same key on a different request is 422 ``idempotency_key_reused``, one still running 409
+``request_in_progress``. A refused request (4xx) frees its key.
+
 Auth: ``Authorization: Bearer <HANDOFF_API_TOKEN>`` (constant-time comparison); the routes do not
 exist (404) when no token is configured. Rate limits per client address (``handlers.limits.Throttle``:
 in Redis when the sessions are), failed sign-ins counted apart. Errors are JSON ``{"error": code, "message": 中文说明}``; a refused request changes nothing.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import hmac
+import json
 import logging
 import math
 import re
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -30,6 +39,8 @@ from handlers.handoff_service import HandoffService, ReplyRejected
 from handlers.handoffs import (RESOLUTIONS, STATUSES, HandoffClosed, HandoffConflict, HandoffError,
                                HandoffNotFound, HandoffStoreError)
 from handlers.helpdesk import public_handoff, public_message
+from handlers.idempotency import (IdempotencyError, IdempotencyStore, KeyInProgress, KeyReused,
+                                  build_idempotency_store)
 from handlers.limits import Throttle
 from settings import ConfigError, HandoffApiConfig
 
@@ -41,6 +52,7 @@ PREFIX = "/api/handoffs"
 MAX_AUTHOR_CHARS = 40
 CLOSE_RESOLUTIONS = tuple(r for r in RESOLUTIONS if r not in ("back_to_bot", "user_left"))
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -69,8 +81,9 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
 ERRORS_DOC = {
     401: {"description": "missing_token / invalid_token"},
     404: {"description": "unknown_handoff"},
-    409: {"description": "handoff_closed / handoff_taken"},
-    422: {"description": "empty_text / text_too_long / invalid_author / invalid_resolution / invalid_status"},
+    409: {"description": "handoff_closed / handoff_taken / request_in_progress (same Idempotency-Key)"},
+    422: {"description": "empty_text / text_too_long / invalid_author / invalid_resolution / invalid_status / "
+                         "invalid_idempotency_key / idempotency_key_reused"},
     429: {"description": "rate_limited (Retry-After)"},
 }
 
@@ -113,11 +126,13 @@ class HandoffApi:
     """The routes over one hand-off service (contract in the module docstring)."""
 
     def __init__(self, service: HandoffService, conf: HandoffApiConfig, requests: Limiter | None = None,
-                 failures: Limiter | None = None) -> None:
-        """``requests`` / ``failures``: per-address limiters (default: in process, from ``conf``)."""
+                 failures: Limiter | None = None, idempotency: IdempotencyStore | None = None) -> None:
+        """``requests`` / ``failures``: per-address limiters (default: in process, from ``conf``);
+        ``idempotency``: where Idempotency-Keys are kept (default: the hand-off database)."""
         if not conf.enabled:
             raise ConfigError("the hand-off API needs handoff.api_token (HANDOFF_API_TOKEN)")
         self.service, self.conf = service, conf
+        self.idempotency = idempotency or build_idempotency_store(service.store)
         self._token = conf.token.encode()
         self._requests = requests or Throttle.memory("handoff-api", conf.requests_per_minute, 60)
         self._failures = failures or Throttle.memory("handoff-api-auth", conf.failed_auth_per_minute, 60)
@@ -155,6 +170,38 @@ class HandoffApi:
         except HandoffError as e:
             raise _refusal(e, handoff_id) from None
 
+    async def _once(self, request: Request, run: Callable[[], Awaitable[JSONResponse]]) -> JSONResponse:
+        """Run a POST at most once per ``Idempotency-Key``: a retry with the same key and the same
+        request gets the first answer again (``Idempotent-Replayed: true``), across instances."""
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            return await run()
+        if not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise ApiError(422, "invalid_idempotency_key",
+                           "Idempotency-Key 必须是 1–200 个可见 ASCII 字符（建议使用 UUID）。")
+        digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + await request.body())
+        try:
+            stored = await run_in_threadpool(self.idempotency.begin, key, digest.hexdigest())
+        except KeyReused as e:
+            raise ApiError(422, "idempotency_key_reused", e.message) from None
+        except KeyInProgress as e:
+            raise ApiError(409, "request_in_progress", e.message, retry_after=1) from None
+        except IdempotencyError as e:
+            raise ApiError(503, "store_unavailable", e.message) from None
+        if stored is not None:
+            return JSONResponse(stored.body, status_code=stored.status, headers={"Idempotent-Replayed": "true"})
+        try:
+            response = await run()
+        except BaseException:   # refused or failed: nothing changed, the same key may be retried
+            with contextlib.suppress(IdempotencyError):
+                await run_in_threadpool(self.idempotency.release, key)
+            raise
+        try:
+            await run_in_threadpool(self.idempotency.finish, key, response.status_code, json.loads(response.body))
+        except IdempotencyError:
+            log.error("hand-off API: an answer was not recorded for its Idempotency-Key")
+        return response
+
     # ---- routes -------------------------------------------------------------------------
 
     async def list(self, request: Request, status: str = "waiting", limit: str = "100") -> JSONResponse:
@@ -179,8 +226,13 @@ class HandoffApi:
         data = await json_body(request)
         text = _text(data.get("text"), "text", self.service.max_reply_chars, "empty_text", "text_too_long")
         author = _text(data.get("author"), "author", MAX_AUTHOR_CHARS, "invalid_author", "invalid_author")
-        m = await self._call(handoff_id, self.service.reply, self._id(handoff_id), author, text)
-        return JSONResponse({"message": public_message(m)}, status_code=201)
+        hid = self._id(handoff_id)
+
+        async def run() -> JSONResponse:
+            m = await self._call(handoff_id, self.service.reply, hid, author, text)
+            return JSONResponse({"message": public_message(m)}, status_code=201)
+
+        return await self._once(request, run)
 
     async def close(self, request: Request, handoff_id: str) -> JSONResponse:
         """Close with a resolution; the user is told and the bot answers again."""
@@ -194,8 +246,12 @@ class HandoffApi:
         author = "api" if author is None else _text(author, "author", MAX_AUTHOR_CHARS, "invalid_author",
                                                      "invalid_author")
         hid = self._id(handoff_id)
-        done = await self._call(handoff_id, lambda: self.service.close(hid, author, resolution, admin=True))
-        return JSONResponse({"handoff": public_handoff(done, transcript=False)})
+
+        async def run() -> JSONResponse:
+            done = await self._call(handoff_id, lambda: self.service.close(hid, author, resolution, admin=True))
+            return JSONResponse({"handoff": public_handoff(done, transcript=False)})
+
+        return await self._once(request, run)
 
     def router(self) -> APIRouter:
         r = APIRouter(prefix=PREFIX, tags=["hand-off API (help desk)"], responses=ERRORS_DOC)

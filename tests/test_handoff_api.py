@@ -267,3 +267,112 @@ def test_rate_limits_are_shared_between_instances_through_redis(service):
         client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
         for key in client.scan_iter(match=prefix + "*"):
             client.delete(key)
+
+
+# ---- Idempotency-Key ---------------------------------------------------------------------------
+
+def test_a_retried_reply_with_the_same_idempotency_key_is_sent_once(client, service, outbox):
+    h = open_handoff(service)
+    key = {**AUTH, "Idempotency-Key": "3f1c9a52-0d7e-4c43-9a57-b1f0a4c0e111"}
+    body = {"text": "您好，我来帮您处理。", "author": "Alice"}
+    first = client.post(f"/api/handoffs/{h.id}/messages", headers=key, json=body)
+    again = client.post(f"/api/handoffs/{h.id}/messages", headers=key, json=body)
+    assert first.status_code == again.status_code == 201 and again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
+    agent_lines = [m for m in service.get(h.id)[1] if m.kind == "agent"]
+    assert [m.text for m in agent_lines] == ["您好，我来帮您处理。"]
+    assert [r.text for _, _, rs in outbox.sent for r in rs].count("您好，我来帮您处理。") == 1
+    # without a key every POST is new; another key is another request
+    client.post(f"/api/handoffs/{h.id}/messages", headers=AUTH, json=body)
+    client.post(f"/api/handoffs/{h.id}/messages", headers={**AUTH, "Idempotency-Key": "other-1"}, json=body)
+    assert len([m for m in service.get(h.id)[1] if m.kind == "agent"]) == 3
+    # closing, retried
+    close = {**AUTH, "Idempotency-Key": "close-1"}
+    done = client.post(f"/api/handoffs/{h.id}/close", headers=close, json={"resolution": "solved"})
+    retried = client.post(f"/api/handoffs/{h.id}/close", headers=close, json={"resolution": "solved"})
+    assert done.status_code == retried.status_code == 200 and retried.json() == done.json()
+    error(client.post(f"/api/handoffs/{h.id}/close", headers=AUTH, json={"resolution": "solved"}), 409,
+          "handoff_closed")                       # a real second close is still refused
+
+
+def test_an_idempotency_key_is_bound_to_its_request_and_a_refusal_frees_it(client, service):
+    h = open_handoff(service)
+    headers = {**AUTH, "Idempotency-Key": "k-1"}
+    error(client.post(f"/api/handoffs/{h.id}/messages", headers=headers, json={"text": " ", "author": "A"}),
+          422, "empty_text")
+    ok = client.post(f"/api/handoffs/{h.id}/messages", headers=headers, json={"text": "改好了", "author": "A"})
+    assert ok.status_code == 201                   # the refused try changed nothing and left the key free
+    error(client.post(f"/api/handoffs/{h.id}/messages", headers=headers, json={"text": "另一句", "author": "A"}),
+          422, "idempotency_key_reused")
+    error(client.post(f"/api/handoffs/{h.id}/close", headers=headers, json={"resolution": "solved"}),
+          422, "idempotency_key_reused")
+    for bad in (b"", b"x" * 201, "含中文".encode(), b"a b"):
+        error(client.post(f"/api/handoffs/{h.id}/messages", headers={**AUTH, "Idempotency-Key": bad},
+                          json={"text": "x", "author": "A"}), 422, "invalid_idempotency_key")
+    assert [m.text for m in service.get(h.id)[1]] == ["人工客服 A 已接入", "改好了"]
+
+
+def test_a_retry_reaching_another_instance_is_recognised_through_the_database(tmp_path):
+    from handlers.db import Database
+    from handlers.events import MemoryBus
+    from handlers.handoff_service import HandoffService
+    from handlers.handoffs import SqlHandoffStore
+
+    url = f"sqlite:///{tmp_path}/bot.db"
+    outboxes = [Outbox(), Outbox()]
+    services = [HandoffService(SqlHandoffStore(Database(url)), MemoryBus(), deliver=o) for o in outboxes]
+    h = open_handoff(services[0])
+    headers = {**AUTH, "Idempotency-Key": "cross-instance-1"}
+    answers = []
+    for s in services:                              # the first try on instance A, the retry on instance B
+        with TestClient(create_app(config(), engine=EngineWithHandoffs(s))) as c:
+            answers.append(c.post(f"/api/handoffs/{h.id}/messages", headers=headers,
+                                  json={"text": "只发一次", "author": "Alice"}))
+    assert [a.status_code for a in answers] == [201, 201] and answers[0].json() == answers[1].json()
+    assert answers[1].headers["idempotent-replayed"] == "true"
+    assert [m.text for m in services[1].get(h.id)[1] if m.kind == "agent"] == ["只发一次"]
+    assert len(outboxes[0].sent) == 2 and outboxes[1].sent == []   # claimed + reply, both from A only
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def keys(request, tmp_path):
+    from db_fixture import pg_schema_url
+    from handlers.db import Database
+    from handlers.idempotency import MemoryIdempotencyStore, SqlIdempotencyStore
+    from handlers.testing import Clock
+
+    clock = Clock()
+    if request.param == "memory":
+        yield MemoryIdempotencyStore(clock), clock
+    elif request.param == "sqlite":
+        yield SqlIdempotencyStore(Database(f"sqlite:///{tmp_path}/k.db"), clock), clock
+    else:
+        gen = pg_schema_url()
+        yield SqlIdempotencyStore(Database(next(gen)), clock), clock
+        next(gen, None)
+
+
+def test_idempotency_store_contract(keys):
+    from handlers.idempotency import LEASE_SECONDS, TTL_SECONDS, KeyInProgress, KeyReused, Stored
+
+    store, clock = keys
+    assert store.begin("a", "f1") is None                     # claimed: do the work
+    with pytest.raises(KeyInProgress):
+        store.begin("a", "f1")                                # a concurrent retry waits
+    with pytest.raises(KeyReused):
+        store.begin("a", "f2")
+    store.finish("a", 201, {"message": {"text": "好"}})
+    assert store.begin("a", "f1") == Stored(201, {"message": {"text": "好"}})
+    with pytest.raises(KeyReused):
+        store.begin("a", "f2")
+    assert store.begin("b", "f1") is None                     # released: free again
+    store.release("b")
+    assert store.begin("b", "f1") is None
+    clock.advance(LEASE_SECONDS + 1)                          # its holder died: one retry takes it over
+    assert store.begin("b", "f1") is None
+    with pytest.raises(KeyInProgress):
+        store.begin("b", "f1")
+    store.release("a")                                        # a finished key is not released
+    assert store.begin("a", "f1").status == 201
+    clock.advance(TTL_SECONDS + 1)                            # forgotten after a day
+    assert store.begin("a", "f2") is None
