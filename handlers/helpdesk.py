@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from .handoff_service import HandoffService
 from .handoffs import Handoff, HandoffMessage
 from .privacy import mask_secrets
-from .webhook import WebhookSender
+from .webhook import SqlOutbox, WebhookSender
 from settings import WebhookConfig
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,9 @@ def attach(service: HandoffService, cfg: Mapping[str, Any]) -> HandoffWebhook | 
     conf = WebhookConfig.of(cfg)
     if not conf.enabled:
         return None
-    hook = HandoffWebhook(WebhookSender(conf))
+    db = getattr(service.store, "db", None)   # the hand-off database: a durable outbox shared by every instance
+    hook = HandoffWebhook(WebhookSender(conf, outbox=SqlOutbox(db) if db is not None else None))
+    hook.sender.start()                        # events a stopped instance left behind go out now
     service.listeners.append(hook)
     atexit.register(hook.close, 2.0)   # on a normal exit, send what is queued (briefly)
     log.info("hand-off events go to a webhook (%s)", conf.url.split("://", 1)[0])

@@ -213,3 +213,117 @@ def test_zero_retries_stay_zero_and_an_unknown_webhook_key_is_named():
     assert webhook_config({}) == webhook_config({"webhook_retries": None}) and webhook_config({}).retries == 6
     with pytest.raises(ConfigError, match="handoff.webhook_retris: unknown key"):
         webhook_config({"webhook_retris": 0})
+
+
+# ---- the durable outbox (hand-off database) ---------------------------------------------------
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def outbox(request, tmp_path):
+    from db_fixture import pg_schema_url
+    from handlers.db import Database
+    from handlers.testing import Clock
+    from handlers.webhook import MemoryOutbox, SqlOutbox
+
+    clock = Clock()   # the twin and the tables share one fake clock (claims, leases)
+    if request.param == "memory":
+        yield MemoryOutbox(clock), clock, None
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/bot.db"
+        yield SqlOutbox(Database(url), clock), clock, url
+    else:
+        gen = pg_schema_url()
+        url = next(gen)
+        yield SqlOutbox(Database(url), clock), clock, url
+        next(gen, None)
+
+
+def event(n: int):
+    from handlers.webhook import Outgoing
+    return Outgoing(f"evt_{n}", "handoff.message", json.dumps({"n": n, "text": "中文"}).encode())
+
+
+def test_outbox_contract(outbox):
+    box, clock, _ = outbox
+    assert box.claim("a", 30) is None and box.pending() == 0
+    assert box.add(event(1), 10) and box.add(event(2), 10)
+    first = box.claim("a", 30)
+    assert first == event(1)                           # the oldest, bytes intact
+    assert box.claim("b", 30) is None                  # only the head is ever in flight: b waits
+    assert box.claim("a", 30) == event(1)              # the holder may claim it again (renewal)
+    assert box.pending() == 2
+    box.finish("evt_1", True)
+    assert box.claim("b", 30) == event(2)
+    clock.advance(31)                                  # b died mid-delivery: its claim lapses
+    assert box.claim("c", 30) == event(2)
+    box.renew("evt_2", "b", 30)                        # a lapsed owner cannot take it back
+    assert box.claim("b", 30) is None
+    box.finish("evt_2", False)                         # given up: no longer pending
+    assert box.pending() == 0 and box.claim("c", 30) is None
+    assert box.add(event(3), 1) and not box.add(event(4), 1)   # one waiting already: full
+    assert box.claim("a", 30) == event(3) and box.add(event(5), 1)   # in flight does not count
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared(request, tmp_path):
+    """A durable outbox (the in-process twin is one process only, lost with it by design)."""
+    from db_fixture import pg_schema_url
+    from handlers.db import Database
+    from handlers.testing import Clock
+    from handlers.webhook import SqlOutbox
+
+    clock = Clock()
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/bot.db"
+        yield SqlOutbox(Database(url), clock), clock, url
+    else:
+        gen = pg_schema_url()
+        url = next(gen)
+        yield SqlOutbox(Database(url), clock), clock, url
+        next(gen, None)
+
+
+def test_two_instances_share_one_outbox_each_event_sent_once_in_order(shared):
+    box, _, url = shared
+    from handlers.db import Database
+    from handlers.webhook import SqlOutbox
+
+    with Receiver(SECRET) as rx:
+        conf = webhook_config({"webhook_url": rx.url, "webhook_secret": SECRET, "webhook_backoff": 0.01})
+        a = WebhookSender(conf, outbox=SqlOutbox(Database(url)))
+        b = WebhookSender(conf, outbox=SqlOutbox(Database(url)))
+        try:
+            ids = [(a if n % 2 else b).emit("handoff.message", {"n": n}) for n in range(12)]
+            a.start()
+            b.start()
+            poll(lambda: a.stats["delivered"] + b.stats["delivered"] == 12)
+        finally:
+            a.close()
+            b.close()
+        got = [r["headers"]["x-event-id"] for r in rx.requests]
+    assert got == ids                                  # each once, in the order emitted
+    assert a.pending() == 0
+
+
+def test_events_survive_a_restart_and_a_dead_instances_claim(shared):
+    box, clock, url = shared
+    from handlers.db import Database
+    from handlers.webhook import SqlOutbox
+
+    with Receiver(SECRET, statuses=(503,)) as rx:
+        conf = webhook_config({"webhook_url": rx.url, "webhook_secret": SECRET, "webhook_backoff": 30})
+        first = WebhookSender(conf, outbox=SqlOutbox(Database(url)))
+        kept = first.emit("handoff.created", {"n": 1})
+        rx.wait_for(1)                                  # tried once (503), now waiting 30 s to retry
+        first.close(timeout=1)                          # the instance stops: the event stays stored
+        assert box.pending() == 1
+        dead = box.claim("crashed-instance", 30)       # another instance claims it and dies
+        assert dead is not None and dead.id == kept
+        clock.advance(31)                               # its lease lapses (the outbox's clock)
+        later = WebhookSender(conf, outbox=box)         # the next start sends it
+        later.start()
+        try:
+            poll(lambda: later.stats["delivered"] == 1)
+        finally:
+            later.close()
+        ids = [r["headers"]["x-event-id"] for r in rx.requests]
+    assert ids == [kept, kept] and rx.requests[-1]["signature_ok"] and box.pending() == 0
