@@ -231,6 +231,18 @@ class HandoffConfig(Section):
     api_token: str = ""                    # bearer token of /api/handoffs; empty = the API is off
     api_requests_per_minute: int = Field(120, ge=1)    # per client address, every /api/handoffs route
     api_failed_auth_per_minute: int = Field(10, ge=1)  # wrong or missing tokens per client address before 429
+    timezone: str = "Asia/Shanghai"        # the staff console's times and the Overview's days, one zone everywhere
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (e.g. Asia/Shanghai)") from None
+        return v
 
     @field_validator("message")
     @classmethod

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from handlers.labels import flow_title, step_label
 from handlers.overview import SHARES, Overview, overview, percentile
 
 TZ = "Asia/Shanghai"
@@ -213,11 +214,11 @@ def overview_html(ov: Overview) -> str:
             + "<th>转人工会话</th><th>耗时 p50 (ms)</th><th>耗时 p99 (ms)</th></tr>")
     fb_rows = "".join(f"<tr><td>{esc(e)}</td><td>{up}</td><td>{down}</td></tr>" for e, (up, down) in ov.feedback.items())
     flow_rows = "".join(
-        f"<tr><td>{esc(f.flow)}</td><td>{f.started}</td><td>{f.ended['completed']}</td>"
+        f"<tr><td>{esc(flow_title(f.flow))}</td><td>{f.started}</td><td>{f.ended['completed']}</td>"
         f"<td>{_pct(f.ended['completed'] / f.started) if f.started else '—'}</td>"
         f"<td>{esc('、'.join(f'{ENDING_LABELS[k]} {n}' for k, n in f.ended.items() if k != 'completed') or '—')}</td>"
         f"<td>{f.unfinished}</td>"
-        f"<td>{esc('、'.join(f'{s} ({n})' for s, n in f.dropped_at.most_common(3)) or '—')}</td></tr>" for f in ov.flows)
+        f"<td>{esc('、'.join(f'{step_label(s)} ({n})' for s, n in f.dropped_at.most_common(3)) or '—')}</td></tr>" for f in ov.flows)
     wait, handling = ov.handoff_wait, ov.handoff_handling
     return f"""
 <section><h2>每日对话与问题处理</h2><div class="pair">{svg_shares(ov)}{svg_bars([(d.day, d.conversations) for d in ov.days], "每日对话数")}</div>
@@ -282,6 +283,7 @@ def install(app: Any, cfg: Mapping[str, Any], engine: Any, live: Any = None,
     console = getattr(app.state, "staff_console", None)
     if console is None:
         return False
+    tz = getattr(console, "timezone", TZ)   # handoff.timezone: the console's times and these days agree
     from handlers.insights import open_store
     from intents.unanswered import cluster, report, unanswered_questions
 
@@ -309,10 +311,10 @@ def install(app: Any, cfg: Mapping[str, Any], engine: Any, live: Any = None,
     @router.get("/staff/insights", include_in_schema=False)
     async def overview_page(request: Request, staff: Any = admin) -> HTMLResponse:
         q = dict(request.query_params)
-        since, until, label = period(q, clock())
+        since, until, label = period(q, clock(), tz)
 
         def build() -> Overview:
-            return overview(events_store().query(since, until), handoffs(since), since, until)
+            return overview(events_store().query(since, until), handoffs(since), since, until, tz=tz)
 
         ov = await run_in_threadpool(build)
         return frame(request, staff, "统计概览", _period_form("/staff/insights", label, q) + overview_html(ov))
@@ -320,7 +322,7 @@ def install(app: Any, cfg: Mapping[str, Any], engine: Any, live: Any = None,
     @router.get("/staff/insights/unanswered", include_in_schema=False)
     async def unanswered_page(request: Request, staff: Any = admin) -> HTMLResponse:
         q = dict(request.query_params)
-        since, until, label = period(q, clock())
+        since, until, label = period(q, clock(), tz)
 
         def build() -> list[dict[str, Any]]:
             matcher = engine.matcher

@@ -122,12 +122,13 @@ class StaffConsole:
 
     def __init__(self, service: HandoffService, store: StaffStore, secret: bytes, conf: StaffConfig,
                  matcher: Callable[[], Any] | None = None, public_url: str = "", limiter: Any = None, login_limiter: Any = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, timezone: str = "Asia/Shanghai") -> None:
         from handlers.limits import Throttle
 
         self.service, self.store, self.conf, self.matcher = service, store, conf, matcher
         self.auth = StaffAuth(store, secret, conf.session_hours * 3600, clock)
         self.secure_default = public_url.startswith("https://")
+        self.timezone = timezone   # every time shown to staff (handoff.timezone), whatever their browser's zone
         self.limiter = limiter or Throttle.memory("staff", conf.rate_limit, 60)
         self.login_limiter = login_limiter or Throttle.memory("staff-login", conf.login_rate_limit, 60)
         self.nav: list[tuple[str, str, str]] = [("工作台", "/staff", "agent")]
@@ -153,7 +154,7 @@ class StaffConsole:
         tags = "".join(f'<script src="{html.escape(s)}" defer></script>' for s in scripts)
         doc = f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="csrf-token" content="{csrf}">
+<meta name="csrf-token" content="{csrf}"><meta name="time-zone" content="{html.escape(self.timezone)}">
 <title>{html.escape(title)}</title><link rel="stylesheet" href="/staff/console.css">{tags}</head>
 <body><header class="top"><strong class="brand">学信网账号助手 · 客服工作台</strong><nav aria-label="主导航">{links}</nav>
 <span class="who">{html.escape(staff.name)}（{'管理员' if staff.role == 'admin' else '客服'}）</span>
@@ -456,5 +457,5 @@ def build_console(cfg: Mapping[str, Any], service: HandoffService, secret: bytes
                         public_url=settings.WebConfig.of(cfg).public_url,
                         limiter=limits.throttle("staff", conf.rate_limit, 60),
                         login_limiter=limits.throttle("staff-login", conf.login_rate_limit, 60),
-                        clock=service.clock)
+                        clock=service.clock, timezone=settings.HandoffConfig.of(cfg).timezone)
 

@@ -240,3 +240,34 @@ def test_console_is_usable_at_768_px_and_errors_keep_the_reply(browser, world, c
     width = agent.evaluate("document.documentElement.scrollWidth")
     assert width <= 768
     shot(agent, "console-768")
+
+
+def test_console_times_are_in_the_configured_zone_and_flows_have_chinese_names(browser, world, contexts):
+    """An agent whose computer is set to New York still sees Beijing time (handoff.timezone), the
+    zone the Overview counts days in; the flow and step are named as users saw them."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from handlers.handoffs import NewHandoff
+
+    server, service = world
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN", timezone_id="America/New_York")
+    contexts.append(ctx)
+    agent = ctx.new_page()
+    agent.goto(server.url + "/staff/login")
+    agent.get_by_label("用户名").fill("li")
+    agent.get_by_label("密码").fill(PASSWORD)
+    agent.get_by_role("button", name="登录").click()
+    expect(agent.locator("#live")).to_contain_text("已连接", timeout=WAIT)
+    assert agent.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == "America/New_York"
+    h = service.open(NewHandoff(session_key="k-tz", channel="web", address="s-tz", reason="invalid_tries",
+                                flow="recover_password", step="code", transcript=(("用户", "收不到验证码"),)))
+    item = agent.locator("#list-waiting button").first
+    expect(item).to_contain_text("找回密码", timeout=WAIT)
+    item.click()
+    facts = agent.locator("#conv-facts")
+    expect(facts).to_contain_text("找回密码 / 填写短信验证码", timeout=WAIT)
+    beijing = datetime.fromtimestamp(h.created_at, ZoneInfo("Asia/Shanghai")).strftime("%H:%M:%S")
+    new_york = datetime.fromtimestamp(h.created_at, ZoneInfo("America/New_York")).strftime("%H:%M:%S")
+    expect(facts).to_contain_text(beijing)
+    expect(facts).not_to_contain_text(new_york)

@@ -80,7 +80,31 @@ def test_charts_are_valid_svg_and_the_page_shows_the_numbers():
     assert any("直接回答 2/4" in r.find("{http://www.w3.org/2000/svg}title").text for r in rects)
     page = overview_html(ov)
     assert "<td>2026-11-20</td><td>2</td><td>4</td><td>50%</td><td>25%</td><td>25%</td><td>0%</td>" in page
-    assert "id_type (1)" in page and "60 秒" in page and "10.0 分钟" in page
+    assert "选择证件类型 (1)" in page and "60 秒" in page and "10.0 分钟" in page
+
+
+def test_the_flows_table_names_flows_and_steps_in_chinese():
+    page = overview_html(overview(log(), handoffs(), at(20, 0), at(23, 0)))
+    assert "<td>找回用户名</td>" in page and "选择证件类型 (1)" in page and "填写姓名 (1)" in page
+    assert "recover_username" not in page and "id_type" not in page
+
+
+def test_every_step_of_every_flow_has_a_chinese_name():
+    from handlers.flows import FLOWS
+    from handlers.labels import STEP_LABELS, flow_title, step_label
+
+    missing = sorted({s for f in FLOWS.values() for s in f.steps} - set(STEP_LABELS))
+    assert missing == [], f"add these steps to handlers/labels.py STEP_LABELS: {missing}"
+    assert all(any("\u4e00" <= ch <= "\u9fff" for ch in flow_title(n)) for n in FLOWS)
+    assert (flow_title("gone_flow"), step_label("gone_step"), flow_title(None), step_label(None)) == \
+        ("gone_flow", "gone_step", "", "")
+
+
+def test_the_overview_counts_days_in_the_configured_zone():
+    late = [ev(at(20, 23, 30), "a", "answer", entry="x.one", score=0.9, latency_ms=10)]  # 23:30 in Shanghai
+    assert [d.conversations for d in overview(late, [], at(20, 0), at(22, 0)).days] == [1, 0]
+    utc = overview(late, [], at(20, 8), at(22, 8), tz="UTC")                          # 15:30 UTC, the same day
+    assert [(d.day, d.conversations) for d in utc.days][:1] == [("2026-11-20", 1)]
 
 
 def test_cluster_html_escapes_user_text():

@@ -9,6 +9,8 @@
   "use strict";
 
   var CSRF = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  // one time zone for every agent (config handoff.timezone), the one the Overview counts days in
+  var TZ = (document.querySelector('meta[name="time-zone"]') || {}).content || "Asia/Shanghai";
   var TITLE = "人工客服工作台";
   var CHANNELS = { web: "网页", telegram: "Telegram", wechat: "微信", console: "终端" };
   var STATUS = { waiting: "等待接入", active: "处理中", closed: "已结束", abandoned: "用户已离开" };
@@ -64,7 +66,11 @@
   }
   function clock(ts) {
     var d = new Date(ts * 1000);
-    return d.toLocaleString("zh-CN", { hour12: false });
+    try {
+      return d.toLocaleString("zh-CN", { hour12: false, timeZone: TZ });
+    } catch (e) {   // a zone this browser does not know
+      return d.toLocaleString("zh-CN", { hour12: false });
+    }
   }
 
   function showError(text) {
@@ -77,7 +83,7 @@
   // ---- the queue ---------------------------------------------------------------------
   function item(h, extra) {
     var label = (CHANNELS[h.channel] || h.channel) + " · " + (h.reason_label || h.reason);
-    var meta = extra + (h.topic ? " · " + h.topic : "") + (h.flow ? " · 流程 " + h.flow : "");
+    var meta = extra + (h.topic ? " · " + h.topic : "") + (h.flow ? " · 流程 " + (h.flow_title || h.flow) : "");
     var btn = el("button", { type: "button", "data-id": h.id }, [
       el("span", { text: label }), el("span", { className: "meta", text: meta })]);
     if (current && current.id === h.id) btn.setAttribute("aria-current", "true");
@@ -138,7 +144,7 @@
     fact(facts, "渠道", CHANNELS[h.channel] || h.channel);
     fact(facts, "原因", h.reason_label || h.reason);
     fact(facts, "话题", h.topic);
-    fact(facts, "流程", h.flow ? h.flow + (h.step ? " / " + h.step : "") : "");
+    fact(facts, "流程", h.flow ? (h.flow_title || h.flow) + (h.step ? " / " + (h.step_label || h.step) : "") : "");
     fact(facts, "开始", clock(h.created_at));
     fact(facts, "客服", h.agent);
     fact(facts, "结果", h.resolution_label);
