@@ -1,7 +1,7 @@
 """The staff console at ``/staff`` and its JSON API: sign-in, the hand-off queue, conversations.
 
 Every route here is a thin layer over ``handlers.handoff_service.HandoffService`` (hand-offs)
-and ``handlers.staff.StaffStore`` (accounts). Pages:
+and ``handlers.staff.StaffAccounts`` (accounts: SQL or the in-memory twin). Pages:
 
 - ``GET /staff/login`` (public form), ``POST /staff/login`` (form: name, password) → signed cookie;
   ``POST /staff/logout``.
@@ -49,7 +49,7 @@ from starlette.concurrency import run_in_threadpool
 from handlers.handoff_service import STAFF_TOPIC, HandoffService, ReplyRejected
 from handlers.handoffs import (RESOLUTIONS, STATUSES, HandoffClosed, HandoffConflict, HandoffError, HandoffNotFound,
                                HandoffStoreError)
-from handlers.staff import AccountLocked, BadCredentials, Staff, StaffError, StaffStore
+from handlers.staff import AccountLocked, BadCredentials, Staff, StaffAccounts, StaffError, build_staff_store
 from settings import StaffConfig
 
 from .assets import Asset
@@ -82,7 +82,7 @@ class NotSignedIn(StaffDenied):
 class StaffAuth:
     """Signed session cookies (name, session version, expiry) and the CSRF token derived from them."""
 
-    def __init__(self, store: StaffStore, secret: bytes, ttl: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: StaffAccounts, secret: bytes, ttl: float, clock: Callable[[], float] = time.time) -> None:
         self.store, self._secret, self.ttl, self._clock = store, secret, ttl, clock
 
     def _mac(self, purpose: bytes, value: str) -> str:
@@ -120,7 +120,7 @@ class StaffAuth:
 class StaffConsole:
     """The console's routes, sign-in, role checks and page layout (see the module docstring)."""
 
-    def __init__(self, service: HandoffService, store: StaffStore, secret: bytes, conf: StaffConfig,
+    def __init__(self, service: HandoffService, store: StaffAccounts, secret: bytes, conf: StaffConfig,
                  matcher: Callable[[], Any] | None = None, public_url: str = "", limiter: Any = None, login_limiter: Any = None,
                  clock: Callable[[], float] = time.time, timezone: str = "Asia/Shanghai") -> None:
         from handlers.limits import Throttle
@@ -441,17 +441,19 @@ async def _handoff_error(request: Request, exc: HandoffError) -> JSONResponse:
 
 
 def build_console(cfg: Mapping[str, Any], service: HandoffService, secret: bytes, matcher: Any = None,
-                  store: StaffStore | None = None, limits: Any = None) -> StaffConsole:
-    """The console as configured: staff accounts in the hand-off database, limits over ``limits``
-    (``handlers.limits.Limits``; default: as configured, shared via Redis when sessions are)."""
+                  store: StaffAccounts | None = None, limits: Any = None) -> StaffConsole:
+    """The console as configured: staff accounts in the hand-off database (the in-memory twin for
+    ``memory://``), limits over ``limits`` (``handlers.limits.Limits``; default: as configured, shared
+    via Redis when sessions are)."""
     import settings
     from handlers.db import database_url, shared
     from handlers.limits import build_limits
 
     conf = StaffConfig.of(cfg)
     if store is None:
-        db = getattr(service.store, "db", None) or shared(database_url(cfg))
-        store = StaffStore(db, service.clock)
+        url = database_url(cfg)
+        db = getattr(service.store, "db", None) or (None if url.startswith("memory:") else shared(url))
+        store = build_staff_store(db, service.clock)
     limits = limits or build_limits(cfg, secret)
     return StaffConsole(service, store, secret, conf, matcher=matcher,
                         public_url=settings.WebConfig.of(cfg).public_url,

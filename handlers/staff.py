@@ -6,6 +6,11 @@ a ``session_version``: disabling it or changing its password bumps the version, 
 every signed cookie issued before. ``last_seen`` (refreshed by the console) tells the bot
 whether an agent is signed in.
 
+Backends behind one interface (``StaffAccounts``): ``SqlStaffStore`` (alias ``StaffStore``) in the
+hand-off database, ``MemoryStaffStore`` the in-process twin; ``build_staff_store`` picks one.
+``add`` → ``StaffExists`` / ``InvalidStaff``; ``disable`` / ``set_password`` → ``UnknownStaff``;
+``authenticate`` → ``BadCredentials`` (also for a disabled or unknown name) or ``AccountLocked``.
+
 Error contract: ``StaffError`` subclasses with a Chinese ``message``; database failures surface
 as ``StaffStoreError``. Sign-in failures never say whether the name exists.
 """
@@ -17,9 +22,10 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 from .db import Database, DatabaseError
 
@@ -131,7 +137,120 @@ def _staff(r: dict[str, Any]) -> Staff:
                  r["last_seen"])
 
 
-class StaffStore:
+class StaffAccounts(Protocol):
+    """What the console, the CLI and presence need of staff accounts (contract in the module docstring;
+    ``tests/test_staff_store.py`` runs one contract test over every backend)."""
+
+    def add(self, name: str, role: str, password: str) -> Staff: ...
+
+    def get(self, name: str) -> Staff | None: ...
+
+    def list(self) -> list[Staff]: ...
+
+    def disable(self, name: str) -> None: ...
+
+    def set_password(self, name: str, password: str) -> None: ...
+
+    def authenticate(self, name: str, password: str) -> Staff: ...
+
+    def touch(self, name: str) -> None: ...
+
+    def sign_out(self, name: str) -> None: ...
+
+    def online(self, within: float = ONLINE_SECONDS) -> list[str]: ...
+
+
+class MemoryStaffStore:
+    """The in-process twin: the same rules (hashing, lock-out, revocation), nothing kept after the process."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._mutex = threading.Lock()
+
+    def add(self, name: str, role: str, password: str) -> Staff:
+        check_name(name)
+        check_password(password)
+        if role not in ROLES:
+            raise InvalidStaff(f"角色只能是 {' / '.join(ROLES)}。")
+        digest = hash_password(password)
+        with self._mutex:
+            if name in self._rows:
+                raise StaffExists()
+            self._rows[name] = {"name": name, "role": role, "password_hash": digest, "disabled": 0,
+                                "session_version": 1, "failures": 0, "locked_until": None, "last_seen": None,
+                                "created_at": self._clock()}
+        return self.get(name)  # type: ignore[return-value]
+
+    def get(self, name: str) -> Staff | None:
+        with self._mutex:
+            r = self._rows.get(name)
+            return _staff(r) if r else None
+
+    def list(self) -> list[Staff]:
+        with self._mutex:
+            return [_staff(self._rows[n]) for n in sorted(self._rows)]
+
+    def _row(self, name: str) -> dict[str, Any]:
+        r = self._rows.get(name)
+        if r is None:
+            raise UnknownStaff()
+        return r
+
+    def disable(self, name: str) -> None:
+        with self._mutex:
+            r = self._row(name)
+            r.update(disabled=1, last_seen=None, session_version=r["session_version"] + 1)
+
+    def set_password(self, name: str, password: str) -> None:
+        check_password(password)
+        digest = hash_password(password)
+        with self._mutex:
+            r = self._row(name)
+            r.update(password_hash=digest, failures=0, locked_until=None, session_version=r["session_version"] + 1)
+
+    def authenticate(self, name: str, password: str) -> Staff:
+        now = self._clock()
+        with self._mutex:
+            r = dict(self._rows[name]) if isinstance(name, str) and name in self._rows else None
+        if r is None:
+            verify_password(str(password), _DUMMY_HASH)
+            raise BadCredentials()
+        if r["locked_until"] and r["locked_until"] > now:
+            raise AccountLocked()
+        ok = isinstance(password, str) and verify_password(password, r["password_hash"])
+        with self._mutex:
+            row = self._rows[name]
+            if not ok:
+                row["failures"] += 1
+                locked = row["failures"] >= MAX_FAILURES
+                if locked:
+                    row.update(failures=0, locked_until=now + LOCK_SECONDS)
+                raise AccountLocked() if locked else BadCredentials()
+            row.update(failures=0, locked_until=None)
+        if r["disabled"]:
+            raise BadCredentials()
+        return self.get(name)  # type: ignore[return-value]
+
+    def touch(self, name: str) -> None:
+        with self._mutex:
+            r = self._rows.get(name)
+            if r is not None and not r["disabled"]:
+                r["last_seen"] = self._clock()
+
+    def sign_out(self, name: str) -> None:
+        with self._mutex:
+            if name in self._rows:
+                self._rows[name]["last_seen"] = None
+
+    def online(self, within: float = ONLINE_SECONDS) -> list[str]:
+        since = self._clock() - within
+        with self._mutex:
+            return sorted(n for n, r in self._rows.items() if not r["disabled"] and r["last_seen"]
+                          and r["last_seen"] > since)
+
+
+class SqlStaffStore:
     """Staff accounts in the shared database (SQLite or PostgreSQL)."""
 
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
@@ -232,3 +351,11 @@ class StaffStore:
             rows = self.db.tx().rows("SELECT name FROM staff WHERE disabled = 0 AND last_seen > ? ORDER BY name",
                                      (self._clock() - within,))
         return [r["name"] for r in rows]
+
+
+StaffStore = SqlStaffStore   # the name every caller used before the twin existed
+
+
+def build_staff_store(db: Database | None, clock: Callable[[], float] = time.time) -> StaffAccounts:
+    """In the hand-off database when there is one, else the in-process twin (``memory://``)."""
+    return SqlStaffStore(db, clock) if db is not None else MemoryStaffStore(clock)
