@@ -339,7 +339,7 @@ def keys(request, tmp_path):
     from db_fixture import pg_schema_url
     from handlers.db import Database
     from handlers.idempotency import MemoryIdempotencyStore, SqlIdempotencyStore
-    from handlers.testing import Clock
+    from support import Clock
 
     clock = Clock()
     if request.param == "memory":

@@ -11,7 +11,7 @@ from handlers.db import Database
 from handlers.staff import (LOCK_SECONDS, MAX_FAILURES, ONLINE_SECONDS, AccountLocked, BadCredentials, InvalidStaff,
                             MemoryStaffStore, SqlStaffStore, StaffAccounts, StaffExists, UnknownStaff,
                             build_staff_store)
-from handlers.testing import Clock
+from support import Clock
 
 PASSWORD = "correct-horse-1"
 
@@ -101,7 +101,7 @@ def test_the_web_app_on_memory_hand_offs_keeps_staff_in_the_twin():
     from fastapi.testclient import TestClient
 
     from channels.app import create_app
-    from test_web_api import RecordingEngine
+    from support import RecordingEngine
 
     cfg = {"web": {"session_secret": "memory-staff-secret-0123456789abcdef"}, "telegram": {"token": ""},
            "handoff": {"database_url": "memory://"}, "sessions": {"backend": "memory"}}

@@ -221,7 +221,7 @@ def test_zero_retries_stay_zero_and_an_unknown_webhook_key_is_named():
 def outbox(request, tmp_path):
     from db_fixture import pg_schema_url
     from handlers.db import Database
-    from handlers.testing import Clock
+    from support import Clock
     from handlers.webhook import MemoryOutbox, SqlOutbox
 
     clock = Clock()   # the twin and the tables share one fake clock (claims, leases)
@@ -268,7 +268,7 @@ def shared(request, tmp_path):
     """A durable outbox (the in-process twin is one process only, lost with it by design)."""
     from db_fixture import pg_schema_url
     from handlers.db import Database
-    from handlers.testing import Clock
+    from support import Clock
     from handlers.webhook import SqlOutbox
 
     clock = Clock()
