@@ -54,9 +54,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def config(tmp: Path, port: int, redis: bool) -> Path:
+def config(tmp: Path, port: int | None, redis: bool) -> Path:
+    """A benchmark config in ``tmp``: no limits in the way, no FAQ watching; ``port=None`` for an app
+    driven in-process (profile_web.py), which listens nowhere."""
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    cfg["web"].update(port=port, public_url=f"http://127.0.0.1:{port}", secret_file=str(tmp / "web.key"))
+    cfg["web"].update(secret_file=str(tmp / "web.key"))
+    if port is not None:
+        cfg["web"].update(port=port, public_url=f"http://127.0.0.1:{port}")
     cfg["sessions"].update(sqlite_path=str(tmp / "sessions.db"), data_dir=str(tmp))
     if redis:
         cfg["sessions"].update(backend="redis", redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -67,7 +71,7 @@ def config(tmp: Path, port: int, redis: bool) -> Path:
     cfg.setdefault("faq", {})["watch"] = False
     big = {"limit": 10 ** 9, "window": 60}
     cfg["limits"].update(chat_per_ip=big, chat_per_session=big, session_per_ip=big)
-    path = tmp / f"config-{port}.yaml"
+    path = tmp / f"config-{port or 'inprocess'}.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     return path
 

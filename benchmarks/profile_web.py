@@ -24,14 +24,12 @@ import io
 import json
 import os
 import pstats
-import secrets
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,20 +58,9 @@ def bot_app(tmp: Path, redis: bool):
     from channels.app import create_app
 
     os.environ.setdefault("WEB_SESSION_SECRET", "bench-secret-" + "0" * 32)
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
-    cfg["web"].update(secret_file=str(tmp / "web.key"))
-    cfg["sessions"].update(sqlite_path=str(tmp / "sessions.db"), data_dir=str(tmp))
-    if redis:
-        cfg["sessions"].update(backend="redis", redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-                               redis_prefix=f"bench-{secrets.token_hex(4)}:")
-    cfg["handoff"].update(database_url=f"sqlite:///{tmp}/bot.db")
-    cfg["telegram"]["token"] = ""
-    cfg["logging"]["level"] = "WARNING"
-    cfg.setdefault("faq", {})["watch"] = False
-    big = {"limit": 10 ** 9, "window": 60}
-    cfg["limits"].update(chat_per_ip=big, chat_per_session=big, session_per_ip=big)
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    from bench_web import config
+
+    path = config(tmp, None, redis)
     return create_app(settings.load(str(path)))
 
 
