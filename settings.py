@@ -345,8 +345,10 @@ class LimitsConfig(Section):
     """``limits``: the abuse limits (handlers/limits.py); each rule overrides its default as a whole."""
 
     name: ClassVar[str] = "limits"
-    backend: Literal["auto", "memory", "redis"] = "auto"   # auto: redis when the sessions are in Redis
+    backend: Literal["auto", "memory", "sqlite", "redis"] = "auto"   # auto: redis with Redis sessions; sqlite under
+                                                                     # `serve` with SQLite sessions; else memory
     redis_url: str = ""                                    # empty: sessions.redis_url
+    sqlite_path: str = ""                                  # empty: beside sessions.sqlite_path (<name>.limits.db)
     chat_per_ip: RateRule = RateRule(limit=300, window=60)          # POST /api/chat from one address
     chat_per_session: RateRule = RateRule(limit=30, window=60)      # POST /api/chat in one conversation
     upload_per_ip: RateRule = RateRule(limit=20, window=600)        # POST /api/upload from one address

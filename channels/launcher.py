@@ -31,6 +31,17 @@ def demo_config(cfg: Mapping[str, Any]) -> dict:
     return out
 
 
+def served_config(cfg: Mapping[str, Any]) -> dict:
+    """``cfg`` as ``serve`` runs it: with SQLite sessions and ``limits.backend: auto`` the abuse
+    limits count in SQLite beside the sessions (``handlers.limits.SqliteLimiter``), so every worker
+    of the machine, and a restarted process, counts together — not N× the configured limits."""
+    out = dict(cfg)
+    limits = settings.section(out, "limits")
+    if settings.SessionsConfig.of(out).backend == "sqlite" and str(limits.get("backend", "auto")).lower() == "auto":
+        out["limits"] = {**limits, "backend": "sqlite"}
+    return out
+
+
 def start_sandbox(cfg: Mapping[str, Any], level: str) -> bool:
     """Serve the account sandbox (config section ``sandbox``) from a daemon thread; False if it did not start."""
     import uvicorn
@@ -75,7 +86,7 @@ GRACEFUL_SECONDS = 30   # on SIGTERM/Ctrl+C: stop accepting, let in-flight turns
 
 def app_factory() -> Any:
     """The app for one worker process of ``serve --workers N`` (config from $CHSI_BOT_CONFIG)."""
-    cfg = settings.load()
+    cfg = served_config(settings.load())
     level = settings.LoggingConfig.of(cfg).level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return create_app(cfg)
@@ -109,6 +120,7 @@ def serve_workers(cfg: Mapping[str, Any], workers: int, config_path: str | None 
     if problem:
         print(problem)
         return 2
+    cfg = served_config(cfg)
     level = LoggingConfig.of(cfg).level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conf = WebConfig.of(cfg)
@@ -162,6 +174,7 @@ def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
             return 2
     if with_sandbox:
         cfg = demo_config(cfg)
+    cfg = served_config(cfg)
     level = LoggingConfig.of(cfg).level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conf = WebConfig.of(cfg)

@@ -16,11 +16,14 @@ Contract (every ``Limiter`` keeps it):
 - A limiter whose backend is unreachable lets the event through and logs a warning
   (limits must not turn an outage of Redis into an outage of the bot); nothing escapes.
 
-``MemoryLimiter`` is the in-process twin (one process only); ``RedisLimiter`` shares the
-counts between workers and instances. ``Limits`` holds the named rules over one limiter;
-``Limits.throttle(name, rule)`` is a limit on one kind of event (``Throttle.hit(value)`` → 0
-or seconds to wait). ``build_limits(cfg)`` picks Redis when ``limits.backend`` says so, or
-(``auto``) when the sessions live in Redis.
+``MemoryLimiter`` is the in-process twin (one process only); ``SqliteLimiter`` shares the
+counts between the workers of one machine (``serve --workers N`` on the SQLite default: one
+file beside the sessions' database); ``RedisLimiter`` shares them between workers and instances.
+``Limits`` holds the named rules over one limiter; ``Limits.throttle(name, rule)`` is a limit on
+one kind of event (``Throttle.hit(value)`` → 0 or seconds to wait). ``build_limits(cfg)`` takes
+``limits.backend``; ``auto`` is Redis when the sessions are, else memory (one process: tests,
+tools), and ``serve`` turns it into SQLite when the sessions are in SQLite
+(``channels.launcher.served_config``): every worker of the machine counts together.
 """
 from __future__ import annotations
 
@@ -30,9 +33,11 @@ import hmac
 import logging
 import math
 import secrets
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from settings import LimitsConfig
@@ -95,6 +100,99 @@ class MemoryLimiter:
 
     def close(self) -> None:
         pass
+
+
+class SqliteLimiter:
+    """Sliding logs in one SQLite file shared by the processes of one machine (WAL).
+
+    One row per counted event, ``(key, at, expires)``; each ``hit_all`` is one short write
+    transaction (``BEGIN IMMEDIATE``: the file's write lock, for the few statements of one
+    call, never across a request) that drops the key's expired events, counts the rest and
+    adds the new one. Every ``SWEEP_EVERY`` calls (per process) a bounded delete removes
+    expired events of keys nobody hits any more. Times are the wall clock (shared by the
+    processes). A database that is locked past ``timeout`` or broken lets the event through
+    and logs a warning, like Redis down."""
+
+    SWEEP_EVERY = 500
+    SWEEP_ROWS = 5000
+
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, timeout: float = 2.0) -> None:
+        self._path, self._clock, self._timeout = str(path), clock, timeout
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._mutex = threading.Lock()
+        self._hits = 0
+        self._warned = 0.0
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn().executescript(
+                "CREATE TABLE IF NOT EXISTS rl_events (key TEXT NOT NULL, at REAL NOT NULL, expires REAL NOT NULL);"
+                "CREATE INDEX IF NOT EXISTS rl_events_key ON rl_events (key, at);"
+                "CREATE INDEX IF NOT EXISTS rl_events_expires ON rl_events (expires);")
+        except sqlite3.Error as e:
+            self._warn(e)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")   # counts, not records: a power cut may forget the last ones
+            self._local.conn = conn
+            with self._mutex:
+                self._conns.append(conn)
+        return conn
+
+    def _warn(self, e: BaseException) -> None:
+        if time.monotonic() - self._warned > 60:   # one warning a minute, not one per request
+            self._warned = time.monotonic()
+            log.warning("rate limiter database failed (%s): letting requests through", e.__class__.__name__)
+
+    def hit(self, key: str, rule: Rule) -> int | None:
+        return self.hit_all(((key, rule),))
+
+    def hit_all(self, checks: Sequence[tuple[str, Rule]]) -> int | None:
+        with self._mutex:
+            self._hits += 1
+            sweep = self._hits % self.SWEEP_EVERY == 0
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = self._clock()   # read under the write lock: events are added in time order
+                wait = self._count(conn, checks, now)
+                if sweep:
+                    conn.execute("DELETE FROM rl_events WHERE rowid IN "
+                                 "(SELECT rowid FROM rl_events WHERE expires <= ? LIMIT ?)", (now, self.SWEEP_ROWS))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            self._warn(e)
+            return None
+        return wait
+
+    @staticmethod
+    def _count(conn: sqlite3.Connection, checks: Sequence[tuple[str, Rule]], now: float) -> int | None:
+        for key, rule in checks:
+            conn.execute("DELETE FROM rl_events WHERE key = ? AND at <= ?", (key, now - rule.window))
+            count, oldest = conn.execute("SELECT count(*), min(at) FROM rl_events WHERE key = ?", (key,)).fetchone()
+            if count >= rule.limit:
+                return max(1, math.ceil(oldest + rule.window - now))
+            conn.execute("INSERT INTO rl_events VALUES (?, ?, ?)", (key, now, now + rule.window))
+        return None
+
+    def close(self) -> None:
+        with self._mutex:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
 
 
 # KEYS: the sliding logs; ARGV: window (ms) and limit of each, then the event's unique member
@@ -209,17 +307,30 @@ def _rules(conf: LimitsConfig, only_set: bool = False) -> dict[str, Rule]:
 
 
 def build_limits(cfg: Mapping[str, Any], secret: bytes) -> Limits:
-    """The limits as configured: ``limits.backend`` memory | redis | auto (redis when sessions are)."""
+    """The limits as configured: ``limits.backend`` memory | sqlite | redis | auto (redis when sessions are)."""
     from settings import SessionsConfig
 
     conf, sessions = LimitsConfig.of(cfg), SessionsConfig.of(cfg)
     backend = conf.backend
-    if backend == "auto":
+    if backend == "auto":   # `serve` makes it sqlite with SQLite sessions (channels.launcher.served_config)
         backend = "redis" if sessions.backend == "redis" else "memory"
-    if backend == "redis":
+    if backend == "sqlite":
+        limiter: Limiter = SqliteLimiter(sqlite_path(conf, sessions))
+    elif backend == "redis":
         # under the sessions' key prefix like every other Redis key (two deployments on one Redis count apart)
-        limiter: Limiter = RedisLimiter(conf.redis_url or sessions.redis_url,
+        limiter = RedisLimiter(conf.redis_url or sessions.redis_url,
                                         prefix=f"{sessions.redis_prefix or 'chsi-bot:'}rl:")
     else:
         limiter = MemoryLimiter()
     return Limits(limiter, secret, _rules(conf))
+
+
+def sqlite_path(conf: LimitsConfig, sessions: Any) -> Path:
+    """``limits.sqlite_path``, else a file beside the sessions' database (``sessions.db`` →
+    ``sessions.limits.db``): the workers that share the one share the other."""
+    from settings import resolve_path
+
+    if conf.sqlite_path:
+        return resolve_path(conf.sqlite_path)
+    base = resolve_path(sessions.sqlite_path)
+    return base.with_name(f"{base.stem}.limits{base.suffix or '.db'}")

@@ -88,8 +88,10 @@ def _end(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 40,
 # ---- configuration --------------------------------------------------------------------
 
 def write_config(path: Path, *, web_port: int, accounts_url: str, sandbox_port: int, data: Path,
-                 backend: str = "redis", redis_url: str = REDIS_URL, prefix: str | None = None) -> Path:
-    """A config.yaml for one bot instance (or the sandbox): every file under ``data``."""
+                 backend: str = "redis", redis_url: str = REDIS_URL, prefix: str | None = None,
+                 limits: dict[str, Any] | None = None) -> Path:
+    """A config.yaml for one bot instance (or the sandbox): every file under ``data``; ``limits``
+    replaces rules of the ``limits`` section (``{"sms_per_target": {"limit": 1, "window": 3600}}``)."""
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     cfg["faq"]["watch"] = False
     cfg["web"].update(port=web_port, public_url=f"http://127.0.0.1:{web_port}", session_secret=SECRET,
@@ -106,6 +108,7 @@ def write_config(path: Path, *, web_port: int, accounts_url: str, sandbox_port: 
     cfg["telegram"]["token"] = ""
     cfg["wechat"].update(token="", app_id="", app_secret="", aes_key="", sqlite_path=str(data / "wechat.db"))
     cfg["logging"]["level"] = "INFO"
+    cfg["limits"].update(limits or {})
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     return path
 
@@ -300,14 +303,15 @@ class BotProcess:
     """``python bot.py --config CFG serve [--workers N]`` on its own port."""
 
     def __init__(self, tmp: Path, name: str, *, accounts_url: str, backend: str = "redis",
-                 redis_url: str = REDIS_URL, prefix: str | None = None, workers: int = 1) -> None:
+                 redis_url: str = REDIS_URL, prefix: str | None = None, workers: int = 1,
+                 limits: dict[str, Any] | None = None) -> None:
         self.name, self.workers = name, workers
         self.port = free_port()
         self.data = tmp / name
         self.data.mkdir(parents=True, exist_ok=True)
         self.config = write_config(self.data / "config.yaml", web_port=self.port, accounts_url=accounts_url,
                                    sandbox_port=free_port(), data=self.data, backend=backend,
-                                   redis_url=redis_url, prefix=prefix)
+                                   redis_url=redis_url, prefix=prefix, limits=limits)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = self.data / "bot.log"
         self.proc: subprocess.Popen | None = None
@@ -409,10 +413,12 @@ class Interrupted(Exception):
 
 class WebChat:
     """One conversation over the HTTP chat API; each request on a fresh connection to ``urls[i]``,
-    alternating round robin unless a request names its ``via``."""
+    alternating round robin unless a request names its ``via``; ``client``: the address it claims
+    (X-Forwarded-For, believed from 127.0.0.1 by default) so the per-address limits see one user each."""
 
-    def __init__(self, urls: Sequence[str]) -> None:
+    def __init__(self, urls: Sequence[str], client: str | None = None) -> None:
         self.urls = list(urls)
+        self.headers = {"Connection": "close", **({"X-Forwarded-For": client} if client else {})}
         self._next = 0
         self.sid = self._post(self.urls[0], "/api/session", {}, expect=201)["session_id"]
         self.last: dict[str, Any] = {}
@@ -420,7 +426,7 @@ class WebChat:
 
     def _post(self, base: str, path: str, body: dict, expect: int = 200) -> dict:
         try:
-            r = requests.post(base + path, json=body, timeout=TURN_TIMEOUT, headers={"Connection": "close"})
+            r = requests.post(base + path, json=body, timeout=TURN_TIMEOUT, headers=self.headers)
         except requests.ConnectionError as e:
             raise Interrupted(str(e)) from e
         assert r.status_code == expect, (r.status_code, r.text)

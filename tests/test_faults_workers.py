@@ -5,9 +5,14 @@ The conversation continues through the other worker with nothing lost: the retry
 is answered at the same step, the flow finishes, and uvicorn's supervisor replaces the dead worker.
 Both shared session stores: Redis (a 2 s lease the dead worker stops renewing) and the SQLite
 default (an OS record lock the kernel drops with the process).
+
+And the abuse limits of `serve --workers 2` on the SQLite default (no Redis) hold whichever worker
+answers: each part of the budget is spent on one worker while the other is stopped (SIGSTOP: the one
+listening socket's connections all go to the running one), the refusal comes from the other.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -86,3 +91,76 @@ def test_a_worker_killed_inside_a_turn_loses_no_step(tmp_path, sandbox_proc, bac
             assert bot.stop() == 0   # SIGTERM: the supervisor stops both workers and exits cleanly
     finally:
         proxy.close()
+
+
+@contextlib.contextmanager
+def only(running: int, workers: list[int]) -> Iterator[None]:
+    """Every new connection is accepted by worker ``running``: the others are stopped meanwhile
+    (briefly: uvicorn's supervisor replaces a worker that misses its 5 s health check)."""
+    stopped = [pid for pid in workers if pid != running]
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def test_the_limits_hold_across_two_workers_without_redis(tmp_path, sandbox_proc):
+    """Per-process counting would allow twice each limit here (half the budget spent on each worker):
+    the SQLite limiter beside the sessions makes the second worker refuse what the first counted."""
+    sandbox = sandbox_proc.api
+    limits = {"session_per_ip": {"limit": 4, "window": 600}, "chat_per_ip": {"limit": 6, "window": 600},
+              "sms_per_target": {"limit": 1, "window": 3600}}
+    bot = BotProcess(tmp_path, "workers", accounts_url=sandbox_proc.base_url, backend="sqlite", workers=2,
+                     limits=limits)
+    with bots(bot):
+        a, b = wait_until(lambda: (lambda p: p if len(p) == 2 else None)(bot.workers_pids()), 90, "two workers")
+        wait_until(lambda: requests.get(bot.url + "/readyz", timeout=30).status_code == 200, 90, "readiness")
+
+        def new_session(client: str) -> requests.Response:
+            return requests.post(bot.url + "/api/session", json={}, timeout=60,
+                                 headers={"Connection": "close", "X-Forwarded-For": client})
+
+        # new conversations per address: 2 on each worker, the 5th refused whichever answers
+        with only(a, [a, b]):
+            assert [new_session("203.0.113.1").status_code for _ in range(2)] == [201, 201]
+        with only(b, [a, b]):
+            assert [new_session("203.0.113.1").status_code for _ in range(2)] == [201, 201]
+            refused = new_session("203.0.113.1")
+        assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 600, refused.text
+        assert "太频繁" in refused.json()["message"]
+        with only(a, [a, b]):
+            assert new_session("203.0.113.1").status_code == 429
+            assert new_session("203.0.113.9").status_code == 201   # another address: its own budget
+
+        # chat messages per address: 3 on each worker, the 7th refused by either
+        chat = WebChat([bot.url], client="203.0.113.2")
+        with only(a, [a, b]):
+            for _ in range(3):
+                chat.say("你好")
+        with only(b, [a, b]):
+            for _ in range(3):
+                chat.say("你好")
+            with pytest.raises(AssertionError, match="429"):
+                chat.say("你好")
+        with only(a, [a, b]):
+            with pytest.raises(AssertionError, match="429"):
+                chat.say("你好")
+
+        # SMS to one account: the code sent by one worker, a second conversation (another address)
+        # refused by the other worker; one SMS in all
+        acct = sandbox.new_account()
+        steps = recover_password_steps(acct, lambda: sandbox.latest_code(acct["phone"]))
+        first, second = WebChat([bot.url], client="198.51.100.1"), WebChat([bot.url], client="198.51.100.2")
+        run(first, steps[:5])
+        with only(a, [a, b]):
+            run(first, steps[5:6])   # checks the code was sent
+        run(second, steps[:5])
+        with only(b, [a, b]):
+            second.say(acct["id_number"])
+        assert "请求太频繁" in second.text and second.flow == "recover_password", second.last   # its answers kept
+        assert len(sandbox.outbox(acct["phone"])) == 1

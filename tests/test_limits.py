@@ -1,14 +1,20 @@
-"""Abuse limits: one contract for the in-process and the Redis limiter; SMS limits across conversations."""
+"""Abuse limits: one contract for the in-process, the SQLite and the Redis limiter (the same cases over
+each); the SQLite file shared by OS processes; SMS limits across conversations."""
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from accounts.local import LocalAccountClient
 from handlers.flows.common import LOGIN_CODE_SENT
-from handlers.limits import Limits, MemoryLimiter, RedisLimiter, Rule, build_limits, parse_rules
+from handlers.limits import Limits, MemoryLimiter, RedisLimiter, Rule, SqliteLimiter, build_limits, parse_rules
 from support import Chat, Clock, make_engine
 from handlers.types import Message
 
@@ -26,10 +32,20 @@ def _redis() -> RedisLimiter:
     return limiter
 
 
-@pytest.fixture(params=["memory", "redis"])
-def limiter(request):
-    lim = MemoryLimiter() if request.param == "memory" else _redis()
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def limiter(request, tmp_path):
+    lim = {"memory": MemoryLimiter, "sqlite": lambda: SqliteLimiter(tmp_path / "limits.db"),
+           "redis": _redis}[request.param]()
     yield lim
+    lim.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def clocked(request, tmp_path):
+    """A limiter on a settable clock (Redis keeps the server's own time)."""
+    clock = Clock(1000.0)
+    lim = MemoryLimiter(clock=clock) if request.param == "memory" else SqliteLimiter(tmp_path / "l.db", clock=clock)
+    yield lim, clock
     lim.close()
 
 
@@ -61,6 +77,9 @@ def test_a_throttle_limits_one_kind_of_event_per_value_under_hashed_keys(limiter
     assert staff.hit("10.0.0.2") == 0 and other.hit("10.0.0.1") == 0   # per value, per kind
     if isinstance(limiter, MemoryLimiter):
         assert not [k for k in limiter._logs if "10.0.0" in k]
+    if isinstance(limiter, SqliteLimiter):
+        keys = [k for (k,) in limiter._conn().execute("SELECT key FROM rl_events")]
+        assert len(keys) == 4 and not [k for k in keys if "10.0.0" in k]
 
 
 def test_a_throttle_of_its_own_counts_in_this_process():
@@ -70,9 +89,8 @@ def test_a_throttle_of_its_own_counts_in_this_process():
     assert t.hit("a") == 0 and t.hit("a") >= 1 and t.hit("b") == 0
 
 
-def test_refused_events_are_not_counted_and_the_window_slides():
-    clock = Clock(1000.0)
-    lim = MemoryLimiter(clock=clock)
+def test_refused_events_are_not_counted_and_the_window_slides(clocked):
+    lim, clock = clocked
     rule = Rule(2, 10)
     assert lim.hit("k", rule) is None
     clock.now += 6
@@ -101,6 +119,88 @@ def test_redis_down_lets_events_through():
     assert lim.hit("k", Rule(1, 60)) is None
 
 
+# ---- SQLite: shared by the processes of one machine --------------------------------------------
+
+def test_sqlite_counts_are_shared_by_every_limiter_on_the_file(tmp_path):
+    """Two limiters on one file (two workers) spend one budget: not twice the limit."""
+    a, b = SqliteLimiter(tmp_path / "limits.db"), SqliteLimiter(tmp_path / "limits.db")
+    try:
+        rule = Rule(3, 60)
+        assert [a.hit("k", rule), b.hit("k", rule), a.hit("k", rule)] == [None, None, None]
+        assert b.hit("k", rule) is not None and a.hit("k", rule) is not None
+        assert b.hit_all([("k2", rule), ("k", rule)]) is not None and a.hit("k2", Rule(1, 60)) is not None
+    finally:
+        a.close()
+        b.close()
+
+
+_HAMMER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from handlers.limits import Rule, SqliteLimiter
+lim = SqliteLimiter(sys.argv[2])
+print(sum(lim.hit("phone", Rule(int(sys.argv[3]), 600)) is None for _ in range(int(sys.argv[4]))))
+"""
+
+
+def test_sqlite_processes_hitting_at_once_allow_exactly_the_limit(tmp_path):
+    """Three OS processes, 40 events each at the same time, limit 50: exactly 50 allowed in all
+    (each call is one write transaction: no lost update, no event counted twice)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    db = str(tmp_path / "limits.db")
+    SqliteLimiter(db).close()   # the schema first, so the racers only race on the counting
+    procs = [subprocess.Popen([sys.executable, "-c", _HAMMER, root, db, "50", "40"], stdout=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    allowed = [int(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs) and sum(allowed) == 50, allowed
+
+
+def test_sqlite_forgets_expired_events(tmp_path):
+    """A key's old events go when it is hit again; those of keys nobody hits go in the periodic sweep."""
+    clock = Clock(1000.0)
+    lim = SqliteLimiter(tmp_path / "limits.db", clock=clock)
+    lim.SWEEP_EVERY = 10
+    try:
+        for i in range(5):
+            assert lim.hit(f"once-{i}", Rule(1, 60)) is None
+        assert _rows(tmp_path) == 5
+        clock.now += 61
+        assert lim.hit("once-0", Rule(1, 60)) is None    # its own old event dropped, the new one counted
+        assert _rows(tmp_path) == 5
+        for _ in range(4):                              # the 10th call sweeps the other expired keys
+            lim.hit("busy", Rule(100, 600))
+        assert _rows(tmp_path) == 1 + 4
+    finally:
+        lim.close()
+
+
+def _rows(tmp_path) -> int:
+    with sqlite3.connect(tmp_path / "limits.db") as conn:
+        return conn.execute("SELECT count(*) FROM rl_events").fetchone()[0]
+
+
+def test_sqlite_locked_or_broken_lets_events_through_with_a_warning(tmp_path, caplog):
+    """Another process holding the write lock past the timeout, or a file that is no database: the
+    event passes (an outage of the limiter is not an outage of the bot) and one warning says so."""
+    lim = SqliteLimiter(tmp_path / "limits.db", timeout=0.1)
+    holder = sqlite3.connect(tmp_path / "limits.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with caplog.at_level(logging.WARNING, logger="handlers.limits"):
+            assert [lim.hit("k", Rule(1, 60)) for _ in range(3)] == [None, None, None]
+        assert [r.getMessage() for r in caplog.records].count(
+            "rate limiter database failed (OperationalError): letting requests through") == 1
+        holder.execute("ROLLBACK")
+        assert lim.hit("k", Rule(1, 60)) is None and lim.hit("k", Rule(1, 60)) is not None   # counting again
+    finally:
+        holder.close()
+        lim.close()
+    (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
+    broken = SqliteLimiter(tmp_path / "junk.db")
+    assert broken.hit("k", Rule(1, 60)) is None and broken.hit("k", Rule(1, 60)) is None
+    broken.close()
+
+
 def test_keys_are_keyed_hashes_never_the_value():
     limits = Limits(MemoryLimiter(), b"s" * 32)
     key = limits.key("sms_per_target", "user:zhangsan01")
@@ -118,6 +218,29 @@ def test_config_rules_are_checked():
     assert isinstance(build_limits({"sessions": {"backend": "redis", "redis_url": REDIS_URL}}, b"x").limiter,
                       RedisLimiter)
     assert isinstance(build_limits({"sessions": {"backend": "sqlite"}}, b"x").limiter, MemoryLimiter)
+    assert isinstance(build_limits({"sessions": {"backend": "memory"}}, b"x").limiter, MemoryLimiter)
+
+
+def test_serve_counts_in_sqlite_beside_the_sessions_when_they_are_in_sqlite(tmp_path):
+    """``serve`` (one worker or N) with SQLite sessions and ``limits.backend: auto``: SQLite beside
+    the sessions' file, so the workers count together; explicit backends and other sessions stay."""
+    from channels.launcher import served_config
+
+    sessions = {"backend": "sqlite", "sqlite_path": str(tmp_path / "s" / "sessions.db")}
+    limits = build_limits(served_config({"sessions": sessions}), b"x")
+    try:
+        assert isinstance(limits.limiter, SqliteLimiter)
+        assert limits.hit("sms_per_target", "user:x") is None
+        assert (tmp_path / "s" / "sessions.limits.db").exists()
+    finally:
+        limits.close()
+    own = build_limits(served_config({"sessions": sessions, "limits": {"sqlite_path": str(tmp_path / "l.db")}}),
+                       b"x")
+    own.close()
+    assert (tmp_path / "l.db").exists()
+    assert served_config({"sessions": sessions, "limits": {"backend": "memory"}})["limits"]["backend"] == "memory"
+    assert "limits" not in served_config({"sessions": {"backend": "memory"}})
+    assert "limits" not in served_config({"sessions": {"backend": "redis"}})
 
 
 def test_redis_limits_live_under_the_sessions_key_prefix():
