@@ -40,6 +40,7 @@ from .handoff_service import LEAVE, HandoffService, gives_up, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
 from .insights import MAX_TEXT, TurnEvent
 from .privacy import mask_secrets
+from .labels import remember_topics
 from .images import ImageRejected, sanitize
 from .limits import Limits, MemoryLimiter
 from .records import FeedbackRecords
@@ -111,7 +112,7 @@ class Engine:
                  records: FeedbackRecords | None = None, clock: Callable[[], float] = time.time,
                  handoffs: HandoffService | None = None, insights: Any = None,
                  limits: Limits | None = None) -> None:
-        self._knowledge = (faq, matcher)
+        self.use(faq, matcher)
         self._pinned = threading.local()
         self.accounts = accounts
         self.store = store
@@ -135,6 +136,7 @@ class Engine:
 
     def use(self, faq: FAQ, matcher: Matcher) -> None:
         """Serve a new FAQ from the next turn on (one assignment: a turn sees the old pair or the new)."""
+        remember_topics({t.intent: t.title for t in faq.topics})
         self._knowledge = (faq, matcher)
 
     # ---- the one entry point ---------------------------------------------------------------

@@ -121,13 +121,13 @@ class Handoff:
         return self.status in OPEN
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything staff may see (the address stays server-side); flow and step also by their Chinese names."""
-        from .labels import flow_title, step_label
+        """Everything staff may see (the address stays server-side); flow, step and topic also by their Chinese names."""
+        from .labels import flow_title, step_label, topic_title
 
         return {"id": self.id, "channel": self.channel, "status": self.status, "reason": self.reason,
                 "reason_label": REASONS.get(self.reason, self.reason), "flow": self.flow, "step": self.step,
                 "flow_title": flow_title(self.flow), "step_label": step_label(self.step),
-                "topic": self.topic, "transcript": [list(t) for t in self.transcript],
+                "topic": self.topic, "topic_title": topic_title(self.topic), "transcript": [list(t) for t in self.transcript],
                 "created_at": self.created_at, "updated_at": self.updated_at, "claimed_at": self.claimed_at,
                 "closed_at": self.closed_at, "agent": self.agent, "resolution": self.resolution,
                 "resolution_label": RESOLUTIONS.get(self.resolution or "", self.resolution)}

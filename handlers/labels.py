@@ -1,7 +1,9 @@
-"""Chinese names of guided flows and their steps, for staff (console, Overview, help-desk views).
+"""Chinese names of guided flows, their steps and FAQ topics, for staff (console, Overview, help-desk views).
 
 A flow's name is its ``title`` (``handlers/flows``); a step's is below. A step without a label
-shows its id (``tests/test_overview.py`` checks that every step of every flow has one).
+shows its id (``tests/test_overview.py`` checks that every step of every flow has one). A FAQ
+topic's name is its ``title`` in ``faq/data/topics``, recorded by ``remember_topics`` whenever the
+engine takes a FAQ (start and live reload).
 """
 from __future__ import annotations
 
@@ -30,6 +32,25 @@ STEP_LABELS = {
     "inbox_answer": "发送协助决定",
     "review_start": "开始查询审核进度", "review_show": "显示审核进度",
 }
+
+
+_TOPIC_TITLES: dict[str, str] = {}
+
+
+def remember_topics(titles: dict[str, str]) -> None:
+    """Record the FAQ's topic titles (intent → title); the last FAQ served wins."""
+    _TOPIC_TITLES.update(titles)
+
+
+def topic_title(topic: str | None) -> str:
+    """A hand-off topic (a flow or a FAQ intent) by its Chinese name, or its id when unknown ('' for none)."""
+    if not topic:
+        return ""
+    from .flows import FLOWS
+
+    if topic in FLOWS:
+        return FLOWS[topic].title
+    return _TOPIC_TITLES.get(topic, topic)
 
 
 def flow_title(flow: str | None) -> str:

@@ -96,6 +96,7 @@ def test_three_invalid_answers_offer_a_person(chat, tmp_path):
     assert "人工客服" in chat.text and chat.flow_step is None
     [h] = chat.engine.handoffs.list("waiting")
     assert (h.flow, h.step, h.reason) == ("recover_username", "id_type", "invalid_tries")
+    assert (h.to_dict()["topic_title"], h.to_dict()["step_label"]) == ("找回用户名", "选择证件类型")
     assert ["用户", "转人工客服"] in h.to_dict()["transcript"]  # the label the user saw, not the payload
     assert "张三" not in json.dumps(h.to_dict(), ensure_ascii=False)
 

@@ -261,12 +261,15 @@ def test_console_times_are_in_the_configured_zone_and_flows_have_chinese_names(b
     expect(agent.locator("#live")).to_contain_text("已连接", timeout=WAIT)
     assert agent.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == "America/New_York"
     h = service.open(NewHandoff(session_key="k-tz", channel="web", address="s-tz", reason="invalid_tries",
-                                flow="recover_password", step="code", transcript=(("用户", "收不到验证码"),)))
+                                flow="recover_password", step="code", topic="recover_account",
+                                transcript=(("用户", "收不到验证码"),)))
     item = agent.locator("#list-waiting button").first
     expect(item).to_contain_text("找回密码", timeout=WAIT)
     item.click()
     facts = agent.locator("#conv-facts")
     expect(facts).to_contain_text("找回密码 / 填写短信验证码", timeout=WAIT)
+    expect(facts).to_contain_text("找回用户名和密码")    # the topic by its FAQ title, not its id
+    expect(facts).not_to_contain_text("recover_account")
     beijing = datetime.fromtimestamp(h.created_at, ZoneInfo("Asia/Shanghai")).strftime("%H:%M:%S")
     new_york = datetime.fromtimestamp(h.created_at, ZoneInfo("America/New_York")).strftime("%H:%M:%S")
     expect(facts).to_contain_text(beijing)

@@ -66,6 +66,7 @@ def test_whole_lifecycle_waiting_active_closed_then_the_bot_answers(world):
     [h] = service.list("waiting")
     assert (h.channel, h.address, h.reason) == ("web", chat.session_id, "user_request")
     assert h.topic == "recover_account"
+    assert h.to_dict()["topic_title"] == "找回用户名和密码"      # staff see the topic by its FAQ title, not its id
 
     # waiting: what the user says goes to the queue, never to the FAQ
     chat.say("人呢？怎么还没人回复")

@@ -83,7 +83,7 @@
   // ---- the queue ---------------------------------------------------------------------
   function item(h, extra) {
     var label = (CHANNELS[h.channel] || h.channel) + " · " + (h.reason_label || h.reason);
-    var meta = extra + (h.topic ? " · " + h.topic : "") + (h.flow ? " · 流程 " + (h.flow_title || h.flow) : "");
+    var meta = extra + (h.topic ? " · " + (h.topic_title || h.topic) : "") + (h.flow ? " · 流程 " + (h.flow_title || h.flow) : "");
     var btn = el("button", { type: "button", "data-id": h.id }, [
       el("span", { text: label }), el("span", { className: "meta", text: meta })]);
     if (current && current.id === h.id) btn.setAttribute("aria-current", "true");
@@ -143,7 +143,7 @@
     clear(facts);
     fact(facts, "渠道", CHANNELS[h.channel] || h.channel);
     fact(facts, "原因", h.reason_label || h.reason);
-    fact(facts, "话题", h.topic);
+    fact(facts, "话题", h.topic_title || h.topic);
     fact(facts, "流程", h.flow ? (h.flow_title || h.flow) + (h.step ? " / " + (h.step_label || h.step) : "") : "");
     fact(facts, "开始", clock(h.created_at));
     fact(facts, "客服", h.agent);
