@@ -52,7 +52,7 @@ def build_channels(cfg: Mapping[str, Any], engine: ConversationEngine, web: WebC
         channels.append(TelegramChannel(cfg, engine, telegram_request))
     if WeChatConfig.of(cfg).enabled:
         from .wechat import WeChatChannel
-        channels.append(WeChatChannel(cfg, engine, secret=load_secret(web.conf)))
+        channels.append(WeChatChannel(cfg, engine, secret=load_secret(web.conf), limits=web.limits))
     return channels
 
 

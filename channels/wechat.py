@@ -67,6 +67,7 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 import settings
+from handlers.limits import Limits, build_limits
 from handlers.types import Button, Message, Reply, Undeliverable
 from settings import WeChatConfig
 
@@ -108,9 +109,9 @@ class KeyValue(Protocol):
 
     Contract: ``add`` sets only when the key is absent (or expired) and says whether it did — atomic
     across threads and processes (SQLite, Redis); ``get`` is the value or None; ``put`` replaces;
-    ``delete(key, value)`` removes only while the value is still ``value`` (None: unconditionally);
-    ``incr`` adds one to a counter (created at 0 with ``ttl``; its expiry is not extended), atomically.
+    ``delete(key, value)`` removes only while the value is still ``value`` (None: unconditionally).
     A broken backend raises ``KVError``; nothing else escapes. Keys never contain an OpenID.
+    Counting (messages per user) is not here: the app's one limiter (``handlers.limits``) does it.
     """
 
     def add(self, key: str, value: str, ttl: float) -> bool: ...
@@ -120,8 +121,6 @@ class KeyValue(Protocol):
     def put(self, key: str, value: str, ttl: float) -> None: ...
 
     def delete(self, key: str, value: str | None = None) -> None: ...
-
-    def incr(self, key: str, ttl: float) -> int: ...
 
 
 class MemoryKV:
@@ -156,13 +155,6 @@ class MemoryKV:
         with self._mutex:
             if value is None or self._live(key) == value:
                 self._data.pop(key, None)
-
-    def incr(self, key: str, ttl: float) -> int:
-        with self._mutex:
-            count = int(self._live(key) or 0) + 1
-            expires = self._data[key][1] if key in self._data else self._clock() + ttl
-            self._data[key] = (str(count), expires)
-            return count
 
 
 class SqliteKV:
@@ -217,24 +209,8 @@ class SqliteKV:
             else:
                 conn.execute("DELETE FROM kv WHERE key = ? AND value = ?", (key, value))
 
-    def incr(self, key: str, ttl: float) -> int:
-        now = self._clock()
-        with self._errors() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("DELETE FROM kv WHERE key = ? AND expires <= ?", (key, now))
-                conn.execute("INSERT OR IGNORE INTO kv VALUES (?, '0', ?)", (key, now + ttl))
-                conn.execute("UPDATE kv SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (key,))
-                count = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()[0]
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return int(count)
-
 
 _DELETE_IF = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-_INCR = "local n = redis.call('incr', KEYS[1]) if n == 1 then redis.call('pexpire', KEYS[1], ARGV[1]) end return n"
 
 
 class RedisKV:
@@ -247,7 +223,6 @@ class RedisKV:
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._prefix = prefix
         self._delete_if = self._client.register_script(_DELETE_IF)
-        self._incr = self._client.register_script(_INCR)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -275,10 +250,6 @@ class RedisKV:
                 self._client.delete(self._prefix + key)
             else:
                 self._delete_if(keys=[self._prefix + key], args=[value])
-
-    def incr(self, key: str, ttl: float) -> int:
-        with self._errors():
-            return int(self._incr(keys=[self._prefix + key], args=[max(1, int(ttl * 1000))]))
 
 
 def build_kv(cfg: Mapping[str, Any], conf: WeChatConfig) -> KeyValue:
@@ -598,7 +569,7 @@ class WeChatChannel(Channel):
     name = "wechat"
 
     def __init__(self, cfg: Mapping[str, Any], engine: ConversationEngine, *, secret: bytes,
-                 kv: KeyValue | None = None,
+                 kv: KeyValue | None = None, limits: Limits | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.conf = WeChatConfig.of(cfg)
         if not self.conf.enabled:
@@ -608,6 +579,10 @@ class WeChatChannel(Channel):
         self.kv = kv if kv is not None else build_kv(cfg, self.conf)
         self.api = WeChatApi(self.conf, self.kv, clock)
         self.ids = Identity(secret)
+        # messages per user: the app's one limiter (Redis / SQLite beside the sessions / memory, as
+        # every other limit), a sliding minute — not a counter of its own
+        limits = limits or getattr(engine, "limits", None) or build_limits(cfg, secret)
+        self.flood = limits.throttle("wechat-messages", self.conf.user_messages_per_minute, 60)
         self.crypto = WeChatCrypto(self.conf.token, self.conf.aes_key, self.conf.app_id) if self.conf.aes_key else None
         self._tasks: set[asyncio.Task] = set()
         self._pending = 0
@@ -806,8 +781,7 @@ class WeChatChannel(Channel):
         if turn.message is None and turn.say is None and not turn.media_id:
             return PlainTextResponse("success")   # events without an answer (menu links, location reports …)
         await asyncio.to_thread(self.kv.put, "seen:" + user, str(self.clock()), WINDOW_SECONDS)
-        minute = int(self.clock() // 60)
-        if await asyncio.to_thread(self.kv.incr, f"rate:{user}:{minute}", 120) > self.conf.user_messages_per_minute:
+        if await asyncio.to_thread(self.flood.hit, user):
             log.warning("wechat: a user passed %d messages a minute; not answered by the engine",
                         self.conf.user_messages_per_minute)
             await self._answered(turn, TOO_FAST)
