@@ -76,7 +76,8 @@ class Matcher:
             keyword_norms = [self.normalise(k) for k in e.keywords]
             # the answer's words count as explained too (document expansion): a user
             # asking about 缓存 or 账号管理 is asking about the entry that mentions them
-            answer = self.normalise(_plain(e.answer))
+            # line by line: an answer is longer than a message (normalise keeps MAX_CHARS of a text)
+            answer = merge([self.normalise(line) for line in _plain(e.answer).splitlines() if line.strip()])
             self._entry_contrast.append(frozenset().union(*(
                 self._contrast_words(n) for n in (*questions, *keyword_norms, answer))))
             docs = [(n.text, n.tokens) for n in questions]

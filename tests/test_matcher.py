@@ -102,6 +102,16 @@ def test_confident_answer_needs_a_margin_over_other_intents():
     assert matcher.match("如何绑定").decision == "clarify"
 
 
+def test_words_late_in_a_long_answer_count_as_explained():
+    # the answer is read whole (line by line), not cut at the length kept of a user's message
+    filler = "这一段是很长的说明文字。" * (MAX_CHARS // 10)
+    faq = make_faq(("long.entry", "如何处理", [], filler + "\n\n最后提到证书编号。"),
+                   ("other.entry", "怎么办理别的", [], "别的"))
+    matcher = make_matcher(faq)
+    ei = [e.id for e in matcher.entries].index("long.entry")
+    assert "证书编号" in matcher._vocab[ei]
+
+
 def test_candidates_are_ranked_and_bounded():
     result = real_matcher().match("证件号码已被注册")
     scores = [c.score for c in result.candidates]
