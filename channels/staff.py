@@ -451,6 +451,8 @@ def build_console(cfg: Mapping[str, Any], service: HandoffService, secret: bytes
 
     conf = StaffConfig.of(cfg)
     if store is None:
+        store = service.staff   # the accounts whose presence the service counts
+    if store is None:
         url = database_url(cfg)
         db = getattr(service.store, "db", None) or (None if url.startswith("memory:") else shared(url))
         store = build_staff_store(db, service.clock)

@@ -144,10 +144,12 @@ class HandoffService:
 
     def __init__(self, store: HandoffStore, bus: EventBus, *, hours: OfficeHours | None = None,
                  agents_online: Callable[[], int] | None = None, deliver: Deliver | None = None,
-                 clock: Callable[[], float] = time.time, max_reply_chars: int = MAX_REPLY_CHARS) -> None:
+                 clock: Callable[[], float] = time.time, max_reply_chars: int = MAX_REPLY_CHARS,
+                 staff: Any = None) -> None:
         self.store, self.bus = store, bus
         self.hours = hours or OfficeHours()
-        self.agents_online = agents_online or (lambda: 0)
+        self.staff = staff  # handlers.staff.StaffAccounts whose presence counts (the console signs in against it)
+        self.agents_online = agents_online or ((lambda: len(staff.online())) if staff is not None else (lambda: 0))
         self.deliver = deliver
         self.clock = clock
         self.max_reply_chars = max_reply_chars
@@ -314,23 +316,22 @@ def build_service(cfg: Mapping[str, Any], *, store: HandoffStore | None = None, 
                   agents_online: Callable[[], int] | None = None, clock: Callable[[], float] = time.time,
                   ) -> HandoffService:
     """The service as configured: store from ``handoff.database_url``/``DATABASE_URL``, bus from ``sessions``,
-    office hours from ``handoff.hours``, presence from the staff accounts in the same database."""
+    office hours from ``handoff.hours``, presence from the staff accounts in the same database (or their
+    in-memory twin, which the console then shares)."""
     from settings import HandoffConfig
 
     from .db import database_url, shared
     from .events import build_bus
     from .handoffs import SqlHandoffStore
-    from .staff import StaffStore
+    from .staff import build_staff_store
 
     h = HandoffConfig.of(cfg)
     url = database_url(cfg)
     if store is None:
         store = MemoryHandoffStore(clock) if url.startswith("memory:") else SqlHandoffStore(shared(url), clock)
-    if agents_online is None and hasattr(store, "db"):
-        staff = StaffStore(store.db, clock)  # type: ignore[attr-defined]
-        agents_online = lambda: len(staff.online())  # noqa: E731
+    staff = build_staff_store(getattr(store, "db", None), clock)   # the in-memory twin for memory://
     service = HandoffService(store, bus or build_bus(cfg), hours=OfficeHours.parse(h.hours),
-                             agents_online=agents_online, clock=clock, max_reply_chars=h.max_reply_chars)
+                             agents_online=agents_online, clock=clock, max_reply_chars=h.max_reply_chars, staff=staff)
     from .helpdesk import attach
     attach(service, cfg)   # the help-desk webhook listens when handoff.webhook_url is set
     return service

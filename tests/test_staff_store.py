@@ -97,7 +97,7 @@ def test_build_picks_the_database_or_the_twin(tmp_path):
 
 def test_the_web_app_on_memory_hand_offs_keeps_staff_in_the_twin():
     """handoff.database_url memory:// (a demo without files): the console starts (it used to fail
-    on the URL) and signs agents in from the in-memory accounts."""
+    on the URL), signs agents in from the in-memory accounts, and the queue sees them online."""
     from fastapi.testclient import TestClient
 
     from channels.app import create_app
@@ -113,3 +113,5 @@ def test_the_web_app_on_memory_hand_offs_keeps_staff_in_the_twin():
         r = c.post("/staff/login", data={"name": "li", "password": PASSWORD}, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/staff"
         assert c.get("/staff/api/me").json()["name"] == "li"
+    # the signed-in agent counts as online for the users in the queue (not "没有人工客服在线")
+    assert app.state.staff_console.service.agents_online() == 1
