@@ -83,15 +83,30 @@ class SessionState:
     transcript: list[list[str]] = field(default_factory=list)  # masked [who, text] lines
 
     def to_json(self) -> dict[str, Any]:
-        """The state as JSON types, with its schema version; empty fields left out."""
+        """The state as JSON types, with its schema version; empty fields left out. Lists and dicts are
+        copies (the dict saved is not the live state); the fields of known shape are copied flat (a
+        turn saves the state, so this is on every request's path)."""
         out: dict[str, Any] = {"v": SCHEMA_VERSION}
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        flow, login, reach = self.flow, self.login, self.reach
+        if flow is not None:
+            out["flow"] = {"name": flow.name, "step": flow.step, "data": _copy(flow.data), "history": list(flow.history),
+                           "invalid": flow.invalid, "idempotency_key": flow.idempotency_key, "touched": flow.touched}
+        if login is not None:
+            out["login"] = {"token": login.token, "until": login.until}
+        if reach is not None:
+            out["reach"] = {"channel": reach.channel, "address": reach.address}
+        for name in _SCALARS:
             value = getattr(self, name)
-            if value is None or value == [] or value == {} or (name == "oos_streak" and value == 0):
-                continue
-            if isinstance(value, (FlowState, Login, Reach)):
-                value = {k: _copy(getattr(value, k)) for k in value.__slots__}  # type: ignore[attr-defined]
-            out[name] = _copy(value)
+            if value is not None:
+                out[name] = value
+        if self.oos_streak:
+            out["oos_streak"] = self.oos_streak
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        if self.feedback_open:
+            out["feedback_open"] = list(self.feedback_open)
+        if self.transcript:
+            out["transcript"] = [list(line) for line in self.transcript]
         return out
 
     @classmethod
@@ -119,14 +134,14 @@ class SessionState:
                 offer=_opt(d, "offer", str), vote_for=_opt(d, "vote_for", str),
                 last_event=_opt(d, "last_event", str), prev_event=_opt(d, "prev_event", str),
                 oos_streak=_opt(d, "oos_streak", int) or 0,
-                labels={str(k): _check(v, str, "labels") for k, v in (_opt(d, "labels", dict) or {}).items()},
-                feedback_open=_list(d, "feedback_open", str),
-                transcript=[[_check(who, str, "transcript"), _check(text, str, "transcript")]
-                            for who, text in (_check(t, list, "transcript") for t in _list(d, "transcript", list))])
+                labels=_labels(d), feedback_open=_list(d, "feedback_open", str), transcript=_transcript(d))
         except Incompatible as e:
             raise Incompatible(str(e), had_flow) from None
         except (TypeError, ValueError) as e:  # e.g. a transcript line that is not a pair
             raise Incompatible(f"unreadable: {e.__class__.__name__}", had_flow) from None
+
+
+_SCALARS = ("client_id", "handoff", "topic", "offer", "vote_for", "last_event", "prev_event")
 
 
 def _migrate(d: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +186,36 @@ def _req(d: Mapping[str, Any], name: str, kind: Any) -> Any:
 
 
 def _list(d: Mapping[str, Any], name: str, kind: Any) -> list[Any]:
-    return [_check(v, kind, name) for v in (_opt(d, name, list) or [])]
+    values = _opt(d, name, list)
+    if not values:
+        return []
+    if not all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
+        raise Incompatible(f"field {name} has the wrong type", False)
+    return list(values)
+
+
+def _labels(d: Mapping[str, Any]) -> dict[str, str]:
+    labels = _opt(d, "labels", dict)
+    if not labels:
+        return {}
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise Incompatible("field labels has the wrong type", False)
+    return {str(k): v for k, v in labels.items()}
+
+
+def _transcript(d: Mapping[str, Any]) -> list[list[str]]:
+    """The transcript's ``[who, text]`` lines (checked in one pass: about twenty lines per turn)."""
+    lines = _opt(d, "transcript", list)
+    if not lines:
+        return []
+    for line in lines:
+        if not isinstance(line, list):
+            raise Incompatible("field transcript has the wrong type", False)
+        if len(line) != 2:
+            raise ValueError("a transcript line is not a pair")
+        if not (isinstance(line[0], str) and isinstance(line[1], str)):
+            raise Incompatible("field transcript has the wrong type", False)
+    return [[who, text] for who, text in lines]
 
 
 
