@@ -284,9 +284,10 @@ def test_build_store_by_backend(tmp_path):
 def test_a_redis_turn_is_two_round_trips_and_reads_its_own_save():
     s = _redis_store(f"test-{secrets.token_hex(6)}:")
     other = RedisStore(REDIS_URL, prefix=s._prefix)
-    sent = []
-    execute = s._client.execute_command
+    sent = []   # every command, on redis-py's client and on the store's lean script connections
+    execute, call = s._client.execute_command, s._lean.call
     s._client.execute_command = lambda *a, **k: sent.append(a[0]) or execute(*a, **k)
+    s._lean.call = lambda command, fallback: sent.append(command.split(b"\r\n")[2]) or call(command, fallback)
 
     def turn(value: int) -> dict | None:
         with s.lock("sid"):
@@ -300,7 +301,7 @@ def test_a_redis_turn_is_two_round_trips_and_reads_its_own_save():
         assert turn(1) is None                           # (the scripts are loaded on first use)
         sent.clear()
         assert turn(2) == {"n": 1}
-        assert len(sent) == 2                            # lock + read, then save + release
+        assert sent == [b"EVALSHA", b"EVALSHA"]          # lock + read, then save + release
         assert other.get("sid") == {"n": 2}
         with other.lock("sid", timeout=1):               # released
             pass
