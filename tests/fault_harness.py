@@ -89,7 +89,7 @@ def _end(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 40,
 
 def write_config(path: Path, *, web_port: int, accounts_url: str, sandbox_port: int, data: Path,
                  backend: str = "redis", redis_url: str = REDIS_URL, prefix: str | None = None,
-                 limits: dict[str, Any] | None = None) -> Path:
+                 limits: dict[str, Any] | None = None, handoff_url: str | None = None) -> Path:
     """A config.yaml for one bot instance (or the sandbox): every file under ``data``; ``limits``
     replaces rules of the ``limits`` section (``{"sms_per_target": {"limit": 1, "window": 3600}}``)."""
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
@@ -102,7 +102,7 @@ def write_config(path: Path, *, web_port: int, accounts_url: str, sandbox_port: 
                            retries=1, backoff=0.1)
     cfg["sandbox"].update(port=sandbox_port, database=str(data / "sandbox.db"), api_key=SANDBOX_API_KEY,
                           admin_key=SANDBOX_ADMIN_KEY, public_base_url=f"http://127.0.0.1:{sandbox_port}")
-    cfg["handoff"].update(database_url=f"sqlite:///{data / 'bot.db'}", hours="", webhook_url="", webhook_secret="",
+    cfg["handoff"].update(database_url=handoff_url or f"sqlite:///{data / 'bot.db'}", hours="", webhook_url="", webhook_secret="",
                           api_token="")
     cfg["metrics"].update(enabled=False, token="")
     cfg["telegram"]["token"] = ""
@@ -172,8 +172,9 @@ def sandbox_process(tmp: Path) -> Iterator[SandboxProcess]:
 # ---- a private redis-server ---------------------------------------------------------------
 
 class RedisServer:
-    """A redis-server of our own on an ephemeral port, its data in a temp dir, with the persistence
-    deploy/redis.conf.example documents for production (appendonly yes, appendfsync everysec)."""
+    """A redis-server of our own on an ephemeral port, its data in a temp dir, with exactly the
+    persistence deploy/redis.conf.example documents for production (appendonly yes, appendfsync
+    always): only the port, address and directory are ours."""
 
     def __init__(self, tmp: Path) -> None:
         self.port = free_port()
@@ -185,8 +186,7 @@ class RedisServer:
     def start(self) -> None:
         conf = (ROOT / "deploy" / "redis.conf.example").read_text(encoding="utf-8")
         (self.dir / "redis.conf").write_text(
-            conf + f"\nport {self.port}\nbind 127.0.0.1\ndir {self.dir}\nsave \"\"\nappendonly yes\n"
-                   "appendfsync everysec\n", encoding="utf-8")
+            conf + f"\nport {self.port}\nbind 127.0.0.1\ndir {self.dir}\n", encoding="utf-8")
         log = open(self.dir / "redis.log", "ab")
         try:
             self.proc = subprocess.Popen(["redis-server", str(self.dir / "redis.conf")], cwd=self.dir,
@@ -213,6 +213,16 @@ class RedisServer:
         if self.proc is not None:
             _end(self.proc)
             self.proc = None
+        wait_until(lambda: _refused(self.port), 30, "the redis port to close")
+
+    def kill9(self) -> None:
+        """``kill -9``: no shutdown, no last fsync or snapshot; what survives is what the append-only
+        file already held."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        self.proc = None
         wait_until(lambda: _refused(self.port), 30, "the redis port to close")
 
 
@@ -304,14 +314,15 @@ class BotProcess:
 
     def __init__(self, tmp: Path, name: str, *, accounts_url: str, backend: str = "redis",
                  redis_url: str = REDIS_URL, prefix: str | None = None, workers: int = 1,
-                 limits: dict[str, Any] | None = None) -> None:
+                 limits: dict[str, Any] | None = None, handoff_url: str | None = None) -> None:
         self.name, self.workers = name, workers
         self.port = free_port()
         self.data = tmp / name
         self.data.mkdir(parents=True, exist_ok=True)
         self.config = write_config(self.data / "config.yaml", web_port=self.port, accounts_url=accounts_url,
                                    sandbox_port=free_port(), data=self.data, backend=backend,
-                                   redis_url=redis_url, prefix=prefix, limits=limits)
+                                   redis_url=redis_url, prefix=prefix, limits=limits,
+                                   handoff_url=handoff_url)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = self.data / "bot.log"
         self.proc: subprocess.Popen | None = None

@@ -1,5 +1,7 @@
 """Fault tests with real processes: the session store (a private redis-server with the production
-persistence of deploy/redis.conf.example) restarted in the middle of a guided flow.
+persistence of deploy/redis.conf.example) restarted in the middle of a guided flow — politely
+(SIGTERM), and killed outright (SIGKILL: no shutdown, no last fsync) with the hand-offs in
+PostgreSQL as in production.
 
 While Redis is down the user gets an honest reply (never a traceback or a silent loss), /readyz
 reports the session store down while /healthz stays a liveness check, and 转人工 still reaches the
@@ -13,7 +15,9 @@ from typing import Iterator
 
 import pytest
 import requests
+import yaml
 
+from db_fixture import pg_schema_url
 from handlers.db import connect
 from handlers.handoffs import SqlHandoffStore
 
@@ -87,8 +91,67 @@ def test_redis_restart_mid_flow_is_told_honestly_and_the_flow_resumes(tmp_path, 
         assert "您已在人工客服队列中" in other.text and [q.id for q in queued(bot)] == [h.id]
 
 
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from pg_schema_url()
+
+
+def test_redis_killed_mid_flow_loses_no_step_and_hand_offs_go_on(tmp_path, sandbox_proc, redis, pg_url):
+    """kill -9 of Redis right after a step was answered (its session write the last thing Redis got):
+    the user is told honestly, a conversation already with a person still reaches them and a new
+    request for a person is queued (PostgreSQL is up); Redis restarts from its append-only file alone
+    and every conversation goes on from its last answered step — none lost, none run twice."""
+    sandbox = sandbox_proc.api
+    bot = BotProcess(tmp_path, "bot", accounts_url=sandbox_proc.base_url, redis_url=redis.url,
+                     prefix=unique_prefix(), handoff_url=pg_url)
+    with bots(bot):
+        waiting = WebChat([bot.url], client="198.51.100.20")   # with a person before the outage
+        waiting.say("转人工")
+        assert "已为您转接人工客服" in waiting.text
+        [h] = queued(bot)
+
+        acct = sandbox.new_account()
+        chat = WebChat([bot.url], client="198.51.100.21")
+        steps = recover_password_steps(acct, lambda: sandbox.latest_code(acct["phone"]))
+        run(chat, steps[:5])   # at the ID-number step: the last write was this answer's session
+        redis.kill9()          # at once: no pause for a background fsync to catch up
+
+        chat.say(acct["id_number"])
+        assert STORE_DOWN in chat.text and "稍后再试" in chat.text
+        assert sandbox.outbox(acct["phone"]) == []   # nothing half-done: the turn did not run
+        r = requests.get(bot.url + "/readyz", timeout=30)
+        assert r.status_code == 503 and not r.json()["checks"]["sessions"]["ok"] and r.json()["checks"]["handoffs"]["ok"]
+
+        waiting.say("我的手机号换了，收不到验证码")     # the person still gets it
+        assert "已收到" in waiting.text
+        other = WebChat([bot.url], client="198.51.100.22")
+        other.say("转人工")                             # a new request for a person is queued
+        assert "已为您转接人工客服" in other.text and "看不到您之前与智能助手的对话" in other.text
+        assert len(queued(bot)) == 2
+        store = hstore(bot)
+        try:
+            assert [m.text for m in store.messages(h.id)][-1] == "我的手机号换了，收不到验证码"
+        finally:
+            store.close()
+
+        assert not list(redis.dir.glob("*.rdb")), "a snapshot was written: the restart would not prove the AOF"
+        redis.start()   # same port and directory: the append-only file is all there is
+        wait_until(lambda: requests.get(bot.url + "/readyz", timeout=30).status_code == 200, 90, "readiness")
+        _, id_number, code_sent = steps[5]
+        chat.say(id_number())   # the retry: the flow is exactly where it was
+        code_sent(chat)
+        assert chat.flow == "recover_password" and len(sandbox.outbox(acct["phone"])) == 1
+        _, code, got_link = steps[6]
+        chat.say(code())
+        got_link(chat)
+
+        waiting.say("转人工")   # its session (from before the outage) still knows the hand-off
+        assert "您已在人工客服队列中" in waiting.text and len(queued(bot)) == 2
+
+
 def hstore(bot: BotProcess) -> SqlHandoffStore:
-    return SqlHandoffStore(connect(f"sqlite:///{bot.data / 'bot.db'}"))
+    """The bot's hand-off store (SQLite or PostgreSQL, as its config says)."""
+    return SqlHandoffStore(connect(yaml.safe_load(bot.config.read_text(encoding="utf-8"))["handoff"]["database_url"]))
 
 
 def queued(bot: BotProcess) -> list:
