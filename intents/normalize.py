@@ -26,6 +26,7 @@ from .phonetic import Phonetic
 # median of log(total / frequency) over jieba's default dictionary (0.42.1): the
 # surprisal of a typical word, used to put informativeness on a 1.0-at-median scale
 _MEDIAN_SURPRISAL = 16.81
+_COMMON_WORD_FREQ = 100   # a word at least this frequent in jieba's dictionary is common (每次, 类型; not 侧后)
 MAX_CHARS = 500  # longer messages are matched on their first MAX_CHARS characters
 _KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
 # clause breaks: punctuation (after NFKC full-width ！？；，～ are ASCII), and a space between two
@@ -131,7 +132,8 @@ class Normaliser:
         self._phonetic = Phonetic(
             (*rewrite, *self._typos.values(), *(_key(w) for w in faq.contrast_words)),
             is_word=lambda w: base_freq.get(w, 0) > 0 and w not in self._added,
-            stop_chars=(w for w in self.stopwords if len(w) == 1))
+            stop_chars=(w for w in self.stopwords if len(w) == 1),
+            is_common=lambda w: base_freq.get(w, 0) >= _COMMON_WORD_FREQ and w not in self._added)
 
     def learn_sounds(self, words: Iterable[str]) -> None:
         """Also recover homophone typos of these words (e.g. the FAQ's frequent words)."""

@@ -58,8 +58,10 @@ class Phonetic:
     MAX_LEN = 6
     MAX_SPELLINGS = 16  # readings combinations indexed per word (heteronyms multiply)
 
-    def __init__(self, words: Iterable[str], is_word: Callable[[str], bool], stop_chars: Iterable[str]) -> None:
+    def __init__(self, words: Iterable[str], is_word: Callable[[str], bool], stop_chars: Iterable[str],
+                 is_common: Callable[[str], bool] | None = None) -> None:
         self._is_word = is_word
+        self._is_common = is_common or is_word
         self._stop = frozenset(stop_chars)
         self._table = _table()
         self._readings: dict[str, tuple[str, ...]] = {}
@@ -166,7 +168,8 @@ class Phonetic:
             for start in range(s, end):
                 for length in range(min(self.MAX_LEN, end + 1 - start), 1, -1):
                     word = self._spellings.get(tuple(r[start:start + length]))
-                    if word and self._fits(run[start:start + length], word):
+                    if word and self._fits(run[start:start + length], word) and \
+                            not self._splits_a_word(run, start, start + length):
                         best[start] = word
                         break
             s = end
@@ -183,6 +186,13 @@ class Phonetic:
                 out.append(run[i])
                 i += 1
         return "".join(out)
+
+    def _splits_a_word(self, run: str, start: int, end: int) -> bool:
+        """The stretch run[start:end] would cut a two-character word of the text in half (每次输 is
+        每次 + 输, not a slip for 次数; 类型招生 is 类型 + 招生, not 研招): the user wrote that word.
+        Only a common word counts (``is_common``): jieba also lists rare ones (侧后 in 注侧后)."""
+        return (start > 0 and self._is_common(run[start - 1:start + 1])) or \
+            (end < len(run) and self._is_common(run[end - 1:end + 1]))
 
     def _fits(self, sub: str, word: str) -> bool:
         """``sub`` is ``word`` itself, or a homophone typo of it that passes the guards."""

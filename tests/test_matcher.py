@@ -338,6 +338,7 @@ def test_homophone_typos_are_recovered(typed, meant):
 
 @pytest.mark.parametrize("text", [
     "账号吗", "这个号吗", "好吗", "我想问一下", "平时", "是否",   # a differing stopword, or a real word
+    "每次输密码", "报过特殊类型招生",    # 次输 sounds like 次数, 型招 like 研招: but 每次 and 类型 are the words typed
 ])
 def test_homophone_recovery_leaves_real_words_and_particles_alone(text):
     assert real_matcher().normalise.rewrite(text).replace(" ", "") == text
@@ -354,6 +355,10 @@ def test_phonetic_guards_short_words_and_tones():
     assert p("用护明") == "用护明"              # two of three differ
     assert p("律色通道") == "绿色通道"          # ü readings (lǜ) compare as v
     assert p("abc 用护名") == "abc 用户名"
+    q = Phonetic(["次数"], is_word=lambda w: w in {"每次", "侧次"}, stop_chars=[], is_common=lambda w: w == "每次")
+    assert q("次输") == "次数"
+    assert q("每次输") == "每次输"             # the stretch would cut a common word in half
+    assert q("侧次输") == "侧次数"             # a rare word does not guard
 
 
 def test_pinyin_typed_without_converting_is_read_as_the_known_words():
