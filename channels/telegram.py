@@ -28,12 +28,17 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import sys
 from collections import OrderedDict
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request
+# Durations as datetime.timedelta, the behaviour of python-telegram-bot's next major version (we read
+# none ourselves; its own RetryAfter otherwise warns on every 429 from the Bot API).
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
+from fastapi import APIRouter, Request  # noqa: E402
 from fastapi.responses import JSONResponse, Response
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
