@@ -289,7 +289,7 @@ class WebhookConfig(_HandoffPart):
     prefix: ClassVar[str] = "webhook_"
     url: str
     secret: str
-    timeout: float          # seconds to connect and, separately, to read the answer
+    timeout: float          # seconds to connect and per read; a whole try ends within twice this
     retries: int            # extra tries after the first (about 63 s of waiting at backoff 1)
     backoff: float          # first wait in seconds, doubled each retry
     queue_size: int         # events waiting to be sent; beyond it new ones are dropped

@@ -22,6 +22,10 @@ Delivery contract:
   (a lease, renewed before each try); only the head of the queue is ever in flight, so two
   instances never send one event at once and events arrive in order. An instance that dies
   mid-delivery leaves its lease to expire and another sends the event again (same ``X-Event-Id``).
+- One try (connect, send, the answer's status line and headers) ends within twice ``timeout``,
+  whatever the receiver does: ``timeout`` bounds the connection and each read, and a watchdog cuts
+  the connection at the try's deadline — a receiver that never answers, or trickles its answer a
+  byte at a time, costs each try that long and cannot hold the queue (or outlive the claim's lease).
 - A network error, a timeout, 429 or 5xx is retried up to ``retries`` times, waiting
   ``backoff`` seconds, then twice as long each time (at most 60 s; a 429's ``Retry-After``
   within that cap is honoured). Any other answer (2xx: delivered; 3xx/4xx: refused) ends it.
@@ -34,16 +38,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import secrets
+import socket
+import ssl
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Protocol
 from urllib.parse import urlsplit
-
-import requests
 
 from settings import WebhookConfig
 
@@ -230,7 +236,60 @@ class SqlOutbox:
         return int(r["n"]) if r else 0
 
 
-Post = Callable[..., requests.Response]
+class TryTimeout(TimeoutError):
+    """The receiver did not answer within the try's deadline (it was cut off)."""
+
+
+def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int, str | None]:
+    """POST ``body`` to ``url``: (status, ``Retry-After``). ``timeout`` bounds the connection and each
+    read, and the whole exchange ends within ``2 × timeout`` (else ``TryTimeout``): a watchdog shuts the
+    socket down at the deadline, so a receiver trickling its answer cannot hold the call. The proxy of
+    the environment (``https_proxy`` / ``http_proxy`` / ``no_proxy``) is used as ``requests`` would;
+    redirects are not followed; TLS is verified. Network failures raise ``OSError`` or
+    ``http.client.HTTPException``."""
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    host, port = parts.hostname or "", parts.port or (443 if https else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    proxy = None if urllib.request.proxy_bypass(host) else urllib.request.getproxies().get(parts.scheme)
+    via = urlsplit(proxy) if proxy else None
+    conn: http.client.HTTPConnection
+    if https:
+        conn = http.client.HTTPSConnection(via.hostname if via else host, (via.port or 80) if via else port,
+                                           timeout=timeout, context=ssl.create_default_context())
+        if via:
+            conn.set_tunnel(host, port)
+    elif via:
+        conn = http.client.HTTPConnection(via.hostname or "", via.port or 80, timeout=timeout)
+        target = url   # a plain-HTTP proxy takes the absolute URL
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    cut = threading.Event()
+
+    def cut_off() -> None:
+        cut.set()
+        sock = conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)   # the blocked read returns at once
+
+    watchdog = threading.Timer(2 * timeout, cut_off)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        conn.connect()
+        if cut.is_set():   # the deadline passed while connecting (before the socket could be cut)
+            raise TryTimeout("no connection before the deadline")
+        conn.request("POST", target, body=body, headers=dict(headers))
+        response = conn.getresponse()
+        return response.status, response.getheader("Retry-After")
+    except (OSError, http.client.HTTPException) as e:
+        if cut.is_set():
+            raise TryTimeout(f"no answer within {2 * timeout:g} s") from e
+        raise
+    finally:
+        watchdog.cancel()
+        conn.close()
 
 
 class WebhookSender:
@@ -252,8 +311,6 @@ class WebhookSender:
         self._start_lock = threading.Lock()
         self._counts_lock = threading.Lock()
         self.stats = {"queued": 0, "delivered": 0, "failed": 0, "dropped": 0, "attempts": 0}
-        self._http = requests.Session()
-        self._http.headers["User-Agent"] = USER_AGENT
 
     @property
     def enabled(self) -> bool:
@@ -261,7 +318,7 @@ class WebhookSender:
 
     @property
     def lease(self) -> float:
-        """How long a claim lasts: one try (connect + read) with a margin; renewed before each try."""
+        """How long a claim lasts: one try (at most 2 × timeout) with a margin; renewed before each try."""
         return 2 * self.conf.timeout + 30.0
 
     def _count(self, key: str) -> int:
@@ -328,7 +385,7 @@ class WebhookSender:
             return True
 
     def _headers(self, item: Outgoing, attempt: int) -> dict[str, str]:
-        return {"Content-Type": "application/json; charset=utf-8", "X-Event-Id": item.id,
+        return {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT, "X-Event-Id": item.id,
                 "X-Event-Type": item.type, "X-Signature": sign(self.conf.secret, item.body),
                 "X-Delivery-Attempt": str(attempt)}
 
@@ -342,11 +399,8 @@ class WebhookSender:
             self._count("attempts")
             wait: float | None = None
             try:
-                r = self._http.post(self.conf.url, data=item.body, headers=self._headers(item, attempt),
-                                    timeout=(self.conf.timeout, self.conf.timeout), allow_redirects=False)
-                status = r.status_code
-                r.close()
-            except requests.RequestException as e:
+                status, retry_after = post(self.conf.url, item.body, self._headers(item, attempt), self.conf.timeout)
+            except (OSError, http.client.HTTPException) as e:
                 problem = e.__class__.__name__
             else:
                 if 200 <= status < 300:
@@ -359,7 +413,7 @@ class WebhookSender:
                     return False
                 problem = f"HTTP {status}"
                 if status == 429:
-                    wait = _retry_after(r.headers.get("Retry-After"))
+                    wait = _retry_after(retry_after)
             if attempt > self.conf.retries:
                 break
             if self._stop.is_set():
@@ -399,7 +453,6 @@ class WebhookSender:
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             log.warning("webhook: %d event(s) not delivered at shutdown", self._left())
-        self._http.close()
 
     def _left(self) -> int:
         try:

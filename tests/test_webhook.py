@@ -159,6 +159,50 @@ def test_emit_returns_while_the_receiver_is_still_holding_the_request():
         assert [e["type"] for e in rx.events()] == ["handoff.created", "handoff.message"]  # in order
 
 
+@pytest.mark.parametrize("drip", [None, 0.05], ids=["silent", "trickling"])
+def test_a_hanging_receiver_costs_each_try_its_timeout_and_the_queue_moves_on(drip):
+    """A receiver that takes the request and never answers — silent, or trickling its answer a byte
+    at a time so that no single read ever times out — ends each try within twice
+    ``webhook_timeout``: the event is retried after its backoff, then given up (kept as failed),
+    and the events behind it are delivered. The outbox is never blocked for good, and a try never
+    outlives the claim's lease (another instance would send the event a second time)."""
+    with Receiver(SECRET, hang=2, drip=drip) as rx:
+        sender = sender_for(rx.url, webhook_timeout=0.3, webhook_retries=1, webhook_backoff=0.05)
+        try:
+            assert 2 * sender.conf.timeout < sender.lease
+            sender.emit("handoff.created", {"n": 1})
+            sender.emit("handoff.message", {"n": 2})
+            poll(lambda: sender.stats["delivered"] == 1, deadline=30)
+            assert sender.stats["failed"] == 1 and sender.stats["attempts"] == 3 and sender.pending() == 0
+            assert [r["headers"]["x-delivery-attempt"] for r in rx.requests] == ["1", "2", "1"]
+            assert [json.loads(r["body"])["data"]["n"] for r in rx.requests] == [1, 1, 2]
+            assert [f.type for f in sender.outbox.failed] == ["handoff.created"]
+        finally:
+            sender.close()
+
+
+def test_the_environments_proxy_is_used_as_before_and_no_proxy_bypasses_it(monkeypatch):
+    """``http_proxy`` set (as ``requests`` honoured it): the POST goes to the proxy with the absolute
+    URL; a host in ``no_proxy`` is reached directly."""
+    with Receiver(SECRET) as proxy, Receiver(SECRET) as direct:
+        monkeypatch.setenv("http_proxy", proxy.url.split("/hooks")[0])
+        monkeypatch.setenv("no_proxy", "localhost")
+        sender = sender_for("http://desk.invalid/hooks/chsi?token=abc")
+        try:
+            sender.emit("handoff.created", {})
+            poll(lambda: sender.stats["delivered"] == 1)
+        finally:
+            sender.close()
+        assert [r["path"] for r in proxy.requests] == ["http://desk.invalid/hooks/chsi?token=abc"]
+        sender = sender_for(direct.url.replace("127.0.0.1", "localhost"))
+        try:
+            sender.emit("handoff.created", {})
+            poll(lambda: sender.stats["delivered"] == 1)
+        finally:
+            sender.close()
+        assert len(proxy.requests) == 1 and [r["path"] for r in direct.requests] == ["/hooks/chsi?token=abc"]
+
+
 def test_full_queue_drops_and_logs_the_count(caplog):
     hold = threading.Event()
     with Receiver(SECRET, hold=hold) as rx:

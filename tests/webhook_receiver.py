@@ -1,5 +1,6 @@
 """A real HTTP receiver for webhook tests: binds an ephemeral port, verifies each signature
-like a help desk would, answers a scripted series of statuses, and can hold requests open."""
+like a help desk would, answers a scripted series of statuses, and can hold requests open — or hang
+on the first ones: never answer, or trickle an answer a byte at a time that never ends."""
 from __future__ import annotations
 
 import hashlib
@@ -12,16 +13,21 @@ from typing import Any
 
 
 class Receiver:
-    """``statuses``: answers for the first requests, 200 after; ``hold``: requests wait on it."""
+    """``statuses``: answers for the first requests, 200 after; ``hold``: requests wait on it;
+    ``hang``: the first ``hang`` requests get no answer until the receiver closes — ``drip`` set: a
+    status line sent one byte every ``drip`` seconds, then more header bytes, forever (a read
+    timeout per socket read never fires)."""
 
     def __init__(self, secret: str, statuses: tuple[int, ...] = (), hold: threading.Event | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, hang: int = 0, drip: float | None = None) -> None:
         self.secret = secret.encode()
         self.statuses = list(statuses)
         self.hold = hold
         self.extra_headers = headers or {}
         self.requests: list[dict[str, Any]] = []
         self.arrived = threading.Event()
+        self.hang, self.drip = hang, drip
+        self.closing = threading.Event()
         self._lock = threading.Lock()
         owner = self
 
@@ -34,8 +40,23 @@ class Receiver:
                           "path": self.path, "signature_ok": hmac.compare_digest(expected, signature)}
                 with owner._lock:
                     owner.requests.append(record)
-                    status = owner.statuses.pop(0) if owner.statuses else 200
+                    hang = len(owner.requests) <= owner.hang
+                    status = owner.statuses.pop(0) if owner.statuses and not hang else 200
                 owner.arrived.set()
+                if hang:
+                    self.close_connection = True
+                    if owner.drip is None:
+                        owner.closing.wait()
+                        return
+                    for byte in (b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"." * 100000):
+                        if owner.closing.wait(owner.drip):
+                            return
+                        try:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                        except OSError:
+                            return   # the sender gave up on us
+                    return
                 if owner.hold is not None:
                     owner.hold.wait(30)
                 if not record["signature_ok"]:
@@ -59,6 +80,7 @@ class Receiver:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.closing.set()
         if self.hold is not None:
             self.hold.set()
         self.server.shutdown()
