@@ -32,9 +32,10 @@ def demo_config(cfg: Mapping[str, Any]) -> dict:
 
 
 def served_config(cfg: Mapping[str, Any]) -> dict:
-    """``cfg`` as ``serve`` runs it: with SQLite sessions and ``limits.backend: auto`` the abuse
-    limits count in SQLite beside the sessions (``handlers.limits.SqliteLimiter``), so every worker
-    of the machine, and a restarted process, counts together — not N× the configured limits."""
+    """``cfg`` as ``serve`` (one worker or N; not the demo) runs it: with SQLite sessions and
+    ``limits.backend: auto`` the abuse limits count in SQLite beside the sessions
+    (``handlers.limits.SqliteLimiter``), so every worker of the machine, and a restarted process,
+    counts together — not N× the configured limits."""
     out = dict(cfg)
     limits = settings.section(out, "limits")
     if settings.SessionsConfig.of(out).backend == "sqlite" and str(limits.get("backend", "auto")).lower() == "auto":
@@ -172,9 +173,8 @@ def serve(cfg: Mapping[str, Any], with_sandbox: bool = False) -> int:
         if problem:
             print(problem)
             return 2
-    if with_sandbox:
-        cfg = demo_config(cfg)
-    cfg = served_config(cfg)
+    # the demo (one process, sandbox accounts tried again and again) counts in memory: a restart resets it
+    cfg = demo_config(cfg) if with_sandbox else served_config(cfg)
     level = LoggingConfig.of(cfg).level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     conf = WebConfig.of(cfg)
