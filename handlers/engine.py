@@ -18,6 +18,7 @@ user types 取消转人工 / 结束. The session keeps only the hand-off's id.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -820,7 +821,7 @@ class Engine:
             kept = {**state.labels, **labels}
             state.labels = dict(list(kept.items())[-LABELS_KEPT:])
         for r in replies:
-            self._append_transcript(state, "助手", mask_secrets(plain(r.text))[:TRANSCRIPT_CHARS])
+            self._append_transcript(state, "助手", _faq_line(r.text) if r.entry else _bot_line(r.text))
             if r.entry and any(b.payload.startswith("fb:") for b in r.buttons):
                 awaiting = state.feedback_open   # answers that may still get their one vote
                 if r.entry not in awaiting:
@@ -830,6 +831,15 @@ class Engine:
     def _append_transcript(self, state: SessionState, who: str, text: str) -> None:
         state.transcript.append([who, text])
         del state.transcript[:-self.sessions.transcript_turns]
+
+
+def _bot_line(text: str) -> str:
+    """A reply's transcript line: the words the user saw, masked, cut."""
+    return mask_secrets(plain(text))[:TRANSCRIPT_CHARS]
+
+
+# the lines of FAQ answers (replies with an entry: the FAQ's own text, nothing of the user's), kept
+_faq_line = functools.lru_cache(maxsize=1024)(_bot_line)
 
 
 def _tag(session_id: str) -> str:

@@ -238,10 +238,23 @@ _PUNCT = re.compile(r"[^0-9a-z\u3400-\u9fff\U0001f44c\U0001f44d·]+")
 
 def command_word(text: str) -> str:
     """Typed text folded for comparing with command and answer words (one rule for the engine
-    and the flows): NFKC, lower case, traditional → simplified, punctuation and spaces dropped."""
+    and the flows): NFKC, lower case, traditional → simplified, punctuation and spaces dropped.
+    A pure function, asked up to three times a turn: the last texts' words are kept — only texts
+    with nothing personal data needs (no digit, e-mail or link, the matcher's rule), so no ID
+    number, phone or code stays in memory after its turn."""
+    if _MAYBE_PERSONAL.search(text):
+        return _command_word(text)
+    return _cached_command_word(text)
+
+
+def _command_word(text: str) -> str:
     from intents.normalize import clean
 
     return _PUNCT.sub("", clean(text))
+
+
+_cached_command_word = functools.lru_cache(maxsize=4096)(_command_word)
+_MAYBE_PERSONAL = re.compile(r"\d|@|://")
 
 
 def typed_yes_no(text: str) -> bool | None:
