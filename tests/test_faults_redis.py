@@ -99,11 +99,16 @@ def pg_url() -> Iterator[str]:
 def test_redis_killed_mid_flow_loses_no_step_and_hand_offs_go_on(tmp_path, sandbox_proc, redis, pg_url):
     """kill -9 of Redis right after a step was answered (its session write the last thing Redis got):
     the user is told honestly, a conversation already with a person still reaches them and a new
-    request for a person is queued (PostgreSQL is up); Redis restarts from its append-only file alone
-    and every conversation goes on from its last answered step — none lost, none run twice."""
+    request for a person is queued (PostgreSQL is up); a staff reply (help-desk API) is stored and
+    staff are told it did not reach the user (the live push goes through Redis); Redis restarts from
+    its append-only file alone and every conversation goes on from its last answered step — none
+    lost, none run twice — and staff replies reach users again."""
     sandbox = sandbox_proc.api
     bot = BotProcess(tmp_path, "bot", accounts_url=sandbox_proc.base_url, redis_url=redis.url,
                      prefix=unique_prefix(), handoff_url=pg_url)
+    cfg = yaml.safe_load(bot.config.read_text(encoding="utf-8"))
+    cfg["handoff"]["api_token"] = API_TOKEN
+    bot.config.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     with bots(bot):
         waiting = WebChat([bot.url], client="198.51.100.20")   # with a person before the outage
         waiting.say("转人工")
@@ -133,6 +138,9 @@ def test_redis_killed_mid_flow_loses_no_step_and_hand_offs_go_on(tmp_path, sandb
             assert [m.text for m in store.messages(h.id)][-1] == "我的手机号换了，收不到验证码"
         finally:
             store.close()
+        assert staff_reply(bot, h.id, "请提供新手机号。") == 201          # stored; the push failed, and staff see so
+        assert [m["kind"] for m in handoff_messages(bot, h.id)][-2:] == ["agent", "system"]
+        assert "没有送达用户" in handoff_messages(bot, h.id)[-1]["text"]
 
         assert not list(redis.dir.glob("*.rdb")), "a snapshot was written: the restart would not prove the AOF"
         redis.start()   # same port and directory: the append-only file is all there is
@@ -147,6 +155,25 @@ def test_redis_killed_mid_flow_loses_no_step_and_hand_offs_go_on(tmp_path, sandb
 
         waiting.say("转人工")   # its session (from before the outage) still knows the hand-off
         assert "您已在人工客服队列中" in waiting.text and len(queued(bot)) == 2
+        assert staff_reply(bot, h.id, "请再发一次新手机号。") == 201     # pushed again: no failure notice
+        assert [(m["kind"], m["text"]) for m in handoff_messages(bot, h.id)][-1] == ("agent", "请再发一次新手机号。")
+
+
+API_TOKEN = "fault-tests-handoff-api-token-0123456789"
+
+
+def staff_reply(bot: BotProcess, handoff_id: str, text: str) -> int:
+    """An agent's reply through the help-desk API (the hand-off store is PostgreSQL); its status."""
+    r = requests.post(f"{bot.url}/api/handoffs/{handoff_id}/messages", json={"text": text, "author": "李"},
+                      headers={"Authorization": f"Bearer {API_TOKEN}", "Connection": "close"}, timeout=60)
+    return r.status_code
+
+
+def handoff_messages(bot: BotProcess, handoff_id: str) -> list[dict]:
+    r = requests.get(f"{bot.url}/api/handoffs/{handoff_id}", timeout=60,
+                     headers={"Authorization": f"Bearer {API_TOKEN}", "Connection": "close"})
+    assert r.status_code == 200, r.text
+    return r.json()["messages"]
 
 
 def hstore(bot: BotProcess) -> SqlHandoffStore:
