@@ -158,6 +158,8 @@ class SqliteLimiter:
             sweep = self._hits % self.SWEEP_EVERY == 0
         try:
             conn = self._conn()
+            if conn.in_transaction:   # a failed ROLLBACK left one open: never stuck refusing to BEGIN
+                conn.rollback()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 now = self._clock()   # read under the write lock: events are added in time order

@@ -192,6 +192,8 @@ def test_sqlite_locked_or_broken_lets_events_through_with_a_warning(tmp_path, ca
             "rate limiter database failed (OperationalError): letting requests through") == 1
         holder.execute("ROLLBACK")
         assert lim.hit("k", Rule(1, 60)) is None and lim.hit("k", Rule(1, 60)) is not None   # counting again
+        lim._conn().execute("BEGIN")   # a transaction left open (a ROLLBACK that failed): not stuck
+        assert lim.hit("k2", Rule(1, 60)) is None and lim.hit("k2", Rule(1, 60)) is not None
     finally:
         holder.close()
         lim.close()
