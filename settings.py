@@ -119,6 +119,10 @@ class MatcherConfig(Section):
     suggest_threshold: float = 0.35        # out of scope: candidates below this are not worth suggesting
     window_discount: float = 0.95          # long messages: factor on the score of the question clause alone
     window_weight: float = 0.4             # long messages: share of the question clause in that score
+    clause_weight: float = 0.5             # several clauses: share of the best single clause's score lifting the whole's
+    clause_min_weight: float = 0.7         # ... a clause counts when its words weigh at least this much
+    clause_max: int = Field(4, ge=0)       # ... the most informative clauses scored on their own, at most
+    clause_span: float = 0.0               # ... lifting only entries the whole message scores this close to its best
     w_tfidf: float = 0.15                  # share of the character n-gram TF-IDF cosine in the final score
     # a word's weight: general informativeness g (jieba frequencies) times the FAQ's own specificity
     short_token_weight: float = 0.3        # weight of a one-character word or a number

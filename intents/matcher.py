@@ -212,6 +212,8 @@ class Matcher:
             return self._decide(ranked, exact=True)
         if windows:
             ranked = self._with_windows(windows, ranked, frozenset(q.tokens))
+        if self.config.clause_weight and len(clauses) > 1 and len(q.tokens) > self.config.focus_tokens:
+            ranked = self._with_clauses(clauses, ranked, q, self._contrast_words(q))
         return self._decide(ranked)
 
     def _smalltalk_only(self, raw: str) -> str | None:
@@ -255,6 +257,44 @@ class Matcher:
                 if mixed > best.get(ei, -1.0):
                     best[ei] = mixed
         return sorted(((s, ei) for ei, s in best.items()), reverse=True)[: self.config.prune_limit]
+
+    def _with_clauses(self, clauses: list[Clause], ranked: list[tuple[float, int]],
+                      whole: Normalised, contrast: frozenset[str]) -> list[tuple[float, int]]:
+        """A long message of several clauses (a story, then "what now?"): the topic is often carried
+        by one informative clause while the others — situation, feelings, a generic question — add
+        words no entry explains and dilute the whole's score below the answer line. The whole's
+        ranking still decides *which* entry; each informative clause is scored alone, and the
+        whole's best entry (``clause_span`` widens that to entries close to it) rises toward the
+        score of a clause whose own best entry it is, by ``clause_weight``. Not where the message
+        holds a contrast word the entry lacks: a story about 闪退 or 解绑 anywhere is not lifted
+        toward an entry that never mentions it."""
+        cfg = self.config
+        scored = []
+        for c in clauses:
+            toks = set(c.norm.tokens)
+            mass = sum(self.weight(t) for t in toks)
+            if mass >= cfg.clause_min_weight:
+                scored.append((mass, c.norm))
+        if not scored or sum(1 for c in clauses if c.norm.tokens) < 2:
+            return ranked
+        wset = frozenset(whole.tokens)
+        full = {ei: s for s, ei in ranked}
+        best_clause: dict[int, float] = {}
+        for _, n in heapq.nlargest(cfg.clause_max, scored, key=operator.itemgetter(0)):
+            # a clause speaks for its own best entry only (a side remark that merely mentions an
+            # entry's word does not lift it)
+            for s, ei in self._rank(n.text, n.tokens, self._contrast_words(n), wset)[:1]:
+                if s > best_clause.get(ei, -1.0):
+                    best_clause[ei] = s
+        out = dict(full)
+        floor = (ranked[0][0] if ranked else 0.0) - cfg.clause_span
+        for ei, s in best_clause.items():
+            if full.get(ei, 0.0) < floor or contrast - self._entry_contrast[ei]:
+                continue
+            base = full.get(ei, 0.0)
+            if s > base:
+                out[ei] = base + cfg.clause_weight * (s - base)
+        return sorted(((s, ei) for ei, s in out.items()), reverse=True)[: cfg.prune_limit]
 
     def _rank(self, qtext: str, qtokens: tuple[str, ...], contrast: frozenset[str],
               whole: frozenset[str] = frozenset()) -> list[tuple[float, int]]:

@@ -433,3 +433,29 @@ def test_another_sites_version_of_our_topic_is_not_answered(text):
 ])
 def test_more_near_misses_are_out_of_scope(text):
     assert real_matcher().match(text).decision == "out_of_scope"
+
+
+# ---- long stories: the best clause lifts the whole's best entry --------------------------
+
+STORY = "注册学信网到最后一步填邮箱，总提示什么邮箱ip受限，换了两次邮箱都一样，卡了半小时了。咋整"
+
+
+def _with_clause_weight(weight):
+    from faq.loader import load_faq
+    import settings
+    from intents.matcher import Matcher, MatcherConfig
+    cfg = settings.load()
+    base = MatcherConfig.of(cfg)
+    return Matcher(load_faq(cfg), base.model_copy(update={"clause_weight": weight}))
+
+
+def test_a_story_is_lifted_toward_its_best_clause_without_changing_its_best_entry():
+    plain, lifted = _with_clause_weight(0.0)._match(STORY), _with_clause_weight(0.5)._match(STORY)
+    assert plain.entry == lifted.entry == "email_ip_limited.how"
+    assert lifted.score > plain.score
+
+
+def test_a_story_with_a_contrast_word_its_entry_lacks_is_not_lifted():
+    story = "我准备用学信网APP自助验证身份，可是一打开APP就闪退，重启手机换网络都试过了，这种情况怎么弄"
+    plain, lifted = _with_clause_weight(0.0)._match(story), _with_clause_weight(0.5)._match(story)
+    assert [c.score for c in plain.candidates] == [c.score for c in lifted.candidates]
