@@ -102,7 +102,7 @@ class MatcherConfig(Section):
     """``matcher``: thresholds and every weight of the FAQ matcher (intents/matcher.py)."""
 
     name: ClassVar[str] = "matcher"
-    answer_threshold: float = 0.49
+    answer_threshold: float = 0.48
     clarify_threshold: float = 0.48
     clarify_margin: float = 0.04
     max_candidates: int = Field(3, ge=0)
