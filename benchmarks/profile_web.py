@@ -7,7 +7,8 @@ every thread of this process: the request, the engine's worker thread, the insig
 Redis client) divided by N. The setups are those of bench_web.py:
 
 - ``bare``: the bare Starlette app answering a small JSON body (the floor),
-- ``default``: ``create_app`` over the shipped config (SQLite sessions, in-process limits),
+- ``default``: ``create_app`` over the shipped config as ``serve`` runs it (SQLite sessions, abuse
+  limits in SQLite beside them),
 - ``production``: the same with Redis sessions and limits (one worker's share of the work).
 
     python benchmarks/profile_web.py [-n 2000] [--setups bare,default,production] [--profile default]
@@ -60,8 +61,10 @@ def bot_app(tmp: Path, redis: bool):
     os.environ.setdefault("WEB_SESSION_SECRET", "bench-secret-" + "0" * 32)
     from bench_web import config
 
+    from channels.launcher import served_config
+
     path = config(tmp, None, redis)
-    return create_app(settings.load(str(path)))
+    return create_app(served_config(settings.load(str(path))))   # as serve runs it (limits in SQLite beside SQLite sessions)
 
 
 async def call(app, path: str, body: bytes) -> tuple[int, bytes]:
