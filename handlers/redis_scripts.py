@@ -36,11 +36,16 @@ def _arg(value: Any) -> bytes:
 
 
 def _command(*args: Any) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
+    """One RESP command (an array of bulk strings)."""
+    out = [b"*%d\r\n" % len(args)]
     for a in args:
-        a = _arg(a)
-        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(parts)
+        kind = type(a)
+        if kind is str:
+            a = a.encode("utf-8")
+        elif kind is not bytes:
+            a = _arg(a)
+        out += (b"$%d\r\n" % len(a), a, b"\r\n")
+    return b"".join(out)
 
 
 class _Conn:
