@@ -33,6 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -69,6 +70,14 @@ def _turns() -> ThreadPoolExecutor:
     if _turn_pool is None:
         _turn_pool = ThreadPoolExecutor(_TURN_THREADS, thread_name_prefix="turn")
     return _turn_pool
+
+
+class FastJSONResponse(JSONResponse):
+    """JSONResponse's body (compact, UTF-8) written by orjson: a chat reply is a few KB of blocks,
+    about a tenth of the CPU of the json module's."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 class ApiError(Exception):
@@ -172,7 +181,7 @@ class WebChannel(Channel):
             return self.engine.handle(session_id, message)   # a Replies: its .flow is the chat's "flow"
 
         replies = await asyncio.get_running_loop().run_in_executor(_turns(), turn)
-        return JSONResponse(replies_json(replies, lambda p: self.signer.sign_payload(session_id, p)))
+        return FastJSONResponse(replies_json(replies, lambda p: self.signer.sign_payload(session_id, p)))
 
     async def new_session(self, request: Request) -> JSONResponse:
         """``POST /api/session``."""
