@@ -212,9 +212,12 @@ class Matcher:
             return self._decide(ranked, exact=True)
         if windows:
             ranked = self._with_windows(windows, ranked, frozenset(q.tokens))
-        if self.config.clause_weight and len(clauses) > 1 and len(q.tokens) > self.config.focus_tokens:
-            ranked = self._with_clauses(clauses, ranked, q, self._contrast_words(q))
-        return self._decide(ranked)
+        decided = self._decide(ranked)
+        if decided.decision != "answer" and self.config.clause_weight and len(clauses) > 1 \
+                and len(q.tokens) > self.config.focus_tokens:
+            # (an answer already given stays the same when its score is lifted: not worth the work)
+            return self._decide(self._with_clauses(clauses, ranked, q, self._contrast_words(q)))
+        return decided
 
     def _smalltalk_only(self, raw: str) -> str | None:
         """The small-talk intent when the whole message is small talk (greetings, thanks,

@@ -440,19 +440,27 @@ def test_more_near_misses_are_out_of_scope(text):
 STORY = "注册学信网到最后一步填邮箱，总提示什么邮箱ip受限，换了两次邮箱都一样，卡了半小时了。咋整"
 
 
-def _with_clause_weight(weight):
+def _with_clause_weight(weight, **config):
     from faq.loader import load_faq
     import settings
     from intents.matcher import Matcher, MatcherConfig
     cfg = settings.load()
     base = MatcherConfig.of(cfg)
-    return Matcher(load_faq(cfg), base.model_copy(update={"clause_weight": weight}))
+    return Matcher(load_faq(cfg), base.model_copy(update={"clause_weight": weight, **config}))
 
 
 def test_a_story_is_lifted_toward_its_best_clause_without_changing_its_best_entry():
-    plain, lifted = _with_clause_weight(0.0)._match(STORY), _with_clause_weight(0.5)._match(STORY)
-    assert plain.entry == lifted.entry == "email_ip_limited.how"
+    strict = {"answer_threshold": 0.75, "clarify_threshold": 0.75}   # the story is below the line unlifted
+    plain, lifted = _with_clause_weight(0.0, **strict)._match(STORY), _with_clause_weight(0.5, **strict)._match(STORY)
+    assert plain.decision == "out_of_scope" and plain.candidates[0].entry == "email_ip_limited.how"
+    assert lifted.decision == "answer" and lifted.entry == "email_ip_limited.how"
     assert lifted.score > plain.score
+
+
+def test_a_story_answered_anyway_is_not_rescored():
+    plain, lifted = _with_clause_weight(0.0)._match(STORY), _with_clause_weight(0.5)._match(STORY)
+    assert plain.decision == lifted.decision == "answer" and plain.entry == lifted.entry
+    assert plain.score == lifted.score
 
 
 def test_a_story_with_a_contrast_word_its_entry_lacks_is_not_lifted():
