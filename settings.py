@@ -102,8 +102,8 @@ class MatcherConfig(Section):
     """``matcher``: thresholds and every weight of the FAQ matcher (intents/matcher.py)."""
 
     name: ClassVar[str] = "matcher"
-    answer_threshold: float = 0.48
-    clarify_threshold: float = 0.48
+    answer_threshold: float = 0.47
+    clarify_threshold: float = 0.47
     clarify_margin: float = 0.04
     max_candidates: int = Field(3, ge=0)
     prune_limit: int = Field(60, ge=1)     # questions scored in full after the inverted-index pre-selection

@@ -19,7 +19,9 @@ included). Printed:
    rather than rejected; an out-of-scope one asked about instead of rejected counts
    against), and the chosen clarify_threshold is the last step that added such questions;
 3. the margin curve at that threshold: the smallest clarify_margin (two intents' top scores
-   closer than this are asked about) whose answers keep the precision;
+   closer than this are asked about; a not-covered question this close makes the message out of
+   scope) whose answers keep the precision and whose out-of-scope rejection is that of the widest
+   margin tried (narrowing the near-miss rule may not let near misses through);
 4. the config lines to set. Nothing is written: copy them into config.yaml.
 """
 from __future__ import annotations
@@ -114,15 +116,17 @@ def main() -> int:
         return 1
     answer, _ = chosen
 
-    print(f"margin curve at {answer:.2f}: clarify_margin (top two intents closer than this: clarify) "
-          "→ precision / coverage")
-    chosen_margin = margin
+    print(f"margin curve at {answer:.2f}: clarify_margin (top two intents closer than this: clarify; "
+          "a not-covered question this close: out of scope) → precision / coverage / out-of-scope rejection")
+    chosen_margin, widest = margin, None
     for m in reversed(grid(0.0, 0.08)):
         margin = m
         rows = decide(answer, answer)
-        p = operating_point(rows)
-        print(f"  {m:.2f}  {p.precision * 100:5.1f}% / {p.coverage * 100:5.1f}%")
-        if p.precision < args.precision or rejection(rows, sets) < args.rejection:
+        p, rej = operating_point(rows), rejection(rows, sets)
+        widest = rej if widest is None else widest
+        print(f"  {m:.2f}  {p.precision * 100:5.1f}% / {p.coverage * 100:5.1f}% / {rej * 100:5.1f}%")
+        # the margin is also the near-miss rule's width: narrowing it may not cost rejection
+        if p.precision < args.precision or rej < max(args.rejection, widest):
             break
         chosen_margin = m
     margin = chosen_margin

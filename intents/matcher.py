@@ -34,7 +34,7 @@ from rapidfuzz import fuzz
 from faq.model import FAQ, Entry
 from settings import MatcherConfig
 
-from .normalize import Clause, Normalised, Normaliser, is_question, lexicon_key, merge
+from .normalize import Clause, Normalised, Normaliser, lexicon_key, merge
 from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
 
@@ -238,7 +238,7 @@ class Matcher:
         """A long message: from the last clause that asks something (alone, and with the clause
         before it) to the end. Any message where a complaint follows the question: the asking
         clause on its own too."""
-        asks = [i for i, c in enumerate(clauses) if is_question(c.raw)]
+        asks = [i for i, c in enumerate(clauses) if c.asks]
         if len(clauses) < 2 or not asks:
             return []
         last = asks[-1]

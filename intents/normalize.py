@@ -8,6 +8,7 @@ clean (drop control characters, lone surrogates; NFKC folds full-width to half-w
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -32,6 +33,7 @@ _KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
 # clause breaks: punctuation (after NFKC full-width ！？；，～ are ASCII), and a space between two
 # Chinese characters (chat users separate clauses with spaces: "怎么找回账号 我只记得名字")
 _CLAUSE = re.compile(r"[。!?;,、\n…~]+|(?<=[\u3400-\u9fff])\s+(?=[\u3400-\u9fff])")
+_CLAUSE_KEEP = re.compile(f"({_CLAUSE.pattern})")   # the same breaks, kept by re.split
 _ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")
 
 jieba.setLogLevel(logging.WARNING)
@@ -79,7 +81,8 @@ def clean(text: str) -> str:
 # A message (or a clause of one) that asks something: a question mark or a question word. One rule for
 # the matcher (which clause of a long message is its question) and the engine (a question asked in
 # the middle of a guided flow is answered from the FAQ, not taken as the step's answer).
-_QUESTION = re.compile(r"[?？]|吗|么|呢|怎|如何|为什么|为何|什么|哪|能否|可否|是否|要不要|是不是|有没有|啥|咋")
+_QUESTION = re.compile(r"[?？]|吗|么|呢|怎|如何|为什么|为何|什么|哪|能否|可否|是否|要不要|是不是|有没有|啥|咋"
+                       r"|([\u4e00-\u9fff])[不没]\1")   # A-not-A: 会不会, 能不能, 行不行, 可不可以
 
 
 def is_question(text: str) -> bool:
@@ -191,9 +194,10 @@ class Normaliser:
         """The message cut at clause punctuation, each clause normalised once
         (``merge`` of all of them equals the whole message normalised)."""
         out = []
-        for part in _CLAUSE.split(clean(text)):
+        parts = _CLAUSE_KEEP.split(clean(text))   # clause, its break, clause, its break, ...
+        for part, brk in itertools.zip_longest(parts[::2], parts[1::2], fillvalue=""):
             if part.strip():
-                out.append(Clause(part, self._normalise(self._rewrite_clean(part))))
+                out.append(Clause(part, self._normalise(self._rewrite_clean(part)), is_question(part + brk)))
         return out
 
 
@@ -201,6 +205,7 @@ class Normaliser:
 class Clause:
     raw: str              # the cleaned clause as typed
     norm: Normalised
+    asks: bool = False    # it asks something (a question word, or the question mark that ended it)
 
 
 def merge(parts: list[Normalised]) -> Normalised:

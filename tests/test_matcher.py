@@ -467,3 +467,14 @@ def test_a_story_with_a_contrast_word_its_entry_lacks_is_not_lifted():
     story = "我准备用学信网APP自助验证身份，可是一打开APP就闪退，重启手机换网络都试过了，这种情况怎么弄"
     plain, lifted = _with_clause_weight(0.0)._match(story), _with_clause_weight(0.5)._match(story)
     assert [c.score for c in plain.candidates] == [c.score for c in lifted.candidates]
+
+
+def test_a_clause_ended_by_a_question_mark_asks_even_without_a_question_word():
+    clauses = real_matcher().normalise.clauses("我担心重新注册以后学历查不到，下周入职要用，重新注册到底影响学历？好的")
+    assert [c.asks for c in clauses] == [False, False, True, False]
+
+
+@pytest.mark.parametrize("text", ["重新注册会不会影响学历", "手机号能不能换", "不填邮箱行不行"])
+def test_a_not_a_asks(text):
+    from intents.normalize import is_question
+    assert is_question(text)
