@@ -102,8 +102,8 @@ class MatcherConfig(Section):
     """``matcher``: thresholds and every weight of the FAQ matcher (intents/matcher.py)."""
 
     name: ClassVar[str] = "matcher"
-    answer_threshold: float = 0.47
-    clarify_threshold: float = 0.47
+    answer_threshold: float = 0.5
+    clarify_threshold: float = 0.5
     clarify_margin: float = 0.04
     max_candidates: int = Field(3, ge=0)
     prune_limit: int = Field(60, ge=1)     # questions scored in full after the inverted-index pre-selection
@@ -113,7 +113,7 @@ class MatcherConfig(Section):
     keyword_bonus: float = 0.10
     unknown_floor: float = 0.6             # least weight of a content word the FAQ never uses
     focus_tokens: int = Field(12, ge=1)    # beyond this many words, words the entry does not explain count less
-    contrast_penalty: float = 0.55         # score factor when the question holds a contrast word the entry lacks
+    contrast_penalty: float = 0.45         # score factor when the question holds a contrast word the entry lacks
     anchor_penalty: float = 0.8            # score factor when the message lacks every word all the entry's questions use
     anchor_min_questions: int = Field(9, ge=1)  # ... counted for entries with at least this many questions
     suggest_threshold: float = 0.35        # out of scope: candidates below this are not worth suggesting

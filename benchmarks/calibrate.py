@@ -9,9 +9,11 @@ Each question is matched once per threshold setting with the real decision rule 
 included). Printed:
 1. the answer curve: for each answer_threshold, precision of the answers given and coverage
    (share of all questions answered directly) and out-of-scope rejection (share of the
-   out-of-scope questions neither answered nor asked about, in the worst of the sets); the chosen answer_threshold is the
-   lowest one whose precision reaches --precision and whose rejection reaches --rejection (most
-   answers at that precision without answering near misses);
+   out-of-scope questions neither answered nor asked about, in the worst of the sets); walking
+   down from the top, the line is lowered while precision reaches --precision, rejection reaches
+   --rejection and each step's added answers are right at least --marginal of the time; the chosen
+   answer_threshold is the last step that added answers (a step that adds none is not taken: a
+   flat stretch of the curve is no evidence for a lower line, only risk on unseen questions);
 2. (after the margin, 3.) the clarify curve below it: lowering clarify_threshold a step at a time, the questions
    it adds to the clarified ones and how many of those are offered their right topic; the
    band grows while each step's additions are offered their right topic at least
@@ -21,7 +23,8 @@ included). Printed:
 3. the margin curve at that threshold: the smallest clarify_margin (two intents' top scores
    closer than this are asked about; a not-covered question this close makes the message out of
    scope) whose answers keep the precision and whose out-of-scope rejection is that of the widest
-   margin tried (narrowing the near-miss rule may not let near misses through);
+   margin tried (narrowing the near-miss rule may not let near misses through), narrowing only as
+   far as the last step that added answers right at least --marginal of the time;
 4. the config lines to set. Nothing is written: copy them into config.yaml.
 """
 from __future__ import annotations
@@ -70,6 +73,8 @@ def main() -> int:
     ap.add_argument("--precision", type=float, default=0.975, help="least precision of direct answers")
     ap.add_argument("--rejection", type=float, default=0.92,
                     help="least share of out-of-scope questions rejected in each set (the issue's target)")
+    ap.add_argument("--marginal", type=float, default=0.5,
+                    help="least share of right answers among those a step down the answer curve adds")
     ap.add_argument("--clarify-useful", type=float, default=0.5,
                     help="least share of clarifications that offer the right topic")
     args = ap.parse_args()
@@ -101,15 +106,27 @@ def main() -> int:
         if b.count:
             print(f"  {b.label}  share {b.share * 100:5.1f}%  precision {b.precision * 100:5.1f}%  (n={b.count})")
 
-    print("answer curve (no clarify band): threshold → precision / coverage / out-of-scope rejection")
-    chosen = None
-    for t in grid(0.40, 0.75):
+    print("answer curve (no clarify band), from the top down: threshold → precision / coverage / out-of-scope "
+          "rejection; answers added at this step / of those, right")
+    chosen, before, stopped = None, None, False
+    for t in reversed(grid(0.40, 0.75)):
         rows = decide(t, t)
         p, rej = operating_point(rows), rejection(rows, sets)
-        mark = ""
-        if chosen is None and p.precision >= args.precision and rej >= args.rejection:
-            chosen, mark = (t, p), "  ← chosen"
-        print(f"  {t:.2f}  {p.precision * 100:5.1f}% / {p.coverage * 100:5.1f}% / {rej * 100:5.1f}%{mark}")
+        now = {k for k, (_, got) in enumerate(rows) if got["decision"] == "answer"}
+        added = sorted(now - before) if before is not None else []
+        right = sum(rows[k][1]["intent"] == rows[k][0] for k in added)
+        print(f"  {t:.2f}  {p.precision * 100:5.1f}% / {p.coverage * 100:5.1f}% / {rej * 100:5.1f}%   +{len(added)} / {right}")
+        before = now
+        if stopped:
+            continue
+        if p.precision < args.precision or rej < args.rejection or \
+                (added and right / len(added) < args.marginal):
+            stopped = chosen is not None
+            continue
+        if chosen is None or added:   # the line goes down only to the last step that added right answers
+            chosen = (t, p)
+    if chosen is not None:
+        print(f"  chosen: {chosen[0]:.2f}")
     if chosen is None:
         print(f"no threshold reaches precision {args.precision:.1%} with rejection {args.rejection:.0%}",
               file=sys.stderr)
@@ -117,18 +134,26 @@ def main() -> int:
     answer, _ = chosen
 
     print(f"margin curve at {answer:.2f}: clarify_margin (top two intents closer than this: clarify; "
-          "a not-covered question this close: out of scope) → precision / coverage / out-of-scope rejection")
-    chosen_margin, widest = margin, None
+          "a not-covered question this close: out of scope) → precision / coverage / out-of-scope rejection; "
+          "answers added / of those, right")
+    chosen_margin, widest, before = None, None, None
     for m in reversed(grid(0.0, 0.08)):
         margin = m
         rows = decide(answer, answer)
         p, rej = operating_point(rows), rejection(rows, sets)
         widest = rej if widest is None else widest
-        print(f"  {m:.2f}  {p.precision * 100:5.1f}% / {p.coverage * 100:5.1f}% / {rej * 100:5.1f}%")
-        # the margin is also the near-miss rule's width: narrowing it may not cost rejection
-        if p.precision < args.precision or rej < max(args.rejection, widest):
+        now = {k for k, (_, got) in enumerate(rows) if got["decision"] == "answer"}
+        added = sorted(now - before) if before is not None else []
+        right = sum(rows[k][1]["intent"] == rows[k][0] for k in added)
+        before = now
+        print(f"  {m:.2f}  {p.precision * 100:5.1f}% / {p.coverage * 100:5.1f}% / {rej * 100:5.1f}%   +{len(added)} / {right}")
+        # the margin is also the near-miss rule's width: narrowing it may not cost rejection, and
+        # it narrows only as far as the last step that added right answers (as the answer line)
+        if p.precision < args.precision or rej < max(args.rejection, widest) or \
+                (added and right / len(added) < args.marginal):
             break
-        chosen_margin = m
+        if chosen_margin is None or added:
+            chosen_margin = m
     margin = chosen_margin
 
     print(f"clarify curve below {answer:.2f}: threshold → clarified (cumulative) / offering the right topic; "
