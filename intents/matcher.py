@@ -214,8 +214,9 @@ class Matcher:
             ranked = self._with_windows(windows, ranked, frozenset(q.tokens))
         decided = self._decide(ranked)
         if decided.decision != "answer" and self.config.clause_weight and len(clauses) > 1 \
-                and len(q.tokens) > self.config.focus_tokens:
-            # (an answer already given stays the same when its score is lifted: not worth the work)
+                and len(q.tokens) > self.config.focus_tokens and ranked and ranked[0][1] < len(self.entries):
+            # (an answer already given stays the same when its score is lifted, and so does a message
+            # nearest a not-covered question: out of scope either way; not worth the work)
             return self._decide(self._with_clauses(clauses, ranked, q, self._contrast_words(q)))
         return decided
 
