@@ -239,17 +239,19 @@ class SqliteStore:
 
     def get(self, session_id: str) -> dict[str, Any] | None:
         with self._errors():
+            # the text's UTF-8 bytes as stored (CAST AS BLOB): no Python str decoded for orjson to encode again
             row = self._conn().execute(
-                "SELECT state FROM sessions WHERE key = ? AND expires > ?",
+                "SELECT CAST(state AS BLOB) FROM sessions WHERE key = ? AND expires > ?",
                 (storage_key(session_id), self._clock())).fetchone()
         return _loads(row[0]) if row else None
 
     def save(self, session_id: str, state: Mapping[str, Any], ttl: int) -> None:
-        text, now = _dumps(state), self._clock()
+        data, now = _dumpb(state), self._clock()
         with self._errors():
             conn = self._conn()
-            conn.execute("INSERT OR REPLACE INTO sessions (key, state, expires) VALUES (?, ?, ?)",
-                         (storage_key(session_id), text, now + ttl))
+            # UTF-8 bytes stored as TEXT (CAST: the same bytes, typed as text) — no Python str in between
+            conn.execute("INSERT OR REPLACE INTO sessions (key, state, expires) VALUES (?, CAST(? AS TEXT), ?)",
+                         (storage_key(session_id), data, now + ttl))
             self._saves += 1
             if self._saves % self.SWEEP_EVERY == 0:
                 conn.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
