@@ -34,32 +34,35 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
         yield s
 
 
-def pair(url: str) -> tuple[redis.Redis, LeanScripts]:
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    return client, LeanScripts(client)
-
-
-def test_replies_are_those_of_redis_py(server):
-    client, lean = pair(server.url)
-    mine, theirs = lean.script(SHAPES), client.register_script(SHAPES)
+@pytest.fixture
+def pair(server: RedisServer) -> Iterator[tuple[redis.Redis, LeanScripts]]:
+    """redis-py's client on the test's server and lean scripts over it (both closed after the test)."""
+    client = redis.Redis.from_url(server.url, socket_timeout=2, socket_connect_timeout=2)
+    lean = LeanScripts(client)
     try:
-        text = "会话 " + "x" * 5000   # longer than one read, not ASCII
-        for args in (["int"], ["nil"], ["status", text], ["bulk"], ["array"], ["empty"]):
-            assert mine(keys=["k"], args=args) == theirs(keys=["k"], args=args), args
-        assert mine(keys=["k"], args=["bulk"]) == text.encode()
-        assert mine(keys=["k"], args=["status", 1.5]) == theirs(keys=["k"], args=["status", 1.5])
-        assert mine(keys=["k"], args=["bulk"]) == b"1.5"
-        for args in (["error"], ["other"]):
-            with pytest.raises(redis.ResponseError):
-                mine(keys=["k"], args=args)
-        assert mine(keys=["k"], args=["int"]) == 42   # an error reply leaves the connection usable
+        yield client, lean
     finally:
         lean.close()
         client.close()
 
 
-def test_each_thread_has_its_own_connection_and_results_never_cross(server):
-    client, lean = pair(server.url)
+def test_replies_are_those_of_redis_py(pair):
+    client, lean = pair
+    mine, theirs = lean.script(SHAPES), client.register_script(SHAPES)
+    text = "会话 " + "x" * 5000   # longer than one read, not ASCII
+    for args in (["int"], ["nil"], ["status", text], ["bulk"], ["array"], ["empty"]):
+        assert mine(keys=["k"], args=args) == theirs(keys=["k"], args=args), args
+    assert mine(keys=["k"], args=["bulk"]) == text.encode()
+    assert mine(keys=["k"], args=["status", 1.5]) == theirs(keys=["k"], args=["status", 1.5])
+    assert mine(keys=["k"], args=["bulk"]) == b"1.5"
+    for args in (["error"], ["other"]):
+        with pytest.raises(redis.ResponseError):
+            mine(keys=["k"], args=args)
+    assert mine(keys=["k"], args=["int"]) == 42   # an error reply leaves the connection usable
+
+
+def test_each_thread_has_its_own_connection_and_results_never_cross(pair):
+    _, lean = pair
     echo = lean.script("redis.call('set', KEYS[1], ARGV[1]) return redis.call('get', KEYS[1])")
     wrong: list[tuple[str, bytes]] = []
 
@@ -71,46 +74,34 @@ def test_each_thread_has_its_own_connection_and_results_never_cross(server):
                 wrong.append((value, got))
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert wrong == []
-        assert len(lean._all) == 8
-    finally:
-        lean.close()
-        client.close()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+    assert len(lean._all) == 8
 
 
-def test_a_restarted_server_is_used_again_and_gets_the_script_anew(server):
-    client, lean = pair(server.url)
+def test_a_restarted_server_is_used_again_and_gets_the_script_anew(server, pair):
+    _, lean = pair
     script = lean.script("return redis.call('incr', KEYS[1])")
-    try:
-        assert script(keys=["n"]) == 1
-        server.stop()
-        with pytest.raises(redis.ConnectionError):   # down: redis-py's error, no hang, no other exception
-            script(keys=["n"])
-        server.start()   # same append-only file: the data is back, the script cache is not
-        assert script(keys=["n"]) == 2
-        server.stop()
-        server.start()
-        assert script(keys=["n"]) == 3   # the stale connection is replaced, the script sent whole again
-        assert script(keys=["n"]) == 4
-    finally:
-        lean.close()
-        client.close()
+    assert script(keys=["n"]) == 1
+    server.stop()
+    with pytest.raises(redis.ConnectionError):   # down: redis-py's error, no hang, no other exception
+        script(keys=["n"])
+    server.start()   # same append-only file: the data is back, the script cache is not
+    assert script(keys=["n"]) == 2
+    server.stop()
+    server.start()
+    assert script(keys=["n"]) == 3   # the stale connection is replaced, the script sent whole again
+    assert script(keys=["n"]) == 4
 
 
-def test_arguments_of_a_wrong_type_are_refused_before_anything_is_sent(server):
-    client, lean = pair(server.url)
+def test_arguments_of_a_wrong_type_are_refused_before_anything_is_sent(pair):
+    _, lean = pair
     script = lean.script("return 1")
-    try:
-        with pytest.raises(redis.DataError):
-            script(keys=["k"], args=[None])
-        with pytest.raises(redis.DataError):
-            script(keys=["k"], args=[True])
-        assert script(keys=["k"]) == 1
-    finally:
-        lean.close()
-        client.close()
+    with pytest.raises(redis.DataError):
+        script(keys=["k"], args=[None])
+    with pytest.raises(redis.DataError):
+        script(keys=["k"], args=[True])
+    assert script(keys=["k"]) == 1
