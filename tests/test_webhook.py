@@ -261,17 +261,16 @@ def test_zero_retries_stay_zero_and_an_unknown_webhook_key_is_named():
 
 # ---- the durable outbox (hand-off database) ---------------------------------------------------
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def outbox(request, tmp_path):
+def sql_outbox(kind: str, tmp_path):
+    """(outbox, its fake clock, its database URL) on SQLite in ``tmp_path`` or on a PostgreSQL schema of
+    its own (dropped after the test): the body of a generator fixture."""
     from db_fixture import pg_schema_url
     from handlers.db import Database
     from support import Clock
-    from handlers.webhook import MemoryOutbox, SqlOutbox
+    from handlers.webhook import SqlOutbox
 
-    clock = Clock()   # the twin and the tables share one fake clock (claims, leases)
-    if request.param == "memory":
-        yield MemoryOutbox(clock), clock, None
-    elif request.param == "sqlite":
+    clock = Clock()   # the tables and the claims' leases share one fake clock
+    if kind == "sqlite":
         url = f"sqlite:///{tmp_path}/bot.db"
         yield SqlOutbox(Database(url), clock), clock, url
     else:
@@ -279,6 +278,18 @@ def outbox(request, tmp_path):
         url = next(gen)
         yield SqlOutbox(Database(url), clock), clock, url
         next(gen, None)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def outbox(request, tmp_path):
+    from support import Clock
+    from handlers.webhook import MemoryOutbox
+
+    if request.param == "memory":
+        clock = Clock()
+        yield MemoryOutbox(clock), clock, None
+    else:
+        yield from sql_outbox(request.param, tmp_path)
 
 
 def event(n: int):
@@ -310,20 +321,7 @@ def test_outbox_contract(outbox):
 @pytest.fixture(params=["sqlite", "postgres"])
 def shared(request, tmp_path):
     """A durable outbox (the in-process twin is one process only, lost with it by design)."""
-    from db_fixture import pg_schema_url
-    from handlers.db import Database
-    from support import Clock
-    from handlers.webhook import SqlOutbox
-
-    clock = Clock()
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/bot.db"
-        yield SqlOutbox(Database(url), clock), clock, url
-    else:
-        gen = pg_schema_url()
-        url = next(gen)
-        yield SqlOutbox(Database(url), clock), clock, url
-        next(gen, None)
+    yield from sql_outbox(request.param, tmp_path)
 
 
 def test_two_instances_share_one_outbox_each_event_sent_once_in_order(shared):
