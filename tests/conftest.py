@@ -20,7 +20,9 @@ IN_CI = bool(os.environ.get("CI"))
 
 # Shared fixtures, one definition each in tests/support/ (a test module never imports another one):
 # acc/clock/engine/chat: the guided flows over the in-process account twin; faq_copy: a FAQ folder to
-# edit; browser: headless Chromium (fails under CI when missing); standin/make_bot: the WeChat bench.
+# edit; browser: headless Chromium (fails under CI when missing); standin/make_bot: the WeChat bench;
+# sandbox_proc: the account sandbox in a process of its own (the fault tests, tests/fault_harness.py).
+from fault_harness import sandbox_proc  # noqa: E402,F401
 from support.browser import browser  # noqa: E402,F401
 from support.faq_edit import faq_copy  # noqa: E402,F401
 from support.flows import acc, chat, clock, engine  # noqa: E402,F401

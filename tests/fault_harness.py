@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import pytest
 import requests
 import yaml
 
@@ -167,6 +168,13 @@ def sandbox_process(tmp: Path) -> Iterator[SandboxProcess]:
         if sp.proc is not None:
             _end(sp.proc)
         sp.api.http.close()
+
+
+@pytest.fixture
+def sandbox_proc(tmp_path: Path) -> Iterator[SandboxProcess]:
+    """The account sandbox in a process of its own, for a fault test (registered in conftest.py)."""
+    with sandbox_process(tmp_path) as sp:
+        yield sp
 
 
 # ---- a private redis-server ---------------------------------------------------------------

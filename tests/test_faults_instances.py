@@ -9,23 +9,15 @@ deadlines, and "recovers" means the next turn is answered.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
 
-from fault_harness import (RESET_LINK, BotProcess, HoldProxy, Interrupted, SandboxProcess, WebChat, bots,
-                           recover_password_steps, run, sandbox_process, unique_prefix, wait_until)
+from fault_harness import (RESET_LINK, BotProcess, HoldProxy, Interrupted, WebChat, bots,
+                           recover_password_steps, run, unique_prefix, wait_until)
 from handlers.flows.recover import PASSWORD_CODE_SENT
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def sandbox_proc(tmp_path: Path) -> Iterator[SandboxProcess]:
-    with sandbox_process(tmp_path) as sp:
-        yield sp
 
 
 def test_two_instances_round_robin_hold_one_conversation_and_survive_one_killed_mid_turn(tmp_path, sandbox_proc):

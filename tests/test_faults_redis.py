@@ -21,18 +21,12 @@ from db_fixture import pg_schema_url
 from handlers.db import connect
 from handlers.handoffs import SqlHandoffStore
 
-from fault_harness import (BotProcess, RedisServer, SandboxProcess, WebChat, bots, recover_password_steps,
-                           redis_server, run, sandbox_process, unique_prefix, wait_until)
+from fault_harness import (BotProcess, RedisServer, WebChat, bots, recover_password_steps,
+                           redis_server, run, unique_prefix, wait_until)
 
 pytestmark = pytest.mark.timeout(600)
 
 STORE_DOWN = "系统暂时无法保存对话进度"
-
-
-@pytest.fixture
-def sandbox_proc(tmp_path: Path) -> Iterator[SandboxProcess]:
-    with sandbox_process(tmp_path) as sp:
-        yield sp
 
 
 @pytest.fixture

@@ -16,22 +16,15 @@ import contextlib
 import os
 import signal
 import threading
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 import requests
 
-from fault_harness import (BotProcess, HoldProxy, Interrupted, SandboxProcess, WebChat, bots, pid_of_local_port,
-                           recover_password_steps, run, sandbox_process, unique_prefix, wait_until)
+from fault_harness import (BotProcess, HoldProxy, Interrupted, WebChat, bots, pid_of_local_port,
+                           recover_password_steps, run, unique_prefix, wait_until)
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def sandbox_proc(tmp_path: Path) -> Iterator[SandboxProcess]:
-    with sandbox_process(tmp_path) as sp:
-        yield sp
 
 
 @pytest.mark.parametrize("backend", ["redis", "sqlite"])
