@@ -120,6 +120,15 @@ def check_password(password: str) -> str:
     return password
 
 
+def new_account_digest(name: str, role: str, password: str) -> str:
+    """Check a new account's name, role and password (``InvalidStaff``); the password's digest."""
+    check_name(name)
+    check_password(password)
+    if role not in ROLES:
+        raise InvalidStaff(f"角色只能是 {' / '.join(ROLES)}。")
+    return hash_password(password)
+
+
 MIGRATIONS = [
     """
     CREATE TABLE staff (
@@ -169,11 +178,7 @@ class MemoryStaffStore:
         self._mutex = threading.Lock()
 
     def add(self, name: str, role: str, password: str) -> Staff:
-        check_name(name)
-        check_password(password)
-        if role not in ROLES:
-            raise InvalidStaff(f"角色只能是 {' / '.join(ROLES)}。")
-        digest = hash_password(password)
+        digest = new_account_digest(name, role, password)
         with self._mutex:
             if name in self._rows:
                 raise StaffExists()
@@ -268,11 +273,7 @@ class SqlStaffStore:
 
     def add(self, name: str, role: str, password: str) -> Staff:
         """A new account; ``StaffExists`` when the name is taken."""
-        check_name(name)
-        check_password(password)
-        if role not in ROLES:
-            raise InvalidStaff(f"角色只能是 {' / '.join(ROLES)}。")
-        digest = hash_password(password)
+        digest = new_account_digest(name, role, password)
         with self._errors(), self.db.transaction() as tx:
             if tx.row("SELECT name FROM staff WHERE name = ?", (name,)):
                 raise StaffExists()
