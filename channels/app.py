@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from handlers.limits import Limits, build_limits
-from settings import HandoffApiConfig, TelegramConfig, WebConfig, WeChatConfig, section
+from settings import HandoffApiConfig, TelegramConfig, WebConfig, WeChatConfig
 
 from .base import Channel, ConversationEngine, InputRejected
 from .delivery import Delivery

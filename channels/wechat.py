@@ -42,7 +42,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import secrets
 import sqlite3
 import threading
