@@ -214,7 +214,7 @@ class Matcher:
             ranked = self._with_windows(windows, ranked, frozenset(q.tokens))
         decided = self._decide(ranked)
         if decided.decision != "answer" and self.config.clause_weight and len(clauses) > 1 \
-                and len(q.tokens) > self.config.focus_tokens and ranked and ranked[0][1] < len(self.entries):
+                and len(q.tokens) >= self.config.clause_min_tokens and ranked and ranked[0][1] < len(self.entries):
             # (an answer already given stays the same when its score is lifted, and so does a message
             # nearest a not-covered question: out of scope either way; not worth the work)
             return self._decide(self._with_clauses(clauses, ranked, q, self._contrast_words(q)))
@@ -264,8 +264,8 @@ class Matcher:
 
     def _with_clauses(self, clauses: list[Clause], ranked: list[tuple[float, int]],
                       whole: Normalised, contrast: frozenset[str]) -> list[tuple[float, int]]:
-        """A long message of several clauses (a story, then "what now?"): the topic is often carried
-        by one informative clause while the others — situation, feelings, a generic question — add
+        """A message of several clauses (a story, then "what now?", or a question, then the story): the
+        topic is often carried by one informative clause while the others — situation, feelings, a generic question — add
         words no entry explains and dilute the whole's score below the answer line. The whole's
         ranking still decides *which* entry; each informative clause is scored alone, and the
         whole's best entry (``clause_span`` widens that to entries close to it) rises toward the
