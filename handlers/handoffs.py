@@ -19,6 +19,16 @@ shared contract test against all of them):
 - ``finish(id, status, resolution, agent)`` moves a waiting/active hand-off to ``closed`` or
   ``abandoned`` and forgets the address (a chat id or OpenID is kept only while it is needed);
   a second finish raises ``HandoffClosed``.
+- Pushes that did not reach the user (``handlers.redelivery``): ``queue_push(...)`` remembers one
+  (the channel, the address as it was, the replies as JSON text, the hand-off message it carries,
+  when it is next due) — also for a hand-off already finished (its closing notice).
+  ``pushes_waiting(id)`` counts a hand-off's pending ones. ``claim_push(owner, lease)`` is atomic
+  across threads and processes: the oldest due push that is the first pending one of its hand-off
+  (a later one never overtakes an earlier one) and unclaimed (or its claim's lease ran out — a
+  push one holds is not one's to claim again);
+  ``push_delivered`` forgets it, ``push_retry`` frees it until its next try, ``push_failed`` keeps
+  it marked failed without its address. Each of those three acts only for the claim's owner
+  (False otherwise: another instance took it after the lease ran out).
 - A backend that fails raises ``HandoffStoreError``; nothing else escapes.
 """
 from __future__ import annotations
@@ -134,6 +144,20 @@ class Handoff:
 
 
 @dataclass(frozen=True)
+class PendingPush:
+    """A push to the user that did not get through and waits to be sent again, in order."""
+
+    id: int
+    handoff_id: str
+    channel: str
+    address: str
+    body: str                  # the replies as JSON text (``handlers.redelivery.replies_body``)
+    message_id: int | None     # the hand-off message it carries (None: a closing notice)
+    created_at: float
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
 class NewHandoff:
     """What the engine knows when it hands a conversation over."""
 
@@ -166,6 +190,19 @@ class HandoffStore(Protocol):
 
     def finish(self, handoff_id: str, status: str, resolution: str, agent: str | None = None) -> Handoff: ...
 
+    def queue_push(self, handoff_id: str, channel: str, address: str, body: str, message_id: int | None,
+                   due: float) -> PendingPush: ...
+
+    def pushes_waiting(self, handoff_id: str) -> int: ...
+
+    def claim_push(self, owner: str, lease: float) -> PendingPush | None: ...
+
+    def push_delivered(self, push_id: int, owner: str) -> bool: ...
+
+    def push_retry(self, push_id: int, owner: str, due: float, error: str) -> bool: ...
+
+    def push_failed(self, push_id: int, owner: str, error: str) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -188,6 +225,8 @@ class MemoryHandoffStore:
         self._clock = clock
         self._items: dict[str, Handoff] = {}
         self._messages: list[HandoffMessage] = []
+        self._pushes: list[dict[str, Any]] = []   # pending and failed, oldest first
+        self._push_seq = 0
         self._mutex = threading.Lock()
 
     def create(self, new: NewHandoff) -> Handoff:
@@ -264,6 +303,60 @@ class MemoryHandoffStore:
                                                   updated_at=now, agent=h.agent or agent, address="")
             return h
 
+    def queue_push(self, handoff_id: str, channel: str, address: str, body: str, message_id: int | None,
+                   due: float) -> PendingPush:
+        with self._mutex:
+            self._get(handoff_id)
+            self._push_seq += 1
+            p = PendingPush(self._push_seq, handoff_id, channel, address, body, message_id, self._clock())
+            self._pushes.append({"push": p, "state": "pending", "due": due, "owner": None, "until": 0.0, "error": None})
+            return p
+
+    def pushes_waiting(self, handoff_id: str) -> int:
+        with self._mutex:
+            return sum(1 for i in self._pushes if i["state"] == "pending" and i["push"].handoff_id == handoff_id)
+
+    def claim_push(self, owner: str, lease: float) -> PendingPush | None:
+        with self._mutex:
+            now, heads = self._clock(), set()
+            for i in self._pushes:
+                p = i["push"]
+                if i["state"] != "pending" or p.handoff_id in heads:
+                    continue
+                heads.add(p.handoff_id)   # only the first pending push of a hand-off may go
+                if i["due"] <= now and i["until"] <= now:
+                    i.update(owner=owner, until=now + lease)
+                    return p
+            return None
+
+    def _mine(self, push_id: int, owner: str) -> dict[str, Any] | None:
+        now = self._clock()
+        return next((i for i in self._pushes if i["push"].id == push_id and i["state"] == "pending"
+                     and i["owner"] == owner and i["until"] > now), None)
+
+    def push_delivered(self, push_id: int, owner: str) -> bool:
+        with self._mutex:
+            item = self._mine(push_id, owner)
+            if item is not None:
+                self._pushes.remove(item)
+            return item is not None
+
+    def push_retry(self, push_id: int, owner: str, due: float, error: str) -> bool:
+        with self._mutex:
+            item = self._mine(push_id, owner)
+            if item is not None:
+                item.update(push=replace(item["push"], attempts=item["push"].attempts + 1), due=due, owner=None,
+                            until=0.0, error=error)
+            return item is not None
+
+    def push_failed(self, push_id: int, owner: str, error: str) -> bool:
+        with self._mutex:
+            item = self._mine(push_id, owner)
+            if item is not None:
+                item.update(push=replace(item["push"], address="", attempts=item["push"].attempts + 1),
+                            state="failed", owner=None, until=0.0, error=error)
+            return item is not None
+
     def close(self) -> None:
         pass
 
@@ -284,7 +377,19 @@ MIGRATIONS = [
         author TEXT NOT NULL, text TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL);
     CREATE INDEX handoff_messages_handoff ON handoff_messages (handoff_id, id)
     """,
+    # pushes to users that did not get through, sent again in order (handlers/redelivery.py)
+    """
+    CREATE TABLE handoff_pushes (
+        id {serial}, handoff_id TEXT NOT NULL REFERENCES handoffs (id), channel TEXT NOT NULL,
+        address TEXT NOT NULL, body TEXT NOT NULL, message_id BIGINT, state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0, due_at DOUBLE PRECISION NOT NULL, claimed_by TEXT,
+        claimed_until DOUBLE PRECISION, last_error TEXT, created_at DOUBLE PRECISION NOT NULL,
+        finished_at DOUBLE PRECISION);
+    CREATE INDEX handoff_pushes_pending ON handoff_pushes (state, handoff_id, id)
+    """,
 ]
+FAILED_PUSHES_KEPT = 7 * 86400   # a given-up push (no address left) is kept this long, then deleted
+_PUSH_COLUMNS = "id, handoff_id, channel, address, body, message_id, created_at, attempts"
 
 _COLUMNS = ("id, session_key, channel, address, status, reason, flow, step, topic, transcript, created_at, "
             "updated_at, claimed_at, closed_at, agent, resolution")
@@ -389,6 +494,62 @@ class SqlHandoffStore:
         if changed != 1:
             raise HandoffClosed(handoff_id)
         return h
+
+    def queue_push(self, handoff_id: str, channel: str, address: str, body: str, message_id: int | None,
+                   due: float) -> PendingPush:
+        now = self._clock()
+        with self._errors(), self.db.transaction() as tx:
+            self._current(tx, handoff_id)   # raises HandoffNotFound when unknown
+            pid = tx.insert("INSERT INTO handoff_pushes (handoff_id, channel, address, body, message_id, due_at, "
+                            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (handoff_id, channel, address, body, message_id, due, now))
+        return PendingPush(pid, handoff_id, channel, address, body, message_id, now)
+
+    def pushes_waiting(self, handoff_id: str) -> int:
+        with self._errors():
+            r = self.db.tx().row("SELECT COUNT(*) AS n FROM handoff_pushes WHERE handoff_id = ? AND state = 'pending'",
+                                 (handoff_id,))
+        return int(r["n"]) if r else 0
+
+    def claim_push(self, owner: str, lease: float) -> PendingPush | None:
+        now = self._clock()
+        with self._errors():
+            tx = self.db.tx()
+            # the first pending push of each hand-off, when due and free (no claim, or its lease ran out)
+            heads = tx.rows(f"SELECT {_PUSH_COLUMNS} FROM handoff_pushes p WHERE state = 'pending' AND due_at <= ? "
+                            "AND (claimed_until IS NULL OR claimed_until <= ?) AND NOT EXISTS "
+                            "(SELECT 1 FROM handoff_pushes e WHERE e.handoff_id = p.handoff_id "
+                            "AND e.state = 'pending' AND e.id < p.id) ORDER BY due_at, id LIMIT 20", (now, now))
+            for r in heads:
+                # compare-and-set: of two instances seeing the same free push, exactly one changes it
+                won = tx.execute("UPDATE handoff_pushes SET claimed_by = ?, claimed_until = ? WHERE id = ? "
+                                 "AND state = 'pending' AND (claimed_until IS NULL OR claimed_until <= ?)",
+                                 (owner, now + lease, r["id"], now))
+                if won == 1:
+                    return PendingPush(**r)
+        return None
+
+    def _owned(self, sql: str, params: tuple[Any, ...], push_id: int, owner: str) -> bool:
+        with self._errors():
+            return self.db.tx().execute(f"{sql} WHERE id = ? AND state = 'pending' AND claimed_by = ? "
+                                        "AND claimed_until > ?", (*params, push_id, owner, self._clock())) == 1
+
+    def push_delivered(self, push_id: int, owner: str) -> bool:
+        return self._owned("DELETE FROM handoff_pushes", (), push_id, owner)
+
+    def push_retry(self, push_id: int, owner: str, due: float, error: str) -> bool:
+        return self._owned("UPDATE handoff_pushes SET attempts = attempts + 1, due_at = ?, last_error = ?, "
+                           "claimed_by = NULL, claimed_until = NULL", (due, error), push_id, owner)
+
+    def push_failed(self, push_id: int, owner: str, error: str) -> bool:
+        now = self._clock()
+        done = self._owned("UPDATE handoff_pushes SET state = 'failed', address = '', attempts = attempts + 1, "
+                           "last_error = ?, finished_at = ?, claimed_by = NULL, claimed_until = NULL",
+                           (error, now), push_id, owner)
+        with self._errors():
+            self.db.tx().execute("DELETE FROM handoff_pushes WHERE state = 'failed' AND finished_at < ?",
+                                 (now - FAILED_PUSHES_KEPT,))
+        return done
 
     def close(self) -> None:
         self.db.close()

@@ -10,7 +10,7 @@ import pytest
 
 from db_fixture import db_url, pg_schema_url  # noqa: F401  (fixtures)
 from handlers.db import Database, DatabaseError
-from handlers.handoffs import (HandoffClosed, HandoffConflict, HandoffNotFound, HandoffStoreError,
+from handlers.handoffs import (MIGRATIONS, HandoffClosed, HandoffConflict, HandoffNotFound, HandoffStoreError,
                                MemoryHandoffStore, NewHandoff, SqlHandoffStore)
 from support import Clock
 
@@ -102,6 +102,86 @@ def test_contract(store):
     assert [h.id for h in store.list("abandoned")] == [b.id]
     with pytest.raises(ValueError):
         store.finish(b.id, "active", "x")
+
+
+def test_kept_pushes_go_in_order_per_hand_off_to_one_owner_at_a_time(store):
+    clock = store.clock
+    a, b = store.create(new(1)), store.create(new(2, channel="telegram", address="777"))
+    assert store.pushes_waiting(a.id) == 0 and store.claim_push("r1", 60) is None
+    with pytest.raises(HandoffNotFound):
+        store.queue_push("nope", "web", "sid", "[]", None, clock.now)
+    p1 = store.queue_push(a.id, "web", "sid1", '[{"text": "一"}]', 7, clock.now + 10)   # not due for 10 s
+    p2 = store.queue_push(a.id, "web", "sid1", '[{"text": "二"}]', 8, clock.now)        # due, but behind p1
+    p3 = store.queue_push(b.id, "telegram", "777", '[{"text": "三"}]', None, clock.now)
+    assert p1.id < p2.id < p3.id and (p1.handoff_id, p1.channel, p1.address, p1.message_id) == (a.id, "web", "sid1", 7)
+    assert (store.pushes_waiting(a.id), store.pushes_waiting(b.id)) == (2, 1)
+
+    # only the first pending push of a hand-off, only when due: p2 never overtakes p1
+    got = store.claim_push("r1", 60)
+    assert got == p3 and store.claim_push("r2", 60) is None
+    clock.advance(10)
+    assert store.claim_push("r2", 60) == p1
+    assert store.claim_push("r1", 60) is None          # p1 is held by r2, p2 waits behind it, p3 by r1
+    assert not store.push_delivered(p1.id, "r1")       # settled only by its owner
+    assert store.push_retry(p1.id, "r2", clock.now + 5, "BusError")
+    assert store.claim_push("r1", 60) is None          # p1 waits for its next try; p2 still behind it
+    clock.advance(5)
+    again = store.claim_push("r1", 60)
+    assert again.id == p1.id and again.attempts == 1 and again.body == '[{"text": "一"}]'
+    assert store.push_delivered(p1.id, "r1") and store.pushes_waiting(a.id) == 1
+    assert store.claim_push("r1", 60) == p2            # now p2 is first
+
+    # a claim whose lease ran out is another owner's to take; the old owner can no longer settle it
+    clock.advance(61)
+    taken = store.claim_push("r3", 60)
+    assert taken.id in (p2.id, p3.id)
+    assert not store.push_delivered(taken.id, "r1") and not store.push_failed(taken.id, "r1", "x")
+    other = store.claim_push("r3", 60)
+    assert {taken.id, other.id} == {p2.id, p3.id}
+
+    # failed: no longer pending, never claimed again; finishing the hand-off leaves kept pushes alone
+    assert store.push_failed(p3.id, "r3", "WindowClosed") and store.pushes_waiting(b.id) == 0
+    store.finish(a.id, "closed", "solved", "li")
+    p4 = store.queue_push(a.id, "web", "sid1", '[{"text": "结束"}]', None, clock.now)   # a closing notice
+    assert store.push_delivered(p2.id, "r3")
+    assert store.claim_push("r3", 60) == p4 and store.claim_push("r3", 60) is None
+    assert store.push_delivered(p4.id, "r3") and store.pushes_waiting(a.id) == 0
+
+
+def test_a_store_made_before_kept_pushes_gets_their_table(db_url):
+    db = Database(db_url)
+    db.migrate("handoffs", MIGRATIONS[:1])            # the schema as an older release left it
+    old = SqlHandoffStore.__new__(SqlHandoffStore)
+    old.db, old._clock = db, lambda: 1.0
+    h = old.create(new(1))
+    store = SqlHandoffStore(db)                       # this release: the new migration runs once
+    assert store.get(h.id) == h and store.pushes_waiting(h.id) == 0
+    p = store.queue_push(h.id, "web", "sid1", "[]", None, 0.0)
+    assert store.claim_push("r", 60) == p
+    assert db.tx().rows("SELECT version FROM schema_migrations WHERE component = 'handoffs' ORDER BY version") == [
+        {"version": 1}, {"version": 2}]
+    db.close()
+
+
+def test_concurrent_push_claims_in_threads_one_winner(store):
+    h = store.create(new())
+    for n in range(5):
+        p = store.queue_push(h.id, "web", "sid", f'[{{"text": "{n}"}}]', None, store.clock.now)
+        got: list = []
+        barrier = threading.Barrier(6)
+
+        def claim(owner: str) -> None:
+            barrier.wait()
+            got.append((owner, store.claim_push(owner, 60)))
+
+        threads = [threading.Thread(target=claim, args=(f"r{i}",)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        winners = [(owner, c) for owner, c in got if c is not None]
+        assert len(got) == 6 and len(winners) == 1 and winners[0][1].id == p.id
+        assert store.push_delivered(p.id, winners[0][0])
 
 
 def test_concurrent_claims_in_threads_one_winner(store):
