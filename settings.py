@@ -237,6 +237,9 @@ class HandoffConfig(Section):
     api_requests_per_minute: int = Field(120, ge=1)    # per client address, every /api/handoffs route
     api_failed_auth_per_minute: int = Field(10, ge=1)  # wrong or missing tokens per client address before 429
     timezone: str = "Asia/Shanghai"        # the staff console's times and the Overview's days, one zone everywhere
+    redeliver_interval: float = Field(5.0, gt=0)       # first wait before a failed push to a user is tried again
+    redeliver_max_interval: float = Field(60.0, gt=0)  # the wait doubles up to this
+    redeliver_give_up: float = Field(3600.0, gt=0)     # seconds after the first failure: stop, and tell staff
 
     @field_validator("timezone")
     @classmethod
@@ -302,6 +305,16 @@ class WebhookConfig(_HandoffPart):
     @property
     def enabled(self) -> bool:
         return bool(self.url)
+
+
+class RedeliveryConfig(_HandoffPart):
+    """``handoff.redeliver_*``: pushes to users that failed for a passing reason (the event bus down, a
+    network error) are sent again from the hand-off store (handlers/redelivery.py)."""
+
+    prefix: ClassVar[str] = "redeliver_"
+    interval: float         # seconds before the first retry; doubled after each failed one
+    max_interval: float     # the longest wait between two tries
+    give_up: float          # seconds after the first failure: no more tries, staff are told
 
 
 MIN_API_TOKEN_CHARS = 24

@@ -136,6 +136,10 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
     delivery = Delivery({c.name: c for c in channels})
     if service.deliver is None:  # a service given with its own delivery hook (tests) keeps it
         service.deliver = delivery
+    redelivery = service.redelivery
+    if redelivery is None:   # failed pushes kept in the hand-off store, sent again from this process
+        from handlers.redelivery import attach
+        redelivery = attach(service, cfg)
     console = build_console(cfg, service, secret, matcher=lambda: getattr(engine, "matcher", None), store=staff,
                             limits=limits)
 
@@ -144,7 +148,9 @@ def create_app(cfg: Mapping[str, Any], engine: ConversationEngine | None = None,
         delivery.bind(asyncio.get_running_loop())
         if live is not None:
             live.start()
+        redelivery.start()
         yield
+        await asyncio.to_thread(redelivery.close)   # a send in flight needs the loop to finish
         if live is not None:
             live.stop()
         delivery.unbind()

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Mapping, Sequence
 
-from handlers.types import Reply
+from handlers.types import Reply, Undeliverable
 
 from .base import Channel
 
@@ -20,8 +20,11 @@ log = logging.getLogger(__name__)
 TIMEOUT = 20.0
 
 
-class UnknownChannel(LookupError):
-    """No channel of that name is configured in this process."""
+class UnknownChannel(Undeliverable, LookupError):
+    """No channel of that name is configured in this process (not retried: it will not pass)."""
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(f"本服务没有配置 {channel} 渠道，无法推送")
 
 
 class Delivery:
@@ -41,7 +44,7 @@ class Delivery:
     def __call__(self, channel: str, address: str, replies: Sequence[Reply]) -> None:
         target = self.channels.get(channel)
         if target is None:
-            raise UnknownChannel(f"channel {channel!r} is not configured here")
+            raise UnknownChannel(channel)
         coro = target.send(address, list(replies))
         try:
             asyncio.get_running_loop()

@@ -8,6 +8,11 @@ Staff side: ``list``, ``get``, ``claim``, ``reply``, ``close``, ``hand_back``. E
 published on the event bus topic ``staff`` (consoles update live) and what the user must see is
 pushed to them through their channel (``deliver(channel, address, replies)``).
 
+A push that fails for a passing reason (Redis down, a network error) is kept in the hand-off store
+and sent again in order by ``handlers.redelivery.Redeliverer`` when the serving process runs one
+(``redelivery``); a later push to the same hand-off waits behind it. Staff see each step as a
+system line in the conversation.
+
 Errors are ``HandoffError`` subclasses (``handlers.handoffs``) with a Chinese ``message``;
 ``ReplyRejected`` for an empty or over-long reply.
 """
@@ -154,6 +159,7 @@ class HandoffService:
         self.clock = clock
         self.max_reply_chars = max_reply_chars
         self.listeners: list[Callable[[str, Handoff, HandoffMessage | None], None]] = []
+        self.redelivery: Any = None   # a handlers.redelivery.Redeliverer: failed pushes are kept and sent again
 
     # ---- events -------------------------------------------------------------------------
 
@@ -172,19 +178,50 @@ class HandoffService:
             except Exception:  # noqa: BLE001 - a listener never breaks a turn
                 log.exception("hand-off listener failed on %s", kind)
 
-    def _push(self, h: Handoff, replies: Sequence[Reply]) -> None:
-        """Push replies to the user through their channel (never raises)."""
+    def _push(self, h: Handoff, replies: Sequence[Reply], message_id: int | None = None) -> None:
+        """Push replies to the user through their channel (never raises). With redelivery on, a push
+        that fails for a passing reason is kept and sent again, and one behind a kept push waits."""
         if self.deliver is None:
             log.warning("hand-off %s: no delivery configured for channel %s", h.id, h.channel)
+            return
+        if self.redelivery is not None and self._waiting(h):
+            self._keep(h, replies, message_id, self.clock(),
+                       "这条消息暂未发给用户：前面还有消息在等待补发，恢复后会按顺序补发给用户。")
             return
         try:
             self.deliver(h.channel, h.address, list(replies))
         except Exception as e:  # noqa: BLE001 - a failed push never fails the agent's action
-            log.exception("hand-off %s: delivery to %s failed", h.id, h.channel)
-            why = e.reason if isinstance(e, Undeliverable) else "发送失败，请稍后再试或改用其他方式联系用户"
-            self._notice(h, f"这条消息没有送达用户：{why}。")
+            log.error("hand-off %s: delivery to %s failed (%s)", h.id, h.channel, e.__class__.__name__)
+            if isinstance(e, Undeliverable):
+                self.notice(h, f"这条消息没有送达用户：{e.reason}。")
+            elif self.redelivery is None:
+                self.notice(h, "这条消息没有送达用户：发送失败，请稍后再试或改用其他方式联系用户。")
+            else:
+                self._keep(h, replies, message_id, self.clock() + self.redelivery.wait_after(1),
+                           "这条消息没有送达用户：发送失败（推送通道暂时不可用），系统会自动重试，送达后会提示“已补发给用户”。")
 
-    def _notice(self, h: Handoff, text: str) -> None:
+    def _waiting(self, h: Handoff) -> bool:
+        """Whether earlier pushes to this hand-off wait to be sent again (a store failure: none known)."""
+        try:
+            return self.store.pushes_waiting(h.id) > 0
+        except HandoffError as e:
+            log.warning("hand-off %s: kept pushes not readable (%s)", h.id, e.__class__.__name__)
+            return False
+
+    def _keep(self, h: Handoff, replies: Sequence[Reply], message_id: int | None, due: float, notice: str) -> None:
+        """Keep a push for redelivery (due at ``due``) and tell staff; when it cannot be kept, say so."""
+        from .redelivery import replies_body
+
+        try:
+            self.store.queue_push(h.id, h.channel, h.address, replies_body(replies), message_id, due)
+        except HandoffError as e:
+            log.error("hand-off %s: push not kept for redelivery (%s)", h.id, e.__class__.__name__)
+            self.notice(h, "这条消息没有送达用户：发送失败，且暂时无法保存以便补发，请稍后再试或改用其他方式联系用户。")
+            return
+        self.notice(h, notice)
+        self.redelivery.wake()
+
+    def notice(self, h: Handoff, text: str) -> None:
         """A system line that staff see live in the conversation (not sent to the user)."""
         try:
             m = self.store.add_message(h.id, "system", "系统", text)
@@ -217,7 +254,7 @@ class HandoffService:
         """The user goes back to the bot (取消转人工 / 结束) or leaves the channel: the hand-off is
         abandoned; ``why`` (e.g. 用户已取消关注公众号) is a system line staff see first."""
         if why:
-            self._notice(h, why)
+            self.notice(h, why)
         done = self.store.finish(h.id, "abandoned", "user_left")
         self._event("closed", done)
         return done
@@ -258,7 +295,7 @@ class HandoffService:
         if before is not None and before.status == "waiting":
             m = self.store.add_message(h.id, "system", agent, f"人工客服 {agent} 已接入")
             self._event("claimed", h, m)
-            self._push(h, [Reply(f"人工客服 {agent} 已接入，正在查看您的问题，请稍候。", intent="handoff")])
+            self._push(h, [Reply(f"人工客服 {agent} 已接入，正在查看您的问题，请稍候。", intent="handoff")], m.id)
         return h
 
     def reply(self, handoff_id: str, agent: str, text: Any) -> HandoffMessage:
@@ -279,7 +316,7 @@ class HandoffService:
             raise HandoffClosed(handoff_id)
         m = self.store.add_message(h.id, "agent", agent, text)
         self._event("message", h, m)
-        self._push(h, [Reply(text, author=f"人工客服 {agent}", intent="handoff")])
+        self._push(h, [Reply(text, author=f"人工客服 {agent}", intent="handoff")], m.id)
         return m
 
     def _finish(self, handoff_id: str, agent: str, resolution: str, admin: bool, notice: str) -> Handoff:
