@@ -24,6 +24,7 @@ from handlers.redelivery import Redeliverer, duration, excerpt, replies_body, re
 from handlers.types import Button, Reply, Undeliverable
 from settings import RedeliveryConfig
 from support import Clock, make_engine
+from support.events import EventReader
 from support.servers import LiveServer
 
 SECRET = "redelivery-test-secret-0123456789abcdef"
@@ -274,8 +275,6 @@ def served(tmp_path, redis, monkeypatch):
 
 
 def test_replies_during_a_redis_outage_reach_the_widget_stream_once_in_order_when_it_is_back(served, redis):
-    from test_live_delivery import EventReader   # noqa: E402 - the widget's event-stream reader
-
     server, service = served
     sid = requests.post(server.url + "/api/session", timeout=30).json()["session_id"]
     requests.post(server.url + "/api/chat", json={"session_id": sid, "text": "转人工"}, timeout=30)

@@ -3,9 +3,7 @@ Last-Event-ID replay, bad input), Redis delivery across two worker processes, an
 pushes through the Bot API (recorded request, no network)."""
 from __future__ import annotations
 
-import json
 import secrets
-import threading
 import time
 
 import pytest
@@ -21,6 +19,7 @@ from handlers.handoff_service import HandoffService
 from handlers.handoffs import SqlHandoffStore
 from handlers.staff import StaffStore
 from support import make_engine
+from support.events import EventReader
 from support.servers import LiveServer, free_port, start, stop, wait_for_url
 from support.telegram import TOKEN, RecordingRequest
 
@@ -34,49 +33,6 @@ def redis_or_skip(url: str = "redis://127.0.0.1:6379/0") -> None:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except Exception as e:  # noqa: BLE001
         pytest.skip(f"Redis at {url} not reachable ({e.__class__.__name__})")
-
-
-class EventReader:
-    """Reads a text/event-stream in a thread; ``events`` are (id, event, data dict)."""
-
-    def __init__(self, url: str, params: dict, headers: dict | None = None) -> None:
-        self.events: list[tuple[str, str, dict]] = []
-        self.comments = 0
-        self.status = None
-        self._resp = requests.get(url, params=params, headers=headers or {}, stream=True, timeout=60)
-        self.status = self._resp.status_code
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        block: dict[str, str] = {}
-        try:
-            for line in self._resp.iter_lines(decode_unicode=True):
-                if line == "":
-                    if "data" in block:
-                        self.events.append((block.get("id", ""), block.get("event", ""), json.loads(block["data"])))
-                    block = {}
-                elif line.startswith(":"):
-                    self.comments += 1
-                else:
-                    key, _, value = line.partition(": ")
-                    block[key] = value
-        except Exception:  # noqa: BLE001 - closed by the test
-            pass
-
-    def wait_for(self, predicate, what: str) -> None:
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            if predicate(self.events):
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}; got {self.events}")
-
-    def texts(self) -> list[str]:
-        return [r["text"] for _, _, data in self.events for r in data["replies"]]
-
-    def close(self) -> None:
-        self._resp.close()
 
 
 def staff_session(base: str, name: str = "li") -> tuple[requests.Session, dict]:
