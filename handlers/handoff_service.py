@@ -186,7 +186,7 @@ class HandoffService:
             return
         if self.redelivery is not None and self._waiting(h):
             self._keep(h, replies, message_id, self.clock(),
-                       "这条消息暂未发给用户：前面还有消息在等待补发，恢复后会按顺序补发给用户。")
+                       "这条消息还没有送达用户：前面还有消息在等待补发，恢复后会按顺序补发给用户。")
             return
         try:
             self.deliver(h.channel, h.address, list(replies))

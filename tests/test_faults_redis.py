@@ -10,6 +10,7 @@ conversation resumes at the step it was at, and asking for a person again joins 
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -20,6 +21,7 @@ import yaml
 from db_fixture import pg_schema_url
 from handlers.db import connect
 from handlers.handoffs import SqlHandoffStore
+from support.events import EventReader
 
 from fault_harness import (BotProcess, RedisServer, WebChat, bots, recover_password_steps,
                            redis_server, run, unique_prefix, wait_until)
@@ -96,12 +98,13 @@ def test_redis_killed_mid_flow_loses_no_step_and_hand_offs_go_on(tmp_path, sandb
     request for a person is queued (PostgreSQL is up); a staff reply (help-desk API) is stored and
     staff are told it did not reach the user (the live push goes through Redis); Redis restarts from
     its append-only file alone and every conversation goes on from its last answered step — none
-    lost, none run twice — and staff replies reach users again."""
+    lost, none run twice — the kept staff messages reach the user's event stream once, in order,
+    staff see 已补发给用户, and later staff replies reach users at once, after them."""
     sandbox = sandbox_proc.api
     bot = BotProcess(tmp_path, "bot", accounts_url=sandbox_proc.base_url, redis_url=redis.url,
                      prefix=unique_prefix(), handoff_url=pg_url)
     cfg = yaml.safe_load(bot.config.read_text(encoding="utf-8"))
-    cfg["handoff"]["api_token"] = API_TOKEN
+    cfg["handoff"].update(api_token=API_TOKEN, redeliver_interval=1.0, redeliver_max_interval=2.0)
     bot.config.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     with bots(bot):
         waiting = WebChat([bot.url], client="198.51.100.20")   # with a person before the outage
@@ -135,6 +138,7 @@ def test_redis_killed_mid_flow_loses_no_step_and_hand_offs_go_on(tmp_path, sandb
         assert staff_reply(bot, h.id, "请提供新手机号。") == 201          # stored; the push failed, and staff see so
         assert [m["kind"] for m in handoff_messages(bot, h.id)][-2:] == ["agent", "system"]
         assert "没有送达用户" in handoff_messages(bot, h.id)[-1]["text"]
+        assert "没有送达用户" in handoff_messages(bot, h.id)[-3]["text"]   # the claim notice, kept first
 
         assert not list(redis.dir.glob("*.rdb")), "a snapshot was written: the restart would not prove the AOF"
         redis.start()   # same port and directory: the append-only file is all there is
@@ -149,8 +153,22 @@ def test_redis_killed_mid_flow_loses_no_step_and_hand_offs_go_on(tmp_path, sandb
 
         waiting.say("转人工")   # its session (from before the outage) still knows the hand-off
         assert "您已在人工客服队列中" in waiting.text and len(queued(bot)) == 2
-        assert staff_reply(bot, h.id, "请再发一次新手机号。") == 201     # pushed again: no failure notice
-        assert [(m["kind"], m["text"]) for m in handoff_messages(bot, h.id)][-1] == ("agent", "请再发一次新手机号。")
+
+        # what staff said during the outage was kept (PostgreSQL) and is sent again now, in order, once
+        kept = ["人工客服 李 已接入，正在查看您的问题，请稍候。", "请提供新手机号。"]
+        wait_until(lambda: sum(m["text"].startswith("已补发给用户") for m in handoff_messages(bot, h.id)) == 2,
+                   90, "the kept messages redelivered")
+        stream = EventReader(bot.url + "/api/chat/events", {"session_id": waiting.sid},
+                             {"X-Forwarded-For": "198.51.100.20"})
+        try:
+            stream.wait_for(lambda ev: len(ev) >= 2, "the redelivered messages in the widget's stream")
+            assert staff_reply(bot, h.id, "请再发一次新手机号。") == 201     # pushed at once: no failure notice
+            assert [(m["kind"], m["text"]) for m in handoff_messages(bot, h.id)][-1] == ("agent", "请再发一次新手机号。")
+            stream.wait_for(lambda ev: len(ev) >= 3, "the new reply in the widget's stream")
+            time.sleep(3)   # a second copy of anything (another try, another worker) would be here by now
+        finally:
+            stream.close()
+        assert stream.texts() == [*kept, "请再发一次新手机号。"]
 
 
 API_TOKEN = "fault-tests-handoff-api-token-0123456789"
