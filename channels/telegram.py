@@ -43,12 +43,12 @@ from fastapi.responses import JSONResponse, Response
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram import BotCommand
-from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (AIORateLimiter, Application, BaseUpdateProcessor, CallbackQueryHandler, CommandHandler,
                           ContextTypes, MessageHandler, filters)
 
 from accounts.contract import MAX_IMAGE_BYTES
-from handlers.types import Message, Reply
+from handlers.types import Message, Reply, Undeliverable
 from settings import TelegramConfig, WebConfig
 
 from . import render
@@ -396,12 +396,19 @@ class TelegramChannel(Channel):
                     log.warning("could not register the Telegram command menu (setMyCommands)")
 
     async def send(self, address: str, replies: Sequence[Reply]) -> None:
-        """Send replies to chat ``address`` (the chat id) through the Bot API; TelegramError when it refuses."""
+        """Send replies to chat ``address`` (the chat id) through the Bot API. ``Undeliverable`` when
+        Telegram refuses for good (the user blocked the bot, the chat is gone: not worth retrying);
+        another ``TelegramError`` (network, 5xx, flood control) when it may pass."""
         await self._ensure_ready()
-        for reply in replies:
-            if reply.author:  # a person's message says who wrote it
-                reply = dataclasses.replace(reply, text=f"**{reply.author}**：\n\n{reply.text}")
-            await self._bridge.send_reply(self.application.bot, int(address), reply)
+        try:
+            for reply in replies:
+                if reply.author:  # a person's message says who wrote it
+                    reply = dataclasses.replace(reply, text=f"**{reply.author}**：\n\n{reply.text}")
+                await self._bridge.send_reply(self.application.bot, int(address), reply)
+        except Forbidden as e:
+            raise Undeliverable("用户已屏蔽机器人或删除了与机器人的对话，Telegram 不允许再向其发送消息") from e
+        except BadRequest as e:
+            raise Undeliverable("Telegram 拒绝了这条消息（对话不存在或内容无效）") from e
 
     async def webhook(self, request: Request) -> Response:
         """One webhook call: 403 on a wrong secret, 400 on a malformed update, else 200 after processing."""

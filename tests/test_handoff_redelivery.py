@@ -1,8 +1,10 @@
 """A push to the user that fails for a passing reason is kept in the hand-off store and sent again,
 in order and once (handlers/redelivery.py): through a real Redis outage to the widget's event
 stream (a private redis-server stopped and started, the app served by uvicorn with its background
-redeliverer), by two service instances sharing one store (SQLite, PostgreSQL), and not at all for a
-refusal that will not pass; after the configured time it is given up and staff are told."""
+redeliverer), through Telegram's Bot API failing and coming back (a recording stand-in), by two
+service instances sharing one store (SQLite, PostgreSQL), and not at all for a refusal that will not
+pass (WeChat's 48-hour window, a user who blocked the Telegram bot); after the configured time it is
+given up and staff are told."""
 from __future__ import annotations
 
 import threading
@@ -11,6 +13,7 @@ from typing import Iterator
 
 import pytest
 import requests
+from fastapi.testclient import TestClient
 
 from accounts.local import LocalAccountClient
 from channels.app import create_app
@@ -26,6 +29,7 @@ from settings import RedeliveryConfig
 from support import Clock, make_engine
 from support.events import EventReader
 from support.servers import LiveServer
+from support.telegram import TOKEN, RecordingRequest
 
 SECRET = "redelivery-test-secret-0123456789abcdef"
 DEADLINE = 60.0
@@ -301,3 +305,69 @@ def test_replies_during_a_redis_outage_reach_the_widget_stream_once_in_order_whe
     assert reader.texts() == ["人工客服 li 已接入，正在查看您的问题，请稍候。", "请提供新手机号。", "收到后我帮您改。"]
     assert [data["replies"][0]["author"] for _, _, data in reader.events[1:]] == ["人工客服 li"] * 2
     assert system_lines(service, h.id)[-2:] == ["已补发给用户：「请提供新手机号。」", "已补发给用户：「收到后我帮您改。」"]
+
+
+# ---- Telegram: the Bot API stand-in failing, then back; a user who blocked the bot -------------------
+
+class FlakyBotApi(RecordingRequest):
+    """The recording Bot API stand-in whose sendMessage can fail: ``down`` (502, passes) or
+    ``blocked`` (403: the user blocked the bot, for good)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode: str | None = None
+        self.refused = 0
+
+    async def do_request(self, url, method, request_data=None, **kwargs):
+        if url.endswith("/sendMessage") and self.mode is not None:
+            self.refused += 1
+            if self.mode == "blocked":
+                return 403, b'{"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}'
+            return 502, b'{"ok": false, "error_code": 502, "description": "Bad Gateway"}'
+        return await super().do_request(url, method, request_data, **kwargs)
+
+
+def wait_for(check, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_telegram_replies_kept_while_the_bot_api_fails_go_out_in_order_and_a_blocked_user_is_told(tmp_path):
+    api = FlakyBotApi()
+    service = HandoffService(SqlHandoffStore(Database(f"sqlite:///{tmp_path}/bot.db")), MemoryBus())
+    accounts = LocalAccountClient()
+    engine = make_engine(accounts, data_dir=tmp_path, handoffs=service)
+    cfg = {"telegram": {"token": TOKEN, "webhook_secret": "s3cret-token_value", "webhook_path": "/telegram/webhook"},
+           "web": {"session_secret": SECRET},
+           "handoff": {"redeliver_interval": 0.2, "redeliver_max_interval": 0.4, "redeliver_give_up": 600}}
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 1_800_000_000, "text": "转人工",
+                                          "chat": {"id": 42, "type": "private"},
+                                          "from": {"id": 42, "is_bot": False, "first_name": "张"}}}
+    with TestClient(create_app(cfg, engine=engine, telegram_request=api)) as client:
+        assert client.post("/telegram/webhook", json=update,
+                           headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token_value"}).status_code == 200
+        [h] = service.list("waiting")
+        service.claim(h.id, "li")
+        api.mode = "down"
+        service.reply(h.id, "li", "第一条")
+        service.reply(h.id, "li", "第二条")
+        assert "自动重试" in system_lines(service, h.id)[-2] and "按顺序补发" in system_lines(service, h.id)[-1]
+        wait_for(lambda: api.refused >= 3, "failed retries")     # retried while the Bot API fails
+        before = len(api.sent())
+        api.mode = None
+        wait_for(lambda: service.store.pushes_waiting(h.id) == 0, "the kept replies sent")
+        time.sleep(0.6)                                           # a second copy would be here by now
+        assert [m["text"] for m in api.sent()[before:]] == ["<b>人工客服 li</b>：\n\n第一条", "<b>人工客服 li</b>：\n\n第二条"]
+        assert {m["chat_id"] for m in api.sent()[before:]} == {42}
+        assert system_lines(service, h.id)[-2:] == ["已补发给用户：「第一条」", "已补发给用户：「第二条」"]
+
+        api.mode, api.refused = "blocked", 0
+        service.reply(h.id, "li", "第三条")
+        assert "没有送达用户：用户已屏蔽机器人" in system_lines(service, h.id)[-1]
+        time.sleep(0.6)
+        assert api.refused == 1 and service.store.pushes_waiting(h.id) == 0   # not retried
+        assert api.unexpected == []
+    accounts.close()
