@@ -154,6 +154,8 @@ def _handoff_states(engine: Any) -> Iterable[Any]:
     for state, n in counts.items():
         g.add_metric([state], n)
     yield g
+    yield GaugeMetricFamily("chsi_handoff_pushes_waiting", "Staff messages that did not reach the user yet, "
+                            "kept to be sent again (handlers/redelivery.py)", value=store.pushes_pending())
 
 
 def _insights(engine: Any) -> Iterable[Any]:

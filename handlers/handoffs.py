@@ -22,7 +22,7 @@ shared contract test against all of them):
 - Pushes that did not reach the user (``handlers.redelivery``): ``queue_push(...)`` remembers one
   (the channel, the address as it was, the replies as JSON text, the hand-off message it carries,
   when it is next due) — also for a hand-off already finished (its closing notice).
-  ``pushes_waiting(id)`` counts a hand-off's pending ones. ``claim_push(owner, lease)`` is atomic
+  ``pushes_waiting(id)`` counts a hand-off's pending ones, ``pushes_pending()`` all of them. ``claim_push(owner, lease)`` is atomic
   across threads and processes: the oldest due push that is the first pending one of its hand-off
   (a later one never overtakes an earlier one) and unclaimed (or its claim's lease ran out — a
   push one holds is not one's to claim again);
@@ -195,6 +195,8 @@ class HandoffStore(Protocol):
 
     def pushes_waiting(self, handoff_id: str) -> int: ...
 
+    def pushes_pending(self) -> int: ...
+
     def claim_push(self, owner: str, lease: float) -> PendingPush | None: ...
 
     def push_delivered(self, push_id: int, owner: str) -> bool: ...
@@ -315,6 +317,10 @@ class MemoryHandoffStore:
     def pushes_waiting(self, handoff_id: str) -> int:
         with self._mutex:
             return sum(1 for i in self._pushes if i["state"] == "pending" and i["push"].handoff_id == handoff_id)
+
+    def pushes_pending(self) -> int:
+        with self._mutex:
+            return sum(1 for i in self._pushes if i["state"] == "pending")
 
     def claim_push(self, owner: str, lease: float) -> PendingPush | None:
         with self._mutex:
@@ -509,6 +515,11 @@ class SqlHandoffStore:
         with self._errors():
             r = self.db.tx().row("SELECT COUNT(*) AS n FROM handoff_pushes WHERE handoff_id = ? AND state = 'pending'",
                                  (handoff_id,))
+        return int(r["n"]) if r else 0
+
+    def pushes_pending(self) -> int:
+        with self._errors():
+            r = self.db.tx().row("SELECT COUNT(*) AS n FROM handoff_pushes WHERE state = 'pending'")
         return int(r["n"]) if r else 0
 
     def claim_push(self, owner: str, lease: float) -> PendingPush | None:

@@ -114,7 +114,7 @@ def test_kept_pushes_go_in_order_per_hand_off_to_one_owner_at_a_time(store):
     p2 = store.queue_push(a.id, "web", "sid1", '[{"text": "二"}]', 8, clock.now)        # due, but behind p1
     p3 = store.queue_push(b.id, "telegram", "777", '[{"text": "三"}]', None, clock.now)
     assert p1.id < p2.id < p3.id and (p1.handoff_id, p1.channel, p1.address, p1.message_id) == (a.id, "web", "sid1", 7)
-    assert (store.pushes_waiting(a.id), store.pushes_waiting(b.id)) == (2, 1)
+    assert (store.pushes_waiting(a.id), store.pushes_waiting(b.id), store.pushes_pending()) == (2, 1, 3)
 
     # only the first pending push of a hand-off, only when due: p2 never overtakes p1
     got = store.claim_push("r1", 60)
@@ -145,7 +145,7 @@ def test_kept_pushes_go_in_order_per_hand_off_to_one_owner_at_a_time(store):
     p4 = store.queue_push(a.id, "web", "sid1", '[{"text": "结束"}]', None, clock.now)   # a closing notice
     assert store.push_delivered(p2.id, "r3")
     assert store.claim_push("r3", 60) == p4 and store.claim_push("r3", 60) is None
-    assert store.push_delivered(p4.id, "r3") and store.pushes_waiting(a.id) == 0
+    assert store.push_delivered(p4.id, "r3") and store.pushes_waiting(a.id) == 0 and store.pushes_pending() == 0
 
 
 def test_a_store_made_before_kept_pushes_gets_their_table(db_url):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -91,6 +92,9 @@ def test_metrics_count_requests_decisions_flows_accounts_handoffs_and_reloads(se
     break_it(folder / "topics" / TOPIC)
     live.poll()
 
+    [h] = engine.handoffs.list("waiting")   # a staff message kept for redelivery (due long after this test)
+    engine.handoffs.store.queue_push(h.id, "web", sid, "[]", None, time.time() + 86400)
+
     assert engine.insights.flush()
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -109,6 +113,7 @@ def test_metrics_count_requests_decisions_flows_accounts_handoffs_and_reloads(se
     assert value(found, "chsi_flow_events_total", flow="recover_username", event="completed") == 1
     assert value(found, "chsi_account_api_calls_total", operation="recover_username", result="ok") == 1
     assert value(found, "chsi_handoffs", state="waiting") == 1
+    assert value(found, "chsi_handoff_pushes_waiting") == 1
     assert value(found, "chsi_faq_reload_failures_total") == 1 and value(found, "chsi_faq_reloads_total") == 0
     assert value(found, "chsi_faq_entries") == len(live.current.faq.entries)
     assert value(found, "chsi_insights_events_total", outcome="written") == 8
