@@ -75,6 +75,9 @@ def main() -> int:
                     help="least share of out-of-scope questions rejected in each set (the issue's target)")
     ap.add_argument("--marginal", type=float, default=0.5,
                     help="least share of right answers among those a step down the answer curve adds")
+    ap.add_argument("--long-only", action="store_true",
+                    help="keep config.yaml's answer_threshold, clarify_threshold and clarify_margin; walk only the "
+                         "long messages' answer curve")
     ap.add_argument("--clarify-useful", type=float, default=0.5,
                     help="least share of clarifications that offer the right topic")
     args = ap.parse_args()
@@ -95,16 +98,47 @@ def main() -> int:
 
     margin = base.clarify_margin
 
+    long_line = None   # the long messages' own answer line: chosen last (4.), the answer line until then
+
     def decide(answer: float, clarify: float) -> list[tuple[str, dict]]:
         matcher.config = base.model_copy(update={"answer_threshold": answer, "clarify_threshold": clarify,
-                                                 "clarify_margin": margin})
+                                                 "clarify_margin": margin, "long_answer_threshold": long_line})
         return [(w, result_json(matcher.match(t), None)) for w, t in zip(wants, texts)]
+
+    def long_curve(answer: float, clarify: float) -> float | None:
+        """4. The long messages' own answer line, walked down from ``answer`` as the answer line was."""
+        nonlocal long_line
+        print(f"long-message answer curve (messages of {base.long_tokens}+ words; their story adds words no entry "
+              "explains): long_answer_threshold → precision / coverage / out-of-scope rejection; answers added / of those, right")
+        chosen_long, before, start = None, None, None
+        for t in reversed(grid(0.40, answer)):
+            long_line = t
+            rows = decide(answer, clarify)
+            p, rej = operating_point(rows), rejection(rows, sets)
+            now = {k for k, (_, got) in enumerate(rows) if got["decision"] == "answer"}
+            added = sorted(now - before) if before is not None else []
+            right = sum(rows[k][1]["intent"] == rows[k][0] for k in added)
+            before = now
+            print(f"  {t:.2f}  {p.precision * 100:5.1f}% / {p.coverage * 100:5.1f}% / {rej * 100:5.1f}%   +{len(added)} / {right}")
+            floor = p.precision if start is None else min(args.precision, start)   # never below where it started
+            start = p.precision if start is None else start
+            if p.precision < floor or rej < args.rejection or (added and right / len(added) < args.marginal):
+                break
+            if chosen_long is None or added:   # as the answer line: down only to the last step that added right answers
+                chosen_long = t
+        long_line = None
+        return None if chosen_long is None or chosen_long >= answer else chosen_long
 
     print(f"{len(items)} questions from {', '.join(Path(f).name for f in args.files)}")
     print("reliability of the top guess by score band:")
     for b in reliability(decide(base.answer_threshold, base.clarify_threshold)):
         if b.count:
             print(f"  {b.label}  share {b.share * 100:5.1f}%  precision {b.precision * 100:5.1f}%  (n={b.count})")
+
+    if args.long_only:
+        line = long_curve(base.answer_threshold, base.clarify_threshold)
+        print(f"config.yaml matcher:\n  long_answer_threshold: {'null' if line is None else f'{line:.2f}'}")
+        return 0
 
     print("answer curve (no clarify band), from the top down: threshold → precision / coverage / out-of-scope "
           "rejection; answers added at this step / of those, right")
@@ -171,12 +205,15 @@ def main() -> int:
         if added:
             clarify = c
         before = now
+    long_line = long_curve(answer, clarify)
     final = operating_point(decide(answer, clarify))
-    print(f"chosen: answer_threshold {answer:.2f}, clarify_threshold {clarify:.2f}, clarify_margin {margin:.2f} → answers {final.coverage:.1%} "
+    long_text = "off" if long_line is None else f"{long_line:.2f}"
+    print(f"chosen: answer_threshold {answer:.2f}, clarify_threshold {clarify:.2f}, clarify_margin {margin:.2f}, "
+          f"long_answer_threshold {long_text} → answers {final.coverage:.1%} "
           f"of questions at {final.precision:.1%} precision; clarifies {final.clarify_share:.1%} "
           f"({final.clarify_useful:.1%} offer the right topic)")
     print(f"config.yaml matcher:\n  answer_threshold: {answer:.2f}\n  clarify_threshold: {clarify:.2f}\n"
-          f"  clarify_margin: {margin:.2f}")
+          f"  clarify_margin: {margin:.2f}\n  long_answer_threshold: {'null' if long_line is None else f'{long_line:.2f}'}")
     return 0
 
 

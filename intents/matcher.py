@@ -212,12 +212,13 @@ class Matcher:
             return self._decide(ranked, exact=True)
         if windows:
             ranked = self._with_windows(windows, ranked, frozenset(q.tokens))
-        decided = self._decide(ranked)
+        line = self._answer_line(len(q.tokens))
+        decided = self._decide(ranked, line=line)
         if decided.decision != "answer" and self.config.clause_weight and len(clauses) > 1 \
                 and len(q.tokens) >= self.config.clause_min_tokens and ranked and ranked[0][1] < len(self.entries):
             # (an answer already given stays the same when its score is lifted, and so does a message
             # nearest a not-covered question: out of scope either way; not worth the work)
-            return self._decide(self._with_clauses(clauses, ranked, q, self._contrast_words(q)))
+            return self._decide(self._with_clauses(clauses, ranked, q, self._contrast_words(q)), line=line)
         return decided
 
     def _smalltalk_only(self, raw: str) -> str | None:
@@ -370,8 +371,18 @@ class Matcher:
         scored.sort(reverse=True)
         return scored[: cfg.prune_limit]
 
-    def _decide(self, ranked: list[tuple[float, int]], exact: bool = False) -> MatchResult:
+    def _answer_line(self, words: int) -> float:
+        """The answer threshold for a message of ``words`` words: a long message scores lower for the
+        same certainty (its story adds words no entry explains), so it may have a line of its own."""
         cfg = self.config
+        if cfg.long_answer_threshold is not None and words >= cfg.long_tokens:
+            return cfg.long_answer_threshold
+        return cfg.answer_threshold
+
+    def _decide(self, ranked: list[tuple[float, int]], exact: bool = False, line: float | None = None) -> MatchResult:
+        cfg = self.config
+        answer_line = cfg.answer_threshold if line is None else line
+        clarify_line = min(cfg.clarify_threshold, answer_line)
         n_faq = len(self.entries)
         candidates = tuple(Candidate(self.entries[ei].id, self.entries[ei].intent, round(s, 4))
                            for s, ei in ranked if ei < n_faq)[: max(cfg.max_candidates, 1)]
@@ -388,9 +399,9 @@ class Matcher:
             # a not-covered question as close as the best entry: a near miss, not a choice to offer
             group = self._groups[rival_ei - n_faq] if rival >= cfg.suggest_threshold else None
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, round(top_score, 4), candidates, group)
-        if exact or (top_score >= cfg.answer_threshold and top_score - rival >= cfg.clarify_margin):
+        if exact or (top_score >= answer_line and top_score - rival >= cfg.clarify_margin):
             return MatchResult("answer", top_entry.intent, top_entry.id, round(top_score, 4), candidates)
-        if top_score >= cfg.clarify_threshold:
+        if top_score >= clarify_line:
             return MatchResult("clarify", top_entry.intent, top_entry.id, round(top_score, 4), candidates)
         return MatchResult("out_of_scope", OUT_OF_SCOPE, None, round(top_score, 4), candidates)
 

@@ -80,3 +80,17 @@ def test_calibrate_lowers_the_line_to_the_last_step_that_added_right_answers(tmp
     assert out.returncode == 0, out.stderr
     chosen = float(out.stdout.split("  chosen: ")[1].split()[0])
     assert 0.40 < chosen < 0.75   # the paraphrase (scored in between) is answered from there down
+
+
+def test_calibrate_long_only_walks_the_long_messages_line_from_the_answer_line(tmp_path: Path):
+    items = [{"text": t, "intent": i} for t, i in [
+        ("我是好几年前在学校机房注册的学信网，后来一直没用，现在要查学籍才发现用户名完全想不起来了，该怎么找回呢",
+         "recover_account"),
+        ("忘记密码怎么办", "recover_account"), ("明天天气怎么样", "out_of_scope")]]
+    f = tmp_path / "cal.yaml"
+    f.write_text(yaml.safe_dump(items, allow_unicode=True), encoding="utf-8")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "calibrate.py"), str(f), "--long-only"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "long-message answer curve" in out.stdout and "answer curve (no clarify band)" not in out.stdout
+    assert "long_answer_threshold: " in out.stdout.split("config.yaml matcher:")[1]

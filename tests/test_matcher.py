@@ -450,7 +450,8 @@ def _with_clause_weight(weight, **config):
 
 
 def test_a_story_is_lifted_toward_its_best_clause_without_changing_its_best_entry():
-    strict = {"answer_threshold": 0.75, "clarify_threshold": 0.75}   # the story is below the line unlifted
+    strict = {"answer_threshold": 0.75, "clarify_threshold": 0.75,   # the story is below the line unlifted
+              "long_answer_threshold": None}
     plain, lifted = _with_clause_weight(0.0, **strict)._match(STORY), _with_clause_weight(0.5, **strict)._match(STORY)
     assert plain.decision == "out_of_scope" and plain.candidates[0].entry == "email_ip_limited.how"
     assert lifted.decision == "answer" and lifted.entry == "email_ip_limited.how"
@@ -467,6 +468,32 @@ def test_a_story_with_a_contrast_word_its_entry_lacks_is_not_lifted():
     story = "我准备用学信网APP自助验证身份，可是一打开APP就闪退，重启手机换网络都试过了，这种情况怎么弄"
     plain, lifted = _with_clause_weight(0.0)._match(story), _with_clause_weight(0.5)._match(story)
     assert [c.score for c in plain.candidates] == [c.score for c in lifted.candidates]
+
+
+def test_a_question_followed_by_its_story_is_lifted_toward_the_question_clause():
+    # short of focus_tokens words, yet the story after the question still dilutes it
+    text = "忘记用户名了怎么办？我是好几年前注册的，当时用的邮箱也早就不用了"
+    strict = {"answer_threshold": 0.75, "clarify_threshold": 0.75, "long_answer_threshold": None}
+    plain = _with_clause_weight(0.5, clause_min_tokens=99, **strict)._match(text)
+    lifted = _with_clause_weight(0.5, **strict)._match(text)
+    assert plain.candidates[0].entry == lifted.candidates[0].entry == "recover_account.username"
+    assert lifted.score > plain.score
+
+
+def test_a_long_message_has_its_own_answer_line():
+    long_text = "我是好几年前在学校机房注册的学信网，后来一直没用，现在要查学籍才发现用户名完全想不起来了，该怎么找回呢"
+    short_text = "用户名死活想不起来"   # (no lifting toward a clause: the scores stay those of the whole)
+    base = _with_clause_weight(0.0)
+    score = base._match(long_text).score
+    assert len(base.normalise(long_text).tokens) >= base.config.long_tokens > len(base.normalise(short_text).tokens)
+    above = {"answer_threshold": score + 0.01, "clarify_threshold": score + 0.01}
+    assert _with_clause_weight(0.0, long_answer_threshold=None, **above)._match(long_text).decision == "out_of_scope"
+    longer_line = _with_clause_weight(0.0, long_answer_threshold=score - 0.01, **above)
+    assert longer_line._match(long_text).decision == "answer"
+    short_score = base._match(short_text).score
+    short_above = {"answer_threshold": short_score + 0.01, "clarify_threshold": short_score + 0.01}
+    assert _with_clause_weight(0.0, long_answer_threshold=0.0, **short_above)._match(short_text).decision \
+        == "out_of_scope"   # a short message keeps the answer line
 
 
 def test_a_clause_ended_by_a_question_mark_asks_even_without_a_question_word():
