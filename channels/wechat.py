@@ -81,6 +81,9 @@ RETRY_SECONDS = 30                  # WeChat retries an unanswered message 3 tim
 TOKEN_ERRORS = (40001, 40014, 42001)  # invalid / expired access_token: refresh and retry once
 WINDOW_ERRORS = (45015,)            # "response out of time limit or subscription is canceled"
 MENU_REFUSED = (48001, 40008)      # msgmenu not allowed for this account / type: numbered text instead
+# a push WeChat refuses for good (not retried): invalid OpenID, not subscribed, on the account's blacklist,
+# too many messages since the user last wrote, content too large or of a type refused
+REFUSED_FOR_GOOD = (40003, 43004, 43019, 45047, 45002, 40008)
 
 WELCOME = ("您好，欢迎关注！我是学信网账号助手，可以解答学信网账号的常见问题，并一步步帮您办理：\n\n"
            "- 找回用户名、找回密码\n- 证件号码已被注册（身份证重复）的核验\n"
@@ -310,6 +313,22 @@ class WindowClosed(WeChatApiError, Undeliverable):
     def __init__(self, errcode: int | None, errmsg: str = "") -> None:
         WeChatApiError.__init__(self, errcode, errmsg)
         self.reason = "用户超过 48 小时没有给公众号发消息（或已取消关注），微信不允许再向其推送客服消息，需等用户再次发消息后才能回复"
+
+
+class PushRefused(WeChatApiError, Undeliverable):
+    """WeChat refuses this push for a reason that will not pass by retrying (``REFUSED_FOR_GOOD``)."""
+
+    def __init__(self, errcode: int | None, errmsg: str = "") -> None:
+        WeChatApiError.__init__(self, errcode, errmsg)
+        self.reason = f"微信拒绝向该用户推送这条消息（错误码 {errcode}，如用户已取消关注或消息条数超出限制），需等用户再次发消息"
+
+
+class NotOurAddress(ValueError, Undeliverable):
+    """An address this service did not seal (e.g. the secret changed since): nothing can be sent to it."""
+
+    def __init__(self) -> None:
+        ValueError.__init__(self, "not a WeChat address issued here")
+        self.reason = "无法识别该微信用户的地址（可能是服务密钥已更换），无法推送"
 
 
 class WeChatApi:
@@ -600,15 +619,24 @@ class WeChatChannel(Channel):
         """Push replies to a user outside a request (a staff reply) through the customer-service API.
 
         Raises ``WindowClosed`` when the user's last message is over 48 hours old (nothing sent),
-        ``WeChatApiError`` when WeChat refuses or cannot be reached, ``ValueError`` for an address
-        that is not one of ours."""
-        openid = self.ids.open(address)
+        ``PushRefused`` when WeChat refuses for good, ``NotOurAddress`` (a ``ValueError``) for an address
+        that is not one of ours — all ``Undeliverable``, not worth retrying — and ``WeChatApiError``
+        when WeChat is busy or cannot be reached."""
+        try:
+            openid = self.ids.open(address)
+        except ValueError:
+            raise NotOurAddress() from None
         user = self.ids.user_key(openid)
         seen = await asyncio.to_thread(self.kv.get, "seen:" + user)
         if not seen or self.clock() - float(seen) > WINDOW_SECONDS:
             raise WindowClosed(45015, "the user has not written in the last 48 hours")
         messages = await self._messages(user, replies)
-        await self._deliver(openid, user, messages)
+        try:
+            await self._deliver(openid, user, messages)
+        except WeChatApiError as e:
+            if e.errcode in REFUSED_FOR_GOOD and not isinstance(e, Undeliverable):
+                raise PushRefused(e.errcode, e.errmsg) from e
+            raise
 
     def router(self) -> APIRouter:
         router = APIRouter()

@@ -32,7 +32,7 @@ from channels.wechat import (TOO_FAST, WELCOME, UNSUPPORTED, NO_IMAGE_NOW, NO_VO
 from channels.app import create_app
 from handlers.sessions import SqliteStore
 from support import JPEG, Clock, make_engine
-from handlers.types import Button, Reply
+from handlers.types import Button, Reply, Undeliverable
 from sandbox_fixture import sandbox  # noqa: F401  (the fixture)
 from support.wechat import SECRET, TOKEN, Bot, wechat_cfg
 from wechat_standin import WxUser
@@ -374,8 +374,24 @@ def test_send_pushes_within_the_window_and_raises_window_closed_outside(make_bot
     with pytest.raises(WindowClosed):
         asyncio.run(bot.channel.send(bot.channel.address(later.openid), [Reply("在吗？")]))
     assert len(bot.standin.sent) == before
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as e:
         asyncio.run(bot.channel.send("not-an-address", [Reply("x")]))
+    assert isinstance(e.value, Undeliverable)                 # not worth retrying
+
+
+def test_a_push_wechat_refuses_for_good_is_undeliverable_and_a_busy_wechat_is_not(make_bot):
+    bot = make_bot()
+    user = bot.user()
+    user.say("你好")
+    address = bot.channel.address(user.openid)
+    bot.standin.refuse(user.openid, 43004)                   # the user unsubscribed
+    with pytest.raises(Undeliverable) as e:
+        asyncio.run(bot.channel.send(address, [Reply("在吗？")]))
+    assert "43004" in e.value.reason and isinstance(e.value, WeChatApiError)
+    bot.standin.refuse(user.openid, -1)                      # system busy: may pass, so retried later
+    with pytest.raises(WeChatApiError) as e:
+        asyncio.run(bot.channel.send(address, [Reply("在吗？")]))
+    assert not isinstance(e.value, Undeliverable)
 
 
 def test_refused_menus_fall_back_to_numbered_text_answered_by_number(make_bot):
@@ -533,7 +549,7 @@ def test_staff_replies_after_a_hand_off_reach_the_user_and_a_closed_window_is_a_
     caplog.clear()
     service.reply(handoff.id, "小王", "还在吗？")
     failed = [r for r in caplog.records if "delivery to wechat failed" in r.getMessage()]
-    assert failed and failed[0].exc_info and isinstance(failed[0].exc_info[1], WindowClosed)
+    assert failed and "(WindowClosed)" in failed[0].getMessage()   # the error's class, never its text or a trace
     _, messages = service.get(handoff.id)          # the agent is told, in the conversation itself
     assert messages[-1].kind == "system" and "没有送达" in messages[-1].text and "48 小时" in messages[-1].text
 

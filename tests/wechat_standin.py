@@ -10,7 +10,7 @@ It speaks the three calls the channel makes, as WeChat documents them:
 - ``GET /cgi-bin/media/get?access_token=&media_id=`` → the file bytes, or ``{"errcode": 40007}``.
 
 Knobs for tests: ``expire_tokens()``, ``fail_token_fetches(n)``, ``close_window(openid)``,
-``menus_allowed``, ``add_media(bytes)``. Records: ``sent`` (openid, message), ``token_fetches``,
+``refuse(openid, errcode)`` (every send to them answers that errcode), ``menus_allowed``, ``add_media(bytes)``. Records: ``sent`` (openid, message), ``token_fetches``,
 ``media_fetches``.
 """
 from __future__ import annotations
@@ -42,6 +42,7 @@ class StandIn:
     tokens: dict[str, float] = field(default_factory=dict)   # token → expiry
     media: dict[str, bytes] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
+    refused: dict[str, int] = field(default_factory=dict)   # openid → the errcode every send to them gets
     failures_left: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -59,6 +60,9 @@ class StandIn:
 
     def close_window(self, openid: str) -> None:
         self.closed.add(openid)
+
+    def refuse(self, openid: str, errcode: int) -> None:
+        self.refused[openid] = errcode
 
     def add_media(self, data: bytes) -> str:
         media_id = f"media-{next(self._ids)}"
@@ -107,6 +111,8 @@ class StandIn:
             touser, msgtype = body.get("touser"), body.get("msgtype")
             if not touser or msgtype not in ("text", "msgmenu", "image", "news"):
                 return JSONResponse({"errcode": 40008, "errmsg": "invalid message type"})
+            if touser in self.refused:
+                return JSONResponse({"errcode": self.refused[touser], "errmsg": "refused"})
             if touser in self.closed:
                 return JSONResponse({"errcode": 45015, "errmsg": "response out of time limit or subscription is canceled"})
             if msgtype == "msgmenu" and not self.menus_allowed:
