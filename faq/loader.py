@@ -224,6 +224,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     domain_words: tuple[str, ...] = ()
     stopwords: tuple[str, ...] = ()
     contrast: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
     smalltalk: dict[str, tuple[str, ...]] = {}
     instructions: tuple[str, ...] = ()
     if lexicon_raw is None:
@@ -240,12 +241,13 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         typos = {str(k): str(v) for k, v in (doc.get("typos") or {}).items()}
         domain_words = tuple(doc.get("domain_words") or ())
         stopwords = tuple(doc.get("stopwords") or ())
-        contrast = tuple(doc.get("contrast_words") or ())
+        services = tuple(doc.get("other_services") or ())
+        contrast = tuple(dict.fromkeys((*(doc.get("contrast_words") or ()), *services)))
         smalltalk = {str(k): tuple(v) for k, v in (doc.get("smalltalk") or {}).items()}
         instructions = tuple(doc.get("bot_instructions") or ())
     not_covered = _not_covered(special.get("notCovered"), question_where, problems)
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
-               stopwords=stopwords, contrast_words=contrast, smalltalk=smalltalk,
+               stopwords=stopwords, contrast_words=contrast, other_services=services, smalltalk=smalltalk,
                bot_instructions=instructions, not_covered=not_covered)
 
 

@@ -66,6 +66,7 @@ class Matcher:
 
         contrast = sorted({self.normalise(w).full for w in faq.contrast_words} - {""}, key=len, reverse=True)
         self._contrast = re.compile("|".join(map(re.escape, contrast))) if contrast else None
+        self._services = frozenset(self.normalise(w).full for w in faq.other_services) - {""}
         self._entry_contrast: list[frozenset[str]] = []
         per_entry_docs: list[list[tuple[str, tuple[str, ...]]]] = []
         self._vocab: list[frozenset[str]] = []
@@ -154,6 +155,17 @@ class Matcher:
             found = {w for w in found if not any(len(t) > len(w) and w in t for t in n.tokens)}
         return frozenset(found)
 
+    def _asked_contrast(self, clauses: list[Clause], whole: Normalised) -> frozenset[str]:
+        """The contrast words that change what a message of several clauses asks: those of its asking
+        clauses (the whole's when none asks), and another site or app named anywhere (lexicon
+        ``other_services``: 我在智联招聘注册…，说手机号被用过了 is about 智联招聘). A contrast word in the
+        story's narration (明天就要截止了，现在该怎么办; 我要崩溃了) does not change the question."""
+        everywhere = self._contrast_words(whole)
+        asking = [c.norm for c in clauses if c.asks]
+        if not asking:
+            return everywhere
+        return self._contrast_words(merge(asking)) | {w for w in everywhere if w in self._services}
+
     def weight(self, token: str) -> float:
         """How much a token says about what was asked (0..1).
 
@@ -218,7 +230,7 @@ class Matcher:
                 and len(q.tokens) >= self.config.clause_min_tokens and ranked and ranked[0][1] < len(self.entries):
             # (an answer already given stays the same when its score is lifted, and so does a message
             # nearest a not-covered question: out of scope either way; not worth the work)
-            return self._decide(self._with_clauses(clauses, ranked, q, self._contrast_words(q)), line=line)
+            return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q)), line=line)
         return decided
 
     def _smalltalk_only(self, raw: str) -> str | None:

@@ -496,6 +496,21 @@ def test_a_long_message_has_its_own_answer_line():
         == "out_of_scope"   # a short message keeps the answer line
 
 
+def test_a_contrast_word_in_the_story_does_not_stop_the_question_clause_lifting():
+    strict = {"answer_threshold": 0.75, "clarify_threshold": 0.75, "long_answer_threshold": None}
+    story = "我想重置密码，现在忘记密码了怎么找回？明天报名就要截止了，我快崩溃了"   # 截止, 崩溃: narration
+    plain, lifted = _with_clause_weight(0.0, **strict)._match(story), _with_clause_weight(0.5, **strict)._match(story)
+    assert lifted.candidates[0].entry == plain.candidates[0].entry
+    assert lifted.score > plain.score
+
+
+def test_another_site_named_anywhere_in_a_story_stops_the_lifting():
+    strict = {"answer_threshold": 0.75, "clarify_threshold": 0.75, "long_answer_threshold": None}
+    story = "我在京东上注册的时候用的这个手机号，忘记密码了怎么找回？"   # 京东: lexicon other_services
+    plain, lifted = _with_clause_weight(0.0, **strict)._match(story), _with_clause_weight(0.5, **strict)._match(story)
+    assert [c.score for c in plain.candidates] == [c.score for c in lifted.candidates]
+
+
 def test_a_clause_ended_by_a_question_mark_asks_even_without_a_question_word():
     clauses = real_matcher().normalise.clauses("我担心重新注册以后学历查不到，下周入职要用，重新注册到底影响学历？好的")
     assert [c.asks for c in clauses] == [False, False, True, False]
