@@ -2,12 +2,14 @@
 
 ``Delivery`` is what ``HandoffService.deliver`` calls: ``delivery(channel, address, replies)``,
 from any thread. It runs that channel's ``send`` on the web app's event loop and waits for
-it, so a failure (Telegram refusing, Redis down) reaches the caller, who logs it. Without a
-running loop (scripts, tests) it runs ``send`` in a loop of its own.
+it, so a failure (Telegram refusing, Redis down) reaches the caller, who logs it (and keeps the
+push for redelivery); a send still running after ``TIMEOUT`` is cancelled and reported as failed.
+Without a running loop (scripts, tests) it runs ``send`` in a loop of its own.
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from typing import Mapping, Sequence
 
@@ -55,7 +57,12 @@ class Delivery:
             task = asyncio.ensure_future(coro)
             task.add_done_callback(_log_failure)
         elif self._loop is not None and self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(coro, self._loop).result(TIMEOUT)
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+            try:
+                future.result(TIMEOUT)
+            except concurrent.futures.TimeoutError:
+                future.cancel()   # a send reported as failed (and kept for redelivery) must not go out later
+                raise
         else:
             asyncio.run(coro)
 

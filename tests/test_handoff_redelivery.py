@@ -371,3 +371,40 @@ def test_telegram_replies_kept_while_the_bot_api_fails_go_out_in_order_and_a_blo
         assert api.refused == 1 and service.store.pushes_waiting(h.id) == 0   # not retried
         assert api.unexpected == []
     accounts.close()
+
+
+def test_a_send_that_outlasts_the_delivery_timeout_is_cancelled_not_left_to_go_out_later(monkeypatch):
+    import asyncio
+
+    import channels.delivery
+    from channels.base import Channel
+    from channels.delivery import Delivery
+
+    class Stuck(Channel):
+        name = "stuck"
+
+        def __init__(self) -> None:
+            self.cancelled = threading.Event()
+
+        async def send(self, address, replies) -> None:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
+
+    monkeypatch.setattr(channels.delivery, "TIMEOUT", 0.2)
+    channel = Stuck()
+    delivery = Delivery({"stuck": channel})
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    try:
+        delivery.bind(loop)
+        with pytest.raises(TimeoutError):
+            delivery("stuck", "sid1", [Reply("您好")])
+        assert channel.cancelled.wait(5)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()
