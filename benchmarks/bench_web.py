@@ -185,6 +185,15 @@ def wrk(port: int, concurrency: int, seconds: float) -> dict:
             "p99_ms": round(r["p99_us"] / 1000, 2), "errors": errors, "requests": r["requests"]}
 
 
+def http_parser() -> str:
+    """What uvicorn's ``http="auto"`` runs here (every setup of the run alike): httptools when installed."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11 (httptools not installed: pip install -r requirements.txt)"
+    return "httptools"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0)
@@ -195,25 +204,31 @@ def main() -> int:
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     results: dict[str, list[dict]] = {}
+    load: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for setup in args.setups.split(","):
             folder = Path(tmp) / setup
             folder.mkdir()
             proc, port = start(setup, folder)
+            before = os.getloadavg()[0]
             try:
                 results[setup] = [wrk(port, c, args.seconds) if args.generator == "wrk"
                                   else asyncio.run(level(port, c, args.seconds)) for c in levels]
             finally:
+                load[setup] = f"{before:.1f}→{os.getloadavg()[0]:.1f}"
                 proc.terminate()
                 proc.wait(timeout=60)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     print(f"POST /api/chat, keep-alive, {args.seconds:g} s per level, {os.cpu_count()} cores shared with the "
-          f"load generator ({args.generator})")
-    print(f"{'setup':<11}" + "".join(f"| c={c:<3} req/s  p50 ms  p99 ms  err " for c in levels))
+          f"load generator ({args.generator}); uvicorn's HTTP parser: {http_parser()}")
+    print(f"{'setup':<11}" + "".join(f"| c={c:<3} req/s  p50 ms  p99 ms  err " for c in levels) + "| load (1 min avg)")
     for setup, rows in results.items():
-        print(f"{setup:<11}" + "".join(f"| {r['rps']:>9} {r['p50_ms']:>7} {r['p99_ms']:>7} {r['errors']:>4} " for r in rows))
+        print(f"{setup:<11}" + "".join(f"| {r['rps']:>9} {r['p50_ms']:>7} {r['p99_ms']:>7} {r['errors']:>4} " for r in rows)
+              + f"| {load[setup]}")
+    print("load: the machine's 1-minute load average before → after each setup (this run adds about 2-3; "
+          "more means other work shared the cores and the figures are low)")
     bare = {r["c"]: r["rps"] for r in results.get("bare", [])}
     for setup in ("default", "production"):
         for r in results.get(setup, []):
