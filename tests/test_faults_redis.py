@@ -98,11 +98,12 @@ def test_redis_killed_mid_flow_loses_no_step_and_hand_offs_go_on(tmp_path, sandb
     request for a person is queued (PostgreSQL is up); a staff reply (help-desk API) is stored and
     staff are told it did not reach the user (the live push goes through Redis); Redis restarts from
     its append-only file alone and every conversation goes on from its last answered step — none
-    lost, none run twice — the kept staff messages reach the user's event stream once, in order,
-    staff see 已补发给用户, and later staff replies reach users at once, after them."""
+    lost, none run twice — the kept staff messages reach the user's event stream once, in order
+    (the instance runs two worker processes, each with its redeliverer: they claim through
+    PostgreSQL), staff see 已补发给用户, and later staff replies reach users at once, after them."""
     sandbox = sandbox_proc.api
     bot = BotProcess(tmp_path, "bot", accounts_url=sandbox_proc.base_url, redis_url=redis.url,
-                     prefix=unique_prefix(), handoff_url=pg_url)
+                     prefix=unique_prefix(), handoff_url=pg_url, workers=2)   # two redeliverers compete
     cfg = yaml.safe_load(bot.config.read_text(encoding="utf-8"))
     cfg["handoff"].update(api_token=API_TOKEN, redeliver_interval=1.0, redeliver_max_interval=2.0)
     bot.config.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
