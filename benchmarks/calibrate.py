@@ -1,6 +1,6 @@
 """Choose the matcher's thresholds from a reliability curve on held-out data, not by hand.
 
-    python benchmarks/calibrate.py [--precision 0.975] [--rejection 0.92] [--clarify-useful 0.5] [FILE.yaml ...]
+    python benchmarks/calibrate.py [--precision 0.975] [--rejection 0.92] [--clarify-useful 0.5] [--long-only] [FILE.yaml ...]
 
 Default data: the private held-out sets benchmarks/heldout.yaml, heldout2.yaml and heldout4.yaml,
 pooled (never heldout3.yaml or heldout5.yaml, which are scored only before and after a change, nor the
@@ -25,7 +25,11 @@ included). Printed:
    scope) whose answers keep the precision and whose out-of-scope rejection is that of the widest
    margin tried (narrowing the near-miss rule may not let near misses through), narrowing only as
    far as the last step that added answers right at least --marginal of the time;
-4. the config lines to set. Nothing is written: copy them into config.yaml.
+4. the long-message answer curve: messages of ``long_tokens`` words or more score lower for the same
+   certainty (their story adds words no entry explains); their own line walks down from the answer line
+   as it did, never below the precision it started at, to the last step that added right answers
+   (``--long-only`` keeps config.yaml's other lines and walks only this curve);
+5. the config lines to set. Nothing is written: copy them into config.yaml.
 """
 from __future__ import annotations
 
