@@ -38,6 +38,15 @@ class DatabaseError(Exception):
     """The database is unreachable or a statement failed."""
 
 
+@contextlib.contextmanager
+def errors_as(error: type[Exception]) -> Iterator[None]:
+    """Re-raise a ``DatabaseError`` as a store's own error type (each store's error contract)."""
+    try:
+        yield
+    except DatabaseError as e:
+        raise error(str(e)) from e
+
+
 class Tx:
     """One transaction (or one autocommit statement outside ``transaction()``)."""
 

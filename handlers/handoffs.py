@@ -39,9 +39,9 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Literal, Protocol, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
-from .db import Database, DatabaseError
+from .db import Database, errors_as
 
 Status = Literal["waiting", "active", "closed", "abandoned"]
 MessageKind = Literal["user", "agent", "system"]
@@ -415,12 +415,8 @@ class SqlHandoffStore:
         with self._errors():
             db.migrate("handoffs", MIGRATIONS)
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except DatabaseError as e:
-            raise HandoffStoreError(str(e)) from e
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return errors_as(HandoffStoreError)
 
     def create(self, new: NewHandoff) -> Handoff:
         now = self._clock()

@@ -22,9 +22,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
-from .db import Database, DatabaseError
+from .db import Database, errors_as
 
 TTL_SECONDS = 24 * 3600
 LEASE_SECONDS = 60.0
@@ -118,12 +118,8 @@ class SqlIdempotencyStore:
         with self._errors():
             db.migrate("idempotency", MIGRATIONS)
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except DatabaseError as e:
-            raise IdempotencyStoreError() from e
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return errors_as(IdempotencyStoreError)
 
     def begin(self, key: str, fingerprint: str) -> Stored | None:
         now = self._clock()

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from settings import InsightsConfig
 
-from .db import Database, DatabaseError
+from .db import Database, errors_as
 
 log = logging.getLogger(__name__)
 
@@ -127,23 +127,18 @@ class SqlEventStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        try:
+        with errors_as(InsightsStoreError):
             db.migrate("insights", MIGRATIONS)
-        except DatabaseError as e:
-            raise InsightsStoreError(str(e)) from e
 
     def add(self, events: Sequence[TurnEvent]) -> None:
         if not events:
             return
         sql = f"INSERT INTO turn_events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-        try:
-            with self.db.transaction() as tx:
-                for e in events:
-                    tx.execute(sql, (e.ts, e.session, e.channel, e.text, e.decision, e.intent, e.entry, e.score,
-                                     json.dumps([list(c) for c in e.candidates], ensure_ascii=False),
-                                     e.flow, e.step, e.flow_event, e.feedback, e.latency_ms))
-        except DatabaseError as e:
-            raise InsightsStoreError(str(e)) from e
+        with errors_as(InsightsStoreError), self.db.transaction() as tx:
+            for e in events:
+                tx.execute(sql, (e.ts, e.session, e.channel, e.text, e.decision, e.intent, e.entry, e.score,
+                                 json.dumps([list(c) for c in e.candidates], ensure_ascii=False),
+                                 e.flow, e.step, e.flow_event, e.feedback, e.latency_ms))
 
     def query(self, since: float, until: float | None = None) -> list[TurnEvent]:
         sql = f"SELECT {', '.join(_COLUMNS)} FROM turn_events WHERE ts >= ?"
@@ -151,18 +146,14 @@ class SqlEventStore:
         if until is not None:
             sql += " AND ts < ?"
             params.append(until)
-        try:
+        with errors_as(InsightsStoreError):
             rows = self.db.tx().rows(sql + " ORDER BY ts, id", params)
-        except DatabaseError as e:
-            raise InsightsStoreError(str(e)) from e
         return [TurnEvent(**{**r, "candidates": tuple((str(a), float(b)) for a, b in json.loads(r["candidates"]))})
                 for r in rows]
 
     def purge(self, before: float) -> int:
-        try:
+        with errors_as(InsightsStoreError):
             return self.db.tx().execute("DELETE FROM turn_events WHERE ts < ?", (before,))
-        except DatabaseError as e:
-            raise InsightsStoreError(str(e)) from e
 
 
 # ---- the writer -------------------------------------------------------------------------

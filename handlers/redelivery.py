@@ -25,7 +25,6 @@ import json
 import logging
 import secrets
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .handoffs import HandoffError, PendingPush

@@ -25,9 +25,9 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
-from .db import Database, DatabaseError
+from .db import Database, errors_as
 
 ROLES = ("agent", "admin")
 MAX_FAILURES = 5
@@ -264,12 +264,8 @@ class SqlStaffStore:
         with self._errors():
             db.migrate("staff", MIGRATIONS)
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except DatabaseError as e:
-            raise StaffStoreError() from e
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return errors_as(StaffStoreError)
 
     def add(self, name: str, role: str, password: str) -> Staff:
         """A new account; ``StaffExists`` when the name is taken."""
