@@ -105,8 +105,14 @@ HELPFUL_WORDS = frozenset({"有帮助", "有用", "有帮到"})
 NOT_HELPFUL_WORDS = frozenset({"没帮助", "没有帮助", "没用", "没有用", "无帮助", "没帮到"})
 
 
+class _MustWait(BaseException):
+    """A quick turn (``Engine.try_handle``) reached something it must not wait on. A BaseException:
+    it crosses the turn's catch-alls (which are for bugs) up to ``try_handle``."""
+
+
 class Engine:
-    """Channel-agnostic conversation engine (synchronous; run it off the event loop)."""
+    """Channel-agnostic conversation engine (synchronous: ``handle`` runs off the event loop;
+    ``try_handle`` may run on it)."""
 
     def __init__(self, faq: FAQ, matcher: Matcher, accounts: AccountAPI, store: SessionStore,
                  sessions: SessionsConfig | None = None, handoff: HandoffConfig | None = None,
@@ -121,7 +127,7 @@ class Engine:
         self.handoff = handoff or HandoffConfig()
         self.records = records or FeedbackRecords(self.sessions.data_dir)
         self.clock = clock
-        self.handoffs = handoffs or memory_service(clock)
+        self._handoffs = handoffs or memory_service(clock)
         self.insights = insights  # handlers.insights.EventWriter (``record(event)``, never blocks) or None
         self.limits = limits or Limits(MemoryLimiter(), secrets.token_bytes(32))
 
@@ -140,7 +146,44 @@ class Engine:
         remember_topics({t.intent: t.title for t in faq.topics})
         self._knowledge = (faq, matcher)
 
-    # ---- the one entry point ---------------------------------------------------------------
+    @property
+    def handoffs(self) -> HandoffService:
+        """The hand-off service (a database: a quick turn stops here, see ``try_handle``)."""
+        self._may_wait()
+        return self._handoffs
+
+    @handoffs.setter
+    def handoffs(self, service: HandoffService) -> None:
+        self._handoffs = service
+
+    # ---- the entry points ------------------------------------------------------------------
+
+    def try_handle(self, session_id: str, message: Message) -> list[Reply] | None:
+        """``handle``, for a caller that must not wait (the web server's event loop): the replies when
+        the turn needs nothing slower than the session store (an FAQ answer, a command outside a
+        flow), else None, with nothing of the attempt kept (no state saved, no turn event),
+        as soon as it would wait on the account API, the hand-off store, the feedback records or
+        another message's lock; nor for an image (decoding it takes a while) or a store that may wait
+        on a file lock (SQLite). Then run ``handle`` where waiting is fine (a worker thread).
+        A turn handed to a thread costs about as much CPU again as the turn (benchmarks/bench_web.py)."""
+        if message.kind == "image" or not getattr(self.store, "quick", False):
+            return None
+        self._pinned.quick = True
+        try:
+            return self.handle(session_id, message)
+        except _MustWait:
+            return None
+        finally:
+            self._pinned.quick = False
+
+    def _may_wait(self) -> None:
+        """Stop a quick turn (``try_handle``) before it waits on something slow: an attempt, not a
+        turn, so no turn event either."""
+        if getattr(self._pinned, "quick", False):
+            trace = getattr(self._pinned, "trace", None)
+            if trace is not None:
+                trace.clear()
+            raise _MustWait()
 
     def handle(self, session_id: str, message: Message) -> list[Reply]:
         """The replies to one message; any session id works (unknown → a new session)."""
@@ -148,14 +191,18 @@ class Engine:
         self._pinned.knowledge = self._knowledge
         self._pinned.trace = trace = {}
         started = time.perf_counter()
+        quick = getattr(self._pinned, "quick", False)
         try:
-            with self.store.lock(session_id):
+            lock = self.store.lock(session_id, timeout=0.0) if quick else self.store.lock(session_id)
+            with lock:
                 state, notice = self._load(session_id)
                 replies = Replies(self._turn(session_id, state, message, notice))
                 replies.flow = state.flow.name if state.flow else None
                 self.store.save(session_id, state.to_json(), self._ttl(state))
             return replies
         except LockTimeout:
+            if quick:   # another message of this session holds the lock: wait for it in a thread
+                self._may_wait()
             log.warning("session %s busy", tag)
             return [Reply("上一条消息还在处理中，请稍候再发送。")]
         except StoreError as e:
@@ -372,6 +419,8 @@ class Engine:
 
     def _dispatch(self, session_id: str, state: SessionState, inp: Input, now: float) -> list[Reply]:
         flow = state.flow
+        if flow:
+            self._may_wait()   # a flow's turn: its steps have the account API at hand
         if flow and now - flow.touched > self.sessions.flow_idle_seconds:
             return self._expire(state)
         if inp.kind == "button":
@@ -496,6 +545,7 @@ class Engine:
         if entry not in awaiting:   # one vote per answer shown: a replayed button counts nothing
             return [Reply("您已经评价过这个回答了，感谢您的反馈！")] + self._reprompt(state, now)
         awaiting.remove(entry)
+        self._may_wait()   # a file append
         self.records.feedback(session_id, entry, vote == "up")
         self._note(decision="feedback", entry=entry, intent=self.faq.entry(entry).intent,
                    feedback="up" if vote == "up" else "down")
@@ -595,6 +645,7 @@ class Engine:
     # ---- flows ---------------------------------------------------------------------------------
 
     def _ctx(self, state: SessionState, now: float) -> Ctx:
+        self._may_wait()   # a flow step with the account API at hand
         flow = self._flow(state)
         # the user's keyed identity from the channel (Message.client), else a random one for this conversation
         if not state.client_id:
@@ -615,6 +666,7 @@ class Engine:
 
     def _start(self, state: SessionState, name: str, now: float,
                data: Mapping[str, Any] | None = None) -> list[Reply]:
+        self._may_wait()   # before "flow started" is logged: its steps have the account API at hand
         self._end_flow(state)
         spec = FLOWS[name]
         state.flow = FlowState(name=name, data=dict(data or {}), touched=now)

@@ -15,6 +15,8 @@ Contract (every ``Limiter`` keeps it):
   stored in clear.
 - A limiter whose backend is unreachable lets the event through and logs a warning
   (limits must not turn an outage of Redis into an outage of the bot); nothing escapes.
+- ``quick`` (a class attribute): True when a call never waits on more than one round trip (memory,
+  Redis), so the web server may check limits on its event loop; SQLite's may wait for a file lock.
 
 ``MemoryLimiter`` is the in-process twin (one process only); ``SqliteLimiter`` shares the
 counts between the workers of one machine (``serve --workers N`` on the SQLite default: one
@@ -70,6 +72,8 @@ class Limiter(Protocol):
 class MemoryLimiter:
     """The in-process twin: exact sliding logs in a dict (one process only)."""
 
+    quick = True
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._logs: dict[str, collections.deque[float]] = {}
@@ -116,6 +120,7 @@ class SqliteLimiter:
 
     SWEEP_EVERY = 500
     SWEEP_ROWS = 5000
+    quick = False
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, timeout: float = 2.0) -> None:
         self._path, self._clock, self._timeout = str(path), clock, timeout
@@ -231,6 +236,8 @@ return -1
 
 class RedisLimiter:
     """Sliding logs in Redis sorted sets (one Lua call per event; the server's clock for all instances)."""
+
+    quick = True
 
     def __init__(self, url: str, prefix: str = "chsi-bot:rl:", socket_timeout: float = 2.0) -> None:
         import redis

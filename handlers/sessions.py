@@ -16,6 +16,9 @@ Contract (every store keeps it):
 - A backend that is unreachable or broken raises ``StoreError`` (``LockTimeout`` is one);
   nothing else escapes.
 - Session ids are opaque strings of any content; stores never log them.
+- ``quick`` (a class attribute): True when no call waits on more than one round trip (memory,
+  Redis), so a turn may run on the web server's event loop (``Engine.try_handle``); SQLite's may
+  wait on another process's file lock.
 """
 from __future__ import annotations
 
@@ -148,6 +151,8 @@ class KeyedLocks:
 class MemoryStore:
     """The in-process twin: same contract, nothing survives the process."""
 
+    quick = True
+
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._data: dict[str, tuple[str, float]] = {}
@@ -201,6 +206,7 @@ class SqliteStore:
     for each other, and the kernel releases a crashed process's locks at once."""
 
     SWEEP_EVERY = 200   # saves between deletions of expired rows
+    quick = False       # a write may wait for another process's
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self._path = str(path)
@@ -373,6 +379,8 @@ class RedisStore:
     turn's save is sent with the lock's release (the save is held until then; a ``get`` in
     between sees it). Both scripts go over ``handlers.redis_scripts.LeanScripts`` (same errors as
     redis-py, a fraction of its CPU); everything else through redis-py."""
+
+    quick = True
 
     def __init__(self, url: str, prefix: str = "chsi-bot:", lease: float = DEFAULT_LEASE,
                  socket_timeout: float = 5.0) -> None:

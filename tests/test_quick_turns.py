@@ -1,0 +1,155 @@
+"""Turns tried on the web server's event loop (``Engine.try_handle``), as the web channel runs them
+over Redis or memory: the same conversation as through ``handle``; an attempt that would wait (the
+account API, the hand-off store, the feedback records, another message's lock) keeps nothing and
+never waits; SQLite sessions and images always go to a worker thread."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+import channels.web
+from channels.app import create_app
+from handlers.insights import EventWriter, InsightsConfig, MemoryEventStore
+from handlers.sessions import MemoryStore, RedisStore, SqliteStore, StoreError, new_session_id
+from handlers.types import Message, Reply
+from support import JPEG, Chat, make_engine
+from support.flows import ZS_ID, Faulty, start_username
+
+from accounts.local import LocalAccountClient
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class QuickChat(Chat):
+    """A user of the web channel: each message tried with ``try_handle``, then ``handle`` when it would wait."""
+
+    def __init__(self, engine: Any, session_id: str | None = None) -> None:
+        super().__init__(engine, session_id)
+        self.waited: list[str] = []
+
+    def send(self, message: Message) -> list[Reply]:
+        replies = self.engine.try_handle(self.session_id, message)
+        if replies is None:
+            self.waited.append(message.text or message.payload or message.kind)
+            replies = self.engine.handle(self.session_id, message)
+        self.replies = replies
+        return replies
+
+
+def recorded_engine(clock: Any, tmp_path: Any, store: Any = None) -> tuple[Any, Faulty, EventWriter]:
+    acc = Faulty(LocalAccountClient())
+    engine = make_engine(acc, clock=clock, data_dir=tmp_path, store=store)
+    engine.insights = EventWriter(MemoryEventStore(), InsightsConfig(), clock=clock)
+    return engine, acc, engine.insights
+
+
+def conversation(chat: Chat) -> list[str]:
+    """FAQ answers, a vote, a flow begun and cancelled, a hand-off and back: every reply's text."""
+    said: list[str] = []
+    for step in (lambda: chat.say("忘记密码怎么办"), lambda: chat.press("没帮助"), lambda: chat.say("用户名忘了"),
+                 lambda: start_username(chat), lambda: chat.say("张三"), lambda: chat.say("居民身份证"),
+                 lambda: chat.say(ZS_ID), lambda: chat.say("取消"), lambda: chat.say("转人工"),
+                 lambda: chat.say("你好，还在吗"), lambda: chat.say("取消转人工"), lambda: chat.say("怎么绑定微信")):
+        step()
+        said += [r.text for r in chat.replies]
+    return said
+
+
+@pytest.fixture(params=["memory", "redis"])
+def quick_store(request):
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    store = RedisStore(REDIS_URL, prefix=f"test-{secrets.token_hex(4)}:")
+    try:
+        store.ping()
+    except StoreError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"redis at {REDIS_URL} is required in CI: {e}")
+        pytest.skip(f"redis not reachable at {REDIS_URL}: {e}")
+    yield store
+    store.close()
+
+
+def test_quick_turns_hold_the_same_conversation_and_events_as_handle(clock, tmp_path, quick_store):
+    plain, plain_acc, plain_events = recorded_engine(clock, tmp_path / "plain")
+    quick, quick_acc, quick_events = recorded_engine(clock, tmp_path / "quick", quick_store)
+    chat = QuickChat(quick)
+    assert conversation(chat) == conversation(Chat(plain))
+    # what would wait went to handle, and only that: the vote, the flow's turns (it ends with the ID
+    # number: the username is sent), the hand-off's
+    assert chat.waited == ["fb:down:recover_account.password", "flow:recover_username", "张三", "居民身份证",
+                           ZS_ID, "转人工", "你好，还在吗", "取消转人工"]
+    assert plain_events.flush() and quick_events.flush()
+    turns = [(e.decision, e.intent, e.entry, e.text) for e in plain_events.store.query(0)]
+    assert [(e.decision, e.intent, e.entry, e.text) for e in quick_events.store.query(0)] == turns   # one event a turn
+    assert {name: len(keys) for name, keys in quick_acc.keys.items()} == \
+        {name: len(keys) for name, keys in plain_acc.keys.items()}   # the same account API calls
+    assert votes(tmp_path / "quick") == votes(tmp_path / "plain") == [("recover_account.password", False)]
+
+
+def votes(data_dir: Any) -> list[tuple[str, bool]]:
+    lines = (data_dir / "feedback.jsonl").read_text(encoding="utf-8").splitlines()
+    return [(v["entry"], v["helpful"]) for v in map(json.loads, lines)]
+
+
+def test_an_attempt_that_would_wait_keeps_nothing(clock, tmp_path, quick_store):
+    engine, acc, events = recorded_engine(clock, tmp_path, quick_store)
+    chat = QuickChat(engine)
+    chat.say("用户名忘了")
+    before = engine.store.get(chat.session_id)
+    assert engine.try_handle(chat.session_id, Message.from_button("flow:recover_username")) is None
+    assert engine.store.get(chat.session_id) == before
+    assert events.flush() and len(events.store.query(0)) == 1   # the FAQ answer's; no event for the attempt
+
+
+def test_a_busy_session_is_not_waited_for_on_the_loop(clock, tmp_path, quick_store):
+    engine, _, _ = recorded_engine(clock, tmp_path, quick_store)
+    sid = new_session_id()
+    with engine.store.lock(sid):   # another message of this session is in its turn
+        assert engine.try_handle(sid, Message.from_text("忘记密码怎么办")) is None
+    assert "找回密码" in engine.try_handle(sid, Message.from_text("忘记密码怎么办"))[0].text
+
+
+def test_sqlite_sessions_and_images_always_go_to_a_thread(clock, tmp_path):
+    engine, _, _ = recorded_engine(clock, tmp_path, SqliteStore(tmp_path / "sessions.db"))
+    sid = new_session_id()
+    assert engine.try_handle(sid, Message.from_text("忘记密码怎么办")) is None
+    assert engine.store.get(sid) is None
+    memory, _, _ = recorded_engine(clock, tmp_path)
+    assert memory.try_handle(sid, Message.from_image(JPEG, "id.jpg", "image/jpeg")) is None
+
+
+class CountingPool(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.turns = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        self.turns += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_the_web_channel_answers_faq_on_the_loop_and_flows_in_a_thread(clock, tmp_path, monkeypatch):
+    engine, _, _ = recorded_engine(clock, tmp_path)
+    pool = CountingPool()
+    monkeypatch.setattr(channels.web, "_turns", lambda: pool)
+    cfg = {"web": {"session_secret": "test-secret-0123456789abcdef0123456789"}, "telegram": {"token": ""}}
+    try:
+        with TestClient(create_app(cfg, engine=engine)) as client:
+            sid = client.post("/api/session").json()["session_id"]
+            r = client.post("/api/chat", json={"session_id": sid, "text": "忘记密码怎么办"})
+            assert r.status_code == 200 and "找回密码" in r.json()["replies"][0]["text"] and pool.turns == 0
+            r = client.post("/api/chat", json={"session_id": sid, "text": "忘记用户名"})
+            start = next(b["payload"] for reply in r.json()["replies"] for b in reply["buttons"]
+                         if "开始找回用户名" in b["label"])
+            r = client.post("/api/chat", json={"session_id": sid, "payload": start})
+            assert r.status_code == 200 and r.json()["flow"] == "recover_username" and pool.turns == 1
+    finally:
+        pool.shutdown()
