@@ -125,7 +125,7 @@ class MatcherConfig(Section):
     clause_span: float = 0.0               # ... lifting only entries the whole message scores this close to its best
     clause_min_tokens: int = Field(4, ge=2)  # ... in messages of at least this many words
     long_tokens: int = Field(8, ge=1)      # a message of at least this many words is long: ...
-    long_answer_threshold: float | None = None  # ... answered from this score (None: answer_threshold, as any other)
+    long_answer_threshold: float | None = 0.45  # ... answered from this score (None: answer_threshold, as any other)
     w_tfidf: float = 0.15                  # share of the character n-gram TF-IDF cosine in the final score
     # a word's weight: general informativeness g (jieba frequencies) times the FAQ's own specificity
     short_token_weight: float = 0.3        # weight of a one-character word or a number
