@@ -520,3 +520,20 @@ def test_a_clause_ended_by_a_question_mark_asks_even_without_a_question_word():
 def test_a_not_a_asks(text):
     from intents.normalize import is_question
     assert is_question(text)
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("重新注册完我的学籍会被清零吗", "re_register_records"),      # 清零: the worry is the focus
+    ("开了个新号，原来的学历还在不在", "re_register_records"),     # 还在不在 is not dropped as stopwords
+    ("重开一个学信网账号要怎么操作", "re_register"),               # 重开: a chat form of 重新注册
+])
+def test_the_focus_of_a_re_registration_question_decides_its_topic(text, intent):
+    result = real_matcher().match(text)
+    assert result.intent == intent, result
+
+
+def test_worry_phrases_become_one_focus_word():
+    normalise = real_matcher().normalise
+    assert "消失" in normalise("学籍会不会清零").tokens
+    assert "消失" in normalise("学历还在吗").tokens
+    assert "消失" not in normalise("学历查不到").tokens   # a records lookup, not a worry about re-registering
