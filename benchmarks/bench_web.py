@@ -17,7 +17,10 @@ events as a real one does.
 
     python benchmarks/bench_web.py [--seconds 5] [--levels 1,8,32,64] [--generator wrk|python] [--json]
 
-A benchmark, not a test: the CPU is shared (the load generator runs on the same cores).
+A benchmark, not a test: the CPU is shared (the load generator runs on the same cores). Each row
+ends with the machine's load average around that setup; with wrk a second table gives the CPU
+each request cost in the server's processes, Redis and wrk (from /proc, Redis's INFO and wrk's
+rusage), which other work on the machine disturbs far less than req/s.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import json
 import os
 import http.client
 import re
+import resource
 import secrets
 import shutil
 import socket
@@ -163,9 +167,49 @@ def new_sessions(port: int, n: int) -> list[str]:
     return out
 
 
-def wrk(port: int, concurrency: int, seconds: float) -> dict:
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) so far of process ``root`` and its live descendants (the workers)."""
+    parent: dict[int, int] = {}
+    spent: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(entry)] = int(fields[1])
+            spent[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def under_root(pid: int) -> bool:
+        while pid > 1:
+            if pid == root:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+    return sum(t for pid, t in spent.items() if under_root(pid))
+
+
+def redis_cpu() -> float:
+    """CPU seconds so far of the Redis server (all its clients: other work on it counts too); 0 without one."""
+    try:
+        import redis
+
+        info = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), socket_timeout=2).info("cpu")
+    except Exception:   # noqa: BLE001 - no Redis here: the setups without it do not need one
+        return 0.0
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wrk(port: int, concurrency: int, seconds: float, server: int) -> dict:
     """One level under wrk: ``concurrency`` threads with one connection each (one conversation per
-    connection: wrk's Lua cannot tell the connections of a thread apart), after a 1 s warm-up."""
+    connection: wrk's Lua cannot tell the connections of a thread apart), after a 1 s warm-up; with
+    the CPU the measured run cost per request in the server's processes, Redis and wrk."""
     sids = new_sessions(port, concurrency)
     env = {**os.environ, "BENCH_SESSIONS": ",".join(sids), "BENCH_QUESTIONS": "|".join(QUESTIONS)}
 
@@ -179,10 +223,14 @@ def wrk(port: int, concurrency: int, seconds: float) -> dict:
         return json.loads(found.group(1))
 
     run(1)   # warm-up
+    before = (tree_cpu(server), redis_cpu(), children_cpu())
     r = run(seconds)
+    after = (tree_cpu(server), redis_cpu(), children_cpu())
     errors = r["status_errors"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+    per_request = [round((b - a) / max(1, r["requests"]) * 1e6) for a, b in zip(before, after)]
     return {"c": concurrency, "rps": round(r["requests"] / (r["duration_us"] / 1e6)), "p50_ms": round(r["p50_us"] / 1000, 2),
-            "p99_ms": round(r["p99_us"] / 1000, 2), "errors": errors, "requests": r["requests"]}
+            "p99_ms": round(r["p99_us"] / 1000, 2), "errors": errors, "requests": r["requests"],
+            "cpu_us": dict(zip(("server", "redis", "wrk"), per_request))}
 
 
 def http_parser() -> str:
@@ -192,6 +240,20 @@ def http_parser() -> str:
     except ImportError:
         return "h11 (httptools not installed: pip install -r requirements.txt)"
     return "httptools"
+
+
+def print_cpu(results: dict[str, list[dict]], levels: list[int]) -> None:
+    """CPU per request of each level: steadier than req/s when other work shares the machine."""
+    print("\nCPU per request, µs (user+system) of the server's processes + Redis (0 without) + wrk, and the req/s "
+          f"{os.cpu_count()} cores would allow at that cost (a ceiling: less steady than CPU, more than req/s):")
+    print(f"{'setup':<11}" + "".join(f"| c={c:<3} server redis  wrk  ceiling " for c in levels))
+    for setup, rows in results.items():
+        cells = []
+        for r in rows:
+            cpu = r["cpu_us"]
+            ceiling = round((os.cpu_count() or 1) * 1e6 / max(1, sum(cpu.values())))
+            cells.append(f"| {cpu['server']:>10} {cpu['redis']:>5} {cpu['wrk']:>4} {ceiling:>8} ")
+        print(f"{setup:<11}" + "".join(cells))
 
 
 def main() -> int:
@@ -212,7 +274,7 @@ def main() -> int:
             proc, port = start(setup, folder)
             before = os.getloadavg()[0]
             try:
-                results[setup] = [wrk(port, c, args.seconds) if args.generator == "wrk"
+                results[setup] = [wrk(port, c, args.seconds, proc.pid) if args.generator == "wrk"
                                   else asyncio.run(level(port, c, args.seconds)) for c in levels]
             finally:
                 load[setup] = f"{before:.1f}→{os.getloadavg()[0]:.1f}"
@@ -229,6 +291,8 @@ def main() -> int:
               + f"| {load[setup]}")
     print("load: the machine's 1-minute load average before → after each setup (this run adds about 2-3; "
           "more means other work shared the cores and the figures are low)")
+    if args.generator == "wrk":
+        print_cpu(results, levels)
     bare = {r["c"]: r["rps"] for r in results.get("bare", [])}
     for setup in ("default", "production"):
         for r in results.get(setup, []):
