@@ -137,6 +137,15 @@ class Normaliser:
             is_word=lambda w: base_freq.get(w, 0) > 0 and w not in self._added,
             stop_chars=(w for w in self.stopwords if len(w) == 1),
             is_common=lambda w: base_freq.get(w, 0) >= _COMMON_WORD_FREQ and w not in self._added)
+        # pinyin initials (yhm, sfz, zc): the lexicon's own words, two letters and up; its contrast words
+        # (not the other sites it names) from three letters; never a latin word the lexicon already reads
+        latin = {w for w in (*rewrite, *self.stopwords) if w.isascii()}
+        core = {_key(w) for w in (*faq.domain_words, *faq.synonyms.values(), *faq.typos.values())} - self.stopwords
+        services = {_key(w) for w in faq.other_services}
+        self._phonetic.add_initials(sorted(core), min_letters=2, keep=latin)
+        self._phonetic.add_initials(sorted({_key(w) for w in faq.contrast_words} - services - core - self.stopwords),
+                                    min_letters=3, keep=latin)
+        self._phonetic.add_particles(self._stop_chars)
 
     def learn_sounds(self, words: Iterable[str]) -> None:
         """Also recover homophone typos of these words (e.g. the FAQ's frequent words)."""

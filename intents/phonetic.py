@@ -5,8 +5,9 @@ domain words and synonyms, the FAQ's frequent words) are indexed by their tonele
 a stretch of the user's text that sounds like one of them but is written differently is
 rewritten to it. Guards against over-matching:
 - two characters at least, and at least one character written as in the word;
-- at most half of the characters differ, and no differing character is a one-character
-  stopword (号吗 is not 号码);
+- at most half of the characters differ (in a word of three or more, all but one may, when
+  no two adjacent characters of the stretch are a word themselves: 用护铭 → 用户名), and no
+  differing character is a one-character stopword particle (号吗 is not 号码);
 - a stretch that is a word in its own right (the tokeniser's dictionary) is left alone,
   as is a stretch that already is a known word.
 Character readings come from pypinyin's table: every reading of a word's heteronyms is
@@ -16,6 +17,13 @@ Pinyin typed without converting it to characters (zhengjian haoma, weixin saoma)
 the same way: a run of latin words that splits entirely into syllables of the known words is
 read syllable by syllable, and each stretch of two or more syllables spelling a known word
 becomes that word (an English word that does not split into such syllables is left alone).
+
+Two chat shorthands are read too:
+- pinyin initials (yhm 用户名, sfz 身份证, yzm 验证码, zc 注册): a latin word of consonants only
+  (no vowel: an English word is not taken for one) that is the initials of exactly one word the
+  normaliser names as abbreviable (``add_initials``; two-letter codes only for its core words);
+- pinyin glued to characters (用户ming, shouji号): syllables next to characters that, together,
+  spell a known word, the characters written exactly as in the word.
 """
 from __future__ import annotations
 
@@ -32,6 +40,8 @@ _HAN = re.compile(r"[\u4e00-\u9fff]+")
 # function words slip like any character (修该 is 修改)
 _PARTICLES = frozenset("吗嘛么麽呢吧啊呀哇哦噢喔了啦喽咯嘞呗的地得着过哈")
 _LATIN = re.compile(r"[a-z]+(?: [a-z]+)*")
+_GLUED = re.compile(r"[\u4e00-\u9fff]+|[a-z]+|[^a-z\u4e00-\u9fff]+")   # character runs, latin runs, the rest
+_VOWELS = frozenset("aeiouv")
 
 
 def _toneless(reading: str) -> str:
@@ -69,6 +79,9 @@ class Phonetic:
         self._spellings: dict[tuple[str, ...], str] = {}  # toneless readings → word
         self._pairs: set[tuple[str, str]] = set()          # adjacent readings inside some word
         self._syllables: set[str] = set()                   # every reading of the known words' characters
+        self._initials: dict[str, str | None] = {}          # initials → the one word they abbreviate (None: several)
+        self._particles: dict[str, str] = {}                # a particle's syllable → the particle (le → 了)
+        self._function: dict[str, str] = {}                 # ... any one-character stopword's (bei → 被)
         self.add(words)
 
     def _sounds(self, ch: str) -> tuple[str, ...]:
@@ -93,18 +106,86 @@ class Phonetic:
                 self._pairs.update(zip(spelling, spelling[1:]))
                 self._syllables.update(spelling)
 
+    def add_initials(self, words: Iterable[str], min_letters: int = 3, keep: Iterable[str] = ()) -> None:
+        """Read pinyin initials of ``words`` (two to six characters) as the word: codes of at least
+        ``min_letters`` letters, consonants only; a code shared by two words reads as neither, and a
+        code in ``keep`` (latin words with a meaning of their own) is never read."""
+        kept = frozenset(keep)
+        for w in words:
+            if not (2 <= len(w) <= self.MAX_LEN) or not _HAN.fullmatch(w):
+                continue
+            sounds = [self._sounds(ch) for ch in w]
+            if not all(sounds):
+                continue
+            code = "".join(s[0][0] for s in sounds)
+            if len(code) < min_letters or _VOWELS.intersection(code) or code in kept:
+                continue
+            self._initials[code] = w if self._initials.get(code, w) == w else None
+
+    def add_particles(self, chars: Iterable[str]) -> None:
+        """One-character stopwords ``chars`` in pinyin: in a pinyin sentence that spells known words
+        (shenfenzheng bei zhuce le → 身份证被注册了) each is read as such a word; after characters
+        (注册le), only a particle (吗, 了, 呢 …) is."""
+        for ch in sorted(chars):
+            for reading in self._sounds(ch)[:1]:
+                self._function.setdefault(reading, ch)
+                if ch in _PARTICLES:
+                    self._particles.setdefault(reading, ch)
+
     def __call__(self, text: str) -> str:
         if not self._words:
             return text
+        if not text.isascii() and not _HAN.fullmatch(text):
+            text = self._glued(text)
         return _LATIN.sub(self._latin, _HAN.sub(self._run, text))
+
+    def _glued(self, text: str) -> str:
+        """Pinyin glued to characters: 用户ming → 用户名, shouji号 → 手机号, 注册le → 注册了."""
+        parts = _GLUED.findall(text)
+        for i in range(len(parts) - 1):
+            left, right = parts[i], parts[i + 1]
+            if _HAN.fullmatch(left) and right.isalpha() and right.isascii():
+                parts[i], parts[i + 1] = self._join(left, right, han_first=True)
+            elif _HAN.fullmatch(right) and left.isalpha() and left.isascii():
+                parts[i + 1], parts[i] = self._join(right, left, han_first=False)
+        return "".join(parts)
+
+    def _join(self, han: str, latin: str, han_first: bool) -> tuple[str, str]:
+        """(characters, latin) with the longest known word spelled across their boundary made whole:
+        at least one character and one syllable, the characters as written in the word."""
+        if han_first and latin in self._particles:
+            return han + self._particles[latin], ""
+        syl = self._split(latin)
+        if not syl:
+            return han, latin
+        for total in range(min(self.MAX_LEN, len(han) + len(syl)), 1, -1):
+            for k in range(min(len(han), total - 1), 0, -1):   # k characters, total - k syllables
+                j = total - k
+                if j > len(syl):
+                    continue
+                chars = han[-k:] if han_first else han[:k]
+                sounds = tuple((self._sounds(ch) or ("",))[0] for ch in chars)
+                spelled = sounds + tuple(syl[:j]) if han_first else tuple(syl[-j:]) + sounds
+                word = self._spellings.get(spelled)
+                if word and (word[:k] if han_first else word[j:]) == chars:
+                    if han_first:
+                        return han[:-k] + word, " " + "".join(syl[j:]) if j < len(syl) else ""
+                    return word + han[k:], "".join(syl[:-j]) + " " if j < len(syl) else ""
+        return han, latin
 
     def _latin(self, m: re.Match[str]) -> str:
         """Known words typed as pinyin become the words; anything else stays as typed."""
         out: list[str] = []
         pinyin: list[str] = []  # consecutive latin words that split into syllables
         syllables: list[str] = []
-        for word in m.group(0).split(" ") + [""]:
-            split = self._split(word) if word else None
+        words = m.group(0).split(" ")
+        splits = [self._split(w) for w in words]
+        # initials only among pinyin and other codes: in an English sentence a consonant cluster is an acronym
+        codes = all(sp is not None or w in self._initials for w, sp in zip(words, splits))
+        for word, split in zip(words + [""], splits + [None]):
+            abbreviates = self._initials.get(word) if codes and word and split is None else None
+            if abbreviates:   # pinyin initials: the word they stand for, like a word read from pinyin
+                split, word = None, f" {abbreviates} "
             if split is not None:
                 pinyin.append(word)
                 syllables.extend(split)
@@ -119,18 +200,22 @@ class Phonetic:
 
     def _words_in(self, syl: list[str]) -> str:
         """Syllables with each stretch that spells a known word (longest first) as that word."""
-        out: list[str] = []
+        out: list[tuple[str, bool]] = []   # (text, a known word)
         i, n = 0, len(syl)
         while i < n:
             for length in range(min(self.MAX_LEN, n - i), 1, -1):
                 word = self._spellings.get(tuple(syl[i:i + length]))
                 if word:
-                    out.append(f" {word} ")
+                    out.append((f" {word} ", True))
                     i += length
                     break
             else:
-                out.append(syl[i])
+                out.append((syl[i], False))
                 i += 1
+        if any(known for _, known in out):   # a pinyin sentence: its function words too (zhuce le → 注册 了)
+            out = [(f" {self._function[t]} ", True) if not known and t in self._function else (t, known)
+                   for t, known in out]
+        out = [t for t, _ in out]
         return " ".join("".join(out).split())
 
     def _split(self, word: str) -> list[str] | None:
@@ -199,5 +284,11 @@ class Phonetic:
         if sub == word:
             return True
         differ = [k for k in range(len(word)) if sub[k] != word[k]]
-        return (len(differ) * 2 <= len(word) and not any(sub[k] in self._stop and sub[k] in _PARTICLES for k in differ)
-                and not self._is_word(sub))
+        if any(sub[k] in self._stop and sub[k] in _PARTICLES for k in differ) or self._is_word(sub):
+            return False
+        if len(differ) * 2 <= len(word):
+            return True
+        # more than half differ (用护铭 for 用户名): a word of three syllables or more, one character as
+        # written, and no word of the text inside the stretch (the user wrote those characters)
+        return len(word) >= 3 and len(differ) < len(word) and \
+            not any(self._is_word(sub[k:k + 2]) for k in range(len(sub) - 1))

@@ -352,7 +352,9 @@ def test_phonetic_guards_short_words_and_tones():
     assert p("觅马") == "觅马"                  # two characters and none as written: not recovered
     assert p("密吗") == "密吗"                  # the differing character is a stopword particle
     assert Phonetic(["修改"], is_word=lambda w: False, stop_chars=["该"])("修该") == "修改"  # 该 is no particle
-    assert p("用护明") == "用护明"              # two of three differ
+    assert p("用护明") == "用户名"              # two of three differ, one as written, no word inside
+    assert Phonetic(["用户名"], is_word=lambda w: w == "拥护", stop_chars=[])("拥护明") == "拥护明"   # 拥护 is a word
+    assert p("永护明") == "永护明"              # none as written
     assert p("律色通道") == "绿色通道"          # ü readings (lǜ) compare as v
     assert p("abc 用护名") == "abc 用户名"
     q = Phonetic(["次数"], is_word=lambda w: w in {"每次", "侧次"}, stop_chars=[], is_common=lambda w: w == "每次")
@@ -369,6 +371,32 @@ def test_pinyin_typed_without_converting_is_read_as_the_known_words():
     assert p("please weixin saoma") == "please 微信 扫码"                        # English words stay
     assert p("hello world") == "hello world"
     assert p("bei zhuce") == "bei zhuce"       # pinyin, but no known word in it: left as typed
+
+
+def test_pinyin_initials_are_read_as_the_one_word_they_abbreviate():
+    from intents.phonetic import Phonetic
+    p = Phonetic(["用户名", "验证码", "注册", "证书"], is_word=lambda w: False, stop_chars=[])
+    p.add_initials(["用户名", "注册", "证书"], min_letters=2, keep=["zs"])
+    p.add_initials(["验证码", "邮箱", "有效"], min_letters=2)
+    assert p("yhm 忘了").split() == ["用户名", "忘了"]
+    assert p("yzm").strip() == "验证码"
+    assert p("zc").strip() == "注册"
+    assert p("zs") == "zs"                    # a latin word the lexicon reads otherwise
+    assert p("yx") == "yx"                    # two words share the code: neither
+    assert p("yhm").strip() == "用户名" and p("yhma") == "yhma"   # a vowel: not a code
+    assert p("log in to zc now") == "log in to zc now"           # in an English sentence it is an acronym
+
+
+def test_pinyin_glued_to_characters_spells_the_known_word():
+    from intents.phonetic import Phonetic
+    p = Phonetic(["用户名", "手机号", "注册", "已被注册"], is_word=lambda w: False, stop_chars=[])
+    p.add_particles("了吗被")
+    assert p("用户ming忘了") == "用户名忘了"
+    assert p("shouji号被注册le") == "手机号被注册了"
+    assert p("用户min") == "用户min"          # the syllables must spell the word
+    assert p("邮箱ming") == "邮箱ming"        # the characters must be the word's own
+    assert p("bei zhuce").split() == ["被", "注册"]   # in a pinyin sentence, its function words too
+    assert p("bei") == "bei"                  # a function word alone is not a pinyin sentence
 
 
 @pytest.mark.parametrize("text, intent", [
@@ -537,3 +565,14 @@ def test_worry_phrases_become_one_focus_word():
     assert "消失" in normalise("学籍会不会清零").tokens
     assert "消失" in normalise("学历还在吗").tokens
     assert "消失" not in normalise("学历查不到").tokens   # a records lookup, not a worry about re-registering
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("xxw的yhm想不起来了", "recover_account"),       # pinyin initials
+    ("sfz号显示已经被zc", "id_duplicate"),
+    ("密码和用户ming都忘了", "recover_account"),    # pinyin glued to characters
+    ("我的用护铭找不回来", "recover_account"),      # two of three characters slipped
+])
+def test_chat_shorthand_and_slips_are_understood(text, intent):
+    result = real_matcher().match(text)
+    assert result.intent == intent, result
