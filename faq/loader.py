@@ -225,6 +225,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     stopwords: tuple[str, ...] = ()
     contrast: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
+    senses: dict[str, tuple[str, ...]] = {}
     smalltalk: dict[str, tuple[str, ...]] = {}
     instructions: tuple[str, ...] = ()
     if lexicon_raw is None:
@@ -243,11 +244,17 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         stopwords = tuple(doc.get("stopwords") or ())
         services = tuple(doc.get("other_services") or ())
         contrast = tuple(dict.fromkeys((*(doc.get("contrast_words") or ()), *services)))
+        senses = {str(k): tuple(str(c) for c in v) for k, v in (doc.get("contrast_senses") or {}).items()}
+        for word in senses:
+            if word not in contrast:
+                problems.append(Problem(rel, _line(lines, ("contrast_senses", word)), f"contrast_senses.{word}",
+                                        f"{word!r} is not a contrast word (contrast_words or other_services)"))
         smalltalk = {str(k): tuple(v) for k, v in (doc.get("smalltalk") or {}).items()}
         instructions = tuple(doc.get("bot_instructions") or ())
     not_covered = _not_covered(special.get("notCovered"), question_where, problems)
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
-               stopwords=stopwords, contrast_words=contrast, other_services=services, smalltalk=smalltalk,
+               stopwords=stopwords, contrast_words=contrast, other_services=services,
+               contrast_senses=senses, smalltalk=smalltalk,
                bot_instructions=instructions, not_covered=not_covered)
 
 

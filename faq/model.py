@@ -53,6 +53,7 @@ class FAQ:
     stopwords: tuple[str, ...] = ()                             # ignored when matching
     contrast_words: tuple[str, ...] = ()                        # turn a question into another one
     other_services: tuple[str, ...] = ()                        # ... those naming another site or app (among them)
+    contrast_senses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # contrast word → cues of its other sense
     smalltalk: dict[str, tuple[str, ...]] = field(default_factory=dict)  # intent → whole-message phrases
     bot_instructions: tuple[str, ...] = ()                      # text addressing the bot with orders
     not_covered: tuple[NotCovered, ...] = ()                    # neighbouring questions not answered

@@ -46,6 +46,7 @@ class _Doc:
     weight: float  # Σ token weights
 
 
+SENSE_REACH = 4      # characters between a contrast word and a cue of its other sense (操作被禁止怎么解除)
 MATCH_CACHE = 4096   # distinct texts whose results a matcher keeps
 _MAYBE_PERSONAL = re.compile(r"\d|@|://")   # such a text is matched afresh each time, never kept
 
@@ -67,6 +68,13 @@ class Matcher:
         contrast = sorted({self.normalise(w).full for w in faq.contrast_words} - {""}, key=len, reverse=True)
         self._contrast = re.compile("|".join(map(re.escape, contrast))) if contrast else None
         self._services = frozenset(self.normalise(w).full for w in faq.other_services) - {""}
+        # a contrast word with a cue of its other sense near it (解除 next to 禁止: lifting a ban, not 解除绑定;
+        # 崩溃 in 我要崩溃了: a feeling, not an app crash) does not contrast
+        self._senses: dict[str, re.Pattern[str]] = {}
+        for word, cues in faq.contrast_senses.items():
+            normal = {self.normalise(c).full for c in cues} - {""}
+            if normal and self.normalise(word).full:
+                self._senses[self.normalise(word).full] = re.compile("|".join(map(re.escape, sorted(normal, key=len, reverse=True))))
         self._entry_contrast: list[frozenset[str]] = []
         per_entry_docs: list[list[tuple[str, tuple[str, ...]]]] = []
         self._vocab: list[frozenset[str]] = []
@@ -150,10 +158,22 @@ class Matcher:
         几个 in 好几个: the word typed is another one)."""
         if not self._contrast:
             return frozenset()
-        found = set(self._contrast.findall(n.full))
+        if not self._senses:
+            found = set(self._contrast.findall(n.full))
+        else:
+            found = {m.group(0) for m in self._contrast.finditer(n.full) if not self._other_sense(n.full, m)}
         if found:
             found = {w for w in found if not any(len(t) > len(w) and w in t for t in n.tokens)}
         return frozenset(found)
+
+    def _other_sense(self, full: str, m: re.Match[str]) -> bool:
+        """A cue of the word's other sense (lexicon ``contrast_senses``) overlaps it or stands within
+        ``SENSE_REACH`` characters of it."""
+        cues = self._senses.get(m.group(0))
+        if cues is None:
+            return False
+        start, end = m.start() - SENSE_REACH, m.end() + SENSE_REACH
+        return any(c.start() < end and c.end() > start for c in cues.finditer(full, max(0, start - 20), end + 20))
 
     def _asked_contrast(self, clauses: list[Clause], whole: Normalised) -> frozenset[str]:
         """The contrast words that change what a message of several clauses asks: those of its asking

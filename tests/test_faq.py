@@ -144,6 +144,16 @@ def test_smalltalk_lexicon_accepts_only_smalltalk_intents(faq_copy: Path):
     assert any("lexicon.yaml:" in str(p) and "smalltalk" in str(p) for p in problems), problems
 
 
+def test_contrast_senses_must_name_a_contrast_word(faq_copy: Path):
+    path = faq_copy / "lexicon.yaml"
+    faq, problems = check(faq_copy)
+    assert not problems and faq.contrast_senses["解除"]
+    _edit(path, "contrast_senses:\n", "contrast_senses:\n  绑定: [微信]\n")   # 绑定 is no contrast word
+    _, problems = check(faq_copy)
+    line = path.read_text(encoding="utf-8").splitlines().index("  绑定: [微信]") + 1
+    assert any(f"lexicon.yaml:{line}:" in str(p) and "contrast_senses.绑定" in str(p) for p in problems), problems
+
+
 def test_settings_expand_environment_variables(tmp_path: Path, monkeypatch):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("accounts:\n  base_url: ${CHSI_TEST_X:-http://fallback}\n  api_key: ${CHSI_TEST_Y}\n",

@@ -173,6 +173,20 @@ def test_a_contrast_word_inside_a_longer_word_of_the_message_does_not_contrast()
     assert words("支付宝怎么解绑") == {"解绑"}
 
 
+def test_a_contrast_word_next_to_a_cue_of_its_other_sense_does_not_contrast():
+    faq = make_faq(("ban.lift", "操作被禁止怎么办", ["被禁止了怎么处理"], "清除缓存后再试。"),
+                   contrast_words=("解除", "崩溃"), contrast_senses={"解除": ("禁止",), "崩溃": ("我要崩溃",)})
+    matcher = make_matcher(faq)
+    words = lambda text: matcher._contrast_words(matcher.normalise(text))  # noqa: E731
+    assert words("被禁止了怎么解除") == frozenset()          # 禁止 three characters away: lifting the ban
+    assert words("怎么解除禁止") == frozenset()
+    assert words("怎么解除微信绑定") == {"解除"}            # no cue: the other 解除
+    assert words("解除绑定以后，我登录一直被禁止") == {"解除"}   # the cue is too far away
+    assert words("我要崩溃了") == frozenset() and words("app打开就崩溃") == {"崩溃"}
+    vetoed, lifted = matcher.match("操作被禁止，解除绑定微信可以吗"), matcher.match("被禁止了，怎么解除")
+    assert lifted.entry == "ban.lift" and lifted.score > vetoed.score
+
+
 def test_a_message_without_the_word_all_of_an_entrys_questions_use_scores_lower():
     faq = make_faq(("usage.sites", "账号可以登录哪些网站", ["账号能登录征兵网吗", "征兵网用什么账号登录", "账号有什么用"],
                     "可登录征兵网。"), ("other.x", "证件号码已被注册", [], "说明已注册。"))
