@@ -163,7 +163,7 @@ class Engine:
         the turn needs nothing slower than the session store (an FAQ answer, a command outside a
         flow), else None, with nothing of the attempt kept (no state saved, no turn event),
         as soon as it would wait on the account API, the hand-off store, the feedback records or
-        another message's lock; nor for an image (decoding it takes a while) or a store that may wait
+        another message's lock, or the session store fails; nor for an image (decoding it takes a while) or a store that may wait
         on a file lock (SQLite). Then run ``handle`` where waiting is fine (a worker thread).
         A turn handed to a thread costs about as much CPU again as the turn (benchmarks/bench_web.py)."""
         if message.kind == "image" or not getattr(self.store, "quick", False):
@@ -206,6 +206,8 @@ class Engine:
             log.warning("session %s busy", tag)
             return [Reply("上一条消息还在处理中，请稍候再发送。")]
         except StoreError as e:
+            if quick:   # said once, by the attempt where waiting is fine (a Redis outage is not a fast path)
+                self._may_wait()
             log.error("session %s: store failed: %s", tag, e)
             return self._store_down(session_id, message)
         except Exception as e:  # a bug outside a flow step's guard (e.g. flow data JSON cannot hold): nothing saved

@@ -117,6 +117,20 @@ def test_a_busy_session_is_not_waited_for_on_the_loop(clock, tmp_path, quick_sto
     assert "找回密码" in engine.try_handle(sid, Message.from_text("忘记密码怎么办"))[0].text
 
 
+class BrokenStore(MemoryStore):
+    def get(self, session_id: str) -> Any:
+        raise StoreError("redis failed: ConnectionError")
+
+
+def test_a_store_failure_is_left_to_the_thread_which_says_it_once(clock, tmp_path, caplog):
+    engine, _, _ = recorded_engine(clock, tmp_path, BrokenStore())
+    sid = new_session_id()
+    assert engine.try_handle(sid, Message.from_text("忘记密码怎么办")) is None
+    assert "store failed" not in caplog.text
+    assert "系统暂时无法保存对话进度" in engine.handle(sid, Message.from_text("忘记密码怎么办"))[0].text
+    assert caplog.text.count("store failed") == 1
+
+
 def test_sqlite_sessions_and_images_always_go_to_a_thread(clock, tmp_path):
     engine, _, _ = recorded_engine(clock, tmp_path, SqliteStore(tmp_path / "sessions.db"))
     sid = new_session_id()
