@@ -228,6 +228,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     senses: dict[str, tuple[str, ...]] = {}
     smalltalk: dict[str, tuple[str, ...]] = {}
     instructions: tuple[str, ...] = ()
+    addressing: tuple[str, ...] = ()
     if lexicon_raw is None:
         problems.append(Problem("faq", 1, "", f"missing {LEXICON_FILE} (synonyms, typos, domain words)"))
     else:
@@ -251,11 +252,12 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                                         f"{word!r} is not a contrast word (contrast_words or other_services)"))
         smalltalk = {str(k): tuple(v) for k, v in (doc.get("smalltalk") or {}).items()}
         instructions = tuple(doc.get("bot_instructions") or ())
+        addressing = tuple(doc.get("addressing") or ())
     not_covered = _not_covered(special.get("notCovered"), question_where, problems)
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
                stopwords=stopwords, contrast_words=contrast, other_services=services,
                contrast_senses=senses, smalltalk=smalltalk,
-               bot_instructions=instructions, not_covered=not_covered)
+               bot_instructions=instructions, addressing=addressing, not_covered=not_covered)
 
 
 def _not_covered(raw: Raw | None, faq_questions: Mapping[str, tuple[str, str]],
@@ -283,7 +285,8 @@ def _not_covered(raw: Raw | None, faq_questions: Mapping[str, tuple[str, str]],
                 problems.append(Problem(rel, line, field, f"the question {q!r} is also in group {seen[key][0]!r} ({seen[key][1]})"))
             seen.setdefault(key, (g["id"], f"{rel}:{line}"))
         groups.append(NotCovered(id=g["id"], service=g["service"].strip(), reply=g["reply"].strip(),
-                                 questions=tuple(q.strip() for q in g["questions"]), source=f"{rel}:{gline}"))
+                                 questions=tuple(q.strip() for q in g["questions"]), source=f"{rel}:{gline}",
+                                 phrases=tuple(p.strip() for p in g.get("phrases") or ())))
     return tuple(groups)
 
 

@@ -42,6 +42,7 @@ class NotCovered:
     reply: str
     questions: tuple[str, ...]
     source: str = ""
+    phrases: tuple[str, ...] = ()    # a message made only of these (and small talk, addressing words) is this group's
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class FAQ:
     contrast_senses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # contrast word → cues of its other sense
     smalltalk: dict[str, tuple[str, ...]] = field(default_factory=dict)  # intent → whole-message phrases
     bot_instructions: tuple[str, ...] = ()                      # text addressing the bot with orders
+    addressing: tuple[str, ...] = ()                            # words naming the desk or bot (客服, 机器人)
     not_covered: tuple[NotCovered, ...] = ()                    # neighbouring questions not answered
 
     @cached_property

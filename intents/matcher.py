@@ -11,7 +11,8 @@ pure function of the text. Scoring for an entry combines
 - a second, independent signal: cosine of character 1–3-gram TF-IDF vectors, blended in.
 The not-covered catalogue (neighbouring services, other sites) is indexed beside the FAQ:
 a question whose nearest neighbour is a catalogue question, or whose best entry is no more
-than the clarify margin ahead of one, is out of scope, with that group named. A message made only of small talk answers that small talk; a message that
+than the clarify margin ahead of one, is out of scope, with that group named; so is a message made only of a
+group's whole-message phrases (你是机器人吗: the assistant's own group). A message made only of small talk answers that small talk; a message that
 orders the bot about (lexicon ``bot_instructions``) is out of scope.
 Candidates are pruned with an inverted index over tokens and character bigrams,
 so the cost grows with the entries that share words, not with the FAQ size.
@@ -141,6 +142,13 @@ class Matcher:
         phrases.pop("", None)
         self._smalltalk = phrases
         self._smalltalk_re = _alternation(phrases)
+        # words naming the desk or the bot (你好 客服, 谢谢 机器人): small talk may hold them
+        self._addressing = frozenset(t for w in faq.addressing for t in self.normalise(w).tokens)
+        # a not-covered group's whole-message phrases (questions about the assistant itself: 你是机器人吗)
+        about = {lexicon_key(p): g.id for g in faq.not_covered for p in g.phrases}
+        about.pop("", None)
+        self._about = about
+        self._about_re = _alternation(about)
         orders = {lexicon_key(p) for p in faq.bot_instructions} - {""}
         # Chinese phrases anywhere (spaces ignored); latin ones as whole words ("act as" is not in "contact a")
         self._orders_han = _alternation({p.replace(" ", ""): "" for p in orders if not p.isascii()})
@@ -225,6 +233,9 @@ class Matcher:
         raw = "".join(c.raw for c in clauses)
         if self._orders_han.search(raw.replace(" ", "")) or self._orders_latin.search(" ".join(raw.split())):
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
+        group = self._group_phrases_only(raw)
+        if group:
+            return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 1.0, (), group)
         smalltalk = self._smalltalk_only(raw)
         if smalltalk:
             return MatchResult("answer", smalltalk, self._smalltalk_entry[smalltalk], 1.0, ())
@@ -262,10 +273,24 @@ class Matcher:
         if not found:
             return None
         rest = self._smalltalk_re.sub(" ", raw)
-        if self.normalise(rest).tokens:
+        if set(self.normalise(rest).tokens) - self._addressing:
             return None
         last = self._smalltalk[found[-1]]
         return last if last in self._smalltalk_entry else None
+
+    def _group_phrases_only(self, raw: str) -> str | None:
+        """The not-covered group whose phrases make up the whole message (with stopwords, small talk
+        and addressing words: 你好，你是机器人还是真人？), else None. A message asking for something
+        besides (你是机器人吗？我要人工) is matched as usual."""
+        if not self._about:
+            return None
+        found = [m.group(0) for m in self._about_re.finditer(raw)]
+        if not found:
+            return None
+        rest = self._smalltalk_re.sub(" ", self._about_re.sub(" ", raw))
+        if set(self.normalise(rest).tokens) - self._addressing:
+            return None
+        return self._about[found[-1]]
 
     @staticmethod
     def _question_windows(clauses: list[Clause], long: bool) -> list[Normalised]:

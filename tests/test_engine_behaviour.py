@@ -400,6 +400,14 @@ def test_a_not_covered_question_gets_its_groups_honest_reply_and_a_person(chat, 
     assert "人工客服" in chat.text
 
 
+def test_a_question_about_the_bot_itself_is_answered_honestly_and_a_person_offered_not_handed_off(chat, engine):
+    chat.say("你是机器人吗？")
+    assert chat.text == engine.faq.not_covered_groups["assistant"].reply
+    assert "不是真人" in chat.text and [b.label for b in chat.buttons] == ["转人工客服"]
+    chat.say("那我要找真人客服")                 # asking for a person is a hand-off request
+    assert "人工客服" in chat.text and chat.text != engine.faq.not_covered_groups["assistant"].reply
+
+
 def test_an_unknown_not_covered_group_falls_back_to_the_general_reply(acc, tmp_path):
     m = Scripted(MatchResult("out_of_scope", "out_of_scope", None, 0.6, (), not_covered="no_such_group"))
     m.faq = TINY

@@ -154,6 +154,14 @@ def test_contrast_senses_must_name_a_contrast_word(faq_copy: Path):
     assert any(f"lexicon.yaml:{line}:" in str(p) and "contrast_senses.绑定" in str(p) for p in problems), problems
 
 
+def test_lexicon_addressing_and_group_phrases_are_loaded_and_validated(faq_copy: Path):
+    faq, problems = check(faq_copy)
+    assert not problems and "客服" in faq.addressing and "你是机器人" in faq.not_covered_groups["assistant"].phrases
+    _edit(faq_copy / "not_covered.yaml", "    phrases: [你是机器人,", "    phrases: [你是机器人, 你是机器人,")   # a repeat
+    _, problems = check(faq_copy)
+    assert any("not_covered.yaml:" in str(p) and "phrases" in str(p) for p in problems), problems
+
+
 def test_settings_expand_environment_variables(tmp_path: Path, monkeypatch):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("accounts:\n  base_url: ${CHSI_TEST_X:-http://fallback}\n  api_key: ${CHSI_TEST_Y}\n",

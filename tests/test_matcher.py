@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from faq.model import NotCovered
 from faq_factory import make_faq, make_matcher, real_faq, real_matcher
 from intents.normalize import MAX_CHARS, clean
 
@@ -289,6 +290,9 @@ def test_a_catalogue_question_within_the_margin_of_the_best_entry_makes_it_a_nea
     ("唔该晒", "thanks"),
     ("谢谢，拜拜", "goodbye"),
     ("嗯嗯 886", "goodbye"),
+    ("客服你好", "greeting"),                # addressing words (客服, 机器人) may stand with small talk
+    ("谢谢小助手 帮了大忙", "thanks"),
+    ("好吧 那我先下线了", "goodbye"),
 ])
 def test_a_message_of_only_small_talk_is_that_small_talk(text, intent):
     result = real_matcher().match(text)
@@ -302,6 +306,29 @@ def test_a_message_of_only_small_talk_is_that_small_talk(text, intent):
 def test_small_talk_around_a_question_does_not_hide_it(text, intent):
     result = real_matcher().match(text)
     assert result.intent == intent, result
+
+
+@pytest.mark.parametrize("text", ["你是不是机器人", "你好，请问你叫啥", "客服你是真人吗？"])
+def test_a_message_only_about_the_bot_gets_the_assistant_group(text):
+    result = real_matcher().match(text)
+    assert (result.decision, result.not_covered) == ("out_of_scope", "assistant"), result
+
+
+@pytest.mark.parametrize("text, intent", [("你是机器人吧，我要人工", "human_agent"), ("客服在吗 我密码忘了", "recover_account")])
+def test_a_message_asking_something_besides_is_matched_as_usual(text, intent):
+    assert real_matcher().match(text).intent == intent
+
+
+def test_whole_message_group_phrases_need_nothing_else_in_the_message():
+    faq = make_faq(("human.ask", "转人工", [], "好的。"), addressing=("客服",),
+                   not_covered=(NotCovered("bot", "本助手", "我是自动助手。", ("你是谁",), phrases=("你是机器人",)),))
+    matcher = make_matcher(faq)
+    assert matcher.match("客服 你是机器人？").not_covered == "bot"
+    assert matcher.match("你是机器人，退款怎么办").not_covered != "bot"
+    assert make_matcher(make_faq(("human.ask", "转人工", [], "好的。"),
+                                 not_covered=(NotCovered("bot", "本助手", "我是自动助手。", ("你是谁",)),))) \
+        .match("你是机器人").score < 1.0     # without phrases: the catalogue's nearest question as usual
+    assert matcher.match("客服 你是机器人？").score == 1.0
 
 
 @pytest.mark.parametrize("text", [
