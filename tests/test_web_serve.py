@@ -174,3 +174,60 @@ def test_forwarded_addresses_count_only_from_the_trusted_proxy(tmp_path, workers
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
+
+
+def test_a_worker_accepts_one_queued_connection_per_event_loop_pass():
+    """serve --workers N: each worker takes one connection per pass of its loop (not a whole burst),
+    so the workers sharing the socket share a burst of kept-alive clients."""
+    from channels.launcher import OneAcceptSocket
+
+    with OneAcceptSocket(socket.AF_INET, socket.SOCK_STREAM) as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(16)
+        listening.setblocking(False)
+        clients = [socket.create_connection(listening.getsockname()) for _ in range(2)]
+        try:
+            taken = []
+            for _ in range(2):   # a pass: asyncio accepts until BlockingIOError
+                taken.append(listening.accept()[0])
+                with pytest.raises(BlockingIOError):
+                    listening.accept()
+            with pytest.raises(BlockingIOError):   # the queue is empty: the kernel says so
+                listening.accept()
+            assert len(taken) == 2
+        finally:
+            for s in clients + taken:
+                s.close()
+
+
+def test_the_workers_loop_serves_its_socket_one_connection_per_pass():
+    import asyncio
+
+    from channels.launcher import BalancedLoop, OneAcceptSocket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    address = sock.getsockname()
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def served() -> list[bytes]:
+        server = await asyncio.start_server(echo, sock=sock)   # as uvicorn gives the shared socket
+        assert isinstance(server.sockets[0]._sock, OneAcceptSocket)   # noqa: SLF001 - what it serves
+        answers = []
+        for text in (b"one\n", b"two\n"):
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(text)
+            answers.append(await reader.readline())
+            writer.close()
+        server.close()
+        return answers
+
+    loop = BalancedLoop()
+    try:
+        assert loop.run_until_complete(served()) == [b"one\n", b"two\n"]
+    finally:
+        loop.close()
