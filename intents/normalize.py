@@ -140,11 +140,15 @@ class Normaliser:
         # pinyin initials (yhm, sfz, zc): the lexicon's own words, two letters and up; its contrast words
         # (not the other sites it names) from three letters; never a latin word the lexicon already reads
         latin = {w for w in (*rewrite, *self.stopwords) if w.isascii()}
-        core = {_key(w) for w in (*faq.domain_words, *faq.synonyms.values(), *faq.typos.values())} - self.stopwords
+        general = _base_tokenizer().FREQ   # general Chinese frequencies, without the lexicon's words
+        # (not small talk: xx is a placeholder as often as 谢谢); a code a more frequent stopword shares (sm 什么) is not read
+        chat = {_key(p) for ps in faq.smalltalk.values() for p in ps}
+        core = {_key(w) for w in (*faq.domain_words, *faq.synonyms.values(), *faq.typos.values())} - self.stopwords - chat
         services = {_key(w) for w in faq.other_services}
         self._phonetic.add_initials(sorted(core), min_letters=2, keep=latin)
-        self._phonetic.add_initials(sorted({_key(w) for w in faq.contrast_words} - services - core - self.stopwords),
+        self._phonetic.add_initials(sorted({_key(w) for w in faq.contrast_words} - services - core - self.stopwords - chat),
                                     min_letters=3, keep=latin)
+        self._phonetic.add_initials(sorted(self.stopwords | chat), min_letters=2, block=lambda w: general.get(w, 0))
         self._phonetic.add_particles(self._stop_chars)
 
     def learn_sounds(self, words: Iterable[str]) -> None:

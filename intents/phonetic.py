@@ -106,10 +106,13 @@ class Phonetic:
                 self._pairs.update(zip(spelling, spelling[1:]))
                 self._syllables.update(spelling)
 
-    def add_initials(self, words: Iterable[str], min_letters: int = 3, keep: Iterable[str] = ()) -> None:
+    def add_initials(self, words: Iterable[str], min_letters: int = 3, keep: Iterable[str] = (),
+                     block: Callable[[str], int] | None = None) -> None:
         """Read pinyin initials of ``words`` (two to six characters) as the word: codes of at least
         ``min_letters`` letters, consonants only; a code shared by two words reads as neither, and a
-        code in ``keep`` (latin words with a meaning of their own) is never read."""
+        code in ``keep`` (latin words with a meaning of their own) is never read. ``block`` (a word's
+        general frequency): these words only take their code away from a word read so far that is
+        rarer (sm is 什么 more often than 扫码; zc is 注册 more often than 早晨)."""
         kept = frozenset(keep)
         for w in words:
             if not (2 <= len(w) <= self.MAX_LEN) or not _HAN.fullmatch(w):
@@ -120,7 +123,10 @@ class Phonetic:
             code = "".join(s[0][0] for s in sounds)
             if len(code) < min_letters or _VOWELS.intersection(code) or code in kept:
                 continue
-            self._initials[code] = w if self._initials.get(code, w) == w else None
+            if block is None:
+                self._initials[code] = w if self._initials.get(code, w) == w else None
+            elif self._initials.get(code) and block(w) > block(self._initials[code]):   # type: ignore[arg-type]
+                self._initials[code] = None
 
     def add_particles(self, chars: Iterable[str]) -> None:
         """One-character stopwords ``chars`` in pinyin: in a pinyin sentence that spells known words

@@ -424,6 +424,11 @@ def test_pinyin_initials_are_read_as_the_one_word_they_abbreviate():
     assert p("zc").strip() == "注册"
     assert p("zs") == "zs"                    # a latin word the lexicon reads otherwise
     assert p("yx") == "yx"                    # two words share the code: neither
+    freq = {"什么": 59317, "扫码": 0, "注册": 1431, "早晨": 1296}.get
+    p.add_initials(["扫码"], min_letters=2)
+    p.add_initials(["什么", "早晨"], min_letters=2, block=lambda w: freq(w, 0))
+    assert p("sm") == "sm"                    # a more frequent word (a stopword) has the code too: neither
+    assert p("zc").strip() == "注册"          # a rarer one does not take it away
     assert p("yhm").strip() == "用户名" and p("yhma") == "yhma"   # a vowel: not a code
     assert p("log in to zc now") == "log in to zc now"           # in an English sentence it is an acronym
 
