@@ -221,8 +221,7 @@ class Phonetic:
         if any(known for _, known in out):   # a pinyin sentence: its function words too (zhuce le → 注册 了)
             out = [(f" {self._function[t]} ", True) if not known and t in self._function else (t, known)
                    for t, known in out]
-        out = [t for t, _ in out]
-        return " ".join("".join(out).split())
+        return " ".join("".join(t for t, _ in out).split())
 
     def _split(self, word: str) -> list[str] | None:
         """``word`` as syllables of the known words (fewest syllables), or None when it is not such pinyin."""
