@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
+import fcntl
+import os
 import hmac
 import logging
 import math
@@ -116,7 +119,8 @@ class SqliteLimiter:
     adds the new one. Every ``SWEEP_EVERY`` calls (per process) a bounded delete removes
     expired events of keys nobody hits any more. Times are the wall clock (shared by the
     processes). A database that is locked past ``timeout`` or broken lets the event through
-    and logs a warning, like Redis down."""
+    and logs a warning, like Redis down. The processes take turns on a record lock of
+    ``<db>.lock`` before the transaction, so its write lock is free when they ask for it."""
 
     SWEEP_EVERY = 500
     SWEEP_ROWS = 5000
@@ -130,8 +134,10 @@ class SqliteLimiter:
         self._writer = threading.Lock()   # one transaction at a time per process
         self._hits = 0
         self._warned = 0.0
+        self._lock_fd: int | None = None
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self._path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             self._conn().executescript(
                 "CREATE TABLE IF NOT EXISTS rl_events (key TEXT NOT NULL, at REAL NOT NULL, expires REAL NOT NULL);"
@@ -166,9 +172,39 @@ class SqliteLimiter:
             self._warn(sqlite3.OperationalError("database is locked"))
             return None
         try:
-            return self._hit_all(checks)
+            with self._between_processes() as held:
+                if not held:
+                    self._warn(sqlite3.OperationalError("database is locked"))
+                    return None
+                return self._hit_all(checks)
         finally:
             self._writer.release()
+
+    @contextlib.contextmanager
+    def _between_processes(self) -> Any:
+        """The machine's workers take turns on a record lock of ``<db>.lock`` (tried again after 0.1,
+        0.2, 0.4 … at most 1 ms, up to the timeout), not in SQLite's wait for the write lock, which
+        sleeps 1, 2, 5, 10 … 100 ms between tries (``serve`` with 2 workers: p99 0.4 s at 32
+        connections). Yields False when it timed out (the event is let through, as when locked)."""
+        fd = self._lock_fd
+        if fd is None:
+            yield True
+            return
+        deadline, pause = time.monotonic() + self._timeout, 0.0001
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except (BlockingIOError, PermissionError):
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
+        try:
+            yield True
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
 
     def _hit_all(self, checks: Sequence[tuple[str, Rule]]) -> int | None:
         with self._mutex:
@@ -213,6 +249,9 @@ class SqliteLimiter:
             except sqlite3.Error:
                 pass
         self._local = threading.local()
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 # KEYS: the sliding logs; ARGV: window (ms) and limit of each, then the event's unique member

@@ -179,6 +179,34 @@ def _rows(tmp_path) -> int:
         return conn.execute("SELECT count(*) FROM rl_events").fetchone()[0]
 
 
+_HOLD = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_sqlite_workers_take_turns_on_a_record_lock_a_stuck_one_stops_no_other(tmp_path, caplog):
+    """The workers of one machine take turns on ``<db>.lock`` before the transaction (not in SQLite's
+    sleeping wait): one that holds it past the timeout (stopped, hung) lets the others' events through
+    with the usual warning; once it lets go they count again."""
+    lim = SqliteLimiter(tmp_path / "limits.db", timeout=0.1)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path / "limits.db.lock")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with caplog.at_level(logging.WARNING, logger="handlers.limits"):
+            assert [lim.hit("k", Rule(1, 60)) for _ in range(2)] == [None, None]
+        assert "letting requests through" in caplog.text
+        holder.communicate("\n", timeout=30)
+        assert lim.hit("k", Rule(1, 60)) is None and lim.hit("k", Rule(1, 60)) is not None
+    finally:
+        holder.kill()
+        lim.close()
+
+
 def test_sqlite_locked_or_broken_lets_events_through_with_a_warning(tmp_path, caplog):
     """Another process holding the write lock past the timeout, or a file that is no database: the
     event passes (an outage of the limiter is not an outage of the bot) and one warning says so."""
