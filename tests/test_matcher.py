@@ -608,6 +608,24 @@ def test_the_focus_of_a_re_registration_question_decides_its_topic(text, intent)
     assert result.intent == intent, result
 
 
+@pytest.mark.parametrize("text, intent", [
+    ("手机号输进去，下面说这个号码已经有人在用", "phone_registered"),   # the prompt in the user's own words
+    ("身份证号填好后页面说系统里已经有了", "id_duplicate"),
+    ("学信档案说我刷新太多次，不让我操作了", "too_frequent"),
+    ("注册时邮箱填不了，说ip地址被限制", "email_ip_limited"),
+])
+def test_a_prompt_told_in_the_users_own_words_finds_its_topic(text, intent):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.intent == intent, result
+
+
+def test_symptom_words_become_the_prompts_words():
+    normalise = real_matcher().normalise
+    assert "已被注册" in normalise("这个号已经有人用了").tokens
+    assert "操作被禁止" in normalise("暂时不让操作").tokens
+    assert "ip受限" in normalise("网络地址被限制").tokens
+
+
 def test_worry_phrases_become_one_focus_word():
     normalise = real_matcher().normalise
     assert "消失" in normalise("学籍会不会清零").tokens
