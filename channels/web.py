@@ -136,7 +136,8 @@ class WebChannel(Channel):
             raise ApiError(429, "rate_limited", f"您的操作太频繁了，请 {wait} 秒后再试。", retry_after=wait)
 
     def _quick_limits(self) -> bool:
-        """True when the abuse limits answer in one round trip (Redis, memory): checked on the event loop."""
+        """True when the abuse limits answer in one round trip (Redis, memory; not for a while after Redis
+        failed): checked on the event loop."""
         return bool(getattr(self.limits.limiter, "quick", False))
 
     def body_limit(self, path: str) -> int:

@@ -15,8 +15,9 @@ Contract (every ``Limiter`` keeps it):
   stored in clear.
 - A limiter whose backend is unreachable lets the event through and logs a warning
   (limits must not turn an outage of Redis into an outage of the bot); nothing escapes.
-- ``quick`` (a class attribute): True when a call never waits on more than one round trip (memory,
-  Redis), so the web server may check limits on its event loop; SQLite's may wait for a file lock.
+- ``quick``: True when a call never waits on more than one round trip (memory, Redis), so the web
+  server may check limits on its event loop; SQLite's may wait for a file lock. Redis's is False
+  for ``handlers.sessions.QUICK_PAUSE`` seconds after a failure (its timeout is a wait).
 
 ``MemoryLimiter`` is the in-process twin (one process only); ``SqliteLimiter`` shares the
 counts between the workers of one machine (``serve --workers N`` on the SQLite default: one
@@ -46,6 +47,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from settings import LimitsConfig
+
+from .sessions import QUICK_PAUSE
 
 log = logging.getLogger(__name__)
 
@@ -276,11 +279,10 @@ return -1
 class RedisLimiter:
     """Sliding logs in Redis sorted sets (one Lua call per event; the server's clock for all instances)."""
 
-    quick = True
-
     def __init__(self, url: str, prefix: str = "chsi-bot:rl:", socket_timeout: float = 2.0) -> None:
         import redis
 
+        self._failed_at = -QUICK_PAUSE   # time.monotonic() of the last failure
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
         self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                             socket_connect_timeout=socket_timeout)
@@ -302,11 +304,17 @@ class RedisLimiter:
         try:
             wait_ms = int(self._script(keys=[self._prefix + key for key, _ in checks], args=args))
         except self._redis_errors as e:
+            self._failed_at = time.monotonic()
             if time.monotonic() - self._warned > 60:   # one warning a minute, not one per request
                 self._warned = time.monotonic()
                 log.warning("rate limiter unreachable (%s): letting requests through", e.__class__.__name__)
             return None
         return None if wait_ms < 0 else max(1, math.ceil(wait_ms / 1000))
+
+    @property
+    def quick(self) -> bool:
+        """True unless the server failed in the last ``QUICK_PAUSE`` seconds."""
+        return time.monotonic() - self._failed_at >= QUICK_PAUSE
 
     def close(self) -> None:
         self._lean.close()

@@ -16,9 +16,11 @@ Contract (every store keeps it):
 - A backend that is unreachable or broken raises ``StoreError`` (``LockTimeout`` is one);
   nothing else escapes.
 - Session ids are opaque strings of any content; stores never log them.
-- ``quick`` (a class attribute): True when no call waits on more than one round trip (memory,
-  Redis), so a turn may run on the web server's event loop (``Engine.try_handle``); SQLite's may
-  wait on another process's file lock.
+- ``quick``: True when no call waits on more than one round trip (memory, Redis), so a turn may
+  run on the web server's event loop (``Engine.try_handle``); SQLite's may wait on another
+  process's file lock. Redis's is False for ``QUICK_PAUSE`` seconds after a failure: an
+  unreachable server may take its whole socket timeout to say so, and that wait belongs in a
+  worker thread.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 2.0     # Redis: a crashed holder's lock is free again within this
 DEFAULT_TIMEOUT = 10.0
+QUICK_PAUSE = 30.0      # Redis: seconds after a failure during which turns are not tried on the event loop
 
 
 class StoreError(Exception):
@@ -380,11 +383,11 @@ class RedisStore:
     between sees it). Both scripts go over ``handlers.redis_scripts.LeanScripts`` (same errors as
     redis-py, a fraction of its CPU); everything else through redis-py."""
 
-    quick = True
-
     def __init__(self, url: str, prefix: str = "chsi-bot:", lease: float = DEFAULT_LEASE,
                  socket_timeout: float = 5.0) -> None:
         import redis  # imported here so the other stores work without the package
+
+        self._failed_at = -QUICK_PAUSE   # time.monotonic() of the last failure
 
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
         self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
@@ -407,11 +410,17 @@ class RedisStore:
 
         self._renewer = _Renewer(renew_one, lease / 3)
 
+    @property
+    def quick(self) -> bool:
+        """True unless the server failed in the last ``QUICK_PAUSE`` seconds (see the module's contract)."""
+        return time.monotonic() - self._failed_at >= QUICK_PAUSE
+
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
         except self._redis_errors as e:
+            self._failed_at = time.monotonic()
             raise StoreError(f"redis failed: {e.__class__.__name__}") from e
 
     def _key(self, kind: str, session_id: str) -> str:

@@ -1,7 +1,8 @@
 """Turns tried on the web server's event loop (``Engine.try_handle``), as the web channel runs them
 over Redis or memory: the same conversation as through ``handle``; an attempt that would wait (the
 account API, the hand-off store, the feedback records, another message's lock) keeps nothing and
-never waits; SQLite sessions and images always go to a worker thread."""
+never waits; SQLite sessions and images always go to a worker thread, and so does everything for a
+while after Redis failed."""
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ from handlers.sessions import MemoryStore, RedisStore, SqliteStore, StoreError, 
 from handlers.types import Message, Reply
 from support import JPEG, Chat, make_engine
 from support.flows import ZS_ID, Faulty, start_username
+from support.servers import free_port
 
 from accounts.local import LocalAccountClient
 
@@ -167,3 +169,26 @@ def test_the_web_channel_answers_faq_on_the_loop_and_flows_in_a_thread(clock, tm
             assert r.status_code == 200 and r.json()["flow"] == "recover_username" and pool.turns == 1
     finally:
         pool.shutdown()
+
+
+def test_after_a_redis_failure_turns_and_limits_leave_the_loop_for_a_while():
+    """An unreachable Redis may take its whole socket timeout to say so: after a failure, turns and
+    limits go to worker threads for QUICK_PAUSE seconds, then are tried on the loop again."""
+    from handlers.limits import RedisLimiter, Rule
+    from handlers.sessions import QUICK_PAUSE
+
+    closed = free_port()
+    store = RedisStore(f"redis://127.0.0.1:{closed}/0", socket_timeout=0.5)
+    limiter = RedisLimiter(f"redis://127.0.0.1:{closed}/0", socket_timeout=0.5)
+    try:
+        assert store.quick and limiter.quick
+        with pytest.raises(StoreError):
+            store.get("s1")
+        assert limiter.hit("k", Rule(1, 60)) is None   # let through, as in any outage
+        assert not store.quick and not limiter.quick
+        store._failed_at -= QUICK_PAUSE   # noqa: SLF001 - the pause is over
+        limiter._failed_at -= QUICK_PAUSE   # noqa: SLF001
+        assert store.quick and limiter.quick
+    finally:
+        store.close()
+        limiter.close()
