@@ -613,6 +613,8 @@ def test_the_focus_of_a_re_registration_question_decides_its_topic(text, intent)
     ("身份证号填好后页面说系统里已经有了", "id_duplicate"),
     ("学信档案说我刷新太多次，不让我操作了", "too_frequent"),
     ("注册时邮箱填不了，说ip地址被限制", "email_ip_limited"),
+    ("登录时页面说查无此用户，我该怎么办", "recover_account"),          # no such user: the username is not remembered right
+    ("室友扫个码就登上学信网了，我怎么弄", "bind_wechat_alipay"),
 ])
 def test_a_prompt_told_in_the_users_own_words_finds_its_topic(text, intent):
     result = real_matcher().match(text)
@@ -624,6 +626,8 @@ def test_symptom_words_become_the_prompts_words():
     assert "已被注册" in normalise("这个号已经有人用了").tokens
     assert "操作被禁止" in normalise("暂时不让操作").tokens
     assert "ip受限" in normalise("网络地址被限制").tokens
+    assert "找回" in normalise("用户名能查回来吗").tokens
+    assert "消失" in normalise("学籍学历全空了").tokens
 
 
 def test_worry_phrases_become_one_focus_word():
