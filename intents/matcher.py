@@ -47,6 +47,7 @@ class _Doc:
     weight: float  # Σ token weights
 
 
+_ATTRIBUTIVE = re.compile(r"的(?![话吗呢啊了吧呀]|$)")   # 的 before the noun a contrast word describes
 SENSE_REACH = 4      # characters between a contrast word and a cue of its other sense (操作被禁止怎么解除)
 MATCH_CACHE = 4096   # distinct texts whose results a matcher keeps
 _MAYBE_PERSONAL = re.compile(r"\d|@|://")   # such a text is matched afresh each time, never kept
@@ -172,7 +173,16 @@ class Matcher:
             found = {m.group(0) for m in self._contrast.finditer(n.full) if not self._other_sense(n.full, m)}
         if found:
             found = {w for w in found if not any(len(t) > len(w) and w in t for t in n.tokens)}
+        found -= self._attributive(n.full, found)
         return frozenset(found)
+
+    @staticmethod
+    def _attributive(full: str, words: set[str]) -> set[str]:
+        """Contrast words that only describe a noun (原来能查到的学历, 打印的报告): each place the word
+        stands it is followed by 的 and more — the noun after it, not the word, is what the message is
+        about. Not 是空白的 or 空白的 at the end (a predicate), nor 收不到的话 (a condition)."""
+        return {w for w in words if all(_ATTRIBUTIVE.match(full, m.end()) and not full[:m.start()].endswith("是")
+                                        for m in re.finditer(re.escape(w), full))}
 
     def _other_sense(self, full: str, m: re.Match[str]) -> bool:
         """A cue of the word's other sense (lexicon ``contrast_senses``) overlaps it or stands within

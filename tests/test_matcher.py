@@ -646,3 +646,12 @@ def test_worry_phrases_become_one_focus_word():
 def test_chat_shorthand_and_slips_are_understood(text, intent):
     result = real_matcher().match(text)
     assert result.intent == intent, result
+
+
+def test_a_contrast_word_describing_a_noun_does_not_change_the_question():
+    m = real_matcher()
+    assert "能查到" not in m._contrast_words(m.normalise("原来能查到的学历会消失吗"))   # 能查到的学历: which records
+    assert "能查到" in m._contrast_words(m.normalise("学历能查到吗"))
+    assert "空白" in m._contrast_words(m.normalise("登录页面是空白的"))                # a predicate still contrasts
+    assert "收不到" in m._contrast_words(m.normalise("验证码收不到的话怎么办"))         # a condition too
+    assert m.match("重新注册后，以前能查到的学籍还会消失吗").intent == "re_register_records"
