@@ -193,6 +193,15 @@ class Matcher:
         start, end = m.start() - SENSE_REACH, m.end() + SENSE_REACH
         return any(c.start() < end and c.end() > start for c in cues.finditer(full, max(0, start - 20), end + 20))
 
+    def _bare_other_senses(self, clauses: list[Clause], whole: Normalised) -> frozenset[str]:
+        """Contrast words standing alone in their clause (……弹出操作被禁止。……怎么解除？): such a clause
+        asks about the story's object, so a cue of the word's other sense anywhere in the message
+        (not only within ``SENSE_REACH`` characters) keeps it from contrasting."""
+        if not self._senses or len(clauses) < 2:
+            return frozenset()
+        bare = {t for c in clauses if len(set(c.norm.tokens)) == 1 for t in c.norm.tokens if t in self._senses}
+        return frozenset(w for w in bare if self._senses[w].search(whole.full))
+
     def _asked_contrast(self, clauses: list[Clause], whole: Normalised) -> frozenset[str]:
         """The contrast words that change what a message of several clauses asks: those of its asking
         clauses (the whole's when none asks), and another site or app named anywhere (lexicon
@@ -257,21 +266,22 @@ class Matcher:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
         windows = self._question_windows(clauses, long=len(q.tokens) > self.config.focus_tokens)
         # in a long message, only the question's own contrast words change what is asked
-        contrast = self._contrast_words(windows[-1] if windows else q)
+        referred = self._bare_other_senses(clauses, q)
+        contrast = self._contrast_words(self._asking_sentence(clauses, windows[-1]) if windows else q) - referred
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
         if exact >= 0:  # the user typed one of the FAQ's (or the catalogue's) own questions
             ranked = [(1.0, exact)] + [(min(s, 0.99), ei) for s, ei in ranked if ei != exact]
             return self._decide(ranked, exact=True)
         if windows:
-            ranked = self._with_windows(windows, ranked, frozenset(q.tokens))
+            ranked = self._with_windows(windows, ranked, frozenset(q.tokens), referred)
         line = self._answer_line(len(q.tokens))
         decided = self._decide(ranked, line=line)
         if decided.decision != "answer" and self.config.clause_weight and len(clauses) > 1 \
                 and len(q.tokens) >= self.config.clause_min_tokens and ranked and ranked[0][1] < len(self.entries):
             # (an answer already given stays the same when its score is lifted, and so does a message
             # nearest a not-covered question: out of scope either way; not worth the work)
-            return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q)), line=line)
+            return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q) - referred, referred), line=line)
         return decided
 
     def _smalltalk_only(self, raw: str) -> str | None:
@@ -316,14 +326,24 @@ class Matcher:
             spans.append((last, last + 1))
         return [w for w in (merge([c.norm for c in clauses[i:j]]) for i, j in spans) if w.tokens]
 
+    @staticmethod
+    def _asking_sentence(clauses: list[Clause], window: Normalised) -> Normalised:
+        """The question window whose contrast words change what is asked: the clause before the
+        asking one counts only within the same sentence (想把原来的微信解绑，在哪操作？), not across a full
+        stop (……明天还要打印报告。怎么解除？: that is the story) unless it asks too (能改吗？改了会影响学历吗).""" 
+        last = max((i for i, c in enumerate(clauses) if c.asks), default=-1)
+        if last > 0 and clauses[last - 1].ends_sentence and not clauses[last - 1].asks:
+            return merge([c.norm for c in clauses[last:]])
+        return window
+
     def _with_windows(self, windows: list[Normalised], ranked: list[tuple[float, int]],
-                      whole: frozenset[str]) -> list[tuple[float, int]]:
+                      whole: frozenset[str], referred: frozenset[str] = frozenset()) -> list[tuple[float, int]]:
         """A long message usually ends in its question: an entry that fits the question
         clause gets credit for it, so the backstory does not dilute the question away."""
         full = {ei: s for s, ei in ranked}
         best = dict(full)
         for w in windows:
-            for s, ei in self._rank(w.text, w.tokens, self._contrast_words(w), whole):
+            for s, ei in self._rank(w.text, w.tokens, self._contrast_words(w) - referred, whole):
                 mixed = self.config.window_discount * (self.config.window_weight * s
                                                        + (1 - self.config.window_weight) * full.get(ei, 0.0))
                 if mixed > best.get(ei, -1.0):
@@ -331,7 +351,8 @@ class Matcher:
         return sorted(((s, ei) for ei, s in best.items()), reverse=True)[: self.config.prune_limit]
 
     def _with_clauses(self, clauses: list[Clause], ranked: list[tuple[float, int]],
-                      whole: Normalised, contrast: frozenset[str]) -> list[tuple[float, int]]:
+                      whole: Normalised, contrast: frozenset[str],
+                      referred: frozenset[str] = frozenset()) -> list[tuple[float, int]]:
         """A message of several clauses (a story, then "what now?", or a question, then the story): the
         topic is often carried by one informative clause while the others — situation, feelings, a generic question — add
         words no entry explains and dilute the whole's score below the answer line. The whole's
@@ -355,7 +376,7 @@ class Matcher:
         for _, n in heapq.nlargest(cfg.clause_max, scored, key=operator.itemgetter(0)):
             # a clause speaks for its own best entry only (a side remark that merely mentions an
             # entry's word does not lift it)
-            for s, ei in self._rank(n.text, n.tokens, self._contrast_words(n), wset)[:1]:
+            for s, ei in self._rank(n.text, n.tokens, self._contrast_words(n) - referred, wset)[:1]:
                 if s > best_clause.get(ei, -1.0):
                     best_clause[ei] = s
         out = dict(full)

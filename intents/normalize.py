@@ -34,6 +34,7 @@ _KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
 # Chinese characters (chat users separate clauses with spaces: "怎么找回账号 我只记得名字")
 _CLAUSE = re.compile(r"[。!?;,、\n…~]+|(?<=[\u3400-\u9fff])\s+(?=[\u3400-\u9fff])")
 _CLAUSE_KEEP = re.compile(f"({_CLAUSE.pattern})")   # the same breaks, kept by re.split
+_SENTENCE_END = re.compile(r"[。!?\n]")   # a break that ends a sentence, not only a clause
 _ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")
 
 jieba.setLogLevel(logging.WARNING)
@@ -210,7 +211,8 @@ class Normaliser:
         parts = _CLAUSE_KEEP.split(clean(text))   # clause, its break, clause, its break, ...
         for part, brk in itertools.zip_longest(parts[::2], parts[1::2], fillvalue=""):
             if part.strip():
-                out.append(Clause(part, self._normalise(self._rewrite_clean(part)), is_question(part + brk)))
+                out.append(Clause(part, self._normalise(self._rewrite_clean(part)), is_question(part + brk),
+                                  bool(_SENTENCE_END.search(brk))))
         return out
 
 
@@ -219,6 +221,7 @@ class Clause:
     raw: str              # the cleaned clause as typed
     norm: Normalised
     asks: bool = False    # it asks something (a question word, or the question mark that ended it)
+    ends_sentence: bool = False   # a full stop, question or exclamation mark (or a line break) ended it
 
 
 def merge(parts: list[Normalised]) -> Normalised:

@@ -5,7 +5,7 @@ import pytest
 
 from faq.model import NotCovered
 from faq_factory import make_faq, make_matcher, real_faq, real_matcher
-from intents.normalize import MAX_CHARS, clean
+from intents.normalize import MAX_CHARS, clean, merge
 
 
 # ---- normalisation -----------------------------------------------------------
@@ -655,3 +655,27 @@ def test_a_contrast_word_describing_a_noun_does_not_change_the_question():
     assert "空白" in m._contrast_words(m.normalise("登录页面是空白的"))                # a predicate still contrasts
     assert "收不到" in m._contrast_words(m.normalise("验证码收不到的话怎么办"))         # a condition too
     assert m.match("重新注册后，以前能查到的学籍还会消失吗").intent == "re_register_records"
+
+
+def test_a_clause_knows_whether_it_ended_a_sentence():
+    clauses = real_matcher().normalise.clauses("我换了手机，号码也停了。现在怎么办？好的")
+    assert [c.ends_sentence for c in clauses] == [False, True, True, False]
+
+
+def test_the_story_sentence_before_the_question_does_not_change_what_is_asked():
+    m = real_matcher()
+    text = "我试着登录学信档案好多次，弹出来说操作过于频繁操作被禁止，下周还得下载报告用。现在该怎么办？"
+    clauses = m.normalise.clauses(text)
+    asked = m._asking_sentence(clauses, merge([c.norm for c in clauses[-2:]]))
+    assert "下载" not in m._contrast_words(asked)       # 下载 is the story's, across a full stop
+    joined = m.normalise.clauses("想把绑定的微信解绑，具体在哪操作？")
+    assert m._asking_sentence(joined, merge([c.norm for c in joined])).tokens == merge([c.norm for c in joined]).tokens
+
+
+def test_a_bare_asking_clause_takes_the_other_sense_from_the_story():
+    m = real_matcher()
+    text = "学信档案登录时提示操作被禁止。我就多点了几次，急着用。请问怎么解除？"
+    assert "解除" in m._bare_other_senses(m.normalise.clauses(text), m.normalise(text))
+    plain = "我绑定了微信。请问怎么解除？"
+    assert not m._bare_other_senses(m.normalise.clauses(plain), m.normalise(plain))
+    assert m.match(text).intent == "too_frequent"
