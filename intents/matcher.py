@@ -47,7 +47,6 @@ class _Doc:
     weight: float  # Σ token weights
 
 
-_ATTRIBUTIVE = re.compile(r"的(?![话吗呢啊了吧呀]|$)")   # 的 before the noun a contrast word describes
 SENSE_REACH = 4      # characters between a contrast word and a cue of its other sense (操作被禁止怎么解除)
 MATCH_CACHE = 4096   # distinct texts whose results a matcher keeps
 _MAYBE_PERSONAL = re.compile(r"\d|@|://")   # such a text is matched afresh each time, never kept
@@ -173,16 +172,7 @@ class Matcher:
             found = {m.group(0) for m in self._contrast.finditer(n.full) if not self._other_sense(n.full, m)}
         if found:
             found = {w for w in found if not any(len(t) > len(w) and w in t for t in n.tokens)}
-        found -= self._attributive(n.full, found)
         return frozenset(found)
-
-    @staticmethod
-    def _attributive(full: str, words: set[str]) -> set[str]:
-        """Contrast words that only describe a noun (原来能查到的学历, 打印的报告): each place the word
-        stands it is followed by 的 and more — the noun after it, not the word, is what the message is
-        about. Not 是空白的 or 空白的 at the end (a predicate), nor 收不到的话 (a condition)."""
-        return {w for w in words if all(_ATTRIBUTIVE.match(full, m.end()) and not full[:m.start()].endswith("是")
-                                        for m in re.finditer(re.escape(w), full))}
 
     def _other_sense(self, full: str, m: re.Match[str]) -> bool:
         """A cue of the word's other sense (lexicon ``contrast_senses``) overlaps it or stands within
@@ -212,6 +202,10 @@ class Matcher:
         if not asking:
             return everywhere
         return self._contrast_words(merge(asking)) | {w for w in everywhere if w in self._services}
+
+    def _services_named(self, whole: Normalised) -> frozenset[str]:
+        """Another site or app named anywhere in the message (lexicon ``other_services``)."""
+        return frozenset(w for w in self._contrast_words(whole) if w in self._services)
 
     def weight(self, token: str) -> float:
         """How much a token says about what was asked (0..1).
@@ -267,7 +261,8 @@ class Matcher:
         windows = self._question_windows(clauses, long=len(q.tokens) > self.config.focus_tokens)
         # in a long message, only the question's own contrast words change what is asked
         referred = self._bare_other_senses(clauses, q)
-        contrast = self._contrast_words(self._asking_sentence(clauses, windows[-1]) if windows else q) - referred
+        contrast = (self._contrast_words(self._asking_sentence(clauses, windows[-1])) | self._services_named(q)
+                    if windows else self._contrast_words(q)) - referred
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
         if exact >= 0:  # the user typed one of the FAQ's (or the catalogue's) own questions

@@ -648,13 +648,9 @@ def test_chat_shorthand_and_slips_are_understood(text, intent):
     assert result.intent == intent, result
 
 
-def test_a_contrast_word_describing_a_noun_does_not_change_the_question():
-    m = real_matcher()
-    assert "能查到" not in m._contrast_words(m.normalise("原来能查到的学历会消失吗"))   # 能查到的学历: which records
-    assert "能查到" in m._contrast_words(m.normalise("学历能查到吗"))
-    assert "空白" in m._contrast_words(m.normalise("登录页面是空白的"))                # a predicate still contrasts
-    assert "收不到" in m._contrast_words(m.normalise("验证码收不到的话怎么办"))         # a condition too
-    assert m.match("重新注册后，以前能查到的学籍还会消失吗").intent == "re_register_records"
+@pytest.mark.parametrize("text", ["校园网的账号密码忘了", "qq邮箱的密码忘了", "淘宝的账号密码忘了怎么找回"])
+def test_another_services_account_is_not_answered_even_when_it_describes_the_noun(text):
+    assert real_matcher().match(text).decision != "answer"
 
 
 def test_a_clause_knows_whether_it_ended_a_sentence():
@@ -679,3 +675,16 @@ def test_a_bare_asking_clause_takes_the_other_sense_from_the_story():
     plain = "我绑定了微信。请问怎么解除？"
     assert not m._bare_other_senses(m.normalise.clauses(plain), m.normalise(plain))
     assert m.match(text).intent == "too_frequent"
+
+
+def test_a_long_message_naming_another_app_anywhere_is_not_answered_from_the_faq():
+    m = real_matcher()
+    text = "淘宝提示我的手机号码已被注册，我从来没在淘宝开过店。我该怎么办？"
+    assert "淘宝" in m._services_named(m.normalise(text))
+    assert m.match(text).decision != "answer"
+
+
+def test_the_campus_network_a_user_is_on_is_not_another_service():
+    m = real_matcher()
+    assert "校园网" not in m._contrast_words(m.normalise("我连着校园网注册，邮箱提示ip受限"))
+    assert "校园网" in m._contrast_words(m.normalise("校园网的账号密码忘了"))
