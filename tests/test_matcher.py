@@ -688,3 +688,9 @@ def test_the_campus_network_a_user_is_on_is_not_another_service():
     m = real_matcher()
     assert "校园网" not in m._contrast_words(m.normalise("我连着校园网注册，邮箱提示ip受限"))
     assert "校园网" in m._contrast_words(m.normalise("校园网的账号密码忘了"))
+
+
+def test_an_error_the_message_goes_on_to_quote_does_not_contrast():
+    m = real_matcher()
+    assert "报错" not in m._contrast_words(m.normalise("填邮箱一直报错，说邮箱ip受限"))
+    assert "报错" in m._contrast_words(m.normalise("学信网app打开就报错"))
