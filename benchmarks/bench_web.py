@@ -2,8 +2,8 @@
 connections, one conversation per connection) at concurrency 1, 8, 32, 64, for
 
 - ``bare``: a bare uvicorn app answering a small JSON body (the ceiling of this machine),
-- ``default``: ``python bot.py serve --workers 1`` (the shipped config: SQLite sessions; one process,
-  as the issue's target defines it — plain ``serve`` now starts one worker per core),
+- ``default``: ``python bot.py serve`` exactly as shipped (no ``--workers``: one worker per core; SQLite
+  sessions and the SQLite limiter shared by the workers),
 - ``production``: ``python bot.py serve --workers 2`` with Redis sessions and abuse limits,
 
 all in the same run. The load generator is ``wrk`` when it is installed (``apt-get install wrk``;
@@ -97,7 +97,7 @@ def start(setup: str, tmp: Path) -> tuple[subprocess.Popen, int]:
     if setup == "bare":
         cmd = [sys.executable, "-c", BARE, str(port)]
     elif setup == "default":
-        cmd = [sys.executable, str(ROOT / "bot.py"), "--config", str(config(tmp, port, False)), "serve", "--workers", "1"]
+        cmd = [sys.executable, str(ROOT / "bot.py"), "--config", str(config(tmp, port, False)), "serve"]
     else:
         cmd = [sys.executable, str(ROOT / "bot.py"), "--config", str(config(tmp, port, True)), "serve", "--workers", "2"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -63,6 +63,7 @@ _EVENT_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 
 _TURN_THREADS = 40   # engine turns at once per process (a turn may wait on the account API)
+_LIMIT_TRIES = 6    # tries of a busy SQLite limiter on the loop (0.5, 1, 2, 2, 2 ms apart) before a thread
 _turn_pool: ThreadPoolExecutor | None = None
 
 
@@ -131,14 +132,35 @@ class WebChannel(Channel):
         """429 with Retry-After when this address or this conversation passed its limit (the address
         first: a request refused for its conversation still counts for its address)."""
         checks = [(rule_ip, client)] + ([(rule_session, session_id)] if rule_session and session_id else [])
-        wait = self.limits.hit_all(checks)
+        self._refuse(self.limits.hit_all(checks))
+
+    def _try_limit(self, rule_ip: str, rule_session: str | None, client: str, session_id: str | None) -> bool:
+        """``_limit`` on the event loop: False, with nothing counted, when the limiter would wait (SQLite's
+        locks held elsewhere, Redis for a while after it failed) — then call ``_limit`` in a thread."""
+        checks = [(rule_ip, client)] + ([(rule_session, session_id)] if rule_session and session_id else [])
+        done, wait = self.limits.try_hit_all(checks)
+        if done:
+            self._refuse(wait)
+        return done
+
+    async def _limit_soon(self, rule_ip: str, rule_session: str | None, client: str, session_id: str | None) -> bool:
+        """``_try_limit``, tried again a few times over some milliseconds while the limiter is busy with
+        another worker's transaction (SQLite: half the requests of two workers at c=32 found it so)
+        — awaiting, so the loop serves other requests meanwhile; False: go to a thread after all."""
+        pause = self.limits.busy_for
+        for _ in range(_LIMIT_TRIES):
+            if self._try_limit(rule_ip, rule_session, client, session_id):
+                return True
+            if pause is None:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.002)
+        return False
+
+    @staticmethod
+    def _refuse(wait: int | None) -> None:
         if wait is not None:
             raise ApiError(429, "rate_limited", f"您的操作太频繁了，请 {wait} 秒后再试。", retry_after=wait)
-
-    def _quick_limits(self) -> bool:
-        """True when the abuse limits answer in one round trip (Redis, memory; not for a while after Redis
-        failed): checked on the event loop."""
-        return bool(getattr(self.limits.limiter, "quick", False))
 
     def body_limit(self, path: str) -> int:
         """The largest request body accepted on ``path``."""
@@ -178,10 +200,11 @@ class WebChannel(Channel):
     async def answer(self, session_id: str, message: Message | ApiError | InputRejected,
                      limit: tuple[str, str, str] | None = None) -> JSONResponse:
         """The engine's replies to ``message`` (or the refusal found in it) after the abuse limits
-        ``(rule per address, rule per conversation, client)``. Over Redis (or memory) the limits and
-        the turn run right here when the engine can finish it without waiting (``try_handle``: an FAQ
-        answer, a command); anything else — a flow's step with the account API, the hand-off store,
-        SQLite's file locks — runs in a worker thread, as the event loop must not wait. A thread
+        ``(rule per address, rule per conversation, client)``. The limits and the turn run right here
+        when they can finish without waiting (``Limits.try_hit_all``, ``try_handle``: an FAQ answer, a
+        command; SQLite's locks and database taken as try-locks); anything else — a flow's step with
+        the account API, the hand-off store, a lock held elsewhere — runs in a worker thread, as the
+        event loop must not wait. A thread
         hand-off costs about as much CPU as the turn (a Redis worker under wrk: ~510 µs a FAQ request
         on the loop, 680–930 µs through the pool, with 10–34 context switches instead of ~1)."""
         def checked() -> Message:
@@ -193,10 +216,13 @@ class WebChannel(Channel):
 
         loop = asyncio.get_running_loop()
         try_handle = getattr(self.engine, "try_handle", None)
-        if try_handle is None or not self._quick_limits():
+        if try_handle is None or (limit is not None and
+                                  not await self._limit_soon(limit[0], limit[1], limit[2], session_id)):
             replies = await loop.run_in_executor(_turns(), lambda: self.engine.handle(session_id, checked()))
         else:
-            checked_message = checked()
+            if not isinstance(message, Message):
+                raise message   # refused after the limits (counted on the loop)
+            checked_message = message
             replies = try_handle(session_id, checked_message)
             if replies is None:   # it would wait: a worker thread's turn (nothing of the attempt was kept)
                 replies = await loop.run_in_executor(_turns(), self.engine.handle, session_id, checked_message)
@@ -204,9 +230,7 @@ class WebChannel(Channel):
 
     async def new_session(self, request: Request) -> JSONResponse:
         """``POST /api/session``."""
-        if self._quick_limits():
-            self._limit("session_per_ip", None, client_key(request), None)
-        else:
+        if not await self._limit_soon("session_per_ip", None, client_key(request), None):
             await run_in_threadpool(self._limit, "session_per_ip", None, client_key(request), None)
         return JSONResponse({"session_id": self.signer.issue(new_session_id())}, status_code=201)
 

@@ -163,8 +163,10 @@ class Engine:
         the turn needs nothing slower than the session store (an FAQ answer, a command outside a
         flow), else None, with nothing of the attempt kept (no state saved, no turn event),
         as soon as it would wait on the account API, the hand-off store, the feedback records or
-        another message's lock, or the session store fails; nor for an image (decoding it takes a while) or a store that may wait
-        on a file lock (SQLite). Then run ``handle`` where waiting is fine (a worker thread).
+        another message's lock (a try-lock: ``store.lock(sid, timeout=0)``), or the session store fails
+        (SQLite: also when another process is writing, its no-wait connection says so at once); nor
+        for an image (decoding it takes a while) or a store that is not ``quick``. Then run ``handle``
+        where waiting is fine (a worker thread).
         A turn handed to a thread costs about as much CPU again as the turn (benchmarks/bench_web.py)."""
         if message.kind == "image" or not getattr(self.store, "quick", False):
             return None

@@ -18,6 +18,12 @@ Contract (every ``Limiter`` keeps it):
 - ``quick``: True when a call never waits on more than one round trip (memory, Redis), so the web
   server may check limits on its event loop; SQLite's may wait for a file lock. Redis's is False
   for ``handlers.sessions.QUICK_PAUSE`` seconds after a failure (its timeout is a wait).
+- ``try_hit_all(checks)`` → ``(done, wait)``: ``hit_all`` for a caller that must not wait (the event
+  loop): ``(True, wait)`` when it could count without waiting, else ``(False, None)`` with nothing
+  counted (then call ``hit_all`` where waiting is fine). SQLite's takes its locks as try-locks and
+  writes over a connection with busy_timeout 0; memory's and a quick Redis's are ``hit_all``.
+  ``busy_for`` (SQLite): the seconds another worker typically holds what a refused try waited for
+  (one short transaction), so an async caller may try again that soon instead of going to a thread.
 
 ``MemoryLimiter`` is the in-process twin (one process only); ``SqliteLimiter`` shares the
 counts between the workers of one machine (``serve --workers N`` on the SQLite default: one
@@ -105,6 +111,9 @@ class MemoryLimiter:
                 events.append(now)
             return None
 
+    def try_hit_all(self, checks: Sequence[tuple[str, Rule]]) -> tuple[bool, int | None]:
+        return True, self.hit_all(checks)
+
     def _sweep(self, now: float, horizon: int = 86400) -> None:
         for key in [k for k, v in self._logs.items() if not v or v[-1] <= now - horizon]:
             del self._logs[key]
@@ -128,6 +137,7 @@ class SqliteLimiter:
     SWEEP_EVERY = 500
     SWEEP_ROWS = 5000
     quick = False
+    busy_for = 0.0005   # try_hit_all refused: another worker's transaction, a few hundred µs
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, timeout: float = 2.0) -> None:
         self._path, self._clock, self._timeout = str(path), clock, timeout
@@ -138,6 +148,7 @@ class SqliteLimiter:
         self._hits = 0
         self._warned = 0.0
         self._lock_fd: int | None = None
+        self._nowait: sqlite3.Connection | None = None   # try_hit_all's (busy_timeout 0), used under _writer
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self._path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -152,12 +163,20 @@ class SqliteLimiter:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+            conn = self._connect(self._timeout)
+            self._local.conn = conn
+        return conn
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")   # counts, not records: a power cut may forget the last ones
-            self._local.conn = conn
-            with self._mutex:
-                self._conns.append(conn)
+        except sqlite3.Error:
+            conn.close()
+            raise
+        with self._mutex:
+            self._conns.append(conn)
         return conn
 
     def _warn(self, e: BaseException) -> None:
@@ -180,6 +199,31 @@ class SqliteLimiter:
                     self._warn(sqlite3.OperationalError("database is locked"))
                     return None
                 return self._hit_all(checks)
+        finally:
+            self._writer.release()
+
+    def try_hit_all(self, checks: Sequence[tuple[str, Rule]]) -> tuple[bool, int | None]:
+        """``hit_all`` without waiting (see the module's contract): this process's mutex and the machine's
+        record lock are tried once, and the transaction runs over a connection with busy_timeout 0, so a
+        lock held elsewhere or SQLITE_BUSY is ``(False, None)`` at once with nothing counted."""
+        if not self._writer.acquire(blocking=False):
+            return False, None
+        try:
+            fd = self._lock_fd
+            if fd is not None:
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:   # held by another process (or failing: hit_all will say so)
+                    return False, None
+            try:
+                if self._nowait is None:
+                    self._nowait = self._connect(0.0)
+                return True, self._transaction(self._nowait, checks)
+            except sqlite3.Error:   # busy, or broken: hit_all waits, or lets the event through and warns
+                return False, None
+            finally:
+                if fd is not None:
+                    fcntl.lockf(fd, fcntl.LOCK_UN)
         finally:
             self._writer.release()
 
@@ -210,27 +254,30 @@ class SqliteLimiter:
             fcntl.lockf(fd, fcntl.LOCK_UN)
 
     def _hit_all(self, checks: Sequence[tuple[str, Rule]]) -> int | None:
-        with self._mutex:
-            self._hits += 1
-            sweep = self._hits % self.SWEEP_EVERY == 0
         try:
-            conn = self._conn()
-            if conn.in_transaction:   # a failed ROLLBACK left one open: never stuck refusing to BEGIN
-                conn.rollback()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                now = self._clock()   # read under the write lock: events are added in time order
-                wait = self._count(conn, checks, now)
-                if sweep:
-                    conn.execute("DELETE FROM rl_events WHERE rowid IN "
-                                 "(SELECT rowid FROM rl_events WHERE expires <= ? LIMIT ?)", (now, self.SWEEP_ROWS))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            return self._transaction(self._conn(), checks)
         except sqlite3.Error as e:
             self._warn(e)
             return None
+
+    def _transaction(self, conn: sqlite3.Connection, checks: Sequence[tuple[str, Rule]]) -> int | None:
+        """One write transaction counting ``checks`` (sqlite3.Error when it failed: nothing counted)."""
+        with self._mutex:
+            self._hits += 1
+            sweep = self._hits % self.SWEEP_EVERY == 0
+        if conn.in_transaction:   # a failed ROLLBACK left one open: never stuck refusing to BEGIN
+            conn.rollback()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            now = self._clock()   # read under the write lock: events are added in time order
+            wait = self._count(conn, checks, now)
+            if sweep:
+                conn.execute("DELETE FROM rl_events WHERE rowid IN "
+                             "(SELECT rowid FROM rl_events WHERE expires <= ? LIMIT ?)", (now, self.SWEEP_ROWS))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
         return wait
 
     @staticmethod
@@ -252,6 +299,7 @@ class SqliteLimiter:
             except sqlite3.Error:
                 pass
         self._local = threading.local()
+        self._nowait = None
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
             os.close(fd)
@@ -316,6 +364,10 @@ class RedisLimiter:
         """True unless the server failed in the last ``QUICK_PAUSE`` seconds."""
         return time.monotonic() - self._failed_at >= QUICK_PAUSE
 
+    def try_hit_all(self, checks: Sequence[tuple[str, Rule]]) -> tuple[bool, int | None]:
+        """``hit_all`` while the server answers (one round trip); not for a while after it failed."""
+        return (True, self.hit_all(checks)) if self.quick else (False, None)
+
     def close(self) -> None:
         self._lean.close()
         self._client.close()
@@ -341,6 +393,20 @@ class Limits:
     def hit_all(self, checks: Sequence[tuple[str, str]]) -> int | None:
         """``hit(rule, value)`` for each pair in order up to the first refusal (its wait), in one round trip."""
         return self.limiter.hit_all([(f"{rule}:{self.key(rule, value)}", self.rules[rule]) for rule, value in checks])
+
+    def try_hit_all(self, checks: Sequence[tuple[str, str]]) -> tuple[bool, int | None]:
+        """``hit_all`` for a caller that must not wait (the event loop): ``(True, wait)``, or ``(False, None)``
+        with nothing counted when it would wait (a limiter without ``try_hit_all`` unless ``quick``)."""
+        keyed = [(f"{rule}:{self.key(rule, value)}", self.rules[rule]) for rule, value in checks]
+        attempt = getattr(self.limiter, "try_hit_all", None)
+        if attempt is not None:
+            return attempt(keyed)
+        return (True, self.limiter.hit_all(keyed)) if getattr(self.limiter, "quick", False) else (False, None)
+
+    @property
+    def busy_for(self) -> float | None:
+        """The limiter's ``busy_for`` (None: a refused try will not be worth trying again soon)."""
+        return getattr(self.limiter, "busy_for", None)
 
     def throttle(self, name: str, limit: int, window: int) -> "Throttle":
         """A limit of ``limit`` events per ``window`` seconds per value on events called ``name``."""

@@ -16,11 +16,13 @@ Contract (every store keeps it):
 - A backend that is unreachable or broken raises ``StoreError`` (``LockTimeout`` is one);
   nothing else escapes.
 - Session ids are opaque strings of any content; stores never log them.
-- ``quick``: True when no call waits on more than one round trip (memory, Redis), so a turn may
-  run on the web server's event loop (``Engine.try_handle``); SQLite's may wait on another
-  process's file lock. Redis's is False for ``QUICK_PAUSE`` seconds after a failure: an
-  unreachable server may take its whole socket timeout to say so, and that wait belongs in a
-  worker thread.
+- ``quick``: True when, under a lock taken with ``timeout=0`` (a try-lock: held elsewhere →
+  ``LockTimeout`` at once), no call waits on more than one round trip, so a turn may run on the
+  web server's event loop (``Engine.try_handle``): memory, Redis, and SQLite, whose calls under
+  such a lock use a connection with busy_timeout 0 (a database another writer holds is a
+  ``StoreError`` at once, and the turn goes to a worker thread). Redis's is False for
+  ``QUICK_PAUSE`` seconds after a failure: an unreachable server may take its whole socket
+  timeout to say so, and that wait belongs in a worker thread.
 """
 from __future__ import annotations
 
@@ -206,10 +208,14 @@ class SqliteStore:
     Every read and write is one short autocommit statement; the per-session lock is not in
     the database at all but an OS record lock (``fcntl``) on one byte of ``<db>.lock`` picked
     by the session's hash, plus a mutex for the threads of this process. Sessions never wait
-    for each other, and the kernel releases a crashed process's locks at once."""
+    for each other, and the kernel releases a crashed process's locks at once.
+
+    Under a lock taken with ``timeout=0`` (the event loop's try-lock) this thread's reads and writes
+    go over a second connection whose busy_timeout is 0: a write another process is making is a
+    ``StoreError`` at once instead of SQLite's busy wait (the turn then runs in a worker thread)."""
 
     SWEEP_EVERY = 200   # saves between deletions of expired rows
-    quick = False       # a write may wait for another process's
+    quick = True        # under a try-lock nothing waits: see the class's docstring
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self._path = str(path)
@@ -226,12 +232,19 @@ class SqliteStore:
             self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        """This thread's connection: the no-wait one while it holds a try-lock (``lock(sid, 0)``)."""
+        name = "nowait_conn" if getattr(self._local, "nowait", False) else "conn"
+        conn = getattr(self._local, name, None)
         if conn is None:
-            conn = sqlite3.connect(self._path, timeout=DEFAULT_TIMEOUT, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
+            timeout = 0.0 if name == "nowait_conn" else DEFAULT_TIMEOUT
+            conn = sqlite3.connect(self._path, timeout=timeout, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error:
+                conn.close()
+                raise
+            setattr(self._local, name, conn)
         return conn
 
     @contextlib.contextmanager
@@ -290,16 +303,19 @@ class SqliteStore:
                 return True
 
             _poll(acquire, max(0.0, deadline - time.monotonic()))
+            self._local.nowait = timeout <= 0   # a try-lock's turn must not wait on the database either
             try:
                 yield
             finally:
+                self._local.nowait = False
                 fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        for name in ("conn", "nowait_conn"):
+            conn = getattr(self._local, name, None)
+            if conn is not None:
+                conn.close()
+                setattr(self._local, name, None)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -8,6 +8,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,17 +140,30 @@ import sys
 sys.path.insert(0, sys.argv[1])
 from handlers.limits import Rule, SqliteLimiter
 lim = SqliteLimiter(sys.argv[2])
-print(sum(lim.hit("phone", Rule(int(sys.argv[3]), 600)) is None for _ in range(int(sys.argv[4]))))
+rule = Rule(int(sys.argv[3]), 600)
+
+
+def hit():
+    if sys.argv[5] == "try":   # as the event loop does: try without waiting, else wait in a thread
+        done, wait = lim.try_hit_all([("phone", rule)])
+        if done:
+            return wait
+    return lim.hit("phone", rule)
+
+
+print(sum(hit() is None for _ in range(int(sys.argv[4]))))
 """
 
 
-def test_sqlite_processes_hitting_at_once_allow_exactly_the_limit(tmp_path):
+@pytest.mark.parametrize("mode", ["hit", "try"])
+def test_sqlite_processes_hitting_at_once_allow_exactly_the_limit(tmp_path, mode):
     """Three OS processes, 40 events each at the same time, limit 50: exactly 50 allowed in all
-    (each call is one write transaction: no lost update, no event counted twice)."""
+    (each call is one write transaction: no lost update, no event counted twice) — also when each
+    event is first tried without waiting (``try_hit_all``), then counted by ``hit`` when busy."""
     root = str(Path(__file__).resolve().parent.parent)
     db = str(tmp_path / "limits.db")
     SqliteLimiter(db).close()   # the schema first, so the racers only race on the counting
-    procs = [subprocess.Popen([sys.executable, "-c", _HAMMER, root, db, "50", "40"], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", _HAMMER, root, db, "50", "40", mode], stdout=subprocess.PIPE,
                               text=True) for _ in range(3)]
     allowed = [int(p.communicate(timeout=120)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs) and sum(allowed) == 50, allowed
@@ -204,6 +218,41 @@ def test_sqlite_workers_take_turns_on_a_record_lock_a_stuck_one_stops_no_other(t
         assert lim.hit("k", Rule(1, 60)) is None and lim.hit("k", Rule(1, 60)) is not None
     finally:
         holder.kill()
+        lim.close()
+
+
+def test_try_hit_all_counts_as_hit_all_does(limiter):
+    rule = Rule(2, 60)
+    assert limiter.try_hit_all([("k", rule)]) == (True, None)
+    assert limiter.try_hit_all([("k2", rule), ("k", rule)]) == (True, None)
+    done, wait = limiter.try_hit_all([("k", rule)])
+    assert done and wait is not None and 1 <= wait <= 60
+    assert limiter.hit("k2", rule) is None and limiter.hit("k2", rule) is not None
+
+
+def test_sqlite_try_hit_all_never_waits_and_counts_nothing_when_busy(tmp_path, caplog):
+    """Another worker on the record lock, or another process in its write transaction: ``(False, None)``
+    at once (busy_timeout 0), nothing counted and nothing said (the thread's ``hit`` will wait)."""
+    lim = SqliteLimiter(tmp_path / "limits.db", timeout=5.0)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path / "limits.db.lock")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    writer = sqlite3.connect(tmp_path / "limits.db", isolation_level=None)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with caplog.at_level(logging.WARNING, logger="handlers.limits"):
+            started = time.monotonic()
+            assert lim.try_hit_all([("k", Rule(1, 60))]) == (False, None)
+            holder.communicate("\n", timeout=30)
+            writer.execute("BEGIN IMMEDIATE")
+            assert lim.try_hit_all([("k", Rule(1, 60))]) == (False, None)
+            assert time.monotonic() - started < 1.0
+            writer.execute("ROLLBACK")
+        assert "letting requests through" not in caplog.text
+        assert lim.try_hit_all([("k", Rule(1, 60))]) == (True, None)   # the first counted event
+        assert lim.hit("k", Rule(1, 60)) is not None
+    finally:
+        holder.kill()
+        writer.close()
         lim.close()
 
 

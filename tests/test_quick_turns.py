@@ -1,13 +1,15 @@
 """Turns tried on the web server's event loop (``Engine.try_handle``), as the web channel runs them
-over Redis or memory: the same conversation as through ``handle``; an attempt that would wait (the
-account API, the hand-off store, the feedback records, another message's lock) keeps nothing and
-never waits; SQLite sessions and images always go to a worker thread, and so does everything for a
-while after Redis failed."""
+over Redis, SQLite or memory: the same conversation as through ``handle``; an attempt that would wait
+(the account API, the hand-off store, the feedback records, another message's lock, a database
+another process is writing) keeps nothing and never waits; images always go to a worker thread, and
+so does everything for a while after Redis failed."""
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -63,10 +65,15 @@ def conversation(chat: Chat) -> list[str]:
     return said
 
 
-@pytest.fixture(params=["memory", "redis"])
-def quick_store(request):
+@pytest.fixture(params=["memory", "redis", "sqlite"])
+def quick_store(request, tmp_path):
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        store = SqliteStore(tmp_path / "quick-sessions.db")
+        yield store
+        store.close()
         return
     store = RedisStore(REDIS_URL, prefix=f"test-{secrets.token_hex(4)}:")
     try:
@@ -133,13 +140,30 @@ def test_a_store_failure_is_left_to_the_thread_which_says_it_once(clock, tmp_pat
     assert caplog.text.count("store failed") == 1
 
 
-def test_sqlite_sessions_and_images_always_go_to_a_thread(clock, tmp_path):
-    engine, _, _ = recorded_engine(clock, tmp_path, SqliteStore(tmp_path / "sessions.db"))
-    sid = new_session_id()
-    assert engine.try_handle(sid, Message.from_text("忘记密码怎么办")) is None
-    assert engine.store.get(sid) is None
+def test_images_always_go_to_a_thread(clock, tmp_path):
     memory, _, _ = recorded_engine(clock, tmp_path)
-    assert memory.try_handle(sid, Message.from_image(JPEG, "id.jpg", "image/jpeg")) is None
+    assert memory.try_handle(new_session_id(), Message.from_image(JPEG, "id.jpg", "image/jpeg")) is None
+
+
+def test_a_sqlite_database_another_writer_holds_is_not_waited_for_on_the_loop(clock, tmp_path):
+    """Another process in its write transaction: the quick turn's save is SQLITE_BUSY at once (busy_timeout
+    0), nothing of it kept, and the thread's turn waits for the writer as before."""
+    path = tmp_path / "sessions.db"
+    engine, _, events = recorded_engine(clock, tmp_path, SqliteStore(path))
+    chat = QuickChat(engine)
+    chat.say("忘记密码怎么办")
+    before = engine.store.get(chat.session_id)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    assert engine.try_handle(chat.session_id, Message.from_text("怎么绑定微信")) is None
+    assert time.monotonic() - started < 0.5
+    writer.execute("ROLLBACK")
+    assert engine.store.get(chat.session_id) == before
+    assert events.flush() and len(events.store.query(0)) == 1   # the first turn's; none for the attempt
+    assert "微信" in "".join(r.text for r in engine.try_handle(chat.session_id, Message.from_text("怎么绑定微信")))
+    writer.close()
+    engine.store.close()
 
 
 class CountingPool(ThreadPoolExecutor):
@@ -169,6 +193,72 @@ def test_the_web_channel_answers_faq_on_the_loop_and_flows_in_a_thread(clock, tm
             assert r.status_code == 200 and r.json()["flow"] == "recover_username" and pool.turns == 1
     finally:
         pool.shutdown()
+
+
+_HOLD_SESSION = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.lockf(fd, fcntl.LOCK_EX, 1, int(sys.argv[2]))
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_sqlite_session_another_worker_holds_is_not_waited_for_and_freed_when_it_dies(clock, tmp_path):
+    """Another worker in this session's turn (its record lock on ``<db>.lock``): the loop's try-lock
+    gives up at once; the worker killed, the kernel drops its lock and the next try takes it."""
+    import subprocess
+    import sys
+
+    from handlers.sessions import storage_key
+
+    engine, _, _ = recorded_engine(clock, tmp_path, SqliteStore(tmp_path / "sessions.db"))
+    sid = new_session_id()
+    offset = int(storage_key(sid)[:16], 16) % (1 << 62)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_SESSION, str(tmp_path / "sessions.db.lock"), str(offset)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        assert engine.try_handle(sid, Message.from_text("忘记密码怎么办")) is None
+        assert time.monotonic() - started < 0.5 and engine.store.get(sid) is None
+        holder.kill()
+        holder.wait(timeout=30)
+        assert "找回密码" in engine.try_handle(sid, Message.from_text("忘记密码怎么办"))[0].text
+    finally:
+        holder.kill()
+        engine.store.close()
+
+
+def test_the_web_channel_answers_faq_on_the_loop_over_sqlite_sessions_and_limits(clock, tmp_path, monkeypatch,
+                                                                                  caplog):
+    """``serve``'s default: SQLite sessions and the SQLite limiter, both tried on the loop; a database
+    another process is writing sends the request to a thread, which answers it all the same."""
+    from handlers.limits import Limits, SqliteLimiter
+
+    engine, _, _ = recorded_engine(clock, tmp_path, SqliteStore(tmp_path / "sessions.db"))
+    engine.limits = Limits(SqliteLimiter(tmp_path / "sessions.limits.db"), b"k" * 32)
+    pool = CountingPool()
+    monkeypatch.setattr(channels.web, "_turns", lambda: pool)
+    cfg = {"web": {"session_secret": "test-secret-0123456789abcdef0123456789"}, "telegram": {"token": ""}}
+    try:
+        with TestClient(create_app(cfg, engine=engine)) as client:
+            sid = client.post("/api/session").json()["session_id"]
+            r = client.post("/api/chat", json={"session_id": sid, "text": "忘记密码怎么办"})
+            assert r.status_code == 200 and "找回密码" in r.json()["replies"][0]["text"] and pool.turns == 0
+            writer = sqlite3.connect(tmp_path / "sessions.limits.db", isolation_level=None, check_same_thread=False)
+            writer.execute("BEGIN IMMEDIATE")
+            pending = pool.submit(time.sleep, 0.3)   # the writer lets go while the thread's turn waits
+            pending.add_done_callback(lambda _: writer.execute("ROLLBACK"))
+            r = client.post("/api/chat", json={"session_id": sid, "text": "怎么绑定微信"})
+            assert r.status_code == 200 and "微信" in r.json()["replies"][0]["text"]
+            assert pool.turns == 2 and not writer.in_transaction   # the sleep, then the turn
+            assert "letting requests through" not in caplog.text   # the thread's turn waited and counted
+            writer.close()
+    finally:
+        pool.shutdown()
+        engine.limits.close()
+        engine.store.close()
 
 
 def test_after_a_redis_failure_turns_and_limits_leave_the_loop_for_a_while():
