@@ -615,6 +615,7 @@ def test_the_focus_of_a_re_registration_question_decides_its_topic(text, intent)
     ("注册时邮箱填不了，说ip地址被限制", "email_ip_limited"),
     ("登录时页面说查无此用户，我该怎么办", "recover_account"),          # no such user: the username is not remembered right
     ("室友扫个码就登上学信网了，我怎么弄", "bind_wechat_alipay"),
+    ("刚换的电话卡，注册时说号码已注册", "phone_registered"),         # a SIM card is a phone number
 ])
 def test_a_prompt_told_in_the_users_own_words_finds_its_topic(text, intent):
     result = real_matcher().match(text)
@@ -628,6 +629,7 @@ def test_symptom_words_become_the_prompts_words():
     assert "ip受限" in normalise("网络地址被限制").tokens
     assert "找回" in normalise("用户名能查回来吗").tokens
     assert "消失" in normalise("学籍学历全空了").tokens
+    assert "手机号码" in normalise("新办的手机卡").tokens and "手机号码" in normalise("my mobile").tokens
 
 
 def test_worry_phrases_become_one_focus_word():
