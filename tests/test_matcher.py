@@ -630,6 +630,8 @@ def test_symptom_words_become_the_prompts_words():
     assert "找回" in normalise("用户名能查回来吗").tokens
     assert "消失" in normalise("学籍学历全空了").tokens
     assert "手机号码" in normalise("新办的手机卡").tokens and "手机号码" in normalise("my mobile").tokens
+    assert "重新注册" in normalise("我想另开一个号").tokens
+    assert "消失" in normalise("学籍会变成空白吗").tokens
 
 
 def test_worry_phrases_become_one_focus_word():
