@@ -20,6 +20,7 @@ Every threshold and weight is in ``settings.MatcherConfig`` (config.yaml ``match
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -50,6 +51,21 @@ class _Doc:
 SENSE_REACH = 4      # characters between a contrast word and a cue of its other sense (操作被禁止怎么解除)
 MATCH_CACHE = 4096   # distinct texts whose results a matcher keeps
 _MAYBE_PERSONAL = re.compile(r"\d|@|://")   # such a text is matched afresh each time, never kept
+
+
+_REPORTS = re.compile(r"提示|显示|弹出|跳出|蹦出|冒出|写着|说")   # a clause telling what the page said
+
+
+def _prompt_as_question(clauses: list[Clause]) -> list[Clause]:
+    """A story that asks nothing but ends in what the page said (……一直转圈，最后跳出来一句操作被禁止): that
+    prompt is what the user brings, so its clause (the last that reports one) is treated as the asking clause."""
+    if len(clauses) < 2 or any(c.asks for c in clauses):
+        return clauses
+    told = [i for i, c in enumerate(clauses) if c.norm.tokens and _REPORTS.search(c.raw)]
+    if not told:
+        return clauses
+    i = told[-1]
+    return [*clauses[:i], dataclasses.replace(clauses[i], asks=True), *clauses[i + 1:]]
 
 
 class Matcher:
@@ -258,6 +274,7 @@ class Matcher:
         q = merge([c.norm for c in clauses])
         if not q.tokens:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
+        clauses = _prompt_as_question(clauses)
         windows = self._question_windows(clauses, long=len(q.tokens) > self.config.focus_tokens)
         # in a long message, only the question's own contrast words change what is asked
         referred = self._bare_other_senses(clauses, q)

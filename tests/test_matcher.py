@@ -698,3 +698,12 @@ def test_an_error_the_message_goes_on_to_quote_does_not_contrast():
     m = real_matcher()
     assert "报错" not in m._contrast_words(m.normalise("填邮箱一直报错，说邮箱ip受限"))
     assert "报错" in m._contrast_words(m.normalise("学信网app打开就报错"))
+
+
+def test_a_story_that_asks_nothing_asks_about_the_prompt_it_ends_in():
+    from intents.matcher import _prompt_as_question
+    clauses = real_matcher().normalise.clauses("用外国护照注册学信网，页面显示证件号码已被注册")
+    assert [c.asks for c in clauses] == [False, False]
+    assert [c.asks for c in _prompt_as_question(clauses)] == [False, True]
+    asking = real_matcher().normalise.clauses("证件号码已被注册，怎么办")
+    assert _prompt_as_question(asking) is asking       # a clause that asks already decides
