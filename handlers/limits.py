@@ -125,11 +125,13 @@ class MemoryLimiter:
 class SqliteLimiter:
     """Sliding logs in one SQLite file shared by the processes of one machine (WAL).
 
-    One row per counted event, ``(key, at, expires)``; each ``hit_all`` is one short write
-    transaction (``BEGIN IMMEDIATE``: the file's write lock, for the few statements of one
-    call, never across a request) that drops the key's expired events, counts the rest and
-    adds the new one. Every ``SWEEP_EVERY`` calls (per process) a bounded delete removes
-    expired events of keys nobody hits any more. Times are the wall clock (shared by the
+    One row per counted event, ``(key, at, expires)``, and one per key, ``(key, n, expires)``: how
+    many events the key has (kept equal to its rows, so a check never counts a log of hundreds)
+    and when its newest expires. Each ``hit_all`` is one short write transaction (``BEGIN
+    IMMEDIATE``: the file's write lock, for the few statements of one call, never across a
+    request) that drops the key's expired events, takes their number off ``n`` and adds the new
+    one. Every ``SWEEP_EVERY`` calls (per process) a bounded delete removes keys nobody hits any
+    more whose every event expired. A file from before the per-key rows starts with empty logs. Times are the wall clock (shared by the
     processes). A database that is locked past ``timeout`` or broken lets the event through
     and logs a warning, like Redis down. The processes take turns on a record lock of
     ``<db>.lock`` before the transaction, so its write lock is free when they ask for it."""
@@ -153,12 +155,29 @@ class SqliteLimiter:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self._path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            self._conn().executescript(
-                "CREATE TABLE IF NOT EXISTS rl_events (key TEXT NOT NULL, at REAL NOT NULL, expires REAL NOT NULL);"
-                "CREATE INDEX IF NOT EXISTS rl_events_key ON rl_events (key, at);"
-                "CREATE INDEX IF NOT EXISTS rl_events_expires ON rl_events (expires);")
+            self._create(self._conn())
         except sqlite3.Error as e:
             self._warn(e)
+
+    @staticmethod
+    def _create(conn: sqlite3.Connection) -> None:
+        """The tables; a file with events but no per-key rows (an older version's) starts empty."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fresh = not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'rl_keys'").fetchone()
+            for statement in (   # one by one: executescript would commit the transaction first
+                    "CREATE TABLE IF NOT EXISTS rl_events (key TEXT NOT NULL, at REAL NOT NULL, expires REAL NOT NULL)",
+                    "CREATE INDEX IF NOT EXISTS rl_events_key ON rl_events (key, at)",
+                    "DROP INDEX IF EXISTS rl_events_expires",
+                    "CREATE TABLE IF NOT EXISTS rl_keys (key TEXT PRIMARY KEY, n INTEGER NOT NULL, expires REAL NOT NULL)",
+                    "CREATE INDEX IF NOT EXISTS rl_keys_expires ON rl_keys (expires)"):
+                conn.execute(statement)
+            if fresh:
+                conn.execute("DELETE FROM rl_events")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -272,8 +291,7 @@ class SqliteLimiter:
             now = self._clock()   # read under the write lock: events are added in time order
             wait = self._count(conn, checks, now)
             if sweep:
-                conn.execute("DELETE FROM rl_events WHERE rowid IN "
-                             "(SELECT rowid FROM rl_events WHERE expires <= ? LIMIT ?)", (now, self.SWEEP_ROWS))
+                self._sweep(conn, now)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -283,12 +301,24 @@ class SqliteLimiter:
     @staticmethod
     def _count(conn: sqlite3.Connection, checks: Sequence[tuple[str, Rule]], now: float) -> int | None:
         for key, rule in checks:
-            conn.execute("DELETE FROM rl_events WHERE key = ? AND at <= ?", (key, now - rule.window))
-            count, oldest = conn.execute("SELECT count(*), min(at) FROM rl_events WHERE key = ?", (key,)).fetchone()
+            dropped = conn.execute("DELETE FROM rl_events WHERE key = ? AND at <= ?", (key, now - rule.window)).rowcount
+            row = conn.execute("SELECT n FROM rl_keys WHERE key = ?", (key,)).fetchone()
+            count = (row[0] if row else 0) - dropped
             if count >= rule.limit:
+                if dropped:
+                    conn.execute("UPDATE rl_keys SET n = ? WHERE key = ?", (count, key))
+                (oldest,) = conn.execute("SELECT min(at) FROM rl_events WHERE key = ?", (key,)).fetchone()
                 return max(1, math.ceil(oldest + rule.window - now))
             conn.execute("INSERT INTO rl_events VALUES (?, ?, ?)", (key, now, now + rule.window))
+            conn.execute("INSERT INTO rl_keys VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+                         "SET n = excluded.n, expires = max(expires, excluded.expires)", (key, count + 1, now + rule.window))
         return None
+
+    def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
+        """Forget up to ``SWEEP_ROWS`` keys whose every event expired (nobody hit them since)."""
+        keys = [k for (k,) in conn.execute("SELECT key FROM rl_keys WHERE expires <= ? LIMIT ?", (now, self.SWEEP_ROWS))]
+        conn.executemany("DELETE FROM rl_events WHERE key = ?", [(k,) for k in keys])
+        conn.executemany("DELETE FROM rl_keys WHERE key = ?", [(k,) for k in keys])
 
     def close(self) -> None:
         with self._mutex:

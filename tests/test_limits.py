@@ -404,3 +404,44 @@ def test_the_account_api_sees_one_stable_identity_per_client(tmp_path):
     assert seen[0] == seen[1] == seen[2] and len(seen[0]) == 1 and seen[3] != seen[0]
     assert "203.0.113.9" not in next(iter(seen[0]))
     acc.inner.close()
+
+
+def test_sqlite_per_key_count_stays_equal_to_the_key_events(tmp_path):
+    """A check reads the key's count row instead of counting its log: the row follows every drop,
+    refusal and sweep, so the limit holds exactly as with a count of the rows."""
+    clock = Clock(1000.0)
+    lim = SqliteLimiter(tmp_path / "limits.db", clock=clock)
+    lim.SWEEP_EVERY = 7
+    rule = Rule(3, 10)
+
+    def counts() -> dict[str, tuple[int, int]]:
+        conn = lim._conn()
+        rows = dict(conn.execute("SELECT key, count(*) FROM rl_events GROUP BY key").fetchall())
+        return {k: (n, rows.get(k, 0)) for k, n in conn.execute("SELECT key, n FROM rl_keys")}
+
+    twin = MemoryLimiter(clock=clock)   # the exact sliding log to agree with
+    try:
+        for step in range(40):
+            clock.now += 1.5 if step % 5 else 0.25
+            key = f"k{step % 2}"
+            assert lim.hit(key, rule) == twin.hit(key, rule), step
+            assert all(n == rows for n, rows in counts().values()), counts()
+        assert any(twin.hit(k, rule) is not None for k in ("k0", "k1"))   # the walk did reach the limit
+        clock.now += 100
+        for _ in range(7):
+            lim.hit("other", Rule(100, 600))   # the 7th call sweeps k0 and k1
+        assert set(counts()) == {"other"}
+    finally:
+        lim.close()
+
+
+def test_sqlite_file_from_before_the_count_rows_starts_with_empty_logs(tmp_path):
+    db = tmp_path / "limits.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE rl_events (key TEXT NOT NULL, at REAL NOT NULL, expires REAL NOT NULL)")
+        conn.execute("INSERT INTO rl_events VALUES ('k', ?, ?)", (time.time(), time.time() + 60))
+    lim = SqliteLimiter(db)
+    try:
+        assert lim.hit("k", Rule(1, 60)) is None and lim.hit("k", Rule(1, 60)) is not None
+    finally:
+        lim.close()
