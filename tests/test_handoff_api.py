@@ -12,7 +12,8 @@ from settings import ConfigError
 from handlers.handoff_service import memory_service
 from handlers.handoffs import NewHandoff
 from handlers.types import Message, Reply
-from tests.test_handoff_lifecycle import Outbox
+from support import Outbox
+from support.servers import require_redis
 
 TOKEN = "hd-token-0123456789abcdefghijkl"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -248,11 +249,7 @@ def test_the_api_is_in_the_apps_openapi(client):
 def test_rate_limits_are_shared_between_instances_through_redis(service):
     import uuid
 
-    redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        pytest.skip("Redis is not running at 127.0.0.1:6379")
+    require_redis()
     prefix = f"t-{uuid.uuid4().hex}:"
     cfg = config(api_requests_per_minute=5)
     cfg["sessions"] = {"backend": "redis", "redis_url": "redis://127.0.0.1:6379/0", "redis_prefix": prefix}
@@ -264,6 +261,8 @@ def test_rate_limits_are_shared_between_instances_through_redis(service):
             codes = [(a if n % 2 else b).get("/api/handoffs", headers=AUTH).status_code for n in range(6)]
         assert codes == [200] * 5 + [429]   # one budget for both instances
     finally:
+        import redis
+
         client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
         for key in client.scan_iter(match=prefix + "*"):
             client.delete(key)

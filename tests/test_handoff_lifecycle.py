@@ -11,25 +11,11 @@ import pytest
 from accounts.local import LocalAccountClient
 from handlers.handoff_service import HandoffService, OfficeHours, ReplyRejected, memory_service
 from handlers.handoffs import HandoffClosed, HandoffConflict, HandoffNotFound
-from support import Chat, Clock, make_engine
+from support import Chat, Clock, Outbox, make_engine
 from handlers.types import Message, Undeliverable, md, plain
 
 ZS_ID, ZS1_PHONE = "110101199903071239", "13800138001"
 MONDAY_10_SHANGHAI = 1_800_000_000 - (1_800_000_000 % 604800) + 4 * 86400 + 2 * 3600  # 1970-01-05 was a Monday
-
-
-class Outbox:
-    """Records what the service pushes to users: (channel, address, replies)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, list]] = []
-
-    def __call__(self, channel, address, replies) -> None:
-        self.sent.append((channel, address, list(replies)))
-
-    @property
-    def texts(self) -> list[str]:
-        return [r.text for _, _, rs in self.sent for r in rs]
 
 
 @pytest.fixture

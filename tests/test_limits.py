@@ -3,7 +3,6 @@ each); the SQLite file shared by OS processes; SMS limits across conversations."
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import sqlite3
 import subprocess
@@ -17,20 +16,12 @@ from accounts.local import LocalAccountClient
 from handlers.flows.common import LOGIN_CODE_SENT
 from handlers.limits import Limits, MemoryLimiter, RedisLimiter, Rule, SqliteLimiter, build_limits, parse_rules
 from support import Chat, Clock, make_engine
+from support.servers import REDIS_URL, require_redis
 from handlers.types import Message
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
 def _redis() -> RedisLimiter:
-    limiter = RedisLimiter(REDIS_URL, prefix=f"test-rl-{secrets.token_hex(4)}:")
-    try:
-        limiter._client.ping()
-    except Exception as e:  # noqa: BLE001
-        if os.environ.get("CI"):
-            pytest.fail(f"redis at {REDIS_URL} is required in CI: {e}")
-        pytest.skip(f"redis not reachable at {REDIS_URL}: {e}")
-    return limiter
+    require_redis()
+    return RedisLimiter(REDIS_URL, prefix=f"test-rl-{secrets.token_hex(4)}:")
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

@@ -20,19 +20,11 @@ from handlers.handoffs import SqlHandoffStore
 from handlers.staff import StaffStore
 from support import make_engine
 from support.events import EventReader
-from support.servers import LiveServer, free_port, start, stop, wait_for_url
+from support.servers import LiveServer, free_port, require_redis, start, stop, wait_for_url
 from support.telegram import TOKEN, RecordingRequest
 
 PASSWORD = "correct-horse-1"
 DEADLINE = 15.0
-
-
-def redis_or_skip(url: str = "redis://127.0.0.1:6379/0") -> None:
-    import redis
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(f"Redis at {url} not reachable ({e.__class__.__name__})")
 
 
 def staff_session(base: str, name: str = "li") -> tuple[requests.Session, dict]:
@@ -139,7 +131,7 @@ def test_heartbeat_keeps_the_stream_alive(live):
 # ---- Redis across worker processes ---------------------------------------------------------
 
 def test_a_reply_reaches_the_user_whichever_worker_holds_the_stream(tmp_path):
-    redis_or_skip()
+    require_redis()
     prefix = f"test-{secrets.token_hex(4)}:"
     import settings
     StaffStore(Database(f"sqlite:///{tmp_path}/bot.db")).add("li", "agent", PASSWORD)
@@ -184,7 +176,7 @@ def test_a_reply_reaches_the_user_whichever_worker_holds_the_stream(tmp_path):
 
 
 def test_redis_bus_keeps_order_and_replays(tmp_path):
-    redis_or_skip()
+    require_redis()
     import asyncio
     bus = RedisBus("redis://127.0.0.1:6379/0", prefix=f"test-{secrets.token_hex(4)}:ev:")
     topic = "user:abc"

@@ -1,7 +1,6 @@
 """One contract, three session stores: the same tests run against each."""
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -14,19 +13,11 @@ import pytest
 from handlers.sessions import LockTimeout, MemoryStore, RedisStore, SqliteStore, StoreError, build_store
 from settings import SessionsConfig
 from support import Clock
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
+from support.servers import REDIS_URL, require_redis
 
 def _redis_store(prefix: str) -> RedisStore:
-    store = RedisStore(REDIS_URL, prefix=prefix, lease=2.0)
-    try:
-        store.ping()
-    except StoreError as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"redis at {REDIS_URL} is required in CI: {e}")
-        pytest.skip(f"redis not reachable at {REDIS_URL}: {e}")
-    return store
+    require_redis()
+    return RedisStore(REDIS_URL, prefix=prefix, lease=2.0)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

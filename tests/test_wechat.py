@@ -35,6 +35,7 @@ from support import JPEG, Clock, make_engine
 from handlers.types import Button, Reply, Undeliverable
 from sandbox_fixture import sandbox  # noqa: F401  (the fixture)
 from support.wechat import SECRET, TOKEN, Bot, wechat_cfg
+from support.servers import require_redis
 from wechat_standin import WxUser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,11 +240,7 @@ uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_retries_across_two_worker_processes_run_once(standin, tmp_path, sandbox, backend):  # noqa: F811
     if backend == "redis":
-        import redis
-        try:
-            redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=1).ping()
-        except redis.RedisError:
-            pytest.skip("Redis is not running at 127.0.0.1:6379")
+        require_redis()
     cfg = wechat_cfg(standin, tmp_path, backend=backend)
     cfg["accounts"] = {**cfg["accounts"], "base_url": sandbox.base_url, "api_key": sandbox.api_key}
     config = tmp_path / "config.yaml"

@@ -5,6 +5,7 @@
 - ``Clock``: a settable clock for engines and stores;
 - ``photo`` / ``JPEG`` / ``PNG``: real, decodable image bytes;
 - ``RecordingEngine``: an engine double that records every call and answers by a given rule;
+- ``Outbox``: a hand-off service's ``deliver`` that records what it pushes to users;
 - ``make_engine`` / ``default_matcher``: an Engine over the real FAQ, in-memory stores by default.
 """
 from __future__ import annotations
@@ -166,3 +167,17 @@ def make_engine(accounts: Any, *, store: Any = None, data_dir: Any = None, clock
     return Engine(m.faq, m, accounts, store or MemoryStore(clock=clock), sessions,
                   records=FeedbackRecords(sessions.data_dir, clock=clock), clock=clock, handoffs=handoffs,
                   limits=limits)
+
+
+class Outbox:
+    """Records what a hand-off service pushes to users: (channel, address, replies)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, list]] = []
+
+    def __call__(self, channel: str, address: str, replies: Any) -> None:
+        self.sent.append((channel, address, list(replies)))
+
+    @property
+    def texts(self) -> list[str]:
+        return [r.text for _, _, rs in self.sent for r in rs]

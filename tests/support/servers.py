@@ -1,5 +1,6 @@
-"""Real servers for end-to-end tests: ``bot.py`` as a subprocess (start, wait for its URL, stop) and
-an ASGI app served by uvicorn from a thread (``LiveServer``, with the app's lifespan)."""
+"""Real servers for end-to-end tests: ``bot.py`` as a subprocess (start, wait for its URL, stop), an
+ASGI app served by uvicorn from a thread (``LiveServer``, with the app's lifespan), and the machine's
+Redis (``REDIS_URL``, ``require_redis``)."""
 from __future__ import annotations
 
 import os
@@ -14,9 +15,21 @@ from pathlib import Path
 
 from typing import Any
 
+import pytest
 import uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_redis(url: str = REDIS_URL) -> None:
+    """Skip when Redis does not answer at ``url`` (under CI a skip fails: see tests/conftest.py)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as e:  # noqa: BLE001 - any failure means "not available here"
+        pytest.skip(f"Redis at {url} not reachable ({e.__class__.__name__}); start it (see .ci/run)")
 
 
 def free_port() -> int:
