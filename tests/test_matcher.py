@@ -631,6 +631,7 @@ def test_symptom_words_become_the_prompts_words():
     assert "消失" in normalise("学籍学历全空了").tokens
     assert "手机号码" in normalise("新办的手机卡").tokens and "手机号码" in normalise("my mobile").tokens
     assert "重新注册" in normalise("我想另开一个号").tokens
+    assert not {"我个", "话", "俾人", "俾"} & set(normalise("我個身份證號碼話已經俾人註冊咗").tokens)   # Cantonese fillers
     assert "消失" in normalise("学籍会变成空白吗").tokens
 
 
