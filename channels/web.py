@@ -202,31 +202,35 @@ class WebChannel(Channel):
         """The engine's replies to ``message`` (or the refusal found in it) after the abuse limits
         ``(rule per address, rule per conversation, client)``. The limits and the turn run right here
         when they can finish without waiting (``Limits.try_hit_all``, ``try_handle``: an FAQ answer, a
-        command; SQLite's locks and database taken as try-locks); anything else — a flow's step with
-        the account API, the hand-off store, a lock held elsewhere — runs in a worker thread, as the
-        event loop must not wait. A thread
-        hand-off costs about as much CPU as the turn (a Redis worker under wrk: ~510 µs a FAQ request
-        on the loop, 680–930 µs through the pool, with 10–34 context switches instead of ~1)."""
-        def checked() -> Message:
-            if limit is not None:
-                self._limit(limit[0], limit[1], limit[2], session_id)
-            if not isinstance(message, Message):
-                raise message   # checked before the turn, refused after the limits (a refusal counts)
-            return message
-
+        command; SQLite's locks taken as try-locks); anything else — a flow's step with the account
+        API, the hand-off store, a lock held elsewhere — runs in a worker thread, as the event loop
+        must not wait. A thread hand-off costs about as much CPU as the turn (a Redis worker under
+        wrk: ~510 µs a FAQ request on the loop, 680–930 µs through the pool, with 10–34 context
+        switches instead of ~1)."""
         loop = asyncio.get_running_loop()
-        try_handle = getattr(self.engine, "try_handle", None)
-        if try_handle is None or (limit is not None and
-                                  not await self._limit_soon(limit[0], limit[1], limit[2], session_id)):
-            replies = await loop.run_in_executor(_turns(), lambda: self.engine.handle(session_id, checked()))
+        if limit is not None and not await self._limit_soon(*limit, session_id):
+            def limited_turn() -> Sequence[Reply]:   # the limiter would wait: it waits here
+                self._limit(*limit, session_id)
+                return self._handle(session_id, message)
+
+            replies = await loop.run_in_executor(_turns(), limited_turn)
         else:
-            if not isinstance(message, Message):
-                raise message   # refused after the limits (counted on the loop)
-            checked_message = message
-            replies = try_handle(session_id, checked_message)
+            try_handle = getattr(self.engine, "try_handle", None)
+            replies = try_handle(session_id, self._checked(message)) if try_handle else None
             if replies is None:   # it would wait: a worker thread's turn (nothing of the attempt was kept)
-                replies = await loop.run_in_executor(_turns(), self.engine.handle, session_id, checked_message)
+                replies = await loop.run_in_executor(_turns(), self._handle, session_id, message)
         return FastJSONResponse(replies_json(replies, lambda p: self.signer.sign_payload(session_id, p)))
+
+    @staticmethod
+    def _checked(message: Message | ApiError | InputRejected) -> Message:
+        """The message, or its refusal raised (after the limits: a refused request counts)."""
+        if not isinstance(message, Message):
+            raise message
+        return message
+
+    def _handle(self, session_id: str, message: Message | ApiError | InputRejected) -> Sequence[Reply]:
+        """``engine.handle`` in a worker thread (a Replies: its .flow is the chat's "flow")."""
+        return self.engine.handle(session_id, self._checked(message))
 
     async def new_session(self, request: Request) -> JSONResponse:
         """``POST /api/session``."""
