@@ -708,3 +708,24 @@ def test_a_story_that_asks_nothing_asks_about_the_prompt_it_ends_in():
     assert [c.asks for c in _prompt_as_question(clauses)] == [False, True]
     asking = real_matcher().normalise.clauses("证件号码已被注册，怎么办")
     assert _prompt_as_question(asking) is asking       # a clause that asks already decides
+
+
+@pytest.mark.parametrize("text", [
+    "学信网的账号注销流程怎么申请",        # closing one's own account: the seed only tells what re-registering does
+    "被注销掉的学信网账号可以恢复吗",      # getting a closed account back
+    "操作过于频繁会被永久禁止吗",          # how long a limit lasts: the seed does not say
+    "原来绑定的支付宝想换成新的账号",      # replacing a binding
+    "身份证号码变更了学信网怎么办",        # an ID number that changed
+    "慕课平台提示手机号已被注册",          # another site's prompt
+])
+def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
+    assert real_matcher().match(text).decision == "out_of_scope"
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("认证选我要重新注册，旧账号会被注销吗", "id_duplicate"),   # the old account closed by re-registering
+    ("操作被禁止多久能恢复", "too_frequent"),                  # coming back from a ban: 能恢复's other sense
+])
+def test_the_faqs_own_senses_of_closing_and_recovering_stay_answered(text, intent):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.intent == intent, result
