@@ -729,3 +729,25 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
 def test_the_faqs_own_senses_of_closing_and_recovering_stay_answered(text, intent):
     result = real_matcher().match(text)
     assert result.decision == "answer" and result.intent == intent, result
+
+
+@pytest.mark.parametrize("text", [
+    "客服协助验证提交后要几天才能审核完",      # how long a review takes
+    "提交客服审核以后审核没通过怎么办",        # a review that failed
+    "能用别人的身份证注册学信网吗",            # someone else's ID card
+    "协助我的同学会看到我的隐私吗",            # who sees one's data
+    "等了两小时再绑支付宝，还是绑定失败",      # the advice did not work
+    "途径4核对学籍提示信息不符",               # a check that does not match
+    "学信就业和学职平台有什么区别",            # a comparison the seed never makes
+])
+def test_near_misses_about_reviews_data_and_failed_advice_are_not_answered(text):
+    assert real_matcher().match(text).decision == "out_of_scope"
+
+
+@pytest.mark.parametrize("text, entry", [
+    ("客服审核等了好几天了，在哪看进度", "id_duplicate.route2_progress"),   # 好几天 is the story, not 要几天
+    ("个人信息页面的解决办法在哪里", "id_duplicate.routes"),                # the page, not one's data
+])
+def test_review_progress_and_the_personal_information_page_stay_answered(text, entry):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.entry == entry, result
