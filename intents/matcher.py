@@ -93,6 +93,7 @@ class Matcher:
             if normal and self.normalise(word).full:
                 self._senses[self.normalise(word).full] = re.compile("|".join(map(re.escape, sorted(normal, key=len, reverse=True))))
         self._entry_contrast: list[frozenset[str]] = []
+        exact_contrast: dict[str, frozenset[str]] = {}
         per_entry_docs: list[list[tuple[str, tuple[str, ...]]]] = []
         self._vocab: list[frozenset[str]] = []
         self._keywords: list[tuple[str, ...]] = []
@@ -107,6 +108,8 @@ class Matcher:
             self._entry_contrast.append(frozenset().union(*(
                 self._contrast_words(n) for n in (*questions, *keyword_norms, answer))))
             docs = [(n.text, n.tokens) for n in questions]
+            for n in questions:   # what an exact match must also share (审核没通过 and 审核通过 read alike)
+                exact_contrast.setdefault(n.text, self._contrast_words(n))
             keywords = [(n.text, n.tokens) for n in keyword_norms]
             vocab = {t for _, toks in docs + keywords for t in toks} | set(answer.tokens)
             per_entry_docs.append(docs)
@@ -125,6 +128,8 @@ class Matcher:
         self._idf = {t: max(0.05, math.log((n + 1) / (d + 0.5)) / top) for t, d in df.items()}
 
         self._exact: dict[str, int] = {}  # a question typed exactly as the FAQ has it → its entry
+        # … with the same contrast words: a negation or a 能注销 that normalising drops keeps them apart
+        self._exact_contrast = exact_contrast
         for ei, docs in enumerate(per_entry_docs):
             for text, _ in docs:
                 self._exact[text] = ei if self._exact.get(text, ei) == ei else -1  # -1: ambiguous
@@ -137,6 +142,10 @@ class Matcher:
                 for key in _keys(text, toks):
                     self._index[key].add(di)
         self._max_postings = max(500, len(self._docs) // 50)
+        # a not-covered question's own contrast words (an FAQ question's entry speaks for it: its answer's words count)
+        self._doc_contrast: list[frozenset[str] | None] = [
+            exact_contrast.get(d.text, frozenset()) if self._targets[d.entry].intent == OUT_OF_SCOPE else None
+            for d in self._docs]
         # an entry's anchors: the words every one of its questions uses, when it has many (账号,
         # 密码, 重新注册); a message using none of them asks about something else (a platform's
         # own procedure is not a question about its account)
@@ -282,6 +291,8 @@ class Matcher:
                     if windows else self._contrast_words(q)) - referred
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
+        if exact >= 0 and _unlike(self._exact_contrast.get(q.text), self._contrast_words(q)):
+            exact = -1   # the same words once normalised, not the same question (审核没通过 / 审核通过之后)
         if exact >= 0:  # the user typed one of the FAQ's (or the catalogue's) own questions
             ranked = [(1.0, exact)] + [(min(s, 0.99), ei) for s, ei in ranked if ei != exact]
             return self._decide(ranked, exact=True)
@@ -427,6 +438,7 @@ class Matcher:
         doc_ids = heapq.nlargest(cfg.prune_limit, shared, key=shared.__getitem__)
 
         best_sim: dict[int, float] = {}
+        unlike: set[int] = set()   # entries whose closest question holds a contrast word the message lacks
         entry_docs: dict[int, list[int]] = defaultdict(list)
         for di in doc_ids:
             d = self._docs[di]
@@ -441,15 +453,22 @@ class Matcher:
             if len(d.text) >= cfg.partial_min_chars and len(qtext) > len(d.text) * cfg.partial_length_ratio:
                 char = max(char, cfg.partial_discount * fuzz.partial_ratio(d.text, qtext) / 100.0)
             sim = cfg.w_token_f1 * f1 + cfg.w_char * char
+            penalised = d.text == qtext and _unlike(self._doc_contrast[di], contrast)
+            if penalised:
+                # the same words once normalised, not the same question: a not-covered question about what the
+                # message does not say (审核没通过 for 审核通过之后…: normalising drops the negation, the contrast
+                # word keeps it) is not its neighbour
+                sim *= cfg.contrast_penalty
             if sim > best_sim.get(d.entry, -1.0):
                 best_sim[d.entry] = sim
+                (unlike.add if penalised else unlike.discard)(d.entry)
 
         first = []  # (score before the TF-IDF blend, contrast factor, entry)
         for ei, sim in best_sim.items():
             covered = sum(w for t, w in weights.items() if t in self._vocab[ei])
             coverage = covered / (covered + (qweight - covered) * dilution)
             bonus = cfg.keyword_bonus if any(k in qtext for k in self._keywords[ei]) else 0.0
-            factor = cfg.contrast_penalty if contrast - self._entry_contrast[ei] else 1.0
+            factor = cfg.contrast_penalty if contrast - self._entry_contrast[ei] or ei in unlike else 1.0
             if self._anchors[ei] and not (self._anchors[ei] & (whole or qset)):
                 factor *= cfg.anchor_penalty
             first.append((min(1.0, cfg.w_coverage * coverage + cfg.w_similarity * sim + bonus), factor, ei))
@@ -514,6 +533,13 @@ class Matcher:
 
 
 _UNWANTED = re.compile(r"(?:我|也|并|就|是|都|还|又|实在|真的|暂时)*(?:不想|不要|不用|不打算|不愿意?|不希望|不需要|懒得)")
+
+
+def _unlike(stored: frozenset[str] | None, asked: frozenset[str]) -> bool:
+    """A question that reads as the message once normalised but asks something else: the two hold
+    contrast words and share none (审核没有通过 / 审核通过之后: 不, 没有 are stopwords). ``None``: not
+    compared (an FAQ question, whose entry's answer speaks for it)."""
+    return stored is not None and bool(stored or asked) and not stored & asked
 
 
 def _plain(markdown: str) -> str:

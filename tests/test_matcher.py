@@ -751,3 +751,13 @@ def test_near_misses_about_reviews_data_and_failed_advice_are_not_answered(text)
 def test_review_progress_and_the_personal_information_page_stay_answered(text, entry):
     result = real_matcher().match(text)
     assert result.decision == "answer" and result.entry == entry, result
+
+
+def test_a_not_covered_question_that_reads_alike_only_once_normalised_is_not_the_neighbour():
+    # 不/没有 are stopwords, so 客服审核不通过 and 客服审核通过 normalise alike; the contrast word keeps them apart
+    m = real_matcher()
+    assert m.normalise("客服审核通过以后怎么办").text == m.normalise("客服审核没有通过怎么办").text
+    passed = m.match("客服审核通过以后怎么办")
+    assert passed.decision == "answer" and passed.entry == "id_duplicate.route2_progress", passed
+    failed = m.match("客服审核没有通过了，怎么办呢")
+    assert failed.decision == "out_of_scope" and failed.not_covered == "identity_review_outcomes", failed
