@@ -761,3 +761,11 @@ def test_a_not_covered_question_that_reads_alike_only_once_normalised_is_not_the
     assert passed.decision == "answer" and passed.entry == "id_duplicate.route2_progress", passed
     failed = m.match("客服审核没有通过了，怎么办呢")
     assert failed.decision == "out_of_scope" and failed.not_covered == "identity_review_outcomes", failed
+
+
+@pytest.mark.parametrize("text", [
+    "微信号注销了还能扫码登录学信网吗",        # the bound WeChat account itself closed
+    "客服审核没过，身份证照片能重新上传吗",    # sending a photo again after a review
+])
+def test_a_closed_wechat_account_and_a_photo_sent_again_are_not_answered(text):
+    assert real_matcher().match(text).decision == "out_of_scope"
