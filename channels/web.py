@@ -63,7 +63,11 @@ _EVENT_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 
 _TURN_THREADS = 40   # engine turns at once per process (a turn may wait on the account API)
-_LIMIT_TRIES = 6    # tries of a busy SQLite limiter on the loop (0.5, 1, 2, 2, 2 ms apart) before a thread
+# A busy SQLite limiter is tried again on the loop (0.5, 1, 2, 2 … ms apart) for this long before its
+# check goes to a thread. Not sooner: a thread holding the machine's limiter lock can lose the GIL for
+# the switch interval (5 ms), so every early hand-off made the lock busier for the next (serve, 2
+# workers, wrk c=64: 950–1,214 req/s giving up after 6 tries, ~7 ms; 2,191–2,224 with 20, ~37 ms).
+_LIMIT_PATIENCE = 0.04
 _turn_pool: ThreadPoolExecutor | None = None
 
 
@@ -144,18 +148,18 @@ class WebChannel(Channel):
         return done
 
     async def _limit_soon(self, rule_ip: str, rule_session: str | None, client: str, session_id: str | None) -> bool:
-        """``_try_limit``, tried again a few times over some milliseconds while the limiter is busy with
-        another worker's transaction (SQLite: half the requests of two workers at c=32 found it so)
-        — awaiting, so the loop serves other requests meanwhile; False: go to a thread after all."""
-        pause = self.limits.busy_for
-        for _ in range(_LIMIT_TRIES):
+        """``_try_limit``, tried again for up to ``_LIMIT_PATIENCE`` while the limiter is busy with another
+        worker's transaction (SQLite: half the requests of two workers at c=32 found it so) — awaiting,
+        so the loop serves other requests meanwhile; False: go to a thread after all."""
+        pause, waited = self.limits.busy_for, 0.0
+        while True:
             if self._try_limit(rule_ip, rule_session, client, session_id):
                 return True
-            if pause is None:
+            if pause is None or waited >= _LIMIT_PATIENCE:
                 return False
             await asyncio.sleep(pause)
+            waited += pause
             pause = min(pause * 2, 0.002)
-        return False
 
     @staticmethod
     def _refuse(wait: int | None) -> None:
