@@ -9,13 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 import yaml
 
-from support.servers import ROOT, free_port, start, stop, wait_for_url
+from support.servers import ROOT, bot_output, free_port, start, stop, wait_for_url
 
 
 def write_config(tmp_path: Path, web_port: int, sandbox_port: int) -> Path:
@@ -66,7 +65,7 @@ def test_demo_starts_sandbox_and_web_and_chats_end_to_end(tmp_path):
                             headers={"X-API-Key": "sandbox-dev-key"}, timeout=5).status_code == 200
     finally:
         stop(proc)
-    log = proc.stdout.read()
+    log = bot_output(proc)
     # both servers share one redacting access log: personal data in query strings never shows
     assert "/v1/sandbox/outbox?phone=***" in log and phone not in log
 

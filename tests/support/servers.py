@@ -56,8 +56,30 @@ def wait_for_url(proc: subprocess.Popen, timeout: float = 120, with_output: bool
         seen.append(line)
         m = re.search(r"请在浏览器打开：(http://\S+?/)", line)
         if m:
+            _drain(proc, seen)
             return (m.group(1), "".join(seen)) if with_output else m.group(1)
     raise AssertionError("no URL printed:\n" + "".join(seen))
+
+
+def _drain(proc: subprocess.Popen, seen: list[str]) -> None:
+    """Keep reading the bot's output after its URL, into ``seen``: it writes an access-log line per
+    request, and a pipe nobody reads fills at 64 KB and blocks the server's next write (the whole
+    server hangs — a load test then fails on a healthy bot)."""
+    def read() -> None:
+        for line in proc.stdout:
+            seen.append(line)
+
+    proc.printed = seen   # type: ignore[attr-defined]
+    proc.drainer = threading.Thread(target=read, name="bot-output", daemon=True)   # type: ignore[attr-defined]
+    proc.drainer.start()
+
+
+def bot_output(proc: subprocess.Popen) -> str:
+    """All the bot printed (call after ``stop``: the output is then read to its end)."""
+    drainer = getattr(proc, "drainer", None)
+    if drainer is not None:
+        drainer.join(10)
+    return "".join(getattr(proc, "printed", []))
 
 
 def stop(proc: subprocess.Popen) -> None:
