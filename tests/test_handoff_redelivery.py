@@ -22,7 +22,7 @@ from fault_harness import RedisServer, redis_server
 from handlers.db import Database
 from handlers.events import MemoryBus, RedisBus
 from handlers.handoff_service import HandoffService
-from handlers.handoffs import MemoryHandoffStore, NewHandoff, SqlHandoffStore
+from handlers.handoffs import Handoff, MemoryHandoffStore, NewHandoff, SqlHandoffStore
 from handlers.redelivery import Redeliverer, duration, excerpt, replies_body, replies_of
 from handlers.types import Button, Reply, Undeliverable
 from settings import RedeliveryConfig
@@ -70,6 +70,16 @@ def new(n: int = 1, channel: str = "web") -> NewHandoff:
     return NewHandoff(session_key=f"key{n}", channel=channel, address=f"sid{n}", reason="user_request")
 
 
+def claimed(channel: str = "web", **timing: float) -> tuple[Clock, "Transport", HandoffService, Redeliverer, Handoff]:
+    """A hand-off claimed by agent li over a fake transport, with its redeliverer (``timing``: ``conf``'s)."""
+    clock, transport = Clock(), Transport()
+    service = HandoffService(MemoryHandoffStore(clock), MemoryBus(), deliver=transport, clock=clock)
+    retry = Redeliverer(service, conf(**timing))
+    h = service.open(new(channel=channel))
+    service.claim(h.id, "li")
+    return clock, transport, service, retry, h
+
+
 def system_lines(service: HandoffService, handoff_id: str) -> list[str]:
     return [m.text for m in service.get(handoff_id)[1] if m.kind == "system"]
 
@@ -85,11 +95,7 @@ def test_kept_replies_keep_every_field_a_channel_renders():
 
 
 def test_a_failed_reply_is_kept_sent_again_with_back_off_and_staff_see_it_arrive():
-    clock, transport = Clock(), Transport()
-    service = HandoffService(MemoryHandoffStore(clock), MemoryBus(), deliver=transport, clock=clock)
-    retry = Redeliverer(service, conf(interval=5, max_interval=12))
-    h = service.open(new())
-    service.claim(h.id, "li")
+    clock, transport, service, retry, h = claimed(interval=5, max_interval=12)
     transport.down = True
     service.reply(h.id, "li", "请提供新手机号。")
     service.reply(h.id, "li", "收到后我帮您改。")   # behind the first: never before it
@@ -115,11 +121,7 @@ def test_a_failed_reply_is_kept_sent_again_with_back_off_and_staff_see_it_arrive
 
 
 def test_a_refusal_that_will_not_pass_is_told_at_once_and_never_retried():
-    clock, transport = Clock(), Transport()
-    service = HandoffService(MemoryHandoffStore(clock), MemoryBus(), deliver=transport, clock=clock)
-    retry = Redeliverer(service, conf(interval=1))
-    h = service.open(new(channel="wechat"))
-    service.claim(h.id, "li")
+    clock, transport, service, retry, h = claimed("wechat", interval=1)
     transport.refuse = "用户超过 48 小时没有给公众号发消息"
     service.reply(h.id, "li", "您好")
     assert system_lines(service, h.id)[-1] == "这条消息没有送达用户：用户超过 48 小时没有给公众号发消息。"
@@ -143,11 +145,7 @@ def test_a_refusal_that_will_not_pass_is_told_at_once_and_never_retried():
 
 
 def test_after_the_give_up_time_staff_are_told_and_later_replies_go_again():
-    clock, transport = Clock(), Transport()
-    service = HandoffService(MemoryHandoffStore(clock), MemoryBus(), deliver=transport, clock=clock)
-    retry = Redeliverer(service, conf(interval=60, max_interval=300, give_up=600))
-    h = service.open(new(channel="telegram"))
-    service.claim(h.id, "li")
+    clock, transport, service, retry, h = claimed("telegram", interval=60, max_interval=300, give_up=600)
     transport.down = True
     service.reply(h.id, "li", "请问还在吗？")
     for _ in range(20):
@@ -166,11 +164,7 @@ def test_after_the_give_up_time_staff_are_told_and_later_replies_go_again():
 
 
 def test_a_closing_notice_that_failed_reaches_the_user_after_the_hand_off_ended():
-    clock, transport = Clock(), Transport()
-    service = HandoffService(MemoryHandoffStore(clock), MemoryBus(), deliver=transport, clock=clock)
-    retry = Redeliverer(service, conf(interval=1))
-    h = service.open(new(channel="telegram"))
-    service.claim(h.id, "li")
+    clock, transport, service, retry, h = claimed("telegram", interval=1)
     transport.down = True
     service.close(h.id, "li", "solved")
     assert service.store.get(h.id).address == ""              # the hand-off forgot the address ...

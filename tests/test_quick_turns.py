@@ -169,23 +169,35 @@ class CountingPool(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-def test_the_web_channel_answers_faq_on_the_loop_and_flows_in_a_thread(clock, tmp_path, monkeypatch):
-    engine, _, _ = recorded_engine(clock, tmp_path)
+WEB_CFG = {"web": {"session_secret": "test-secret-0123456789abcdef0123456789"}, "telegram": {"token": ""}}
+
+
+@pytest.fixture
+def pool(monkeypatch):
+    """The web channel's turn threads, counting the turns handed to them."""
     pool = CountingPool()
     monkeypatch.setattr(channels.web, "_turns", lambda: pool)
-    cfg = {"web": {"session_secret": "test-secret-0123456789abcdef0123456789"}, "telegram": {"token": ""}}
-    try:
-        with TestClient(create_app(cfg, engine=engine)) as client:
-            sid = client.post("/api/session").json()["session_id"]
-            r = client.post("/api/chat", json={"session_id": sid, "text": "忘记密码怎么办"})
-            assert r.status_code == 200 and "找回密码" in r.json()["replies"][0]["text"] and pool.turns == 0
-            r = client.post("/api/chat", json={"session_id": sid, "text": "忘记用户名"})
-            start = next(b["payload"] for reply in r.json()["replies"] for b in reply["buttons"]
-                         if "开始找回用户名" in b["label"])
-            r = client.post("/api/chat", json={"session_id": sid, "payload": start})
-            assert r.status_code == 200 and r.json()["flow"] == "recover_username" and pool.turns == 1
-    finally:
-        pool.shutdown()
+    yield pool
+    pool.shutdown()
+
+
+def faq_answered_on_the_loop(client: TestClient, pool: CountingPool) -> str:
+    """A new conversation whose FAQ question is answered without a worker thread; its session id."""
+    sid = client.post("/api/session").json()["session_id"]
+    r = client.post("/api/chat", json={"session_id": sid, "text": "忘记密码怎么办"})
+    assert r.status_code == 200 and "找回密码" in r.json()["replies"][0]["text"] and pool.turns == 0
+    return sid
+
+
+def test_the_web_channel_answers_faq_on_the_loop_and_flows_in_a_thread(clock, tmp_path, pool):
+    engine, _, _ = recorded_engine(clock, tmp_path)
+    with TestClient(create_app(WEB_CFG, engine=engine)) as client:
+        sid = faq_answered_on_the_loop(client, pool)
+        r = client.post("/api/chat", json={"session_id": sid, "text": "忘记用户名"})
+        start = next(b["payload"] for reply in r.json()["replies"] for b in reply["buttons"]
+                     if "开始找回用户名" in b["label"])
+        r = client.post("/api/chat", json={"session_id": sid, "payload": start})
+        assert r.status_code == 200 and r.json()["flow"] == "recover_username" and pool.turns == 1
 
 
 _HOLD_SESSION = """
@@ -223,22 +235,16 @@ def test_a_sqlite_session_another_worker_holds_is_not_waited_for_and_freed_when_
         engine.store.close()
 
 
-def test_the_web_channel_answers_faq_on_the_loop_over_sqlite_sessions_and_limits(clock, tmp_path, monkeypatch,
-                                                                                  caplog):
+def test_the_web_channel_answers_faq_on_the_loop_over_sqlite_sessions_and_limits(clock, tmp_path, pool, caplog):
     """``serve``'s default: SQLite sessions and the SQLite limiter, both tried on the loop; a database
     another process is writing sends the request to a thread, which answers it all the same."""
     from handlers.limits import Limits, SqliteLimiter
 
     engine, _, _ = recorded_engine(clock, tmp_path, SqliteStore(tmp_path / "sessions.db"))
     engine.limits = Limits(SqliteLimiter(tmp_path / "sessions.limits.db"), b"k" * 32)
-    pool = CountingPool()
-    monkeypatch.setattr(channels.web, "_turns", lambda: pool)
-    cfg = {"web": {"session_secret": "test-secret-0123456789abcdef0123456789"}, "telegram": {"token": ""}}
     try:
-        with TestClient(create_app(cfg, engine=engine)) as client:
-            sid = client.post("/api/session").json()["session_id"]
-            r = client.post("/api/chat", json={"session_id": sid, "text": "忘记密码怎么办"})
-            assert r.status_code == 200 and "找回密码" in r.json()["replies"][0]["text"] and pool.turns == 0
+        with TestClient(create_app(WEB_CFG, engine=engine)) as client:
+            sid = faq_answered_on_the_loop(client, pool)
             writer = sqlite3.connect(tmp_path / "sessions.limits.db", isolation_level=None, check_same_thread=False)
             writer.execute("BEGIN IMMEDIATE")
             pending = pool.submit(time.sleep, 0.3)   # the writer lets go while the thread's turn waits
@@ -249,7 +255,6 @@ def test_the_web_channel_answers_faq_on_the_loop_over_sqlite_sessions_and_limits
             assert "letting requests through" not in caplog.text   # the thread's turn waited and counted
             writer.close()
     finally:
-        pool.shutdown()
         engine.limits.close()
         engine.store.close()
 
