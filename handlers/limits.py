@@ -54,7 +54,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from settings import LimitsConfig
 
-from .sessions import QUICK_PAUSE
+from .sessions import QUICK_PAUSE, LockTimeout, poll_lock
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,8 @@ class SqliteLimiter:
     IMMEDIATE``: the file's write lock, for the few statements of one call, never across a
     request) that drops the key's expired events, takes their number off ``n`` and adds the new
     one. Every ``SWEEP_EVERY`` calls (per process) a bounded delete removes keys nobody hits any
-    more whose every event expired. A file from before the per-key rows starts with empty logs. Times are the wall clock (shared by the
-    processes). A database that is locked past ``timeout`` or broken lets the event through
+    more whose every event expired. A file from before the per-key rows starts with empty logs.
+    Times are the wall clock (shared by the processes). A database that is locked past ``timeout`` or broken lets the event through
     and logs a warning, like Redis down. The processes take turns on a record lock of
     ``<db>.lock`` before the transaction, so its write lock is free when they ask for it."""
 
@@ -256,17 +256,22 @@ class SqliteLimiter:
         if fd is None:
             yield True
             return
-        deadline, pause = time.monotonic() + self._timeout, 0.0001
-        while True:
+
+        def acquire() -> bool:
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except (BlockingIOError, PermissionError):
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
-                time.sleep(pause)
-                pause = min(pause * 2, 0.001)
+                return False
+            return True
+
+        try:
+            poll_lock(acquire, self._timeout, first=0.0001, most=0.001)
+            held = True
+        except LockTimeout:
+            held = False
+        if not held:
+            yield False
+            return
         try:
             yield True
         finally:

@@ -114,15 +114,16 @@ def storage_key(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _poll(try_acquire: Callable[[], bool], timeout: float) -> None:
-    """Call ``try_acquire`` until it succeeds or ``timeout`` passes (then LockTimeout)."""
+def poll_lock(try_acquire: Callable[[], bool], timeout: float, first: float = 0.002, most: float = 0.05) -> None:
+    """Call ``try_acquire`` until it succeeds or ``timeout`` passes (then LockTimeout), sleeping
+    ``first`` seconds between tries, doubling up to ``most``."""
     deadline = time.monotonic() + timeout
-    delay = 0.002
+    delay = first
     while not try_acquire():
         if time.monotonic() >= deadline:
             raise LockTimeout("session is busy")
         time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, most)
 
 
 class KeyedLocks:
@@ -302,7 +303,7 @@ class SqliteStore:
                     raise StoreError(f"session lock failed: {e.__class__.__name__}") from e
                 return True
 
-            _poll(acquire, max(0.0, deadline - time.monotonic()))
+            poll_lock(acquire, max(0.0, deadline - time.monotonic()))
             self._local.nowait = timeout <= 0   # a try-lock's turn must not wait on the database either
             try:
                 yield
@@ -492,7 +493,7 @@ class RedisStore:
             turn.state = reply[1] if len(reply) > 1 else None
             return True
 
-        _poll(acquire, timeout)
+        poll_lock(acquire, timeout)
         self._renewer.add(key, token)
         held[data] = turn
         try:
