@@ -28,7 +28,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .handoffs import HandoffError, PendingPush
-from .types import Button, Reply, Undeliverable
+from .types import Reply, Undeliverable
 
 if TYPE_CHECKING:
     from settings import RedeliveryConfig
@@ -42,17 +42,13 @@ EXCERPT_CHARS = 30
 
 
 def replies_body(replies: Sequence[Reply]) -> str:
-    """Replies as the JSON text a kept push stores (every field a channel renders)."""
-    return json.dumps([{"text": r.text, "buttons": [[b.label, b.payload] for b in r.buttons], "intent": r.intent,
-                        "flow": r.flow, "expects_image": r.expects_image, "author": r.author} for r in replies],
-                      ensure_ascii=False)
+    """Replies as the JSON text a kept push stores (``Reply.to_json``: every field a channel renders)."""
+    return json.dumps([r.to_json() for r in replies], ensure_ascii=False)
 
 
 def replies_of(body: str) -> list[Reply]:
     """The replies a kept push stored (``replies_body``)."""
-    return [Reply(d["text"], tuple(Button(str(label), str(payload)) for label, payload in d.get("buttons") or ()),
-                  intent=d.get("intent"), flow=d.get("flow"), expects_image=bool(d.get("expects_image")),
-                  author=d.get("author")) for d in json.loads(body)]
+    return [Reply.from_json(d) for d in json.loads(body)]
 
 
 def excerpt(body: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 
 class Undeliverable(Exception):
@@ -122,3 +122,10 @@ class Reply:
                 "flow": self.flow,
                 "expects_image": self.expects_image,
                 "author": self.author}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Reply":
+        """The reply ``to_json`` wrote (payloads as they were written)."""
+        return cls(str(d["text"]), tuple(Button(str(b["label"]), str(b["payload"])) for b in d.get("buttons") or ()),
+                   intent=d.get("intent"), flow=d.get("flow"), expects_image=bool(d.get("expects_image")),
+                   author=d.get("author"))
