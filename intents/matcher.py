@@ -226,11 +226,11 @@ class Matcher:
         asking = [c.norm for c in clauses if c.asks]
         if not asking:
             return everywhere
-        return self._contrast_words(merge(asking)) | {w for w in everywhere if w in self._services}
+        return self._contrast_words(merge(asking)) | (everywhere & self._services)
 
     def _services_named(self, whole: Normalised) -> frozenset[str]:
         """Another site or app named anywhere in the message (lexicon ``other_services``)."""
-        return frozenset(w for w in self._contrast_words(whole) if w in self._services)
+        return self._contrast_words(whole) & self._services
 
     def weight(self, token: str) -> float:
         """How much a token says about what was asked (0..1).
