@@ -27,12 +27,13 @@ Two chat shorthands are read too:
 """
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import re
 import unicodedata
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Callable, Iterable
 
 _HAN = re.compile(r"[\u4e00-\u9fff]+")
@@ -58,8 +59,14 @@ def _toneless(reading: str) -> str:
 @lru_cache(maxsize=1)
 def _table() -> dict[str, str]:
     """pypinyin's character table (code point as text → readings with tones, comma separated),
-    read straight from its JSON: half the time of importing ``pypinyin.pinyin_dict``."""
-    return json.loads((resources.files("pypinyin") / "pinyin_dict.json").read_text(encoding="utf-8"))
+    read straight from its JSON: half the time of importing ``pypinyin.pinyin_dict``. The file is
+    found without importing the package (``importlib.resources.files`` would: pypinyin's
+    ``__init__`` loads its phrase dictionary, 0.2 s)."""
+    spec = importlib.util.find_spec("pypinyin")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("pypinyin is not installed")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return json.loads((folder / "pinyin_dict.json").read_text(encoding="utf-8"))
 
 
 class Phonetic:
