@@ -52,36 +52,46 @@ class FAQError(ValueError):
 
 # ---- YAML with line numbers ----------------------------------------------
 
-def _construct(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
+# libyaml's parser when PyYAML has it (composing the FAQ ten times faster); on a syntax error the pure-Python
+# parser composes again, so problems read the same either way
+_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _construct(node: yaml.Node, path: tuple, lines: dict[tuple, int], loader: yaml.SafeLoader) -> Any:
     """Turn a composed YAML node into plain data, recording each path's line (1-based)."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _scalar(key_node)
-            out[key] = _construct(value_node, path + (key,), lines)
+            key = loader.construct_object(key_node, deep=True)
+            out[key] = _construct(value_node, path + (key,), lines, loader)
             lines.setdefault(path + (key,), key_node.start_mark.line + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, path + (i,), lines) for i, v in enumerate(node.value)]
-    return _scalar(node)
+        return [_construct(v, path + (i,), lines, loader) for i, v in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
 
 
-def _scalar(node: yaml.Node) -> Any:
-    loader = yaml.SafeLoader("")
+def _compose(text: str) -> list[yaml.Node | None]:
     try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+        return list(yaml.compose_all(text, Loader=_COMPOSER))
+    except yaml.YAMLError:
+        if _COMPOSER is yaml.SafeLoader:
+            raise
+        return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
 
 
 def _documents(path: Path) -> Iterable[tuple[Any, dict[tuple, int]]]:
-    text = path.read_text(encoding="utf-8")
-    for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
-        if node is None:
-            continue
-        lines: dict[tuple, int] = {}
-        yield _construct(node, (), lines), lines
+    nodes = _compose(path.read_text(encoding="utf-8"))
+    loader = yaml.SafeLoader("")   # one constructor for the file's scalars (not one per scalar)
+    try:
+        for node in nodes:
+            if node is None:
+                continue
+            lines: dict[tuple, int] = {}
+            yield _construct(node, (), lines, loader), lines
+    finally:
+        loader.dispose()
 
 
 def _line(lines: Mapping[tuple, int], path: Iterable[Any]) -> int:

@@ -87,6 +87,17 @@ def test_yaml_syntax_error_names_the_line(faq_copy: Path):
     assert any("08_email_ip_limited.yaml:" in str(p) and "YAML syntax" in str(p) for p in problems)
 
 
+def test_libyaml_and_the_pure_python_parser_read_the_faq_alike(monkeypatch):
+    """The loader composes with libyaml when PyYAML has it; the data and every line number are what the
+    pure-Python parser gives."""
+    from faq import loader
+
+    files = sorted(DATA.rglob("*.yaml"))
+    fast = {f: list(loader._documents(f)) for f in files}
+    monkeypatch.setattr(loader, "_COMPOSER", yaml.SafeLoader)
+    assert {f: list(loader._documents(f)) for f in files} == fast
+
+
 def test_duplicate_ids_and_questions_are_reported(faq_copy: Path):
     path = faq_copy / "topics" / "06_phone_registered.yaml"
     _edit(path, "  - id: phone_registered.reason", "  - id: phone_registered.reason\n    question: 忘记密码怎么办？\n    answer: x\n  - id: phone_registered.reason")
