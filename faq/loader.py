@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
-from .model import FAQ, Entry, NotCovered, Topic
+from .model import FAQ, Alternatives, Entry, NotCovered, Topic
 
 HERE = Path(__file__).resolve().parent
 SCHEMA_PATH = HERE / "schema.json"
@@ -236,6 +236,8 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     contrast: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
     senses: dict[str, tuple[str, ...]] = {}
+    alternatives: list[Alternatives] = []
+    attributes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
     smalltalk: dict[str, tuple[str, ...]] = {}
     instructions: tuple[str, ...] = ()
     addressing: tuple[str, ...] = ()
@@ -254,19 +256,29 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         domain_words = tuple(doc.get("domain_words") or ())
         stopwords = tuple(doc.get("stopwords") or ())
         services = tuple(doc.get("other_services") or ())
-        contrast = tuple(dict.fromkeys((*(doc.get("contrast_words") or ()), *services)))
+        attributes = {str(k): (tuple(map(str, v["asks"])), tuple(map(str, v["states"])))
+                      for k, v in (doc.get("attributes") or {}).items()}
+        asking = (w for asks, _ in attributes.values() for w in asks)
+        contrast = tuple(dict.fromkeys((*(doc.get("contrast_words") or ()), *services, *asking)))
         senses = {str(k): tuple(str(c) for c in v) for k, v in (doc.get("contrast_senses") or {}).items()}
         for word in senses:
             if word not in contrast:
                 problems.append(Problem(rel, _line(lines, ("contrast_senses", word)), f"contrast_senses.{word}",
                                         f"{word!r} is not a contrast word (contrast_words or other_services)"))
+        intents = {t.intent for t in topics}
+        for g, spec in (doc.get("alternatives") or {}).items():
+            if spec["intent"] not in intents:
+                problems.append(Problem(rel, _line(lines, ("alternatives", g, "intent")), f"alternatives.{g}.intent",
+                                        f"{spec['intent']!r} is not a topic's intent"))
+            alternatives.append(Alternatives(str(g), str(spec["intent"]),
+                                             {str(a): tuple(map(str, ws)) for a, ws in spec["names"].items()}))
         smalltalk = {str(k): tuple(v) for k, v in (doc.get("smalltalk") or {}).items()}
         instructions = tuple(doc.get("bot_instructions") or ())
         addressing = tuple(doc.get("addressing") or ())
     not_covered = _not_covered(special.get("notCovered"), question_where, problems)
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
                stopwords=stopwords, contrast_words=contrast, other_services=services,
-               contrast_senses=senses, smalltalk=smalltalk,
+               contrast_senses=senses, attributes=attributes, alternatives=tuple(alternatives), smalltalk=smalltalk,
                bot_instructions=instructions, addressing=addressing, not_covered=not_covered)
 
 

@@ -46,6 +46,14 @@ class NotCovered:
 
 
 @dataclass(frozen=True)
+class Alternatives:
+    """Things one topic offers several of (the four verification routes), each with the words naming it."""
+    group: str
+    intent: str
+    names: dict[str, tuple[str, ...]]   # alternative → words naming it
+
+
+@dataclass(frozen=True)
 class FAQ:
     topics: tuple[Topic, ...]
     synonyms: dict[str, str] = field(default_factory=dict)      # variant → canonical word
@@ -55,6 +63,8 @@ class FAQ:
     contrast_words: tuple[str, ...] = ()                        # turn a question into another one
     other_services: tuple[str, ...] = ()                        # ... those naming another site or app (among them)
     contrast_senses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # contrast word → cues of its other sense
+    attributes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)  # name → (asks, states)
+    alternatives: tuple[Alternatives, ...] = ()                  # things a topic offers several of (the routes)
     smalltalk: dict[str, tuple[str, ...]] = field(default_factory=dict)  # intent → whole-message phrases
     bot_instructions: tuple[str, ...] = ()                      # text addressing the bot with orders
     addressing: tuple[str, ...] = ()                            # words naming the desk or bot (客服, 机器人)

@@ -92,6 +92,22 @@ class Matcher:
             normal = {self.normalise(c).full for c in cues} - {""}
             if normal and self.normalise(word).full:
                 self._senses[self.normalise(word).full] = re.compile("|".join(map(re.escape, sorted(normal, key=len, reverse=True))))
+        # the alternatives a topic offers (lexicon ``alternatives``: the four verification routes), each
+        # named in a text by a tag "group:alternative" among its contrast words (no normalised word holds ':')
+        self._alternatives: dict[str, str] = {}
+        self._alternative_tags: dict[str, frozenset[str]] = {}   # intent → all its alternatives' tags
+        for g in faq.alternatives:
+            self._alternative_tags[g.intent] = self._alternative_tags.get(g.intent, frozenset()).union(
+                f"{g.group}:{a}" for a in g.names)
+            for alt, words in g.names.items():
+                self._alternatives.update((self.normalise(w).full, f"{g.group}:{alt}") for w in words)
+        self._alternatives.pop("", None)
+        self._all_alternatives = frozenset(self._alternatives.values())
+        self._alternatives_re = _alternation(self._alternatives)
+        # an answer stating an attribute (安全邮箱仅限注册使用一次: a count) answers the words asking it (几次)
+        self._attributes = [(_alternation({self.normalise(w).full: "" for w in states if self.normalise(w).full}),
+                             frozenset(self.normalise(w).full for w in asks) - {""})
+                            for asks, states in faq.attributes.values()]
         self._entry_contrast: list[frozenset[str]] = []
         exact_contrast: dict[str, frozenset[str]] = {}
         per_entry_docs: list[list[tuple[str, tuple[str, ...]]]] = []
@@ -105,11 +121,13 @@ class Matcher:
             # asking about 缓存 or 账号管理 is asking about the entry that mentions them
             # line by line: an answer is longer than a message (normalise keeps MAX_CHARS of a text)
             answer = merge([self.normalise(line) for line in _plain(e.answer).splitlines() if line.strip()])
-            self._entry_contrast.append(frozenset().union(*(
-                self._contrast_words(n) for n in (*questions, *keyword_norms, answer))))
+            asked = frozenset().union(*(self._contrast_words(n) for n in (*questions, *keyword_norms)))
+            stated = frozenset().union(*(asks for states, asks in self._attributes if states.search(answer.full)))
+            self._entry_contrast.append((self._contrast_words(answer) - self._all_alternatives) | stated
+                                        | self._with_alternatives(asked, e.intent))
             docs = [(n.text, n.tokens) for n in questions]
             for n in questions:   # what an exact match must also share (审核没通过 and 审核通过 read alike)
-                exact_contrast.setdefault(n.text, self._contrast_words(n))
+                exact_contrast.setdefault(n.text, self._contrast_words(n) - self._all_alternatives)
             keywords = [(n.text, n.tokens) for n in keyword_norms]
             vocab = {t for _, toks in docs + keywords for t in toks} | set(answer.tokens)
             per_entry_docs.append(docs)
@@ -188,16 +206,28 @@ class Matcher:
 
     def _contrast_words(self, n: Normalised) -> frozenset[str]:
         """The contrast words in a text, except one inside a longer word of it (支付 in 支付宝,
-        几个 in 好几个: the word typed is another one)."""
+        几个 in 好几个: the word typed is another one); and the tags of the alternatives it names."""
         if not self._contrast:
-            return frozenset()
-        if not self._senses:
+            found: set[str] = set()
+        elif not self._senses:
             found = set(self._contrast.findall(n.full))
         else:
             found = {m.group(0) for m in self._contrast.finditer(n.full) if not self._other_sense(n.full, m)}
         if found:
             found = {w for w in found if not any(len(t) > len(w) and w in t for t in n.tokens)}
+        if self._alternatives:
+            found.update(self._alternatives[w] for w in self._alternatives_re.findall(n.full)
+                         if not any(len(t) > len(w) and w in t for t in n.tokens))
         return frozenset(found)
+
+    def _with_alternatives(self, asked: frozenset[str], intent: str) -> frozenset[str]:
+        """An entry's contrast words from its questions and keywords, with the alternatives it is about:
+        those its questions name when it belongs to their topic and names some; else all of them — an entry
+        silent on the routes (or of another topic, where 同学 and 学历 are no route) does not contrast with a
+        question naming one, while route 4's limit does with 同学协助最多能请几次. (Its answer names the other
+        routes as what is left; what it is asked about is route 4.)"""
+        everyone = self._all_alternatives
+        return (asked - everyone) | (asked & self._alternative_tags.get(intent, frozenset()) or everyone)
 
     def _other_sense(self, full: str, m: re.Match[str]) -> bool:
         """A cue of the word's other sense (lexicon ``contrast_senses``) overlaps it or stands within
@@ -291,7 +321,7 @@ class Matcher:
                     if windows else self._contrast_words(q)) - referred
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
-        if exact >= 0 and _unlike(self._exact_contrast.get(q.text), self._contrast_words(q)):
+        if exact >= 0 and _unlike(self._exact_contrast.get(q.text), self._contrast_words(q) - self._all_alternatives):
             exact = -1   # the same words once normalised, not the same question (审核没通过 / 审核通过之后)
         if exact >= 0:  # the user typed one of the FAQ's (or the catalogue's) own questions
             ranked = [(1.0, exact)] + [(min(s, 0.99), ei) for s, ei in ranked if ei != exact]
@@ -453,7 +483,7 @@ class Matcher:
             if len(d.text) >= cfg.partial_min_chars and len(qtext) > len(d.text) * cfg.partial_length_ratio:
                 char = max(char, cfg.partial_discount * fuzz.partial_ratio(d.text, qtext) / 100.0)
             sim = cfg.w_token_f1 * f1 + cfg.w_char * char
-            penalised = d.text == qtext and _unlike(self._doc_contrast[di], contrast)
+            penalised = d.text == qtext and _unlike(self._doc_contrast[di], contrast - self._all_alternatives)
             if penalised:
                 # the same words once normalised, not the same question: a not-covered question about what the
                 # message does not say (审核没通过 for 审核通过之后…: normalising drops the negation, the contrast

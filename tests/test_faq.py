@@ -165,6 +165,20 @@ def test_contrast_senses_must_name_a_contrast_word(faq_copy: Path):
     assert any(f"lexicon.yaml:{line}:" in str(p) and "contrast_senses.绑定" in str(p) for p in problems), problems
 
 
+def test_alternatives_and_attributes_are_loaded_and_validated(faq_copy: Path):
+    path = faq_copy / "lexicon.yaml"
+    faq, problems = check(faq_copy)
+    routes = {g.group: g for g in faq.alternatives}["verification_routes"]
+    assert not problems and routes.intent == "id_duplicate" and "同学协助" in routes.names["classmate"]
+    asks, states = faq.attributes["count"]
+    assert "几次" in asks and "几次" in faq.contrast_words and "一次" in states   # asking words contrast
+    _edit(path, "    intent: id_duplicate\n    names:", "    intent: id_duplicates\n    names:")   # no such topic
+    _, problems = check(faq_copy)
+    line = path.read_text(encoding="utf-8").splitlines().index("    intent: id_duplicates") + 1
+    assert any(f"lexicon.yaml:{line}:" in str(p) and "alternatives.verification_routes.intent" in str(p)
+               for p in problems), problems
+
+
 def test_lexicon_addressing_and_group_phrases_are_loaded_and_validated(faq_copy: Path):
     faq, problems = check(faq_copy)
     assert not problems and "客服" in faq.addressing and "你是机器人" in faq.not_covered_groups["assistant"].phrases

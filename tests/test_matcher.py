@@ -188,6 +188,34 @@ def test_a_contrast_word_next_to_a_cue_of_its_other_sense_does_not_contrast():
     assert lifted.entry == "ban.lift" and lifted.score > vetoed.score
 
 
+def test_an_entry_about_one_alternative_does_not_answer_a_question_naming_another():
+    from faq.model import Alternatives
+    entries = (("dup.route4_limit", "学籍核对最多能验证几次", ["学籍核对次数用完了怎么办"],
+                "途径4 学籍核对最多3次。次数用完后可选途径3 同学协助。"),
+               ("dup.route3", "同学协助怎么操作", ["怎么请同学协助验证"], "点击发送协助请求。"),
+               ("dup.routes", "有哪些验证途径", [], "途径3 同学协助；途径4 学籍核对。"))
+    routes = (Alternatives("routes", "dup", {"classmate": ("同学协助", "途径3"), "records": ("学籍核对", "途径4")}),)
+    count = {"contrast_words": ("几次",), "attributes": {"count": (("几次",), ("3次",))}}   # as the loader gives it
+    plain, aware = make_matcher(make_faq(*entries, **count)), make_matcher(make_faq(*entries, **count, alternatives=routes))
+    question = "同学协助最多能验证几次"   # route 3's limit: the seed states only route 4's
+    assert plain.match(question).entry == "dup.route4_limit"
+    assert aware.match(question).decision == "out_of_scope"   # route 4's entry is about route 4; route 3's states no count
+    assert aware.match("学籍核对最多能验证几次").entry == "dup.route4_limit"
+    assert aware.match("同学协助怎么操作").entry == "dup.route3"
+    # the routes entry names both (and an entry of another topic names none): no contrast either way
+    assert {"routes:classmate", "routes:records"} <= aware._entry_contrast[2]
+
+
+def test_an_answer_stating_an_attribute_answers_the_words_asking_it():
+    entries = (("mail.once", "安全邮箱能重复用吗", ["注册过的邮箱还能用吗"], "安全邮箱仅限注册使用一次。"),
+               ("mail.how", "怎么绑定邮箱", ["邮箱在哪里绑定"], "在账号管理中绑定邮箱。"))
+    matcher = make_matcher(make_faq(*entries, contrast_words=("几次",), attributes={"count": (("几次",), ("一次",))}))
+    assert "几次" in matcher._entry_contrast[0] and "几次" not in matcher._entry_contrast[1]
+    assert matcher.match("安全邮箱能用几次").entry == "mail.once"
+    words = lambda text: matcher._contrast_words(matcher.normalise(text))  # noqa: E731
+    assert words("邮箱能用几次") == {"几次"}
+
+
 def test_a_message_without_the_word_all_of_an_entrys_questions_use_scores_lower():
     faq = make_faq(("usage.sites", "账号可以登录哪些网站", ["账号能登录征兵网吗", "征兵网用什么账号登录", "账号有什么用"],
                     "可登录征兵网。"), ("other.x", "证件号码已被注册", [], "说明已注册。"))
