@@ -8,13 +8,19 @@ clean (drop control characters, lone surrogates; NFKC folds full-width to half-w
 """
 from __future__ import annotations
 
+import array
+import hashlib
 import itertools
 import logging
 import math
+import os
 import re
+import sys
+import tempfile
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Iterable
 
 import jieba
@@ -38,6 +44,7 @@ _SENTENCE_END = re.compile(r"[。!?\n]")   # a break that ends a sentence, not o
 _ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")
 
 jieba.setLogLevel(logging.WARNING)
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -48,8 +55,86 @@ def _converter() -> opencc.OpenCC:
 @lru_cache(maxsize=1)
 def _base_tokenizer() -> jieba.Tokenizer:
     tokenizer = jieba.Tokenizer()
+    cached = read_frequencies(FREQ_CACHE_DIR)
+    if cached is not None:
+        tokenizer.FREQ, tokenizer.total = cached
+        tokenizer.initialized = True
+        return tokenizer
     tokenizer.initialize()
+    write_frequencies(FREQ_CACHE_DIR, tokenizer.FREQ, tokenizer.total)
     return tokenizer
+
+
+# jieba's default dictionary, kept by the project as a plain table of words and frequencies: read in a
+# third of the time of jieba's own cache (a marshalled dict in the temp directory, ~0.6 s under load)
+FREQ_CACHE_DIR = Path(__file__).resolve().parent.parent / "var" / "cache"
+_FREQ_MAGIC = b"jieba-freq 1\n"
+
+
+def _dictionary_key() -> str | None:
+    """What a cached table is valid for: jieba's version and its dictionary file (path, size, mtime);
+    None when that file cannot be found."""
+    path = Path(jieba.__file__).with_name(jieba.DEFAULT_DICT_NAME)
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    ident = f"{jieba.__version__}|{path}|{st.st_size}|{st.st_mtime_ns}|{sys.byteorder}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def _frequencies_file(directory: Path) -> Path | None:
+    key = _dictionary_key()
+    return directory / f"jieba-{key}.freq" if key else None
+
+
+def read_frequencies(directory: Path) -> tuple[dict[str, int], int] | None:
+    """jieba's default dictionary (FREQ, total) from the table ``write_frequencies`` left in ``directory``
+    for this dictionary file; None when there is none (or it is unreadable)."""
+    path = _frequencies_file(directory)
+    try:
+        data = path.read_bytes() if path else b""
+    except OSError:
+        return None
+    if not data.startswith(_FREQ_MAGIC):
+        return None
+    try:
+        head_end = data.index(b"\n", len(_FREQ_MAGIC)) + 1
+        total, count, size = map(int, data[len(_FREQ_MAGIC):head_end].split())
+        values = array.array("q")
+        start = head_end + count * values.itemsize
+        if len(data) != start + size:   # cut short or written over
+            return None
+        values.frombytes(data[head_end:start])
+        words = data[start:].decode("utf-8").split("\n")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    freq = dict(zip(words, values))
+    return (freq, total) if len(words) == len(freq) == len(values) == count else None
+
+
+def write_frequencies(directory: Path, freq: dict[str, int], total: int) -> None:
+    """Keep (FREQ, total) for ``read_frequencies``: a header line with the sizes, the counts, then the words one
+    per line, written atomically; tables of other dictionary files are removed. Best effort: a directory that
+    cannot be written is skipped."""
+    path = _frequencies_file(directory)
+    if path is None or any("\n" in w for w in freq):
+        return
+    values = array.array("q", freq.values())
+    words = "\n".join(freq).encode("utf-8")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jieba-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(_FREQ_MAGIC + f"{total} {len(values)} {len(words)}\n".encode())
+            f.write(values.tobytes())
+            f.write(words)
+        os.replace(tmp, path)
+        for old in directory.glob("jieba-*.freq"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:
+        log.debug("jieba dictionary table not written to %s", directory, exc_info=True)
 
 
 def _fresh_tokenizer() -> jieba.Tokenizer:

@@ -1,0 +1,52 @@
+"""The normaliser's kept copy of jieba's default dictionary (var/cache): the same table as jieba's own,
+found again only for the same dictionary file, ignored when damaged."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jieba
+import pytest
+
+from intents import normalize
+
+
+@pytest.fixture(scope="module")
+def jieba_table() -> tuple[dict[str, int], int]:
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer.FREQ, tokenizer.total
+
+
+def test_the_kept_table_is_jiebas_dictionary(tmp_path: Path, jieba_table):
+    assert normalize.read_frequencies(tmp_path) is None
+    normalize.write_frequencies(tmp_path, *jieba_table)
+    freq, total = normalize.read_frequencies(tmp_path)
+    assert total == jieba_table[1]
+    assert freq == jieba_table[0] and list(freq) == list(jieba_table[0])   # the same words, in the same order
+    assert normalize._base_tokenizer().FREQ == jieba_table[0]
+
+
+def test_a_table_of_another_dictionary_file_is_not_read_and_is_replaced(tmp_path: Path, monkeypatch):
+    normalize.write_frequencies(tmp_path, {"学信网": 5, "学": 0, "学信": 0}, 5)
+    assert normalize.read_frequencies(tmp_path) == ({"学信网": 5, "学": 0, "学信": 0}, 5)
+    # jieba upgraded, or its dict.txt edited: another key, so the old table is not found
+    monkeypatch.setattr(normalize, "_dictionary_key", lambda: "another")
+    assert normalize.read_frequencies(tmp_path) is None
+    normalize.write_frequencies(tmp_path, {"账号": 3}, 3)
+    assert normalize.read_frequencies(tmp_path) == ({"账号": 3}, 3)
+    assert [p.name for p in tmp_path.glob("jieba-*.freq")] == ["jieba-another.freq"]
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[:-3], lambda b: b"junk" + b, lambda b: b[:20], lambda b: b"", lambda b: b + b"x"])
+def test_a_damaged_table_is_ignored(tmp_path: Path, damage):
+    normalize.write_frequencies(tmp_path, {"学信网": 5, "学": 0, "学信": 0}, 5)
+    path = next(tmp_path.glob("jieba-*.freq"))
+    path.write_bytes(damage(path.read_bytes()))
+    assert normalize.read_frequencies(tmp_path) is None
+
+
+def test_an_unwritable_directory_is_skipped(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    normalize.write_frequencies(blocker / "cache", {"学信网": 5}, 5)   # a file where the folder would be
+    assert normalize.read_frequencies(blocker / "cache") is None
