@@ -18,6 +18,7 @@ user types 取消转人工 / 结束. The session keeps only the hand-off's id.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -45,7 +46,7 @@ from .labels import remember_topics
 from .images import ImageRejected, sanitize
 from .limits import Limits, MemoryLimiter
 from .records import FeedbackRecords
-from .sessions import LockTimeout, SessionStore, StoreError, storage_key
+from .sessions import LockTimeout, SessionStore, StoreBusy, StoreError, storage_key
 from .state import FlowState, Incompatible, LoginSlot, Reach, SessionState
 from .types import Button, Message, Replies, Reply, md, plain
 
@@ -158,7 +159,7 @@ class Engine:
 
     # ---- the entry points ------------------------------------------------------------------
 
-    def try_handle(self, session_id: str, message: Message) -> list[Reply] | None:
+    def try_handle(self, session_id: str, message: Message, busy: bool = False) -> "list[Reply] | BusySave | None":
         """``handle``, for a caller that must not wait (the web server's event loop): the replies when
         the turn needs nothing slower than the session store (an FAQ answer, a command outside a
         flow), else None, with nothing of the attempt kept (no state saved, no turn event),
@@ -167,16 +168,21 @@ class Engine:
         (SQLite: also when another process is writing, its no-wait connection says so at once); nor
         for an image (decoding it takes a while) or a store that is not ``quick``. Then run ``handle``
         where waiting is fine (a worker thread).
-        A turn handed to a thread costs about as much CPU again as the turn (benchmarks/bench_web.py)."""
+        A turn handed to a thread costs about as much CPU again as the turn (benchmarks/bench_web.py).
+        ``busy=True``, for a caller that can come back later (an async one): a save that found the
+        database busy with another writer's short transaction (``StoreBusy``) is a ``BusySave`` instead of
+        None — the turn done, its lock still held, its save to try again soon (1 in 20 turns of two SQLite
+        workers at c=32, each of which was done over again in a thread)."""
         if message.kind == "image" or not getattr(self.store, "quick", False):
             return None
         self._pinned.quick = True
+        self._pinned.defer = busy
         try:
             return self.handle(session_id, message)
         except _MustWait:
             return None
         finally:
-            self._pinned.quick = False
+            self._pinned.quick = self._pinned.defer = False
 
     def _may_wait(self) -> None:
         """Stop a quick turn (``try_handle``) before it waits on something slow: an attempt, not a
@@ -194,13 +200,23 @@ class Engine:
         self._pinned.trace = trace = {}
         started = time.perf_counter()
         quick = getattr(self._pinned, "quick", False)
+        pending: BusySave | None = None
         try:
             lock = self.store.lock(session_id, timeout=0.0) if quick else self.store.lock(session_id)
-            with lock:
+            with contextlib.ExitStack() as held:
+                held.enter_context(lock)
                 state, notice = self._load(session_id)
                 replies = Replies(self._turn(session_id, state, message, notice))
                 replies.flow = state.flow.name if state.flow else None
-                self.store.save(session_id, state.to_json(), self._ttl(state))
+                data, ttl = state.to_json(), self._ttl(state)
+                try:
+                    self.store.save(session_id, data, ttl)
+                except StoreBusy:
+                    if not (quick and getattr(self._pinned, "defer", False)):
+                        raise
+                    # the lock stays held (popped off the stack) until the BusySave is closed
+                    pending = BusySave(self, session_id, message, data, ttl, replies, held.pop_all(), trace, started)
+                    return pending  # type: ignore[return-value]
             return replies
         except LockTimeout:
             if quick:   # another message of this session holds the lock: wait for it in a thread
@@ -217,7 +233,7 @@ class Engine:
             return [Reply("抱歉，系统出了点问题，这条消息没有处理。请稍后再试，或转人工客服。", buttons=(HANDOFF,))]
         finally:
             self._pinned.knowledge = self._pinned.trace = None
-            if self.insights is not None and "text" in trace:
+            if pending is None and self.insights is not None and "text" in trace:
                 self._emit(session_id, trace, (time.perf_counter() - started) * 1000)
 
     def _store_down(self, session_id: str, message: Message) -> list[Reply]:
@@ -896,6 +912,57 @@ def _bot_line(text: str) -> str:
 
 # the lines of FAQ answers (replies with an entry: the FAQ's own text, nothing of the user's), kept
 _faq_line = functools.lru_cache(maxsize=1024)(_bot_line)
+
+
+class BusySave:
+    """A quick turn (``Engine.try_handle(..., busy=True)``) whose save found the session database busy
+    with another writer's short transaction: its ``replies``, the session's lock still held by the thread
+    that tried (the event loop), and the save to try again. That thread calls ``retry()`` (True: saved)
+    a ``busy_for`` or so apart, for as long as it cares to; if it gives up, ``finish()`` where waiting is
+    fine (a worker thread: the save waits for the writer; the replies, or the store-down ones when the
+    store failed, as ``handle`` says); and at the end, whatever happened, ``close()`` in the thread that
+    tried, which releases the lock and records the turn's event (none when it was never saved: an
+    attempt that keeps nothing, like ``try_handle``'s None)."""
+
+    busy_for = StoreBusy.busy_for
+
+    def __init__(self, engine: Engine, session_id: str, message: Message, data: dict[str, Any], ttl: int,
+                 replies: list[Reply], held: contextlib.ExitStack, trace: dict[str, Any], started: float) -> None:
+        self.replies = replies
+        self._engine, self._session_id, self._message = engine, session_id, message
+        self._data, self._ttl, self._held, self._trace, self._started = data, ttl, held, trace, started
+        self._done = False
+
+    def retry(self) -> bool:
+        """The save again (this thread's no-wait connection, the lock being its try-lock): True when saved."""
+        try:
+            self._engine.store.save(self._session_id, self._data, self._ttl)
+        except StoreError:   # busy still, or failing: finish() says so, where waiting is fine
+            return False
+        self._done = True
+        return True
+
+    def finish(self) -> list[Reply]:
+        """The save in a thread where waiting is fine: the turn's replies, or the store-down ones."""
+        engine = self._engine
+        try:
+            engine.store.save(self._session_id, self._data, self._ttl)
+            return self.replies
+        except StoreError as e:
+            log.error("session %s: store failed: %s", _tag(self._session_id), e)
+            return engine._store_down(self._session_id, self._message)
+        finally:
+            self._done = True
+
+    def close(self) -> None:
+        """Release the session's lock (in the thread that took it) and record the turn's event if it counted."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        held.close()
+        engine = self._engine
+        if self._done and engine.insights is not None and "text" in self._trace:
+            engine._emit(self._session_id, self._trace, (time.perf_counter() - self._started) * 1000)
 
 
 def _tag(session_id: str) -> str:

@@ -20,7 +20,8 @@ Contract (every store keeps it):
   ``LockTimeout`` at once), no call waits on more than one round trip, so a turn may run on the
   web server's event loop (``Engine.try_handle``): memory, Redis, and SQLite, whose calls under
   such a lock use a connection with busy_timeout 0 (a database another writer holds is a
-  ``StoreError`` at once, and the turn goes to a worker thread). Redis's is False for
+  ``StoreError`` at once: ``StoreBusy`` for a save, which the caller may try again soon, still
+  holding the lock — ``Engine.try_handle(..., busy=True)`` — or in a worker thread). Redis's is False for
   ``QUICK_PAUSE`` seconds after a failure: an unreachable server may take its whole socket
   timeout to say so, and that wait belongs in a worker thread.
 """
@@ -55,6 +56,14 @@ class StoreError(Exception):
 
 class LockTimeout(StoreError):
     """Another message of the same session held the lock for too long."""
+
+
+class StoreBusy(StoreError):
+    """A write under a try-lock found the database busy with another writer's short transaction
+    (SQLite's no-wait connection): nothing written; the same write may well succeed a moment later
+    (``busy_for``: about how long such a transaction takes), still under the lock."""
+
+    busy_for = 0.0005
 
 
 class SessionStore(Protocol):
@@ -233,8 +242,9 @@ class SqliteStore:
             self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        """This thread's connection: the no-wait one while it holds a try-lock (``lock(sid, 0)``)."""
-        name = "nowait_conn" if getattr(self._local, "nowait", False) else "conn"
+        """This thread's connection: the no-wait one while it holds a try-lock (``lock(sid, 0)``; a
+        count: the event loop may hold a second one while a busy save waits to be tried again)."""
+        name = "nowait_conn" if getattr(self._local, "nowait", 0) > 0 else "conn"
         conn = getattr(self._local, name, None)
         if conn is None:
             timeout = 0.0 if name == "nowait_conn" else DEFAULT_TIMEOUT
@@ -272,16 +282,25 @@ class SqliteStore:
         data, now = _dumpb(state), self._clock()
         with self._errors():
             conn = self._conn()
-            # UTF-8 bytes stored as TEXT (CAST: the same bytes, typed as text) — no Python str in between.
-            # An upsert, not INSERT OR REPLACE: the row is rewritten where it is, where REPLACE deletes it
-            # and inserts it again under a new rowid (every index entry moved, its pages freed and taken
-            # again): 3 pages written to the WAL a save instead of 9, 43 µs instead of 88 (a 3.4 KB state)
-            conn.execute("INSERT INTO sessions (key, state, expires) VALUES (?, CAST(? AS TEXT), ?) "
-                         "ON CONFLICT (key) DO UPDATE SET state = excluded.state, expires = excluded.expires",
-                         (storage_key(session_id), data, now + ttl))
+            try:
+                # UTF-8 bytes stored as TEXT (CAST: the same bytes, typed as text) — no Python str in between.
+                # An upsert, not INSERT OR REPLACE: the row is rewritten where it is, where REPLACE deletes it
+                # and inserts it again under a new rowid (every index entry moved, its pages freed and taken
+                # again): 3 pages written to the WAL a save instead of 9, 43 µs instead of 88 (a 3.4 KB state)
+                conn.execute("INSERT INTO sessions (key, state, expires) VALUES (?, CAST(? AS TEXT), ?) "
+                             "ON CONFLICT (key) DO UPDATE SET state = excluded.state, expires = excluded.expires",
+                             (storage_key(session_id), data, now + ttl))
+            except sqlite3.OperationalError as e:
+                if getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY and \
+                        conn is getattr(self._local, "nowait_conn", None):
+                    raise StoreBusy("session database busy") from e
+                raise
             self._saves += 1
             if self._saves % self.SWEEP_EVERY == 0:
-                conn.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
+                try:
+                    conn.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
+                except sqlite3.OperationalError:   # busy: the state is saved, the next sweep deletes them
+                    pass
 
     def delete(self, session_id: str) -> None:
         with self._errors():
@@ -308,11 +327,12 @@ class SqliteStore:
                 return True
 
             poll_lock(acquire, max(0.0, deadline - time.monotonic()))
-            self._local.nowait = timeout <= 0   # a try-lock's turn must not wait on the database either
+            nowait = 1 if timeout <= 0 else 0   # a try-lock's turn must not wait on the database either
+            self._local.nowait = getattr(self._local, "nowait", 0) + nowait
             try:
                 yield
             finally:
-                self._local.nowait = False
+                self._local.nowait -= nowait
                 fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -159,6 +160,53 @@ def test_a_sqlite_database_another_writer_holds_is_not_waited_for_on_the_loop(cl
     engine.store.close()
 
 
+def test_a_busy_save_is_kept_with_its_lock_to_be_tried_again(clock, tmp_path):
+    """``try_handle(..., busy=True)``: a save that found the database busy (another process in its write
+    transaction) is a BusySave — the turn done, the session's lock still held, nothing saved yet; tried
+    again once the writer is done it saves the turn as ``handle`` would, and on close releases the lock and
+    records the one event of the turn. Closed unsaved, it keeps nothing (an attempt)."""
+    from handlers.engine import BusySave
+
+    path = tmp_path / "sessions.db"
+    engine, _, events = recorded_engine(clock, tmp_path, SqliteStore(path))
+    plain, _, _ = recorded_engine(clock, tmp_path / "plain")
+    chat, twin = QuickChat(engine), Chat(plain)
+    chat.say("忘记密码怎么办")
+    twin.say("忘记密码怎么办")
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        given_up = engine.try_handle(chat.session_id, Message.from_text("用户名忘了"), busy=True)
+        assert isinstance(given_up, BusySave) and not given_up.retry()
+        given_up.close()   # never saved: nothing kept, the lock free again
+        pending = engine.try_handle(chat.session_id, Message.from_text("怎么绑定微信"), busy=True)
+        assert isinstance(pending, BusySave) and "微信" in "".join(r.text for r in pending.replies)
+        assert engine.try_handle(chat.session_id, Message.from_text("用户名忘了")) is None   # its lock is held
+        assert not pending.retry()
+        writer.execute("ROLLBACK")
+        assert pending.retry()
+        pending.close()
+        pending.close()   # once only
+        twin.say("怎么绑定微信")
+        assert engine.store.get(chat.session_id) == plain.store.get(twin.session_id)
+        assert events.flush() and [e.text for e in events.store.query(0)] == ["忘记密码怎么办", "怎么绑定微信"]
+        # given up on: finished in a thread, where the save waits for the writer
+        writer.execute("BEGIN IMMEDIATE")
+        pending = engine.try_handle(chat.session_id, Message.from_text("用户名忘了"), busy=True)
+        assert isinstance(pending, BusySave)
+        with ThreadPoolExecutor(1) as pool:
+            finished = pool.submit(pending.finish)
+            time.sleep(0.2)
+            writer.execute("ROLLBACK")
+            assert finished.result(timeout=30) is pending.replies
+        pending.close()
+        twin.say("用户名忘了")
+        assert engine.store.get(chat.session_id) == plain.store.get(twin.session_id)
+    finally:
+        writer.close()
+        engine.store.close()
+
+
 class CountingPool(ThreadPoolExecutor):
     def __init__(self) -> None:
         super().__init__(2)
@@ -256,6 +304,32 @@ def test_the_web_channel_answers_faq_on_the_loop_over_sqlite_sessions_and_limits
             writer.close()
     finally:
         engine.limits.close()
+        engine.store.close()
+
+
+def test_the_web_channel_saves_a_busy_turn_again_on_the_loop(clock, tmp_path, pool):
+    """Another process writing the sessions' database for a moment: the turn's save is tried again on
+    the loop, not the turn done over in a thread; one held past the patience: the save waits in a thread."""
+    engine, _, events = recorded_engine(clock, tmp_path, SqliteStore(tmp_path / "sessions.db"))
+    try:
+        with TestClient(create_app(WEB_CFG, engine=engine)) as client:
+            sid = faq_answered_on_the_loop(client, pool)
+            writer = sqlite3.connect(tmp_path / "sessions.db", isolation_level=None, check_same_thread=False)
+            for hold, turns in ((0.01, 0), (0.3, 1)):
+                writer.execute("BEGIN IMMEDIATE")
+                timer = threading.Timer(hold, writer.execute, ("ROLLBACK",))
+                timer.start()
+                r = client.post("/api/chat", json={"session_id": sid, "text": "怎么绑定微信"})
+                timer.join()
+                assert r.status_code == 200 and "微信" in r.json()["replies"][0]["text"]
+                assert pool.turns == turns
+            writer.close()
+        with sqlite3.connect(tmp_path / "sessions.db") as db:   # the one conversation: both turns saved
+            (text,) = db.execute("SELECT state FROM sessions").fetchone()
+        assert [said for who, said in json.loads(text)["transcript"] if "微信" in said and who != "助手"] == \
+            ["怎么绑定微信"] * 2
+        assert events.flush() and len(events.store.query(0)) == 3
+    finally:
         engine.store.close()
 
 
