@@ -36,7 +36,7 @@ from rapidfuzz import fuzz
 from faq.model import FAQ, Entry
 from settings import MatcherConfig
 
-from .normalize import Clause, Normalised, Normaliser, lexicon_key, merge
+from .normalize import Clause, Normalised, Normaliser, alternation, lexicon_key, merge
 from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
 
@@ -83,7 +83,7 @@ class Matcher:
                   alternates=g.questions[1:], answer=g.service) for g in faq.not_covered]
 
         contrast = sorted({self.normalise(w).full for w in faq.contrast_words} - {""}, key=len, reverse=True)
-        self._contrast = re.compile("|".join(map(re.escape, contrast))) if contrast else None
+        self._contrast = _alternation(dict.fromkeys(contrast)) if contrast else None
         self._services = frozenset(self.normalise(w).full for w in faq.other_services) - {""}
         # a contrast word with a cue of its other sense near it (解除 next to 禁止: lifting a ban, not 解除绑定;
         # 崩溃 in 我要崩溃了: a feeling, not an app crash) does not contrast
@@ -91,7 +91,7 @@ class Matcher:
         for word, cues in faq.contrast_senses.items():
             normal = {self.normalise(c).full for c in cues} - {""}
             if normal and self.normalise(word).full:
-                self._senses[self.normalise(word).full] = re.compile("|".join(map(re.escape, sorted(normal, key=len, reverse=True))))
+                self._senses[self.normalise(word).full] = _alternation(dict.fromkeys(normal))
         # the alternatives a topic offers (lexicon ``alternatives``: the four verification routes), each
         # named in a text by a tag "group:alternative" among its contrast words (no normalised word holds ':')
         self._alternatives: dict[str, str] = {}
@@ -579,7 +579,7 @@ def _plain(markdown: str) -> str:
 
 def _alternation(phrases: Mapping[str, str]) -> re.Pattern[str]:
     """One regex matching any of ``phrases``, longest first (never matches when empty)."""
-    return re.compile("|".join(map(re.escape, sorted(phrases, key=len, reverse=True))) or r"(?!)")
+    return re.compile(alternation(phrases))
 
 
 class _CharTfidf:

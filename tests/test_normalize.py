@@ -1,12 +1,17 @@
 """The normaliser's kept copy of jieba's default dictionary (var/cache): the same table as jieba's own,
-found again only for the same dictionary file, ignored when damaged."""
+found again only for the same dictionary file, ignored when damaged. The trie regexes of the lexicon's
+words: the same matches as the alternation of the words longest first."""
 from __future__ import annotations
 
+import random
+import re
 from pathlib import Path
 
 import jieba
 import pytest
 
+import settings
+from faq.loader import load_faq
 from intents import normalize
 
 
@@ -50,3 +55,33 @@ def test_an_unwritable_directory_is_skipped(tmp_path: Path):
     blocker.write_text("")
     normalize.write_frequencies(blocker / "cache", {"学信网": 5}, 5)   # a file where the folder would be
     assert normalize.read_frequencies(blocker / "cache") is None
+
+
+def _longest_first(words: list[str], whole_latin: bool) -> re.Pattern[str]:
+    """The alternation ``normalize.alternation`` stands for: every word, longest first."""
+    alts = [rf"(?<![0-9a-z]){re.escape(w)}(?![0-9a-z])" if whole_latin and normalize._ASCII_WORD.match(w) else re.escape(w)
+            for w in sorted(words, key=len, reverse=True)]
+    return re.compile("|".join(alts) or r"(?!)")
+
+
+@pytest.mark.parametrize("whole_latin", [False, True])
+@pytest.mark.parametrize("seed", range(20))
+def test_the_trie_regex_matches_what_the_longest_first_alternation_matches(seed: int, whole_latin: bool):
+    rng = random.Random(seed)
+    alphabet = "ab1 -.学信网号码"
+    words = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 5))) for _ in range(rng.randint(0, 40))})
+    trie, reference = re.compile(normalize.alternation(words, whole_latin)), _longest_first(words, whole_latin)
+    for _ in range(200):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert [m.span() for m in trie.finditer(text)] == [m.span() for m in reference.finditer(text)], (words, text)
+
+
+def test_the_lexicon_rewrites_the_faq_as_with_the_longest_first_alternation():
+    faq = load_faq(settings.load())
+    n = normalize.Normaliser(faq)
+    texts = [normalize._KEEP.sub(" ", normalize.clean(q)) for e in faq.entries.values()
+             for q in (e.question, *e.alternates, *e.answer.splitlines())]
+    for table in (n._rewrite, n._typos):
+        reference = _longest_first(list(table), whole_latin=True)
+        pattern = normalize._alternation(table)
+        assert all([m.span() for m in pattern.finditer(t)] == [m.span() for m in reference.finditer(t)] for t in texts)
