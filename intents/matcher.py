@@ -108,6 +108,7 @@ class Matcher:
         self._attributes = [(_alternation({self.normalise(w).full: "" for w in states if self.normalise(w).full}),
                              frozenset(self.normalise(w).full for w in asks) - {""})
                             for asks, states in faq.attributes.values()]
+        asking = frozenset().union(*(asks for _, asks in self._attributes))
         self._entry_contrast: list[frozenset[str]] = []
         exact_contrast: dict[str, frozenset[str]] = {}
         per_entry_docs: list[list[tuple[str, tuple[str, ...]]]] = []
@@ -132,7 +133,9 @@ class Matcher:
             vocab = {t for _, toks in docs + keywords for t in toks} | set(answer.tokens)
             per_entry_docs.append(docs)
             self._vocab.append(frozenset(vocab))
-            self._keywords.append(tuple(k for k, _ in keywords if k))
+            # an attribute's asking word (多久, 几次) is no keyword evidence: it says what is asked of a subject,
+            # not which subject (找回密码要多久才能生效 is not the wait before binding)
+            self._keywords.append(tuple(k for k, _ in keywords if k and k not in asking))
             if e.intent != OUT_OF_SCOPE:  # the catalogue's words stay "unknown" to the FAQ
                 intent_vocab[e.intent] |= vocab
 

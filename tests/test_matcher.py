@@ -219,6 +219,17 @@ def test_an_answer_stating_an_attribute_answers_the_words_asking_it():
     assert words("邮箱能用几次") == {"几次"}
 
 
+def test_an_attributes_asking_word_is_no_keyword_evidence():
+    from faq.model import Entry, Topic, FAQ
+    wait = Entry(id="ban.wait", intent="ban", question="被禁止后多久能绑定微信", answer="2 小时后再绑定。",
+                 keywords=("多久", "绑定"))
+    faq = FAQ(topics=(Topic(intent="ban", title="ban", seed_topic=None, entries=(wait,)),),
+              contrast_words=("多久",), attributes={"duration": (("多久",), ("小时",))})
+    matcher = make_matcher(faq)
+    assert matcher._keywords[0] == ("绑定",)
+    assert "多久" in matcher._entry_contrast[0]   # its answer states a duration: it may answer 多久
+
+
 def test_a_message_without_the_word_all_of_an_entrys_questions_use_scores_lower():
     faq = make_faq(("usage.sites", "账号可以登录哪些网站", ["账号能登录征兵网吗", "征兵网用什么账号登录", "账号有什么用"],
                     "可登录征兵网。"), ("other.x", "证件号码已被注册", [], "说明已注册。"))
