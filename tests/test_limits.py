@@ -70,8 +70,8 @@ def test_a_throttle_limits_one_kind_of_event_per_value_under_hashed_keys(limiter
     if isinstance(limiter, MemoryLimiter):
         assert not [k for k in limiter._logs if "10.0.0" in k]
     if isinstance(limiter, SqliteLimiter):
-        keys = [k for (k,) in limiter._conn().execute("SELECT key FROM rl_events")]
-        assert len(keys) == 4 and not [k for k in keys if "10.0.0" in k]
+        logs = dict(limiter._conn().execute("SELECT key, length(log) / 8 FROM rl_logs"))
+        assert sorted(logs.values()) == [1, 1, 2] and not [k for k in logs if "10.0.0" in k]
 
 
 def test_a_throttle_of_its_own_counts_in_this_process():
@@ -172,6 +172,7 @@ def test_sqlite_forgets_expired_events(tmp_path):
         clock.now += 61
         assert lim.hit("once-0", Rule(1, 60)) is None    # its own old event dropped, the new one counted
         assert _rows(tmp_path) == 5
+        clock.now += 60                                 # a row expires up to a window late (its index moves seldom)
         for _ in range(4):                              # the 10th call sweeps the other expired keys
             lim.hit("busy", Rule(100, 600))
         assert _rows(tmp_path) == 1 + 4
@@ -180,8 +181,9 @@ def test_sqlite_forgets_expired_events(tmp_path):
 
 
 def _rows(tmp_path) -> int:
+    """The events kept in the file's logs."""
     with sqlite3.connect(tmp_path / "limits.db") as conn:
-        return conn.execute("SELECT count(*) FROM rl_events").fetchone()[0]
+        return conn.execute("SELECT coalesce(sum(length(log) / 8), 0) FROM rl_logs").fetchone()[0]
 
 
 _HOLD = """
@@ -397,42 +399,59 @@ def test_the_account_api_sees_one_stable_identity_per_client(tmp_path):
     acc.inner.close()
 
 
-def test_sqlite_per_key_count_stays_equal_to_the_key_events(tmp_path):
-    """A check reads the key's count row instead of counting its log: the row follows every drop,
-    refusal and sweep, so the limit holds exactly as with a count of the rows."""
+def test_sqlite_logs_agree_with_the_exact_sliding_log_and_their_expiry_covers_them(tmp_path):
+    """A key's row holds its counted events in order, as the in-process log does, through drops,
+    refusals and sweeps; its ``expires`` is never before its newest event's window ends (the sweep
+    forgets no live event) and moves seldom (the index is left alone on most writes)."""
+    import array
+
     clock = Clock(1000.0)
     lim = SqliteLimiter(tmp_path / "limits.db", clock=clock)
     lim.SWEEP_EVERY = 7
     rule = Rule(3, 10)
 
-    def counts() -> dict[str, tuple[int, int]]:
-        conn = lim._conn()
-        rows = dict(conn.execute("SELECT key, count(*) FROM rl_events GROUP BY key").fetchall())
-        return {k: (n, rows.get(k, 0)) for k, n in conn.execute("SELECT key, n FROM rl_keys")}
+    def logs() -> dict[str, tuple[float, list[float]]]:
+        return {k: (e, array.array("d", log).tolist()) for k, e, log in
+                lim._conn().execute("SELECT key, expires, log FROM rl_logs")}
 
     twin = MemoryLimiter(clock=clock)   # the exact sliding log to agree with
+    moves = 0
     try:
         for step in range(40):
             clock.now += 1.5 if step % 5 else 0.25
             key = f"k{step % 2}"
+            before = logs().get(key, (None,))[0]
             assert lim.hit(key, rule) == twin.hit(key, rule), step
-            assert all(n == rows for n, rows in counts().values()), counts()
+            expires, log = logs()[key]
+            moves += expires != before
+            assert log == sorted(log) and log[-1] + rule.window <= expires
+            assert [t for t in log if t > clock.now - rule.window] == list(twin._logs[key])
         assert any(twin.hit(k, rule) is not None for k in ("k0", "k1"))   # the walk did reach the limit
+        assert moves < 12
+        assert lim.hit_all([("k2", Rule(5, 10)), ("k2", Rule(5, 10))]) is None   # one key twice: both counted
+        assert len(logs()["k2"][1]) == 2
         clock.now += 100
         for _ in range(7):
-            lim.hit("other", Rule(100, 600))   # the 7th call sweeps k0 and k1
-        assert set(counts()) == {"other"}
+            lim.hit("other", Rule(100, 600))   # the 7th call sweeps k0, k1 and k2
+        assert set(logs()) == {"other"}
     finally:
         lim.close()
 
 
-def test_sqlite_file_from_before_the_count_rows_starts_with_empty_logs(tmp_path):
+def test_sqlite_file_from_before_the_logs_starts_with_empty_logs(tmp_path):
+    """An older version's file (a row per event, a count per key): its tables go, the logs start empty."""
     db = tmp_path / "limits.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE rl_events (key TEXT NOT NULL, at REAL NOT NULL, expires REAL NOT NULL)")
         conn.execute("INSERT INTO rl_events VALUES ('k', ?, ?)", (time.time(), time.time() + 60))
+        conn.execute("CREATE TABLE rl_keys (key TEXT PRIMARY KEY, n INTEGER NOT NULL, expires REAL NOT NULL)")
+        conn.execute("INSERT INTO rl_keys VALUES ('k', 1, ?)", (time.time() + 60,))
     lim = SqliteLimiter(db)
     try:
+        assert lim.hit("k", Rule(1, 60)) is None and lim.hit("k", Rule(1, 60)) is not None
+        tables = {name for (name,) in lim._conn().execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert tables == {"rl_logs"}
+        lim._conn().execute("UPDATE rl_logs SET log = x'0102'")   # not a log: read as an empty one
         assert lim.hit("k", Rule(1, 60)) is None and lim.hit("k", Rule(1, 60)) is not None
     finally:
         lim.close()
