@@ -211,6 +211,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                 id=eid, intent=intent, question=raw["question"].strip(), answer=raw["answer"].strip(),
                 alternates=tuple(a.strip() for a in raw.get("alternates", [])),
                 keywords=tuple(k.strip() for k in raw.get("keywords", [])),
+                paired_keywords=tuple(k.strip() for k in raw.get("paired_keywords", [])),
                 related=tuple(raw.get("related", [])), offer=raw.get("offer"), source=f"{rel}:{eline}",
             ))
         topics.append(Topic(intent=intent, title=doc["title"], seed_topic=seed, entries=tuple(entries), source=where))

@@ -15,6 +15,7 @@ class Entry:
     answer: str                      # Markdown subset: paragraphs, lists, **bold**, [links](url)
     alternates: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()   # words that are strong evidence for this entry
+    paired_keywords: tuple[str, ...] = ()   # ... evidence when a message names two of them (two platforms)
     related: tuple[str, ...] = ()    # entry ids offered as follow-up buttons
     offer: str | None = None         # what the answer offers next: a guided flow's offer
                                      # (handlers.flows.OFFERS key) or "human_agent" (a hand-off)

@@ -114,6 +114,7 @@ class Matcher:
         per_entry_docs: list[list[tuple[str, tuple[str, ...]]]] = []
         self._vocab: list[frozenset[str]] = []
         self._keywords: list[tuple[str, ...]] = []
+        self._paired: list[re.Pattern[str] | None] = []   # an entry's paired keywords, if any
         intent_vocab: dict[str, set[str]] = defaultdict(set)
         for e in self._targets:
             questions = [self.normalise(q) for q in (e.question, *e.alternates)]
@@ -136,6 +137,9 @@ class Matcher:
             # an attribute's asking word (多久, 几次) is no keyword evidence: it says what is asked of a subject,
             # not which subject (找回密码要多久才能生效 is not the wait before binding)
             self._keywords.append(tuple(k for k, _ in keywords if k and k not in asking))
+            paired = {self.normalise(k).text: "" for k in e.paired_keywords} if e.paired_keywords else {}
+            paired.pop("", None)
+            self._paired.append(_alternation(paired) if len(paired) > 1 else None)
             if e.intent != OUT_OF_SCOPE:  # the catalogue's words stay "unknown" to the FAQ
                 intent_vocab[e.intent] |= vocab
 
@@ -500,7 +504,7 @@ class Matcher:
         for ei, sim in best_sim.items():
             covered = sum(w for t, w in weights.items() if t in self._vocab[ei])
             coverage = covered / (covered + (qweight - covered) * dilution)
-            bonus = cfg.keyword_bonus if any(k in qtext for k in self._keywords[ei]) else 0.0
+            bonus = cfg.keyword_bonus if any(k in qtext for k in self._keywords[ei]) or self._names_two(ei, qtext) else 0.0
             factor = cfg.contrast_penalty if contrast - self._entry_contrast[ei] or ei in unlike else 1.0
             if self._anchors[ei] and not (self._anchors[ei] & (whole or qset)):
                 factor *= cfg.anchor_penalty
@@ -522,6 +526,11 @@ class Matcher:
             scored.append((factor * ((1 - w) * base + w * cos), ei))
         scored.sort(reverse=True)
         return scored[: cfg.prune_limit]
+
+    def _names_two(self, ei: int, qtext: str) -> bool:
+        """The message names two different paired keywords of the entry (征兵网 and 考研: one account for both)."""
+        paired = self._paired[ei]
+        return paired is not None and len(set(paired.findall(qtext))) > 1
 
     def _answer_line(self, words: int) -> float:
         """The answer threshold for a message of ``words`` words: a long message scores lower for the

@@ -230,6 +230,22 @@ def test_an_attributes_asking_word_is_no_keyword_evidence():
     assert "多久" in matcher._entry_contrast[0]   # its answer states a duration: it may answer 多久
 
 
+def test_paired_keywords_are_evidence_only_two_at_a_time():
+    from faq.model import Entry, Topic, FAQ
+    one = Entry(id="usage.one", intent="usage", question="一个账号能在各平台通用吗", answer="可凭此账号使用其他服务。",
+                paired_keywords=("征兵网", "考研", "学信网"))
+    again = Entry(id="again.how", intent="again", question="怎么重新注册", answer="打开注册页面操作。")
+    faq = FAQ(topics=(Topic(intent="usage", title="u", seed_topic=None, entries=(one,)),
+                      Topic(intent="again", title="a", seed_topic=None, entries=(again,))))
+    matcher = make_matcher(faq)
+    assert matcher._names_two(0, matcher.normalise("征兵网注册过考研还要重新注册吗").text)
+    assert not matcher._names_two(0, matcher.normalise("征兵网注册过还要重新注册吗").text)   # one platform
+    assert not matcher._names_two(0, matcher.normalise("征兵网征兵网").text)                 # the same one twice
+    two, lone = matcher.match("征兵网注册过，考研还要重新注册吗"), matcher.match("征兵网注册过，还要重新注册吗")
+    score = lambda r, e: next(c.score for c in r.candidates if c.entry == e)  # noqa: E731
+    assert score(two, "usage.one") > score(lone, "usage.one")
+
+
 def test_a_message_without_the_word_all_of_an_entrys_questions_use_scores_lower():
     faq = make_faq(("usage.sites", "账号可以登录哪些网站", ["账号能登录征兵网吗", "征兵网用什么账号登录", "账号有什么用"],
                     "可登录征兵网。"), ("other.x", "证件号码已被注册", [], "说明已注册。"))
