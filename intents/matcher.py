@@ -27,7 +27,7 @@ import itertools
 import math
 import operator
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -477,20 +477,24 @@ class Matcher:
         best_sim: dict[int, float] = {}
         unlike: set[int] = set()   # entries whose closest question holds a contrast word the message lacks
         entry_docs: dict[int, list[int]] = defaultdict(list)
+        # (the loops below run for every pre-selected question: names they use are bound once here)
+        docs, weight_of, asked = self._docs, weights.__getitem__, contrast - self._all_alternatives
+        w_f1, w_char, qlen = cfg.w_token_f1, cfg.w_char, len(qtext)
+        partial_min, partial_ratio = cfg.partial_min_chars, cfg.partial_length_ratio
         for di in doc_ids:
-            d = self._docs[di]
+            d = docs[di]
             entry_docs[d.entry].append(di)
-            common = sum(weights[t] for t in qset & d.tokens)
+            common = sum(map(weight_of, qset & d.tokens))
             if common:
                 p, r = common / (d.weight or 1.0), common / qweight
                 f1 = 2 * p * r / (p + r)
             else:
                 f1 = 0.0
             char = fuzz.ratio(qtext, d.text) / 100.0
-            if len(d.text) >= cfg.partial_min_chars and len(qtext) > len(d.text) * cfg.partial_length_ratio:
+            if len(d.text) >= partial_min and qlen > len(d.text) * partial_ratio:
                 char = max(char, cfg.partial_discount * fuzz.partial_ratio(d.text, qtext) / 100.0)
-            sim = cfg.w_token_f1 * f1 + cfg.w_char * char
-            penalised = d.text == qtext and _unlike(self._doc_contrast[di], contrast - self._all_alternatives)
+            sim = w_f1 * f1 + w_char * char
+            penalised = d.text == qtext and _unlike(self._doc_contrast[di], asked)
             if penalised:
                 # the same words once normalised, not the same question: a not-covered question about what the
                 # message does not say (审核没通过 for 审核通过之后…: normalising drops the negation, the contrast
@@ -502,7 +506,7 @@ class Matcher:
 
         first = []  # (score before the TF-IDF blend, contrast factor, entry)
         for ei, sim in best_sim.items():
-            covered = sum(w for t, w in weights.items() if t in self._vocab[ei])
+            covered = sum(map(weight_of, filter(self._vocab[ei].__contains__, weights)))
             coverage = covered / (covered + (qweight - covered) * dilution)
             bonus = cfg.keyword_bonus if any(k in qtext for k in self._keywords[ei]) or self._names_two(ei, qtext) else 0.0
             factor = cfg.contrast_penalty if contrast - self._entry_contrast[ei] or ei in unlike else 1.0
@@ -520,9 +524,10 @@ class Matcher:
         qvec = self._tfidf.vector(qtext) if w else {}
         cosine = self._tfidf.cosine
         scored = []
+        least = min(floor, shown)
         for base, factor, ei in first:
             best = factor * ((1 - w) * base + w)
-            cos = max(cosine(qvec, di) for di in entry_docs[ei]) if w and best >= min(floor, shown) else 0.0
+            cos = max(cosine(qvec, di) for di in entry_docs[ei]) if w and best >= least else 0.0
             scored.append((factor * ((1 - w) * base + w * cos), ei))
         scored.sort(reverse=True)
         return scored[: cfg.prune_limit]
@@ -613,7 +618,7 @@ class _CharTfidf:
 
     @staticmethod
     def _unit(v: dict[str, float]) -> dict[str, float]:
-        norm = math.sqrt(sum(w * w for w in v.values())) or 1.0
+        norm = math.sqrt(sum(map(operator.mul, v.values(), v.values()))) or 1.0
         return {k: w / norm for k, w in v.items()}
 
     def vector(self, text: str) -> dict[str, float]:
@@ -626,11 +631,8 @@ class _CharTfidf:
 
 
 def _grams(text: str) -> dict[str, int]:
-    out: dict[str, int] = defaultdict(int)
-    for n in (1, 2, 3):
-        for i in range(len(text) - n + 1):
-            out[text[i:i + n]] += 1
-    return out
+    """How often each character 1-, 2- and 3-gram occurs, in order of first appearance (1-grams first)."""
+    return Counter(text[i:i + n] for n in (1, 2, 3) for i in range(len(text) - n + 1))
 
 
 def _keys(text: str, tokens: tuple[str, ...]) -> set[str]:
