@@ -336,12 +336,13 @@ class Matcher:
         if windows:
             ranked = self._with_windows(windows, ranked, frozenset(q.tokens), referred)
         line = self._answer_line(len(q.tokens))
-        decided = self._decide(ranked, line=line)
+        decided = self._decide(ranked, line=line, asked=frozenset(q.tokens))
         if decided.decision != "answer" and self.config.clause_weight and len(clauses) > 1 \
                 and len(q.tokens) >= self.config.clause_min_tokens and ranked and ranked[0][1] < len(self.entries):
             # (an answer already given stays the same when its score is lifted, and so does a message
             # nearest a not-covered question: out of scope either way; not worth the work)
-            return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q) - referred, referred), line=line)
+            return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q) - referred, referred),
+                                line=line, asked=frozenset(q.tokens))
         return decided
 
     def _smalltalk_only(self, raw: str) -> str | None:
@@ -545,7 +546,15 @@ class Matcher:
             return cfg.long_answer_threshold
         return cfg.answer_threshold
 
-    def _decide(self, ranked: list[tuple[float, int]], exact: bool = False, line: float | None = None) -> MatchResult:
+    def _narrower(self, rival: int, top: int, asked: frozenset[str]) -> bool:
+        """The rival explains only part of what the best entry explains of the message (重新注册一个新账号，
+        以前的学籍学历信息还保留吗: how to register again explains 重新注册 and 账号, the records entry those and
+        学籍 学历 too), and what it leaves out says something (``specific_weight``): not a choice to offer."""
+        mine, theirs = asked & self._vocab[top], asked & self._vocab[rival]
+        return theirs < mine and sum(self.weight(t) for t in mine - theirs) >= self.config.specific_weight
+
+    def _decide(self, ranked: list[tuple[float, int]], exact: bool = False, line: float | None = None,
+                asked: frozenset[str] = frozenset()) -> MatchResult:
         cfg = self.config
         answer_line = cfg.answer_threshold if line is None else line
         clarify_line = min(cfg.clarify_threshold, answer_line)
@@ -565,7 +574,8 @@ class Matcher:
             # a not-covered question as close as the best entry: a near miss, not a choice to offer
             group = self._groups[rival_ei - n_faq] if rival >= cfg.suggest_threshold else None
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, round(top_score, 4), candidates, group)
-        if exact or (top_score >= answer_line and top_score - rival >= cfg.clarify_margin):
+        if exact or (top_score >= answer_line and (top_score - rival >= cfg.clarify_margin
+                                                   or rival_ei >= 0 and self._narrower(rival_ei, top, asked))):
             return MatchResult("answer", top_entry.intent, top_entry.id, round(top_score, 4), candidates)
         if top_score >= clarify_line:
             return MatchResult("clarify", top_entry.intent, top_entry.id, round(top_score, 4), candidates)

@@ -246,6 +246,21 @@ def test_paired_keywords_are_evidence_only_two_at_a_time():
     assert score(two, "usage.one") > score(lone, "usage.one")
 
 
+def test_a_rival_explaining_only_part_of_what_the_best_entry_explains_is_no_choice():
+    faq = make_faq(("records.keep", "重新注册后学籍学历还在吗", [], "重新注册不会导致您的学籍学历信息消失。"),
+                   ("again.how", "怎么重新注册账号", [], "打开注册页面，按提示操作。"))
+    question = "重新注册以后学籍还在吗"
+    # a wide margin makes the two close; specific_weight 99: never narrower
+    offers, decides = make_matcher(faq, clarify_margin=0.6, specific_weight=99.0), make_matcher(faq, clarify_margin=0.6)
+    close = offers.match(question)
+    assert close.decision == "clarify" and {c.entry for c in close.candidates} == {"records.keep", "again.how"}, close
+    assert decides.match(question).decision == "answer" and decides.match(question).entry == "records.keep"
+    # a rival explaining something the best entry does not is still a choice
+    words = lambda text: frozenset(decides.normalise(text).tokens)  # noqa: E731
+    assert decides._narrower(1, 0, words("重新注册学籍"))          # how to register explains a part
+    assert not decides._narrower(1, 0, words("重新注册账号学籍"))   # … and 账号, which the records entry does not
+
+
 def test_a_message_without_the_word_all_of_an_entrys_questions_use_scores_lower():
     faq = make_faq(("usage.sites", "账号可以登录哪些网站", ["账号能登录征兵网吗", "征兵网用什么账号登录", "账号有什么用"],
                     "可登录征兵网。"), ("other.x", "证件号码已被注册", [], "说明已注册。"))
