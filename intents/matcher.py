@@ -473,7 +473,7 @@ class Matcher:
                 shared[di] += w
         if not shared:
             return []
-        doc_ids = heapq.nlargest(cfg.prune_limit, shared, key=shared.__getitem__)
+        doc_ids = sorted(shared, key=shared.__getitem__, reverse=True)[: cfg.prune_limit]   # = heapq.nlargest, in C
 
         best_sim: dict[int, float] = {}
         unlike: set[int] = set()   # entries whose closest question holds a contrast word the message lacks
@@ -559,8 +559,8 @@ class Matcher:
         answer_line = cfg.answer_threshold if line is None else line
         clarify_line = min(cfg.clarify_threshold, answer_line)
         n_faq = len(self.entries)
-        candidates = tuple(Candidate(self.entries[ei].id, self.entries[ei].intent, round(s, 4))
-                           for s, ei in ranked if ei < n_faq)[: max(cfg.max_candidates, 1)]
+        candidates = tuple(itertools.islice((Candidate(self.entries[ei].id, self.entries[ei].intent, round(s, 4))
+                                             for s, ei in ranked if ei < n_faq), max(cfg.max_candidates, 1)))
         if not ranked:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
         top_score, top = ranked[0]
