@@ -42,6 +42,7 @@ import bisect
 import collections
 import contextlib
 import fcntl
+import functools
 import os
 import hmac
 import logging
@@ -442,11 +443,18 @@ class Limits:
         self.limiter = limiter
         self._secret = secret
         self.rules = {**DEFAULT_RULES, **(rules or {})}
+        # the keys of recent values, in this process's memory only: a chat request needs three (its
+        # address's, its conversation's, its client id) and the event loop may try the limiter again —
+        # 2.2 µs an HMAC, 0.1 a hit here
+        self._keys = functools.lru_cache(maxsize=4096)(self._mac)
+
+    def _mac(self, purpose: str, value: str) -> str:
+        mac = hmac.digest(self._secret, purpose.encode() + b"\0" + value.encode("utf-8", "surrogatepass"), "sha256")
+        return base64.urlsafe_b64encode(mac[:18]).decode()
 
     def key(self, purpose: str, value: str) -> str:
         """A short keyed hash of ``value`` for ``purpose`` (never the value itself)."""
-        mac = hmac.digest(self._secret, purpose.encode() + b"\0" + value.encode("utf-8", "surrogatepass"), "sha256")
-        return base64.urlsafe_b64encode(mac[:18]).decode()
+        return self._keys(purpose, value)
 
     def hit(self, rule: str, value: str) -> int | None:
         """Count one event of ``rule`` for ``value``; the seconds to wait when over the limit, else None."""
