@@ -65,6 +65,8 @@ def test_every_entry_is_reachable_by_its_canonical_question():
     ("註冊時提示證件號碼已被註冊", "id_duplicate"),
     ("邮箱ip受限", "email_ip_limited"),
     ("学信王登陆提示操作过于频繁", "too_frequent"),
+    ("号码被注册了咋办", "phone_registered"),                 # a bare 号码 is the phone's
+    ("注册时回乡证号码提示已被注册", "id_duplicate"),         # … a 证's 号码 the document's
 ])
 def test_colloquial_typo_and_traditional_questions_are_answered(text, intent):
     result = real_matcher().match(text)
