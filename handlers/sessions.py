@@ -222,7 +222,9 @@ class SqliteStore:
 
     Under a lock taken with ``timeout=0`` (the event loop's try-lock) this thread's reads and writes
     go over a second connection whose busy_timeout is 0: a write another process is making is a
-    ``StoreError`` at once instead of SQLite's busy wait (the turn then runs in a worker thread)."""
+    ``StoreError`` at once instead of SQLite's busy wait — ``StoreBusy`` for a save, which the web
+    channel tries again on the loop a moment later, still holding the lock (``Engine.try_handle(...,
+    busy=True)``); anything else runs the turn in a worker thread."""
 
     SWEEP_EVERY = 200   # saves between deletions of expired rows
     quick = True        # under a try-lock nothing waits: see the class's docstring
