@@ -267,9 +267,15 @@ class Normaliser:
         for chunk in rewritten.split():
             for tok in self._tokenizer.lcut(chunk, HMM=True):
                 tok = self.single_char.get(self._unglued(tok), self._unglued(tok))
-                if tok.strip() and tok not in self.stopwords:
+                if tok.strip() and tok not in self.stopwords and not self._filler(tok):
                     out.append(tok)
         return tuple(out)
+
+    def _filler(self, tok: str) -> bool:
+        """One character said over and over (啊啊啊, 嗯嗯, 呜呜呜): a sound, not a word — a stopword's twice,
+        anything's three times."""
+        return len(tok) > 1 and tok == tok[0] * len(tok) and (len(tok) > 2 or tok[0] in self._stop_chars) \
+            and not tok.isascii()
 
     def _unglued(self, tok: str) -> str:
         """A word the tokeniser glued a stopword onto (能登 → 登, 号吗 → 号): the known word alone.

@@ -29,6 +29,13 @@ def test_rewrite_fixes_typos_and_synonyms_and_strips_emoji_and_punctuation():
     assert n.tokens == ("学信网", "密码", "忘记")
 
 
+def test_a_sound_said_over_and_over_is_no_word():
+    normalise = real_matcher().normalise
+    assert normalise("账号忘了啊啊啊").tokens == normalise("账号忘了").tokens == ("账号", "忘记")
+    assert normalise("嗯嗯").tokens == () and normalise("嘤嘤嘤").tokens == ()
+    assert normalise("666").tokens == ("666",) and normalise("aaa").tokens == ("aaa",)   # not sounds
+
+
 def test_synonyms_do_not_fire_inside_latin_words():
     n = real_matcher().normalise("this")
     assert "你好" not in n.tokens  # "hi" is a greeting synonym, but not inside "this"
