@@ -167,6 +167,7 @@ class Matcher:
                 for key in _keys(text, toks):
                     self._index[key].add(di)
         self._max_postings = max(500, len(self._docs) // 50)
+        self._doc_rows = [(d.entry, d.text, d.tokens, d.weight or 1.0) for d in self._docs]   # what _rank reads, unpacked fast
         # a not-covered question's own contrast words (an FAQ question's entry speaks for it: its answer's words count)
         self._doc_contrast: list[frozenset[str] | None] = [
             exact_contrast.get(d.text, frozenset()) if self._targets[d.entry].intent == OUT_OF_SCOPE else None
@@ -479,31 +480,31 @@ class Matcher:
         unlike: set[int] = set()   # entries whose closest question holds a contrast word the message lacks
         entry_docs: dict[int, list[int]] = defaultdict(list)
         # (the loops below run for every pre-selected question: names they use are bound once here)
-        docs, weight_of, asked = self._docs, weights.__getitem__, contrast - self._all_alternatives
+        rows, weight_of, asked = self._doc_rows, weights.__getitem__, contrast - self._all_alternatives
         w_f1, w_char, qlen = cfg.w_token_f1, cfg.w_char, len(qtext)
         partial_min, partial_ratio = cfg.partial_min_chars, cfg.partial_length_ratio
         for di in doc_ids:
-            d = docs[di]
-            entry_docs[d.entry].append(di)
-            common = sum(map(weight_of, qset & d.tokens))
+            entry, text, tokens, dweight = rows[di]
+            entry_docs[entry].append(di)
+            common = sum(map(weight_of, qset & tokens))
             if common:
-                p, r = common / (d.weight or 1.0), common / qweight
+                p, r = common / dweight, common / qweight
                 f1 = 2 * p * r / (p + r)
             else:
                 f1 = 0.0
-            char = fuzz.ratio(qtext, d.text) / 100.0
-            if len(d.text) >= partial_min and qlen > len(d.text) * partial_ratio:
-                char = max(char, cfg.partial_discount * fuzz.partial_ratio(d.text, qtext) / 100.0)
+            char = fuzz.ratio(qtext, text) / 100.0
+            if len(text) >= partial_min and qlen > len(text) * partial_ratio:
+                char = max(char, cfg.partial_discount * fuzz.partial_ratio(text, qtext) / 100.0)
             sim = w_f1 * f1 + w_char * char
-            penalised = d.text == qtext and _unlike(self._doc_contrast[di], asked)
+            penalised = text == qtext and _unlike(self._doc_contrast[di], asked)
             if penalised:
                 # the same words once normalised, not the same question: a not-covered question about what the
                 # message does not say (审核没通过 for 审核通过之后…: normalising drops the negation, the contrast
                 # word keeps it) is not its neighbour
                 sim *= cfg.contrast_penalty
-            if sim > best_sim.get(d.entry, -1.0):
-                best_sim[d.entry] = sim
-                (unlike.add if penalised else unlike.discard)(d.entry)
+            if sim > best_sim.get(entry, -1.0):
+                best_sim[entry] = sim
+                (unlike.add if penalised else unlike.discard)(entry)
 
         first = []  # (score before the TF-IDF blend, contrast factor, entry)
         for ei, sim in best_sim.items():
@@ -523,12 +524,11 @@ class Matcher:
         floor = max(f * (1 - w) * b for b, f, _ in first) - cfg.clarify_margin
         shown = heapq.nlargest(cfg.max_candidates + 2, (f * ((1 - w) * b + w) for b, f, _ in first))[-1]
         qvec = self._tfidf.vector(qtext) if w else {}
-        cosine = self._tfidf.cosine
         scored = []
         least = min(floor, shown)
         for base, factor, ei in first:
             best = factor * ((1 - w) * base + w)
-            cos = max(cosine(qvec, di) for di in entry_docs[ei]) if w and best >= least else 0.0
+            cos = self._tfidf.best_cosine(qvec, entry_docs[ei]) if w and best >= least else 0.0
             scored.append((factor * ((1 - w) * base + w * cos), ei))
         scored.sort(reverse=True)
         return scored[: cfg.prune_limit]
@@ -638,6 +638,12 @@ class _CharTfidf:
     def cosine(self, query: dict[str, float], doc: int) -> float:
         grams, weights = self._vectors[doc]  # a question is short: walk its grams (all in C)
         return sum(map(operator.mul, weights, map(query.get, grams, itertools.repeat(0.0))))
+
+    def best_cosine(self, query: dict[str, float], docs: list[int]) -> float:
+        """The highest ``cosine`` of ``query`` with any of ``docs`` (one call per entry, not per question)."""
+        get, zero = query.get, itertools.repeat(0.0)
+        return max(sum(map(operator.mul, weights, map(get, grams, zero)))
+                   for grams, weights in map(self._vectors.__getitem__, docs))
 
 
 def _grams(text: str) -> dict[str, int]:
