@@ -74,6 +74,12 @@ def test_every_entry_is_reachable_by_its_canonical_question():
     ("学信王登陆提示操作过于频繁", "too_frequent"),
     ("号码被注册了咋办", "phone_registered"),                 # a bare 号码 is the phone's
     ("注册时回乡证号码提示已被注册", "id_duplicate"),         # … a 证's 号码 the document's
+    # a contrast word in its other sense (lexicon contrast_senses): the prompt quoted after 报错, a deadline
+    # the story is up against, the records one could find, the worry behind the prompt
+    ("登录时报错操作过于频繁怎么办", "too_frequent"),
+    ("报名明天就截止了，学信网密码忘了怎么找回", "recover_account"),
+    ("之前能查到的学历，重新注册后会丢吗", "re_register_records"),
+    ("注册提示证件号码已被注册，是不是被别人冒用了", "id_duplicate"),
 ])
 def test_colloquial_typo_and_traditional_questions_are_answered(text, intent):
     result = real_matcher().match(text)
@@ -89,6 +95,7 @@ def test_colloquial_typo_and_traditional_questions_are_answered(text, intent):
     "我发的协助请求，同学一直没回复怎么办",   # route 3 says how to ask, not what if nobody answers
     "APP自助验证最多能验证几次",       # the seed states a limit for route 4 only
     "学信网的客服电话多少",            # the seed gives no number: said so, a person offered (not 正在为您转接)
+    "能查出是谁冒用了我的身份证吗",     # the misuse itself, not the worry behind 证件号码已被注册
 ])
 def test_near_misses_and_unrelated_questions_are_out_of_scope(text):
     result = real_matcher().match(text)
