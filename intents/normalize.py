@@ -158,9 +158,13 @@ def to_simplified(text: str) -> str:
 
 def clean(text: str) -> str:
     """Drop what cannot be text (lone surrogates, control characters), fold widths, lower-case."""
-    text = text.encode("utf-8", "ignore").decode("utf-8", "ignore") if _has_surrogate(text) else text
+    # (str.isprintable: no character of category C — control, format, surrogate, private, unassigned — nor a
+    # separator but the space; most messages, which then skip the per-character checks)
+    if not text.isprintable() and _has_surrogate(text):
+        text = text.encode("utf-8", "ignore").decode("utf-8", "ignore")
     text = unicodedata.normalize("NFKC", text[: MAX_CHARS * 2])
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    if not text.isprintable():
+        text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
     return _converter().convert(text.lower())[:MAX_CHARS]
 
 
@@ -266,7 +270,8 @@ class Normaliser:
         out = []
         for chunk in rewritten.split():
             for tok in self._tokenizer.lcut(chunk, HMM=True):
-                tok = self.single_char.get(self._unglued(tok), self._unglued(tok))
+                tok = self._unglued(tok)
+                tok = self.single_char.get(tok, tok)
                 if tok.strip() and tok not in self.stopwords and not self._filler(tok):
                     out.append(tok)
         return tuple(out)

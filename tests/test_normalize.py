@@ -85,3 +85,19 @@ def test_the_lexicon_rewrites_the_faq_as_with_the_longest_first_alternation():
         reference = _longest_first(list(table), whole_latin=True)
         pattern = normalize._alternation(table)
         assert all([m.span() for m in pattern.finditer(t)] == [m.span() for m in reference.finditer(t)] for t in texts)
+
+
+def test_clean_drops_what_cannot_be_text_whether_or_not_a_message_is_printable():
+    import unicodedata
+
+    def reference(text: str) -> str:   # every character checked, as before the isprintable() shortcut
+        text = text.encode("utf-8", "ignore").decode("utf-8", "ignore") if normalize._has_surrogate(text) else text
+        text = unicodedata.normalize("NFKC", text[: normalize.MAX_CHARS * 2])
+        text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+        return normalize.to_simplified(text.lower())[: normalize.MAX_CHARS]
+
+    rng = random.Random(3)
+    pool = "學信網账号 \t\n\u3000\u200b\ud800\ue000\u0085\u2028abcABC１２３！？\x00\x7f\u00ad\U0001F600\u0378"
+    for _ in range(3000):
+        text = "".join(rng.choice(pool) for _ in range(rng.randint(0, 20)))
+        assert normalize.clean(text) == reference(text), repr(text)
