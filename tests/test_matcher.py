@@ -81,6 +81,9 @@ def test_every_entry_is_reachable_by_its_canonical_question():
     ("之前能查到的学历，重新注册后会丢吗", "re_register_records"),
     ("注册提示证件号码已被注册，是不是被别人冒用了", "id_duplicate"),
     ("学信网密码怎么重新设置", "recover_account"),
+    # the prompt told in the user's own words
+    ("身份证被人抢注了怎么办", "id_duplicate"),
+    ("一直转圈然后说不让弄了", "too_frequent"),
 ])
 def test_colloquial_typo_and_traditional_questions_are_answered(text, intent):
     result = real_matcher().match(text)
