@@ -169,7 +169,7 @@ class WebChannel(Channel):
         meanwhile; then in a thread, where it waits. Not the whole turn over again in a thread (which cost
         as much CPU again as the turn, 1 in 20 turns at c=32 with two workers)."""
         loop = asyncio.get_running_loop()
-        pause, waited = pending.busy_for, 0.0
+        pause, waited, finishing = pending.busy_for, 0.0, None
         try:
             while waited < _LIMIT_PATIENCE:
                 await asyncio.sleep(pause)
@@ -178,15 +178,12 @@ class WebChannel(Channel):
                     return pending.replies
                 pause = min(pause * 2, 0.002)
             finishing = loop.run_in_executor(_turns(), pending.finish)
-            try:
-                return await asyncio.shield(finishing)
-            except asyncio.CancelledError:   # the lock is released once the thread's save is done
-                finishing.add_done_callback(lambda _: pending.close())
-                pending = None  # type: ignore[assignment]
-                raise
+            return await asyncio.shield(finishing)
         finally:
-            if pending is not None:
+            if finishing is None or finishing.done():
                 pending.close()
+            else:   # cancelled (the client left) while the thread saves: the lock is released once it is done
+                finishing.add_done_callback(lambda _: pending.close())
 
     @staticmethod
     def _refuse(wait: int | None) -> None:

@@ -333,6 +333,63 @@ def test_the_web_channel_saves_a_busy_turn_again_on_the_loop(clock, tmp_path, po
         engine.store.close()
 
 
+class PendingSave:
+    """A BusySave's protocol, recorded: never saved by retry; finish() waits for ``go``."""
+
+    busy_for = 0.0005
+
+    def __init__(self) -> None:
+        self.replies = [Reply("ok")]
+        self.calls: list[str] = []
+        self.go = threading.Event()
+
+    def retry(self) -> bool:
+        self.calls.append("retry")
+        return False
+
+    def finish(self) -> list[Reply]:
+        self.calls.append("finish")
+        self.go.wait(10)
+        return self.replies
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def test_a_busy_save_given_up_by_its_client_still_releases_its_lock_once(monkeypatch, pool):
+    """The request cancelled (its client left) while the save is retried: closed at once, never finished;
+    while the thread's save runs: closed once that save is done, not before."""
+    import asyncio
+
+    from channels.web import WebChannel
+
+    async def cancelled(pending: PendingSave, after: float) -> None:
+        task = asyncio.ensure_future(WebChannel._save_soon(pending))   # type: ignore[arg-type]
+        await asyncio.sleep(after)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    retried = PendingSave()
+    asyncio.run(cancelled(retried, 0.003))
+    assert retried.calls[-1] == "close" and set(retried.calls[:-1]) == {"retry"}
+
+    monkeypatch.setattr(channels.web, "_LIMIT_PATIENCE", 0.0)
+    finishing = PendingSave()
+
+    async def cancelled_while_finishing() -> None:
+        await cancelled(finishing, 0.05)
+        assert "close" not in finishing.calls   # the thread still saves: the lock stays held
+        finishing.go.set()
+        for _ in range(200):
+            if "close" in finishing.calls:
+                break
+            await asyncio.sleep(0.01)
+
+    asyncio.run(cancelled_while_finishing())
+    assert finishing.calls == ["finish", "close"]
+
+
 def test_after_a_redis_failure_turns_and_limits_leave_the_loop_for_a_while():
     """An unreachable Redis may take its whole socket timeout to say so: after a failure, turns and
     limits go to worker threads for QUICK_PAUSE seconds, then are tried on the loop again."""
