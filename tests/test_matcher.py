@@ -84,6 +84,7 @@ def test_every_entry_is_reachable_by_its_canonical_question():
     # the prompt told in the user's own words
     ("身份证被人抢注了怎么办", "id_duplicate"),
     ("一直转圈然后说不让弄了", "too_frequent"),
+    ("重新注册以后学籍学历会是空白的吗", "re_register_records"),   # records shown empty, not a blank page
 ])
 def test_colloquial_typo_and_traditional_questions_are_answered(text, intent):
     result = real_matcher().match(text)
