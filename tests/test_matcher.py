@@ -85,6 +85,8 @@ def test_every_entry_is_reachable_by_its_canonical_question():
     ("身份证被人抢注了怎么办", "id_duplicate"),
     ("一直转圈然后说不让弄了", "too_frequent"),
     ("重新注册以后学籍学历会是空白的吗", "re_register_records"),   # records shown empty, not a blank page
+    ("研招网和学信网是不是一个号", "account_usage"),             # 号 as one of several: an account
+    ("注册时说这个号码已被注册", "phone_registered"),            # … 号码 the phone's
 ])
 def test_colloquial_typo_and_traditional_questions_are_answered(text, intent):
     result = real_matcher().match(text)
