@@ -281,6 +281,17 @@ def test_keys_are_keyed_hashes_never_the_value():
     assert limits.client_id("ip:10.0.0.1") == limits.client_id("ip:10.0.0.1") != limits.client_id("ip:10.0.0.2")
 
 
+def test_only_the_web_apis_values_are_kept_in_memory_never_a_flows_target():
+    limits = Limits(MemoryLimiter(), b"s" * 32)
+    limits.hit("sms_per_target", "id:居民身份证:110101199003071234")
+    limits.hit("sms_per_client", "client-1")
+    assert limits._keys.cache_info().currsize == 0          # an ID number (and a flow's client) is hashed afresh
+    limits.hit_all([("chat_per_ip", "10.0.0.1"), ("chat_per_session", "s1")])
+    limits.client_id("ip:10.0.0.1")
+    assert limits._keys.cache_info().currsize == 3
+    assert limits.key("chat_per_ip", "10.0.0.1") == limits._mac("chat_per_ip", "10.0.0.1")
+
+
 def test_config_rules_are_checked():
     assert parse_rules({"backend": "auto", "chat_per_ip": {"limit": 5, "window": 10}}) == {"chat_per_ip": Rule(5, 10)}
     with pytest.raises(ValueError, match="limits.chat_per_moon"):
