@@ -163,7 +163,7 @@ class Matcher:
         for ei, docs in enumerate(per_entry_docs):
             for text, toks in docs:
                 di = len(self._docs)
-                self._docs.append(_Doc(ei, text, frozenset(toks), sum(self.weight(t) for t in set(toks))))
+                self._docs.append(_Doc(ei, text, frozenset(toks), math.fsum(self.weight(t) for t in set(toks))))
                 for key in _keys(text, toks):
                     self._index[key].add(di)
         self._max_postings = max(500, len(self._docs) // 50)
@@ -427,7 +427,7 @@ class Matcher:
         scored = []
         for c in clauses:
             toks = set(c.norm.tokens)
-            mass = sum(self.weight(t) for t in toks)
+            mass = math.fsum(self.weight(t) for t in toks)
             if mass >= cfg.clause_min_weight:
                 scored.append((mass, c.norm))
         if not scored or sum(1 for c in clauses if c.norm.tokens) < 2:
@@ -456,7 +456,7 @@ class Matcher:
         cfg = self.config
         qset = set(qtokens)
         weights = {t: self.weight(t) for t in qset}
-        qweight = sum(weights.values()) or 1.0
+        qweight = math.fsum(weights.values()) or 1.0
         # a long message carries narrative around its question: what an entry does not
         # explain weighs less there than in a short question, where it changes the question
         dilution = min(1.0, cfg.focus_tokens / len(qset)) ** cfg.dilution_power
@@ -464,8 +464,9 @@ class Matcher:
         # pre-selection: docs sharing tokens, or character bigrams of the words the FAQ does
         # not know (where a typo or an odd word split may hide a known word); best first
         shared: dict[int, float] = defaultdict(float)
-        unknown = "".join(t for t in qset if t not in self._idf)
-        for key in qset.union(_keys(unknown, ())):
+        # (in the message's order, then sorted: the same sums in every process, whatever its hash seed)
+        unknown = "".join(t for t in dict.fromkeys(qtokens) if t not in self._idf)
+        for key in sorted(qset.union(_keys(unknown, ()))):
             postings = self._index.get(key, ())
             if len(postings) > self._max_postings:
                 continue  # a word in most questions selects nothing (it still counts in scoring)
@@ -486,7 +487,7 @@ class Matcher:
         for di in doc_ids:
             entry, text, tokens, dweight = rows[di]
             entry_docs[entry].append(di)
-            common = sum(map(weight_of, qset & tokens))
+            common = math.fsum(map(weight_of, qset & tokens))
             if common:
                 p, r = common / dweight, common / qweight
                 f1 = 2 * p * r / (p + r)
@@ -508,7 +509,7 @@ class Matcher:
 
         first = []  # (score before the TF-IDF blend, contrast factor, entry)
         for ei, sim in best_sim.items():
-            covered = sum(map(weight_of, filter(self._vocab[ei].__contains__, weights)))
+            covered = math.fsum(map(weight_of, filter(self._vocab[ei].__contains__, weights)))
             coverage = covered / (covered + (qweight - covered) * dilution)
             bonus = cfg.keyword_bonus if any(k in qtext for k in self._keywords[ei]) or self._names_two(ei, qtext) else 0.0
             factor = cfg.contrast_penalty if contrast - self._entry_contrast[ei] or ei in unlike else 1.0
@@ -551,7 +552,7 @@ class Matcher:
         以前的学籍学历信息还保留吗: how to register again explains 重新注册 and 账号, the records entry those and
         学籍 学历 too), and what it leaves out says something (``specific_weight``): not a choice to offer."""
         mine, theirs = asked & self._vocab[top], asked & self._vocab[rival]
-        return theirs < mine and sum(self.weight(t) for t in mine - theirs) >= self.config.specific_weight
+        return theirs < mine and math.fsum(self.weight(t) for t in mine - theirs) >= self.config.specific_weight
 
     def _decide(self, ranked: list[tuple[float, int]], exact: bool = False, line: float | None = None,
                 asked: frozenset[str] = frozenset()) -> MatchResult:

@@ -1,7 +1,14 @@
 """The matcher: normalisation, tokenisation, decisions, robustness."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import yaml
 
 from faq.model import NotCovered
 from faq_factory import make_faq, make_matcher, real_faq, real_matcher
@@ -866,3 +873,18 @@ def test_a_not_covered_question_that_reads_alike_only_once_normalised_is_not_the
 ])
 def test_a_closed_wechat_account_and_a_photo_sent_again_are_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
+
+
+def test_every_process_decides_alike_whatever_its_hash_seed():
+    """Workers are separate processes with their own string-hash seeds: the same question must get the same
+    decision and scores in each (sums over sets of words once differed in order: 30 of 5,578 texts)."""
+    root = Path(__file__).resolve().parent.parent
+    files = [root.parent / "shared" / "eval" / "dev.yaml", *sorted((root / "benchmarks").glob("heldout*.yaml"))]
+    lines = "".join(json.dumps({"text": item["text"]}, ensure_ascii=False) + "\n"
+                    for f in files if f.exists() for item in yaml.safe_load(f.read_text(encoding="utf-8")))
+    outputs = [subprocess.run([sys.executable, "bot.py", "match", "--jsonl"], input=lines, capture_output=True,
+                              text=True, cwd=root, env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout
+               for seed in ("0", "1")]
+    assert len(outputs[0].splitlines()) > 1000
+    assert outputs[0] == outputs[1]
+
