@@ -81,7 +81,15 @@ class Matcher:
         self._targets: list[Entry] = self.entries + [
             Entry(id=f"{OUT_OF_SCOPE}.{g.id}", intent=OUT_OF_SCOPE, question=g.questions[0],
                   alternates=g.questions[1:], answer=g.service) for g in faq.not_covered]
+        self._build_contrast(faq)
+        per_entry_docs, exact_contrast, intent_vocab = self._build_entries()
+        self._build_idf(intent_vocab)
+        self._build_index(per_entry_docs, exact_contrast)
+        self._build_whole_messages(faq)
 
+    def _build_contrast(self, faq: FAQ) -> None:
+        """What turns a question into another one: the contrast words and their other senses, the
+        alternatives a topic offers, the attributes a question may ask."""
         contrast = sorted({self.normalise(w).full for w in faq.contrast_words} - {""}, key=len, reverse=True)
         self._contrast = _alternation(dict.fromkeys(contrast)) if contrast else None
         self._services = frozenset(self.normalise(w).full for w in faq.other_services) - {""}
@@ -105,9 +113,15 @@ class Matcher:
         self._all_alternatives = frozenset(self._alternatives.values())
         self._alternatives_re = _alternation(self._alternatives)
         # an answer stating an attribute (安全邮箱仅限注册使用一次: a count) answers the words asking it (几次)
-        self._attributes = [(_alternation({self.normalise(w).full: "" for w in states if self.normalise(w).full}),
-                             frozenset(self.normalise(w).full for w in asks) - {""})
-                            for asks, states in faq.attributes.values()]
+        self._attributes: list[tuple[re.Pattern[str], frozenset[str]]] = []
+        for asks, states in faq.attributes.values():
+            stating = {n: "" for n in (self.normalise(w).full for w in states) if n}
+            self._attributes.append((_alternation(stating), frozenset(self.normalise(w).full for w in asks) - {""}))
+
+    def _build_entries(self) -> tuple[list[list[tuple[str, tuple[str, ...]]]], dict[str, frozenset[str]],
+                                      dict[str, set[str]]]:
+        """Each target's contrast words, vocabulary, keywords and paired keywords; returns its questions
+        normalised (text, tokens), each question's own contrast words and each intent's vocabulary."""
         asking = frozenset().union(*(asks for _, asks in self._attributes))
         self._entry_contrast: list[frozenset[str]] = []
         exact_contrast: dict[str, frozenset[str]] = {}
@@ -142,8 +156,10 @@ class Matcher:
             self._paired.append(_alternation(paired) if len(paired) > 1 else None)
             if e.intent != OUT_OF_SCOPE:  # the catalogue's words stay "unknown" to the FAQ
                 intent_vocab[e.intent] |= vocab
+        return per_entry_docs, exact_contrast, intent_vocab
 
-        # IDF over intents: words shared by entries of one topic are not penalised
+    def _build_idf(self, intent_vocab: dict[str, set[str]]) -> None:
+        """IDF over intents: words shared by entries of one topic are not penalised."""
         n = len(intent_vocab)
         df: dict[str, int] = defaultdict(int)
         for vocab in intent_vocab.values():
@@ -152,6 +168,10 @@ class Matcher:
         top = math.log((n + 1) / 1.5)
         self._idf = {t: max(0.05, math.log((n + 1) / (d + 0.5)) / top) for t, d in df.items()}
 
+    def _build_index(self, per_entry_docs: list[list[tuple[str, tuple[str, ...]]]],
+                     exact_contrast: dict[str, frozenset[str]]) -> None:
+        """The questions as scored: exact matches, the inverted index, each entry's anchors, the
+        homophones of frequent words and the character TF-IDF."""
         self._exact: dict[str, int] = {}  # a question typed exactly as the FAQ has it → its entry
         # … with the same contrast words: a negation or a 能注销 that normalising drops keeps them apart
         self._exact_contrast = exact_contrast
@@ -188,6 +208,9 @@ class Matcher:
         self.normalise.learn_sounds(t for t, c in seen_in.items() if c >= 2 and len(t) >= 2)
         self._tfidf = _CharTfidf([d.text for d in self._docs])
 
+    def _build_whole_messages(self, faq: FAQ) -> None:
+        """What a whole message may be instead of a question: small talk, a question about the assistant
+        (a not-covered group's phrases), orders to the bot."""
         self._smalltalk_entry = {t.intent: t.entries[0].id for t in faq.topics if t.intent in faq.smalltalk}
         phrases = {lexicon_key(p): intent for intent, ps in faq.smalltalk.items() for p in ps}
         phrases.pop("", None)
@@ -207,10 +230,6 @@ class Matcher:
                                                  if p.isascii()) or r"(?!)")
 
     # ---- helpers -----------------------------------------------------------
-
-    def _norm(self, text: str) -> tuple[str, tuple[str, ...]]:
-        n = self.normalise(text)
-        return n.text, n.tokens
 
     def _contrast_words(self, n: Normalised) -> frozenset[str]:
         """The contrast words in a text, except one inside a longer word of it (支付 in 支付宝,
