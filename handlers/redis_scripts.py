@@ -107,8 +107,12 @@ class _Conn:
 class LeanScripts:
     """Scripts run over connections of their own, one per thread (see the module's docstring)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, socket_timeout: float | None = None) -> None:
+        """``socket_timeout``: this set's own, instead of the client's (calls that must not wait long)."""
         self._pool = client.connection_pool
+        self._kwargs = dict(self._pool.connection_kwargs)
+        if socket_timeout is not None:
+            self._kwargs.update(socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
         self._local = threading.local()
         self._all: list[_Conn] = []
         self._mutex = threading.Lock()
@@ -123,7 +127,7 @@ class LeanScripts:
             if self._closed:
                 raise redis.ConnectionError("closed")
             pool = self._pool
-            c = _Conn(pool.connection_class(**pool.connection_kwargs))
+            c = _Conn(pool.connection_class(**self._kwargs))
             with self._mutex:
                 self._all.append(c)
             self._local.conn = c

@@ -23,7 +23,8 @@ Contract (every store keeps it):
   ``StoreError`` at once: ``StoreBusy`` for a save, which the caller may try again soon, still
   holding the lock — ``Engine.try_handle(..., busy=True)`` — or in a worker thread). Redis's is False for
   ``QUICK_PAUSE`` seconds after a failure: an unreachable server may take its whole socket
-  timeout to say so, and that wait belongs in a worker thread.
+  timeout to say so, and that wait belongs in a worker thread; under a try-lock its socket timeout
+  is ``QUICK_TIMEOUT``, so a server that hangs costs the event loop that much once.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE = 2.0     # Redis: a crashed holder's lock is free again within this
 DEFAULT_TIMEOUT = 10.0
 QUICK_PAUSE = 30.0      # Redis: seconds after a failure during which turns are not tried on the event loop
+QUICK_TIMEOUT = 0.5     # Redis: socket timeout of a try-lock's turn (the event loop's), a hung server's cost
 
 
 class StoreError(Exception):
@@ -441,9 +443,11 @@ class RedisStore:
         from .redis_scripts import LeanScripts
 
         self._lean = LeanScripts(self._client)
-        self._release = self._lean.script(_RELEASE)
-        self._lock_load = self._lean.script(_LOCK_LOAD)
-        self._save_release = self._lean.script(_SAVE_RELEASE)
+        # a try-lock's turn runs on the web server's event loop: a server that hangs rather than refusing
+        # may hold it for QUICK_TIMEOUT, not the whole socket timeout (and ``quick`` is then False for a while)
+        self._lean_quick = LeanScripts(self._client, socket_timeout=min(QUICK_TIMEOUT, socket_timeout))
+        self._scripts = _TurnScripts(self._lean)
+        self._quick_scripts = _TurnScripts(self._lean_quick)
         self._turns = threading.local()   # .held: session key -> _Held, the locks this thread holds
         renew = self._client.register_script(_RENEW)
 
@@ -506,6 +510,7 @@ class RedisStore:
     @contextlib.contextmanager
     def lock(self, session_id: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
         key, data, token = self._key("l", session_id), self._key("s", session_id), secrets.token_hex(16)
+        scripts = self._quick_scripts if timeout <= 0 else self._scripts
         held = getattr(self._turns, "held", None)
         if held is None:
             held = self._turns.held = {}
@@ -513,7 +518,7 @@ class RedisStore:
 
         def acquire() -> bool:
             with self._errors():
-                reply = self._lock_load(keys=[key, data], args=[token, self._lease_ms])
+                reply = scripts.lock_load(keys=[key, data], args=[token, self._lease_ms])
             if not reply[0]:
                 return False
             turn.state = reply[1] if len(reply) > 1 else None
@@ -529,17 +534,29 @@ class RedisStore:
             self._renewer.remove(key, token)
             with self._errors():
                 if turn.save is not None:
-                    self._save_release(keys=[key, data], args=[token, turn.save[0], turn.save[1]])
+                    scripts.save_release(keys=[key, data], args=[token, turn.save[0], turn.save[1]])
                 else:
-                    self._release(keys=[key], args=[token])
+                    scripts.release(keys=[key], args=[token])
 
     def close(self) -> None:
         self._renewer.close()
         self._lean.close()
+        self._lean_quick.close()
         self._client.close()
 
 
 _UNREAD = object()
+
+
+class _TurnScripts:
+    """A turn's three scripts over one set of lean connections."""
+
+    __slots__ = ("lock_load", "save_release", "release")
+
+    def __init__(self, lean: Any) -> None:
+        self.lock_load = lean.script(_LOCK_LOAD)
+        self.save_release = lean.script(_SAVE_RELEASE)
+        self.release = lean.script(_RELEASE)
 
 
 class _Held:

@@ -265,6 +265,31 @@ def test_redis_unreachable_raises_store_error():
             pass
 
 
+def test_a_redis_that_hangs_holds_a_try_lock_for_the_quick_timeout_not_the_socket_timeout():
+    """A server that accepts and never answers (hung, not refusing): the event loop's try-lock gives up after
+    QUICK_TIMEOUT (once per connect or call), and the store stops being ``quick``; a worker's lock would wait
+    the 5 s socket timeout."""
+    import socket
+
+    from handlers.sessions import QUICK_TIMEOUT
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)   # connections complete in the kernel's backlog; nothing is ever read or written
+    try:
+        store = RedisStore(f"redis://127.0.0.1:{hung.getsockname()[1]}/0", socket_timeout=5.0)
+        assert store.quick
+        started = time.monotonic()
+        with pytest.raises(StoreError):
+            with store.lock("s1", timeout=0):
+                pass
+        assert time.monotonic() - started < 4 * QUICK_TIMEOUT + 0.5 < 5.0
+        assert not store.quick
+        store.close()
+    finally:
+        hung.close()
+
+
 def test_build_store_by_backend(tmp_path):
     assert isinstance(build_store(SessionsConfig(backend="memory")), MemoryStore)
     assert isinstance(build_store(SessionsConfig(backend="sqlite", sqlite_path=str(tmp_path / "x.db"))), SqliteStore)
