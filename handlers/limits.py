@@ -57,7 +57,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from settings import LimitsConfig
 
-from .sessions import QUICK_PAUSE, LockTimeout, poll_lock
+from .sessions import QUICK_PAUSE, QUICK_TIMEOUT, LockTimeout, poll_lock
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +401,9 @@ class RedisLimiter:
 
         self._lean = LeanScripts(self._client)
         self._script = self._lean.script(_SLIDING)
+        # the event loop's tries (try_hit_all): a server that hangs costs it QUICK_TIMEOUT, not the socket timeout
+        self._lean_quick = LeanScripts(self._client, socket_timeout=min(QUICK_TIMEOUT, socket_timeout))
+        self._quick_script = self._lean_quick.script(_SLIDING)
         self._prefix = prefix
         self._warned = 0.0
 
@@ -408,12 +411,15 @@ class RedisLimiter:
         return self.hit_all(((key, rule),))
 
     def hit_all(self, checks: Sequence[tuple[str, Rule]]) -> int | None:
+        return self._hit_all(checks, self._script)
+
+    def _hit_all(self, checks: Sequence[tuple[str, Rule]], script: Any) -> int | None:
         args: list[Any] = []
         for _, rule in checks:
             args += (rule.window * 1000, rule.limit)
         args.append(secrets.token_hex(6))
         try:
-            wait_ms = int(self._script(keys=[self._prefix + key for key, _ in checks], args=args))
+            wait_ms = int(script(keys=[self._prefix + key for key, _ in checks], args=args))
         except self._redis_errors as e:
             self._failed_at = time.monotonic()
             if time.monotonic() - self._warned > 60:   # one warning a minute, not one per request
@@ -429,10 +435,11 @@ class RedisLimiter:
 
     def try_hit_all(self, checks: Sequence[tuple[str, Rule]]) -> tuple[bool, int | None]:
         """``hit_all`` while the server answers (one round trip); not for a while after it failed."""
-        return (True, self.hit_all(checks)) if self.quick else (False, None)
+        return (True, self._hit_all(checks, self._quick_script)) if self.quick else (False, None)
 
     def close(self) -> None:
         self._lean.close()
+        self._lean_quick.close()
         self._client.close()
 
 
