@@ -53,7 +53,8 @@ MATCH_CACHE = 4096   # distinct texts whose results a matcher keeps
 _MAYBE_PERSONAL = re.compile(r"\d|@|://")   # such a text is matched afresh each time, never kept
 
 
-_REPORTS = re.compile(r"提示|显示|弹出|跳出|蹦出|冒出|写着|说")   # a clause telling what the page said
+# a clause telling what the page said (not one following its prompts: 按照提示 / 根据提示 / 按提示点了找回密码)
+_REPORTS = re.compile(r"(?<![按照据])提示|显示|弹出|跳出|蹦出|冒出|写着|说")
 
 
 def _prompt_as_question(clauses: list[Clause]) -> list[Clause]:

@@ -110,6 +110,7 @@ def test_colloquial_typo_and_traditional_questions_are_answered(text, intent):
     "APP自助验证最多能验证几次",       # the seed states a limit for route 4 only
     "学信网的客服电话多少",            # the seed gives no number: said so, a person offered (not 正在为您转接)
     "能查出是谁冒用了我的身份证吗",     # the misuse itself, not the worry behind 证件号码已被注册
+    "我按照提示点了找回密码，填了姓名和身份证号，可是一直收不到短信验证码",   # following the prompts (按照提示) is not what the page said
 ])
 def test_near_misses_and_unrelated_questions_are_out_of_scope(text):
     result = real_matcher().match(text)
