@@ -92,6 +92,8 @@ def test_every_entry_is_reachable_by_its_canonical_question():
     ("身份证被人抢注了怎么办", "id_duplicate"),
     ("一直转圈然后说不让弄了", "too_frequent"),
     ("重新注册以后学籍学历会是空白的吗", "re_register_records"),   # records shown empty, not a blank page
+    ("从新注册学信网账号怎么弄", "re_register"),                   # 从新 for 重新
+    ("重新註冊之後學歷仲查唔查到", "re_register_records"),         # Cantonese: will it still be found
     ("研招网和学信网是不是一个号", "account_usage"),             # 号 as one of several: an account
     ("注册时说这个号码已被注册", "phone_registered"),            # … 号码 the phone's
 ])
@@ -110,6 +112,7 @@ def test_colloquial_typo_and_traditional_questions_are_answered(text, intent):
     "APP自助验证最多能验证几次",       # the seed states a limit for route 4 only
     "学信网的客服电话多少",            # the seed gives no number: said so, a person offered (not 正在为您转接)
     "能查出是谁冒用了我的身份证吗",     # the misuse itself, not the worry behind 证件号码已被注册
+    "学信网账号可以转让给别人吗",       # giving an account away: the seed is silent
     "我按照提示点了找回密码，填了姓名和身份证号，可是一直收不到短信验证码",   # following the prompts (按照提示) is not what the page said
 ])
 def test_near_misses_and_unrelated_questions_are_out_of_scope(text):
