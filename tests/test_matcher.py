@@ -96,6 +96,7 @@ def test_every_entry_is_reachable_by_its_canonical_question():
     ("学信网账号 can log in which platforms", "account_usage"),     # English mixed in
     ("每次都要输密码好麻烦，有没有别的登录办法", "bind_wechat_alipay"),  # tired of typing it: scan login
     ("登录的时候说操作频率过高", "too_frequent"),
+    ("刚才点了好多次现在不让登录了", "too_frequent"),
     ("填身份证号那里红字说被注册了", "id_duplicate"),
     ("重新註冊之後學歷仲查唔查到", "re_register_records"),         # Cantonese: will it still be found
     ("研招网和学信网是不是一个号", "account_usage"),             # 号 as one of several: an account
