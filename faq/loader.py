@@ -265,7 +265,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         for word in senses:
             if word not in contrast:
                 problems.append(Problem(rel, _line(lines, ("contrast_senses", word)), f"contrast_senses.{word}",
-                                        f"{word!r} is not a contrast word (contrast_words or other_services)"))
+                                        f"{word!r} is not a contrast word (contrast_words, other_services or an attribute's asks)"))
         intents = {t.intent for t in topics}
         for g, spec in (doc.get("alternatives") or {}).items():
             if spec["intent"] not in intents:

@@ -29,7 +29,7 @@ import operator
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from rapidfuzz import fuzz
 
@@ -91,16 +91,16 @@ class Matcher:
     def _build_contrast(self, faq: FAQ) -> None:
         """What turns a question into another one: the contrast words and their other senses, the
         alternatives a topic offers, the attributes a question may ask."""
-        contrast = sorted({self.normalise(w).full for w in faq.contrast_words} - {""}, key=len, reverse=True)
+        contrast = {self.normalise(w).full for w in faq.contrast_words} - {""}
         self._contrast = _alternation(dict.fromkeys(contrast)) if contrast else None
         self._services = frozenset(self.normalise(w).full for w in faq.other_services) - {""}
         # a contrast word with a cue of its other sense near it (解除 next to 禁止: lifting a ban, not 解除绑定;
         # 崩溃 in 我要崩溃了: a feeling, not an app crash) does not contrast
         self._senses: dict[str, re.Pattern[str]] = {}
         for word, cues in faq.contrast_senses.items():
-            normal = {self.normalise(c).full for c in cues} - {""}
-            if normal and self.normalise(word).full:
-                self._senses[self.normalise(word).full] = _alternation(dict.fromkeys(normal))
+            key, normal = self.normalise(word).full, {self.normalise(c).full for c in cues} - {""}
+            if normal and key:
+                self._senses[key] = _alternation(dict.fromkeys(normal))
         # the alternatives a topic offers (lexicon ``alternatives``: the four verification routes), each
         # named in a text by a tag "group:alternative" among its contrast words (no normalised word holds ':')
         self._alternatives: dict[str, str] = {}
@@ -241,12 +241,12 @@ class Matcher:
             found = set(self._contrast.findall(n.full))
         else:
             found = {m.group(0) for m in self._contrast.finditer(n.full) if not self._other_sense(n.full, m)}
-        if found:
-            found = {w for w in found if not any(len(t) > len(w) and w in t for t in n.tokens)}
-        if self._alternatives:
-            found.update(self._alternatives[w] for w in self._alternatives_re.findall(n.full)
-                         if not any(len(t) > len(w) and w in t for t in n.tokens))
-        return frozenset(found)
+        named = set(self._alternatives_re.findall(n.full)) if self._alternatives else set()
+
+        def typed(w: str) -> bool:
+            return not any(len(t) > len(w) and w in t for t in n.tokens)
+
+        return frozenset(w for w in found if typed(w)) | frozenset(self._alternatives[w] for w in named if typed(w))
 
     def _with_alternatives(self, asked: frozenset[str], intent: str) -> frozenset[str]:
         """An entry's contrast words from its questions and keywords, with the alternatives it is about:
@@ -657,11 +657,11 @@ class _CharTfidf:
         return self._unit({k: c * idf.get(k, unseen) for k, c in _grams(text).items()})
 
     def cosine(self, query: dict[str, float], doc: int) -> float:
-        grams, weights = self._vectors[doc]  # a question is short: walk its grams (all in C)
-        return sum(map(operator.mul, weights, map(query.get, grams, itertools.repeat(0.0))))
+        return self.best_cosine(query, (doc,))
 
-    def best_cosine(self, query: dict[str, float], docs: list[int]) -> float:
-        """The highest ``cosine`` of ``query`` with any of ``docs`` (one call per entry, not per question)."""
+    def best_cosine(self, query: dict[str, float], docs: Sequence[int]) -> float:
+        """The highest cosine of ``query`` with any of ``docs`` (one call per entry, not per question); a
+        question is short: its grams are walked, all in C."""
         get, zero = query.get, itertools.repeat(0.0)
         return max(sum(map(operator.mul, weights, map(get, grams, zero)))
                    for grams, weights in map(self._vectors.__getitem__, docs))
