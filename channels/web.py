@@ -64,12 +64,26 @@ _EVENT_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 
 _TURN_THREADS = 40   # engine turns at once per process (a turn may wait on the account API)
-# A busy SQLite limiter is tried again on the loop (0.5, 1, 2, 2 … ms apart) for this long before its
-# check goes to a thread. Not sooner: a thread holding the machine's limiter lock can lose the GIL for
-# the switch interval (5 ms), so every early hand-off made the lock busier for the next (serve, 2
-# workers, wrk c=64: 950–1,214 req/s giving up after 6 tries, ~7 ms; 2,191–2,224 with 20, ~37 ms).
+# A busy SQLite limiter (and a busy session save) is tried again on the loop (0.5, 1, 2, 2 … ms apart)
+# for this long before it goes to a thread. Not sooner: a thread holding the machine's limiter lock can
+# lose the GIL for the switch interval (5 ms), so every early hand-off made the lock busier for the next
+# (serve, 2 workers, wrk c=64: 950–1,214 req/s giving up after 6 tries, ~7 ms; 2,191–2,224 with 20, ~37 ms).
 _LIMIT_PATIENCE = 0.04
 _turn_pool: ThreadPoolExecutor | None = None
+
+
+async def _again_soon(attempt: Callable[[], bool], pause: float | None) -> bool:
+    """``attempt()`` again after ``pause``, the pause doubling up to 2 ms, while it fails and the pauses
+    have not reached ``_LIMIT_PATIENCE`` — awaiting, so the loop serves other requests meanwhile. True
+    once it succeeds; False at once for ``pause`` None (nothing worth trying again soon)."""
+    waited = 0.0
+    while pause is not None and waited < _LIMIT_PATIENCE:
+        await asyncio.sleep(pause)
+        waited += pause
+        if attempt():
+            return True
+        pause = min(pause * 2, 0.002)
+    return False
 
 
 def _turns() -> ThreadPoolExecutor:
@@ -133,50 +147,42 @@ class WebChannel(Channel):
         # event-stream connections per client per minute (a handlers.limits.Throttle)
         self.limiter = limiter or Throttle.memory("events", conf.events_per_minute, 60)
 
+    @staticmethod
+    def _checks(rule_ip: str, rule_session: str | None, client: str, session_id: str | None) -> list[tuple[str, str]]:
+        """The address's rule first: a request refused for its conversation still counts for its address."""
+        return [(rule_ip, client)] + ([(rule_session, session_id)] if rule_session and session_id else [])
+
     def _limit(self, rule_ip: str, rule_session: str | None, client: str, session_id: str | None) -> None:
-        """429 with Retry-After when this address or this conversation passed its limit (the address
-        first: a request refused for its conversation still counts for its address)."""
-        checks = [(rule_ip, client)] + ([(rule_session, session_id)] if rule_session and session_id else [])
-        self._refuse(self.limits.hit_all(checks))
+        """429 with Retry-After when this address or this conversation passed its limit."""
+        self._refuse(self.limits.hit_all(self._checks(rule_ip, rule_session, client, session_id)))
 
     def _try_limit(self, rule_ip: str, rule_session: str | None, client: str, session_id: str | None) -> bool:
         """``_limit`` on the event loop: False, with nothing counted, when the limiter would wait (SQLite's
         locks held elsewhere, Redis for a while after it failed) — then call ``_limit`` in a thread."""
-        checks = [(rule_ip, client)] + ([(rule_session, session_id)] if rule_session and session_id else [])
-        done, wait = self.limits.try_hit_all(checks)
+        done, wait = self.limits.try_hit_all(self._checks(rule_ip, rule_session, client, session_id))
         if done:
             self._refuse(wait)
         return done
 
     async def _limit_soon(self, rule_ip: str, rule_session: str | None, client: str, session_id: str | None) -> bool:
-        """``_try_limit``, tried again for up to ``_LIMIT_PATIENCE`` while the limiter is busy with another
-        worker's transaction (SQLite: half the requests of two workers at c=32 found it so) — awaiting,
-        so the loop serves other requests meanwhile; False: go to a thread after all."""
-        pause, waited = self.limits.busy_for, 0.0
-        while True:
-            if self._try_limit(rule_ip, rule_session, client, session_id):
-                return True
-            if pause is None or waited >= _LIMIT_PATIENCE:
-                return False
-            await asyncio.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 0.002)
+        """``_try_limit``, tried again soon while the limiter is busy with another worker's transaction
+        (SQLite: half the requests of two workers at c=32 found it so); False: go to a thread after all."""
+        def attempt() -> bool:
+            return self._try_limit(rule_ip, rule_session, client, session_id)
+
+        return attempt() or await _again_soon(attempt, self.limits.busy_for)
 
     @staticmethod
     async def _save_soon(pending: BusySave) -> Sequence[Reply]:
-        """A turn whose save found SQLite busy with another worker's write: the save tried again on the
-        loop (as ``_limit_soon`` tries the limiter) for up to ``_LIMIT_PATIENCE``, the session's lock held
-        meanwhile; then in a thread, where it waits. Not the whole turn over again in a thread (which cost
-        as much CPU again as the turn, 1 in 20 turns at c=32 with two workers)."""
+        """A turn whose save found SQLite busy with another worker's write: the save tried again soon on
+        the loop, the session's lock held meanwhile; then in a thread, where it waits. Not the whole turn
+        over again in a thread (which cost as much CPU again as the turn, 1 in 20 turns at c=32 with two
+        workers)."""
         loop = asyncio.get_running_loop()
-        pause, waited, finishing = pending.busy_for, 0.0, None
+        finishing = None
         try:
-            while waited < _LIMIT_PATIENCE:
-                await asyncio.sleep(pause)
-                waited += pause
-                if pending.retry():
-                    return pending.replies
-                pause = min(pause * 2, 0.002)
+            if await _again_soon(pending.retry, pending.busy_for):
+                return pending.replies
             finishing = loop.run_in_executor(_turns(), pending.finish)
             return await asyncio.shield(finishing)
         finally:
