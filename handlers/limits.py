@@ -57,7 +57,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from settings import LimitsConfig
 
-from .sessions import QUICK_PAUSE, QUICK_TIMEOUT, LockTimeout, poll_lock
+from .sessions import QUICK_TIMEOUT, LockTimeout, QuickUntilFailure, poll_lock
 
 log = logging.getLogger(__name__)
 
@@ -387,13 +387,12 @@ return -1
 """
 
 
-class RedisLimiter:
+class RedisLimiter(QuickUntilFailure):
     """Sliding logs in Redis sorted sets (one Lua call per event; the server's clock for all instances)."""
 
     def __init__(self, url: str, prefix: str = "chsi-bot:rl:", socket_timeout: float = 2.0) -> None:
         import redis
 
-        self._failed_at = -QUICK_PAUSE   # time.monotonic() of the last failure
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
         self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
                                             socket_connect_timeout=socket_timeout)
@@ -421,17 +420,12 @@ class RedisLimiter:
         try:
             wait_ms = int(script(keys=[self._prefix + key for key, _ in checks], args=args))
         except self._redis_errors as e:
-            self._failed_at = time.monotonic()
+            self._failed()
             if time.monotonic() - self._warned > 60:   # one warning a minute, not one per request
                 self._warned = time.monotonic()
                 log.warning("rate limiter unreachable (%s): letting requests through", e.__class__.__name__)
             return None
         return None if wait_ms < 0 else max(1, math.ceil(wait_ms / 1000))
-
-    @property
-    def quick(self) -> bool:
-        """True unless the server failed in the last ``QUICK_PAUSE`` seconds."""
-        return time.monotonic() - self._failed_at >= QUICK_PAUSE
 
     def try_hit_all(self, checks: Sequence[tuple[str, Rule]]) -> tuple[bool, int | None]:
         """``hit_all`` while the server answers (one round trip); not for a while after it failed."""

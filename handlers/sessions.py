@@ -60,6 +60,21 @@ class LockTimeout(StoreError):
     """Another message of the same session held the lock for too long."""
 
 
+class QuickUntilFailure:
+    """``quick`` for a Redis backend (stores and limiters alike): True unless the server failed in the last
+    ``QUICK_PAUSE`` seconds (``_failed()`` records that it did), so the event loop does not wait out an
+    unreachable server's timeouts again and again."""
+
+    _failed_at = -QUICK_PAUSE   # time.monotonic() of the last failure
+
+    @property
+    def quick(self) -> bool:
+        return time.monotonic() - self._failed_at >= QUICK_PAUSE
+
+    def _failed(self) -> None:
+        self._failed_at = time.monotonic()
+
+
 class StoreBusy(StoreError):
     """A write under a try-lock found the database busy with another writer's short transaction
     (SQLite's no-wait connection): nothing written; the same write may well succeed a moment later
@@ -420,7 +435,7 @@ class _Renewer:
         self._wake.set()
 
 
-class RedisStore:
+class RedisStore(QuickUntilFailure):
     """Shared state for several bot processes: SET with EX, locks by SET NX PX + token.
 
     A turn costs two round trips: taking the lock also reads the state (a Lua script), and the
@@ -431,8 +446,6 @@ class RedisStore:
     def __init__(self, url: str, prefix: str = "chsi-bot:", lease: float = DEFAULT_LEASE,
                  socket_timeout: float = 5.0) -> None:
         import redis  # imported here so the other stores work without the package
-
-        self._failed_at = -QUICK_PAUSE   # time.monotonic() of the last failure
 
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
         self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
@@ -457,17 +470,12 @@ class RedisStore:
 
         self._renewer = _Renewer(renew_one, lease / 3)
 
-    @property
-    def quick(self) -> bool:
-        """True unless the server failed in the last ``QUICK_PAUSE`` seconds (see the module's contract)."""
-        return time.monotonic() - self._failed_at >= QUICK_PAUSE
-
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
         except self._redis_errors as e:
-            self._failed_at = time.monotonic()
+            self._failed()
             raise StoreError(f"redis failed: {e.__class__.__name__}") from e
 
     def _key(self, kind: str, session_id: str) -> str:
