@@ -140,9 +140,10 @@ class SqliteLimiter:
     rewritten with each event: fine for limits of hundreds or a few thousand (8 bytes an event).
     Every ``SWEEP_EVERY`` calls (per process) a bounded delete removes keys nobody hits any more
     whose every event expired. A file from before (a row per event) starts with empty logs.
-    Times are the wall clock (shared by the processes). A database that is locked past ``timeout`` or broken lets the event through
-    and logs a warning, like Redis down. The processes take turns on a record lock of
-    ``<db>.lock`` before the transaction, so its write lock is free when they ask for it."""
+    Times are the wall clock (shared by the processes). A database that is locked past ``timeout``
+    or broken lets the event through and logs a warning, like Redis down. The processes take turns
+    on a record lock of ``<db>.lock`` before the transaction, so its write lock is free when they ask
+    for it."""
 
     SWEEP_EVERY = 500
     SWEEP_ROWS = 5000
