@@ -16,7 +16,7 @@ from accounts.local import LocalAccountClient
 from handlers.flows.common import LOGIN_CODE_SENT
 from handlers.limits import Limits, MemoryLimiter, RedisLimiter, Rule, SqliteLimiter, build_limits, parse_rules
 from support import Chat, Clock, make_engine
-from support.servers import REDIS_URL, require_redis
+from support.servers import REDIS_URL, hung_redis, require_redis
 from handlers.types import Message
 
 def _redis() -> RedisLimiter:
@@ -471,20 +471,13 @@ def test_sqlite_file_from_before_the_logs_starts_with_empty_logs(tmp_path):
 def test_a_redis_limiter_that_hangs_costs_the_event_loops_try_the_quick_timeout():
     """A server that accepts and never answers: ``try_hit_all`` (the loop's) lets the request through after
     QUICK_TIMEOUT, not the 2 s socket timeout, and the limiter stops being quick."""
-    import socket
-
     from handlers.sessions import QUICK_TIMEOUT
 
-    hung = socket.socket()
-    hung.bind(("127.0.0.1", 0))
-    hung.listen(8)
-    try:
-        limiter = RedisLimiter(f"redis://127.0.0.1:{hung.getsockname()[1]}/0", socket_timeout=2.0)
+    with hung_redis() as url:
+        limiter = RedisLimiter(url, socket_timeout=2.0)
         started = time.monotonic()
         assert limiter.try_hit_all([("k", Rule(1, 60))]) == (True, None)   # unreachable: let through
         assert time.monotonic() - started < 3 * QUICK_TIMEOUT < 2.0
         assert not limiter.quick and limiter.try_hit_all([("k", Rule(1, 60))]) == (False, None)
         limiter.close()
-    finally:
-        hung.close()
 

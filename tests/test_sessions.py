@@ -13,7 +13,7 @@ import pytest
 from handlers.sessions import LockTimeout, MemoryStore, RedisStore, SqliteStore, StoreError, build_store
 from settings import SessionsConfig
 from support import Clock
-from support.servers import REDIS_URL, require_redis
+from support.servers import REDIS_URL, hung_redis, require_redis
 
 def _redis_store(prefix: str) -> RedisStore:
     require_redis()
@@ -269,15 +269,10 @@ def test_a_redis_that_hangs_holds_a_try_lock_for_the_quick_timeout_not_the_socke
     """A server that accepts and never answers (hung, not refusing): the event loop's try-lock gives up after
     QUICK_TIMEOUT (once per connect or call), and the store stops being ``quick``; a worker's lock would wait
     the 5 s socket timeout."""
-    import socket
-
     from handlers.sessions import QUICK_TIMEOUT
 
-    hung = socket.socket()
-    hung.bind(("127.0.0.1", 0))
-    hung.listen(8)   # connections complete in the kernel's backlog; nothing is ever read or written
-    try:
-        store = RedisStore(f"redis://127.0.0.1:{hung.getsockname()[1]}/0", socket_timeout=5.0)
+    with hung_redis() as url:
+        store = RedisStore(url, socket_timeout=5.0)
         assert store.quick
         started = time.monotonic()
         with pytest.raises(StoreError):
@@ -286,8 +281,6 @@ def test_a_redis_that_hangs_holds_a_try_lock_for_the_quick_timeout_not_the_socke
         assert time.monotonic() - started < 4 * QUICK_TIMEOUT + 0.5 < 5.0
         assert not store.quick
         store.close()
-    finally:
-        hung.close()
 
 
 def test_build_store_by_backend(tmp_path):

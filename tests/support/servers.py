@@ -3,6 +3,8 @@ ASGI app served by uvicorn from a thread (``LiveServer``, with the app's lifespa
 Redis (``REDIS_URL``, ``require_redis``)."""
 from __future__ import annotations
 
+import contextlib
+
 import os
 import re
 import signal
@@ -13,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import uvicorn
@@ -30,6 +32,19 @@ def require_redis(url: str = REDIS_URL) -> None:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except Exception as e:  # noqa: BLE001 - any failure means "not available here"
         pytest.skip(f"Redis at {url} not reachable ({e.__class__.__name__}); start it (see .ci/run)")
+
+
+@contextlib.contextmanager
+def hung_redis() -> Iterator[str]:
+    """The URL of a server that accepts connections and never answers (hung, not refusing): they complete
+    in the kernel's backlog, and nothing is ever read or written."""
+    hung = socket.socket()
+    try:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        yield f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
+    finally:
+        hung.close()
 
 
 def free_port() -> int:
