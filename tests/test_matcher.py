@@ -498,6 +498,43 @@ def test_homophone_recovery_leaves_real_words_and_particles_alone(text):
     assert real_matcher().normalise.rewrite(text).replace(" ", "") == text
 
 
+@pytest.mark.parametrize("text, kept, gone", [
+    # the WeChat account is WeChat's (号 alone would be ours), rewritten before homophone recovery, so 微信小程序
+    # (小 reads like a rare reading of 号) is not taken for 微信号
+    ("微信小程序", "小", "账号"),
+    ("绑定的微信号注销了", "微信", "账号"),
+    ("支付宝账号被冻结", "支付宝", "账号"),
+])
+def test_another_apps_account_is_that_app_and_its_neighbours_keep_their_characters(text, kept, gone):
+    tokens = real_matcher().normalise(text).tokens
+    assert kept in tokens and gone not in tokens
+
+
+@pytest.mark.parametrize("text, meant", [
+    ("学信网的号能登研招网吗", "账号"), ("注册的号忘了", "账号"),   # 号 standing alone is an account
+    ("研招网报名号忘了", "报名号"), ("准考证号在哪看", "准考证号"),   # … a number with a name of its own is not
+])
+def test_a_bare_hao_is_an_account_but_named_numbers_stay_whole(text, meant):
+    assert meant in real_matcher().normalise(text).tokens
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("上传的身份证照片会不会泄露", "out_of_scope"),              # whether data is safe: the seed never says
+    ("我的证件号码已被注册，是不是信息泄露了", "id_duplicate"),   # … the worry behind the prompt is the prompt's story
+    ("学信网密码最少几位", "out_of_scope"),                       # a length the seed does not state
+    ("入学年份填几位", "id_duplicate"),                           # … and one it does (4 位数字)
+    ("能不能在后台直接帮我解除限制", "out_of_scope"),              # staff asked to act
+    ("报名时提示系统繁忙怎么办", "out_of_scope"),                  # a prompt the seed does not list
+    ("重新注册会影响我的征信吗", "out_of_scope"),                  # an effect on something the seed never names
+    ("想问个问题", "greeting"),                                   # a question announced: the greeting invites it
+    ("学信网的号可以登录征兵网吗", "account_usage"),
+    ("勾了我要重新注册以后旧账号会怎样", "id_duplicate"),
+])
+def test_users_own_words_and_near_misses_of_the_real_faq(text, intent):
+    r = real_matcher().match(text)
+    assert (r.intent, r.decision == "out_of_scope") == (intent, intent == "out_of_scope"), r
+
+
 def test_phonetic_guards_short_words_and_tones():
     from intents.phonetic import Phonetic
     p = Phonetic(["密码", "用户名", "绿色通道"], is_word=lambda w: w == "秘书", stop_chars=["吗"])
