@@ -357,13 +357,13 @@ class Matcher:
         if windows:
             ranked = self._with_windows(windows, ranked, frozenset(q.tokens), referred)
         line = self._answer_line(len(q.tokens))
-        decided = self._decide(ranked, line=line, asked=frozenset(q.tokens))
+        decided = self._decide(ranked, line=line, asked=frozenset(q.tokens), qtext=q.text)
         if decided.decision != "answer" and self.config.clause_weight and len(clauses) > 1 \
                 and len(q.tokens) >= self.config.clause_min_tokens and ranked and ranked[0][1] < len(self.entries):
             # (an answer already given stays the same when its score is lifted, and so does a message
             # nearest a not-covered question: out of scope either way; not worth the work)
             return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q) - referred, referred),
-                                line=line, asked=frozenset(q.tokens))
+                                line=line, asked=frozenset(q.tokens), qtext=q.text)
         return decided
 
     def _smalltalk_only(self, raw: str) -> str | None:
@@ -575,7 +575,7 @@ class Matcher:
         return theirs < mine and math.fsum(self.weight(t) for t in mine - theirs) >= self.config.specific_weight
 
     def _decide(self, ranked: list[tuple[float, int]], exact: bool = False, line: float | None = None,
-                asked: frozenset[str] = frozenset()) -> MatchResult:
+                asked: frozenset[str] = frozenset(), qtext: str = "") -> MatchResult:
         cfg = self.config
         answer_line = cfg.answer_threshold if line is None else line
         clarify_line = min(cfg.clarify_threshold, answer_line)
@@ -591,8 +591,10 @@ class Matcher:
         top_entry = self.entries[top]
         rival, rival_ei = next(((s, ei) for s, ei in ranked[1:] if self._targets[ei].intent != top_entry.intent),
                                (0.0, -1))
-        if not exact and rival_ei >= n_faq and top_score - rival < cfg.clarify_margin:
-            # a not-covered question as close as the best entry: a near miss, not a choice to offer
+        if not exact and rival_ei >= n_faq and top_score - rival < cfg.clarify_margin \
+                and not self._names_two(top, qtext):
+            # a not-covered question as close as the best entry: a near miss, not a choice to offer (unless the message
+            # names two of the entry's paired keywords: 图像校对 and 考研 ask whether one account serves both)
             group = self._groups[rival_ei - n_faq] if rival >= cfg.suggest_threshold else None
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, round(top_score, 4), candidates, group)
         if exact or (top_score >= answer_line and (top_score - rival >= cfg.clarify_margin

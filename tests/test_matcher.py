@@ -395,6 +395,19 @@ def test_a_catalogue_question_within_the_margin_of_the_best_entry_makes_it_a_nea
     assert matcher._decide([(0.70, 0), (0.60, 1)]).decision == "answer"
 
 
+def test_a_message_naming_two_paired_keywords_is_no_near_miss_of_a_catalogue_question():
+    from faq.model import Entry, Topic, FAQ, NotCovered
+    one = Entry(id="usage.one", intent="usage", question="一个账号能在各平台通用吗", answer="可凭此账号使用其他服务。",
+                paired_keywords=("征兵网", "考研"))
+    faq = FAQ(topics=(Topic(intent="usage", title="u", seed_topic=None, entries=(one,)),),
+              not_covered=(NotCovered("exam", "考研", "不在范围内", ("考研怎么报名",)),))
+    matcher = make_matcher(faq, clarify_margin=0.05)
+    both, alone = matcher.normalise("征兵网的账号考研能用吗").text, matcher.normalise("考研的账号能用吗").text
+    assert matcher._decide([(0.70, 0), (0.68, 1)], qtext=alone).decision == "out_of_scope"
+    offered = matcher._decide([(0.70, 0), (0.68, 1)], qtext=both)      # one account for both: the entry is offered
+    assert offered.decision in ("answer", "clarify") and offered.entry == "usage.one"
+
+
 @pytest.mark.parametrize("text, intent", [
     ("你好，在吗？", "greeting"),
     ("在么", "greeting"),
