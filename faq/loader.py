@@ -242,6 +242,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     smalltalk: dict[str, tuple[str, ...]] = {}
     instructions: tuple[str, ...] = ()
     addressing: tuple[str, ...] = ()
+    account_words: tuple[str, ...] = ()
     if lexicon_raw is None:
         problems.append(Problem("faq", 1, "", f"missing {LEXICON_FILE} (synonyms, typos, domain words)"))
     else:
@@ -276,11 +277,13 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         smalltalk = {str(k): tuple(v) for k, v in (doc.get("smalltalk") or {}).items()}
         instructions = tuple(doc.get("bot_instructions") or ())
         addressing = tuple(doc.get("addressing") or ())
+        account_words = tuple(doc.get("account_words") or ())
     not_covered = _not_covered(special.get("notCovered"), question_where, problems)
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
                stopwords=stopwords, contrast_words=contrast, other_services=services,
                contrast_senses=senses, attributes=attributes, alternatives=tuple(alternatives), smalltalk=smalltalk,
-               bot_instructions=instructions, addressing=addressing, not_covered=not_covered)
+               bot_instructions=instructions, addressing=addressing, account_words=account_words,
+               not_covered=not_covered)
 
 
 def _not_covered(raw: Raw | None, faq_questions: Mapping[str, tuple[str, str]],

@@ -79,6 +79,7 @@ class Matcher:
         self.entries: list[Entry] = list(faq.entries.values())
         # what can be nearest: the FAQ's entries, then one pseudo-entry per not-covered group
         self._groups = [g.id for g in faq.not_covered]
+        self._n_faq = len(self.entries)
         self._targets: list[Entry] = self.entries + [
             Entry(id=f"{OUT_OF_SCOPE}.{g.id}", intent=OUT_OF_SCOPE, question=g.questions[0],
                   alternates=g.questions[1:], answer=g.service) for g in faq.not_covered]
@@ -94,6 +95,8 @@ class Matcher:
         contrast = {self.normalise(w).full for w in faq.contrast_words} - {""}
         self._contrast = _alternation(dict.fromkeys(contrast)) if contrast else None
         self._services = frozenset(self.normalise(w).full for w in faq.other_services) - {""}
+        # words making a message about the account itself (lexicon ``account_words``)
+        self._account_words = frozenset(t for w in faq.account_words for t in self.normalise(w).tokens)
         # a contrast word with a cue of its other sense near it (解除 next to 禁止: lifting a ban, not 解除绑定;
         # 崩溃 in 我要崩溃了: a feeling, not an app crash) does not contrast
         self._senses: dict[str, re.Pattern[str]] = {}
@@ -534,6 +537,10 @@ class Matcher:
             bonus = cfg.keyword_bonus if any(k in qtext for k in self._keywords[ei]) or self._names_two(ei, qtext) else 0.0
             factor = cfg.contrast_penalty if contrast - self._entry_contrast[ei] or ei in unlike else 1.0
             if self._anchors[ei] and not (self._anchors[ei] & (whole or qset)):
+                factor *= cfg.anchor_penalty
+            # a not-covered group about a platform's own business (学职平台做职业测评) asked about the account for it
+            # (学职平台用学信网账号能登吗): the group's questions never use the account word the message uses
+            if ei >= self._n_faq and (self._account_words & (whole or qset)) - self._vocab[ei]:
                 factor *= cfg.anchor_penalty
             first.append((min(1.0, cfg.w_coverage * coverage + cfg.w_similarity * sim + bonus), factor, ei))
 

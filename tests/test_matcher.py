@@ -395,6 +395,22 @@ def test_a_catalogue_question_within_the_margin_of_the_best_entry_makes_it_a_nea
     assert matcher._decide([(0.70, 0), (0.60, 1)]).decision == "answer"
 
 
+def test_a_catalogue_group_never_speaking_of_the_account_weighs_less_for_a_question_about_it():
+    from dataclasses import replace
+    faq = make_faq(("usage.platforms", "学信网账号能登录哪些平台", [], "学职平台等"))
+    faq = replace(faq, not_covered=(NotCovered("career", "学职平台", "不在范围内", ("学职平台的职业测评怎么做",)),))
+    plain, aware = make_matcher(faq, w_tfidf=0.0), make_matcher(replace(faq, account_words=("账号",)), w_tfidf=0.0)
+
+    def catalogue(m, text):
+        n = m.normalise(text)
+        return next(s for s, ei in m._rank(n.text, n.tokens, frozenset()) if ei == 1)   # 1: the group's pseudo-entry
+
+    about_account = "学职平台做职业测评能用学信网的账号吗"     # the account for the platform: topic 1's
+    assert catalogue(aware, about_account) == pytest.approx(catalogue(plain, about_account) * aware.config.anchor_penalty)
+    own_business = "学职平台的职业测评在哪里做"                # the platform's own business: no account word
+    assert catalogue(aware, own_business) == pytest.approx(catalogue(plain, own_business))
+
+
 def test_a_message_naming_two_paired_keywords_is_no_near_miss_of_a_catalogue_question():
     from faq.model import Entry, Topic, FAQ, NotCovered
     one = Entry(id="usage.one", intent="usage", question="一个账号能在各平台通用吗", answer="可凭此账号使用其他服务。",
@@ -541,6 +557,7 @@ def test_a_bare_hao_is_an_account_but_named_numbers_stay_whole(text, meant):
     ("重新注册会影响我的征信吗", "out_of_scope"),                  # an effect on something the seed never names
     ("想问个问题", "greeting"),                                   # a question announced: the greeting invites it
     ("学信网的号可以登录征兵网吗", "account_usage"),
+    ("学职平台做职业测评，用学信网账号能登吗", "account_usage"),   # the account for a platform, not its business
     ("勾了我要重新注册以后旧账号会怎样", "id_duplicate"),
 ])
 def test_users_own_words_and_near_misses_of_the_real_faq(text, intent):
