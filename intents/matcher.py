@@ -29,7 +29,7 @@ import operator
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from rapidfuzz import fuzz
 
@@ -57,15 +57,19 @@ _MAYBE_PERSONAL = re.compile(r"\d|@|://")   # such a text is matched afresh each
 _REPORTS = re.compile(r"(?<![按照据])提示|显示|弹出|跳出|蹦出|冒出|写着|说")
 
 
-def _prompt_as_question(clauses: list[Clause]) -> list[Clause]:
+def _prompt_as_question(clauses: list[Clause], changes: Callable[[Clause], bool]) -> list[Clause]:
     """A story that asks nothing but ends in what the page said (……一直转圈，最后跳出来一句操作被禁止): that
-    prompt is what the user brings, so its clause (the last that reports one) is treated as the asking clause."""
+    prompt is what the user brings, so its clause (the last that reports one) is treated as the asking clause —
+    unless a clause after it tells of something that ``changes`` the question (……重新绑定邮箱，验证邮件一直收不到:
+    the prompt is the story, the mail that never came is the problem)."""
     if len(clauses) < 2 or any(c.asks for c in clauses):
         return clauses
     told = [i for i, c in enumerate(clauses) if c.norm.tokens and _REPORTS.search(c.raw)]
     if not told:
         return clauses
     i = told[-1]
+    if any(changes(c) for c in clauses[i + 1:]):
+        return clauses
     return [*clauses[:i], dataclasses.replace(clauses[i], asks=True), *clauses[i + 1:]]
 
 
@@ -344,7 +348,7 @@ class Matcher:
         q = merge([c.norm for c in clauses])
         if not q.tokens:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
-        clauses = _prompt_as_question(clauses)
+        clauses = _prompt_as_question(clauses, lambda c: bool(self._contrast_words(c.norm) - self._all_alternatives))
         windows = self._question_windows(clauses, long=len(q.tokens) > self.config.focus_tokens)
         # in a long message, only the question's own contrast words change what is asked
         referred = self._bare_other_senses(clauses, q)

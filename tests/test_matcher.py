@@ -886,9 +886,22 @@ def test_a_story_that_asks_nothing_asks_about_the_prompt_it_ends_in():
     from intents.matcher import _prompt_as_question
     clauses = real_matcher().normalise.clauses("用外国护照注册学信网，页面显示证件号码已被注册")
     assert [c.asks for c in clauses] == [False, False]
-    assert [c.asks for c in _prompt_as_question(clauses)] == [False, True]
+    never = lambda c: False  # noqa: E731
+    assert [c.asks for c in _prompt_as_question(clauses, never)] == [False, True]
     asking = real_matcher().normalise.clauses("证件号码已被注册，怎么办")
-    assert _prompt_as_question(asking) is asking       # a clause that asks already decides
+    assert _prompt_as_question(asking, never) is asking       # a clause that asks already decides
+
+
+def test_a_prompt_followed_by_another_problem_is_the_story_not_the_question():
+    m = real_matcher()
+    text = "邮箱提示ip受限，后来在账号管理绑定了邮箱，验证邮件一直收不到"
+    clauses = m.normalise.clauses(text)
+    from intents.matcher import _prompt_as_question
+    assert _prompt_as_question(clauses, lambda c: "收不到" in c.raw) is clauses     # the mail that never came
+    assert any(c.asks for c in _prompt_as_question(clauses, lambda c: False))
+    assert m.match(text).decision == "out_of_scope"
+    # a complaint after the prompt changes nothing: the prompt is still what is asked about
+    assert m.match("登录时跳出来操作被禁止，现在什么都点不了").intent == "too_frequent"
 
 
 @pytest.mark.parametrize("text", [
