@@ -107,7 +107,7 @@ class MatcherConfig(Section):
     clarify_margin: float = 0.04
     specific_weight: float = 0.35          # a rival explaining a part of what the best entry explains, short of words weighing this much (more than a one-character word): no choice
     max_candidates: int = Field(3, ge=0)
-    prune_limit: int = Field(60, ge=1)     # questions scored in full after the inverted-index pre-selection
+    prune_limit: int = Field(48, ge=1)     # questions scored in full after the inverted-index pre-selection
     # weights of the three pieces of evidence (sum to 1 with the keyword bonus capped)
     w_coverage: float = 0.35
     w_similarity: float = 0.65

@@ -535,6 +535,7 @@ class Matcher:
                 (unlike.add if penalised else unlike.discard)(entry)
 
         first = []  # (score before the TF-IDF blend, contrast factor, entry)
+        account = self._account_words.intersection(whole or qset)
         for ei, sim in best_sim.items():
             covered = math.fsum(map(weight_of, filter(self._vocab[ei].__contains__, weights)))
             coverage = covered / (covered + (qweight - covered) * dilution)
@@ -544,7 +545,7 @@ class Matcher:
                 factor *= cfg.anchor_penalty
             # a not-covered group about a platform's own business (学职平台做职业测评) asked about the account for it
             # (学职平台用学信网账号能登吗): the group's questions never use the account word the message uses
-            if ei >= self._n_faq and (self._account_words & (whole or qset)) - self._vocab[ei]:
+            if account and ei >= self._n_faq and not account <= self._vocab[ei]:
                 factor *= cfg.anchor_penalty
             first.append((min(1.0, cfg.w_coverage * coverage + cfg.w_similarity * sim + bonus), factor, ei))
 
