@@ -83,7 +83,7 @@ class Matcher:
         self.entries: list[Entry] = list(faq.entries.values())
         # what can be nearest: the FAQ's entries, then one pseudo-entry per not-covered group
         self._groups = [g.id for g in faq.not_covered]
-        self._n_faq = len(self.entries)
+        self._n_faq = len(self.entries)   # targets from here on are not-covered groups
         self._targets: list[Entry] = self.entries + [
             Entry(id=f"{OUT_OF_SCOPE}.{g.id}", intent=OUT_OF_SCOPE, question=g.questions[0],
                   alternates=g.questions[1:], answer=g.service) for g in faq.not_covered]
@@ -205,7 +205,7 @@ class Matcher:
         # own procedure is not a question about its account)
         self._anchors: list[frozenset[str]] = [
             frozenset.intersection(*(frozenset(t) for _, t in docs))
-            if ei < len(self.entries) and len(docs) >= self.config.anchor_min_questions else frozenset()
+            if ei < self._n_faq and len(docs) >= self.config.anchor_min_questions else frozenset()
             for ei, docs in enumerate(per_entry_docs)]
         # homophone typos of the FAQ's frequent words are recovered too (用护名 → 用户名)
         seen_in: dict[str, int] = defaultdict(int)
@@ -366,7 +366,7 @@ class Matcher:
         line = self._answer_line(len(q.tokens))
         decided = self._decide(ranked, line=line, asked=frozenset(q.tokens), qtext=q.text)
         if decided.decision != "answer" and self.config.clause_weight and len(clauses) > 1 \
-                and len(q.tokens) >= self.config.clause_min_tokens and ranked and ranked[0][1] < len(self.entries):
+                and len(q.tokens) >= self.config.clause_min_tokens and ranked and ranked[0][1] < self._n_faq:
             # (an answer already given stays the same when its score is lifted, and so does a message
             # nearest a not-covered question: out of scope either way; not worth the work)
             return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q) - referred, referred),
@@ -591,7 +591,7 @@ class Matcher:
         cfg = self.config
         answer_line = cfg.answer_threshold if line is None else line
         clarify_line = min(cfg.clarify_threshold, answer_line)
-        n_faq = len(self.entries)
+        n_faq = self._n_faq
         candidates = tuple(itertools.islice((Candidate(self.entries[ei].id, self.entries[ei].intent, round(s, 4))
                                              for s, ei in ranked if ei < n_faq), max(cfg.max_candidates, 1)))
         if not ranked:
