@@ -147,11 +147,11 @@ class Matcher:
             answer = merge([self.normalise(line) for line in _plain(e.answer).splitlines() if line.strip()])
             asked = frozenset().union(*(self._contrast_words(n) for n in (*questions, *keyword_norms)))
             stated = frozenset().union(*(asks for states, asks in self._attributes if states.search(answer.full)))
-            self._entry_contrast.append((self._contrast_words(answer) - self._all_alternatives) | stated
+            self._entry_contrast.append(self._contrast_words(answer, alternatives=False) | stated
                                         | self._with_alternatives(asked, e.intent))
             docs = [(n.text, n.tokens) for n in questions]
             for n in questions:   # what an exact match must also share (审核没通过 and 审核通过 read alike)
-                exact_contrast.setdefault(n.text, self._contrast_words(n) - self._all_alternatives)
+                exact_contrast.setdefault(n.text, self._contrast_words(n, alternatives=False))
             keywords = [(n.text, n.tokens) for n in keyword_norms]
             vocab = {t for _, toks in docs + keywords for t in toks} | set(answer.tokens)
             per_entry_docs.append(docs)
@@ -239,16 +239,17 @@ class Matcher:
 
     # ---- helpers -----------------------------------------------------------
 
-    def _contrast_words(self, n: Normalised) -> frozenset[str]:
+    def _contrast_words(self, n: Normalised, alternatives: bool = True) -> frozenset[str]:
         """The contrast words in a text, except one inside a longer word of it (支付 in 支付宝,
-        几个 in 好几个: the word typed is another one); and the tags of the alternatives it names."""
+        几个 in 好几个: the word typed is another one); and, unless ``alternatives`` is false, the tags of the
+        alternatives it names."""
         if not self._contrast:
             found: set[str] = set()
         elif not self._senses:
             found = set(self._contrast.findall(n.full))
         else:
             found = {m.group(0) for m in self._contrast.finditer(n.full) if not self._other_sense(n.full, m)}
-        named = set(self._alternatives_re.findall(n.full)) if self._alternatives else set()
+        named = set(self._alternatives_re.findall(n.full)) if alternatives and self._alternatives else set()
 
         def typed(w: str) -> bool:
             return not any(len(t) > len(w) and w in t for t in n.tokens)
@@ -348,7 +349,7 @@ class Matcher:
         q = merge([c.norm for c in clauses])
         if not q.tokens:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
-        clauses = _prompt_as_question(clauses, lambda c: bool(self._contrast_words(c.norm) - self._all_alternatives))
+        clauses = _prompt_as_question(clauses, lambda c: bool(self._contrast_words(c.norm, alternatives=False)))
         windows = self._question_windows(clauses, long=len(q.tokens) > self.config.focus_tokens)
         # in a long message, only the question's own contrast words change what is asked
         referred = self._bare_other_senses(clauses, q)
@@ -356,7 +357,7 @@ class Matcher:
                     if windows else self._contrast_words(q)) - referred
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
-        if exact >= 0 and _unlike(self._exact_contrast.get(q.text), self._contrast_words(q) - self._all_alternatives):
+        if exact >= 0 and _unlike(self._exact_contrast.get(q.text), self._contrast_words(q, alternatives=False)):
             exact = -1   # the same words once normalised, not the same question (审核没通过 / 审核通过之后)
         if exact >= 0:  # the user typed one of the FAQ's (or the catalogue's) own questions
             ranked = [(1.0, exact)] + [(min(s, 0.99), ei) for s, ei in ranked if ei != exact]
