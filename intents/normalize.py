@@ -34,6 +34,9 @@ from .phonetic import Phonetic
 # surprisal of a typical word, used to put informativeness on a 1.0-at-median scale
 _MEDIAN_SURPRISAL = 16.81
 _COMMON_WORD_FREQ = 100   # a word at least this frequent in jieba's dictionary is common (每次, 类型; not 侧后)
+# characters only Cantonese writes: a lexicon word holding one (没咗, 有冇) is typed as such, never a slip of
+# the pinyin input, so a homophone is never recovered to it (没做 is not 没咗)
+_CANTONESE = frozenset("咗冇唔嘅啲喺㗎嚟畀嘢咩乜嗰哋佢睇揾搵攞啱嘞噉咁")
 MAX_CHARS = 500  # longer messages are matched on their first MAX_CHARS characters
 _KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
 # clause breaks: punctuation (after NFKC full-width ！？；，～ are ASCII), and a space between two
@@ -226,7 +229,8 @@ class Normaliser:
             (*rewrite, *self._typos.values(), *(_key(w) for w in faq.contrast_words)),
             is_word=lambda w: base_freq.get(w, 0) > 0 and w not in self._added,
             stop_chars=(w for w in self.stopwords if len(w) == 1),
-            is_common=lambda w: base_freq.get(w, 0) >= _COMMON_WORD_FREQ and w not in self._added)
+            is_common=lambda w: base_freq.get(w, 0) >= _COMMON_WORD_FREQ and w not in self._added,
+            as_typed=lambda w: not _CANTONESE.isdisjoint(w))
         # pinyin initials (yhm, sfz, zc): the lexicon's own words, two letters and up; its contrast words
         # (not the other sites it names) from three letters; never a latin word the lexicon already reads
         latin = {w for w in (*rewrite, *self.stopwords) if w.isascii()}

@@ -9,7 +9,8 @@ rewritten to it. Guards against over-matching:
   no two adjacent characters of the stretch are a word themselves: 用护铭 → 用户名), and no
   differing character is a one-character stopword particle (号吗 is not 号码);
 - a stretch that is a word in its own right (the tokeniser's dictionary) is left alone,
-  as is a stretch that already is a known word.
+  as is a stretch that already is a known word;
+- a word only ever typed as it is (``as_typed``: a Cantonese form, 没咗) is no slip's target (没做 stays).
 Character readings come from pypinyin's table: every reading of a word's heteronyms is
 indexed; a user's character is read by its most common reading.
 
@@ -76,9 +77,11 @@ class Phonetic:
     MAX_SPELLINGS = 16  # readings combinations indexed per word (heteronyms multiply)
 
     def __init__(self, words: Iterable[str], is_word: Callable[[str], bool], stop_chars: Iterable[str],
-                 is_common: Callable[[str], bool] | None = None) -> None:
+                 is_common: Callable[[str], bool] | None = None,
+                 as_typed: Callable[[str], bool] | None = None) -> None:
         self._is_word = is_word
         self._is_common = is_common or is_word
+        self._as_typed = as_typed or (lambda w: False)   # words only ever typed as they are (not a slip's target)
         self._stop = frozenset(stop_chars)
         self._table = _table()
         self._readings: dict[str, tuple[str, ...]] = {}
@@ -295,6 +298,8 @@ class Phonetic:
         """``sub`` is ``word`` itself, or a homophone typo of it that passes the guards."""
         if sub == word:
             return True
+        if self._as_typed(word):
+            return False
         differ = [k for k in range(len(word)) if sub[k] != word[k]]
         if any(sub[k] in self._stop and sub[k] in _PARTICLES for k in differ) or self._is_word(sub):
             return False

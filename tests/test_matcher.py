@@ -583,6 +583,15 @@ def test_phonetic_guards_short_words_and_tones():
     assert q("次输") == "次数"
     assert q("每次输") == "每次输"             # the stretch would cut a common word in half
     assert q("侧次输") == "侧次数"             # a rare word does not guard
+    c = Phonetic(["没咗"], is_word=lambda w: False, stop_chars=[], as_typed=lambda w: "咗" in w)
+    assert c("没做过") == "没做过"             # a Cantonese form is typed as such, never a slip's target
+    assert c("都没咗") == "都没咗"
+
+
+def test_no_homophone_is_recovered_to_a_cantonese_form_of_the_real_lexicon():
+    rewrite = real_matcher().normalise.rewrite
+    assert "消失" not in rewrite("我什么都没做过")          # 没做 sounds like 没咗 (消失)
+    assert "消失" in rewrite("学历会唔会没咗")
 
 
 def test_pinyin_typed_without_converting_is_read_as_the_known_words():
