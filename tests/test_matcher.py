@@ -569,6 +569,15 @@ def test_users_own_words_and_near_misses_of_the_real_faq(text, intent):
     assert (r.intent, r.decision == "out_of_scope") == (intent, intent == "out_of_scope"), r
 
 
+@pytest.mark.parametrize("text, forgets", [
+    ("不知道用户名是什么", True), ("密码记不住了", True),
+    ("他不知道咋整", False), ("不知道怎么弄", False), ("不知道为什么登不上", False),   # not knowing how or why
+    ("我老是记不住密码", False),                                                     # never keeping it in mind
+])
+def test_not_knowing_how_forgets_nothing(text, forgets):
+    assert ("忘记" in real_matcher().normalise(text).tokens) is forgets
+
+
 def test_phonetic_guards_short_words_and_tones():
     from intents.phonetic import Phonetic
     p = Phonetic(["密码", "用户名", "绿色通道"], is_word=lambda w: w == "秘书", stop_chars=["吗"])
