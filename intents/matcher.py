@@ -104,10 +104,12 @@ class Matcher:
         # a contrast word with a cue of its other sense near it (解除 next to 禁止: lifting a ban, not 解除绑定;
         # 崩溃 in 我要崩溃了: a feeling, not an app crash) does not contrast
         self._senses: dict[str, re.Pattern[str]] = {}
+        self._sense_words: dict[str, frozenset[str]] = {}   # such a contrast word's own tokens (什么位置: 位置)
         for word, cues in faq.contrast_senses.items():
             key, normal = self.normalise(word).full, {self.normalise(c).full for c in cues} - {""}
             if normal and key:
                 self._senses[key] = _alternation(dict.fromkeys(normal))
+                self._sense_words[key] = frozenset(self.normalise(key).tokens) | {key}
         # the alternatives a topic offers (lexicon ``alternatives``: the four verification routes), each
         # named in a text by a tag "group:alternative" among its contrast words (no normalised word holds ':')
         self._alternatives: dict[str, str] = {}
@@ -275,12 +277,19 @@ class Matcher:
         return any(c.start() < end and c.end() > start for c in cues.finditer(full, max(0, start - 20), end + 20))
 
     def _bare_other_senses(self, clauses: list[Clause], whole: Normalised) -> frozenset[str]:
-        """Contrast words standing alone in their clause (……弹出操作被禁止。……怎么解除？): such a clause
-        asks about the story's object, so a cue of the word's other sense anywhere in the message
-        (not only within ``SENSE_REACH`` characters) keeps it from contrasting."""
+        """Contrast words standing alone in their clause, beside no word the FAQ knows (……弹出操作被禁止。……怎么解除？;
+        找回密码在哪里点，……能不能告诉我大概在什么位置): such a clause asks about the story's object, so a cue of
+        the word's other sense anywhere in the message (not only within ``SENSE_REACH`` characters) keeps it
+        from contrasting."""
         if not self._senses or len(clauses) < 2:
             return frozenset()
-        bare = {t for c in clauses if len(set(c.norm.tokens)) == 1 for t in c.norm.tokens if t in self._senses}
+        bare: set[str] = set()
+        for c in clauses:
+            found = [w for w in self._contrast_words(c.norm, alternatives=False) if w in self._senses]
+            if found:
+                inside = frozenset().union(*(self._sense_words[w] for w in found))
+                if all(t in inside or t not in self._idf for t in c.norm.tokens):
+                    bare.update(found)
         return frozenset(w for w in bare if self._senses[w].search(whole.full))
 
     def _asked_contrast(self, clauses: list[Clause], whole: Normalised) -> frozenset[str]:
