@@ -262,6 +262,15 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                       for k, v in (doc.get("attributes") or {}).items()}
         asking = (w for asks, _ in attributes.values() for w in asks)
         contrast = tuple(dict.fromkeys((*(doc.get("contrast_words") or ()), *services, *asking)))
+        # a contrast word that is a synonym reads as its canonical word (已被绑定 is 已被注册): it would contrast
+        # every message saying that word, unless the canonical word is a contrast word too
+        listed = doc.get("contrast_words") or ()
+        for k, word in enumerate(listed):
+            canonical = synonyms.get(str(word).strip().lower())
+            if canonical is not None and canonical.lower() not in {str(w).strip().lower() for w in contrast}:
+                problems.append(Problem(rel, _line(lines, ("contrast_words", k)), f"contrast_words[{k}]",
+                                        f"{word!r} is a synonym of {canonical!r}: as a contrast word it would "
+                                        f"contrast every message saying {canonical!r}; name a longer phrase"))
         senses = {str(k): tuple(str(c) for c in v) for k, v in (doc.get("contrast_senses") or {}).items()}
         for word in senses:
             if word not in contrast:

@@ -165,6 +165,16 @@ def test_contrast_senses_must_name_a_contrast_word(faq_copy: Path):
     assert any(f"lexicon.yaml:{line}:" in str(p) and "contrast_senses.绑定" in str(p) for p in problems), problems
 
 
+def test_a_contrast_word_must_not_be_a_synonym_of_a_word_that_is_none(faq_copy: Path):
+    path = faq_copy / "lexicon.yaml"
+    _edit(path, "contrast_words: [", "contrast_words: [已被绑定, ")   # reads as 已被注册, the prompt itself
+    _, problems = check(faq_copy)
+    line = next(i for i, t in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if t.startswith("contrast_words: [已被绑定"))
+    assert any(f"lexicon.yaml:{line}:" in str(p) and "'已被绑定' is a synonym of '已被注册'" in str(p)
+               for p in problems), problems
+
+
 def test_alternatives_and_attributes_are_loaded_and_validated(faq_copy: Path):
     path = faq_copy / "lexicon.yaml"
     faq, problems = check(faq_copy)
