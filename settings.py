@@ -125,6 +125,7 @@ class MatcherConfig(Section):
     clause_max: int = Field(4, ge=0)       # ... the most informative clauses scored on their own, at most
     clause_span: float = 0.0               # ... lifting only entries the whole message scores this close to its best
     clause_min_tokens: int = Field(4, ge=2)  # ... in messages of at least this many words
+    paired_span: float = 0.05              # an entry naming two of its paired keywords is the answer when this close to the best (0: off)
     long_tokens: int = Field(8, ge=1)      # a message of at least this many words is long: ...
     long_answer_threshold: float | None = 0.45  # ... answered from this score (None: answer_threshold, as any other)
     w_tfidf: float = 0.15                  # share of the character n-gram TF-IDF cosine in the final score

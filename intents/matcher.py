@@ -374,6 +374,7 @@ class Matcher:
         if windows:
             ranked = self._with_windows(windows, ranked, frozenset(q.tokens), referred)
         line = self._answer_line(len(q.tokens))
+        ranked = self._paired_first(ranked, q.text, frozenset(q.tokens))
         decided = self._decide(ranked, line=line, asked=frozenset(q.tokens), qtext=q.text)
         if decided.decision != "answer" and self.config.clause_weight and len(clauses) > 1 \
                 and len(q.tokens) >= self.config.clause_min_tokens and ranked and ranked[0][1] < self._n_faq:
@@ -575,6 +576,22 @@ class Matcher:
             scored.append((factor * ((1 - w) * base + w * cos), ei))
         scored.sort(reverse=True)
         return scored[: cfg.prune_limit]
+
+    def _paired_first(self, ranked: list[tuple[float, int]], qtext: str,
+                      asked: frozenset[str]) -> list[tuple[float, int]]:
+        """An entry naming two of its paired keywords (兵役登记 and 学信网: one account for both) within
+        ``paired_span`` of the best entry, which names none, is the answer: the pair says what is asked —
+        unless the message uses an account word the entry never does (学信网的密码想不起来: recovering it)."""
+        span = self.config.paired_span
+        if not span or not ranked or ranked[0][1] >= self._n_faq or self._names_two(ranked[0][1], qtext):
+            return ranked
+        top, account = ranked[0][0], self._account_words & asked
+        for s, ei in ranked[1:]:
+            if s < top - span:
+                break
+            if ei < self._n_faq and self._names_two(ei, qtext) and account <= self._vocab[ei]:
+                return [(top + self.config.clarify_margin, ei)] + [(r, e) for r, e in ranked if e != ei]
+        return ranked
 
     def _names_two(self, ei: int, qtext: str) -> bool:
         """The message names two different paired keywords of the entry (征兵网 and 考研: one account for both)."""

@@ -561,6 +561,8 @@ def test_a_bare_hao_is_an_account_but_named_numbers_stay_whole(text, meant):
     ("学职平台做职业测评，用学信网账号能登吗", "account_usage"),   # the account for a platform, not its business
     ("勾了我要重新注册以后旧账号会怎样", "id_duplicate"),
     ("找回密码的按钮在哪点，登录页找半天了，能告诉我在什么位置吗", "recover_account"),   # where the story's button is
+    ("学信网帐号同研招网系咪同一个 使唔使再注册", "account_usage"),      # two platforms paired: one account for both
+    ("考研报名要登研招网，结果学信网的密码死活想不起来了", "recover_account"),   # … but a password asked about is recovery
     ("我老是记不住密码，能扫码登录吗", "bind_wechat_alipay"),     # never keeping a password in mind: the scan login
     ("密码记不住了怎么办", "recover_account"),                     # … a password forgotten: recovering it
     ("邮件ip被限制 注册失败 我是第一次注册 什么都没做过啊", "email_ip_limited"),   # 没做 is no slip for 没咗 (消失)
