@@ -245,13 +245,17 @@ class Matcher:
         """The contrast words in a text, except one inside a longer word of it (支付 in 支付宝,
         几个 in 好几个: the word typed is another one); and, unless ``alternatives`` is false, the tags of the
         alternatives it names."""
-        if not self._contrast:
-            found: set[str] = set()
-        elif not self._senses:
-            found = set(self._contrast.findall(n.full))
-        else:
-            found = {m.group(0) for m in self._contrast.finditer(n.full) if not self._other_sense(n.full, m)}
-        named = set(self._alternatives_re.findall(n.full)) if alternatives and self._alternatives else set()
+        # a word is found within one clause (绑定微信 支付宝 names no 微信支付); a cue of its other sense may
+        # stand across a clause's end (用QQ邮箱注册，提示IP受限)
+        found: set[str] = set()
+        if self._contrast:
+            joined, offset = n.full.replace("\n", ""), 0
+            for part in n.full.split("\n"):
+                found.update(m.group(0) for m in self._contrast.finditer(part)
+                             if not self._other_sense(joined, m.group(0), offset + m.start(), offset + m.end()))
+                offset += len(part)
+        named = {w for part in n.full.split("\n") for w in self._alternatives_re.findall(part)} \
+            if alternatives and self._alternatives else set()
 
         def typed(w: str) -> bool:
             return not any(len(t) > len(w) and w in t for t in n.tokens)
@@ -267,13 +271,13 @@ class Matcher:
         everyone = self._all_alternatives
         return (asked - everyone) | (asked & self._alternative_tags.get(intent, frozenset()) or everyone)
 
-    def _other_sense(self, full: str, m: re.Match[str]) -> bool:
-        """A cue of the word's other sense (lexicon ``contrast_senses``) overlaps it or stands within
-        ``SENSE_REACH`` characters of it."""
-        cues = self._senses.get(m.group(0))
+    def _other_sense(self, full: str, word: str, at: int, to: int) -> bool:
+        """A cue of the word (found at ``full[at:to]``)'s other sense (lexicon ``contrast_senses``) overlaps it
+        or stands within ``SENSE_REACH`` characters of it."""
+        cues = self._senses.get(word)
         if cues is None:
             return False
-        start, end = m.start() - SENSE_REACH, m.end() + SENSE_REACH
+        start, end = at - SENSE_REACH, to + SENSE_REACH
         return any(c.start() < end and c.end() > start for c in cues.finditer(full, max(0, start - 20), end + 20))
 
     def _bare_other_senses(self, clauses: list[Clause], whole: Normalised) -> frozenset[str]:

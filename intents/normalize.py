@@ -325,9 +325,10 @@ class Clause:
 
 
 def merge(parts: list[Normalised]) -> Normalised:
-    """Normalised pieces joined into one."""
+    """Normalised pieces joined into one. Their full texts stay apart (a line break between them): a word
+    or phrase is never found across a clause's end (绑定微信 支付宝 does not name 微信支付)."""
     tokens = tuple(t for p in parts for t in p.tokens)
-    return Normalised(text="".join(tokens), tokens=tokens, full="".join(p.full for p in parts))
+    return Normalised(text="".join(tokens), tokens=tokens, full="\n".join(p.full for p in parts if p.full))
 
 
 def lexicon_key(word: str) -> str:

@@ -231,6 +231,17 @@ def test_a_contrast_word_next_to_a_cue_of_its_other_sense_does_not_contrast():
     assert lifted.entry == "ban.lift" and lifted.score > vetoed.score
 
 
+def test_a_contrast_word_is_found_within_a_clause_and_its_cue_also_across_one():
+    from intents.normalize import merge
+    faq = make_faq(("bind.how", "怎么绑定支付宝", [], "可以绑定微信或支付宝。"),
+                   contrast_words=("微信支付", "解除"), contrast_senses={"解除": ("禁止",)})
+    matcher = make_matcher(faq)
+    words = lambda *parts: matcher._contrast_words(merge([matcher.normalise(p) for p in parts]))  # noqa: E731
+    assert words("绑定微信", "支付宝") == frozenset()          # two clauses: no 微信支付 across their end
+    assert words("微信支付", "绑定") == {"微信支付"}
+    assert words("被禁止", "解除") == frozenset()              # the cue of the other sense may stand in the clause before
+
+
 def test_an_entry_about_one_alternative_does_not_answer_a_question_naming_another():
     from faq.model import Alternatives
     entries = (("dup.route4_limit", "学籍核对最多能验证几次", ["学籍核对次数用完了怎么办"],
