@@ -264,10 +264,10 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         contrast = tuple(dict.fromkeys((*(doc.get("contrast_words") or ()), *services, *asking)))
         # a contrast word that is a synonym reads as its canonical word (已被绑定 is 已被注册): it would contrast
         # every message saying that word, unless the canonical word is a contrast word too
-        listed = doc.get("contrast_words") or ()
-        for k, word in enumerate(listed):
+        contrasting = {str(w).strip().lower() for w in contrast}
+        for k, word in enumerate(doc.get("contrast_words") or ()):
             canonical = synonyms.get(str(word).strip().lower())
-            if canonical is not None and canonical.lower() not in {str(w).strip().lower() for w in contrast}:
+            if canonical is not None and canonical.lower() not in contrasting:
                 problems.append(Problem(rel, _line(lines, ("contrast_words", k)), f"contrast_words[{k}]",
                                         f"{word!r} is a synonym of {canonical!r}: as a contrast word it would "
                                         f"contrast every message saying {canonical!r}; name a longer phrase"))

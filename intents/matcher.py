@@ -7,7 +7,8 @@ pure function of the text. Scoring for an entry combines
   not cover — 解除绑定, 支付失败 — scores low even when it shares topic words);
 - similarity: the best of the entry's questions by weighted token F1 and
   character similarity (rapidfuzz), which tolerates typos and reordering;
-- keyword evidence: a maintainer-listed phrase appearing in the question;
+- keyword evidence: a maintainer-listed phrase appearing in the question (two of an entry's paired
+  keywords named — 学信网 and 研招网 — make it the answer when it is close to the best);
 - a second, independent signal: cosine of character 1–3-gram TF-IDF vectors, blended in.
 The not-covered catalogue (neighbouring services, other sites) is indexed beside the FAQ:
 a question whose nearest neighbour is a catalogue question, or whose best entry is no more
@@ -247,14 +248,15 @@ class Matcher:
         alternatives it names."""
         # a word is found within one clause (绑定微信 支付宝 names no 微信支付); a cue of its other sense may
         # stand across a clause's end (用QQ邮箱注册，提示IP受限)
+        parts = n.full.split("\n")
         found: set[str] = set()
         if self._contrast:
-            joined, offset = n.full.replace("\n", ""), 0
-            for part in n.full.split("\n"):
+            joined, offset = "".join(parts), 0
+            for part in parts:
                 found.update(m.group(0) for m in self._contrast.finditer(part)
                              if not self._other_sense(joined, m.group(0), offset + m.start(), offset + m.end()))
                 offset += len(part)
-        named = {w for part in n.full.split("\n") for w in self._alternatives_re.findall(part)} \
+        named = {w for part in parts for w in self._alternatives_re.findall(part)} \
             if alternatives and self._alternatives else set()
 
         def typed(w: str) -> bool:
@@ -594,7 +596,7 @@ class Matcher:
             if s < top - span:
                 break
             if ei < self._n_faq and self._names_two(ei, qtext) and account <= self._vocab[ei]:
-                return [(top + self.config.clarify_margin, ei)] + [(r, e) for r, e in ranked if e != ei]
+                return [(min(1.0, top + self.config.clarify_margin), ei)] + [(r, e) for r, e in ranked if e != ei]
         return ranked
 
     def _names_two(self, ei: int, qtext: str) -> bool:
