@@ -111,6 +111,7 @@ class Matcher:
             if normal and key:
                 self._senses[key] = _alternation(dict.fromkeys(normal))
                 self._sense_words[key] = frozenset(self.normalise(key).tokens) | {key}
+        self._sense_re = _alternation(dict.fromkeys(self._senses))   # any word that has another sense
         # the alternatives a topic offers (lexicon ``alternatives``: the four verification routes), each
         # named in a text by a tag "group:alternative" among its contrast words (no normalised word holds ':')
         self._alternatives: dict[str, str] = {}
@@ -287,7 +288,7 @@ class Matcher:
         找回密码在哪里点，……能不能告诉我大概在什么位置): such a clause asks about the story's object, so a cue of
         the word's other sense anywhere in the message (not only within ``SENSE_REACH`` characters) keeps it
         from contrasting."""
-        if not self._senses or len(clauses) < 2:
+        if not self._senses or len(clauses) < 2 or not self._sense_re.search(whole.full):
             return frozenset()
         bare: set[str] = set()
         for c in clauses:
