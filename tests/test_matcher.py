@@ -812,6 +812,22 @@ def test_a_not_a_asks(text):
     assert is_question(text)
 
 
+@pytest.mark.parametrize("text, asks", [
+    ("大概多久能解除", True), ("一年能换几次", True), ("密码要填几位", True), ("要多长时间", True),
+    ("试了好几次", False), ("等了几天了", False), ("提交几天了", False), ("前几天注册的", False)])
+def test_how_long_and_how_many_ask_but_a_count_of_what_happened_does_not(text, asks):
+    from intents.normalize import is_question
+    assert is_question(text) is asks
+
+
+def test_a_how_long_question_followed_by_a_remark_is_not_answered_by_an_entry_that_states_no_time():
+    # the question clause is the window whose contrast words count: 多久 is asked, and the IP-limit answer
+    # says nothing of how long (were the clause not taken for a question, the first clause alone would answer)
+    r = real_matcher().match("注册提示邮箱IP受限了 这个限制大概多久解除 有没有个说法")
+    assert r.decision == "out_of_scope"
+    assert r.candidates and r.candidates[0].entry == "email_ip_limited.how"   # still offered as related
+
+
 @pytest.mark.parametrize("text, intent", [
     ("重新注册完我的学籍会被清零吗", "re_register_records"),      # 清零: the worry is the focus
     ("开了个新号，原来的学历还在不在", "re_register_records"),     # 还在不在 is not dropped as stopwords
