@@ -70,6 +70,7 @@ class FAQ:
     bot_instructions: tuple[str, ...] = ()                      # text addressing the bot with orders
     addressing: tuple[str, ...] = ()                            # words naming the desk or bot (客服, 机器人)
     account_words: tuple[str, ...] = ()                         # words making a message about the account itself
+    referents: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)  # bare word → meant → names
     not_covered: tuple[NotCovered, ...] = ()                    # neighbouring questions not answered
 
     @cached_property

@@ -212,6 +212,10 @@ class Normaliser:
             else:
                 rewrite[v] = c
         self._typos = {_key(wrong): _key(right) for wrong, right in faq.typos.items()}
+        self._referents: list[tuple[str, re.Pattern[str], dict[str, str]]] = []   # word, it or a name, name → meant
+        for word, names in faq.referents.items():
+            meant = {_key(n): _key(thing) for thing, ns in names.items() for n in ns}
+            self._referents.append((_key(word), re.compile(alternation({*meant, _key(word)})), meant))
         self._typo_pattern = _alternation(self._typos)
         self._rewrite = rewrite
         self._pattern = _alternation(rewrite)
@@ -263,7 +267,25 @@ class Normaliser:
 
     def rewrite(self, text: str) -> str:
         """Cleaned text with typos fixed and synonyms canonical, punctuation as spaces."""
-        return self._rewrite_clean(clean(text))
+        return self._rewrite_clean(self._refer(clean(text)))
+
+    def _refer(self, text: str) -> str:
+        """A bare referent word (lexicon ``referents``) made the thing the message named last before it:
+        身份证那一步…说号码已存在 is the ID number. Right after a naming word it is part of a compound (身份证号码:
+        the synonyms read it), and with no naming word before it, it keeps its synonym's reading."""
+        for word, pattern, meant in self._referents:
+            if word not in text:
+                continue
+            out, last, end, pos = [], None, -1, 0
+            for m in pattern.finditer(text):
+                found = m.group(0)
+                if found != word:
+                    last, end = meant[found], m.end()
+                elif last is not None and m.start() != end:
+                    out += (text[pos:m.start()], last)
+                    pos = m.end()
+            text = "".join(out) + text[pos:]
+        return text
 
     def _rewrite_clean(self, text: str) -> str:
         text = _KEEP.sub(" ", text)
@@ -310,7 +332,8 @@ class Normaliser:
         """The message cut at clause punctuation, each clause normalised once
         (``merge`` of all of them equals the whole message normalised)."""
         out = []
-        parts = _CLAUSE_KEEP.split(clean(text))   # clause, its break, clause, its break, ...
+        # clause, its break, clause, its break, ... (a referent may point across clauses: resolved first)
+        parts = _CLAUSE_KEEP.split(self._refer(clean(text)))
         for part, brk in itertools.zip_longest(parts[::2], parts[1::2], fillvalue=""):
             if part.strip():
                 out.append(Clause(part, self._normalise(self._rewrite_clean(part)), is_question(part + brk),

@@ -101,3 +101,23 @@ def test_clean_drops_what_cannot_be_text_whether_or_not_a_message_is_printable()
     for _ in range(3000):
         text = "".join(rng.choice(pool) for _ in range(rng.randint(0, 20)))
         assert normalize.clean(text) == reference(text), repr(text)
+
+
+@pytest.mark.parametrize("text, reads", [
+    ("填完身份证那一栏，说这个号码已经有人用了", "证件号码"),       # the thing named last before it
+    ("手机号填好了，身份证那步又说号码被占用", "证件号码"),
+    ("身份证填好了，手机那步又说号码被占用", "手机号码"),
+    ("号码被占用了怎么办", "手机号码"),                          # nothing named before it: its synonym's reading
+])
+def test_a_bare_number_is_the_thing_the_message_named_last_before_it(text, reads):
+    n = normalize.Normaliser(load_faq(settings.load()))
+    other = ({"证件号码", "手机号码"} - {reads}).pop()
+    last_clause = n.clauses(text)[-1].norm.tokens          # clause by clause: the name stands in another clause
+    assert reads in last_clause and other not in last_clause
+    assert reads in n(text).tokens                         # and the whole message the same way
+
+
+@pytest.mark.parametrize("text, reads", [("身份证号码已被注册", "证件号码"), ("我的手机号码已被注册", "手机号码")])
+def test_a_number_right_after_its_naming_word_is_one_compound(text, reads):
+    tokens = normalize.Normaliser(load_faq(settings.load()))(text).tokens
+    assert tokens.count(reads) == 1 and ({"证件号码", "手机号码"} - {reads}).isdisjoint(tokens)
