@@ -814,6 +814,7 @@ def test_a_not_a_asks(text):
 
 @pytest.mark.parametrize("text, asks", [
     ("大概多久能解除", True), ("一年能换几次", True), ("密码要填几位", True), ("要多长时间", True),
+    ("要几耐", True), ("几多日先得", True),                                     # Cantonese
     ("试了好几次", False), ("等了几天了", False), ("提交几天了", False), ("前几天注册的", False)])
 def test_how_long_and_how_many_ask_but_a_count_of_what_happened_does_not(text, asks):
     from intents.normalize import is_question
@@ -826,6 +827,11 @@ def test_a_how_long_question_followed_by_a_remark_is_not_answered_by_an_entry_th
     r = real_matcher().match("注册提示邮箱IP受限了 这个限制大概多久解除 有没有个说法")
     assert r.decision == "out_of_scope"
     assert r.candidates and r.candidates[0].entry == "email_ip_limited.how"   # still offered as related
+
+
+@pytest.mark.parametrize("text", ["客服審核要幾耐先有結果", "同学协助要幾多日先得"])
+def test_a_cantonese_how_long_asks_what_the_routes_never_state(text):
+    assert real_matcher().match(text).decision == "out_of_scope"   # 几耐 is 多久, 几多日 is 几天: contrast words
 
 
 @pytest.mark.parametrize("text, intent", [
