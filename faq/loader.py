@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
-from .model import FAQ, Alternatives, Entry, NotCovered, Topic
+from .model import FAQ, Alternatives, Entry, NotCovered, Referent, Topic
 
 HERE = Path(__file__).resolve().parent
 SCHEMA_PATH = HERE / "schema.json"
@@ -243,7 +243,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     instructions: tuple[str, ...] = ()
     addressing: tuple[str, ...] = ()
     account_words: tuple[str, ...] = ()
-    referents: dict[str, dict[str, tuple[str, ...]]] = {}
+    referents: list[Referent] = []
     if lexicon_raw is None:
         problems.append(Problem("faq", 1, "", f"missing {LEXICON_FILE} (synonyms, typos, domain words)"))
     else:
@@ -289,18 +289,20 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         addressing = tuple(doc.get("addressing") or ())
         account_words = tuple(doc.get("account_words") or ())
         canonical_words = {*synonyms.values(), *domain_words}
-        for word, names in (doc.get("referents") or {}).items():
-            referents[str(word)] = {str(meant): tuple(map(str, ns)) for meant, ns in names.items()}
-            for meant in names:
+        for k, spec in enumerate(doc.get("referents") or ()):
+            referents.append(Referent(tuple(map(str, spec["words"])),
+                                      {str(meant): tuple(map(str, ns)) for meant, ns in spec["means"].items()},
+                                      tuple(map(str, spec.get("keep") or ()))))
+            for meant in spec["means"]:
                 if meant not in canonical_words:
-                    problems.append(Problem(rel, _line(lines, ("referents", word, meant)), f"referents.{word}.{meant}",
+                    problems.append(Problem(rel, _line(lines, ("referents", k, "means", meant)), f"referents[{k}].means.{meant}",
                                             f"{meant!r} is neither a synonym's canonical word nor a domain word"))
     not_covered = _not_covered(special.get("notCovered"), question_where, problems)
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
                stopwords=stopwords, contrast_words=contrast, other_services=services,
                contrast_senses=senses, attributes=attributes, alternatives=tuple(alternatives), smalltalk=smalltalk,
                bot_instructions=instructions, addressing=addressing, account_words=account_words,
-               referents=referents, not_covered=not_covered)
+               referents=tuple(referents), not_covered=not_covered)
 
 
 def _not_covered(raw: Raw | None, faq_questions: Mapping[str, tuple[str, str]],

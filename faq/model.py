@@ -55,6 +55,14 @@ class Alternatives:
 
 
 @dataclass(frozen=True)
+class Referent:
+    """Bare words meaning whichever thing the message named last before them (号码 after 身份证: the ID number)."""
+    words: tuple[str, ...]
+    means: dict[str, tuple[str, ...]]    # the canonical word they then read as → the words naming that thing
+    keep: tuple[str, ...] = ()           # phrases holding one of the words that keep its own reading (重新注册一个)
+
+
+@dataclass(frozen=True)
 class FAQ:
     topics: tuple[Topic, ...]
     synonyms: dict[str, str] = field(default_factory=dict)      # variant → canonical word
@@ -70,7 +78,7 @@ class FAQ:
     bot_instructions: tuple[str, ...] = ()                      # text addressing the bot with orders
     addressing: tuple[str, ...] = ()                            # words naming the desk or bot (客服, 机器人)
     account_words: tuple[str, ...] = ()                         # words making a message about the account itself
-    referents: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)  # bare word → meant → names
+    referents: tuple[Referent, ...] = ()                        # bare words read as the thing named before them
     not_covered: tuple[NotCovered, ...] = ()                    # neighbouring questions not answered
 
     @cached_property

@@ -212,10 +212,11 @@ class Normaliser:
             else:
                 rewrite[v] = c
         self._typos = {_key(wrong): _key(right) for wrong, right in faq.typos.items()}
-        self._referents: list[tuple[str, re.Pattern[str], dict[str, str]]] = []   # word, it or a name, name → meant
-        for word, names in faq.referents.items():
-            meant = {_key(n): _key(thing) for thing, ns in names.items() for n in ns}
-            self._referents.append((_key(word), re.compile(alternation({*meant, _key(word)})), meant))
+        # per referent: its words, a name or a word or a phrase to keep, name → what the words then mean
+        self._referents: list[tuple[frozenset[str], re.Pattern[str], dict[str, str]]] = []
+        for ref in faq.referents:
+            words, meant = frozenset(map(_key, ref.words)), {_key(n): _key(m) for m, ns in ref.means.items() for n in ns}
+            self._referents.append((words, re.compile(alternation({*words, *meant, *map(_key, ref.keep)})), meant))
         self._typo_pattern = _alternation(self._typos)
         self._rewrite = rewrite
         self._pattern = _alternation(rewrite)
@@ -273,18 +274,19 @@ class Normaliser:
         """A bare referent word (lexicon ``referents``) made the thing the message named last before it:
         身份证那一步…说号码已存在 is the ID number. Right after a naming word it is part of a compound (身份证号码:
         the synonyms read it), and with no naming word before it, it keeps its synonym's reading."""
-        for word, pattern, meant in self._referents:
-            if word not in text:
+        for words, pattern, meant in self._referents:
+            if not any(w in text for w in words):
                 continue
             out, last, end, pos = [], None, -1, 0
             for m in pattern.finditer(text):
                 found = m.group(0)
-                if found != word:
+                if found in meant:
                     last, end = meant[found], m.end()
-                elif last is not None and m.start() != end:
+                elif found in words and last is not None and m.start() != end:
                     out += (text[pos:m.start()], last)
                     pos = m.end()
-            text = "".join(out) + text[pos:]
+            if out:
+                text = "".join(out) + text[pos:]
         return text
 
     def _rewrite_clean(self, text: str) -> str:

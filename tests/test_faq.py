@@ -175,14 +175,16 @@ def test_a_contrast_word_must_not_be_a_synonym_of_a_word_that_is_none(faq_copy: 
                for p in problems), problems
 
 
-def test_referents_must_read_as_a_lexicon_word(faq_copy: Path):
+def test_referents_are_loaded_and_must_read_as_a_lexicon_word(faq_copy: Path):
     path = faq_copy / "lexicon.yaml"
     faq, problems = check(faq_copy)
-    assert not problems and "身份证" in faq.referents["号码"]["证件号码"]
-    _edit(path, "    证件号码: [身份证,", "    身份证号码呀: [身份证,")   # reads as no word the lexicon knows
+    number = next(r for r in faq.referents if r.words == ("号码",))
+    assert not problems and "身份证" in number.means["证件号码"]
+    assert any("重新注册一个" in r.keep for r in faq.referents)
+    _edit(path, "      证件号码: [身份证,", "      身份证号码呀: [身份证,")   # reads as no word the lexicon knows
     _, problems = check(faq_copy)
-    line = path.read_text(encoding="utf-8").splitlines().index("    身份证号码呀: [身份证, 证件, 护照]") + 1
-    assert any(f"lexicon.yaml:{line}:" in str(p) and "referents.号码.身份证号码呀" in str(p) for p in problems), problems
+    line = path.read_text(encoding="utf-8").splitlines().index("      身份证号码呀: [身份证, 证件, 护照]") + 1
+    assert any(f"lexicon.yaml:{line}:" in str(p) and "referents[0].means.身份证号码呀" in str(p) for p in problems), problems
 
 
 def test_alternatives_and_attributes_are_loaded_and_validated(faq_copy: Path):

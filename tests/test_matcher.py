@@ -838,6 +838,7 @@ def test_a_cantonese_how_long_asks_what_the_routes_never_state(text):
     ("重新注册完我的学籍会被清零吗", "re_register_records"),      # 清零: the worry is the focus
     ("开了个新号，原来的学历还在不在", "re_register_records"),     # 还在不在 is not dropped as stopwords
     ("重开一个学信网账号要怎么操作", "re_register"),               # 重开: a chat form of 重新注册
+    ("参军报名还要再注册一次吗", "account_usage"),                 # registering again for another platform
     ("重新注册以后，毕业信息还会有吗", "re_register_records"),
     ("老号不用了，注册个新号怎么弄", "re_register"),
 ])

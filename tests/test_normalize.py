@@ -121,3 +121,14 @@ def test_a_bare_number_is_the_thing_the_message_named_last_before_it(text, reads
 def test_a_number_right_after_its_naming_word_is_one_compound(text, reads):
     tokens = normalize.Normaliser(load_faq(settings.load()))(text).tokens
     assert tokens.count(reads) == 1 and ({"证件号码", "手机号码"} - {reads}).isdisjoint(tokens)
+
+
+@pytest.mark.parametrize("text, reads", [
+    ("征兵报名要我注册，我好像有学信网账号了，还要再注册吗", "再次注册"),     # for another platform: topic 1
+    ("考研报名还得重新注册账号吗", "再次注册"),
+    ("考研前想重新注册一个新账号，怎么弄", "重新注册"),                   # a phrase the referent keeps: starting over
+    ("账号找不回来了，想重新注册", "重新注册"),                           # no platform named before it
+])
+def test_registering_again_for_a_platform_is_not_starting_over(text, reads):
+    tokens = normalize.Normaliser(load_faq(settings.load()))(text).tokens
+    assert reads in tokens and ({"再次注册", "重新注册"} - {reads}).isdisjoint(tokens)
