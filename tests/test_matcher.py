@@ -363,6 +363,11 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     assert real_matcher().match(text).intent == intent
 
 
+@pytest.mark.parametrize("text", ["客服协助审核 身份证要拍正反两面吗", "客服审核要上传的身份证照片 背面也要拍吗"])
+def test_what_the_seed_never_says_of_the_id_photos_is_not_answered_by_route_2(text):
+    assert real_matcher().match(text).decision == "out_of_scope"   # 正反两面, 背面: contrast words
+
+
 def test_weights_favour_rare_words_over_common_ones():
     m = real_matcher()
     assert m.weight("证件号码") > m.weight("注册")  # specific to one topic vs used by many
@@ -376,6 +381,8 @@ def test_weights_favour_rare_words_over_common_ones():
     ("京东的账号被别人注册了怎么办", "other_sites"),
     ("我想更换学信网账号绑定的手机号", "account_changes"),
     ("研究生调剂系统怎么填报", "postgraduate"),
+    ("拿临时身份证拍照上传审核行不行", "identity_photos"),        # the seed says only: 有效的身份证照片
+    ("帮我协助的同学没注册过学信网 还能协助吗", "identity_review_outcomes"),
 ])
 def test_a_question_nearest_to_the_catalogue_is_not_answered_from_the_faq(text, group):
     result = real_matcher().match(text)
