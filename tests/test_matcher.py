@@ -368,6 +368,15 @@ def test_what_the_seed_never_says_of_the_id_photos_is_not_answered_by_route_2(te
     assert real_matcher().match(text).decision == "out_of_scope"   # 正反两面, 背面: contrast words
 
 
+@pytest.mark.parametrize("text, decision", [
+    ("一个支付宝能绑定两个学信网账号吗", "out_of_scope"),     # how many accounts one app or phone may hold: never said
+    ("我手机号能注册两个学信网账号吗", "out_of_scope"),
+    ("考研和征兵是不是要分别注册两个账号", "answer"),         # having to register twice: topic 1, one account for all
+])
+def test_two_accounts_on_one_phone_or_app_is_not_answered_but_having_to_register_twice_is(text, decision):
+    assert real_matcher().match(text).decision == decision
+
+
 def test_weights_favour_rare_words_over_common_ones():
     m = real_matcher()
     assert m.weight("证件号码") > m.weight("注册")  # specific to one topic vs used by many
