@@ -127,6 +127,7 @@ def test_a_number_right_after_its_naming_word_is_one_compound(text, reads):
     ("征兵报名要我注册，我好像有学信网账号了，还要再注册吗", "再次注册"),     # for another platform: topic 1
     ("考研报名还得重新注册账号吗", "再次注册"),
     ("考研前想重新注册一个新账号，怎么弄", "重新注册"),                   # a phrase the referent keeps: starting over
+    ("考研要用，旧号找不回来，我想重新注册", "重新注册"),                 # wanting to: starting over too
     ("账号找不回来了，想重新注册", "重新注册"),                           # no platform named before it
 ])
 def test_registering_again_for_a_platform_is_not_starting_over(text, reads):
