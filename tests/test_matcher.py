@@ -377,6 +377,15 @@ def test_two_accounts_on_one_phone_or_app_is_not_answered_but_having_to_register
     assert real_matcher().match(text).decision == decision
 
 
+@pytest.mark.parametrize("text, decision", [
+    ("学信档案登不上 一直说操作过于频繁 明天就要交验证报告给单位 这个禁止咋解除", "answer"),   # why it is urgent
+    ("登录学信档案提示操作过于频繁，急着打印验证报告，这个禁止怎么解除", "answer"),
+    ("急着下载验证报告 验证报告在哪下载", "out_of_scope"),                                 # the report asked about
+])
+def test_what_the_user_is_in_a_hurry_to_do_is_not_what_is_asked(text, decision):
+    assert real_matcher().match(text).decision == decision
+
+
 def test_weights_favour_rare_words_over_common_ones():
     m = real_matcher()
     assert m.weight("证件号码") > m.weight("注册")  # specific to one topic vs used by many
