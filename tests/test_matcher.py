@@ -386,6 +386,12 @@ def test_what_the_user_is_in_a_hurry_to_do_is_not_what_is_asked(text, decision):
     assert real_matcher().match(text).decision == decision
 
 
+@pytest.mark.parametrize("text", ["注册到邮箱那一栏说IP受限 要不要把邮箱删了再注册",   # 删: leaving it out of the form
+                                  "提示邮箱ip受限 我填的就是普通qq邮箱啊"])               # the mailbox tried
+def test_the_mailbox_in_an_ip_limit_story_does_not_contrast(text):
+    assert real_matcher().match(text).entry == "email_ip_limited.how"
+
+
 def test_weights_favour_rare_words_over_common_ones():
     m = real_matcher()
     assert m.weight("证件号码") > m.weight("注册")  # specific to one topic vs used by many
