@@ -7,7 +7,8 @@ rewritten to it. Guards against over-matching:
 - two characters at least, and at least one character written as in the word;
 - at most half of the characters differ (in a word of three or more, all but one may, when
   no two adjacent characters of the stretch are a word themselves: 用护铭 → 用户名), and no
-  differing character is a one-character stopword particle (号吗 is not 号码);
+  differing character is a one-character stopword particle (号吗 is not 号码), nor a function word
+  (``is_function``: 在, 一) at the edge beside a word the user wrote (在注册 is not 再注册);
 - a stretch that is a word in its own right (the tokeniser's dictionary) is left alone,
   as is a stretch that already is a known word;
 - a word only ever typed as it is (``as_typed``: a Cantonese form, 没咗) is no slip's target (没做 stays).
@@ -78,10 +79,12 @@ class Phonetic:
 
     def __init__(self, words: Iterable[str], is_word: Callable[[str], bool], stop_chars: Iterable[str],
                  is_common: Callable[[str], bool] | None = None,
-                 as_typed: Callable[[str], bool] | None = None) -> None:
+                 as_typed: Callable[[str], bool] | None = None,
+                 is_function: Callable[[str], bool] | None = None) -> None:
         self._is_word = is_word
         self._is_common = is_common or is_word
         self._as_typed = as_typed or (lambda w: False)   # words only ever typed as they are (not a slip's target)
+        self._is_function = is_function or (lambda ch: False)   # one character, a word as frequent as 在, 是, 有
         self._stop = frozenset(stop_chars)
         self._table = _table()
         self._readings: dict[str, tuple[str, ...]] = {}
@@ -303,6 +306,9 @@ class Phonetic:
         differ = [k for k in range(len(word)) if sub[k] != word[k]]
         if any(sub[k] in self._stop and sub[k] in _PARTICLES for k in differ) or self._is_word(sub):
             return False
+        if differ in ([0], [len(sub) - 1]) and self._is_function(sub[differ[0]]) and len(sub) > 2 \
+                and ((rest := sub[1:] if differ == [0] else sub[:-1]) in self._words or self._is_word(rest)):
+            return False   # a function word beside a word the user wrote (在注册 is 在 + 注册, not 再注册)
         if len(differ) * 2 <= len(word):
             return True
         # more than half differ (用护铭 for 用户名): a word of three syllables or more, one character as

@@ -643,12 +643,21 @@ def test_phonetic_guards_short_words_and_tones():
     c = Phonetic(["没咗"], is_word=lambda w: False, stop_chars=[], as_typed=lambda w: "咗" in w)
     assert c("没做过") == "没做过"             # a Cantonese form is typed as such, never a slip's target
     assert c("都没咗") == "都没咗"
+    f = Phonetic(["再注册", "已注册"], is_word=lambda w: w == "注册", stop_chars=[], is_function=lambda ch: ch in "在一")
+    assert f("在注册") == "在注册" and f("大一注册") == "大一注册"   # a function word beside a word the user wrote
+    assert f("以注册") == "已注册"                                  # a character that is no such word still slips
 
 
 def test_no_homophone_is_recovered_to_a_cantonese_form_of_the_real_lexicon():
     rewrite = real_matcher().normalise.rewrite
     assert "消失" not in rewrite("我什么都没做过")          # 没做 sounds like 没咗 (消失)
     assert "消失" in rewrite("学历会唔会没咗")
+
+
+def test_a_function_word_before_a_word_of_the_real_lexicon_is_no_slip():
+    rewrite = real_matcher().normalise.rewrite
+    assert "重新注册" not in rewrite("我在注册的时候提示手机号已被注册")   # 在注册: registering, not 再注册
+    assert "重新注册" in rewrite("我想再注册")
 
 
 def test_pinyin_typed_without_converting_is_read_as_the_known_words():
