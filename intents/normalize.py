@@ -36,6 +36,7 @@ _MEDIAN_SURPRISAL = 16.81
 # one-character words of chat typed as meant before or after a word (在注册 is 在 + 注册, 大一注册 大一 + 注册), not
 # a slip for a character of the same sound (再注册, 已注册); the literary ones (以, 之, 于) slip as any character does
 _FUNCTION_CHARS = frozenset("在是有和也就都到一那这还要又把从只对来去等我你他她")
+_COMMON_CHAR_FREQ = 10_000   # a character this frequent alone in jieba's dictionary is often a word of its own (人, 别)
 _COMMON_WORD_FREQ = 100   # a word at least this frequent in jieba's dictionary is common (每次, 类型; not 侧后)
 # characters only Cantonese writes: a lexicon word holding one (没咗, 有冇) is typed as such, never a slip of
 # the pinyin input, so a homophone is never recovered to it (没做 is not 没咗)
@@ -239,9 +240,10 @@ class Normaliser:
             (*rewrite, *self._typos.values(), *(_key(w) for w in faq.contrast_words)),
             is_word=lambda w: base_freq.get(w, 0) > 0 and w not in self._added,
             stop_chars=(w for w in self.stopwords if len(w) == 1),
-            is_common=lambda w: base_freq.get(w, 0) >= _COMMON_WORD_FREQ and w not in self._added,
+            is_common=lambda w: base_freq.get(w, 0) >= _COMMON_WORD_FREQ,
             as_typed=lambda w: not _CANTONESE.isdisjoint(w),
-            is_function=_FUNCTION_CHARS.__contains__)
+            is_function=_FUNCTION_CHARS.__contains__,
+            is_common_char=lambda ch: base_freq.get(ch, 0) >= _COMMON_CHAR_FREQ)
         # pinyin initials (yhm, sfz, zc): the lexicon's own words, two letters and up; its contrast words
         # (not the other sites it names) from three letters; never a latin word the lexicon already reads
         latin = {w for w in (*rewrite, *self.stopwords) if w.isascii()}

@@ -7,13 +7,16 @@ rewritten to it. Guards against over-matching:
 - two characters at least, and at least one character written as in the word;
 - at most half of the characters differ (in a word of three or more, all but one may, when
   no two adjacent characters of the stretch are a word themselves: 用护铭 → 用户名), and no
-  differing character is a one-character stopword particle (号吗 is not 号码), nor a function word
-  (``is_function``: 在, 一) at the edge beside a word the user wrote (在注册 is not 再注册);
+  differing character is a one-character stopword particle (号吗 is not 号码) or a Cantonese one (系咩 is
+  not 系咪), nor a function word (``is_function``: 在, 一) at the edge beside a word the user wrote (在注册
+  is not 再注册; 可能是人多 is not 实人: a one-character word counts when common alone, ``is_common_char``);
 - a stretch that is a word in its own right (the tokeniser's dictionary) is left alone,
   as is a stretch that already is a known word;
 - a word only ever typed as it is (``as_typed``: a Cantonese form, 没咗) is no slip's target (没做 stays).
-Character readings come from pypinyin's table: every reading of a word's heteronyms is
-indexed; a user's character is read by its most common reading.
+Character readings come from pypinyin's table: a known word's characters are indexed by their two
+most common readings (heteronyms: 重 zhong or chong; every reading pypinyin's phrase dictionary gives
+the lexicon's words is among them, tests/test_matcher.py checks), not the archaic ones after them; a
+user's character is read by its most common reading.
 
 Pinyin typed without converting it to characters (zhengjian haoma, weixin saoma) is recovered
 the same way: a run of latin words that splits entirely into syllables of the known words is
@@ -45,6 +48,7 @@ _PARTICLES = frozenset("吗嘛么麽呢吧啊呀哇哦噢喔了啦喽咯嘞呗�
 _LATIN = re.compile(r"[a-z]+(?: [a-z]+)*")
 _GLUED = re.compile(r"[\u4e00-\u9fff]+|[a-z]+|[^a-z\u4e00-\u9fff]+")   # character runs, latin runs, the rest
 _VOWELS = frozenset("aeiouv")
+READINGS = 2   # readings of a known word's character indexed, the most common first (a phrase's own is among them)
 
 
 def _toneless(reading: str) -> str:
@@ -80,11 +84,13 @@ class Phonetic:
     def __init__(self, words: Iterable[str], is_word: Callable[[str], bool], stop_chars: Iterable[str],
                  is_common: Callable[[str], bool] | None = None,
                  as_typed: Callable[[str], bool] | None = None,
-                 is_function: Callable[[str], bool] | None = None) -> None:
+                 is_function: Callable[[str], bool] | None = None,
+                 is_common_char: Callable[[str], bool] | None = None) -> None:
         self._is_word = is_word
         self._is_common = is_common or is_word
         self._as_typed = as_typed or (lambda w: False)   # words only ever typed as they are (not a slip's target)
         self._is_function = is_function or (lambda ch: False)   # one character, a word as frequent as 在, 是, 有
+        self._is_common_char = is_common_char or self._is_function   # one character often a word alone (人, 别; not 审)
         self._stop = frozenset(stop_chars)
         self._table = _table()
         self._readings: dict[str, tuple[str, ...]] = {}
@@ -105,12 +111,18 @@ class Phonetic:
             got = self._readings[ch] = tuple(dict.fromkeys(_toneless(r) for r in raw.split(",") if r))
         return got
 
+    def _word_sounds(self, ch: str) -> tuple[str, ...]:
+        """The toneless readings a character of a known word is indexed by: its two most common (重 is
+        zhong or chong), not the archaic ones after them (不 read fu would make 服了 a slip for 不了)."""
+        raw = self._table.get(str(ord(ch)), "").split(",")[:READINGS]
+        return tuple(dict.fromkeys(_toneless(r) for r in raw if r))
+
     def add(self, words: Iterable[str]) -> None:
         """Index more words (two to six Chinese characters, each with a known reading)."""
         for w in words:
             if w in self._words or not (2 <= len(w) <= self.MAX_LEN) or not _HAN.fullmatch(w):
                 continue
-            sounds = [self._sounds(ch) for ch in w]
+            sounds = [self._word_sounds(ch) for ch in w]
             if not all(sounds):
                 continue
             self._words.add(w)
@@ -304,11 +316,13 @@ class Phonetic:
         if self._as_typed(word):
             return False
         differ = [k for k in range(len(word)) if sub[k] != word[k]]
-        if any(sub[k] in self._stop and sub[k] in _PARTICLES for k in differ) or self._is_word(sub):
-            return False
-        if differ in ([0], [len(sub) - 1]) and self._is_function(sub[differ[0]]) and len(sub) > 2 \
-                and ((rest := sub[1:] if differ == [0] else sub[:-1]) in self._words or self._is_word(rest)):
-            return False   # a function word beside a word the user wrote (在注册 is 在 + 注册, not 再注册)
+        if any(sub[k] in self._stop and sub[k] in _PARTICLES or self._as_typed(sub[k]) for k in differ) \
+                or self._is_word(sub):
+            return False   # (nor is a Cantonese character: 系咩 is typed as meant, not a slip for 系咪)
+        if differ in ([0], [len(sub) - 1]) and self._is_function(sub[differ[0]]):
+            rest = sub[1:] if differ == [0] else sub[:-1]
+            if rest in self._words or self._is_word(rest) if len(rest) > 1 else self._is_common_char(rest):
+                return False   # a function word beside a word the user wrote (在注册 is 在 + 注册, not 再注册)
         if len(differ) * 2 <= len(word):
             return True
         # more than half differ (用护铭 for 用户名): a word of three syllables or more, one character as

@@ -654,6 +654,23 @@ def test_no_homophone_is_recovered_to_a_cantonese_form_of_the_real_lexicon():
     assert "消失" in rewrite("学历会唔会没咗")
 
 
+def test_every_known_word_is_indexed_by_the_reading_pypinyin_gives_it_in_the_phrase():
+    from pypinyin import Style, lazy_pinyin
+
+    from intents.phonetic import _toneless
+    phonetic = real_matcher().normalise._phonetic
+    for word in phonetic._words:
+        reading = tuple(_toneless(r) for r in lazy_pinyin(word, style=Style.TONE))
+        assert reading in phonetic._spellings, word   # (READINGS is enough for every word's own reading)
+
+
+@pytest.mark.parametrize("text, kept", [("真的服了", "服了"), ("当时付了钱", "付了"),       # 不 read fu: archaic
+                                        ("验证码没邮箱不行", "邮箱"),                      # a lexicon word cut in half
+                                        ("是不是我又没注册", "又没"), ("可能是人多", "是人")])  # function words
+def test_no_slip_is_read_where_the_user_wrote_the_words(text, kept):
+    assert kept in real_matcher().normalise._phonetic(text)
+
+
 def test_a_function_word_before_a_word_of_the_real_lexicon_is_no_slip():
     rewrite = real_matcher().normalise.rewrite
     assert "重新注册" not in rewrite("我在注册的时候提示手机号已被注册")   # 在注册: registering, not 再注册
