@@ -406,6 +406,7 @@ def test_weights_favour_rare_words_over_common_ones():
     ("我想更换学信网账号绑定的手机号", "account_changes"),
     ("研究生调剂系统怎么填报", "postgraduate"),
     ("拿临时身份证拍照上传审核行不行", "identity_photos"),        # the seed says only: 有效的身份证照片
+    ("重新注册完以后旧的那个账号还能恢复吗", "account_changes"),
     ("帮我协助的同学没注册过学信网 还能协助吗", "identity_review_outcomes"),
 ])
 def test_a_question_nearest_to_the_catalogue_is_not_answered_from_the_faq(text, group):
