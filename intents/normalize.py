@@ -180,7 +180,7 @@ def clean(text: str) -> str:
 # the middle of a guided flow is answered from the FAQ, not taken as the step's answer). How long and how
 # many ask too (大概多久能解除, 一年能换几次), but not a count of what happened (试了好几次, 等了几天了).
 _QUESTION = re.compile(r"[?？]|吗|么|呢|怎|如何|为什么|为何|什么|哪|能否|可否|是否|要不要|是不是|有没有|啥|咋"
-                       r"|多久|多长时间|几耐|几多|(?<![好这前了过十])几[次天年位日](?!了)"
+                       r"|(?<![没过])多久|多长时间|几耐|几多|(?<![好这前了过十])几[次天年位日](?!了)"
                        r"|([\u4e00-\u9fff])[不没]\1")   # A-not-A: 会不会, 能不能, 行不行, 可不可以
 
 
