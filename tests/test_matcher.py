@@ -392,6 +392,16 @@ def test_the_mailbox_in_an_ip_limit_story_does_not_contrast(text):
     assert real_matcher().match(text).entry == "email_ip_limited.how"
 
 
+@pytest.mark.parametrize("text, intent", [
+    ("注册提示邮箱ip受限 今晚截止 怎么办", "email_ip_limited"),        # the deadline is the story
+    ("一直说操作过于频繁 会不会是浏览器的问题", "too_frequent"),       # the answer clears the browser's cache
+    ("证件号码已被注册 我想知道是不是我以前注册过 怎么查", "id_duplicate"),   # checking one's own registration
+    ("how do I sign up again for 学信网", "re_register"),
+])
+def test_a_word_with_another_sense_in_its_story_does_not_contrast(text, intent):
+    assert real_matcher().match(text).intent == intent
+
+
 def test_weights_favour_rare_words_over_common_ones():
     m = real_matcher()
     assert m.weight("证件号码") > m.weight("注册")  # specific to one topic vs used by many
