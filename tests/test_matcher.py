@@ -397,6 +397,8 @@ def test_the_mailbox_in_an_ip_limit_story_does_not_contrast(text):
     ("一直说操作过于频繁 会不会是浏览器的问题", "too_frequent"),       # the answer clears the browser's cache
     ("证件号码已被注册 我想知道是不是我以前注册过 怎么查", "id_duplicate"),   # checking one's own registration
     ("how do I sign up again for 学信网", "re_register"),
+    ("注册提示邮箱IP受限 试了163也不行", "email_ip_limited"),              # a mailbox tried
+    ("重新注册的话 我怕以前的学历就找不到了", "re_register_records"),       # 就找不到: the records worry
 ])
 def test_a_word_with_another_sense_in_its_story_does_not_contrast(text, intent):
     assert real_matcher().match(text).intent == intent
