@@ -398,7 +398,7 @@ def test_the_mailbox_in_an_ip_limit_story_does_not_contrast(text):
     ("证件号码已被注册 我想知道是不是我以前注册过 怎么查", "id_duplicate"),   # checking one's own registration
     ("how do I sign up again for 学信网", "re_register"),
     ("注册提示邮箱IP受限 试了163也不行", "email_ip_limited"),              # a mailbox tried
-    ("重新注册的话 我怕以前的学历就找不到了", "re_register_records"),       # 就找不到: the records worry
+    ("孩子想重新注册学信网 但担心注册完以后学籍信息就找不到了", "re_register_records"),   # 就找不到: the worry
 ])
 def test_a_word_with_another_sense_in_its_story_does_not_contrast(text, intent):
     assert real_matcher().match(text).intent == intent
