@@ -399,6 +399,7 @@ def test_the_mailbox_in_an_ip_limit_story_does_not_contrast(text):
     ("how do I sign up again for 学信网", "re_register"),
     ("注册提示邮箱IP受限 试了163也不行", "email_ip_limited"),              # a mailbox tried
     ("孩子想重新注册学信网 但担心注册完以后学籍信息就找不到了", "re_register_records"),   # 就找不到: the worry
+    ("APP实人验证通过后 我另一个账号还在吗", "id_duplicate"),              # the other account: the route's 注销
 ])
 def test_a_word_with_another_sense_in_its_story_does_not_contrast(text, intent):
     assert real_matcher().match(text).intent == intent
