@@ -358,6 +358,7 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
 @pytest.mark.parametrize("text, intent", [
     ("xxw mima wangle zenme zhaohui", "recover_account"),
     ("how to re-register 学信网", "re_register"),
+    ("did the photo check on chsi, is it the same account for 研招网", "account_usage"),
 ])
 def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     assert real_matcher().match(text).intent == intent
