@@ -184,9 +184,14 @@ _QUESTION = re.compile(r"[?？]|吗|么|呢|怎|如何|为什么|为何|什么|�
                        r"|([\u4e00-\u9fff])[不没]\1")   # A-not-A: 会不会, 能不能, 行不行, 可不可以
 
 
+# 呢 after what is still to be done or going on (我还要下载报告呢, 正在等着呢) ends a statement, not a question
+_STILL = re.compile(r"还要|还得|还在|正在|着呢")
+
+
 def is_question(text: str) -> bool:
     """True when ``text`` (after ``clean``) asks something: a question mark or a question word."""
-    return bool(_QUESTION.search(text))
+    found = {m.group(0) for m in _QUESTION.finditer(text)}
+    return bool(found) and (found != {"呢"} or not _STILL.search(text))
 
 
 def _has_surrogate(text: str) -> bool:

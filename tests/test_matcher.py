@@ -887,6 +887,7 @@ def test_a_not_a_asks(text):
 @pytest.mark.parametrize("text, asks", [
     ("大概多久能解除", True), ("一年能换几次", True), ("密码要填几位", True), ("要多长时间", True),
     ("要几耐", True), ("几多日先得", True),                                     # Cantonese
+    ("那学历呢", True), ("我还要下载报告呢", False), ("正在等着呢", False),      # 呢 after what is still to do
     ("试了好几次", False), ("等了几天了", False), ("提交几天了", False), ("前几天注册的", False),
     ("这号刚换没多久", False)])
 def test_how_long_and_how_many_ask_but_a_count_of_what_happened_does_not(text, asks):
