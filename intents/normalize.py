@@ -43,9 +43,9 @@ _COMMON_WORD_FREQ = 100   # a word at least this frequent in jieba's dictionary 
 _CANTONESE = frozenset("咗冇唔嘅啲喺㗎嚟畀嘢咩乜嗰哋佢睇揾搵攞啱嘞噉咁")
 MAX_CHARS = 500  # longer messages are matched on their first MAX_CHARS characters
 _KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
-# clause breaks: punctuation (after NFKC full-width ！？；，～ are ASCII), and a space between two
+# clause breaks: punctuation (after NFKC full-width ！？；，～ are ASCII; an ellipsis …… is periods), and a space between two
 # Chinese characters (chat users separate clauses with spaces: "怎么找回账号 我只记得名字")
-_CLAUSE = re.compile(r"[。!?;,、\n…~]+|(?<=[\u3400-\u9fff])\s+(?=[\u3400-\u9fff])")
+_CLAUSE = re.compile(r"[。!?;,、\n…~]+|\.{2,}|(?<=[\u3400-\u9fff])\s+(?=[\u3400-\u9fff])")
 _CLAUSE_KEEP = re.compile(f"({_CLAUSE.pattern})")   # the same breaks, kept by re.split
 _SENTENCE_END = re.compile(r"[。!?\n]")   # a break that ends a sentence, not only a clause
 _ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")

@@ -401,6 +401,8 @@ def test_the_mailbox_in_an_ip_limit_story_does_not_contrast(text):
     ("注册提示邮箱IP受限 试了163也不行", "email_ip_limited"),              # a mailbox tried
     ("孩子想重新注册学信网 但担心注册完以后学籍信息就找不到了", "re_register_records"),   # 就找不到: the worry
     ("APP实人验证通过后 我另一个账号还在吗", "id_duplicate"),              # the other account: the route's 注销
+    ("用户名记得 密码想不起来了 离截止没几天了……咋整", "recover_account"),    # a deadline close: the story
+    ("学信档案登录说操作过于频繁 给单位交材料要用 完整的处理方法是什么", "too_frequent"),
 ])
 def test_a_word_with_another_sense_in_its_story_does_not_contrast(text, intent):
     assert real_matcher().match(text).intent == intent

@@ -133,3 +133,9 @@ def test_a_number_right_after_its_naming_word_is_one_compound(text, reads):
 def test_registering_again_for_a_platform_is_not_starting_over(text, reads):
     tokens = normalize.Normaliser(load_faq(settings.load()))(text).tokens
     assert reads in tokens and ({"再次注册", "重新注册"} - {reads}).isdisjoint(tokens)
+
+
+def test_an_ellipsis_ends_a_clause_but_a_dot_in_an_address_does_not():
+    n = normalize.Normaliser(load_faq(settings.load()))
+    assert [c.raw for c in n.clauses("离截止没几天了……现在咋整")] == ["离截止没几天了", "现在咋整"]
+    assert [c.raw for c in n.clauses("我的邮箱是abc@163.com")] == ["我的邮箱是abc@163.com"]
