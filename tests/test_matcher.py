@@ -915,6 +915,9 @@ def test_a_cantonese_how_long_asks_what_the_routes_never_state(text):
     ("开了个新号，原来的学历还在不在", "re_register_records"),     # 还在不在 is not dropped as stopwords
     ("重开一个学信网账号要怎么操作", "re_register"),               # 重开: a chat form of 重新注册
     ("参军报名还要再注册一次吗", "account_usage"),                 # registering again for another platform
+    ("帮孩子重新注册学信网 填到手机号那一栏提示手机号码已被注册 我想起来以前用的就是我的号 是不是换个手机号就能往下走",
+     "re_register"),                                               # the prompt met while registering again (topic 3)
+    ("想重新注册个新号 手机号和邮箱要换吗", "re_register"),
     ("重新注册以后，毕业信息还会有吗", "re_register_records"),
     ("老号不用了，注册个新号怎么弄", "re_register"),
 ])
