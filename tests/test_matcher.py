@@ -59,6 +59,7 @@ def test_single_character_synonyms_only_as_whole_tokens():
     ("登录学信档案提示操作过于频繁", "操作过于频繁"),
     ("学信网账号能登录学职平台吗", "学职平台"),
     ("忘了在学信就业上用的账号", "学信就业"),
+    ("学籍学历会不会被清掉", "消失"),            # the records-gone worry, in a word of its own
 ])
 def test_tokeniser_keeps_domain_words_whole(text, word):
     assert word in real_matcher().normalise(text).tokens
