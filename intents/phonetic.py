@@ -37,6 +37,7 @@ import itertools
 import json
 import re
 import unicodedata
+from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable
@@ -99,6 +100,7 @@ class Phonetic:
         self._pairs: set[tuple[str, str]] = set()          # adjacent readings inside some word
         self._syllables: set[str] = set()                   # every reading of the known words' characters
         self._initials: dict[str, str | None] = {}          # initials → the one word they abbreviate (None: several)
+        self._secondary: set[str] = set()                   # ... those spelled by a word's rarer readings only
         self._particles: dict[str, str] = {}                # a particle's syllable → the particle (le → 了)
         self._function: dict[str, str] = {}                 # ... any one-character stopword's (bei → 被)
         self.add(words)
@@ -137,21 +139,41 @@ class Phonetic:
         ``min_letters`` letters, consonants only; a code shared by two words reads as neither, and a
         code in ``keep`` (latin words with a meaning of their own) is never read. ``block`` (a word's
         general frequency): these words only take their code away from a word read so far that is
-        rarer (sm is 什么 more often than 扫码; zc is 注册 more often than 早晨)."""
+        rarer (sm is 什么 more often than 扫码; zc is 注册 more often than 早晨). A word's code comes from
+        its most common readings; the codes of its other indexed readings (重新注册: cxzc besides zxzc)
+        read it too where no word's code of its common readings is the same."""
         kept = frozenset(keep)
+        alternatives: list[tuple[str, str]] = []
         for w in words:
             if not (2 <= len(w) <= self.MAX_LEN) or not _HAN.fullmatch(w):
                 continue
-            sounds = [self._sounds(ch) for ch in w]
+            sounds = [self._word_sounds(ch) for ch in w]
             if not all(sounds):
                 continue
-            code = "".join(s[0][0] for s in sounds)
+            codes = list(dict.fromkeys("".join(r[0] for r in spelling) for spelling in itertools.product(*sounds)))
+            code = codes[0]   # the most common readings' (重新注册: zxzc)
+            if block is None:
+                # the other indexed readings' codes (重新注册: cxzc), where no word's code of its common readings is
+                alternatives.extend((c, w) for c in codes[1:] if len(c) >= min_letters and c not in kept
+                                    and not _VOWELS.intersection(c))
             if len(code) < min_letters or _VOWELS.intersection(code) or code in kept:
                 continue
             if block is None:
+                if code in self._secondary:   # a code of a word's common readings outranks another's rarer ones
+                    self._secondary.discard(code)
+                    self._initials.pop(code)
                 self._initials[code] = w if self._initials.get(code, w) == w else None
             elif self._initials.get(code) and block(w) > block(self._initials[code]):   # type: ignore[arg-type]
                 self._initials[code] = None
+        shared: dict[str, set[str]] = defaultdict(set)
+        for c, w in alternatives:
+            shared[c].add(w)
+        for c, ws in shared.items():
+            if c in self._initials and c not in self._secondary:
+                continue
+            prior = self._initials.get(c, next(iter(ws)))   # (a secondary code read so far, or this one's word)
+            self._initials[c] = prior if len(ws) == 1 and prior in ws else None
+            self._secondary.add(c)
 
     def add_particles(self, chars: Iterable[str]) -> None:
         """One-character stopwords ``chars`` in pinyin: in a pinyin sentence that spells known words

@@ -722,6 +722,11 @@ def test_pinyin_initials_are_read_as_the_one_word_they_abbreviate():
     assert p("zc").strip() == "注册"          # a rarer one does not take it away
     assert p("yhm").strip() == "用户名" and p("yhma") == "yhma"   # a vowel: not a code
     assert p("log in to zc now") == "log in to zc now"           # in an English sentence it is an acronym
+    h = Phonetic(["重新注册"], is_word=lambda w: False, stop_chars=[])
+    h.add_initials(["重新注册"], min_letters=2)
+    assert h("zxzc").strip() == h("cxzc").strip() == "重新注册"   # 重 read zhong or chong: both codes read
+    h.add_initials(["查询注册"], min_letters=2)     # cxzc from its common readings: 重新注册's from a rarer one
+    assert h("cxzc").strip() == "查询注册" and h("zxzc").strip() == "重新注册"
 
 
 def test_pinyin_glued_to_characters_spells_the_known_word():
