@@ -360,6 +360,9 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("xxw mima wangle zenme zhaohui", "recover_account"),
     ("how to re-register 学信网", "re_register"),
     ("did the photo check on chsi, is it the same account for 研招网", "account_usage"),
+    ("能用v信扫码登学信网吗", "bind_wechat_alipay"),             # internet forms: v信, 被ban, re注册
+    ("登录太多次被ban了咋办", "too_frequent"),
+    ("re注册一个学信网号咋弄", "re_register"),
 ])
 def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     assert real_matcher().match(text).intent == intent
