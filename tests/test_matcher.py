@@ -364,6 +364,10 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("登录太多次被ban了咋办", "too_frequent"),
     ("re注册一个学信网号咋弄", "re_register"),
     ("help 密码丢了", "recover_account"),                         # a password lost: one forgotten
+    ("I forgot both the username and the password for my 学信网 account. I have not logged in for about five "
+     "years, since my application to a school abroad. 在哪里找回? It is quite urgent because my new employer "
+     "needs it soon.", "recover_account"),                        # English function words: stopwords
+    ("研招網報名使唔使再註冊多個帳號 我之前做過圖像校對", "account_usage"),   # 多個: Cantonese one more
 ])
 def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     assert real_matcher().match(text).intent == intent
