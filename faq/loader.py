@@ -129,6 +129,16 @@ def _validate(doc: Any, lines: Mapping[tuple, int], definition: str, rel: str) -
                     problems.append(Problem(rel, _line(lines, path), _field(path),
                                             f"the key {extra[0]!r} is now called {new!r}: rename it to {new}:"))
                     continue
+        if err.validator == "uniqueItems" and isinstance(err.instance, list):
+            # name the repeated item at its second place, not the whole list (a lexicon list holds hundreds)
+            seen: set[str] = set()
+            for k, item in enumerate(err.instance):
+                key = json.dumps(item, sort_keys=True, ensure_ascii=False)
+                if key in seen:
+                    problems.append(Problem(rel, _line(lines, path + [k]), _field(path + [k]),
+                                            f"{item!r} is listed twice"))
+                seen.add(key)
+            continue
         problems.append(Problem(rel, _line(lines, path), _field(path), err.message))
     return problems
 
@@ -245,7 +255,8 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     account_words: tuple[str, ...] = ()
     referents: list[Referent] = []
     if lexicon_raw is None:
-        problems.append(Problem("faq", 1, "", f"missing {LEXICON_FILE} (synonyms, typos, domain words)"))
+        if not any(os.path.basename(p.file) == LEXICON_FILE for p in problems):   # (not when it is there but invalid)
+            problems.append(Problem("faq", 1, "", f"missing {LEXICON_FILE} (synonyms, typos, domain words)"))
     else:
         rel, doc, lines = lexicon_raw
         for canonical, variants in (doc.get("synonyms") or {}).items():

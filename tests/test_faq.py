@@ -175,6 +175,17 @@ def test_a_contrast_word_must_not_be_a_synonym_of_a_word_that_is_none(faq_copy: 
                for p in problems), problems
 
 
+def test_a_word_listed_twice_is_named_at_its_second_place_and_nothing_else_is_reported(faq_copy: Path):
+    path = faq_copy / "lexicon.yaml"
+    _edit(path, "contrast_words: [", "contrast_words: [修改, ")    # 修改 is already a contrast word
+    _, problems = check(faq_copy)
+    (problem,) = problems   # (not "missing lexicon.yaml" besides: it is there, only invalid)
+    words = yaml.safe_load(path.read_text(encoding="utf-8"))["contrast_words"]
+    second = words.index("修改", 1)
+    assert problem.field == f"contrast_words[{second}]" and problem.message == "'修改' is listed twice"
+    assert problem.file.endswith("lexicon.yaml") and problem.line > 1
+
+
 def test_referents_are_loaded_and_must_read_as_a_lexicon_word(faq_copy: Path):
     path = faq_copy / "lexicon.yaml"
     faq, problems = check(faq_copy)
