@@ -139,7 +139,10 @@ def _validate(doc: Any, lines: Mapping[tuple, int], definition: str, rel: str) -
                                             f"{item!r} is listed twice"))
                 seen.add(key)
             continue
-        problems.append(Problem(rel, _line(lines, path), _field(path), err.message))
+        message = err.message
+        if err.validator == "type" and isinstance(err.instance, bool):
+            message += " (YAML reads an unquoted yes, no, on or off as true or false: put the word in quotes)"
+        problems.append(Problem(rel, _line(lines, path), _field(path), message))
     return problems
 
 

@@ -186,6 +186,12 @@ def test_a_word_listed_twice_is_named_at_its_second_place_and_nothing_else_is_re
     assert problem.file.endswith("lexicon.yaml") and problem.line > 1
 
 
+def test_an_unquoted_yaml_boolean_in_a_word_list_is_explained(faq_copy: Path):
+    _edit(faq_copy / "lexicon.yaml", "contrast_words: [", "contrast_words: [on, ")   # YAML 1.1: on is true
+    (problem,) = check(faq_copy)[1]
+    assert problem.field == "contrast_words[0]" and "put the word in quotes" in problem.message
+
+
 def test_referents_are_loaded_and_must_read_as_a_lexicon_word(faq_copy: Path):
     path = faq_copy / "lexicon.yaml"
     faq, problems = check(faq_copy)
