@@ -416,6 +416,7 @@ def test_the_mailbox_in_an_ip_limit_story_does_not_contrast(text):
     ("注册提示邮箱IP受限 试了163也不行", "email_ip_limited"),              # a mailbox tried
     ("孩子想重新注册学信网 但担心注册完以后学籍信息就找不到了", "re_register_records"),   # 就找不到: the worry
     ("APP实人验证通过后 我另一个账号还在吗", "id_duplicate"),              # the other account: the route's 注销
+    ("注册学信网一直失败 说邮箱ip受限", "email_ip_limited"),               # failing at a prompt the seed answers
     ("用户名记得 密码想不起来了 离截止没几天了……咋整", "recover_account"),    # a deadline close: the story
     ("学信档案登录说操作过于频繁 给单位交材料要用 完整的处理方法是什么", "too_frequent"),
 ])
@@ -439,6 +440,8 @@ def test_weights_favour_rare_words_over_common_ones():
     ("拿临时身份证拍照上传审核行不行", "identity_photos"),        # the seed says only: 有效的身份证照片
     ("重新注册完以后旧的那个账号还能恢复吗", "account_changes"),
     ("帮我协助的同学没注册过学信网 还能协助吗", "identity_review_outcomes"),
+    ("名字有生僻字 找回密码的时候输不进去", "registration_form"),       # 生僻字, 一直失败: contrast words
+    ("学信网app刷脸实人验证一直失败咋办", "technical_faults"),
 ])
 def test_a_question_nearest_to_the_catalogue_is_not_answered_from_the_faq(text, group):
     result = real_matcher().match(text)
