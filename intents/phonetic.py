@@ -327,7 +327,8 @@ class Phonetic:
     def _splits_a_word(self, run: str, start: int, end: int) -> bool:
         """The stretch run[start:end] would cut a two-character word of the text in half (每次输 is
         每次 + 输, not a slip for 次数; 类型招生 is 类型 + 招生, not 研招): the user wrote that word.
-        Only a common word counts (``is_common``): jieba also lists rare ones (侧后 in 注侧后)."""
+        Only a common word counts (``is_common``: a lexicon word too, 没邮箱 is 没 + 邮箱, not 没有 + 箱): jieba
+        also lists rare ones (侧后 in 注侧后)."""
         return (start > 0 and self._is_common(run[start - 1:start + 1])) or \
             (end < len(run) and self._is_common(run[end - 1:end + 1]))
 
