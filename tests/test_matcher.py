@@ -421,6 +421,8 @@ def test_the_mailbox_in_an_ip_limit_story_does_not_contrast(text):
     ("孩子想重新注册学信网 但担心注册完以后学籍信息就找不到了", "re_register_records"),   # 就找不到: the worry
     ("APP实人验证通过后 我另一个账号还在吗", "id_duplicate"),              # the other account: the route's 注销
     ("注册学信网一直失败 说邮箱ip受限", "email_ip_limited"),               # failing at a prompt the seed answers
+    ("我在重新注册 填邮箱时说这个邮箱不能用 可我只注册过一次 到底怎么办 说实话这个规定挺让人崩溃的 我就这一个邮箱",
+     "re_register"),                                                     # 让人崩溃: a feeling, not a crash
     ("用户名记得 密码想不起来了 离截止没几天了……咋整", "recover_account"),    # a deadline close: the story
     ("学信档案登录说操作过于频繁 给单位交材料要用 完整的处理方法是什么", "too_frequent"),
 ])
