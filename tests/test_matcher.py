@@ -391,6 +391,8 @@ def test_documents_faults_sites_and_orders_the_seed_never_covers_are_not_answere
 @pytest.mark.parametrize("text, decision", [
     ("一个支付宝能绑定两个学信网账号吗", "out_of_scope"),     # how many accounts one app or phone may hold: never said
     ("我的微信绑了别人的学信网号 咋办", "out_of_scope"),       # bound to someone else's account: never said
+    ("安全邮箱有啥用", "out_of_scope"),                         # what it is for: said of the account only (topic 1)
+    ("学信网账号有啥用", "answer"),
     ("我手机号能注册两个学信网账号吗", "out_of_scope"),
     ("考研和征兵是不是要分别注册两个账号", "answer"),         # having to register twice: topic 1, one account for all
 ])
