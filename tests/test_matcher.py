@@ -424,6 +424,7 @@ def test_the_mailbox_in_an_ip_limit_story_does_not_contrast(text):
     ("注册提示邮箱IP受限 试了163也不行", "email_ip_limited"),              # a mailbox tried
     ("孩子想重新注册学信网 但担心注册完以后学籍信息就找不到了", "re_register_records"),   # 就找不到: the worry
     ("APP实人验证通过后 我另一个账号还在吗", "id_duplicate"),              # the other account: the route's 注销
+    ("学信网的用户名是啥我忘光了 有地方能查吗", "recover_account"),        # looking up one's own username
     ("注册学信网一直失败 说邮箱ip受限", "email_ip_limited"),               # failing at a prompt the seed answers
     ("我在重新注册 填邮箱时说这个邮箱不能用 可我只注册过一次 到底怎么办 说实话这个规定挺让人崩溃的 我就这一个邮箱",
      "re_register"),                                                     # 让人崩溃: a feeling, not a crash
