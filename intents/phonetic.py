@@ -306,7 +306,8 @@ class Phonetic:
                 for length in range(min(self.MAX_LEN, end + 1 - start), 1, -1):
                     word = self._spellings.get(tuple(r[start:start + length]))
                     if word and self._fits(run[start:start + length], word) and \
-                            not self._splits_a_word(run, start, start + length):
+                            not self._splits_a_word(run, start, start + length) and \
+                            not self._written_in_a_word(run, start, word):
                         best[start] = word
                         break
             s = end
@@ -331,6 +332,18 @@ class Phonetic:
         also lists rare ones (侧后 in 注侧后)."""
         return (start > 0 and self._is_common(run[start - 1:start + 1])) or \
             (end < len(run) and self._is_common(run[end - 1:end + 1]))
+
+    def _written_in_a_word(self, run: str, start: int, word: str) -> bool:
+        """A character of the stretch that differs from ``word`` belongs to a known word written as it is across the
+        stretch's edge (先实名认证: 实 is 实名's, not a slip for 显示's 示): the user wrote that word."""
+        end, n = start + len(word), len(run)
+        for k in (k for k in range(len(word)) if run[start + k] != word[k]):
+            p = start + k
+            for i in range(max(0, p - self.MAX_LEN + 1), p + 1):
+                for j in range(p + 1, min(n, i + self.MAX_LEN) + 1):
+                    if (i < start or j > end) and j - i > 1 and run[i:j] in self._words:
+                        return True
+        return False
 
     def _fits(self, sub: str, word: str) -> bool:
         """``sub`` is ``word`` itself, or a homophone typo of it that passes the guards."""
