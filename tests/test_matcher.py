@@ -360,6 +360,7 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("xxw mima wangle zenme zhaohui", "recover_account"),
     ("how to re-register 学信网", "re_register"),
     ("did the photo check on chsi, is it the same account for 研招网", "account_usage"),
+    ("学信网账号还能登录哪些系统", "account_usage"),
     ("能用v信扫码登学信网吗", "bind_wechat_alipay"),             # internet forms: v信, 被ban, re注册
     ("登录太多次被ban了咋办", "too_frequent"),
     ("re注册一个学信网号咋弄", "re_register"),
@@ -426,6 +427,8 @@ def test_the_mailbox_in_an_ip_limit_story_does_not_contrast(text):
     ("孩子想重新注册学信网 但担心注册完以后学籍信息就找不到了", "re_register_records"),   # 就找不到: the worry
     ("APP实人验证通过后 我另一个账号还在吗", "id_duplicate"),              # the other account: the route's 注销
     ("学信网的用户名是啥我忘光了 有地方能查吗", "recover_account"),        # looking up one's own username
+    ("密码忘了 在哪里改啊", "recover_account"),                           # changing a forgotten one: resetting
+    ("以前注册过学信网 现在啥也记不起来了 能找回吗", "recover_account"),   # 记不起来: forgotten
     ("注册学信网一直失败 说邮箱ip受限", "email_ip_limited"),               # failing at a prompt the seed answers
     ("我在重新注册 填邮箱时说这个邮箱不能用 可我只注册过一次 到底怎么办 说实话这个规定挺让人崩溃的 我就这一个邮箱",
      "re_register"),                                                     # 让人崩溃: a feeling, not a crash
