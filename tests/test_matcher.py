@@ -361,6 +361,7 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("how to re-register 学信网", "re_register"),
     ("did the photo check on chsi, is it the same account for 研招网", "account_usage"),
     ("学信网账号还能登录哪些系统", "account_usage"),
+    ("研招网登录让我用学信网账号 这俩能共用吗", "account_usage"),       # 这俩: two platforms sharing one account
     ("能用v信扫码登学信网吗", "bind_wechat_alipay"),             # internet forms: v信, 被ban, re注册
     ("登录太多次被ban了咋办", "too_frequent"),
     ("re注册一个学信网号咋弄", "re_register"),
@@ -381,6 +382,8 @@ def test_what_the_seed_never_says_of_the_id_photos_is_not_answered_by_route_2(te
 
 
 @pytest.mark.parametrize("text", ["身份证弄丢了 还能登录学信网吗",                     # a lost ID card: never said
+                                  "省里高考报名系统的密码忘了怎么办",                 # another site's password
+                                  "我能用自己的身份证给孩子注册学信网吗",             # registering with another's ID
                                   "学信网app刷脸实人验证一直失败咋办",               # failing again and again
                                   "学信网扫码登录的二维码老是转圈圈",                 # a fault the seed never explains
                                   "智慧团建的密码忘了怎么找回",                       # another site
