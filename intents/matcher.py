@@ -379,7 +379,7 @@ class Matcher:
             ranked = [(1.0, exact)] + [(min(s, 0.99), ei) for s, ei in ranked if ei != exact]
             return self._decide(ranked, exact=True)
         if windows:
-            ranked = self._with_windows(windows, ranked, frozenset(q.tokens), referred)
+            ranked = self._with_windows(windows, ranked, frozenset(q.tokens), referred, self._services_named(q))
         line = self._answer_line(len(q.tokens))
         ranked = self._paired_first(ranked, q.text, frozenset(q.tokens))
         decided = self._decide(ranked, line=line, asked=frozenset(q.tokens), qtext=q.text)
@@ -444,13 +444,15 @@ class Matcher:
         return window
 
     def _with_windows(self, windows: list[Normalised], ranked: list[tuple[float, int]],
-                      whole: frozenset[str], referred: frozenset[str] = frozenset()) -> list[tuple[float, int]]:
+                      whole: frozenset[str], referred: frozenset[str] = frozenset(),
+                      services: frozenset[str] = frozenset()) -> list[tuple[float, int]]:
         """A long message usually ends in its question: an entry that fits the question
-        clause gets credit for it, so the backstory does not dilute the question away."""
+        clause gets credit for it, so the backstory does not dilute the question away. Another site named
+        anywhere in the message (``services``) still counts (公务员局那个网站的密码忘了，能用学信网的找回密码吗)."""
         full = {ei: s for s, ei in ranked}
         best = dict(full)
         for w in windows:
-            for s, ei in self._rank(w.text, w.tokens, self._contrast_words(w) - referred, whole):
+            for s, ei in self._rank(w.text, w.tokens, (self._contrast_words(w) | services) - referred, whole):
                 mixed = self.config.window_discount * (self.config.window_weight * s
                                                        + (1 - self.config.window_weight) * full.get(ei, 0.0))
                 if mixed > best.get(ei, -1.0):

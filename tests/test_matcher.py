@@ -911,6 +911,12 @@ def test_a_contrast_word_in_the_story_does_not_stop_the_question_clause_lifting(
     assert lifted.score > plain.score
 
 
+def test_another_site_named_in_the_story_counts_in_the_question_window_too():
+    # the question clause alone (能不能用学信网的找回密码) would lift the password entry; the site is the story's subject
+    assert real_matcher().match("孩子明年要考公务员 公务员局那个报名网站的密码他忘了 能不能用学信网的找回密码").decision \
+        == "out_of_scope"
+
+
 def test_another_site_named_anywhere_in_a_story_stops_the_lifting():
     strict = {"answer_threshold": 0.75, "clarify_threshold": 0.75, "long_answer_threshold": None}
     story = "我在京东上注册的时候用的这个手机号，忘记密码了怎么找回？"   # 京东: lexicon other_services
