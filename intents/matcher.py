@@ -369,7 +369,8 @@ class Matcher:
         windows = self._question_windows(clauses, long=len(q.tokens) > self.config.focus_tokens)
         # in a long message, only the question's own contrast words change what is asked
         referred = self._bare_other_senses(clauses, q)
-        contrast = (self._contrast_words(self._asking_sentence(clauses, windows[-1])) | self._services_named(q)
+        services = self._services_named(q) if windows else frozenset()
+        contrast = (self._contrast_words(self._asking_sentence(clauses, windows[-1])) | services
                     if windows else self._contrast_words(q)) - referred
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
@@ -379,7 +380,7 @@ class Matcher:
             ranked = [(1.0, exact)] + [(min(s, 0.99), ei) for s, ei in ranked if ei != exact]
             return self._decide(ranked, exact=True)
         if windows:
-            ranked = self._with_windows(windows, ranked, frozenset(q.tokens), referred, self._services_named(q))
+            ranked = self._with_windows(windows, ranked, frozenset(q.tokens), referred, services)
         line = self._answer_line(len(q.tokens))
         ranked = self._paired_first(ranked, q.text, frozenset(q.tokens))
         decided = self._decide(ranked, line=line, asked=frozenset(q.tokens), qtext=q.text)
