@@ -105,19 +105,22 @@ class Phonetic:
         self._function: dict[str, str] = {}                 # ... any one-character stopword's (bei → 被)
         self.add(words)
 
-    def _sounds(self, ch: str) -> tuple[str, ...]:
-        """Every toneless reading of a character, the most common first."""
+    def _toneless_readings(self, ch: str) -> tuple[str, ...]:
+        """A character's readings as pypinyin lists them, the most common first, without tones (repeats kept:
+        有 is you, you, wei)."""
         got = self._readings.get(ch)
         if got is None:
-            raw = self._table.get(str(ord(ch)), "")
-            got = self._readings[ch] = tuple(dict.fromkeys(_toneless(r) for r in raw.split(",") if r))
+            got = self._readings[ch] = tuple(_toneless(r) for r in self._table.get(str(ord(ch)), "").split(",") if r)
         return got
+
+    def _reading(self, ch: str) -> str:
+        """A user's character's toneless reading: its most common ("" for a character pypinyin does not read)."""
+        return next(iter(self._toneless_readings(ch)), "")
 
     def _word_sounds(self, ch: str) -> tuple[str, ...]:
         """The toneless readings a character of a known word is indexed by: its two most common (重 is
         zhong or chong), not the archaic ones after them (不 read fu would make 服了 a slip for 不了)."""
-        raw = self._table.get(str(ord(ch)), "").split(",")[:READINGS]
-        return tuple(dict.fromkeys(_toneless(r) for r in raw if r))
+        return tuple(dict.fromkeys(self._toneless_readings(ch)[:READINGS]))
 
     def add(self, words: Iterable[str]) -> None:
         """Index more words (two to six Chinese characters, each with a known reading)."""
@@ -180,7 +183,8 @@ class Phonetic:
         (shenfenzheng bei zhuce le → 身份证被注册了) each is read as such a word; after characters
         (注册le), only a particle (吗, 了, 呢 …) is."""
         for ch in sorted(chars):
-            for reading in self._sounds(ch)[:1]:
+            reading = self._reading(ch)
+            if reading:
                 self._function.setdefault(reading, ch)
                 if ch in _PARTICLES:
                     self._particles.setdefault(reading, ch)
@@ -217,7 +221,7 @@ class Phonetic:
                 if j > len(syl):
                     continue
                 chars = han[-k:] if han_first else han[:k]
-                sounds = tuple((self._sounds(ch) or ("",))[0] for ch in chars)
+                sounds = tuple(self._reading(ch) for ch in chars)
                 spelled = sounds + tuple(syl[:j]) if han_first else tuple(syl[-j:]) + sounds
                 word = self._spellings.get(spelled)
                 if word and (word[:k] if han_first else word[j:]) == chars:
@@ -290,7 +294,7 @@ class Phonetic:
         if n < 2:
             return run
         # a user's character is read by its most common reading
-        r = [(self._sounds(ch) or ("",))[0] for ch in run]
+        r = [self._reading(ch) for ch in run]
         pairs = self._pairs
         linked = [(r[j], r[j + 1]) in pairs for j in range(n - 1)]  # could be inside one word
         best: dict[int, str] = {}
@@ -357,7 +361,7 @@ class Phonetic:
             return False   # (nor is a Cantonese character: 系咩 is typed as meant, not a slip for 系咪)
         if differ in ([0], [len(sub) - 1]) and self._is_function(sub[differ[0]]):
             rest = sub[1:] if differ == [0] else sub[:-1]
-            if rest in self._words or self._is_word(rest) if len(rest) > 1 else self._is_common_char(rest):
+            if (rest in self._words or self._is_word(rest)) if len(rest) > 1 else self._is_common_char(rest):
                 return False   # a function word beside a word the user wrote (在注册 is 在 + 注册, not 再注册)
         if len(differ) * 2 <= len(word):
             return True
