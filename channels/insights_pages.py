@@ -270,6 +270,10 @@ def try_html(question: str, result: Any, faq: Any) -> str:
         answer += (f'<h3>不在解答范围：{esc(group.id)}（{esc(group.service)}）</h3>'
                    f'<p class="muted">得分是与 faq/data/not_covered.yaml 这一组问题的相似度；用户收到的回复：</p>'
                    f'<pre>{esc(group.reply)}</pre>')
+    outrun = faq.entries.get(getattr(result, "outrun", None) or "")
+    if outrun is not None:  # the message says this entry's advice was followed and did not help
+        answer += (f'<h3>用户已按 {esc(outrun.id)} 的办法操作过，仍未解决：转人工</h3>'
+                   f'<p class="muted">该条目 tried 列出的每一步都在问题里，其后还有 lexicon still_failing 的说法。</p>')
     return (form + f'<dl class="result"><dt>决定</dt><dd class="decision">{esc(result.decision)}</dd>'
             f'<dt>条目</dt><dd class="entry">{esc(result.entry or "—")}</dd><dt>意图</dt><dd>{esc(result.intent)}</dd>'
             f'<dt>得分</dt><dd class="score">{result.score:.3f}</dd></dl>'

@@ -225,6 +225,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                 alternates=tuple(a.strip() for a in raw.get("alternates", [])),
                 keywords=tuple(k.strip() for k in raw.get("keywords", [])),
                 paired_keywords=tuple(k.strip() for k in raw.get("paired_keywords", [])),
+                tried=tuple(tuple(p.strip() for p in step) for step in raw.get("tried", [])),
                 related=tuple(raw.get("related", [])), offer=raw.get("offer"), source=f"{rel}:{eline}",
             ))
         topics.append(Topic(intent=intent, title=doc["title"], seed_topic=seed, entries=tuple(entries), source=where))
@@ -256,6 +257,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     instructions: tuple[str, ...] = ()
     addressing: tuple[str, ...] = ()
     account_words: tuple[str, ...] = ()
+    still_failing: tuple[str, ...] = ()
     referents: list[Referent] = []
     if lexicon_raw is None:
         if not any(os.path.basename(p.file) == LEXICON_FILE for p in problems):   # (not when it is there but invalid)
@@ -302,6 +304,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         instructions = tuple(doc.get("bot_instructions") or ())
         addressing = tuple(doc.get("addressing") or ())
         account_words = tuple(doc.get("account_words") or ())
+        still_failing = tuple(doc.get("still_failing") or ())
         canonical_words = {*synonyms.values(), *domain_words}
         for k, spec in enumerate(doc.get("referents") or ()):
             referents.append(Referent(tuple(map(str, spec["words"])),
@@ -311,11 +314,16 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                 if meant not in canonical_words:
                     problems.append(Problem(rel, _line(lines, ("referents", k, "means", meant)), f"referents[{k}].means.{meant}",
                                             f"{meant!r} is neither a synonym's canonical word nor a domain word"))
+        if not still_failing:
+            for e in (e for t in topics for e in t.entries if e.tried):
+                file, line = e.source.rsplit(":", 1)
+                problems.append(Problem(file, int(line), f"{e.id}.tried",
+                                        f"{LEXICON_FILE} lists no still_failing phrases: tried advice is never recognised"))
     not_covered = _not_covered(special.get("notCovered"), question_where, problems)
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
                stopwords=stopwords, contrast_words=contrast, other_services=services,
                contrast_senses=senses, attributes=attributes, alternatives=tuple(alternatives), smalltalk=smalltalk,
-               bot_instructions=instructions, addressing=addressing, account_words=account_words,
+               bot_instructions=instructions, addressing=addressing, account_words=account_words, still_failing=still_failing,
                referents=tuple(referents), not_covered=not_covered)
 
 

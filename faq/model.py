@@ -16,6 +16,9 @@ class Entry:
     alternates: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()   # words that are strong evidence for this entry
     paired_keywords: tuple[str, ...] = ()   # ... evidence when a message names two of them (two platforms)
+    tried: tuple[tuple[str, ...], ...] = ()  # the answer's advice as a user reports having followed it, one tuple
+                                             # of phrases per step: every step reported, then that it still fails
+                                             # (lexicon still_failing), and the answer has nothing left to offer
     related: tuple[str, ...] = ()    # entry ids offered as follow-up buttons
     offer: str | None = None         # what the answer offers next: a guided flow's offer
                                      # (handlers.flows.OFFERS key) or "human_agent" (a hand-off)
@@ -78,6 +81,7 @@ class FAQ:
     bot_instructions: tuple[str, ...] = ()                      # text addressing the bot with orders
     addressing: tuple[str, ...] = ()                            # words naming the desk or bot (客服, 机器人)
     account_words: tuple[str, ...] = ()                         # words making a message about the account itself
+    still_failing: tuple[str, ...] = ()                         # a user saying what they did has not helped (还是不行)
     referents: tuple[Referent, ...] = ()                        # bare words read as the thing named before them
     not_covered: tuple[NotCovered, ...] = ()                    # neighbouring questions not answered
 

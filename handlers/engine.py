@@ -531,6 +531,11 @@ class Engine:
             if entry.offer in OFFERS:  # a typed yes/no next answers the offer
                 state.offer = OFFERS[entry.offer].flow
             return self._entry_replies(entry, in_flow=False)
+        if result.outrun in self.faq.entries:   # the user has followed this answer's advice: repeating it helps no one
+            title = next(t.title for t in self.faq.topics if t.intent == self.faq.entry(result.outrun).intent)
+            return [Reply(f"您说已经按“{title}”的解决办法操作过，仍然没有解决。我这里能给出的办法就是这些了，"
+                          "再说一遍也帮不上忙；请点击“转人工客服”，由客服为您进一步查看。",
+                          buttons=(HANDOFF,), intent="out_of_scope")]
         group = self.faq.not_covered_groups.get(result.not_covered or "")
         if result.decision == "out_of_scope" and group is not None:  # a neighbouring service we do not cover
             return [Reply(group.reply, buttons=(HANDOFF,), intent="out_of_scope")]

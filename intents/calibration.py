@@ -18,7 +18,7 @@ BANDS = (0.0, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 1.0001)
 
 def guess(result: Mapping[str, Any]) -> str:
     """The intent the bot would give for this ``bot.py match`` result if it always answered."""
-    if result["decision"] != "out_of_scope" or result.get("not_covered"):
+    if result["decision"] != "out_of_scope" or result.get("not_covered") or result.get("outrun"):
         return result["intent"]
     candidates = result.get("candidates") or []
     return candidates[0]["intent"] if candidates else OUT_OF_SCOPE

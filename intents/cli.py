@@ -29,6 +29,7 @@ def result_json(result: MatchResult, answer: str | None) -> dict[str, Any]:
         "answer": answer,
         "candidates": [{"entry": c.entry, "intent": c.intent, "score": c.score} for c in result.candidates],
         "not_covered": result.not_covered,
+        "outrun": result.outrun,
     }
 
 

@@ -93,6 +93,7 @@ class Matcher:
         self._build_idf(intent_vocab)
         self._build_index(per_entry_docs, exact_contrast)
         self._build_whole_messages(faq)
+        self._build_tried(faq)
 
     def _build_contrast(self, faq: FAQ) -> None:
         """What turns a question into another one: the contrast words and their other senses, the
@@ -241,6 +242,25 @@ class Matcher:
         self._orders_latin = re.compile("|".join(rf"(?<![0-9a-z]){re.escape(p)}(?![0-9a-z])" for p in orders
                                                  if p.isascii()) or r"(?!)")
 
+    def _build_tried(self, faq: FAQ) -> None:
+        """Each entry's advice as a user reports having followed it (one pattern per step), and the phrases
+        saying it did not help."""
+        def pattern(phrases: Sequence[str]) -> re.Pattern[str]:
+            return re.compile(alternation({_compact(lexicon_key(p)) for p in phrases} - {""}, whole_latin=True))
+        self._entry_at = {e.id: ei for ei, e in enumerate(self.entries)}
+        self._tried = [tuple(pattern(step) for step in e.tried) for e in self.entries]
+        self._still_failing = pattern(faq.still_failing)
+
+    def _outrun(self, raw: str, ei: int) -> bool:
+        """The message reports every step of the entry's advice done and, after the first, that it still
+        fails (清了缓存、等了两个小时，还是提示操作过于频繁): the answer would only repeat it."""
+        steps = self._tried[ei]
+        if not steps:
+            return False
+        text = _compact(raw)
+        found = [p.search(text) for p in steps]
+        return all(found) and bool(self._still_failing.search(text, min(m.start() for m in found if m)))
+
     # ---- helpers -----------------------------------------------------------
 
     def _contrast_words(self, n: Normalised, alternatives: bool = True) -> frozenset[str]:
@@ -351,6 +371,13 @@ class Matcher:
     def _match(self, text: str) -> MatchResult:
         clauses = self.normalise.clauses(text)
         raw = "".join(c.raw for c in clauses)
+        result = self._match_clauses(clauses, raw)
+        ei = self._entry_at.get(result.entry or "", -1) if result.decision != "out_of_scope" else -1
+        if ei >= 0 and self._outrun(raw, ei):   # what the answer advises, the user has done: a person's turn
+            return MatchResult("out_of_scope", OUT_OF_SCOPE, None, result.score, result.candidates, outrun=result.entry)
+        return result
+
+    def _match_clauses(self, clauses: list[Clause], raw: str) -> MatchResult:
         if self._orders_han.search(raw.replace(" ", "")) or self._orders_latin.search(" ".join(raw.split())):
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
         group = self._group_phrases_only(raw)
@@ -674,6 +701,14 @@ def _unlike(stored: frozenset[str] | None, asked: frozenset[str]) -> bool:
 def _plain(markdown: str) -> str:
     """Answer text without Markdown link targets (URLs are not words users type)."""
     return re.sub(r"\]\([^)]*\)", "]", markdown)
+
+
+def _compact(text: str) -> str:
+    """``text`` without the spaces beside a CJK character (清了 缓存 is 清了缓存; "clear cache" keeps its own)."""
+    return _SPACE_BY_CJK.sub("", text)
+
+
+_SPACE_BY_CJK = re.compile(r"(?<=[^\x00-\x7f]) +| +(?=[^\x00-\x7f])")
 
 
 def _alternation(phrases: Mapping[str, str]) -> re.Pattern[str]:

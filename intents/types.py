@@ -20,7 +20,8 @@ class MatchResult:
     """What the user most likely asked. For out_of_scope, intent is "out_of_scope"
     and entry is None; candidates still list the closest FAQ entries. ``not_covered`` names
     the not-covered catalogue group (faq/data/not_covered.yaml) the question is closest to,
-    when it is out of scope for that reason."""
+    when it is out of scope for that reason; ``outrun`` names the FAQ entry whose whole advice the
+    message reports having followed without success (out of scope: the answer has nothing left to offer)."""
 
     decision: Decision
     intent: str
@@ -28,3 +29,4 @@ class MatchResult:
     score: float
     candidates: tuple[Candidate, ...] = field(default_factory=tuple)
     not_covered: str | None = None
+    outrun: str | None = None

@@ -24,6 +24,8 @@ def test_guess_is_what_the_bot_would_say_if_it_always_answered():
     assert guess(res("clarify", "a", 0.5, [("a", 0.5), ("b", 0.48)])) == "a"
     assert guess(res("out_of_scope", "out_of_scope", 0.3, [("b", 0.3)])) == "b"            # below the line
     assert guess(res("out_of_scope", "out_of_scope", 0.7, [("b", 0.2)], "degree")) == "out_of_scope"  # catalogue
+    outrun = {**res("out_of_scope", "out_of_scope", 0.7, [("b", 0.7)]), "outrun": "b.x"}   # advice already followed
+    assert guess(outrun) == "out_of_scope"
     assert guess(res("out_of_scope", "out_of_scope", 0.0)) == "out_of_scope"
 
 

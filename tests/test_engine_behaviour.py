@@ -400,6 +400,14 @@ def test_a_not_covered_question_gets_its_groups_honest_reply_and_a_person(chat, 
     assert "人工客服" in chat.text
 
 
+
+def test_advice_followed_without_success_is_not_repeated_but_a_person_offered(chat, engine):
+    chat.say("登录提示操作过于频繁，缓存清了，也等了两个小时，还是不行，怎么办？")
+    assert "操作过于频繁" in chat.text and "转人工客服" in chat.text and "清除浏览器缓存" not in chat.text
+    assert [b.label for b in chat.buttons] == ["转人工客服"]
+    chat.press("转人工客服")
+    assert "人工客服" in chat.text
+
 def test_a_question_about_the_bot_itself_is_answered_honestly_and_a_person_offered_not_handed_off(chat, engine):
     chat.say("你是机器人吗？")
     assert chat.text == engine.faq.not_covered_groups["assistant"].reply

@@ -226,6 +226,25 @@ def test_lexicon_addressing_and_group_phrases_are_loaded_and_validated(faq_copy:
     assert any("not_covered.yaml:" in str(p) and "phrases" in str(p) for p in problems), problems
 
 
+
+def test_tried_advice_is_loaded_and_needs_still_failing_phrases(faq_copy: Path):
+    faq, problems = check(faq_copy)
+    tried = faq.entry("too_frequent.solutions").tried
+    assert not problems and len(tried) == 2 and "清了缓存" in tried[0] and "等了两个小时" in tried[1]
+    assert faq.entry("too_frequent.bind_wait").tried == tried   # the YAML anchor shares one list
+    assert "还是不行" in faq.still_failing
+    _edit(faq_copy / "lexicon.yaml", "still_failing: [", "unused_still_failing: [")
+    _, problems = check(faq_copy)
+    assert any("lexicon.yaml" in str(p) and "unused_still_failing" in str(p) for p in problems), problems
+    path = faq_copy / "lexicon.yaml"
+    text = path.read_text(encoding="utf-8")
+    start = text.index("unused_still_failing: [")
+    path.write_text(text[:start] + text[text.index("]", start) + 2:], encoding="utf-8")   # the list gone
+    _, problems = check(faq_copy)
+    assert any("07_too_frequent.yaml:" in str(p) and "too_frequent.solutions.tried" in str(p)
+               and "still_failing" in str(p) for p in problems), problems
+
+
 def test_settings_expand_environment_variables(tmp_path: Path, monkeypatch):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("accounts:\n  base_url: ${CHSI_TEST_X:-http://fallback}\n  api_key: ${CHSI_TEST_Y}\n",
@@ -248,8 +267,9 @@ def test_cli_match_prints_the_stable_json_shape():
     out = _bot("match", "忘记用户名怎么办")
     assert out.returncode == 0, out.stderr
     obj = json.loads(out.stdout)
-    assert set(obj) == {"intent", "entry", "score", "decision", "answer", "candidates", "not_covered"}
+    assert set(obj) == {"intent", "entry", "score", "decision", "answer", "candidates", "not_covered", "outrun"}
     assert obj["decision"] == "answer" and obj["intent"] == "recover_account" and obj["not_covered"] is None
+    assert obj["outrun"] is None
     assert obj["entry"] == "recover_account.username" and "找回用户名" in obj["answer"]
     assert all(set(c) == {"entry", "intent", "score"} for c in obj["candidates"])
 

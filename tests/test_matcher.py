@@ -1164,3 +1164,51 @@ def test_every_process_decides_alike_whatever_its_hash_seed():
     assert len(outputs[0].splitlines()) > 1000
     assert outputs[0] == outputs[1]
 
+
+
+
+def _tried_faq():
+    from faq.model import Entry, Topic, FAQ
+    ban = Entry(id="ban.fix", intent="ban", question="提示操作过于频繁怎么办", answer="清除浏览器缓存，2 小时后再绑定。",
+                tried=(("清了缓存", "缓存清了", "clear cache"), ("等了两个小时", "两种办法都")))
+    other = Entry(id="mail.how", intent="mail", question="邮箱受限怎么办", answer="不填写邮箱完成注册。")
+    return FAQ(topics=(Topic(intent="ban", title="b", seed_topic=None, entries=(ban,)),
+                       Topic(intent="mail", title="m", seed_topic=None, entries=(other,))),
+               still_failing=("还是不行", "还是提示", "not working"))
+
+
+@pytest.mark.parametrize("text", ["清了缓存，也等了两个小时，还是提示操作过于频繁怎么办",
+                                  "操作过于频繁，等了两个小时，缓存清了，还是不行",
+                                  "操作过于频繁 clear cache 了，等了两个小时 still not working"])
+def test_a_message_reporting_the_whole_advice_followed_and_failing_is_handed_on(text):
+    r = make_matcher(_tried_faq()).match(text)
+    assert (r.decision, r.outrun, r.entry) == ("out_of_scope", "ban.fix", None)
+    assert r.candidates[0].entry == "ban.fix"   # still the nearest: the staff see what was tried
+
+
+@pytest.mark.parametrize("text", ["清了缓存还是提示操作过于频繁怎么办",            # one step of two: the answer has more
+                                  "操作过于频繁，清了缓存也等了两个小时，现在好了，能绑定了吗",  # it worked
+                                  "还是不行，操作过于频繁，清了缓存等了两个小时",   # the failure told before the steps
+                                  "提示操作过于频繁，是清了缓存等两个小时还是直接找回密码"])   # 还是 asks a choice
+def test_advice_not_all_followed_or_not_failing_is_answered(text):
+    r = make_matcher(_tried_faq()).match(text)
+    assert r.outrun is None and r.intent == "ban"
+
+
+def test_an_entry_without_tried_advice_is_never_outrun():
+    r = make_matcher(_tried_faq()).match("邮箱受限，清了缓存，等了两个小时，还是不行")
+    assert r.outrun is None
+
+
+@pytest.mark.parametrize("text, entry", [
+    ("被提示操作过于频繁，我按要求清了缓存、等了两个多小时，再去绑定微信还是提示一样的话，还能怎么办", "too_frequent.solutions"),
+    ("操作被禁止，两种办法都试了还是不行，下一步怎么办", "too_frequent.solutions"),
+    ("注册提示邮箱IP受限，邮箱空着没填，还是注册失败", "email_ip_limited.how")])
+def test_the_real_faq_hands_on_advice_followed_without_success(text, entry):
+    r = real_matcher().match(text)
+    assert r.decision == "out_of_scope" and r.outrun == entry
+
+
+def test_the_real_faq_still_answers_a_step_that_failed_when_more_advice_remains():
+    r = real_matcher().match("已经清了浏览器缓存，还是提示操作过于频繁，接下来怎么做")
+    assert r.decision == "answer" and r.intent == "too_frequent" and r.outrun is None
