@@ -147,3 +147,5 @@ def test_a_refused_faq_edit_shows_as_a_banner(world):
     world.live.poll()
     assert "FAQ 修改未生效" not in client.get("/staff").text
     assert client.get("/staff/insights/try", params={"q": "<b>忘记用户名</b>"}).text.count("&lt;b&gt;") >= 1
+    tried = client.get("/staff/insights/try", params={"q": "缓存清了，也等了两个小时，还是提示操作过于频繁"}).text
+    assert "用户已按 too_frequent.solutions 的办法操作过，仍未解决" in tried   # why it was handed on, not answered
