@@ -14,7 +14,9 @@ The not-covered catalogue (neighbouring services, other sites) is indexed beside
 a question whose nearest neighbour is a catalogue question, or whose best entry is no more
 than the clarify margin ahead of one, is out of scope, with that group named; so is a message made only of a
 group's whole-message phrases (你是机器人吗: the assistant's own group). A message made only of small talk answers that small talk; a message that
-orders the bot about (lexicon ``bot_instructions``) is out of scope.
+orders the bot about (lexicon ``bot_instructions``) is out of scope, and so is a message reporting every step
+of its best entry's advice done and still failing (the entry's ``tried``, lexicon ``still_failing``): the result
+names that entry (``outrun``) and a person takes over instead of the same answer again.
 Candidates are pruned with an inverted index over tokens and character bigrams,
 so the cost grows with the entries that share words, not with the FAQ size.
 Every threshold and weight is in ``settings.MatcherConfig`` (config.yaml ``matcher``).
@@ -259,7 +261,7 @@ class Matcher:
             return False
         text = _compact(raw)
         found = [p.search(text) for p in steps]
-        return all(found) and bool(self._still_failing.search(text, min(m.start() for m in found if m)))
+        return all(found) and bool(self._still_failing.search(text, min(m.start() for m in found)))
 
     # ---- helpers -----------------------------------------------------------
 
