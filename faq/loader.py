@@ -235,8 +235,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         for e in t.entries:
             for r in e.related:
                 if r not in entry_where:
-                    file, line = e.source.rsplit(":", 1)
-                    problems.append(Problem(file, int(line), f"{e.id}.related", f"unknown entry id {r!r}"))
+                    problems.append(_entry_problem(e, "related", f"unknown entry id {r!r}"))
     for intent in REQUIRED_INTENTS:
         if intent not in intents_seen:
             problems.append(Problem("faq", 1, "", f"missing topic: no file defines intent {intent!r}"))
@@ -316,15 +315,20 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                                             f"{meant!r} is neither a synonym's canonical word nor a domain word"))
         if not still_failing:
             for e in (e for t in topics for e in t.entries if e.tried):
-                file, line = e.source.rsplit(":", 1)
-                problems.append(Problem(file, int(line), f"{e.id}.tried",
-                                        f"{LEXICON_FILE} lists no still_failing phrases: tried advice is never recognised"))
+                problems.append(_entry_problem(e, "tried", f"{LEXICON_FILE} lists no still_failing phrases: "
+                                                           "tried advice is never recognised"))
     not_covered = _not_covered(special.get("notCovered"), question_where, problems)
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
                stopwords=stopwords, contrast_words=contrast, other_services=services,
                contrast_senses=senses, attributes=attributes, alternatives=tuple(alternatives), smalltalk=smalltalk,
                bot_instructions=instructions, addressing=addressing, account_words=account_words, still_failing=still_failing,
                referents=tuple(referents), not_covered=not_covered)
+
+
+def _entry_problem(e: Entry, field: str, message: str) -> Problem:
+    """A problem with one field of an entry, at the entry's ``file:line``."""
+    file, line = e.source.rsplit(":", 1)
+    return Problem(file, int(line), f"{e.id}.{field}", message)
 
 
 def _not_covered(raw: Raw | None, faq_questions: Mapping[str, tuple[str, str]],

@@ -374,7 +374,7 @@ class Matcher:
         clauses = self.normalise.clauses(text)
         raw = "".join(c.raw for c in clauses)
         result = self._match_clauses(clauses, raw)
-        ei = self._entry_at.get(result.entry or "", -1) if result.decision != "out_of_scope" else -1
+        ei = self._entry_at.get(result.entry or "", -1)   # (out of scope: no entry)
         if ei >= 0 and self._outrun(raw, ei):   # what the answer advises, the user has done: a person's turn
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, result.score, result.candidates, outrun=result.entry)
         return result
