@@ -470,7 +470,9 @@ class Matcher:
         stop (……明天还要打印报告。怎么解除？: that is the story) unless it asks too (能改吗？改了会影响学历吗).""" 
         last = max((i for i, c in enumerate(clauses) if c.asks), default=-1)
         if last > 0 and clauses[last - 1].ends_sentence and not clauses[last - 1].asks:
-            return merge([c.norm for c in clauses[last:]])
+            # to the end of the question's own sentence: what follows it is story too (……有几种解决办法？我想挑最快的那个)
+            end = next((j + 1 for j in range(last, len(clauses)) if clauses[j].ends_sentence), len(clauses))
+            return merge([c.norm for c in clauses[last:end]])
         return window
 
     def _with_windows(self, windows: list[Normalised], ranked: list[tuple[float, int]],

@@ -827,6 +827,13 @@ def test_a_complaint_after_the_question_does_not_hide_it(text, intent):
     assert result.decision == "answer" and result.intent == intent, result
 
 
+def test_a_contrast_word_in_the_sentence_after_the_question_is_story():
+    # 最快 would ask how fast (a waiting time); here it only says which of the ways the user will pick
+    text = "我在单位要登录学信档案，一直提示操作过于频繁，操作被禁止。这个有几种解决办法？我想挑最快的那个，今晚就要用。"
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.entry == "too_frequent.solutions", result
+
+
 @pytest.mark.parametrize("text", ["微博手机号已被注册", "京东提示操作过于频繁", "12306说我身份证号已被注册"])
 def test_another_sites_version_of_our_topic_is_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
