@@ -362,6 +362,7 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("did the photo check on chsi, is it the same account for 研招网", "account_usage"),
     ("学信网账号还能登录哪些系统", "account_usage"),
     ("研招网登录让我用学信网账号 这俩能共用吗", "account_usage"),       # 这俩: two platforms sharing one account
+    ("研招网和征兵网的账号共用吗", "account_usage"),                   # … or the two platforms named beside it
     ("能用v信扫码登学信网吗", "bind_wechat_alipay"),             # internet forms: v信, 被ban, re注册
     ("登录太多次被ban了咋办", "too_frequent"),
     ("re注册一个学信网号咋弄", "re_register"),
@@ -374,6 +375,10 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
 ])
 def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     assert real_matcher().match(text).intent == intent
+
+
+def test_sharing_an_account_with_a_person_is_not_sharing_it_across_platforms():
+    assert real_matcher().match("我和我妹妹能共用一个学信网账号吗").decision == "out_of_scope"
 
 
 @pytest.mark.parametrize("text", ["客服协助审核 身份证要拍正反两面吗", "客服审核要上传的身份证照片 背面也要拍吗"])
