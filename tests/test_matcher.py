@@ -377,6 +377,15 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     assert real_matcher().match(text).intent == intent
 
 
+@pytest.mark.parametrize("text, entry", [
+    ("百度了一下也没找到，忘记密码怎么找回", "recover_account.password"),
+    ("在百度上搜了半天，身份证号已被注册到底怎么办", "id_duplicate.meaning"),
+])
+def test_searching_the_web_in_the_story_is_not_another_sites_account(text, entry):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.entry == entry, result
+
+
 def test_sharing_an_account_with_a_person_is_not_sharing_it_across_platforms():
     assert real_matcher().match("我和我妹妹能共用一个学信网账号吗").decision == "out_of_scope"
 
@@ -839,7 +848,7 @@ def test_a_contrast_word_in_the_sentence_after_the_question_is_story():
     assert result.decision == "answer" and result.entry == "too_frequent.solutions", result
 
 
-@pytest.mark.parametrize("text", ["微博手机号已被注册", "京东提示操作过于频繁", "12306说我身份证号已被注册"])
+@pytest.mark.parametrize("text", ["微博手机号已被注册", "京东提示操作过于频繁", "12306说我身份证号已被注册", "百度网盘提示操作过于频繁"])
 def test_another_sites_version_of_our_topic_is_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
 
