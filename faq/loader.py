@@ -288,10 +288,12 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                                         f"{word!r} is a synonym of {canonical!r}: as a contrast word it would "
                                         f"contrast every message saying {canonical!r}; name a longer phrase"))
         senses = {str(k): tuple(str(c) for c in v) for k, v in (doc.get("contrast_senses") or {}).items()}
+        naming = {str(w) for spec in (doc.get("alternatives") or {}).values() for ws in spec["names"].values() for w in ws}
         for word in senses:
-            if word not in contrast:
+            if word not in contrast and word not in naming:
                 problems.append(Problem(rel, _line(lines, ("contrast_senses", word)), f"contrast_senses.{word}",
-                                        f"{word!r} is not a contrast word (contrast_words, other_services or an attribute's asks)"))
+                                        f"{word!r} is not a contrast word (contrast_words, other_services or an attribute's asks)"
+                                        " nor a word naming an alternative"))
         intents = {t.intent for t in topics}
         for g, spec in (doc.get("alternatives") or {}).items():
             if spec["intent"] not in intents:

@@ -272,20 +272,24 @@ class Matcher:
         # a word is found within one clause (绑定微信 支付宝 names no 微信支付); a cue of its other sense may
         # stand across a clause's end (用QQ邮箱注册，提示IP受限)
         parts = n.full.split("\n")
-        found: set[str] = set()
-        if self._contrast:
-            joined, offset = "".join(parts), 0
-            for part in parts:
-                found.update(m.group(0) for m in self._contrast.finditer(part)
-                             if not self._other_sense(joined, m.group(0), offset + m.start(), offset + m.end()))
-                offset += len(part)
-        named = {w for part in parts for w in self._alternatives_re.findall(part)} \
-            if alternatives and self._alternatives else set()
+        found = self._found(self._contrast, parts)
+        named = self._found(self._alternatives_re if alternatives and self._alternatives else None, parts)
 
         def typed(w: str) -> bool:
             return not any(len(t) > len(w) and w in t for t in n.tokens)
 
         return frozenset(w for w in found if typed(w)) | frozenset(self._alternatives[w] for w in named if typed(w))
+
+    def _found(self, pattern: re.Pattern[str] | None, parts: list[str]) -> set[str]:
+        """The words of ``pattern`` in the clauses ``parts``, except those with a cue of their other sense near."""
+        found: set[str] = set()
+        if pattern is not None:
+            joined, offset = "".join(parts), 0
+            for part in parts:
+                found.update(m.group(0) for m in pattern.finditer(part)
+                             if not self._other_sense(joined, m.group(0), offset + m.start(), offset + m.end()))
+                offset += len(part)
+        return found
 
     def _with_alternatives(self, asked: frozenset[str], intent: str) -> frozenset[str]:
         """An entry's contrast words from its questions and keywords, with the alternatives it is about:

@@ -261,6 +261,19 @@ def test_an_entry_about_one_alternative_does_not_answer_a_question_naming_anothe
     assert {"routes:classmate", "routes:records"} <= aware._entry_contrast[2]
 
 
+def test_a_word_naming_an_alternative_next_to_a_cue_of_its_other_sense_names_none():
+    from faq.model import Alternatives
+    routes = (Alternatives("routes", "dup", {"app": ("app",), "classmate": ("同学协助",)}),)
+    faq = make_faq(("dup.app", "app自助验证怎么操作", [], "下载学信网手机 APP 进行登录验证。"),
+                   ("recover.password", "密码忘了怎么找回", [], "点击登录页面的“找回密码”链接。"),
+                   alternatives=routes, contrast_senses={"app": ("忘了", "找回")})
+    matcher = make_matcher(faq)
+    words = lambda text: matcher._contrast_words(matcher.normalise(text))  # noqa: E731
+    assert words("app验证要刷脸吗") == {"routes:app"}
+    assert words("app上密码忘了") == frozenset() and words("在app上找回密码") == frozenset()
+    assert matcher.match("app上密码忘了").entry == "recover.password"
+
+
 def test_an_answer_stating_an_attribute_answers_the_words_asking_it():
     entries = (("mail.once", "安全邮箱能重复用吗", ["注册过的邮箱还能用吗"], "安全邮箱仅限注册使用一次。"),
                ("mail.how", "怎么绑定邮箱", ["邮箱在哪里绑定"], "在账号管理中绑定邮箱。"))
@@ -363,6 +376,7 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("学信网账号还能登录哪些系统", "account_usage"),
     ("研招网登录让我用学信网账号 这俩能共用吗", "account_usage"),       # 这俩: two platforms sharing one account
     ("研招网和征兵网的账号共用吗", "account_usage"),                   # … or the two platforms named beside it
+    ("学信网APP密码忘了怎么办", "recover_account"),                   # the app as where one logs in, not route 1
     ("能用v信扫码登学信网吗", "bind_wechat_alipay"),             # internet forms: v信, 被ban, re注册
     ("登录太多次被ban了咋办", "too_frequent"),
     ("re注册一个学信网号咋弄", "re_register"),
