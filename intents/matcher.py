@@ -332,8 +332,9 @@ class Matcher:
         story's narration (明天就要截止了，现在该怎么办; 我要崩溃了) does not change the question."""
         everywhere = self._contrast_words(whole)
         asking = [c.norm for c in clauses if c.asks]
-        if not asking:
-            return everywhere
+        words = [t for c in asking for t in c.tokens]
+        if not asking or words and not any(t in self._idf for t in words):
+            return everywhere   # (a question in words the FAQ never uses, 正常吗, asks about the story itself)
         return self._contrast_words(merge(asking)) | (everywhere & self._services)
 
     def _services_named(self, whole: Normalised) -> frozenset[str]:

@@ -912,6 +912,14 @@ def test_a_story_with_a_contrast_word_its_entry_lacks_is_not_lifted():
     assert [c.score for c in plain.candidates] == [c.score for c in lifted.candidates]
 
 
+@pytest.mark.parametrize("text", [
+    "我注册时身份证显示已注册，客服审核提交三天了还没结果，正常吗",   # 正常吗 asks about the story: its 没结果 counts
+    "身份证号已被注册，选了客服协助验证，交上去好几天了还没结果，是不是要等很久",   # 要等很久: how long
+])
+def test_a_question_about_the_story_itself_is_not_lifted_past_the_storys_contrast_words(text):
+    assert real_matcher().match(text).decision == "out_of_scope"
+
+
 def test_a_question_followed_by_its_story_is_lifted_toward_the_question_clause():
     # short of focus_tokens words, yet the story after the question still dilutes it
     text = "忘记用户名了怎么办？我是好几年前注册的，当时用的邮箱也早就不用了"
