@@ -400,6 +400,17 @@ def test_searching_the_web_in_the_story_is_not_another_sites_account(text, entry
     assert result.decision == "answer" and result.entry == entry, result
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("重新注册后能用原来的用户名吗", None),                       # keeping the old name: the seed is silent
+    ("原来的用户名忘了怎么办", "recover_account.username"),       # the old name forgotten: recovering it
+    ("证书编号在哪里找", None),                                   # where to find it: route 4 names no place
+    ("审核进度在哪看", "id_duplicate.route2_progress"),           # … where route 2's answer names the menu
+])
+def test_the_old_username_and_where_to_find_things(text, expected):
+    result = real_matcher().match(text)
+    assert (result.entry if result.decision == "answer" else None) == expected, result
+
+
 def test_sharing_an_account_with_a_person_is_not_sharing_it_across_platforms():
     assert real_matcher().match("我和我妹妹能共用一个学信网账号吗").decision == "out_of_scope"
 
