@@ -411,6 +411,15 @@ def test_the_old_username_and_where_to_find_things(text, expected):
     assert (result.entry if result.decision == "answer" else None) == expected, result
 
 
+@pytest.mark.parametrize("text", [
+    "用户名被别人注册了",                       # the username taken, not the ID number
+    "忘记密码后找回，新密码设置不成功",           # the recovery's own new password refused
+    "how do i unbind wechat from my chsi account",   # unbind: 解绑, not 绑定
+])
+def test_lookalikes_of_the_registration_and_binding_prompts_are_not_answered(text):
+    assert real_matcher().match(text).decision == "out_of_scope"
+
+
 def test_sharing_an_account_with_a_person_is_not_sharing_it_across_platforms():
     assert real_matcher().match("我和我妹妹能共用一个学信网账号吗").decision == "out_of_scope"
 
