@@ -420,6 +420,12 @@ def test_lookalikes_of_the_registration_and_binding_prompts_are_not_answered(tex
     assert real_matcher().match(text).decision == "out_of_scope"
 
 
+@pytest.mark.parametrize("text", ["四种途径是哪些", "身份证重复的四种办法", "四种方式都是什么"])
+def test_the_four_routes_counted_in_users_words_are_the_routes(text):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.entry == "id_duplicate.routes", result
+
+
 def test_sharing_an_account_with_a_person_is_not_sharing_it_across_platforms():
     assert real_matcher().match("我和我妹妹能共用一个学信网账号吗").decision == "out_of_scope"
 
