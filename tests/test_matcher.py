@@ -416,6 +416,7 @@ def test_the_old_username_and_where_to_find_things(text, expected):
     "忘记密码后找回，新密码设置不成功",           # the recovery's own new password refused
     "how do i unbind wechat from my chsi account",   # unbind: 解绑, not 绑定
     "那两个小时从什么时候开始算",                   # how the seed's two hours are counted: it never says
+    "手机号注册过但那个账号我不要了，怎么释放手机号",   # freeing the number from the old account
 ])
 def test_lookalikes_of_the_registration_and_binding_prompts_are_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
