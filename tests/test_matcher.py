@@ -407,6 +407,8 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("手机号注册过但那个账号我不要了，怎么释放手机号", None),       # freeing the number from the old account
     ("客服审核能加急吗", None),                                   # hurrying the review: the seed is silent
     ("同学协助需要同学是同一个学校的吗", None),                   # who may help: the seed says only 大学同班同学
+    ("找回密码需要人脸识别吗", None),                             # a face check is route 1's app, not recovery's
+    ("刷脸实人验证怎么弄", "id_duplicate.route1_app"),
     # the seed's 四个途径 counted in users' words
     ("四种途径是哪些", "id_duplicate.routes"),
     ("身份证重复的四种办法", "id_duplicate.routes"),
