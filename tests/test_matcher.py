@@ -409,6 +409,7 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("同学协助需要同学是同一个学校的吗", None),                   # who may help: the seed says only 大学同班同学
     ("找回密码需要人脸识别吗", None),                             # a face check is route 1's app, not recovery's
     ("刷脸实人验证怎么弄", "id_duplicate.route1_app"),
+    ("重新注册的时候能不能不用身份证", None),                     # registering without an ID card
     # the seed's 四个途径 counted in users' words
     ("四种途径是哪些", "id_duplicate.routes"),
     ("身份证重复的四种办法", "id_duplicate.routes"),
