@@ -412,6 +412,8 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("重新注册的时候能不能不用身份证", None),                     # registering without an ID card
     ("学信网密码忘了能打电话找回吗", None),                       # by phone: the seed names only the page's links
     ("密码忘了，打电话给学校也没用，怎么找回", "recover_account.password"),   # a call in the story is no way asked
+    ("绑定微信后原来的密码还有用吗", None),                         # the old password after binding: the seed is silent
+    ("操作过于频繁了，用户名密码还能登录吗", "too_frequent.password_login"),   # the seed's second way
     # the seed's 四个途径 counted in users' words
     ("四种途径是哪些", "id_duplicate.routes"),
     ("身份证重复的四种办法", "id_duplicate.routes"),
