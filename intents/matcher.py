@@ -249,14 +249,13 @@ class Matcher:
         saying it did not help."""
         def pattern(phrases: Sequence[str]) -> re.Pattern[str]:
             return re.compile(alternation({_compact(lexicon_key(p)) for p in phrases} - {""}, whole_latin=True))
-        self._entry_at = {e.id: ei for ei, e in enumerate(self.entries)}
-        self._tried = [tuple(pattern(step) for step in e.tried) for e in self.entries]
+        self._tried = {e.id: tuple(pattern(step) for step in e.tried) for e in self.entries if e.tried}
         self._still_failing = pattern(faq.still_failing)
 
-    def _outrun(self, raw: str, ei: int) -> bool:
+    def _outrun(self, raw: str, entry: str | None) -> bool:
         """The message reports every step of the entry's advice done and, after the first, that it still
         fails (清了缓存、等了两个小时，还是提示操作过于频繁): the answer would only repeat it."""
-        steps = self._tried[ei]
+        steps = self._tried.get(entry or "")
         if not steps:
             return False
         text = _compact(raw)
@@ -379,8 +378,7 @@ class Matcher:
         clauses = self.normalise.clauses(text)
         raw = "".join(c.raw for c in clauses)
         result = self._match_clauses(clauses, raw)
-        ei = self._entry_at.get(result.entry or "", -1)   # (out of scope: no entry)
-        if ei >= 0 and self._outrun(raw, ei):   # what the answer advises, the user has done: a person's turn
+        if self._outrun(raw, result.entry):   # what the answer advises, the user has done: a person's turn
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, result.score, result.candidates, outrun=result.entry)
         return result
 
