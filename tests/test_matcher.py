@@ -386,6 +386,16 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
      "years, since my application to a school abroad. 在哪里找回? It is quite urgent because my new employer "
      "needs it soon.", "recover_account"),                        # English function words: stopwords
     ("研招網報名使唔使再註冊多個帳號 我之前做過圖像校對", "account_usage"),   # 多個: Cantonese one more
+    # English phrases of forgetting, asking how and records kept; the filler words around them are stopwords
+    ("I can't remember my username for 学信网, where can I find it? 谢谢", "recover_account"),
+    ("Hi there, I haven't logged in to chsi for like three years and now I can't remember the password at all. "
+     "怎么找回啊？", "recover_account"),
+    ("don't remember my username, how to get it back", "recover_account"),
+    ("If I make a new account, will my 学历 records still be there?", "re_register_records"),
+    ("my ID number got registered by someone else on 学信网, how to fix it, what are the options", "id_duplicate"),
+    ("ID card already registered when signing up, what are my options", "id_duplicate"),
+    ("I want to know how to check my degree online on chsi", "out_of_scope"),
+    ("I don't remember which university I applied to last year", "out_of_scope"),
 ])
 def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     assert real_matcher().match(text).intent == intent
