@@ -431,6 +431,9 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("身份证被人注册了 有几种解决方法", "id_duplicate.routes"),   # 解决方法: the answer's 解决办法
     ("pw忘了 咋整", "recover_account.password"),                   # pw: password
     ("操作过于频繁是因为被别人攻击了吗", None),                     # an attack as the cause: the seed gives none
+    ("找回密码时提示证件号码与姓名不符", None),                     # a mismatch prompt the seed never lists
+    ("APP自助验证支持iPad吗", None),                               # which devices route 1's app runs on
+    ("操作过于频繁是按IP算还是按账号算", None),                     # how the limit is counted
     # records lost "thereby" (就此丢了) after a story of registering again: the records entry, not how to register
     ("我前两天刚刚重新注册了一个学信网账号，登进去以后心里一直不踏实，听室友说新号可能看不到以前的学籍，"
      "我以前的那些学籍学历信息会不会就此丢了？", "re_register_records.records"),
