@@ -434,6 +434,8 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("找回密码时提示证件号码与姓名不符", None),                     # a mismatch prompt the seed never lists
     ("APP自助验证支持iPad吗", None),                               # which devices route 1's app runs on
     ("操作过于频繁是按IP算还是按账号算", None),                     # how the limit is counted
+    ("学信网APP验证要用什么型号的手机", None),                      # which phones route 1's app supports
+    ("APP在应用商店下架了吗", None),
     # records lost "thereby" (就此丢了) after a story of registering again: the records entry, not how to register
     ("我前两天刚刚重新注册了一个学信网账号，登进去以后心里一直不踏实，听室友说新号可能看不到以前的学籍，"
      "我以前的那些学籍学历信息会不会就此丢了？", "re_register_records.records"),
