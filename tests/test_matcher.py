@@ -436,6 +436,16 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("操作过于频繁是按IP算还是按账号算", None),                     # how the limit is counted
     ("学信网APP验证要用什么型号的手机", None),                      # which phones route 1's app supports
     ("APP在应用商店下架了吗", None),
+    # details the seed never gives: bonus points, a wrong birth date, a Chinese username, reclaiming or freeing a
+    # number, the ban lifting by itself, a risk warning, a scan waiting for confirmation
+    ("考研有加分吗？我当兵时用学信网账号登过征兵网", None),
+    ("学籍核对时出生日期不对，在学信档案怎么改", None),
+    ("重新注册时用户名可以用中文吗", None),
+    ("重新注册想用原来那个用户名可以吗", None),
+    ("手机号被别人注册了，能把号码抢回来吗", None),
+    ("操作过于频繁会自动解封吗", None),
+    ("登录提示账号存在风险，操作被禁止了", None),
+    ("微信扫码登录后手机上一直等待确认", None),
     # records lost "thereby" (就此丢了) after a story of registering again: the records entry, not how to register
     ("我前两天刚刚重新注册了一个学信网账号，登进去以后心里一直不踏实，听室友说新号可能看不到以前的学籍，"
      "我以前的那些学籍学历信息会不会就此丢了？", "re_register_records.records"),
