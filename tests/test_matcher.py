@@ -446,6 +446,10 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("操作过于频繁会自动解封吗", None),
     ("登录提示账号存在风险，操作被禁止了", None),
     ("微信扫码登录后手机上一直等待确认", None),
+    ("手机是新办的号，注册学信网提示已被注册", "phone_registered.reason"),   # 新办的号: a phone number, not an account
+    ("可以用哪个app扫码登录", "bind_wechat_alipay.scan_login"),          # the app that scans, not route 1's
+    ("操作过于频繁被禁止了，是不是账号被人盗咗", None),                    # Cantonese 盗咗: stolen
+    ("绑定微信后原来的账号密码还能登录吗", None),
     # records lost "thereby" (就此丢了) after a story of registering again: the records entry, not how to register
     ("我前两天刚刚重新注册了一个学信网账号，登进去以后心里一直不踏实，听室友说新号可能看不到以前的学籍，"
      "我以前的那些学籍学历信息会不会就此丢了？", "re_register_records.records"),
