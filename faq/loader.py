@@ -348,7 +348,7 @@ def _not_covered(raw: Raw | None, faq_questions: Mapping[str, tuple[str, str]],
             problems.append(Problem(rel, gline, f"groups[{i}].id",
                                     f"duplicate group id {g['id']!r} (first at {rel}:{group_where[g['id']]})"))
         group_where.setdefault(g["id"], gline)
-        for j, q in enumerate(g["questions"]):
+        for j, q in enumerate(g.get("questions") or ()):
             key, line, field = _question_key(q), _line(lines, ("groups", i, "questions", j)), f"groups[{i}].questions[{j}]"
             if key in faq_questions:
                 other, at = faq_questions[key]
@@ -358,7 +358,7 @@ def _not_covered(raw: Raw | None, faq_questions: Mapping[str, tuple[str, str]],
                 problems.append(Problem(rel, line, field, f"the question {q!r} is also in group {seen[key][0]!r} ({seen[key][1]})"))
             seen.setdefault(key, (g["id"], f"{rel}:{line}"))
         groups.append(NotCovered(id=g["id"], service=g["service"].strip(), reply=g["reply"].strip(),
-                                 questions=tuple(q.strip() for q in g["questions"]), source=f"{rel}:{gline}",
+                                 questions=tuple(q.strip() for q in g.get("questions") or ()), source=f"{rel}:{gline}",
                                  phrases=tuple(p.strip() for p in g.get("phrases") or ())))
     return tuple(groups)
 

@@ -84,12 +84,14 @@ class Matcher:
         self.config = config or MatcherConfig()
         self.normalise = Normaliser(faq)
         self.entries: list[Entry] = list(faq.entries.values())
-        # what can be nearest: the FAQ's entries, then one pseudo-entry per not-covered group
-        self._groups = [g.id for g in faq.not_covered]
+        # what can be nearest: the FAQ's entries, then one pseudo-entry per not-covered group with questions
+        # (a group of whole-message phrases only is found by them alone)
+        asked = [g for g in faq.not_covered if g.questions]
+        self._groups = [g.id for g in asked]
         self._n_faq = len(self.entries)   # targets from here on are not-covered groups
         self._targets: list[Entry] = self.entries + [
             Entry(id=f"{OUT_OF_SCOPE}.{g.id}", intent=OUT_OF_SCOPE, question=g.questions[0],
-                  alternates=g.questions[1:], answer=g.service) for g in faq.not_covered]
+                  alternates=g.questions[1:], answer=g.service) for g in asked]
         self._build_contrast(faq)
         per_entry_docs, exact_contrast, intent_vocab = self._build_entries()
         self._build_idf(intent_vocab)

@@ -200,8 +200,10 @@ def not_covered_snippet(c: Cluster, faq: FAQ, number: int = 1) -> str | None:
     g = groups.get(c.not_covered_group or "")
     if g is not None:
         file, _, line = g.source.rpartition(":")
-        head = f"# {file or 'faq/data/not_covered.yaml'}, group {g.id} (line {line}): append under `questions:`"
-        return "\n".join([head, *(f"{ALTERNATE_INDENT}- {_yaml_scalar(t)}" for t in texts)])
+        where = "append under `questions:`" if g.questions else "append to the group (it has phrases only)"
+        head = f"# {file or 'faq/data/not_covered.yaml'}, group {g.id} (line {line}): {where}"
+        key = [] if g.questions else [f"{GROUP_INDENT}  questions:"]
+        return "\n".join([head, *key, *(f"{ALTERNATE_INDENT}- {_yaml_scalar(t)}" for t in texts)])
     gid = f"new_topic_{number}"
     while gid in groups:
         number += 1

@@ -127,7 +127,7 @@ def test_not_covered_catalogue_loads_with_replies_that_offer_a_person():
     groups = faq.not_covered_groups
     assert {"degree", "status_change", "postgraduate", "conscription", "other_sites"} <= set(groups)
     for g in groups.values():
-        assert g.questions and "转人工客服" in g.reply
+        assert (g.questions or g.phrases) and "转人工客服" in g.reply
         assert "http" not in g.reply and not any(ch.isdigit() for ch in g.reply)  # no invented URL or phone
 
 
@@ -226,6 +226,14 @@ def test_lexicon_addressing_and_group_phrases_are_loaded_and_validated(faq_copy:
     _, problems = check(faq_copy)
     assert any("not_covered.yaml:" in str(p) and "phrases" in str(p) for p in problems), problems
 
+
+
+def test_a_not_covered_group_needs_questions_or_phrases(faq_copy: Path):
+    faq, problems = check(faq_copy)
+    assert not problems and not faq.not_covered_groups["first_registration"].questions   # phrases only
+    _edit(faq_copy / "not_covered.yaml", "    phrases: [怎么注册学信网账号,", "    phrasez: [怎么注册学信网账号,")
+    _, problems = check(faq_copy)
+    assert any("not_covered.yaml:" in str(p) and "groups" in str(p) for p in problems), problems
 
 
 def test_tried_advice_is_loaded_and_needs_still_failing_phrases(faq_copy: Path):

@@ -170,6 +170,21 @@ def test_a_new_group_snippet_loads(tmp_path: Path):
     assert load_dir(folder).not_covered_groups["new_topic_1"].questions == ("推荐一部电影",)
 
 
+def test_a_snippet_for_a_group_of_phrases_only_brings_its_questions_key(tmp_path: Path):
+    matcher = real_matcher()
+    [c] = [c for c in cluster(unanswered_questions(generated_log(time.time())), matcher) if "推荐一部电影" in c.texts]
+    c.not_covered_group = "first_registration"
+    snippet = not_covered_snippet(c, matcher.faq)
+    folder = tmp_path / "data"
+    shutil.copytree(ROOT / "faq" / "data", folder)
+    path = folder / "not_covered.yaml"
+    text = path.read_text(encoding="utf-8").splitlines()
+    start = text.index("  - id: first_registration")
+    end = next(i for i in range(start + 1, len(text)) if text[i].startswith("  - id:")) - 1   # the group's blank last line
+    path.write_text("\n".join(text[:end] + snippet.splitlines()[1:] + text[end:]) + "\n", encoding="utf-8")
+    assert load_dir(folder).not_covered_groups["first_registration"].questions == ("推荐一部电影",)
+
+
 def test_parse_since():
     assert parse_since("7d") == 7 * 86400 and parse_since("12h") == 43200 and parse_since("2w") == 14 * 86400
     with pytest.raises(ValueError):
