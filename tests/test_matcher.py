@@ -450,6 +450,8 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("可以用哪个app扫码登录", "bind_wechat_alipay.scan_login"),          # the app that scans, not route 1's
     ("操作过于频繁被禁止了，是不是账号被人盗咗", None),                    # Cantonese 盗咗: stolen
     ("绑定微信后原来的账号密码还能登录吗", None),
+    ("我想刪咗個學信網帳號，點做？", None),                          # Cantonese 删咗: deleting the account
+    ("同學協助嗰個同學要唔要係同一間大學？", None),                  # … and 同一间大学: which classmate may help
     # records lost "thereby" (就此丢了) after a story of registering again: the records entry, not how to register
     ("我前两天刚刚重新注册了一个学信网账号，登进去以后心里一直不踏实，听室友说新号可能看不到以前的学籍，"
      "我以前的那些学籍学历信息会不会就此丢了？", "re_register_records.records"),
