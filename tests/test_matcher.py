@@ -454,6 +454,10 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("绑定微信后原来的账号密码还能登录吗", None),
     ("我想刪咗個學信網帳號，點做？", None),                          # Cantonese 删咗: deleting the account
     ("同學協助嗰個同學要唔要係同一間大學？", None),                  # … and 同一间大学: which classmate may help
+    ("研招网和中国留学网能用同一个学信网账号吗", None),               # 中国留学网: another site's account
+    ("身份证重复能不能去学校线下办", None),                         # in person: the seed names only the four routes
+    ("实人验证要用手机NFC读身份证吗", None),
+    ("注册时没填邮箱，后来想再绑邮箱怎么弄", "email_ip_limited.add_later"),   # 再绑邮箱: binding one later
     # records lost "thereby" (就此丢了) after a story of registering again: the records entry, not how to register
     ("我前两天刚刚重新注册了一个学信网账号，登进去以后心里一直不踏实，听室友说新号可能看不到以前的学籍，"
      "我以前的那些学籍学历信息会不会就此丢了？", "re_register_records.records"),
