@@ -57,18 +57,22 @@ class FAQError(ValueError):
 _COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _construct(node: yaml.Node, path: tuple, lines: dict[tuple, int], loader: yaml.SafeLoader) -> Any:
-    """Turn a composed YAML node into plain data, recording each path's line (1-based)."""
+def _construct(node: yaml.Node, path: tuple, lines: dict[tuple, int], loader: yaml.SafeLoader,
+               twice: list[tuple[tuple, int, int]]) -> Any:
+    """Turn a composed YAML node into plain data, recording each path's line (1-based) and, in ``twice``, each
+    key a mapping gives again (its path, line and first line: YAML would silently keep only the last)."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
-            out[key] = _construct(value_node, path + (key,), lines, loader)
+            if key in out:
+                twice.append((path + (key,), key_node.start_mark.line + 1, lines[path + (key,)]))
+            out[key] = _construct(value_node, path + (key,), lines, loader, twice)
             lines.setdefault(path + (key,), key_node.start_mark.line + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, path + (i,), lines, loader) for i, v in enumerate(node.value)]
+        return [_construct(v, path + (i,), lines, loader, twice) for i, v in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 
@@ -81,7 +85,7 @@ def _compose(text: str) -> list[yaml.Node | None]:
         return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
 
 
-def _documents(path: Path) -> Iterable[tuple[Any, dict[tuple, int]]]:
+def _documents(path: Path) -> Iterable[tuple[Any, dict[tuple, int], list[tuple[tuple, int, int]]]]:
     nodes = _compose(path.read_text(encoding="utf-8"))
     loader = yaml.SafeLoader("")   # one constructor for the file's scalars (not one per scalar)
     try:
@@ -89,7 +93,8 @@ def _documents(path: Path) -> Iterable[tuple[Any, dict[tuple, int]]]:
             if node is None:
                 continue
             lines: dict[tuple, int] = {}
-            yield _construct(node, (), lines, loader), lines
+            twice: list[tuple[tuple, int, int]] = []
+            yield _construct(node, (), lines, loader, twice), lines, twice
     finally:
         loader.dispose()
 
@@ -166,8 +171,10 @@ def _read(directory: Path) -> tuple[list[Raw], dict[str, Raw], list[Problem]]:
             problems.append(Problem(rel, (mark.line + 1) if mark else 1, "", f"YAML syntax: {getattr(e, 'problem', e)}"))
             continue
         kind = _KINDS.get(path.name, "topic")
-        for doc, lines in docs:
-            found = _validate(doc, lines, kind, rel)
+        for doc, lines, twice in docs:
+            found = [Problem(rel, line, _field(key), f"{key[-1]!r} is given twice (first at line {first}): "
+                                                     "YAML keeps only the last; merge the two")
+                     for key, line, first in twice] + _validate(doc, lines, kind, rel)
             problems.extend(found)
             if found:
                 continue
