@@ -458,6 +458,8 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("身份证重复能不能去学校线下办", None),                         # in person: the seed names only the four routes
     ("实人验证要用手机NFC读身份证吗", None),
     ("注册时没填邮箱，后来想再绑邮箱怎么弄", "email_ip_limited.add_later"),   # 再绑邮箱: binding one later
+    ("登录说操作被禁止 我现在该干啥", "too_frequent.solutions"),                 # 该干嘛: what to do, not what for
+    ("手机号提示已被注册，怎么才能查到我有没有账号", "phone_registered.reason"),   # the seed's 找回用户名 checks it
     # records lost "thereby" (就此丢了) after a story of registering again: the records entry, not how to register
     ("我前两天刚刚重新注册了一个学信网账号，登进去以后心里一直不踏实，听室友说新号可能看不到以前的学籍，"
      "我以前的那些学籍学历信息会不会就此丢了？", "re_register_records.records"),
