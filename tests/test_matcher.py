@@ -457,6 +457,9 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("研招网和中国留学网能用同一个学信网账号吗", None),               # 中国留学网: another site's account
     ("身份证重复能不能去学校线下办", None),                         # in person: the seed names only the four routes
     ("实人验证要用手机NFC读身份证吗", None),
+    ("学籍信息填错一次会扣次数吗", None),
+    ("账号注销之前资料能导出来吗", None),
+    ("绑定支付宝后在哪看绑定状态", None),
     ("注册时没填邮箱，后来想再绑邮箱怎么弄", "email_ip_limited.add_later"),   # 再绑邮箱: binding one later
     ("登录说操作被禁止 我现在该干啥", "too_frequent.solutions"),                 # 该干嘛: what to do, not what for
     ("手机号提示已被注册，怎么才能查到我有没有账号", "phone_registered.reason"),   # the seed's 找回用户名 checks it
