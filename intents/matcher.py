@@ -240,6 +240,9 @@ class Matcher:
         about.pop("", None)
         self._about = about
         self._about_re = _alternation(about)
+        # the words such a message can hold at all: a message with any other word is neither (checked before the
+        # exact test, which normalises what is left once the phrases are taken out: a second normalisation)
+        self._whole_words = self._addressing.union(*(self.normalise(p).tokens for p in (*phrases, *about)))
         orders = {lexicon_key(p) for p in faq.bot_instructions} - {""}
         # Chinese phrases anywhere (spaces ignored); latin ones as whole words ("act as" is not in "contact a")
         self._orders_han = _alternation({p.replace(" ", ""): "" for p in orders if not p.isascii()})
@@ -387,12 +390,13 @@ class Matcher:
     def _match_clauses(self, clauses: list[Clause], raw: str) -> MatchResult:
         if self._orders_han.search(raw.replace(" ", "")) or self._orders_latin.search(" ".join(raw.split())):
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
-        group = self._group_phrases_only(raw)
-        if group:
-            return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 1.0, (), group)
-        smalltalk = self._smalltalk_only(raw)
-        if smalltalk:
-            return MatchResult("answer", smalltalk, self._smalltalk_entry[smalltalk], 1.0, ())
+        if self._whole_words.issuperset(t for c in clauses for t in c.norm.tokens):
+            group = self._group_phrases_only(raw)
+            if group:
+                return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 1.0, (), group)
+            smalltalk = self._smalltalk_only(raw)
+            if smalltalk:
+                return MatchResult("answer", smalltalk, self._smalltalk_entry[smalltalk], 1.0, ())
         # a last clause saying what the user does not want (…能重置吗，不想重新注册) is not what is asked
         if len(clauses) > 1 and _UNWANTED.match(clauses[-1].raw.strip()) and any(c.norm.tokens for c in clauses[:-1]):
             clauses = clauses[:-1]
