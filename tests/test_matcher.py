@@ -465,6 +465,18 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("学籍信息填错一次会扣次数吗", None),
     ("账号注销之前资料能导出来吗", None),
     ("绑定支付宝后在哪看绑定状态", None),
+    # what overseas and Hong Kong, Macau and Taiwan users ask that the seed never says
+    ("學信網帳號可唔可以用嚟申請助學金", None),
+    ("身份证重复可以去学校当面办理吗", None),
+    ("我是国外大学毕业的，没有国内学历，途径4怎么填", None),
+    ("手机号已被注册，能换成国外手机号注册吗", None),
+    ("台湾手机号注册要加什么国码", None),
+    ("学信网可以用指纹登录吗", None),
+    ("绑定支付宝会不会看到我的余额", None),
+    ("找回密码收唔到短讯验证码点算", None),
+    ("does chsi work with alipay hk for scan login", None),
+    ("can CHSI release my phone number from the old account", None),
+    ("will my account be permanently banned for too many attempts", None),
     ("注册时没填邮箱，后来想再绑邮箱怎么弄", "email_ip_limited.add_later"),   # 再绑邮箱: binding one later
     ("登录说操作被禁止 我现在该干啥", "too_frequent.solutions"),                 # 该干嘛: what to do, not what for
     ("手机号提示已被注册，怎么才能查到我有没有账号", "phone_registered.reason"),   # the seed's 找回用户名 checks it
