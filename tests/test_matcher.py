@@ -477,6 +477,7 @@ def test_pinyin_and_english_words_from_the_lexicon(text, intent):
     ("does chsi work with alipay hk for scan login", None),
     ("can CHSI release my phone number from the old account", None),
     ("will my account be permanently banned for too many attempts", None),
+    ("none of my classmates has a chsi account, can the classmate assist route still work?", None),
     ("注册时没填邮箱，后来想再绑邮箱怎么弄", "email_ip_limited.add_later"),   # 再绑邮箱: binding one later
     ("登录说操作被禁止 我现在该干啥", "too_frequent.solutions"),                 # 该干嘛: what to do, not what for
     ("手机号提示已被注册，怎么才能查到我有没有账号", "phone_registered.reason"),   # the seed's 找回用户名 checks it
