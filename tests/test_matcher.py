@@ -400,6 +400,7 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("chsi login says too many operations, operation prohibited, how to fix", "too_frequent"),
     ("does the classmate assist route need my classmate to log in?", "id_duplicate"),
     ("after registering again will my student records still be there", "re_register_records"),
+    ("how to register a new chsi account, the old one is locked", "re_register"),
     ("signing up says my phone number is already registered, how do I confirm I have an account", "phone_registered"),
     # how route 4's limit is counted the seed says (一个身份证); 按账号算 is no contrast word
     ("途径4那个3次是按账号算还是按身份证算", "id_duplicate"),
