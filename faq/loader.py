@@ -355,7 +355,8 @@ def _not_covered(raw: Raw | None, faq_questions: Mapping[str, tuple[str, str]],
             problems.append(Problem(rel, gline, f"groups[{i}].id",
                                     f"duplicate group id {g['id']!r} (first at {rel}:{group_where[g['id']]})"))
         group_where.setdefault(g["id"], gline)
-        for j, q in enumerate(g.get("questions") or ()):
+        questions = g.get("questions") or ()   # (a group may have phrases only)
+        for j, q in enumerate(questions):
             key, line, field = _question_key(q), _line(lines, ("groups", i, "questions", j)), f"groups[{i}].questions[{j}]"
             if key in faq_questions:
                 other, at = faq_questions[key]
@@ -365,7 +366,7 @@ def _not_covered(raw: Raw | None, faq_questions: Mapping[str, tuple[str, str]],
                 problems.append(Problem(rel, line, field, f"the question {q!r} is also in group {seen[key][0]!r} ({seen[key][1]})"))
             seen.setdefault(key, (g["id"], f"{rel}:{line}"))
         groups.append(NotCovered(id=g["id"], service=g["service"].strip(), reply=g["reply"].strip(),
-                                 questions=tuple(q.strip() for q in g.get("questions") or ()), source=f"{rel}:{gline}",
+                                 questions=tuple(q.strip() for q in questions), source=f"{rel}:{gline}",
                                  phrases=tuple(p.strip() for p in g.get("phrases") or ())))
     return tuple(groups)
 
