@@ -433,30 +433,25 @@ class Matcher:
     def _smalltalk_only(self, raw: str) -> str | None:
         """The small-talk intent when the whole message is small talk (greetings, thanks,
         goodbyes, "are you there"), fillers and question particles; else None."""
-        if not self._smalltalk:
-            return None
-        found = [m.group(0) for m in self._smalltalk_re.finditer(raw)]
-        if not found:
-            return None
-        rest = self._smalltalk_re.sub(" ", raw)
-        if set(self.normalise(rest).tokens) - self._addressing:
-            return None
-        last = self._smalltalk[found[-1]]
+        last = self._made_of(raw, self._smalltalk_re, self._smalltalk)
         return last if last in self._smalltalk_entry else None
 
     def _group_phrases_only(self, raw: str) -> str | None:
         """The not-covered group whose phrases make up the whole message (with stopwords, small talk
         and addressing words: 你好，你是机器人还是真人？), else None. A message asking for something
         besides (你是机器人吗？我要人工) is matched as usual."""
-        if not self._about:
-            return None
-        found = [m.group(0) for m in self._about_re.finditer(raw)]
+        return self._made_of(raw, self._about_re, self._about)
+
+    def _made_of(self, raw: str, pattern: re.Pattern[str], meaning: Mapping[str, str]) -> str | None:
+        """What the last phrase of ``pattern`` found means, when the message holds one and nothing besides
+        its phrases, small talk, stopwords and addressing words; else None."""
+        found = [m.group(0) for m in pattern.finditer(raw)]
         if not found:
             return None
-        rest = self._smalltalk_re.sub(" ", self._about_re.sub(" ", raw))
+        rest = self._smalltalk_re.sub(" ", pattern.sub(" ", raw))
         if set(self.normalise(rest).tokens) - self._addressing:
             return None
-        return self._about[found[-1]]
+        return meaning[found[-1]]
 
     @staticmethod
     def _question_windows(clauses: list[Clause], long: bool) -> list[Normalised]:
