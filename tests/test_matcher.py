@@ -1248,6 +1248,31 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     assert real_matcher().match(text).decision == "out_of_scope"
 
 
+@pytest.mark.parametrize("text", [
+    "邮箱ip受限 我换个网络再注册能行吗",             # a workaround the seed never offers
+    "操作过于频繁了 开个手机热点能登上去不",
+    "用公司电脑登学信档案会不会就不提示频繁了",
+    "手机号已被注册 买个虚拟号注册可以吗",
+    "app自助验证的时候要用电脑摄像头吗",             # a device the seed never names
+    "学信网网站坏了吧 找回密码点了没用",             # a broken site
+    "重新注册的新号用户名能和旧号一模一样吗",         # the old username kept
+    "找回密码之后能改用户名吗",                       # … or changed
+    "重新注册一天最多能注册几次",                     # a daily ceiling
+    "学信网客服电话多少 我身份证被注册了",            # a phone number the seed does not give
+])
+def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
+    assert real_matcher().match(text).decision == "out_of_scope"
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("操作过于频繁 清了浏览器缓存还是登不上 咋办", "too_frequent"),   # the seed's own advice, not a workaround
+    ("邮箱ip受限 不填邮箱能注册吗", "email_ip_limited"),
+])
+def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
+    result = real_matcher().match(text)
+    assert (result.decision, result.intent) == ("answer", intent)
+
+
 @pytest.mark.parametrize("text, intent", [
     ("认证选我要重新注册，旧账号会被注销吗", "id_duplicate"),   # the old account closed by re-registering
     ("操作被禁止多久能恢复", "too_frequent"),                  # coming back from a ban: 能恢复's other sense
