@@ -1260,6 +1260,11 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "重新注册一天最多能注册几次",                     # a daily ceiling
     "学信网客服电话多少 我身份证被注册了",            # a phone number the seed does not give
     "找回密码时提示信息不一致怎么办",                 # a mismatch the seed never explains
+    "用学生证可以重新注册学信网吗",                   # a document the seed never names
+    "学信网有公众号吗 能在公众号里找回密码吗",         # an official account elsewhere
+    "学信网的密码强度要求是什么",                     # password rules
+    "重新注册之后之前绑的微信会自动绑到新账号吗",     # a binding moved over by itself
+    "客服审核失败会通知我吗",                         # a review that failed
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
