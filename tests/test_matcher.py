@@ -1160,6 +1160,8 @@ def test_worry_phrases_become_one_focus_word():
     ("sfz号显示已经被zc", "id_duplicate"),
     ("密码和用户ming都忘了", "recover_account"),    # pinyin glued to characters
     ("我的用护铭找不回来", "recover_account"),      # two of three characters slipped
+    ("帐户名忘鸟 怎么办捏", "recover_account"),      # chat slang for 忘了
+    ("一直显示操作过于频密 点算", "too_frequent"),   # Cantonese 频密
 ])
 def test_chat_shorthand_and_slips_are_understood(text, intent):
     result = real_matcher().match(text)
