@@ -1267,6 +1267,8 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "学信网的密码强度要求是什么",                     # password rules
     "重新注册之后之前绑的微信会自动绑到新账号吗",     # a binding moved over by itself
     "客服审核失败会通知我吗",                         # a review that failed
+    "用户名忘了 能不能用手机号直接登",                 # another way to log in
+    "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
@@ -1275,6 +1277,7 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
 @pytest.mark.parametrize("text, intent", [
     ("操作过于频繁 清了浏览器缓存还是登不上 咋办", "too_frequent"),   # the seed's own advice, not a workaround
     ("邮箱ip受限 不填邮箱能注册吗", "email_ip_limited"),
+    ("原来的密码还是登不上 是不是忘了 怎么找回", "recover_account"),   # 还是: the password still fails
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
