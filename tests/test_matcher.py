@@ -1268,6 +1268,7 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "重新注册之后之前绑的微信会自动绑到新账号吗",     # a binding moved over by itself
     "客服审核失败会通知我吗",                         # a review that failed
     "用户名忘了 能不能用手机号直接登",                 # another way to log in
+    "学信网账号可以卖吗 多少钱",                      # selling an account
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
