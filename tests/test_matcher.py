@@ -1269,6 +1269,9 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "客服审核失败会通知我吗",                         # a review that failed
     "用户名忘了 能不能用手机号直接登",                 # another way to log in
     "学信网账号可以卖吗 多少钱",                      # selling an account
+    "学信网绑定的支付宝能换成另一个支付宝吗",         # a binding swapped
+    "绑定支付宝需要开通什么权限吗",                   # permissions
+    "微信绑定学信网后会不会收到消息推送",             # notifications
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
@@ -1279,6 +1282,7 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("操作过于频繁 清了浏览器缓存还是登不上 咋办", "too_frequent"),   # the seed's own advice, not a workaround
     ("邮箱ip受限 不填邮箱能注册吗", "email_ip_limited"),
     ("原来的密码还是登不上 是不是忘了 怎么找回", "recover_account"),   # 还是: the password still fails
+    ("邮箱用过了 重新注册换成另外一个邮箱行吗", "re_register"),   # the seed's own advice: 可更换
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
