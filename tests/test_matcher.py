@@ -1283,6 +1283,7 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("邮箱ip受限 不填邮箱能注册吗", "email_ip_limited"),
     ("原来的密码还是登不上 是不是忘了 怎么找回", "recover_account"),   # 还是: the password still fails
     ("邮箱用过了 重新注册换成另外一个邮箱行吗", "re_register"),   # the seed's own advice: 可更换
+    ("做了实人验证以后会不会把我另一个账号注销掉", "id_duplicate"),   # the route closes the other account
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
