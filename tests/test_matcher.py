@@ -1272,6 +1272,7 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "学信网绑定的支付宝能换成另一个支付宝吗",         # a binding swapped
     "绑定支付宝需要开通什么权限吗",                   # permissions
     "微信绑定学信网后会不会收到消息推送",             # notifications
+    "换了新账号以后图像校对要不要再做一遍",           # redoing a step
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
