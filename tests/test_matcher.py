@@ -1162,6 +1162,7 @@ def test_worry_phrases_become_one_focus_word():
     ("我的用护铭找不回来", "recover_account"),      # two of three characters slipped
     ("帐户名忘鸟 怎么办捏", "recover_account"),      # chat slang for 忘了
     ("一直显示操作过于频密 点算", "too_frequent"),   # Cantonese 频密
+    ("学信网的用户名和密码忘得一干二净 这要怎么找回来", "recover_account"),   # 忘得…: forgotten
 ])
 def test_chat_shorthand_and_slips_are_understood(text, intent):
     result = real_matcher().match(text)
