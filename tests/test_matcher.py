@@ -1274,6 +1274,11 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "绑定支付宝需要开通什么权限吗",                   # permissions
     "微信绑定学信网后会不会收到消息推送",             # notifications
     "换了新账号以后图像校对要不要再做一遍",           # redoing a step
+    "找回密码要不要本人去现场",                       # going in person
+    "重新注册会不会被学校知道",                       # the school told
+    "操作过于频繁 是不是被学信网拉黑名单了",           # a blacklist
+    "邮箱ip受限 用学校的邮箱可以吗",                  # a school mailbox
+    "微信和支付宝能两个都绑吗",                       # both bound at once (the seed: 微信或支付宝)
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
