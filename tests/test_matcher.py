@@ -1279,6 +1279,9 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "操作过于频繁 是不是被学信网拉黑名单了",           # a blacklist
     "邮箱ip受限 用学校的邮箱可以吗",                  # a school mailbox
     "微信和支付宝能两个都绑吗",                       # both bound at once (the seed: 微信或支付宝)
+    "證件號碼已被註冊 可唔可以打電話搞掂",             # solving it by phone
+    "重新註冊之後舊帳號啲資料可唔可以搬過嚟",         # data moved over
+    "手機號碼已被註冊 係咪可以用屋企電話",             # a home phone
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
@@ -1291,6 +1294,7 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("原来的密码还是登不上 是不是忘了 怎么找回", "recover_account"),   # 还是: the password still fails
     ("邮箱用过了 重新注册换成另外一个邮箱行吗", "re_register"),   # the seed's own advice: 可更换
     ("做了实人验证以后会不会把我另一个账号注销掉", "id_duplicate"),   # the route closes the other account
+    ("我妈打电话问我学信网密码 我也忘了 怎么找回", "recover_account"),   # a phone call in the story
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
