@@ -1282,6 +1282,11 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "證件號碼已被註冊 可唔可以打電話搞掂",             # solving it by phone
     "重新註冊之後舊帳號啲資料可唔可以搬過嚟",         # data moved over
     "手機號碼已被註冊 係咪可以用屋企電話",             # a home phone
+    "找回密码页面一直提示系统错误",                   # a system error
+    "找回密码时姓名填繁体还是简体",                   # which script
+    "我忘了用户名 但是记得注册邮箱 能用邮箱登录吗",   # logging in by mailbox
+    "同学协助请求发错人了怎么办",                     # a request sent to the wrong person
+    "客服审核上传的身份证照片要清晰到什么程度",       # how sharp a photo must be
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
