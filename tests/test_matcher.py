@@ -1287,6 +1287,8 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "我忘了用户名 但是记得注册邮箱 能用邮箱登录吗",   # logging in by mailbox
     "同学协助请求发错人了怎么办",                     # a request sent to the wrong person
     "客服审核上传的身份证照片要清晰到什么程度",       # how sharp a photo must be
+    "操作过于频繁 是我电脑中病毒了吗",                # a virus suspected
+    "操作过于频繁的提示会一直存在吗",                 # a prompt that stays for good
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
