@@ -667,6 +667,12 @@ def test_small_talk_around_a_question_does_not_hide_it(text, intent):
     assert result.intent == intent, result
 
 
+@pytest.mark.parametrize("text", ["你好笨啊", "你好慢"])
+def test_you_are_so_something_is_no_greeting(text):
+    """好 is "so" there: the message is a complaint about the assistant, answered as out of scope (with a person offered)."""
+    assert real_matcher().match(text).decision == "out_of_scope"
+
+
 @pytest.mark.parametrize("text", ["你是不是机器人", "你好，请问你叫啥", "客服你是真人吗？"])
 def test_a_message_only_about_the_bot_gets_the_assistant_group(text):
     result = real_matcher().match(text)
