@@ -652,6 +652,8 @@ def test_a_message_naming_two_paired_keywords_is_no_near_miss_of_a_catalogue_que
     ("客服你好", "greeting"),                # addressing words (客服, 机器人) may stand with small talk
     ("谢谢小助手 帮了大忙", "thanks"),
     ("好吧 那我先下线了", "goodbye"),
+    ("你好棒啊", "thanks"),                  # praise: 好 is "so", not the greeting
+    ("真厉害 谢谢", "thanks"),
 ])
 def test_a_message_of_only_small_talk_is_that_small_talk(text, intent):
     result = real_matcher().match(text)
@@ -673,7 +675,7 @@ def test_you_are_so_something_is_no_greeting(text):
     assert real_matcher().match(text).decision == "out_of_scope"
 
 
-@pytest.mark.parametrize("text", ["你是不是机器人", "你好，请问你叫啥", "客服你是真人吗？"])
+@pytest.mark.parametrize("text", ["你是不是机器人", "你好，请问你叫啥", "客服你是真人吗？", "你能干嘛", "你会什么"])
 def test_a_message_only_about_the_bot_gets_the_assistant_group(text):
     result = real_matcher().match(text)
     assert (result.decision, result.not_covered) == ("out_of_scope", "assistant"), result
