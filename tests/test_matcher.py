@@ -1297,6 +1297,12 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "客服审核上传的身份证照片要清晰到什么程度",       # how sharp a photo must be
     "操作过于频繁 是我电脑中病毒了吗",                # a virus suspected
     "操作过于频繁的提示会一直存在吗",                 # a prompt that stays for good
+    "找回用户名以后研招网的报名表要重新填吗",         # a form filled in again
+    "用老人机能不能找回学信网密码",                   # a phone without apps
+    "重新注册成功以后会有短信通知吗",                 # a text message telling the user
+    "身份证被别人注册过 会影响我以后政审吗",           # a background check
+    "携号转网以后手机号还能找回学信网账号吗",         # a number moved to another carrier
+    "未成年能绑定支付宝登录学信网吗",                 # a minor
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
