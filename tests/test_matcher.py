@@ -1303,6 +1303,9 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "身份证被别人注册过 会影响我以后政审吗",           # a background check
     "携号转网以后手机号还能找回学信网账号吗",         # a number moved to another carrier
     "未成年能绑定支付宝登录学信网吗",                 # a minor
+    "手机号已被注册 要不要本人去学校处理",             # going to the school
+    "重新注册以后旧邮箱还会收到通知邮件吗",           # notified by mail
+    "绑定的邮箱失效了怎么办",                         # an address that lapses
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
@@ -1316,6 +1319,8 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("邮箱用过了 重新注册换成另外一个邮箱行吗", "re_register"),   # the seed's own advice: 可更换
     ("做了实人验证以后会不会把我另一个账号注销掉", "id_duplicate"),   # the route closes the other account
     ("我妈打电话问我学信网密码 我也忘了 怎么找回", "recover_account"),   # a phone call in the story
+    ("我是退伍军人 学信网密码忘了怎么办", "recover_account"),     # who asks, not what: 退伍军人 is one word
+    ("我想再确认一下，重新注册后学籍还在吗", "re_register_records"),   # confirming with the assistant
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
