@@ -1321,6 +1321,7 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("我妈打电话问我学信网密码 我也忘了 怎么找回", "recover_account"),   # a phone call in the story
     ("我是退伍军人 学信网密码忘了怎么办", "recover_account"),     # who asks, not what: 退伍军人 is one word
     ("我想再确认一下，重新注册后学籍还在吗", "re_register_records"),   # confirming with the assistant
+    ("学职平台、研招网、征兵网这几个是共用一个账号吗", "account_usage"),   # one account for the platforms listed
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
