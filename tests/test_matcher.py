@@ -1306,6 +1306,12 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "手机号已被注册 要不要本人去学校处理",             # going to the school
     "重新注册以后旧邮箱还会收到通知邮件吗",           # notified by mail
     "绑定的邮箱失效了怎么办",                         # an address that lapses
+    "找回用户名的时候填现在的名字还是曾用名",         # a former name
+    "重新设置密码必须有大写字母吗",                   # password characters
+    "重新注册以后用户名能跟以前一样吗",               # the old username again
+    "操作被禁止了 你直接帮我解封吧",                  # the assistant asked to act
+    "绑定邮箱的验证邮件跑到垃圾箱了",                 # mail in the spam folder
+    "找回用户名提示查无此人",                         # no such person found
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
