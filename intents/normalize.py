@@ -181,7 +181,8 @@ def clean(text: str) -> str:
 # many ask too (大概多久能解除, 一年能换几次), but not a count of what happened (试了好几次, 等了几天了).
 _QUESTION = re.compile(r"[?？]|吗|么|呢|怎|如何|为什么|为何|什么|哪|能否|可否|是否|要不要|是不是|有没有|啥|咋"
                        r"|(?<![没过])多久|多长时间|几耐|几多|(?<![好这前了过十])几[次天年位日](?!了)"
-                       r"|([\u4e00-\u9fff])[不没]\1")   # A-not-A: 会不会, 能不能, 行不行, 可不可以
+                       r"|([\u4e00-\u9fff])[不没唔]\1"   # A-not-A: 会不会, 能不能, 行不行, 可不可以; Cantonese 可唔可以, 係唔係
+                       r"|有冇|点样|点算|点解|点办|边个|边度|几时|咩")   # Cantonese: is there, how, why, which, when, what
 
 
 # 呢 after what is still to be done or going on (我还要下载报告呢, 正在等着呢) ends a statement, not a question

@@ -1083,10 +1083,23 @@ def test_a_clause_ended_by_a_question_mark_asks_even_without_a_question_word():
     assert [c.asks for c in clauses] == [False, False, True, False]
 
 
-@pytest.mark.parametrize("text", ["重新注册会不会影响学历", "手机号能不能换", "不填邮箱行不行"])
+@pytest.mark.parametrize("text", ["重新注册会不会影响学历", "手机号能不能换", "不填邮箱行不行",
+                                  "可唔可以绑定支付宝", "系唔系要重新注册",          # Cantonese A-not-A
+                                  "有冇其他方法", "点样揾返密码", "点解会咁", "要等几时", "咩意思"])   # Cantonese question words
 def test_a_not_a_asks(text):
     from intents.normalize import is_question
     assert is_question(text)
+
+
+@pytest.mark.parametrize("text", ["我唔记得密码", "一点都唔明", "好似冇用"])
+def test_a_cantonese_negation_alone_asks_nothing(text):
+    from intents.normalize import is_question
+    assert not is_question(text)
+
+
+def test_a_cantonese_question_clause_keeps_its_contrast_word():
+    # 可唔可以绑定 alipayhk asks; the clause after it (之后用佢扫码登录) does not lift the binding entry past it
+    assert real_matcher().match("学信网可唔可以绑定 AlipayHK，之后用佢扫码登录？").decision == "out_of_scope"
 
 
 @pytest.mark.parametrize("text, asks", [
