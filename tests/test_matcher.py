@@ -1325,6 +1325,12 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "操作被禁止了 你直接帮我解封吧",                  # the assistant asked to act
     "绑定邮箱的验证邮件跑到垃圾箱了",                 # mail in the spam folder
     "找回用户名提示查无此人",                         # no such person found
+    "可唔可以用学信网账号登中国教育考试网",           # another site
+    "没忘密码也登不上学信档案",                       # a password not forgotten
+    "证件号码显示已被注销是什么意思",                 # closed, not taken
+    "在校生提供学籍信息的时候学号忘了",               # a student number forgotten
+    "毕业证丢了 证书编号查不到",                      # a certificate lost
+    "操作被禁止 能用短信登录吗",                      # logging in by text message
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
