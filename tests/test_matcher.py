@@ -1173,6 +1173,7 @@ def test_worry_phrases_become_one_focus_word():
     normalise = real_matcher().normalise
     assert "消失" in normalise("学籍会不会清零").tokens
     assert "消失" in normalise("学历还在吗").tokens
+    assert "消失" in normalise("学历还能正常查吗").tokens   # … and whether they still show as usual
     assert "消失" not in normalise("学历查不到").tokens   # a records lookup, not a worry about re-registering
 
 
