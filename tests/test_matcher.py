@@ -1332,6 +1332,10 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "在校生提供学籍信息的时候学号忘了",               # a student number forgotten
     "毕业证丢了 证书编号查不到",                      # a certificate lost
     "操作被禁止 能用短信登录吗",                      # logging in by text message
+    "学信网账号能在两台电脑上同时登录吗",             # several computers
+    "自助验证的学信网APP装不上怎么办",                # an app that will not install
+    "判定操作过于频繁的标准是什么",                   # the rule behind a ban
+    "绑定微信以后 朋友能帮我扫码登录吗",              # someone else scanning
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
