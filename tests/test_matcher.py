@@ -1276,7 +1276,6 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
 @pytest.mark.parametrize("text", [
     "邮箱ip受限 我换个网络再注册能行吗",             # a workaround the seed never offers
     "操作过于频繁了 开个手机热点能登上去不",
-    "用公司电脑登学信档案会不会就不提示频繁了",
     "手机号已被注册 买个虚拟号注册可以吗",
     "app自助验证的时候要用电脑摄像头吗",             # a device the seed never names
     "学信网网站坏了吧 找回密码点了没用",             # a broken site
@@ -1352,6 +1351,11 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("我是退伍军人 学信网密码忘了怎么办", "recover_account"),     # who asks, not what: 退伍军人 is one word
     ("我想再确认一下，重新注册后学籍还在吗", "re_register_records"),   # confirming with the assistant
     ("学职平台、研招网、征兵网这几个是共用一个账号吗", "account_usage"),   # one account for the platforms listed
+    ("急坏了 身份证号已被注册怎么办", "id_duplicate"),                 # feelings (急坏了), not a broken site
+    ("用手机热点登录学信档案提示操作过于频繁怎么办", "too_frequent"),   # the network in the story, not a workaround asked
+    ("按标准流程登录学信档案还是提示操作过于频繁", "too_frequent"),
+    ("学信网密码忘了 之前记在纸质本子上丢了", "recover_account"),
+    ("好友的学信网密码忘了 让我问问怎么找回", "recover_account"),
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
