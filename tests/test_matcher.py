@@ -1286,7 +1286,6 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "找回密码时提示信息不一致怎么办",                 # a mismatch the seed never explains
     "用学生证可以重新注册学信网吗",                   # a document the seed never names
     "学信网有公众号吗 能在公众号里找回密码吗",         # an official account elsewhere
-    "学信网的密码强度要求是什么",                     # password rules
     "重新注册之后之前绑的微信会自动绑到新账号吗",     # a binding moved over by itself
     "客服审核失败会通知我吗",                         # a review that failed
     "用户名忘了 能不能用手机号直接登",                 # another way to log in
@@ -1303,7 +1302,6 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "證件號碼已被註冊 可唔可以打電話搞掂",             # solving it by phone
     "重新註冊之後舊帳號啲資料可唔可以搬過嚟",         # data moved over
     "手機號碼已被註冊 係咪可以用屋企電話",             # a home phone
-    "找回密码页面一直提示系统错误",                   # a system error
     "找回密码时姓名填繁体还是简体",                   # which script
     "我忘了用户名 但是记得注册邮箱 能用邮箱登录吗",   # logging in by mailbox
     "同学协助请求发错人了怎么办",                     # a request sent to the wrong person
@@ -1356,6 +1354,10 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("按标准流程登录学信档案还是提示操作过于频繁", "too_frequent"),
     ("学信网密码忘了 之前记在纸质本子上丢了", "recover_account"),
     ("好友的学信网密码忘了 让我问问怎么找回", "recover_account"),
+    ("我打了客服电话没人接 学信网密码忘了怎么办", "recover_account"),   # a call in the story, not the number asked
+    ("雇主让我查学历 我学信网用户名忘了", "recover_account"),
+    ("公众号上说身份证重复有四种办法 具体是哪四种", "id_duplicate"),
+    ("密码强度要求太高 我设完就忘了 现在怎么找回", "recover_account"),
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
