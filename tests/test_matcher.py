@@ -1358,6 +1358,12 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("雇主让我查学历 我学信网用户名忘了", "recover_account"),
     ("公众号上说身份证重复有四种办法 具体是哪四种", "id_duplicate"),
     ("密码强度要求太高 我设完就忘了 现在怎么找回", "recover_account"),
+    ("密码改得太复杂了 现在忘了怎么找回", "recover_account"),
+    ("我用学校邮箱注册 提示邮箱ip受限怎么办", "email_ip_limited"),
+    ("我平时用邮箱登录的 现在密码忘了怎么找回", "recover_account"),
+    ("我绑定手机号那一步提示手机号已被注册", "phone_registered"),
+    ("扫码总失败 然后就提示操作过于频繁了", "too_frequent"),
+    ("毕业证丢了 想查学历 学信网密码也忘了", "recover_account"),
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
