@@ -99,6 +99,13 @@ def _documents(path: Path) -> Iterable[tuple[Any, dict[tuple, int], list[tuple[t
         loader.dispose()
 
 
+def positions(path: str | Path) -> dict[tuple, int]:
+    """The line of each node of a one-document YAML file by its path (("contrast_words", 3) → 318)."""
+    for _, lines, _ in _documents(Path(path)):
+        return lines
+    return {}
+
+
 def _line(lines: Mapping[tuple, int], path: Iterable[Any]) -> int:
     p = tuple(path)
     while p and p not in lines:

@@ -1,12 +1,14 @@
 """Near duplicates in the FAQ, found with the matcher itself (``python bot.py check``).
 
-Two kinds, each reported as ``file:line: field: message`` naming the competing entry:
+Three kinds, each reported as ``file:line: field: message``:
 
 - an alternate (or canonical) question that scores closer to another entry than to its
   own once it is left out of its own entry — the matcher would send a user who types it
   (or something like it) to the other entry, or ask which one was meant;
 - two entries whose questions overlap heavily: most of their questions score about as
-  high for the other entry as for their own, so users cannot be told apart between them.
+  high for the other entry as for their own, so users cannot be told apart between them;
+- a contrast word or other site that reads as one listed before it once normalised (认证报告 is
+  验证报告): the matcher sees one word, and the second is one more place to forget in an edit.
 
 A question is scored against its own entry by a matcher built without it (otherwise it
 would simply match itself). Matchers are built per question position: the matcher for
@@ -23,9 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from faq.loader import LEXICON_FILE, positions
 from faq.model import FAQ, Entry
 
 from .matcher import Matcher, MatcherConfig
+from .normalize import Normaliser
 
 OVERLAP_SHARE = 0.5       # entries whose questions are confusable this often overlap heavily
 SMALLTALK = frozenset({"greeting", "thanks", "goodbye"})
@@ -149,3 +153,43 @@ def near_duplicates(faq: FAQ, config: MatcherConfig | None = None,
                               f"({second.source}) score about as high for the other entry; merge them or make "
                               f"their questions distinct"))
     return sorted(found, key=lambda c: (c.file, c.line, c.field))
+
+
+@dataclass(frozen=True)
+class AlikeWord:
+    """A lexicon word that reads as one listed before it once normalised."""
+
+    file: str
+    line: int
+    field: str
+    word: str
+    same_as: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+
+
+def alike_words(faq: FAQ, folder: str | Path) -> list[AlikeWord]:
+    """Each word of the lexicon's ``other_services`` and ``contrast_words`` (in ``folder``) that reads as a word
+    listed before it once normalised, other sites first (they are contrast words already)."""
+    lexicon = Path(folder) / LEXICON_FILE
+    at = positions(lexicon)
+    listed = [(field, k, word) for field, words in (("other_services", faq.other_services),
+                                                    ("contrast_words", faq.contrast_words))
+              for k, word in enumerate(words) if (field, k) in at]
+    normalise = Normaliser(faq)
+    first: dict[str, tuple[str, str]] = {}
+    found = []
+    for field, k, word in listed:
+        key = normalise(word).full
+        if not key:
+            continue
+        kept, kept_field = first.setdefault(key, (word, field))
+        if (kept, kept_field) == (word, field):
+            continue
+        said = f"{word!r} is listed" if word == kept else f"{word!r} reads as {kept!r} once normalised (both are {key!r})"
+        where = "" if kept_field == field else f" in {kept_field} (other sites are contrast words already)"
+        found.append(AlikeWord(str(lexicon), at[(field, k)], f"{field}[{k}]", word, kept,
+                               f"{said}{where}: the matcher sees one word; drop one of them"))
+    return found

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from faq.loader import load_dir
-from intents.conflicts import near_duplicates
+from intents.conflicts import alike_words, near_duplicates
 from intents.matcher import MatcherConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +98,52 @@ def test_cli_check_lists_them_as_warnings_and_strict_fails(crafted: Path, tmp_pa
     assert f"07_too_frequent.yaml:{line}: too_frequent.solutions.alternates[1]: near duplicate" in out.stdout
     assert "recover_account.password" in out.stdout and "near duplicate(s)" in out.stdout
     assert bot("--strict").returncode == 1
+
+
+# a maintainer lists a word that normalising already makes one listed before it
+ALIKE = [("验证不通过, 核对不成功", "验证不通过, 核验不通过, 核对不成功"),      # a synonym's variant of a listed word
+         ("b站, 哔哩哔哩,", "b站, 哔哩哔哩, bilibili,"),                      # a site's latin name
+         ("微信丢了, 微信号没了,", "微信丢了, 微信号没了, 微信被封,")]          # a contrast word other_services lists
+
+
+@pytest.fixture(scope="module")
+def alike_folder(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("faq") / "data"
+    shutil.copytree(DATA, target)
+    lexicon = target / "lexicon.yaml"
+    text = lexicon.read_text(encoding="utf-8")
+    for old, new in ALIKE:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    lexicon.write_text(text, encoding="utf-8")
+    return target
+
+
+def test_the_real_lexicon_lists_no_word_twice_once_normalised():
+    assert alike_words(load_dir(DATA), DATA) == []
+
+
+def test_a_word_reading_as_an_earlier_one_is_reported_at_its_line(alike_folder: Path):
+    found = {a.word: a for a in alike_words(load_dir(alike_folder), alike_folder)}
+    assert set(found) == {"核验不通过", "bilibili", "微信被封"}, "\n".join(map(str, found.values()))
+    lexicon = alike_folder / "lexicon.yaml"
+    assert found["核验不通过"].same_as == "验证不通过" and found["核验不通过"].field.startswith("contrast_words[")
+    assert found["核验不通过"].line == _line_of(lexicon, ALIKE[0][1])
+    assert found["bilibili"].same_as == "哔哩哔哩" and found["bilibili"].field.startswith("other_services[")
+    assert found["bilibili"].line == _line_of(lexicon, ALIKE[1][1])
+    assert "reads as '哔哩哔哩' once normalised" in str(found["bilibili"])
+    # other sites are contrast words already: the copy in contrast_words is the one reported
+    assert found["微信被封"].field.startswith("contrast_words[") and "in other_services" in found["微信被封"].message
+    assert str(found["微信被封"]).startswith(f"{lexicon}:{_line_of(lexicon, ALIKE[2][1])}: contrast_words[")
+
+
+def test_cli_check_lists_alike_words_as_warnings_and_strict_fails(alike_folder: Path, tmp_path: Path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"faq:\n  dir: {alike_folder}\n", encoding="utf-8")
+    run = [sys.executable, str(ROOT / "bot.py"), "--config", str(cfg), "check"]
+    out = subprocess.run(run, capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "'核验不通过' reads as '验证不通过' once normalised" in out.stdout
+    assert "3 lexicon word(s) reading as another once normalised" in out.stdout
+    strict = subprocess.run([*run, "--strict"], capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=120)
+    assert strict.returncode == 1
