@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 import yaml
 
-from .model import FAQ, Alternatives, Entry, NotCovered, Referent, Topic
+from .model import FAQ, Alternatives, Entry, NotCovered, Referent, Remembered, Topic
 
 HERE = Path(__file__).resolve().parent
 SCHEMA_PATH = HERE / "schema.json"
@@ -272,6 +272,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     account_words: tuple[str, ...] = ()
     still_failing: tuple[str, ...] = ()
     referents: list[Referent] = []
+    remembered: Remembered | None = None
     if lexicon_raw is None:
         if not any(os.path.basename(p.file) == LEXICON_FILE for p in problems):   # (not when it is there but invalid)
             problems.append(Problem("faq", 1, "", f"missing {LEXICON_FILE} (synonyms, typos, domain words)"))
@@ -329,6 +330,14 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                 if meant not in canonical_words:
                     problems.append(Problem(rel, _line(lines, ("referents", k, "means", meant)), f"referents[{k}].means.{meant}",
                                             f"{meant!r} is neither a synonym's canonical word nor a domain word"))
+        if doc.get("remembered"):
+            spec = doc["remembered"]
+            remembered = Remembered(*(tuple(map(str, spec[key])) for key in ("things", "markers", "lost")))
+            for key in ("things", "lost"):
+                for k, word in enumerate(spec[key]):
+                    if word not in canonical_words:
+                        problems.append(Problem(rel, _line(lines, ("remembered", key, k)), f"remembered.{key}[{k}]",
+                                                f"{word!r} is neither a synonym's canonical word nor a domain word"))
         if not still_failing:
             for e in (e for t in topics for e in t.entries if e.tried):
                 problems.append(_entry_problem(e, "tried", f"{LEXICON_FILE} lists no still_failing phrases: "
@@ -338,7 +347,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                stopwords=stopwords, contrast_words=contrast, other_services=services,
                contrast_senses=senses, attributes=attributes, alternatives=tuple(alternatives), smalltalk=smalltalk,
                bot_instructions=instructions, addressing=addressing, account_words=account_words, still_failing=still_failing,
-               referents=tuple(referents), not_covered=not_covered)
+               referents=tuple(referents), remembered=remembered, not_covered=not_covered)
 
 
 def _entry_problem(e: Entry, field: str, message: str) -> Problem:

@@ -66,6 +66,14 @@ class Referent:
 
 
 @dataclass(frozen=True)
+class Remembered:
+    """Things a user may say they still know (用户名我记得) while asking about another (密码忘了)."""
+    things: tuple[str, ...]     # canonical words (用户名, 密码, 账号)
+    markers: tuple[str, ...]    # words saying a thing is known (记得, 没忘)
+    lost: tuple[str, ...]       # canonical words saying the other thing is lost or sought (忘记, 找回)
+
+
+@dataclass(frozen=True)
 class FAQ:
     topics: tuple[Topic, ...]
     synonyms: dict[str, str] = field(default_factory=dict)      # variant → canonical word
@@ -83,6 +91,7 @@ class FAQ:
     account_words: tuple[str, ...] = ()                         # words making a message about the account itself
     still_failing: tuple[str, ...] = ()                         # a user saying what they did has not helped (还是不行)
     referents: tuple[Referent, ...] = ()                        # bare words read as the thing named before them
+    remembered: Remembered | None = None                        # a thing said to be known is not what is asked
     not_covered: tuple[NotCovered, ...] = ()                    # neighbouring questions not answered
 
     @cached_property

@@ -49,6 +49,12 @@ _CLAUSE = re.compile(r"[。!?;,、\n…~]+|\.{2,}|(?<=[\u3400-\u9fff])\s+(?=[\u3
 _CLAUSE_KEEP = re.compile(f"({_CLAUSE.pattern})")   # the same breaks, kept by re.split
 _SENTENCE_END = re.compile(r"[。!?\n]")   # a break that ends a sentence, not only a clause
 _ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")
+# a thing said to be known (lexicon ``remembered``): words between it and its marker (用户名我倒是还记得), a word
+# joining it to another thing (账号和密码都记得: both known), and what makes a marker say nothing is known:
+# a negation or a need right before it (不记得, 忘记得, 要知道用户名吗), a doubt right after it (记得不太清)
+_KNOWN_FILL = "我还都也倒是的可"
+_KNOWN_JOIN = "和跟与及同或、"
+_NOT_KNOWN = ("不没未唔冇忘要需得该能会", "不没清太")
 
 jieba.setLogLevel(logging.WARNING)
 log = logging.getLogger(__name__)
@@ -227,6 +233,22 @@ class Normaliser:
         for ref in faq.referents:
             words, meant = frozenset(map(_key, ref.words)), {_key(n): _key(m) for m, ns in ref.means.items() for n in ns}
             self._referents.append((words, re.compile(alternation({*words, *meant, *map(_key, ref.keep)})), meant))
+        # things said to be known: a thing (any word reading as it), a marker, and a thing's canonical word
+        self._said_known: re.Pattern[str] | None = None
+        self._thing: re.Pattern[str] | None = None
+        self._thing_of: dict[str, str] = {}
+        self._lost: frozenset[str] = frozenset()
+        if faq.remembered:
+            things = {_key(t) for t in faq.remembered.things}
+            self._thing_of = {w: c for w, c in ((_key(v), _key(c)) for v, c in faq.synonyms.items()) if c in things}
+            self._thing_of.update((t, t) for t in things)
+            thing = alternation(self._thing_of, whole_latin=True)
+            before, after = _NOT_KNOWN
+            marker = f"(?<![{before}])(?:{alternation(map(_key, faq.remembered.markers))})(?![{after}])"
+            self._thing = re.compile(thing)
+            self._lost = frozenset(map(_key, faq.remembered.lost))
+            self._said_known = re.compile(f"(?P<before>{thing})[{_KNOWN_FILL}]{{0,4}}{marker}"
+                                     f"|{marker}[{_KNOWN_FILL}]{{0,2}}(?P<after>{thing})")
         self._typo_pattern = _alternation(self._typos)
         self._rewrite = rewrite
         self._pattern = _alternation(rewrite)
@@ -280,7 +302,36 @@ class Normaliser:
 
     def rewrite(self, text: str) -> str:
         """Cleaned text with typos fixed and synonyms canonical, punctuation as spaces."""
-        return self._rewrite_clean(self._refer(clean(text)))
+        return self._rewrite_clean(self._resolve(clean(text)))
+
+    def _resolve(self, text: str) -> str:
+        """Cleaned text with its referents made the things they name and the things said to be known set aside."""
+        return self._set_aside(self._refer(text))
+
+    def _set_aside(self, text: str) -> str:
+        """A thing the user says they still know (lexicon ``remembered``: 用户名我记得，密码忘了) left out, with
+        its marker, where the rest of the message names another thing and says it is lost (忘记, 找回): that one
+        is asked about. Nothing is left out when a known thing is joined to another (账号和密码都记得) or named
+        again (我记得用户名是拼音加生日…有没有办法把用户名找回来)."""
+        if self._said_known is None or self._thing is None or not self._said_known.search(text):
+            return text
+        spans, known = [], set()
+        for m in self._said_known.finditer(text):
+            word = m.group("before") or m.group("after")
+            at, to = m.span("before") if m.group("before") else m.span("after")
+            joined = (at > 0 and text[at - 1] in _KNOWN_JOIN) or text[to:to + 1] in tuple(_KNOWN_JOIN) or any(
+                text.endswith(t, 0, at) or text.startswith(t, to) for t in self._thing_of)
+            if not joined:
+                spans.append(m.span())
+                known.add(self._thing_of[word])
+        if not spans:
+            return text
+        rest = "".join(text[a:b] for a, b in zip((0, *(e for _, e in spans)), (*(s for s, _ in spans), len(text))))
+        asked = {self._thing_of[m.group(0)] for m in self._thing.finditer(rest)}
+        if known & asked or not asked:     # a known thing named again (记得用户名是拼音…把用户名找回来) is asked too
+            return text
+        rewritten = self._rewrite_clean(rest).split()
+        return rest if any(w in rewritten for w in self._lost) else text
 
     def _refer(self, text: str) -> str:
         """A bare referent word (lexicon ``referents``) made the thing the message named last before it:
@@ -347,7 +398,7 @@ class Normaliser:
         (``merge`` of all of them equals the whole message normalised)."""
         out = []
         # clause, its break, clause, its break, ... (a referent may point across clauses: resolved first)
-        parts = _CLAUSE_KEEP.split(self._refer(clean(text)))
+        parts = _CLAUSE_KEEP.split(self._resolve(clean(text)))
         for part, brk in itertools.zip_longest(parts[::2], parts[1::2], fillvalue=""):
             if part.strip():
                 out.append(Clause(part, self._normalise(self._rewrite_clean(part)), is_question(part + brk),

@@ -349,6 +349,20 @@ def test_a_last_clause_saying_what_the_user_does_not_want_is_not_the_question(te
     assert real_matcher().match("不想重新注册").intent == "re_register"  # alone it is what the message is about
 
 
+@pytest.mark.parametrize("text, entry", [
+    ("用户名我记得，密码忘了", "recover_account.password"),
+    ("我知道我的用户名，但密码忘了", "recover_account.password"),
+    ("用户名没问题 就是密码忘了咋找回", "recover_account.password"),
+    ("我记得密码，但是用户名不记得了", "recover_account.username"),
+    ("密码是对的，就是用户名忘了", "recover_account.username"),
+    ("用户名和密码都忘了", "recover_account.both"),
+    ("我不记得用户名了，密码也忘了", "recover_account.both"),
+])
+def test_what_the_user_still_knows_is_not_what_they_ask_to_recover(text, entry):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.entry == entry, result
+
+
 def test_a_space_between_chinese_words_separates_clauses():
     normalise = real_matcher().normalise
     assert [c.raw for c in normalise.clauses("怎么找回账号 我只记得名字")] == ["怎么找回账号", "我只记得名字"]

@@ -135,6 +135,35 @@ def test_registering_again_for_a_platform_is_not_starting_over(text, reads):
     assert reads in tokens and ({"再次注册", "重新注册"} - {reads}).isdisjoint(tokens)
 
 
+@pytest.mark.parametrize("text, known, asked", [
+    ("用户名我记得，密码忘了", "用户名", "密码"),            # the thing, then its marker
+    ("账号记得密码忘了怎么办", "账号", "密码"),               # no comma between them
+    ("我没忘记用户名 只是密码忘了", "用户名", "密码"),         # the marker, then the thing
+    ("密码倒是还记得，用户名想不起来了", "密码", "用户名"),     # words between the thing and its marker
+    ("用戶名我記得，密碼唔記得", "用户名", "密码"),            # traditional; Cantonese 唔记得 forgets
+    ("记得用户名 但是密码老是错 想重置一下", "用户名", "密码"), # sought (重置) rather than forgotten
+])
+def test_a_thing_said_to_be_known_is_set_aside_when_another_is_lost(text, known, asked):
+    n = normalize.Normaliser(load_faq(settings.load()))
+    whole = n(text)
+    assert known not in whole.full and asked in whole.full, whole
+    assert normalize.merge([c.norm for c in n.clauses(text)]).tokens == whole.tokens   # clause by clause the same
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("用户名和密码都记得，就是登不上", "用户名"),               # joined to another thing: both known
+    ("账号密码都还记得，能直接登学职平台吗", "密码"),
+    ("我不记得用户名了，密码也忘了", "用户名"),                # a negation before the marker
+    ("唔记得用户名同密码", "用户名"),                          # Cantonese negation and 同 (and)
+    ("找回密码一定要知道用户名吗", "用户名"),                  # a need before the marker
+    ("用户名记得不太清了，密码也忘了", "用户名"),               # a doubt after it
+    ("密码还记得。新职业网的证书国家认可吗", "密码"),            # nothing said to be lost
+    ("我记得用户名是拼音加生日，密码也忘了，怎么把用户名找回来", "用户名"),  # the known thing asked again
+])
+def test_a_thing_is_not_set_aside_unless_said_known_alone_while_another_is_lost(text, kept):
+    assert kept in normalize.Normaliser(load_faq(settings.load()))(text).full
+
+
 def test_an_ellipsis_ends_a_clause_but_a_dot_in_an_address_does_not():
     n = normalize.Normaliser(load_faq(settings.load()))
     assert [c.raw for c in n.clauses("离截止没几天了……现在咋整")] == ["离截止没几天了", "现在咋整"]
