@@ -332,7 +332,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                                             f"{meant!r} is neither a synonym's canonical word nor a domain word"))
         if doc.get("remembered"):
             spec = doc["remembered"]
-            remembered = Remembered(*(tuple(map(str, spec[key])) for key in ("things", "markers", "lost")))
+            remembered = Remembered(*(tuple(map(str, spec.get(key) or ())) for key in ("things", "markers", "lost", "denied")))
             for key in ("things", "lost"):
                 for k, word in enumerate(spec[key]):
                     if word not in canonical_words:

@@ -71,6 +71,7 @@ class Remembered:
     things: tuple[str, ...]     # canonical words (用户名, 密码, 账号)
     markers: tuple[str, ...]    # words saying a thing is known (记得, 没忘)
     lost: tuple[str, ...]       # canonical words saying the other thing is lost or sought (忘记, 找回)
+    denied: tuple[str, ...] = ()  # words right before a thing saying it is not the one meant (不是用户名，是密码)
 
 
 @dataclass(frozen=True)

@@ -247,8 +247,9 @@ class Normaliser:
             marker = f"(?<![{before}])(?:{alternation(map(_key, faq.remembered.markers))})(?![{after}])"
             self._thing = re.compile(thing)
             self._lost = frozenset(map(_key, faq.remembered.lost))
+            denied = faq.remembered.denied and f"|(?<!是)(?:{alternation(map(_key, faq.remembered.denied))})(?P<denied>{thing})"
             self._said_known = re.compile(f"(?P<before>{thing})[{_KNOWN_FILL}]{{0,4}}{marker}"
-                                     f"|{marker}[{_KNOWN_FILL}]{{0,2}}(?P<after>{thing})")
+                                          f"|{marker}[{_KNOWN_FILL}]{{0,2}}(?P<after>{thing}){denied or ''}")
         self._typo_pattern = _alternation(self._typos)
         self._rewrite = rewrite
         self._pattern = _alternation(rewrite)
@@ -317,8 +318,8 @@ class Normaliser:
             return text
         spans, known = [], set()
         for m in self._said_known.finditer(text):
-            word = m.group("before") or m.group("after")
-            at, to = m.span("before") if m.group("before") else m.span("after")
+            group = next(g for g in ("before", "after", "denied") if m.group(g))
+            word, (at, to) = m.group(group), m.span(group)
             joined = (at > 0 and text[at - 1] in _KNOWN_JOIN) or text[to:to + 1] in tuple(_KNOWN_JOIN) or any(
                 text.endswith(t, 0, at) or text.startswith(t, to) for t in self._thing_of)
             if not joined:
@@ -330,8 +331,8 @@ class Normaliser:
         asked = {self._thing_of[m.group(0)] for m in self._thing.finditer(rest)}
         if known & asked or not asked:     # a known thing named again (记得用户名是拼音…把用户名找回来) is asked too
             return text
-        rewritten = self._rewrite_clean(rest).split()
-        return rest if any(w in rewritten for w in self._lost) else text
+        said = self._normalise(self._rewrite_clean(rest)).tokens   # (a token may hold it: 忘记用户名)
+        return rest if any(w in t for t in said for w in self._lost) else text
 
     def _refer(self, text: str) -> str:
         """A bare referent word (lexicon ``referents``) made the thing the message named last before it:

@@ -355,6 +355,7 @@ def test_a_last_clause_saying_what_the_user_does_not_want_is_not_the_question(te
     ("用户名没问题 就是密码忘了咋找回", "recover_account.password"),
     ("我记得密码，但是用户名不记得了", "recover_account.username"),
     ("密码是对的，就是用户名忘了", "recover_account.username"),
+    ("不是用户名，是密码忘了", "recover_account.password"),
     ("用户名和密码都忘了", "recover_account.both"),
     ("我不记得用户名了，密码也忘了", "recover_account.both"),
 ])

@@ -142,6 +142,8 @@ def test_registering_again_for_a_platform_is_not_starting_over(text, reads):
     ("密码倒是还记得，用户名想不起来了", "密码", "用户名"),     # words between the thing and its marker
     ("用戶名我記得，密碼唔記得", "用户名", "密码"),            # traditional; Cantonese 唔记得 forgets
     ("记得用户名 但是密码老是错 想重置一下", "用户名", "密码"), # sought (重置) rather than forgotten
+    ("不是用户名忘了，是密码忘了", "用户名", "密码"),          # denied: not the one meant
+    ("用户名没丢 密码丢了", "用户名", "密码"),
 ])
 def test_a_thing_said_to_be_known_is_set_aside_when_another_is_lost(text, known, asked):
     n = normalize.Normaliser(load_faq(settings.load()))
@@ -159,6 +161,7 @@ def test_a_thing_said_to_be_known_is_set_aside_when_another_is_lost(text, known,
     ("用户名记得不太清了，密码也忘了", "用户名"),               # a doubt after it
     ("密码还记得。新职业网的证书国家认可吗", "密码"),            # nothing said to be lost
     ("我记得用户名是拼音加生日，密码也忘了，怎么把用户名找回来", "用户名"),  # the known thing asked again
+    ("是不是用户名忘了 密码也要找回吗", "用户名"),               # 是不是 asks; it denies nothing
 ])
 def test_a_thing_is_not_set_aside_unless_said_known_alone_while_another_is_lost(text, kept):
     assert kept in normalize.Normaliser(load_faq(settings.load()))(text).full
