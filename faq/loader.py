@@ -273,6 +273,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     still_failing: tuple[str, ...] = ()
     referents: list[Referent] = []
     remembered: Remembered | None = None
+    prompts: tuple[str, ...] = ()
     if lexicon_raw is None:
         if not any(os.path.basename(p.file) == LEXICON_FILE for p in problems):   # (not when it is there but invalid)
             problems.append(Problem("faq", 1, "", f"missing {LEXICON_FILE} (synonyms, typos, domain words)"))
@@ -330,6 +331,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                 if meant not in canonical_words:
                     problems.append(Problem(rel, _line(lines, ("referents", k, "means", meant)), f"referents[{k}].means.{meant}",
                                             f"{meant!r} is neither a synonym's canonical word nor a domain word"))
+        prompts = tuple(map(str, doc.get("prompts") or ()))
         if doc.get("remembered"):
             spec = doc["remembered"]
             remembered = Remembered(*(tuple(map(str, spec.get(key) or ())) for key in ("things", "markers", "lost", "denied")))
@@ -347,7 +349,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                stopwords=stopwords, contrast_words=contrast, other_services=services,
                contrast_senses=senses, attributes=attributes, alternatives=tuple(alternatives), smalltalk=smalltalk,
                bot_instructions=instructions, addressing=addressing, account_words=account_words, still_failing=still_failing,
-               referents=tuple(referents), remembered=remembered, not_covered=not_covered)
+               referents=tuple(referents), remembered=remembered, prompts=prompts, not_covered=not_covered)
 
 
 def _entry_problem(e: Entry, field: str, message: str) -> Problem:

@@ -93,6 +93,7 @@ class FAQ:
     still_failing: tuple[str, ...] = ()                         # a user saying what they did has not helped (还是不行)
     referents: tuple[Referent, ...] = ()                        # bare words read as the thing named before them
     remembered: Remembered | None = None                        # a thing said to be known is not what is asked
+    prompts: tuple[str, ...] = ()                               # on-screen prompts the FAQ answers (已被注册)
     not_covered: tuple[NotCovered, ...] = ()                    # neighbouring questions not answered
 
     @cached_property

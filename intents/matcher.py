@@ -39,7 +39,7 @@ from rapidfuzz import fuzz
 from faq.model import FAQ, Entry
 from settings import MatcherConfig
 
-from .normalize import Clause, Normalised, Normaliser, alternation, lexicon_key, merge
+from .normalize import Clause, Normalised, Normaliser, alternation, clean, lexicon_key, merge
 from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
 
@@ -58,6 +58,12 @@ _MAYBE_PERSONAL = re.compile(r"\d|@|://")   # such a text is matched afresh each
 
 # a clause telling what the page said (not one following its prompts: 按照提示 / 根据提示 / 按提示点了找回密码)
 _REPORTS = re.compile(r"(?<![按照据])提示|显示|弹出|跳出|蹦出|冒出|写着|说")
+# a prompt quoted after a word reporting what a page shows (提示“学号不存在”, 显示「帐号异常」, 弹出来:该号码已被限制使用;
+# not after 说: 客服说“等两天就好” quotes a person)
+_QUOTE_MARKS = re.compile(r"[“\"「『‘':：]")
+_QUOTED = re.compile(r"(?:(?<![按照据])提示|显示|弹出|跳出|弹窗|报错|写着)(?:了|着|出来|出|一句|一行字|框)?\s*"
+                     r"(?:[“\"「『‘'](?P<quoted>[^”\"」』’'\n]{2,40})[”\"」』’']|[:：]\s*(?P<after>[^,.!?;，。！？；\n]{2,30}))")
+_OTHER_PROMPT = frozenset({"prompt:other"})   # (a tag no normalised word can be: it holds ':')
 
 
 def _prompt_as_question(clauses: list[Clause], changes: Callable[[Clause], bool]) -> list[Clause]:
@@ -93,6 +99,7 @@ class Matcher:
             Entry(id=f"{OUT_OF_SCOPE}.{g.id}", intent=OUT_OF_SCOPE, question=g.questions[0],
                   alternates=g.questions[1:], answer=g.service) for g in asked]
         self._build_contrast(faq)
+        self._prompts = {self.normalise(p).full for p in faq.prompts} - {""}
         per_entry_docs, exact_contrast, intent_vocab = self._build_entries()
         self._build_idf(intent_vocab)
         self._build_index(per_entry_docs, exact_contrast)
@@ -382,12 +389,23 @@ class Matcher:
     def _match(self, text: str) -> MatchResult:
         clauses = self.normalise.clauses(text)
         raw = "".join(c.raw for c in clauses)
-        result = self._match_clauses(clauses, raw)
+        result = self._match_clauses(clauses, raw, self._other_prompt(text))
         if self._outrun(raw, result.entry):   # what the answer advises, the user has done: a person's turn
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, result.score, result.candidates, outrun=result.entry)
         return result
 
-    def _match_clauses(self, clauses: list[Clause], raw: str) -> MatchResult:
+    def _other_prompt(self, text: str) -> frozenset[str]:
+        """A prompt the message quotes (提示“学号不存在”) that is none the FAQ answers (lexicon ``prompts``):
+        the message asks about that one, which no entry answers — as a contrast word no entry has."""
+        if not self._prompts or not _QUOTE_MARKS.search(text):
+            return frozenset()
+        for m in _QUOTED.finditer(clean(text)):
+            said = self.normalise(m.group("quoted") or m.group("after")).full
+            if said and not any(p in said for p in self._prompts):
+                return _OTHER_PROMPT
+        return frozenset()
+
+    def _match_clauses(self, clauses: list[Clause], raw: str, prompt: frozenset[str] = frozenset()) -> MatchResult:
         if self._orders_han.search(raw.replace(" ", "")) or self._orders_latin.search(" ".join(raw.split())):
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
         if self._whole_words.issuperset(t for c in clauses for t in c.norm.tokens):
@@ -409,7 +427,7 @@ class Matcher:
         referred = self._bare_other_senses(clauses, q)
         services = self._services_named(q) if windows else frozenset()
         contrast = (self._contrast_words(self._asking_sentence(clauses, windows[-1])) | services
-                    if windows else self._contrast_words(q)) - referred
+                    if windows else self._contrast_words(q)) - referred | prompt
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
         if exact >= 0 and _unlike(self._exact_contrast.get(q.text), self._contrast_words(q, alternatives=False)):
@@ -418,7 +436,7 @@ class Matcher:
             ranked = [(1.0, exact)] + [(min(s, 0.99), ei) for s, ei in ranked if ei != exact]
             return self._decide(ranked, exact=True)
         if windows:
-            ranked = self._with_windows(windows, ranked, frozenset(q.tokens), referred, services)
+            ranked = self._with_windows(windows, ranked, frozenset(q.tokens), referred, services | prompt)
         line = self._answer_line(len(q.tokens))
         ranked = self._paired_first(ranked, q.text, frozenset(q.tokens))
         decided = self._decide(ranked, line=line, asked=frozenset(q.tokens), qtext=q.text)
@@ -426,7 +444,7 @@ class Matcher:
                 and len(q.tokens) >= self.config.clause_min_tokens and ranked and ranked[0][1] < self._n_faq:
             # (an answer already given stays the same when its score is lifted, and so does a message
             # nearest a not-covered question: out of scope either way; not worth the work)
-            return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q) - referred, referred),
+            return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q) - referred | prompt, referred),
                                 line=line, asked=frozenset(q.tokens), qtext=q.text)
         return decided
 

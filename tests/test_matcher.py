@@ -364,6 +364,29 @@ def test_what_the_user_still_knows_is_not_what_they_ask_to_recover(text, entry):
     assert result.decision == "answer" and result.entry == entry, result
 
 
+@pytest.mark.parametrize("text", [
+    "找回用户名提示“短信发送失败”",
+    "找回密码时提示“信息填写不完整”",
+    "重新注册时弹出「请先阅读并同意协议」",
+    "手机号那一栏提示“号码段不支持”",
+    "登录提示：账号状态异常",                         # quoted after a colon
+])
+def test_a_quoted_prompt_the_faq_never_answers_is_not_answered(text):
+    assert real_matcher().match(text).decision == "out_of_scope"
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("注册时提示“该证件号码已存在”怎么办", "id_duplicate"),          # the seed's prompt in other words
+    ("注册填邮箱弹出“邮箱IP受限”怎么处理", "email_ip_limited"),
+    ("点了“找回密码”还是提示“操作过于频繁”", "too_frequent"),        # a quoted link, then the prompt
+    ("勾了“我要重新注册”之后提示“需要核验身份证信息”，下一步怎么做", "id_duplicate"),   # the seed's own page
+    ("客服说“等两天就好”，可是操作过于频繁还是没好，怎么办", "too_frequent"),   # a person quoted, no page
+])
+def test_a_quoted_prompt_the_faq_answers_is_answered(text, intent):
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.intent == intent, result
+
+
 def test_a_space_between_chinese_words_separates_clauses():
     normalise = real_matcher().normalise
     assert [c.raw for c in normalise.clauses("怎么找回账号 我只记得名字")] == ["怎么找回账号", "我只记得名字"]
