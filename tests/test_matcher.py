@@ -387,6 +387,18 @@ def test_a_quoted_prompt_the_faq_answers_is_answered(text, intent):
     assert result.decision == "answer" and result.intent == intent, result
 
 
+@pytest.mark.parametrize("text, intent", [
+    ("上传身份证照片限制多少MB", "out_of_scope"),                 # a file size
+    ("APP自助验证有没有年龄限制", "out_of_scope"),                # an age
+    ("提供学历信息这个办法通过率高吗", "out_of_scope"),            # a pass rate
+    ("操作被禁止了今晚几点能恢复", "out_of_scope"),                # a clock time
+    ("等了几分钟还是提示操作过于频繁，咋办", "too_frequent"),        # minutes told, not asked
+    ("听说途径4通过率高，具体怎么提供学籍信息", "id_duplicate"),     # a pass rate heard of, not asked
+])
+def test_numbers_the_seed_never_states_are_not_answered_but_stories_telling_them_are(text, intent):
+    assert real_matcher().match(text).intent == intent
+
+
 def test_a_space_between_chinese_words_separates_clauses():
     normalise = real_matcher().normalise
     assert [c.raw for c in normalise.clauses("怎么找回账号 我只记得名字")] == ["怎么找回账号", "我只记得名字"]
