@@ -392,6 +392,9 @@ def test_a_quoted_prompt_the_faq_answers_is_answered(text, intent):
     ("APP自助验证有没有年龄限制", "out_of_scope"),                # an age
     ("提供学历信息这个办法通过率高吗", "out_of_scope"),            # a pass rate
     ("操作被禁止了今晚几点能恢复", "out_of_scope"),                # a clock time
+    ("操作过于频繁是不是要封几天", "out_of_scope"),                # a ban counted in days
+    ("找回密码以后新密码多久生效", "out_of_scope"),                # when a change takes effect
+    ("操作过于频繁要等多久才能绑微信", "too_frequent"),             # the wait the seed states
     ("等了几分钟还是提示操作过于频繁，咋办", "too_frequent"),        # minutes told, not asked
     ("听说途径4通过率高，具体怎么提供学籍信息", "id_duplicate"),     # a pass rate heard of, not asked
 ])
