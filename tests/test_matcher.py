@@ -395,6 +395,12 @@ def test_a_quoted_prompt_the_faq_answers_is_answered(text, intent):
     ("操作过于频繁是不是要封几天", "out_of_scope"),                # a ban counted in days
     ("找回密码以后新密码多久生效", "out_of_scope"),                # when a change takes effect
     ("操作过于频繁要等多久才能绑微信", "too_frequent"),             # the wait the seed states
+    ("找回密码每天最多能找几次", "out_of_scope"),                  # a daily ceiling
+    ("客服审核前面还有多少人", "out_of_scope"),                    # a queue
+    ("邮箱IP受限的话换成4G能解决吗", "out_of_scope"),               # another network, asked
+    ("我用4G网络注册的，提示邮箱IP受限怎么办", "email_ip_limited"),  # … told
+    ("我一天能登好几次学信档案，今天突然提示操作过于频繁，咋办", "too_frequent"),
+    ("登录时提示“用户名或密码错误”怎么办", "recover_account"),       # a quoted prompt recovery answers
     ("等了几分钟还是提示操作过于频繁，咋办", "too_frequent"),        # minutes told, not asked
     ("听说途径4通过率高，具体怎么提供学籍信息", "id_duplicate"),     # a pass rate heard of, not asked
 ])
