@@ -406,7 +406,7 @@ def test_a_quoted_prompt_the_faq_answers_is_answered(text, intent):
     ("等了几分钟还是提示操作过于频繁，咋办", "too_frequent"),        # minutes told, not asked
     ("听说途径4通过率高，具体怎么提供学籍信息", "id_duplicate"),     # a pass rate heard of, not asked
 ])
-def test_numbers_the_seed_never_states_are_not_answered_but_stories_telling_them_are(text, intent):
+def test_numbers_networks_and_apps_the_seed_never_names_are_not_answered_but_stories_telling_them_are(text, intent):
     assert real_matcher().match(text).intent == intent
 
 
