@@ -51,7 +51,7 @@ class _Doc:
     weight: float  # Σ token weights
 
 
-SENSE_REACH = 4      # characters between a contrast word and a cue of its other sense (操作被禁止怎么解除)
+SENSE_REACH = 6      # a cue of a contrast word's other sense fewer characters than this away counts (被禁止了，怎么才能解除)
 MATCH_CACHE = 4096   # distinct texts whose results a matcher keeps
 _MAYBE_PERSONAL = re.compile(r"\d|@|://")   # such a text is matched afresh each time, never kept
 

@@ -224,6 +224,7 @@ def test_a_contrast_word_next_to_a_cue_of_its_other_sense_does_not_contrast():
     matcher = make_matcher(faq)
     words = lambda text: matcher._contrast_words(matcher.normalise(text))  # noqa: E731
     assert words("被禁止了怎么解除") == frozenset()          # 禁止 three characters away: lifting the ban
+    assert words("被禁止了，怎么才能解除") == frozenset()    # … five away, a question's words between them
     assert words("怎么解除禁止") == frozenset()
     assert words("怎么解除微信绑定") == {"解除"}            # no cue: the other 解除
     assert words("解除绑定以后，我登录一直被禁止") == {"解除"}   # the cue is too far away
