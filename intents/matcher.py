@@ -52,6 +52,7 @@ class _Doc:
 
 
 SENSE_REACH = 6      # a cue of a contrast word's other sense fewer characters than this away counts (被禁止了，怎么才能解除)
+_MODALS = frozenset({"才能", "才可以", "才行", "可以", "能", "能够", "要", "需要", "应该", "该", "得"})   # (怎么才能解除: no object)
 MATCH_CACHE = 4096   # distinct texts whose results a matcher keeps
 _MAYBE_PERSONAL = re.compile(r"\d|@|://")   # such a text is matched afresh each time, never kept
 
@@ -321,7 +322,7 @@ class Matcher:
         return any(c.start() < end and c.end() > start for c in cues.finditer(full, max(0, start - 20), end + 20))
 
     def _bare_other_senses(self, clauses: list[Clause], whole: Normalised) -> frozenset[str]:
-        """Contrast words standing alone in their clause, beside no word the FAQ knows (……弹出操作被禁止。……怎么解除？;
+        """Contrast words standing alone in their clause, beside no word the FAQ knows but modals (……弹出操作被禁止。……怎么才能解除？;
         找回密码在哪里点，……能不能告诉我大概在什么位置): such a clause asks about the story's object, so a cue of
         the word's other sense anywhere in the message (not only within ``SENSE_REACH`` characters) keeps it
         from contrasting."""
@@ -332,7 +333,7 @@ class Matcher:
             found = [w for w in self._contrast_words(c.norm, alternatives=False) if w in self._senses]
             if found:
                 inside = frozenset().union(*(self._sense_words[w] for w in found))
-                if all(t in inside or t not in self._idf for t in c.norm.tokens):
+                if all(t in inside or t not in self._idf or t in _MODALS for t in c.norm.tokens):
                     bare.update(found)
         return frozenset(w for w in bare if self._senses[w].search(whole.full))
 

@@ -244,6 +244,14 @@ def test_a_contrast_word_is_found_within_a_clause_and_its_cue_also_across_one():
     assert words("被禁止", "解除") == frozenset()              # the cue of the other sense may stand in the clause before
 
 
+@pytest.mark.parametrize("text, intent", [
+    ("学信档案登录时弹出操作被禁止。刷新了好几次都不行，气死了。怎么才能解除？", "too_frequent"),  # (才能: no object)
+    ("微信绑定了学信网。现在换手机了。怎么才能解除？", "out_of_scope"),      # no ban in the story: unbinding
+])
+def test_a_bare_contrast_word_asked_with_a_modal_reads_as_the_storys_object(text, intent):
+    assert real_matcher().match(text).intent == intent
+
+
 def test_an_entry_about_one_alternative_does_not_answer_a_question_naming_another():
     from faq.model import Alternatives
     entries = (("dup.route4_limit", "学籍核对最多能验证几次", ["学籍核对次数用完了怎么办"],
