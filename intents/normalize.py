@@ -235,7 +235,7 @@ class Normaliser:
             self._referents.append((words, re.compile(alternation({*words, *meant, *map(_key, ref.keep)})), meant))
         # things said to be known: a thing (any word reading as it), a marker, and a thing's canonical word
         self._said_known: re.Pattern[str] | None = None
-        self._thing: re.Pattern[str] | None = None
+        self._thing = re.compile(r"(?!)")
         self._thing_of: dict[str, str] = {}
         self._lost: frozenset[str] = frozenset()
         if faq.remembered:
@@ -314,13 +314,13 @@ class Normaliser:
         its marker, where the rest of the message names another thing and says it is lost (忘记, 找回): that one
         is asked about. Nothing is left out when a known thing is joined to another (账号和密码都记得) or named
         again (我记得用户名是拼音加生日…有没有办法把用户名找回来)."""
-        if self._said_known is None or self._thing is None or not self._said_known.search(text):
+        if self._said_known is None or not self._said_known.search(text):
             return text
         spans, known = [], set()
         for m in self._said_known.finditer(text):
             group = next(g for g in ("before", "after", "denied") if m.group(g))
             word, (at, to) = m.group(group), m.span(group)
-            joined = (at > 0 and text[at - 1] in _KNOWN_JOIN) or text[to:to + 1] in tuple(_KNOWN_JOIN) or any(
+            joined = any(ch and ch in _KNOWN_JOIN for ch in (text[at - 1:at], text[to:to + 1])) or any(
                 text.endswith(t, 0, at) or text.startswith(t, to) for t in self._thing_of)
             if not joined:
                 spans.append(m.span())
