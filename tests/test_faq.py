@@ -205,11 +205,12 @@ def test_referents_are_loaded_and_must_read_as_a_lexicon_word(faq_copy: Path):
     assert any(f"lexicon.yaml:{line}:" in str(p) and "referents[0].means.身份证号码呀" in str(p) for p in problems), problems
 
 
-def test_things_said_to_be_known_are_loaded_and_must_be_lexicon_words(faq_copy: Path):
+def test_things_said_to_be_known_and_prompts_are_loaded_and_validated(faq_copy: Path):
     path = faq_copy / "lexicon.yaml"
     faq, problems = check(faq_copy)
     assert not problems and faq.remembered and "用户名" in faq.remembered.things and "记得" in faq.remembered.markers
-    assert "忘记" in faq.remembered.lost
+    assert "忘记" in faq.remembered.lost and "不是" in faq.remembered.denied
+    assert "已被注册" in faq.prompts and "我要重新注册" in faq.prompts
     _edit(path, "  lost: [忘记, ", "  lost: [忘掉了呀, ")                  # reads as no word the lexicon knows
     _, problems = check(faq_copy)
     line = next(n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "忘掉了呀" in text)
