@@ -472,6 +472,12 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("after registering again will my student records still be there", "re_register_records"),
     ("how to register a new chsi account, the old one is locked", "re_register"),
     ("signing up says my phone number is already registered, how do I confirm I have an account", "phone_registered"),
+    ("Will my degree records vanish if I sign up all over again?", "re_register_records"),
+    ("Can I use my CHSI account on the graduate admissions website?", "account_usage"),
+    ("Is my chsi login enough for military service registration?", "account_usage"),
+    ("I tried logging in too often and now it says operation prohibited, what now?", "too_frequent"),
+    ("How do I re-signup on xuexinwang?", "re_register"),
+    ("If I register a second time, will my enrollment status still be there?", "re_register_records"),
     # how route 4's limit is counted the seed says (一个身份证); 按账号算 is no contrast word
     ("途径4那个3次是按账号算还是按身份证算", "id_duplicate"),
 ])
