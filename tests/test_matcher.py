@@ -478,6 +478,10 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("I tried logging in too often and now it says operation prohibited, what now?", "too_frequent"),
     ("How do I re-signup on xuexinwang?", "re_register"),
     ("If I register a second time, will my enrollment status still be there?", "re_register_records"),
+    ("Can I reach CHSI through a proxy if my email is IP restricted?", "out_of_scope"),
+    ("Will the too frequent ban hurt my credit?", "out_of_scope"),
+    ("How many password resets are allowed per day?", "out_of_scope"),
+    ("I kept clicking and now it says operation too frequent, how do I fix it?", "too_frequent"),
     # how route 4's limit is counted the seed says (一个身份证); 按账号算 is no contrast word
     ("途径4那个3次是按账号算还是按身份证算", "id_duplicate"),
 ])
