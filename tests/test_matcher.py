@@ -482,6 +482,10 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("Will the too frequent ban hurt my credit?", "out_of_scope"),
     ("How many password resets are allowed per day?", "out_of_scope"),
     ("I kept clicking and now it says operation too frequent, how do I fix it?", "too_frequent"),
+    ("證件號碼重複，客服審核要幾多個工作天？", "out_of_scope"),        # working days
+    ("學信網有冇英文版？", "out_of_scope"),                          # an English version
+    ("學信網帳號可唔可以綁 AlipayHK 掃碼？", "out_of_scope"),          # another wallet app
+    ("學信網綁定微信之後點樣掃碼登入？", "bind_wechat_alipay"),
     # how route 4's limit is counted the seed says (一个身份证); 按账号算 is no contrast word
     ("途径4那个3次是按账号算还是按身份证算", "id_duplicate"),
 ])
