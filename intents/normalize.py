@@ -184,8 +184,10 @@ def clean(text: str) -> str:
 # A message (or a clause of one) that asks something: a question mark or a question word. One rule for
 # the matcher (which clause of a long message is its question) and the engine (a question asked in
 # the middle of a guided flow is answered from the FAQ, not taken as the step's answer). How long and how
-# many ask too (大概多久能解除, 一年能换几次), but not a count of what happened (试了好几次, 等了几天了).
-_QUESTION = re.compile(r"[?？]|吗|么|呢|怎|如何|为什么|为何|什么|哪|能否|可否|是否|要不要|是不是|有没有|啥|咋"
+# many ask too (大概多久能解除, 一年能换几次), but not a count of what happened (试了好几次, 等了几天了), nor
+# "no matter how / anywhere" (怎么都登不上, 哪里都找不到) or 那么, 这么 (规则还那么复杂).
+_QUESTION = re.compile(r"[?？]|吗|(?<![怎这那多要])么|呢|怎(?!么都|么也|样都|样也)|如何|为什么|为何|什么|哪(?![都也]|[儿里][都也])"
+                       r"|能否|可否|是否|要不要|是不是|有没有|啥|咋"
                        r"|(?<![没过])多久|多长时间|几耐|几多|(?<![好这前了过十])几[次天年位日](?!了)"
                        r"|([\u4e00-\u9fff])[不没唔]\1"   # A-not-A: 会不会, 能不能, 行不行, 可不可以; Cantonese 可唔可以, 係唔係
                        r"|有冇|点样|点算|点解|点办|边个|边度|几时|咩")   # Cantonese: is there, how, why, which, when, what

@@ -1191,7 +1191,9 @@ def test_a_cantonese_question_clause_keeps_its_contrast_word():
     ("要几耐", True), ("几多日先得", True),                                     # Cantonese
     ("那学历呢", True), ("我还要下载报告呢", False), ("正在等着呢", False),      # 呢 after what is still to do
     ("试了好几次", False), ("等了几天了", False), ("提交几天了", False), ("前几天注册的", False),
-    ("这号刚换没多久", False)])
+    ("这号刚换没多久", False),
+    ("怎么都登不上", False), ("哪里都找不到", False), ("规则还那么复杂", False), ("密码这么难记", False),   # no matter how; 那么
+    ("怎么办", True), ("登不上么", True), ("在哪里找", True)])
 def test_how_long_and_how_many_ask_but_a_count_of_what_happened_does_not(text, asks):
     from intents.normalize import is_question
     assert is_question(text) is asks
