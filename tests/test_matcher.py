@@ -486,6 +486,8 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("學信網有冇英文版？", "out_of_scope"),                          # an English version
     ("學信網帳號可唔可以綁 AlipayHK 掃碼？", "out_of_scope"),          # another wallet app
     ("學信網綁定微信之後點樣掃碼登入？", "bind_wechat_alipay"),
+    ("我個學信網帳號用唔到喇，想整過個新嘅點做？", "re_register"),      # 整过个新 (make a new one)
+    ("重新註冊之後啲學歷資料會唔會冇晒？", "re_register_records"),     # 冇晒 (all gone)
     # how route 4's limit is counted the seed says (一个身份证); 按账号算 is no contrast word
     ("途径4那个3次是按账号算还是按身份证算", "id_duplicate"),
 ])
