@@ -410,6 +410,8 @@ def test_a_quoted_prompt_the_faq_answers_is_answered(text, intent):
     ("我用4G网络注册的，提示邮箱IP受限怎么办", "email_ip_limited"),  # … told
     ("我一天能登好几次学信档案，今天突然提示操作过于频繁，咋办", "too_frequent"),
     ("登录时提示“用户名或密码错误”怎么办", "recover_account"),       # a quoted prompt recovery answers
+    ("登录提示用户名或密码不正确怎么办", "recover_account"),         # a wrong password told: recovery
+    ("密码不正确登不上 是不是忘了 怎么找回", "recover_account"),
     ("学信网能绑定WhatsApp吗", "out_of_scope"),                    # another app to bind
     ("online 学信网 密码忘了", "recover_account"),                  # (line only as a whole word)
     ("等了几分钟还是提示操作过于频繁，咋办", "too_frequent"),        # minutes told, not asked
