@@ -421,6 +421,19 @@ def test_numbers_networks_and_apps_the_seed_never_names_are_not_answered_but_sto
     assert real_matcher().match(text).intent == intent
 
 
+@pytest.mark.parametrize("text, intent", [
+    ("帮同学协助验证会不会影响我自己的账号", "out_of_scope"),         # an effect the seed never states
+    ("操作过于频繁会影响研招报名吗", "out_of_scope"),
+    ("清除缓存会影响我账号里的信息吗", "out_of_scope"),
+    ("重新注册会不会影响学籍学历查询", "re_register_records"),      # … one it states (不会导致…消失)
+    ("选我要重新注册的话会影响原来研招报名的信息吗", "id_duplicate"),  # (注销账号会暂时影响…)
+    ("邮箱IP受限，不填邮箱会影响注册吗", "email_ip_limited"),        # (可不填写邮箱完成注册)
+    ("我怕会影响找工作，学信网密码忘了怎么办", "recover_account"),    # a worry in the story, not the question
+])
+def test_an_effect_is_answered_only_by_an_entry_that_states_one(text, intent):
+    assert real_matcher().match(text).intent == intent
+
+
 def test_a_space_between_chinese_words_separates_clauses():
     normalise = real_matcher().normalise
     assert [c.raw for c in normalise.clauses("怎么找回账号 我只记得名字")] == ["怎么找回账号", "我只记得名字"]
