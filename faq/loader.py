@@ -323,23 +323,21 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         account_words = tuple(doc.get("account_words") or ())
         still_failing = tuple(doc.get("still_failing") or ())
         canonical_words = {*synonyms.values(), *domain_words}
+        read_as: list[tuple[tuple, str]] = []   # (path, word) of words that must read as a lexicon word
         for k, spec in enumerate(doc.get("referents") or ()):
             referents.append(Referent(tuple(map(str, spec["words"])),
                                       {str(meant): tuple(map(str, ns)) for meant, ns in spec["means"].items()},
                                       tuple(map(str, spec.get("keep") or ()))))
-            for meant in spec["means"]:
-                if meant not in canonical_words:
-                    problems.append(Problem(rel, _line(lines, ("referents", k, "means", meant)), f"referents[{k}].means.{meant}",
-                                            f"{meant!r} is neither a synonym's canonical word nor a domain word"))
+            read_as += [(("referents", k, "means", meant), meant) for meant in spec["means"]]
         prompts = tuple(map(str, doc.get("prompts") or ()))
         if doc.get("remembered"):
             spec = doc["remembered"]
             remembered = Remembered(*(tuple(map(str, spec.get(key) or ())) for key in ("things", "markers", "lost", "denied")))
-            for key in ("things", "lost"):
-                for k, word in enumerate(spec[key]):
-                    if word not in canonical_words:
-                        problems.append(Problem(rel, _line(lines, ("remembered", key, k)), f"remembered.{key}[{k}]",
-                                                f"{word!r} is neither a synonym's canonical word nor a domain word"))
+            read_as += [(("remembered", key, k), word) for key in ("things", "lost") for k, word in enumerate(spec[key])]
+        for path, word in read_as:
+            if word not in canonical_words:
+                problems.append(Problem(rel, _line(lines, path), _field(path),
+                                        f"{word!r} is neither a synonym's canonical word nor a domain word"))
         if not still_failing:
             for e in (e for t in topics for e in t.entries if e.tried):
                 problems.append(_entry_problem(e, "tried", f"{LEXICON_FILE} lists no still_failing phrases: "
