@@ -51,7 +51,8 @@ RESERVED = {"heldout3.yaml", "heldout5.yaml", "heldout6.yaml", "heldout12.yaml",
             "heldout14.yaml", "heldout15.yaml", "heldout17.yaml", "heldout18.yaml", "heldout20.yaml",
             "heldout21.yaml", "heldout23.yaml", "heldout25.yaml", "heldout26.yaml", "heldout30.yaml",
             "heldout34.yaml", "heldout37.yaml", "heldout38.yaml", "heldout40.yaml", "heldout43.yaml", "heldout46.yaml", "heldout49.yaml", "heldout50.yaml",
-            "heldout51.yaml", "heldout52.yaml", "heldout53.yaml", "heldout57.yaml", "heldout66.yaml", "heldout69.yaml"}  # never tuned on
+            "heldout51.yaml", "heldout52.yaml", "heldout53.yaml", "heldout57.yaml", "heldout66.yaml", "heldout69.yaml",
+            "heldout70.yaml"}  # never tuned on
 DEFAULT_SETS = [HERE / "heldout.yaml", HERE / "heldout2.yaml", HERE / "heldout4.yaml"]
 
 
