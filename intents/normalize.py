@@ -68,19 +68,20 @@ def _converter() -> opencc.OpenCC:
 @lru_cache(maxsize=1)
 def _base_tokenizer() -> jieba.Tokenizer:
     tokenizer = jieba.Tokenizer()
-    cached = read_frequencies(FREQ_CACHE_DIR)
+    cached = read_frequencies(CACHE_DIR)
     if cached is not None:
         tokenizer.FREQ, tokenizer.total = cached
         tokenizer.initialized = True
         return tokenizer
     tokenizer.initialize()
-    write_frequencies(FREQ_CACHE_DIR, tokenizer.FREQ, tokenizer.total)
+    write_frequencies(CACHE_DIR, tokenizer.FREQ, tokenizer.total)
     return tokenizer
 
 
-# jieba's default dictionary, kept by the project as a plain table of words and frequencies: read in a
-# third of the time of jieba's own cache (a marshalled dict in the temp directory, ~0.6 s under load)
-FREQ_CACHE_DIR = Path(__file__).resolve().parent.parent / "var" / "cache"
+# tables kept by the project between starts: jieba's default dictionary as a plain table of words and
+# frequencies, read in a third of the time of jieba's own cache (a marshalled dict in the temp directory, ~0.6 s
+# under load); the known words' own readings (phonetic.phrase_readings: no pypinyin import at a start)
+CACHE_DIR = Path(__file__).resolve().parent.parent / "var" / "cache"
 _FREQ_MAGIC = b"jieba-freq 1\n"
 
 
@@ -274,7 +275,8 @@ class Normaliser:
             is_common=lambda w: base_freq.get(w, 0) >= _COMMON_WORD_FREQ,
             as_typed=lambda w: not _CANTONESE.isdisjoint(w),
             is_function=_FUNCTION_CHARS.__contains__,
-            is_common_char=lambda ch: base_freq.get(ch, 0) >= _COMMON_CHAR_FREQ)
+            is_common_char=lambda ch: base_freq.get(ch, 0) >= _COMMON_CHAR_FREQ,
+            readings_dir=CACHE_DIR)
         # pinyin initials (yhm, sfz, zc): the lexicon's own words, two letters and up; its contrast words
         # (not the other sites it names) from three letters; never a latin word the lexicon already reads
         latin = {w for w in (*rewrite, *self.stopwords) if w.isascii()}

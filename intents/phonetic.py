@@ -13,10 +13,10 @@ rewritten to it. Guards against over-matching:
 - a stretch that is a word in its own right (the tokeniser's dictionary) is left alone,
   as is a stretch that already is a known word;
 - a word only ever typed as it is (``as_typed``: a Cantonese form, 没咗) is no slip's target (没做 stays).
-Character readings come from pypinyin's table: a known word's characters are indexed by their two
-most common readings (heteronyms: 重 zhong or chong; every reading pypinyin's phrase dictionary gives
-the lexicon's words is among them, tests/test_matcher.py checks), not the archaic ones after them; a
-user's character is read by its most common reading.
+Character readings come from pypinyin: a user's character is read by its most common reading (its
+table's first); a known word is spelled by its characters' most common readings and by the reading
+pypinyin's phrase dictionary gives the word (重新 is chong xin, 校对 jiao dui), never by a character's other
+readings, most of them archaic (位 read li would make 学历证 a slip for 学位证, 遗 read wei 为忘 one for 遗忘).
 
 Pinyin typed without converting it to characters (zhengjian haoma, weixin saoma) is recovered
 the same way: a run of latin words that splits entirely into syllables of the known words is
@@ -32,15 +32,20 @@ Two chat shorthands are read too:
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
-import itertools
 import json
+import logging
+import os
 import re
+import tempfile
 import unicodedata
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
+
+log = logging.getLogger(__name__)
 
 _HAN = re.compile(r"[\u4e00-\u9fff]+")
 # particles a word is followed by (号吗 is 号 + 吗, not a slip for 号码); other one-character
@@ -49,7 +54,6 @@ _PARTICLES = frozenset("吗嘛么麽呢吧啊呀哇哦噢喔了啦喽咯嘞呗�
 _LATIN = re.compile(r"[a-z]+(?: [a-z]+)*")
 _GLUED = re.compile(r"[\u4e00-\u9fff]+|[a-z]+|[^a-z\u4e00-\u9fff]+")   # character runs, latin runs, the rest
 _VOWELS = frozenset("aeiouv")
-READINGS = 2   # readings of a known word's character indexed, the most common first (a phrase's own is among them)
 
 
 def _toneless(reading: str) -> str:
@@ -64,29 +68,101 @@ def _toneless(reading: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _table() -> dict[str, str]:
-    """pypinyin's character table (code point as text → readings with tones, comma separated),
-    read straight from its JSON: half the time of importing ``pypinyin.pinyin_dict``. The file is
-    found without importing the package (``importlib.resources.files`` would: pypinyin's
-    ``__init__`` loads its phrase dictionary, 0.2 s)."""
+def _folder() -> Path:
+    """pypinyin's package folder, found without importing the package (its ``__init__`` loads the phrase
+    dictionary, 0.1–0.2 s)."""
     spec = importlib.util.find_spec("pypinyin")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError("pypinyin is not installed")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    return json.loads((folder / "pinyin_dict.json").read_text(encoding="utf-8"))
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict[str, str]:
+    """pypinyin's character table (code point as text → readings with tones, comma separated, the most
+    common first), read straight from its JSON: half the time of importing ``pypinyin.pinyin_dict``."""
+    return json.loads((_folder() / "pinyin_dict.json").read_text(encoding="utf-8"))
+
+
+# ---- words' own readings (pypinyin's phrase dictionary), kept in a table file ---------------------------
+
+_READINGS_MAGIC = "pypinyin-phrase-readings 1"
+_kept_readings: dict[Path | None, dict[str, tuple[str, ...]]] = {}   # per directory, what this process has read
+
+
+def _readings_file(directory: Path) -> Path | None:
+    """The table for this pypinyin's phrase dictionary (path, size, mtime); None when it cannot be found."""
+    try:
+        st = (path := _folder() / "phrases_dict.json").stat()
+    except (OSError, ModuleNotFoundError):
+        return None
+    ident = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    return directory / f"pypinyin-{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
+
+
+def read_readings(directory: Path) -> dict[str, tuple[str, ...]]:
+    """The words' readings ``write_readings`` left in ``directory`` for this phrase dictionary; empty when
+    there are none (or they cannot be read)."""
+    path = _readings_file(directory)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("format") != _READINGS_MAGIC or not isinstance(data.get("words"), dict):
+        return {}
+    return {w: tuple(r.split()) for w, r in data["words"].items() if isinstance(w, str) and isinstance(r, str)}
+
+
+def write_readings(directory: Path, readings: Mapping[str, tuple[str, ...]]) -> None:
+    """Keep ``readings`` for ``read_readings``, written atomically; tables of other phrase dictionaries are
+    removed. Best effort: a directory that cannot be written is skipped."""
+    path = _readings_file(directory)
+    if path is None:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pypinyin-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"format": _READINGS_MAGIC, "words": {w: " ".join(r) for w, r in sorted(readings.items())}},
+                      f, ensure_ascii=False)
+        os.replace(tmp, path)
+        for old in directory.glob("pypinyin-*.json"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:
+        log.debug("phrase readings not written to %s", directory, exc_info=True)
+
+
+def phrase_readings(words: Iterable[str], directory: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """Each word's toneless reading as pypinyin's phrase dictionary gives it (重新 chong xin, 校对 jiao dui).
+    Read from the table kept in ``directory``; pypinyin is imported (0.1–0.2 s) only for words the table
+    lacks, and the table is then written anew. Without a directory, nothing is kept."""
+    words = list(dict.fromkeys(words))
+    known = _kept_readings.get(directory)
+    if known is None:
+        known = _kept_readings[directory] = read_readings(directory) if directory else {}
+    missing = [w for w in words if w not in known]
+    if missing:
+        from pypinyin import Style, lazy_pinyin
+
+        for w in missing:
+            known[w] = tuple(_toneless(r) for r in lazy_pinyin(w, style=Style.TONE))
+        if directory:
+            write_readings(directory, known)
+    return {w: known[w] for w in words}
 
 
 class Phonetic:
     """Built once from the words to recover; ``__call__`` rewrites homophone typos in text."""
 
     MAX_LEN = 6
-    MAX_SPELLINGS = 16  # readings combinations indexed per word (heteronyms multiply)
 
     def __init__(self, words: Iterable[str], is_word: Callable[[str], bool], stop_chars: Iterable[str],
                  is_common: Callable[[str], bool] | None = None,
                  as_typed: Callable[[str], bool] | None = None,
                  is_function: Callable[[str], bool] | None = None,
-                 is_common_char: Callable[[str], bool] | None = None) -> None:
+                 is_common_char: Callable[[str], bool] | None = None,
+                 readings_dir: Path | None = None) -> None:
         self._is_word = is_word
         self._is_common = is_common or is_word
         self._as_typed = as_typed or (lambda w: False)   # words only ever typed as they are (not a slip's target)
@@ -94,7 +170,9 @@ class Phonetic:
         self._is_common_char = is_common_char or self._is_function   # one character often a word alone (人, 别; not 审)
         self._stop = frozenset(stop_chars)
         self._table = _table()
-        self._readings: dict[str, tuple[str, ...]] = {}
+        self._readings: dict[str, str] = {}                 # a character → its most common reading
+        self._readings_dir = readings_dir                   # where the words' own readings are kept (phrase_readings)
+        self._own: dict[str, tuple[str, ...]] = {}          # a word → its own reading (the phrase dictionary's)
         self._words: set[str] = set()
         self._spellings: dict[tuple[str, ...], str] = {}  # toneless readings → word
         self._pairs: set[tuple[str, str]] = set()          # adjacent readings inside some word
@@ -105,33 +183,37 @@ class Phonetic:
         self._function: dict[str, str] = {}                 # ... any one-character stopword's (bei → 被)
         self.add(words)
 
-    def _toneless_readings(self, ch: str) -> tuple[str, ...]:
-        """A character's readings as pypinyin lists them, the most common first, without tones (repeats kept:
-        有 is you, you, wei)."""
+    def _reading(self, ch: str) -> str:
+        """A character's toneless reading: its most common, pypinyin's first ("" for a character it does not read)."""
         got = self._readings.get(ch)
         if got is None:
-            got = self._readings[ch] = tuple(_toneless(r) for r in self._table.get(str(ord(ch)), "").split(",") if r)
+            got = self._readings[ch] = _toneless(self._table.get(str(ord(ch)), "").split(",")[0])
         return got
 
-    def _reading(self, ch: str) -> str:
-        """A user's character's toneless reading: its most common ("" for a character pypinyin does not read)."""
-        return next(iter(self._toneless_readings(ch)), "")
+    def _word_spellings(self, word: str) -> list[tuple[str, ...]]:
+        """The toneless spellings a known word is indexed by: its characters' most common readings, then the
+        word's own reading in pypinyin's phrase dictionary where that differs (重新注册: zhong xin zhu ce, then
+        chong xin zhu ce); none when a character has no reading."""
+        common = tuple(self._reading(ch) for ch in word)
+        if not all(common):
+            return []
+        own = self._own[word]
+        return [common, own] if own != common and len(own) == len(word) and all(map(str.isalpha, own)) else [common]
 
-    def _word_sounds(self, ch: str) -> tuple[str, ...]:
-        """The toneless readings a character of a known word is indexed by: its two most common (重 is
-        zhong or chong), not the archaic ones after them (不 read fu would make 服了 a slip for 不了)."""
-        return tuple(dict.fromkeys(self._toneless_readings(ch)[:READINGS]))
+    def _indexable(self, words: Iterable[str]) -> list[str]:
+        """The words of two to six Chinese characters, with their own readings looked up (all at once)."""
+        fit = [w for w in words if 2 <= len(w) <= self.MAX_LEN and _HAN.fullmatch(w)]
+        self._own.update(phrase_readings((w for w in fit if w not in self._own), self._readings_dir))
+        return fit
 
     def add(self, words: Iterable[str]) -> None:
         """Index more words (two to six Chinese characters, each with a known reading)."""
-        for w in words:
-            if w in self._words or not (2 <= len(w) <= self.MAX_LEN) or not _HAN.fullmatch(w):
-                continue
-            sounds = [self._word_sounds(ch) for ch in w]
-            if not all(sounds):
+        for w in self._indexable(w for w in words if w not in self._words):
+            spellings = self._word_spellings(w)
+            if not spellings:
                 continue
             self._words.add(w)
-            for spelling in itertools.islice(itertools.product(*sounds), self.MAX_SPELLINGS):
+            for spelling in spellings:
                 self._spellings.setdefault(spelling, w)
                 self._pairs.update(zip(spelling, spelling[1:]))
                 self._syllables.update(spelling)
@@ -143,17 +225,15 @@ class Phonetic:
         code in ``keep`` (latin words with a meaning of their own) is never read. ``block`` (a word's
         general frequency): these words only take their code away from a word read so far that is
         rarer (sm is 什么 more often than 扫码; zc is 注册 more often than 早晨). A word's code comes from
-        its most common readings; the codes of its other indexed readings (重新注册: cxzc besides zxzc)
+        its most common readings; the code of its phrase reading (重新注册: cxzc besides zxzc)
         read it too where no word's code of its common readings is the same."""
         kept = frozenset(keep)
         alternatives: list[tuple[str, str]] = []
-        for w in words:
-            if not (2 <= len(w) <= self.MAX_LEN) or not _HAN.fullmatch(w):
+        for w in self._indexable(words):
+            spellings = self._word_spellings(w)
+            if not spellings:
                 continue
-            sounds = [self._word_sounds(ch) for ch in w]
-            if not all(sounds):
-                continue
-            codes = list(dict.fromkeys("".join(r[0] for r in spelling) for spelling in itertools.product(*sounds)))
+            codes = list(dict.fromkeys("".join(r[0] for r in spelling) for spelling in spellings))
             code = codes[0]   # the most common readings' (重新注册: zxzc)
             if block is None:
                 # the other indexed readings' codes (重新注册: cxzc), where no word's code of its common readings is

@@ -956,6 +956,26 @@ def test_phonetic_guards_short_words_and_tones():
     assert f("以注册") == "已注册"                                  # a character that is no such word still slips
 
 
+def test_a_known_word_is_spelled_by_its_common_readings_and_its_own_not_by_archaic_ones():
+    """A user's slip sounds like the word as it is said: 免密码 is mian mi ma (免 read wen is archaic, and
+    问密码 is a question about the password), 学位证 is xue wei zheng (位 read li would make 学历证 a slip
+    for it); a heteronym read as in the word (校对 jiao dui, 重新 chong xin) is still found."""
+    from intents.phonetic import Phonetic
+    p = Phonetic(["免密码", "学位证", "遗忘", "图像校对", "重新注册"], is_word=lambda w: False, stop_chars=[])
+    assert p("我想问密码") == "我想问密码"
+    assert p("学历证书") == "学历证书"
+    assert p("为忘") == "为忘"
+    assert p("图像较对") == "图像校对"         # 校 read jiao in 校对 (its common reading is xiao)
+    assert p("虫新注册") == "重新注册"         # 重 read chong in 重新 (its common reading is zhong)
+    assert p("重心注册") == "重新注册"         # ... and by its common reading too
+
+
+def test_the_real_lexicon_reads_a_question_about_the_password_as_one():
+    result = real_matcher().match("我想问密码怎么找回")
+    assert (result.decision, result.entry) == ("answer", "recover_account.password"), result
+    assert "学历" in real_matcher().normalise.rewrite("学历证书丢了")
+
+
 def test_no_homophone_is_recovered_to_a_cantonese_form_of_the_real_lexicon():
     rewrite = real_matcher().normalise.rewrite
     assert "消失" not in rewrite("我什么都没做过")          # 没做 sounds like 没咗 (消失)
@@ -969,7 +989,7 @@ def test_every_known_word_is_indexed_by_the_reading_pypinyin_gives_it_in_the_phr
     phonetic = real_matcher().normalise._phonetic
     for word in phonetic._words:
         reading = tuple(_toneless(r) for r in lazy_pinyin(word, style=Style.TONE))
-        assert reading in phonetic._spellings, word   # (READINGS is enough for every word's own reading)
+        assert reading in phonetic._spellings, word
 
 
 @pytest.mark.parametrize("text, kept", [("真的服了", "服了"), ("当时付了钱", "付了"),       # 不 read fu: archaic

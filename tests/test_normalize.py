@@ -1,10 +1,12 @@
 """The normaliser's kept copy of jieba's default dictionary (var/cache): the same table as jieba's own,
-found again only for the same dictionary file, ignored when damaged. The trie regexes of the lexicon's
+found again only for the same dictionary file, ignored when damaged; so are the known words' own readings
+(pypinyin's phrase dictionary) kept beside it. The trie regexes of the lexicon's
 words: the same matches as the alternation of the words longest first."""
 from __future__ import annotations
 
 import random
 import re
+import sys
 from pathlib import Path
 
 import jieba
@@ -55,6 +57,52 @@ def test_an_unwritable_directory_is_skipped(tmp_path: Path):
     blocker.write_text("")
     normalize.write_frequencies(blocker / "cache", {"学信网": 5}, 5)   # a file where the folder would be
     assert normalize.read_frequencies(blocker / "cache") is None
+
+
+# ---- the known words' own readings (intents/phonetic.py), kept beside the jieba table ----
+
+def test_the_kept_readings_are_the_phrase_dictionarys_and_a_start_needs_no_pypinyin(tmp_path: Path, monkeypatch):
+    from intents import phonetic
+    monkeypatch.setattr(phonetic, "_kept_readings", {})
+    assert phonetic.read_readings(tmp_path) == {}
+    got = phonetic.phrase_readings(["重新注册", "校对", "学位证"], tmp_path)
+    assert got == {"重新注册": ("chong", "xin", "zhu", "ce"), "校对": ("jiao", "dui"), "学位证": ("xue", "wei", "zheng")}
+    assert phonetic.read_readings(tmp_path) == got
+    monkeypatch.setattr(phonetic, "_kept_readings", {})          # a new process: the table is read, pypinyin not imported
+    monkeypatch.setitem(sys.modules, "pypinyin", None)
+    assert phonetic.phrase_readings(["校对", "重新注册"], tmp_path) == {"校对": ("jiao", "dui"), "重新注册": got["重新注册"]}
+    with pytest.raises(ImportError):
+        phonetic.phrase_readings(["绿色"], tmp_path)             # a word the table lacks: looked up
+
+
+def test_readings_of_another_phrase_dictionary_are_not_read_and_are_replaced(tmp_path: Path, monkeypatch):
+    from intents import phonetic
+    phonetic.write_readings(tmp_path, {"校对": ("jiao", "dui")})
+    assert phonetic.read_readings(tmp_path) == {"校对": ("jiao", "dui")}
+    # pypinyin upgraded: another file name, so the old table is not found
+    monkeypatch.setattr(phonetic, "_readings_file", lambda d: d / "pypinyin-another.json")
+    assert phonetic.read_readings(tmp_path) == {}
+    phonetic.write_readings(tmp_path, {"重新": ("chong", "xin")})
+    assert [p.name for p in tmp_path.glob("pypinyin-*.json")] == ["pypinyin-another.json"]
+
+
+@pytest.mark.parametrize("damage", ["", "junk", '{"format": "pypinyin-phrase-readings 1"', '["校对"]',
+                                    '{"format": "other", "words": {"校对": "jiao dui"}}',
+                                    '{"format": "pypinyin-phrase-readings 1", "words": ["校对"]}'])
+def test_damaged_readings_are_ignored(tmp_path: Path, damage):
+    from intents import phonetic
+    phonetic.write_readings(tmp_path, {"校对": ("jiao", "dui")})
+    next(tmp_path.glob("pypinyin-*.json")).write_text(damage, encoding="utf-8")
+    assert phonetic.read_readings(tmp_path) == {}
+
+
+def test_readings_are_looked_up_where_the_directory_cannot_be_written(tmp_path: Path, monkeypatch):
+    from intents import phonetic
+    monkeypatch.setattr(phonetic, "_kept_readings", {})
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert phonetic.phrase_readings(["校对"], blocker / "cache") == {"校对": ("jiao", "dui")}
+    assert phonetic.read_readings(blocker / "cache") == {}
 
 
 def _longest_first(words: list[str], whole_latin: bool) -> re.Pattern[str]:
@@ -171,3 +219,9 @@ def test_an_ellipsis_ends_a_clause_but_a_dot_in_an_address_does_not():
     n = normalize.Normaliser(load_faq(settings.load()))
     assert [c.raw for c in n.clauses("离截止没几天了……现在咋整")] == ["离截止没几天了", "现在咋整"]
     assert [c.raw for c in n.clauses("我的邮箱是abc@163.com")] == ["我的邮箱是abc@163.com"]
+
+
+@pytest.mark.parametrize("text", ["我个手机号俾人注册咗", "帐号畀人盗用咗"])
+def test_the_cantonese_passive_reads_as_by_someone(text):
+    """俾人/畀人 is Cantonese for 被人 (by someone): the contrast words about what someone else did (被人改, 被人用了) see it."""
+    assert "被人" in normalize.Normaliser(load_faq(settings.load())).rewrite(text)
