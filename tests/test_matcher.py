@@ -755,6 +755,8 @@ def test_a_message_naming_two_paired_keywords_is_no_near_miss_of_a_catalogue_que
     ("好吧 那我先下线了", "goodbye"),
     ("你好棒啊", "thanks"),                  # praise: 好 is "so", not the greeting
     ("真厉害 谢谢", "thanks"),
+    ("不用了，谢谢，再见", "goodbye"),        # declining more help, then leaving
+    ("see you", "goodbye"),
 ])
 def test_a_message_of_only_small_talk_is_that_small_talk(text, intent):
     result = real_matcher().match(text)
@@ -764,6 +766,7 @@ def test_a_message_of_only_small_talk_is_that_small_talk(text, intent):
 @pytest.mark.parametrize("text, intent", [
     ("你好，我忘记密码了", "recover_account"),
     ("谢谢，但是提示邮箱ip受限怎么办", "email_ip_limited"),
+    ("不用了，我想问问学信网密码怎么找回", "recover_account"),
 ])
 def test_small_talk_around_a_question_does_not_hide_it(text, intent):
     result = real_matcher().match(text)
