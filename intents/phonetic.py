@@ -443,6 +443,9 @@ class Phonetic:
             rest = sub[1:] if differ == [0] else sub[:-1]
             if (rest in self._words or self._is_word(rest)) if len(rest) > 1 else self._is_common_char(rest):
                 return False   # a function word beside a word the user wrote (在注册 is 在 + 注册, not 再注册)
+        if any(k > 0 and self._is_common(sub[k - 1:k + 1]) or k + 1 < len(sub) and self._is_common(sub[k:k + 2])
+               for k in differ if self._is_function(sub[k])):
+            return False   # a function word in a common word the user wrote (那个页面 is 那个 + 页面, not 哪个页面)
         if len(differ) * 2 <= len(word):
             return True
         # more than half differ (用护铭 for 用户名): a word of three syllables or more, one character as

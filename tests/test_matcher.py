@@ -957,6 +957,9 @@ def test_phonetic_guards_short_words_and_tones():
     f = Phonetic(["再注册", "已注册"], is_word=lambda w: w == "注册", stop_chars=[], is_function=lambda ch: ch in "在一")
     assert f("在注册") == "在注册" and f("大一注册") == "大一注册"   # a function word beside a word the user wrote
     assert f("以注册") == "已注册"                                  # a character that is no such word still slips
+    g = Phonetic(["哪个页面", "点哪个"], is_word=lambda w: w == "页面", stop_chars=[], is_function=lambda ch: ch == "那",
+                 is_common=lambda w: w == "那个")
+    assert g("那个页面") == "那个页面" and g("点那个") == "点那个"   # a function word inside a common word the user wrote
 
 
 def test_a_known_word_is_spelled_by_its_common_readings_and_its_own_not_by_archaic_ones():
@@ -971,6 +974,12 @@ def test_a_known_word_is_spelled_by_its_common_readings_and_its_own_not_by_archa
     assert p("图像较对") == "图像校对"         # 校 read jiao in 校对 (its common reading is xiao)
     assert p("虫新注册") == "重新注册"         # 重 read chong in 重新 (its common reading is zhong)
     assert p("重心注册") == "重新注册"         # ... and by its common reading too
+
+
+@pytest.mark.parametrize("text", ["登录那个页面下面有两行小字", "是不是得点那个忘记密码"])
+def test_that_one_is_not_read_as_which_one(text):
+    """那个 (that one) sounds like 哪个 (which one), a word of the place attribute's questions (哪个页面, 点哪个)."""
+    assert "那个" in real_matcher().normalise._phonetic(text)
 
 
 def test_the_real_lexicon_reads_a_question_about_the_password_as_one():
