@@ -35,7 +35,7 @@ from .phonetic import Phonetic
 _MEDIAN_SURPRISAL = 16.81
 # one-character words of chat typed as meant before or after a word (在注册 is 在 + 注册, 大一注册 大一 + 注册), not
 # a slip for a character of the same sound (再注册, 已注册); the literary ones (以, 之, 于) slip as any character does
-_FUNCTION_CHARS = frozenset("在是有和也就都到一那这还要又把从只对来去等我你他她")
+_FUNCTION_CHARS = frozenset("在是有和也就都到一那这还要又把从只对来去等我你他她上下里中")
 _COMMON_CHAR_FREQ = 10_000   # a character this frequent alone in jieba's dictionary is often a word of its own (人, 别)
 _COMMON_WORD_FREQ = 100   # a word at least this frequent in jieba's dictionary is common (每次, 类型; not 侧后)
 # characters only Cantonese writes: a lexicon word holding one (没咗, 有冇) is typed as such, never a slip of

@@ -976,10 +976,11 @@ def test_a_known_word_is_spelled_by_its_common_readings_and_its_own_not_by_archa
     assert p("重心注册") == "重新注册"         # ... and by its common reading too
 
 
-@pytest.mark.parametrize("text", ["登录那个页面下面有两行小字", "是不是得点那个忘记密码"])
+@pytest.mark.parametrize("text", ["登录那个页面下面有两行小字", "是不是得点那个忘记密码", "这个号在几个服务上都能用吗"])
 def test_that_one_is_not_read_as_which_one(text):
-    """那个 (that one) sounds like 哪个 (which one), a word of the place attribute's questions (哪个页面, 点哪个)."""
-    assert "那个" in real_matcher().normalise._phonetic(text)
+    """那个 (that one) sounds like 哪个 (which one), a word of the place attribute's questions (哪个页面, 点哪个);
+    服务上 (on a service) like 服务商 (a provider), a contrast word: the user wrote 那个 and 上."""
+    assert text in real_matcher().normalise._phonetic(text)
 
 
 def test_the_real_lexicon_reads_a_question_about_the_password_as_one():
