@@ -48,6 +48,11 @@ _KEEP = re.compile(r"[^0-9a-z\u3400-\u4dbf\u4e00-\u9fff]+")
 _CLAUSE = re.compile(r"[。!?;,、\n…~]+|\.{2,}|(?<=[\u3400-\u9fff])\s+(?=[\u3400-\u9fff])")
 _CLAUSE_KEEP = re.compile(f"({_CLAUSE.pattern})")   # the same breaks, kept by re.split
 _SENTENCE_END = re.compile(r"[。!?\n]")   # a break that ends a sentence, not only a clause
+# a long stretch typed without punctuation (……输了好几次密码然后就弹出操作过于频繁我急着下载报告有什么办法) is cut
+# before the words that begin a clause, as if a comma stood there
+RUN_ON_CHARS = 24
+_CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通)不过|所以|因为|后来|而且|另外|请问|我想问|想问一下|现在|当时"
+                           r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)")
 _ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")
 # a thing said to be known (lexicon ``remembered``): words between it and its marker (用户名我倒是还记得), a word
 # joining it to another thing (账号和密码都记得: both known), and what makes a marker say nothing is known:
@@ -405,9 +410,12 @@ class Normaliser:
         # clause, its break, clause, its break, ... (a referent may point across clauses: resolved first)
         parts = _CLAUSE_KEEP.split(self._resolve(clean(text)))
         for part, brk in itertools.zip_longest(parts[::2], parts[1::2], fillvalue=""):
-            if part.strip():
-                out.append(Clause(part, self._normalise(self._rewrite_clean(part)), is_question(part + brk),
-                                  bool(_SENTENCE_END.search(brk))))
+            pieces = _CLAUSE_START.split(part) if len(part) >= RUN_ON_CHARS else [part]
+            for k, piece in enumerate(pieces):
+                end = brk if k == len(pieces) - 1 else ""
+                if piece.strip():
+                    out.append(Clause(piece, self._normalise(self._rewrite_clean(piece)), is_question(piece + end),
+                                      bool(_SENTENCE_END.search(end))))
         return out
 
 

@@ -1616,3 +1616,14 @@ def test_the_real_faq_hands_on_advice_followed_without_success(text, entry):
 def test_the_real_faq_still_answers_a_step_that_failed_when_more_advice_remains():
     r = real_matcher().match("已经清了浏览器缓存，还是提示操作过于频繁，接下来怎么做")
     assert r.decision == "answer" and r.intent == "too_frequent" and r.outrun is None
+
+
+@pytest.mark.parametrize("story", [
+    "我是去年毕业的，当时学校让注册学信网核对学籍，后来一直没登过，现在单位要查学历，可是密码完全想不起来了，有什么办法",
+    "旧账号用的手机号和邮箱都不用了，找回也找不回来，所以我打算重新注册一个新的，请问重新注册以后原来的学籍学历信息还在吗",
+])
+def test_a_story_typed_without_punctuation_scores_as_with_it(story):
+    """Cut where its clauses begin (当时, 现在, 所以, 请问, 有什么办法), a story typed in one breath is read clause by
+    clause, as the same story with commas is."""
+    with_commas, run_on = real_matcher().match(story), real_matcher().match(story.replace("，", ""))
+    assert (run_on.decision, run_on.entry, run_on.score) == (with_commas.decision, with_commas.entry, with_commas.score)

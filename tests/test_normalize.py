@@ -225,3 +225,16 @@ def test_an_ellipsis_ends_a_clause_but_a_dot_in_an_address_does_not():
 def test_the_cantonese_passive_reads_as_by_someone(text):
     """俾人/畀人 is Cantonese for 被人 (by someone): the contrast words about what someone else did (被人改, 被人用了) see it."""
     assert "被人" in normalize.Normaliser(load_faq(settings.load())).rewrite(text)
+
+
+def test_a_long_stretch_typed_without_punctuation_is_cut_where_a_clause_begins():
+    n = normalize.Normaliser(load_faq(settings.load()))
+    raws = [c.raw for c in n.clauses("我今天登学信档案输了好几次密码然后就弹出操作过于频繁操作被禁止有什么办法")]
+    assert raws == ["我今天登学信档案输了好几次密码", "然后就弹出操作过于频繁操作被禁止", "有什么办法"]
+    assert [c.asks for c in n.clauses("我今天登学信档案输了好几次密码然后就弹出操作过于频繁操作被禁止有什么办法")] == [False, False, True]
+    # 通不过 (does not pass) is no 不过 (but); a short clause is left whole
+    assert len(n.clauses("重新注册的时候手机号验证一直通不过换了好几个都不行")) == 1
+    assert len(n.clauses("密码忘了然后怎么办")) == 1
+    # a clause that ends in punctuation keeps its break on its last piece
+    pieces = n.clauses("我今天登学信档案输了好几次密码然后就弹出操作过于频繁操作被禁止。怎么办")
+    assert [c.ends_sentence for c in pieces] == [False, True, False]
