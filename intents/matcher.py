@@ -416,6 +416,10 @@ class Matcher:
             smalltalk = self._smalltalk_only(raw)
             if smalltalk:
                 return MatchResult("answer", smalltalk, self._smalltalk_entry[smalltalk], 1.0, ())
+        # a greeting before the question (客服在吗？…, 老师好，…) is not part of it
+        lead = next((i for i, c in enumerate(clauses) if not self._greeting_only(c)), len(clauses))
+        if 0 < lead < len(clauses):
+            clauses = clauses[lead:]
         # a last clause saying what the user does not want (…能重置吗，不想重新注册) is not what is asked
         if len(clauses) > 1 and _UNWANTED.match(clauses[-1].raw.strip()) and any(c.norm.tokens for c in clauses[:-1]):
             clauses = clauses[:-1]
@@ -448,6 +452,11 @@ class Matcher:
             return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q) - referred | prompt, referred),
                                 line=line, asked=frozenset(q.tokens), qtext=q.text)
         return decided
+
+    def _greeting_only(self, clause: Clause) -> bool:
+        """The clause is a greeting and nothing else (客服在吗, 你好, 老师好)."""
+        return bool(clause.norm.tokens) and self._whole_words.issuperset(clause.norm.tokens) \
+            and self._smalltalk_only(clause.raw) == "greeting"
 
     def _smalltalk_only(self, raw: str) -> str | None:
         """The small-talk intent when the whole message is small talk (greetings, thanks,

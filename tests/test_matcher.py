@@ -773,6 +773,15 @@ def test_small_talk_around_a_question_does_not_hide_it(text, intent):
     assert result.intent == intent, result
 
 
+@pytest.mark.parametrize("greeting", ["客服在吗？", "你好，", "老师好！", "您好，在吗，"])
+@pytest.mark.parametrize("question", ["学信网账号能登录哪些网站", "手机号提示已被注册怎么办", "明天上海会下雨吗"])
+def test_a_greeting_before_the_question_changes_nothing(greeting, question):
+    """客服 in 客服在吗 addresses the desk: it asks for no person, and the question after it is read as if alone."""
+    alone, greeted = real_matcher().match(question), real_matcher().match(greeting + question)
+    assert (greeted.decision, greeted.intent, greeted.entry, greeted.score) == \
+        (alone.decision, alone.intent, alone.entry, alone.score)
+
+
 @pytest.mark.parametrize("text", ["你好笨啊", "你好慢"])
 def test_you_are_so_something_is_no_greeting(text):
     """好 is "so" there: the message is a complaint about the assistant, answered as out of scope (with a person offered)."""
