@@ -417,9 +417,16 @@ class Matcher:
             if smalltalk:
                 return MatchResult("answer", smalltalk, self._smalltalk_entry[smalltalk], 1.0, ())
         # a greeting before the question (客服在吗？…, 老师好，…) is not part of it
-        lead = next((i for i, c in enumerate(clauses) if not self._greeting_only(c)), len(clauses))
+        lead = next((i for i, c in enumerate(clauses) if self._small_talk(c) != "greeting"), len(clauses))
         if 0 < lead < len(clauses):
             clauses = clauses[lead:]
+        # ... nor are thanks or a cry after it (…怎么办？谢谢, …吗？急！, …在线等), where a question comes before them
+        tail = len(clauses)
+        while tail > 1 and (self._small_talk(clauses[tail - 1]) or not clauses[tail - 1].norm.tokens
+                            and not clauses[tail - 1].asks):
+            tail -= 1
+        if tail < len(clauses) and any(c.asks and c.norm.tokens for c in clauses[:tail]):
+            clauses = clauses[:tail]
         # a last clause saying what the user does not want (…能重置吗，不想重新注册) is not what is asked
         if len(clauses) > 1 and _UNWANTED.match(clauses[-1].raw.strip()) and any(c.norm.tokens for c in clauses[:-1]):
             clauses = clauses[:-1]
@@ -453,10 +460,11 @@ class Matcher:
                                 line=line, asked=frozenset(q.tokens), qtext=q.text)
         return decided
 
-    def _greeting_only(self, clause: Clause) -> bool:
-        """The clause is a greeting and nothing else (客服在吗, 你好, 老师好)."""
-        return bool(clause.norm.tokens) and self._whole_words.issuperset(clause.norm.tokens) \
-            and self._smalltalk_only(clause.raw) == "greeting"
+    def _small_talk(self, clause: Clause) -> str | None:
+        """The small-talk intent of a clause made only of small talk (客服在吗: greeting; 谢谢: thanks), else None."""
+        if not clause.norm.tokens or not self._whole_words.issuperset(clause.norm.tokens):
+            return None
+        return self._smalltalk_only(clause.raw)
 
     def _smalltalk_only(self, raw: str) -> str | None:
         """The small-talk intent when the whole message is small talk (greetings, thanks,

@@ -782,6 +782,19 @@ def test_a_greeting_before_the_question_changes_nothing(greeting, question):
         (alone.decision, alone.intent, alone.entry, alone.score)
 
 
+@pytest.mark.parametrize("after", ["谢谢", "急！", "在线等", "谢谢老师，麻烦了"])
+@pytest.mark.parametrize("question", ["重新注册以后学籍学历还能查到吗？", "手机号提示已被注册怎么办？", "明天上海会下雨吗？"])
+def test_thanks_or_a_cry_after_the_question_changes_nothing(after, question):
+    alone, followed = real_matcher().match(question), real_matcher().match(question + after)
+    assert (followed.decision, followed.intent, followed.entry, followed.score) == \
+        (alone.decision, alone.intent, alone.entry, alone.score)
+
+
+def test_small_talk_after_no_question_is_not_left_out():
+    """Nothing was asked before 谢谢: the message is thanks, not the advice it repeats (清缓存)."""
+    assert real_matcher().match("明白了，那我先去清缓存，谢谢").intent == "thanks"
+
+
 @pytest.mark.parametrize("text", ["你好笨啊", "你好慢"])
 def test_you_are_so_something_is_no_greeting(text):
     """好 is "so" there: the message is a complaint about the assistant, answered as out of scope (with a person offered)."""
