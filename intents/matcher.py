@@ -416,8 +416,11 @@ class Matcher:
             smalltalk = self._smalltalk_only(raw)
             if smalltalk:
                 return MatchResult("answer", smalltalk, self._smalltalk_entry[smalltalk], 1.0, ())
-        # a greeting before the question (客服在吗？…, 老师好，…) is not part of it
+        # a greeting before the question (客服在吗？…, 老师好，…) is not part of it, nor other small talk before one
+        # (好的谢谢，那…怎么办); before no question, thanks are what is said (好的谢谢，我去试试)
         lead = next((i for i, c in enumerate(clauses) if self._small_talk(c) != "greeting"), len(clauses))
+        if lead < len(clauses) and any(c.asks and c.norm.tokens for c in clauses[lead:]):
+            lead = next((i for i, c in enumerate(clauses) if not self._small_talk(c)), len(clauses))
         if 0 < lead < len(clauses):
             clauses = clauses[lead:]
         # ... nor are thanks or a cry after it (…怎么办？谢谢, …吗？急！, …在线等), where a question comes before them

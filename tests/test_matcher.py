@@ -773,7 +773,7 @@ def test_small_talk_around_a_question_does_not_hide_it(text, intent):
     assert result.intent == intent, result
 
 
-@pytest.mark.parametrize("greeting", ["客服在吗？", "你好，", "老师好！", "您好，在吗，"])
+@pytest.mark.parametrize("greeting", ["客服在吗？", "你好，", "老师好！", "您好，在吗，", "好的谢谢，", "明白了，谢谢！"])
 @pytest.mark.parametrize("question", ["学信网账号能登录哪些网站", "手机号提示已被注册怎么办", "明天上海会下雨吗"])
 def test_a_greeting_before_the_question_changes_nothing(greeting, question):
     """客服 in 客服在吗 addresses the desk: it asks for no person, and the question after it is read as if alone."""
@@ -788,6 +788,11 @@ def test_thanks_or_a_cry_after_the_question_changes_nothing(after, question):
     alone, followed = real_matcher().match(question), real_matcher().match(question + after)
     assert (followed.decision, followed.intent, followed.entry, followed.score) == \
         (alone.decision, alone.intent, alone.entry, alone.score)
+
+
+@pytest.mark.parametrize("text", ["好的谢谢，我去试试", "明白了，谢谢，那我先去清缓存"])
+def test_small_talk_before_no_question_is_not_left_out(text):
+    assert real_matcher().match(text).intent == "thanks"
 
 
 def test_small_talk_after_no_question_is_not_left_out():
