@@ -243,6 +243,8 @@ class Matcher:
         self._smalltalk_re = _alternation(phrases)
         # words naming the desk or the bot (你好 客服, 谢谢 机器人): small talk may hold them
         self._addressing = frozenset(t for w in faq.addressing for t in self.normalise(w).tokens)
+        # words saying who asks and for whom (家长, 帮孩子问): a clause of them alone before a question is not part of it
+        self._askers = frozenset(t for w in faq.askers for t in self.normalise(w).tokens)
         # a not-covered group's whole-message phrases (questions about the assistant itself: 你是机器人吗)
         about = {lexicon_key(p): g.id for g in faq.not_covered for p in g.phrases}
         about.pop("", None)
@@ -417,10 +419,12 @@ class Matcher:
             if smalltalk:
                 return MatchResult("answer", smalltalk, self._smalltalk_entry[smalltalk], 1.0, ())
         # a greeting before the question (客服在吗？…, 老师好，…) is not part of it, nor other small talk before one
-        # (好的谢谢，那…怎么办); before no question, thanks are what is said (好的谢谢，我去试试)
+        # (好的谢谢，那…怎么办) nor who asks (我是家长，帮孩子问一下，…: lexicon ``askers``); before no question, thanks
+        # are what is said (好的谢谢，我去试试)
         lead = next((i for i, c in enumerate(clauses) if self._small_talk(c) != "greeting"), len(clauses))
         if lead < len(clauses) and any(c.asks and c.norm.tokens for c in clauses[lead:]):
-            lead = next((i for i, c in enumerate(clauses) if not self._small_talk(c)), len(clauses))
+            lead = next((i for i, c in enumerate(clauses) if not self._small_talk(c)
+                         and not (c.norm.tokens and self._askers.issuperset(c.norm.tokens))), len(clauses))
         if 0 < lead < len(clauses):
             clauses = clauses[lead:]
         # ... nor are thanks or a cry after it (…怎么办？谢谢, …吗？急！, …在线等), where a question comes before them

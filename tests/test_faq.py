@@ -240,6 +240,14 @@ def test_lexicon_addressing_and_group_phrases_are_loaded_and_validated(faq_copy:
 
 
 
+def test_lexicon_askers_are_loaded_and_validated(faq_copy: Path):
+    faq, problems = check(faq_copy)
+    assert not problems and {"家长", "孩子", "帮"} <= set(faq.askers)
+    _edit(faq_copy / "lexicon.yaml", "askers: [家长,", "askers: [家长, 家长,")   # a repeat
+    _, problems = check(faq_copy)
+    assert any("lexicon.yaml:" in str(p) and "askers" in str(p) for p in problems), problems
+
+
 def test_a_key_given_twice_is_a_problem_not_silently_the_last(faq_copy: Path):
     path = faq_copy / "lexicon.yaml"
     first = path.read_text(encoding="utf-8").splitlines().index("  能查到: [能查到的, 能查到我原来, 能查到原来, 能查到以前, 能查到之前, 有没有账号, "

@@ -773,10 +773,12 @@ def test_small_talk_around_a_question_does_not_hide_it(text, intent):
     assert result.intent == intent, result
 
 
-@pytest.mark.parametrize("greeting", ["客服在吗？", "你好，", "老师好！", "您好，在吗，", "好的谢谢，", "明白了，谢谢！"])
+@pytest.mark.parametrize("greeting", ["客服在吗？", "你好，", "老师好！", "您好，在吗，", "好的谢谢，", "明白了，谢谢！",
+                                      "我是家长，帮孩子问一下，", "我是今年的考生，", "替我女儿问问，", "我想问一下，"])
 @pytest.mark.parametrize("question", ["学信网账号能登录哪些网站", "手机号提示已被注册怎么办", "明天上海会下雨吗"])
 def test_a_greeting_before_the_question_changes_nothing(greeting, question):
-    """客服 in 客服在吗 addresses the desk: it asks for no person, and the question after it is read as if alone."""
+    """客服 in 客服在吗 addresses the desk: it asks for no person, and the question after it is read as if alone;
+    so is one after who asks and for whom (lexicon ``askers``)."""
     alone, greeted = real_matcher().match(question), real_matcher().match(greeting + question)
     assert (greeted.decision, greeted.intent, greeted.entry, greeted.score) == \
         (alone.decision, alone.intent, alone.entry, alone.score)
@@ -793,6 +795,12 @@ def test_thanks_or_a_cry_after_the_question_changes_nothing(after, question):
 @pytest.mark.parametrize("text", ["好的谢谢，我去试试", "明白了，谢谢，那我先去清缓存"])
 def test_small_talk_before_no_question_is_not_left_out(text):
     assert real_matcher().match(text).intent == "thanks"
+
+
+def test_asking_for_someone_else_in_the_question_itself_is_still_the_catalogues():
+    """Only a clause of who asks, alone, is left out: 家长可以替孩子找回密码吗 asks whether a parent may do it."""
+    result = real_matcher().match("家长可以替孩子找回学信网密码吗")
+    assert (result.decision, result.not_covered) == ("out_of_scope", "acting_for_others"), result
 
 
 def test_small_talk_after_no_question_is_not_left_out():
