@@ -423,14 +423,13 @@ class Matcher:
         # are what is said (好的谢谢，我去试试)
         lead = next((i for i, c in enumerate(clauses) if self._small_talk(c) != "greeting"), len(clauses))
         if lead < len(clauses) and any(c.asks and c.norm.tokens for c in clauses[lead:]):
-            lead = next((i for i, c in enumerate(clauses) if not self._small_talk(c)
-                         and not (c.norm.tokens and self._askers.issuperset(c.norm.tokens))), len(clauses))
+            lead = next((i for i, c in enumerate(clauses) if not self._small_talk(c) and not self._asker(c)), len(clauses))
         if 0 < lead < len(clauses):
             clauses = clauses[lead:]
         # ... nor are thanks or a cry after it (…怎么办？谢谢, …吗？急！, …在线等), where a question comes before them
         tail = len(clauses)
-        while tail > 1 and (self._small_talk(clauses[tail - 1]) or not clauses[tail - 1].norm.tokens
-                            and not clauses[tail - 1].asks):
+        while tail > 1 and (self._small_talk(clauses[tail - 1]) or self._asker(clauses[tail - 1])
+                            or not clauses[tail - 1].norm.tokens and not clauses[tail - 1].asks):
             tail -= 1
         if tail < len(clauses) and any(c.asks and c.norm.tokens for c in clauses[:tail]):
             clauses = clauses[:tail]
@@ -467,9 +466,13 @@ class Matcher:
                                 line=line, asked=frozenset(q.tokens), qtext=q.text)
         return decided
 
+    def _asker(self, clause: Clause) -> bool:
+        """The clause says only who asks and for whom (我是家长，帮孩子问一下: lexicon ``askers``)."""
+        return bool(clause.norm.tokens) and self._askers.issuperset(clause.norm.tokens)
+
     def _small_talk(self, clause: Clause) -> str | None:
         """The small-talk intent of a clause made only of small talk (客服在吗: greeting; 谢谢: thanks), else None."""
-        if not clause.norm.tokens or not self._whole_words.issuperset(clause.norm.tokens):
+        if not self._whole_words.issuperset(clause.norm.tokens):
             return None
         return self._smalltalk_only(clause.raw)
 
