@@ -96,3 +96,25 @@ def test_calibrate_long_only_walks_the_long_messages_line_from_the_answer_line(t
     assert out.returncode == 0, out.stderr
     assert "long-message answer curve" in out.stdout and "answer curve (no clarify band)" not in out.stdout
     assert "long_answer_threshold: " in out.stdout.split("config.yaml matcher:")[1]
+
+
+def test_robustness_counts_the_variants_that_change_a_decision(tmp_path: Path):
+    items = [{"text": t, "intent": i} for t, i in [
+        ("忘记密码怎么办？", "recover_account"), ("邮箱ip受限怎么办", "email_ip_limited"),
+        ("明天会下雨吗？", "out_of_scope"), ("谢谢", "thanks")]]     # (small talk has nothing to wrap: left out)
+    f = tmp_path / "robust.yaml"
+    f.write_text(yaml.safe_dump(items, allow_unicode=True), encoding="utf-8")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "robustness.py"), str(f),
+                          "--only", "are_you_there", "--only", "thanks_after"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "3 questions from 1 files, 3 matched right as written" in out.stdout
+    rows = {line.split()[0]: line for line in out.stdout.splitlines()[2:]}
+    assert set(rows) == {"are_you_there", "thanks_after"}
+    assert "0 / 2 (0.0%)" in rows["are_you_there"] and "0 / 1 (0.0%)" in rows["are_you_there"]
+
+
+def test_robustness_refuses_a_reserved_set():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "robustness.py"),
+                          str(ROOT / "benchmarks" / "heldout3.yaml")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "never tune on it" in out.stderr

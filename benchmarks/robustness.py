@@ -1,0 +1,112 @@
+"""How often what users wrap around a question changes the matcher's decision.
+
+    python benchmarks/robustness.py [--only NAME ...] [FILE.yaml ...]
+
+People greet before they ask (客服在吗？…), thank or cry out after (…？谢谢, …？急！), say who is asking
+(我是家长，帮孩子问一下，…), complain (…？这网站太难用了) or type a whole story without punctuation. None of
+that changes the question. For every question of the data the matcher gets right, each variant below is
+matched as well; a variant *breaks* it when an in-scope question no longer gets its intent, or an
+out-of-scope one is no longer out of scope. Printed per variant: broken / right, in scope and out of scope.
+
+Default data: the development sets in this folder (heldout*.yaml less ``calibrate.RESERVED``: the
+reserved sets are scored before and after a change only) and ../shared/eval/dev.yaml when it is there.
+The variants are written here from general chat habits, not from any evaluation set; a change that
+touches matching re-runs this beside `bot.py eval` (README: Measuring).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import opencc  # noqa: E402
+
+import settings  # noqa: E402
+from calibrate import RESERVED  # noqa: E402
+from intents.cli import load_items  # noqa: E402
+from intents.matcher import Matcher  # noqa: E402
+from intents.types import OUT_OF_SCOPE  # noqa: E402
+
+SMALL_TALK = {"greeting", "thanks", "goodbye", "human_agent"}   # whole-message intents: nothing to wrap
+_TRADITIONAL = opencc.OpenCC("s2t")
+
+
+def _question(text: str) -> str:
+    """The text with its final question mark or full stop taken off (a variant puts its own back)."""
+    return text.rstrip("？?。.!！ ")
+
+
+VARIANTS: dict[str, tuple[str, Callable[[str], str]]] = {
+    "greeting": ("你好，… before it", lambda t: "你好，" + t),
+    "are_you_there": ("客服在吗？… before it", lambda t: "客服在吗？" + t),
+    "thanks_first": ("好的谢谢，… before it", lambda t: "好的谢谢，" + t),
+    "asker": ("我是家长，帮孩子问一下，… before it", lambda t: "我是家长，帮孩子问一下，" + t),
+    "candidate": ("我是今年的考生，… before it", lambda t: "我是今年的考生，" + t),
+    "take_a_look": ("帮我看看，… before it", lambda t: "帮我看看，" + t),
+    "thanks_after": ("…？谢谢", lambda t: _question(t) + "？谢谢"),
+    "urgent": ("…？急！", lambda t: _question(t) + "？急！"),
+    "waiting": ("… 在线等", lambda t: _question(t) + " 在线等"),
+    "still_there": ("…？在吗", lambda t: _question(t) + "？在吗"),
+    "asker_after": ("…？我是家长", lambda t: _question(t) + "？我是家长"),
+    "complaint": ("…？这网站太难用了", lambda t: _question(t) + "？这网站太难用了"),
+    "traditional": ("in traditional characters", lambda t: _TRADITIONAL.convert(t)),
+    "run_on": ("its punctuation taken out (Chinese only)", lambda t: re.sub(r"[，。？！、,.?!；;：:\s…~]", "", t)),
+}
+
+
+def applies(name: str, text: str) -> bool:
+    """A variant that would not change the text, or (run_on) would glue latin words together, is skipped."""
+    if name == "run_on":
+        return not re.search(r"[A-Za-z]{2,}", text) and bool(re.search(r"[，。？！、,.?!；;：:\s…~]", text))
+    return True
+
+
+def broken(matcher: Matcher, want: str, text: str) -> bool:
+    result = matcher.match(text)
+    return result.decision != "out_of_scope" if want == OUT_OF_SCOPE else result.intent != want
+
+
+def main() -> int:
+    here = Path(__file__).resolve().parent
+    default = [str(p) for p in sorted(here.glob("heldout*.yaml")) if p.name not in RESERVED]
+    dev = ROOT.parent / "shared" / "eval" / "dev.yaml"
+    default += [str(dev)] if dev.exists() else []
+    ap = argparse.ArgumentParser()
+    ap.add_argument("files", nargs="*", default=default)
+    ap.add_argument("--only", action="append", choices=sorted(VARIANTS), help="run only this variant (repeatable)")
+    args = ap.parse_args()
+    reserved = sorted({Path(f).name for f in args.files} & RESERVED)
+    if reserved:
+        print(f"robustness: {', '.join(reserved)} is scored before and after only; never tune on it", file=sys.stderr)
+        return 2
+
+    variants = {name: v for name, v in VARIANTS.items() if not args.only or name in args.only}
+
+    matcher = Matcher.from_settings(settings.load())
+    items = [i for f in args.files for i in load_items(f) if i["intent"] not in SMALL_TALK]
+    right = [i for i in items if not broken(matcher, i["intent"], i["text"])]
+    print(f"{len(items)} questions from {len(args.files)} files, {len(right)} matched right as written")
+    print(f"{'variant':<14} {'':<40} {'in scope broken':>20} {'out of scope broken':>22}")
+    for name, (label, fn) in variants.items():
+        counts = {True: [0, 0], False: [0, 0]}   # out of scope? → [broken, tried]
+        for i in right:
+            if not applies(name, i["text"]):
+                continue
+            c = counts[i["intent"] == OUT_OF_SCOPE]
+            c[1] += 1
+            c[0] += broken(matcher, i["intent"], fn(i["text"]))
+
+        def cell(c: list[int]) -> str:
+            return f"{c[0]} / {c[1]} ({100 * c[0] / c[1]:.1f}%)" if c[1] else "-"
+
+        print(f"{name:<14} {label:<40} {cell(counts[False]):>20} {cell(counts[True]):>22}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
