@@ -13,10 +13,8 @@ import hashlib
 import itertools
 import logging
 import math
-import os
 import re
 import sys
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,6 +26,7 @@ import opencc
 
 from faq.model import FAQ
 
+from .kept import keep
 from .phonetic import Phonetic
 
 # median of log(total / frequency) over jieba's default dictionary (0.42.1): the
@@ -62,7 +61,6 @@ _KNOWN_JOIN = "和跟与及同或、"
 _NOT_KNOWN = ("不没未唔冇忘要需得该能会", "不没清太")
 
 jieba.setLogLevel(logging.WARNING)
-log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -134,26 +132,14 @@ def read_frequencies(directory: Path) -> tuple[dict[str, int], int] | None:
 
 def write_frequencies(directory: Path, freq: dict[str, int], total: int) -> None:
     """Keep (FREQ, total) for ``read_frequencies``: a header line with the sizes, the counts, then the words one
-    per line, written atomically; tables of other dictionary files are removed. Best effort: a directory that
-    cannot be written is skipped."""
+    per line (``kept.keep``: tables of other dictionary files are removed)."""
     path = _frequencies_file(directory)
     if path is None or any("\n" in w for w in freq):
         return
     values = array.array("q", freq.values())
     words = "\n".join(freq).encode("utf-8")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".jieba-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(_FREQ_MAGIC + f"{total} {len(values)} {len(words)}\n".encode())
-            f.write(values.tobytes())
-            f.write(words)
-        os.replace(tmp, path)
-        for old in directory.glob("jieba-*.freq"):
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError:
-        log.debug("jieba dictionary table not written to %s", directory, exc_info=True)
+    header = _FREQ_MAGIC + f"{total} {len(values)} {len(words)}\n".encode()
+    keep(path, header + values.tobytes() + words, "jieba-*.freq")
 
 
 def _fresh_tokenizer() -> jieba.Tokenizer:

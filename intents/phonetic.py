@@ -35,17 +35,14 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import logging
-import os
 import re
-import tempfile
 import unicodedata
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-log = logging.getLogger(__name__)
+from .kept import keep
 
 _HAN = re.compile(r"[\u4e00-\u9fff]+")
 # particles a word is followed by (号吗 is 号 + 吗, not a slip for 号码); other one-character
@@ -114,23 +111,12 @@ def read_readings(directory: Path) -> dict[str, tuple[str, ...]]:
 
 
 def write_readings(directory: Path, readings: Mapping[str, tuple[str, ...]]) -> None:
-    """Keep ``readings`` for ``read_readings``, written atomically; tables of other phrase dictionaries are
-    removed. Best effort: a directory that cannot be written is skipped."""
+    """Keep ``readings`` for ``read_readings`` (``kept.keep``: tables of other phrase dictionaries are removed)."""
     path = _readings_file(directory)
-    if path is None:
-        return
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pypinyin-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"format": _READINGS_MAGIC, "words": {w: " ".join(r) for w, r in sorted(readings.items())}},
-                      f, ensure_ascii=False)
-        os.replace(tmp, path)
-        for old in directory.glob("pypinyin-*.json"):
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError:
-        log.debug("phrase readings not written to %s", directory, exc_info=True)
+    if path is not None:
+        words = {w: " ".join(r) for w, r in sorted(readings.items())}
+        keep(path, json.dumps({"format": _READINGS_MAGIC, "words": words}, ensure_ascii=False).encode("utf-8"),
+             "pypinyin-*.json")
 
 
 def phrase_readings(words: Iterable[str], directory: Path | None = None) -> dict[str, tuple[str, ...]]:
