@@ -418,21 +418,7 @@ class Matcher:
             smalltalk = self._smalltalk_only(raw)
             if smalltalk:
                 return MatchResult("answer", smalltalk, self._smalltalk_entry[smalltalk], 1.0, ())
-        # a greeting before the question (客服在吗？…, 老师好，…) is not part of it, nor other small talk before one
-        # (好的谢谢，那…怎么办) nor who asks (我是家长，帮孩子问一下，…: lexicon ``askers``); before no question, thanks
-        # are what is said (好的谢谢，我去试试)
-        lead = next((i for i, c in enumerate(clauses) if self._small_talk(c) != "greeting"), len(clauses))
-        if lead < len(clauses) and any(c.asks and c.norm.tokens for c in clauses[lead:]):
-            lead = next((i for i, c in enumerate(clauses) if not self._small_talk(c) and not self._asker(c)), len(clauses))
-        if 0 < lead < len(clauses):
-            clauses = clauses[lead:]
-        # ... nor are thanks or a cry after it (…怎么办？谢谢, …吗？急！, …在线等), where a question comes before them
-        tail = len(clauses)
-        while tail > 1 and (self._small_talk(clauses[tail - 1]) or self._asker(clauses[tail - 1])
-                            or not clauses[tail - 1].norm.tokens and not clauses[tail - 1].asks):
-            tail -= 1
-        if tail < len(clauses) and any(c.asks and c.norm.tokens for c in clauses[:tail]):
-            clauses = clauses[:tail]
+        clauses = self._question_only(clauses)
         # a last clause saying what the user does not want (…能重置吗，不想重新注册) is not what is asked
         if len(clauses) > 1 and _UNWANTED.match(clauses[-1].raw.strip()) and any(c.norm.tokens for c in clauses[:-1]):
             clauses = clauses[:-1]
@@ -465,6 +451,25 @@ class Matcher:
             return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q) - referred | prompt, referred),
                                 line=line, asked=frozenset(q.tokens), qtext=q.text)
         return decided
+
+    def _question_only(self, clauses: list[Clause]) -> list[Clause]:
+        """The clauses without what is said around the question: a greeting before it (客服在吗？…, 老师好，…), other
+        small talk or who asks before it (好的谢谢，…; 我是家长，帮孩子问一下，…: lexicon ``askers``), and small talk,
+        who asks or a cry after it (…怎么办？谢谢, …吗？急！, …在线等). Before or after no question, small talk is
+        what is said (好的谢谢，我去试试)."""
+        def asked(part: list[Clause]) -> bool:
+            return any(c.asks and c.norm.tokens for c in part)
+
+        lead = next((i for i, c in enumerate(clauses) if self._small_talk(c) != "greeting"), len(clauses))
+        if lead < len(clauses) and asked(clauses[lead:]):
+            lead = next((i for i, c in enumerate(clauses) if not self._small_talk(c) and not self._asker(c)), len(clauses))
+        if 0 < lead < len(clauses):
+            clauses = clauses[lead:]
+        tail = len(clauses)
+        while tail > 1 and (self._small_talk(clauses[tail - 1]) or self._asker(clauses[tail - 1])
+                            or not clauses[tail - 1].norm.tokens and not clauses[tail - 1].asks):
+            tail -= 1
+        return clauses[:tail] if tail < len(clauses) and asked(clauses[:tail]) else clauses
 
     def _asker(self, clause: Clause) -> bool:
         """The clause says only who asks and for whom (我是家长，帮孩子问一下: lexicon ``askers``)."""
