@@ -177,6 +177,9 @@ def test_a_number_right_after_its_naming_word_is_one_compound(text, reads):
     ("考研前想重新注册一个新账号，怎么弄", "重新注册"),                   # a phrase the referent keeps: starting over
     ("考研要用，旧号找不回来，我想重新注册", "重新注册"),                 # wanting to: starting over too
     ("账号找不回来了，想重新注册", "重新注册"),                           # no platform named before it
+    ("今年考研，重新注册的时候手机号提示已被注册", "重新注册"),            # during or after starting over: topic 3 or 4
+    ("考研重新注册以后学籍还在吗", "重新注册"),
+    ("研招网报名时还要重新注册吗", "再次注册"),
 ])
 def test_registering_again_for_a_platform_is_not_starting_over(text, reads):
     tokens = normalize.Normaliser(load_faq(settings.load()))(text).tokens
