@@ -48,6 +48,7 @@ VARIANTS: dict[str, tuple[str, Callable[[str], str]]] = {
     "asker": ("我是家长，帮孩子问一下，… before it", lambda t: "我是家长，帮孩子问一下，" + t),
     "candidate": ("我是今年的考生，… before it", lambda t: "我是今年的考生，" + t),
     "take_a_look": ("帮我看看，… before it", lambda t: "帮我看看，" + t),
+    "exam_context": ("今年考研，… before it", lambda t: "今年考研，" + t),
     "thanks_after": ("…？谢谢", lambda t: _question(t) + "？谢谢"),
     "urgent": ("…？急！", lambda t: _question(t) + "？急！"),
     "waiting": ("… 在线等", lambda t: _question(t) + " 在线等"),
