@@ -48,10 +48,12 @@ _CLAUSE = re.compile(r"[。!?;,、\n…~]+|\.{2,}|(?<=[\u3400-\u9fff])\s+(?=[\u3
 _CLAUSE_KEEP = re.compile(f"({_CLAUSE.pattern})")   # the same breaks, kept by re.split
 _SENTENCE_END = re.compile(r"[。!?\n]")   # a break that ends a sentence, not only a clause
 # a long stretch typed without punctuation (……输了好几次密码然后就弹出操作过于频繁我急着下载报告有什么办法) is cut
-# before the words that begin a clause, as if a comma stood there
+# before the words that begin a clause, as if a comma stood there, and before 我 beginning one again (not after a
+# word it is the object of: 告诉我, 帮我, 发我, nor 我的 / 我们)
 RUN_ON_CHARS = 24
 _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通)不过|所以|因为|后来|而且|另外|请问|我想问|想问一下|现在|当时"
-                           r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)")
+                           r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
+                           r"|(?<=[\u3400-\u9fff])(?<![帮给让把被叫和跟对替为使令向与同是说问找请教诉知醒带陪催骗吓逼劝求拉发加像比连])(?=我(?![的们]))")
 _ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")
 # a thing said to be known (lexicon ``remembered``): words between it and its marker (用户名我倒是还记得), a word
 # joining it to another thing (账号和密码都记得: both known), and what makes a marker say nothing is known:

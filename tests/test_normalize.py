@@ -238,6 +238,10 @@ def test_a_long_stretch_typed_without_punctuation_is_cut_where_a_clause_begins()
     # 通不过 (does not pass) is no 不过 (but); a short clause is left whole
     assert len(n.clauses("重新注册的时候手机号验证一直通不过换了好几个都不行")) == 1
     assert len(n.clauses("密码忘了然后怎么办")) == 1
+    # and before 我 starting a clause again (……操作被禁止我急着……), not 我 as an object (告诉我, 帮我, 发我)
+    assert [c.raw for c in n.clauses("学信档案一直显示操作过于频繁操作被禁止我急着下载学籍报告")] == \
+        ["学信档案一直显示操作过于频繁操作被禁止", "我急着下载学籍报告"]
+    assert len(n.clauses("能不能让客服直接告诉我那个旧账号是哪年注册的")) == 1
     # a clause that ends in punctuation keeps its break on its last piece
     pieces = n.clauses("我今天登学信档案输了好几次密码然后就弹出操作过于频繁操作被禁止。怎么办")
     assert [c.ends_sentence for c in pieces] == [False, True, False]
