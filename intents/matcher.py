@@ -460,16 +460,20 @@ class Matcher:
         def asked(part: list[Clause]) -> bool:
             return any(c.asks and c.norm.tokens for c in part)
 
-        lead = next((i for i, c in enumerate(clauses) if self._small_talk(c) != "greeting"), len(clauses))
-        if lead < len(clauses) and asked(clauses[lead:]):
-            lead = next((i for i, c in enumerate(clauses) if not self._small_talk(c) and not self._asker(c)), len(clauses))
-        if 0 < lead < len(clauses):
-            clauses = clauses[lead:]
-        tail = len(clauses)
-        while tail > 1 and (self._small_talk(clauses[tail - 1]) or self._asker(clauses[tail - 1])
-                            or not clauses[tail - 1].norm.tokens and not clauses[tail - 1].asks):
+        n = len(clauses)
+        talk = [self._small_talk(c) for c in clauses]
+        aside = [t is not None or self._asker(c) for t, c in zip(talk, clauses)]
+        lead = next((i for i in range(n) if talk[i] != "greeting"), n)
+        if lead < n and asked(clauses[lead:]):
+            lead = next((i for i in range(n) if not aside[i]), n)
+        if lead == n:
+            lead = 0
+        tail = n
+        while tail - lead > 1 and (aside[tail - 1] or not clauses[tail - 1].norm.tokens and not clauses[tail - 1].asks):
             tail -= 1
-        return clauses[:tail] if tail < len(clauses) and asked(clauses[:tail]) else clauses
+        if tail == n or not asked(clauses[lead:tail]):
+            tail = n
+        return clauses[lead:tail]
 
     def _asker(self, clause: Clause) -> bool:
         """The clause says only who asks and for whom (我是家长，帮孩子问一下: lexicon ``askers``)."""
