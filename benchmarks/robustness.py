@@ -34,6 +34,7 @@ from intents.types import OUT_OF_SCOPE  # noqa: E402
 
 SMALL_TALK = {"greeting", "thanks", "goodbye", "human_agent"}   # whole-message intents: nothing to wrap
 _TRADITIONAL = opencc.OpenCC("s2t")
+_PUNCTUATION = re.compile(r"[，。？！、,.?!；;：:\s…~]")
 
 
 def _question(text: str) -> str:
@@ -56,14 +57,14 @@ VARIANTS: dict[str, tuple[str, Callable[[str], str]]] = {
     "asker_after": ("…？我是家长", lambda t: _question(t) + "？我是家长"),
     "complaint": ("…？这网站太难用了", lambda t: _question(t) + "？这网站太难用了"),
     "traditional": ("in traditional characters", lambda t: _TRADITIONAL.convert(t)),
-    "run_on": ("its punctuation taken out (Chinese only)", lambda t: re.sub(r"[，。？！、,.?!；;：:\s…~]", "", t)),
+    "run_on": ("its punctuation taken out (Chinese only)", lambda t: _PUNCTUATION.sub("", t)),
 }
 
 
 def applies(name: str, text: str) -> bool:
     """A variant that would not change the text, or (run_on) would glue latin words together, is skipped."""
     if name == "run_on":
-        return not re.search(r"[A-Za-z]{2,}", text) and bool(re.search(r"[，。？！、,.?!；;：:\s…~]", text))
+        return not re.search(r"[A-Za-z]{2,}", text) and bool(_PUNCTUATION.search(text))
     return True
 
 
