@@ -329,7 +329,8 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         for k, spec in enumerate(doc.get("referents") or ()):
             referents.append(Referent(tuple(map(str, spec["words"])),
                                       {str(meant): tuple(map(str, ns)) for meant, ns in spec["means"].items()},
-                                      tuple(map(str, spec.get("keep") or ()))))
+                                      tuple(map(str, spec.get("keep") or ())),
+                                      tuple(map(str, spec.get("only_after") or ()))))
             read_as += [(("referents", k, "means", meant), meant) for meant in spec["means"]]
         prompts = tuple(map(str, doc.get("prompts") or ()))
         if doc.get("remembered"):

@@ -63,6 +63,7 @@ class Referent:
     words: tuple[str, ...]
     means: dict[str, tuple[str, ...]]    # the canonical word they then read as → the words naming that thing
     keep: tuple[str, ...] = ()           # phrases holding one of the words that keep its own reading (重新注册一个)
+    only_after: tuple[str, ...] = ()     # if given: read so only a few characters after one of these (还要再注册)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ _SENTENCE_END = re.compile(r"[。!?\n]")   # a break that ends a sentence, not o
 # before the words that begin a clause, as if a comma stood there, and before 我 beginning one again (not after a
 # word it is the object of: 告诉我, 帮我, 发我, nor 我的 / 我们)
 RUN_ON_CHARS = 24
+REFERENT_REACH = 4   # a referent's only_after word is at most this many characters before it (还要不要再注册)
 _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通)不过|所以|因为|后来|而且|另外|请问|我想问|想问一下|现在|当时"
                            r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
                            r"|(?<=[\u3400-\u9fff])(?<![帮给让把被叫和跟对替为使令向与同是说问找请教诉知醒带陪催骗吓逼劝求拉发加像比连])(?=我(?![的们]))")
@@ -224,11 +225,13 @@ class Normaliser:
             else:
                 rewrite[v] = c
         self._typos = {_key(wrong): _key(right) for wrong, right in faq.typos.items()}
-        # per referent: its words, a name or a word or a phrase to keep, name → what the words then mean
-        self._referents: list[tuple[frozenset[str], re.Pattern[str], dict[str, str]]] = []
+        # per referent: its words, a name or a word or a phrase to keep, name → what the words then mean, and
+        # what must come shortly before a word for it to be read so (None: nothing)
+        self._referents: list[tuple[frozenset[str], re.Pattern[str], dict[str, str], re.Pattern[str] | None]] = []
         for ref in faq.referents:
             words, meant = frozenset(map(_key, ref.words)), {_key(n): _key(m) for m, ns in ref.means.items() for n in ns}
-            self._referents.append((words, re.compile(alternation({*words, *meant, *map(_key, ref.keep)})), meant))
+            after = re.compile(alternation(set(map(_key, ref.only_after)))) if ref.only_after else None
+            self._referents.append((words, re.compile(alternation({*words, *meant, *map(_key, ref.keep)})), meant, after))
         # things said to be known: a thing (any word reading as it), a marker, and a thing's canonical word
         self._said_known: re.Pattern[str] | None = None
         self._thing = re.compile(r"(?!)")
@@ -334,8 +337,10 @@ class Normaliser:
     def _refer(self, text: str) -> str:
         """A bare referent word (lexicon ``referents``) made the thing the message named last before it:
         身份证那一步…说号码已存在 is the ID number. Right after a naming word it is part of a compound (身份证号码:
-        the synonyms read it), and with no naming word before it, it keeps its synonym's reading."""
-        for words, pattern, meant in self._referents:
+        the synonyms read it), and with no naming word before it, it keeps its synonym's reading. A referent with
+        ``only_after`` words is read so only within REFERENT_REACH characters after one of them, in its clause
+        (研招网报名还要重新注册吗; not 今年考研，重新注册步骤)."""
+        for words, pattern, meant, after in self._referents:
             if not any(w in text for w in words):
                 continue
             out, last, end, pos = [], None, -1, 0
@@ -343,7 +348,8 @@ class Normaliser:
                 found = m.group(0)
                 if found in meant:
                     last, end = meant[found], m.end()
-                elif found in words and last is not None and m.start() != end:
+                elif found in words and last is not None and m.start() != end and (
+                        after is None or after.search(_CLAUSE.split(text[max(0, m.start() - REFERENT_REACH):m.start()])[-1])):
                     out += (text[pos:m.start()], last)
                     pos = m.end()
             if out:

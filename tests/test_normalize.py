@@ -180,6 +180,10 @@ def test_a_number_right_after_its_naming_word_is_one_compound(text, reads):
     ("今年考研，重新注册的时候手机号提示已被注册", "重新注册"),            # during or after starting over: topic 3 or 4
     ("考研重新注册以后学籍还在吗", "重新注册"),
     ("研招网报名时还要重新注册吗", "再次注册"),
+    ("兵役登记不用重新注册吧", "再次注册"),                                # asked whether one must: only_after 用
+    ("征兵网使唔使再註冊", "再次注册"),
+    ("今年考研，重新注册步骤", "重新注册"),                                # said without asking whether one must
+    ("考研报名需要登录，重新注册在哪个页面", "重新注册"),                  # the 要 of 需要 is in the clause before
 ])
 def test_registering_again_for_a_platform_is_not_starting_over(text, reads):
     tokens = normalize.Normaliser(load_faq(settings.load()))(text).tokens
