@@ -426,12 +426,17 @@ class Matcher:
         if not q.tokens:
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
         clauses = _prompt_as_question(clauses, lambda c: bool(self._contrast_words(c.norm, alternatives=False)))
-        windows = self._question_windows(clauses, long=len(q.tokens) > self.config.focus_tokens)
-        # in a long message, only the question's own contrast words change what is asked
+        long = len(q.tokens) > self.config.focus_tokens
+        windows = self._question_windows(clauses, long=long)
         referred = self._bare_other_senses(clauses, q)
         services = self._services_named(q) if windows else frozenset()
-        contrast = (self._contrast_words(self._asking_sentence(clauses, windows[-1])) | services
-                    if windows else self._contrast_words(q)) - referred | prompt
+        if not windows:
+            asked = q
+        elif long:   # in a long message, only the question's own contrast words change what is asked
+            asked = self._asking_sentence(clauses, windows[-1])
+        else:        # in a short one, all of it to its question: a remark after it (…？这网站太难用了) is not asked
+            asked = merge([c.norm for c in clauses[:max(i for i, c in enumerate(clauses) if c.asks) + 1]])
+        contrast = (self._contrast_words(asked) | services) - referred | prompt
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
         if exact >= 0 and _unlike(self._exact_contrast.get(q.text), self._contrast_words(q, alternatives=False)):

@@ -1151,6 +1151,14 @@ def test_a_complaint_after_the_question_does_not_hide_it(text, intent):
     assert result.decision == "answer" and result.intent == intent, result
 
 
+@pytest.mark.parametrize("question", ["操作过于频繁会永久封号吗？多久解除？", "绑定微信以后能解绑吗？怎么解？"])
+@pytest.mark.parametrize("remark", ["", "这网站太难用了", "气死了"])
+def test_a_remark_after_a_short_question_does_not_change_what_it_asks(question, remark):
+    """The first clause asks what no entry answers (永久, 解绑); a complaint after the question is not asked, and
+    must not narrow the question to its last clause (多久解除, 怎么解), which an entry would answer."""
+    assert real_matcher().match(question + remark).decision == "out_of_scope"
+
+
 @pytest.mark.parametrize("text", ["微博手机号已被注册", "京东提示操作过于频繁", "12306说我身份证号已被注册", "百度网盘提示操作过于频繁"])
 def test_another_sites_version_of_our_topic_is_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
