@@ -3,8 +3,8 @@
     python benchmarks/robustness.py [--only NAME ...] [FILE.yaml ...]
 
 People greet before they ask (客服在吗？…), thank or cry out after (…？谢谢, …？急！), say who is asking
-(我是家长，帮孩子问一下，…), complain (…？这网站太难用了) or type a whole story without punctuation. None of
-that changes the question. For every question of the data the matcher gets right, each variant below is
+(我是家长，帮孩子问一下，…), complain (…？这网站太难用了), type a whole story without punctuation or take an
+input method's wrong character of the right sound (蜜码). None of that changes the question. For every question of the data the matcher gets right, each variant below is
 matched as well; a variant *breaks* it when an in-scope question no longer gets its intent, or an
 out-of-scope one is no longer out of scope. Printed per variant: broken / right, in scope and out of scope.
 
@@ -16,7 +16,9 @@ touches matching re-runs this beside `bot.py eval` (README: Measuring).
 from __future__ import annotations
 
 import argparse
+import functools
 import re
+import zlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -61,10 +63,61 @@ VARIANTS: dict[str, tuple[str, Callable[[str], str]]] = {
 }
 
 
+class _Homophones:
+    """A pinyin-input slip: one character of a word the lexicon knows (its domain words and the words its synonyms
+    read as) typed as the most frequent other character of the same sound, as an input method's first candidate
+    often is (密码 → 蜜码 or 米码, 手机号 → 手鸡号). The word and the character are picked from the text's own hash,
+    so every run makes the same slips."""
+
+    MIN_FREQ = 1000   # a character at least this frequent alone in jieba's dictionary is one an input method offers
+
+    def __init__(self) -> None:
+        from pypinyin import lazy_pinyin
+
+        from faq.loader import load_faq
+        from intents.normalize import _base_tokenizer, alternation
+
+        faq = load_faq(settings.load())
+        words = {w for w in (*faq.domain_words, *faq.synonyms.values()) if re.fullmatch(r"[\u4e00-\u9fff]{2,6}", w)}
+        self._words = re.compile(alternation(words))
+        freq = _base_tokenizer().FREQ
+        chars = sorted((ch for ch, f in freq.items() if len(ch) == 1 and "\u4e00" <= ch <= "\u9fff"
+                        and f >= self.MIN_FREQ), key=lambda ch: -freq[ch])
+        self._reading = lambda ch: lazy_pinyin(ch)[0]
+        self._by_sound: dict[str, list[str]] = {}
+        for ch in chars:
+            self._by_sound.setdefault(self._reading(ch), []).append(ch)
+
+    def slip(self, text: str) -> str | None:
+        """The text with one slip, or None where it names no known word or no character of it has a homophone."""
+        found = list(self._words.finditer(text))
+        if not found:
+            return None
+        pick = zlib.crc32(text.encode())
+        m = found[pick % len(found)]
+        word = m.group(0)
+        for k in range(len(word)):
+            at = (pick // len(found) + k) % len(word)
+            other = next((ch for ch in self._by_sound.get(self._reading(word[at]), ()) if ch != word[at]), None)
+            if other:
+                return text[:m.start() + at] + other + text[m.start() + at + 1:]
+        return None
+
+
+@functools.cache
+def _homophones() -> _Homophones:
+    return _Homophones()
+
+
+VARIANTS["homophone"] = ("one known word's character mistyped (蜜码)", lambda t: _homophones().slip(t) or t)
+
+
 def applies(name: str, text: str) -> bool:
     """A variant that would not change the text, or (run_on) would glue latin words together, is skipped."""
     if name == "run_on":
         return not re.search(r"[A-Za-z]{2,}", text) and bool(_PUNCTUATION.search(text))
+    if name == "homophone":
+        return _homophones().slip(text) is not None
     return True
 
 

@@ -118,3 +118,19 @@ def test_robustness_refuses_a_reserved_set():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "robustness.py"),
                           str(ROOT / "benchmarks" / "heldout3.yaml")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "never tune on it" in out.stderr
+
+
+def test_robustness_homophone_slip_changes_one_character_of_a_known_word_to_one_of_the_same_sound():
+    from pypinyin import lazy_pinyin
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import robustness
+
+    slip = robustness._homophones().slip
+    text = "忘记密码怎么办"
+    got = slip(text)
+    assert got == slip(text) and len(got) == len(text)                       # the same slip every run
+    changed = [k for k in range(len(text)) if got[k] != text[k]]
+    words = [m.span() for m in robustness._homophones()._words.finditer(text)]   # 忘记, 密码, 怎么办
+    assert len(changed) == 1 and any(a <= changed[0] < b for a, b in words) and len(words) == 3
+    assert lazy_pinyin(got[changed[0]]) == lazy_pinyin(text[changed[0]])
+    assert slip("明天会下雨吗") is None and not robustness.applies("homophone", "明天会下雨吗")
