@@ -303,7 +303,7 @@ class Normaliser:
 
     def rewrite(self, text: str) -> str:
         """Cleaned text with typos fixed and synonyms canonical, punctuation as spaces."""
-        return self._rewrite_clean(self._resolve(clean(text)))
+        return self._rewrite_clean(self._resolve(self._fix(clean(text))))
 
     def _resolve(self, text: str) -> str:
         """Cleaned text with its referents made the things they name and the things said to be known set aside."""
@@ -356,11 +356,20 @@ class Normaliser:
                 text = "".join(out) + text[pos:]
         return text
 
-    def _rewrite_clean(self, text: str) -> str:
-        text = _KEEP.sub(" ", text)
+    def _fix(self, text: str) -> str:
+        """Cleaned text with its slips fixed, before anything else reads it (a referent's naming word, a question
+        word, what the user says they did): typos, then homophone slips in characters (身份正 → 身份证), then the
+        typos again (a slip fixed may complete a rewritten phrase: 微信账好 → 微信账号 → 微信). Punctuation stays."""
         if self._typos:
             text = self._typo_pattern.sub(lambda m: self._typos[m.group(0)], text)
-        text = self._phonetic(text)
+        text = self._phonetic.characters(text)
+        if self._typos:
+            text = self._typo_pattern.sub(lambda m: self._typos[m.group(0)], text)
+        return text
+
+    def _rewrite_clean(self, text: str) -> str:
+        """Fixed text (``_fix``) with pinyin read as words and synonyms canonical, punctuation as spaces."""
+        text = self._phonetic.latin(_KEEP.sub(" ", text))
         return self._pattern.sub(lambda m: f" {self._rewrite[m.group(0)]} ", text)
 
     def tokens(self, rewritten: str) -> tuple[str, ...]:
@@ -402,7 +411,7 @@ class Normaliser:
         (``merge`` of all of them equals the whole message normalised)."""
         out = []
         # clause, its break, clause, its break, ... (a referent may point across clauses: resolved first)
-        parts = _CLAUSE_KEEP.split(self._resolve(clean(text)))
+        parts = _CLAUSE_KEEP.split(self._resolve(self._fix(clean(text))))
         for part, brk in itertools.zip_longest(parts[::2], parts[1::2], fillvalue=""):
             pieces = _CLAUSE_START.split(part) if len(part) >= RUN_ON_CHARS else [part]
             for k, piece in enumerate(pieces):
@@ -415,7 +424,7 @@ class Normaliser:
 
 @dataclass(frozen=True)
 class Clause:
-    raw: str              # the cleaned clause as typed
+    raw: str              # the cleaned clause as typed, its slips fixed (typos, homophones: Normaliser._fix)
     norm: Normalised
     asks: bool = False    # it asks something (a question word, or the question mark that ended it)
     ends_sentence: bool = False   # a full stop, question or exclamation mark (or a line break) ended it

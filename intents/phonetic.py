@@ -256,11 +256,21 @@ class Phonetic:
                     self._particles.setdefault(reading, ch)
 
     def __call__(self, text: str) -> str:
+        return self.characters(self.latin(text))
+
+    def characters(self, text: str) -> str:
+        """Homophone slips in the text's runs of characters fixed (蜜码 → 密码); nothing else changes, punctuation
+        and spacing included."""
+        return _HAN.sub(self._run, text) if self._words else text
+
+    def latin(self, text: str) -> str:
+        """Pinyin typed without converting it, glued to characters or standing alone, made the known words it
+        spells (用户ming → 用户名, zhengjian haoma → 证件 号码: words apart)."""
         if not self._words:
             return text
         if not text.isascii() and not _HAN.fullmatch(text):
             text = self._glued(text)
-        return _LATIN.sub(self._latin, _HAN.sub(self._run, text))
+        return _LATIN.sub(self._latin, text)
 
     def _glued(self, text: str) -> str:
         """Pinyin glued to characters: 用户ming → 用户名, shouji号 → 手机号, 注册le → 注册了."""

@@ -983,6 +983,8 @@ def test_phonetic_guards_short_words_and_tones():
     assert p("永护明") == "永护明"              # none as written
     assert p("律色通道") == "绿色通道"          # ü readings (lǜ) compare as v
     assert p("abc 用护名") == "abc 用户名"
+    assert p.characters("蜜码，yonghuming") == "密码，yonghuming"    # slips in characters only, punctuation kept
+    assert p.latin("蜜码 yonghuming") == "蜜码 用户名"              # pinyin only
     q = Phonetic(["次数"], is_word=lambda w: w in {"每次", "侧次"}, stop_chars=[], is_common=lambda w: w == "每次")
     assert q("次输") == "次数"
     assert q("每次输") == "每次输"             # the stretch would cut a common word in half
@@ -1651,7 +1653,8 @@ def test_an_entry_without_tried_advice_is_never_outrun():
 @pytest.mark.parametrize("text, entry", [
     ("被提示操作过于频繁，我按要求清了缓存、等了两个多小时，再去绑定微信还是提示一样的话，还能怎么办", "too_frequent.solutions"),
     ("操作被禁止，两种办法都试了还是不行，下一步怎么办", "too_frequent.solutions"),
-    ("注册提示邮箱IP受限，邮箱空着没填，还是注册失败", "email_ip_limited.how")])
+    ("注册提示邮箱IP受限，邮箱空着没填，还是注册失败", "email_ip_limited.how"),
+    ("注册提示邮箱IP受限，邮向空着没填，还是注册失败", "email_ip_limited.how")])   # what was done, with a slip
 def test_the_real_faq_hands_on_advice_followed_without_success(text, entry):
     r = real_matcher().match(text)
     assert r.decision == "out_of_scope" and r.outrun == entry

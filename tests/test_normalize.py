@@ -190,6 +190,15 @@ def test_registering_again_for_a_platform_is_not_starting_over(text, reads):
     assert reads in tokens and ({"再次注册", "重新注册"} - {reads}).isdisjoint(tokens)
 
 
+def test_slips_are_fixed_before_anything_reads_the_message():
+    n = normalize.Normaliser(load_faq(settings.load()))
+    tokens = n("输入身份正后提示号码已存在").tokens          # a slip in the word a referent points back to
+    assert "证件号码" in tokens and "手机号码" not in tokens
+    tokens = n("支付宝账好被冻结了").tokens                  # a slip fixed completes a rewritten phrase (支付宝账号)
+    assert "支付宝" in tokens and "账号" not in tokens
+    assert [c.raw for c in n.clauses("邮向没填，还是失败")] == ["邮箱没填", "还是失败"]   # what the matcher reads raw
+
+
 @pytest.mark.parametrize("text, known, asked", [
     ("用户名我记得，密码忘了", "用户名", "密码"),            # the thing, then its marker
     ("账号记得密码忘了怎么办", "账号", "密码"),               # no comma between them
