@@ -1153,6 +1153,12 @@ def test_a_complaint_after_the_question_does_not_hide_it(text, intent):
     assert result.decision == "answer" and result.intent == intent, result
 
 
+@pytest.mark.parametrize("text", ["我毕业好几年了", "我毕业好几年了，今天天气怎么样", "我毕业好几年了，附近有啥好吃的"])
+def test_how_long_ago_one_graduated_is_no_question_about_verifying_by_degree(text):
+    """Route 4 for graduates is asked about by what it needs (学历, 证书编号), not by a story's 毕业好几年了."""
+    assert real_matcher().match(text).decision == "out_of_scope"
+
+
 @pytest.mark.parametrize("question", ["操作过于频繁会永久封号吗？多久解除？", "绑定微信以后能解绑吗？怎么解？"])
 @pytest.mark.parametrize("remark", ["", "这网站太难用了", "气死了"])
 def test_a_remark_after_a_short_question_does_not_change_what_it_asks(question, remark):
