@@ -256,7 +256,8 @@ class Phonetic:
                     self._particles.setdefault(reading, ch)
 
     def __call__(self, text: str) -> str:
-        return self.characters(self.latin(text))
+        """Both, in the order the normaliser applies them: slips in characters, then pinyin."""
+        return self.latin(self.characters(text))
 
     def characters(self, text: str) -> str:
         """Homophone slips in the text's runs of characters fixed (蜜码 → 密码); nothing else changes, punctuation
