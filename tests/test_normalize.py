@@ -197,6 +197,7 @@ def test_slips_are_fixed_before_anything_reads_the_message():
     tokens = n("支付宝账好被冻结了").tokens                  # a slip fixed completes a rewritten phrase (支付宝账号)
     assert "支付宝" in tokens and "账号" not in tokens
     assert [c.raw for c in n.clauses("邮向没填，还是失败")] == ["邮箱没填", "还是失败"]   # what the matcher reads raw
+    assert [c.asks for c in n.clauses("注册不了，是不时号码有问题")] == [False, True]     # a slip in a question word
 
 
 @pytest.mark.parametrize("text, known, asked", [
