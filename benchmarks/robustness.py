@@ -4,9 +4,10 @@
 
 People greet before they ask (客服在吗？…), thank or cry out after (…？谢谢, …？急！), say who is asking
 (我是家长，帮孩子问一下，…), complain (…？这网站太难用了), type a whole story without punctuation or take an
-input method's wrong character of the right sound (蜜码). None of that changes the question. For every question of the data the matcher gets right, each variant below is
-matched as well; a variant *breaks* it when an in-scope question no longer gets its intent, or an
-out-of-scope one is no longer out of scope. Printed per variant: broken / right, in scope and out of scope.
+input method's wrong character of the right sound (蜜码). None of that changes the question. For every question of
+the data the matcher gets right, each variant below is matched as well; a variant *breaks* it when an in-scope
+question no longer gets its intent, or an out-of-scope one is no longer out of scope. Printed per variant:
+broken / right, in scope and out of scope.
 
 Default data: the development sets in this folder (heldout*.yaml less ``calibrate.RESERVED``: the
 reserved sets are scored before and after a change only) and ../shared/eval/dev.yaml when it is there.
@@ -18,8 +19,8 @@ from __future__ import annotations
 import argparse
 import functools
 import re
-import zlib
 import sys
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
