@@ -2,8 +2,10 @@
 
 Pipeline (pure, no I/O after construction):
 clean (drop control characters, lone surrogates; NFKC folds full-width to half-width)
-→ lower case → traditional → simplified (OpenCC) → punctuation/emoji to spaces
-→ typos fixed → homophone typos recovered by pinyin (``intents.phonetic``) → synonyms and domain words rewritten to their canonical form
+→ lower case → traditional → simplified (OpenCC)
+→ slips fixed: typos, homophone slips in characters (``intents.phonetic``), the typos again
+→ referents resolved, things said to be known set aside → cut into clauses at punctuation
+→ punctuation/emoji to spaces → pinyin read as words → synonyms and domain words rewritten to their canonical form
 (one pass, longest first) → jieba with the domain dictionary → stopwords dropped.
 """
 from __future__ import annotations
@@ -348,8 +350,7 @@ class Normaliser:
                 found = m.group(0)
                 if found in meant:
                     last, end = meant[found], m.end()
-                elif found in words and last is not None and m.start() != end and (
-                        after is None or after.search(_CLAUSE.split(text[max(0, m.start() - REFERENT_REACH):m.start()])[-1])):
+                elif found in words and last is not None and m.start() != end and _right_after(after, text, m.start()):
                     out += (text[pos:m.start()], last)
                     pos = m.end()
             if out:
@@ -420,6 +421,11 @@ class Normaliser:
                     out.append(Clause(piece, self._normalise(self._rewrite_clean(piece)), is_question(piece + end),
                                       bool(_SENTENCE_END.search(end))))
         return out
+
+
+def _right_after(words: re.Pattern[str] | None, text: str, at: int) -> bool:
+    """One of ``words`` (None: no condition) stands within REFERENT_REACH characters before ``at``, in its clause."""
+    return words is None or bool(words.search(_CLAUSE.split(text[max(0, at - REFERENT_REACH):at])[-1]))
 
 
 @dataclass(frozen=True)
