@@ -4,10 +4,10 @@
 
 People greet before they ask (客服在吗？…), thank or cry out after (…？谢谢, …？急！), say who is asking
 (我是家长，帮孩子问一下，…), complain (…？这网站太难用了), type a whole story without punctuation or take an
-input method's wrong character of the right sound (蜜码). None of that changes the question. For every question of
-the data the matcher gets right, each variant below is matched as well; a variant *breaks* it when an in-scope
-question no longer gets its intent, or an out-of-scope one is no longer out of scope. Printed per variant:
-broken / right, in scope and out of scope.
+input method's wrong character of the right sound (蜜码) or a character twice (注注册). None of that changes the
+question. For every question of the data the matcher gets right, each variant below is matched as well; a variant
+*breaks* it when an in-scope question no longer gets its intent, or an out-of-scope one is no longer out of scope.
+Printed per variant: broken / right, in scope and out of scope.
 
 Default data: the development sets in this folder (heldout*.yaml less ``calibrate.RESERVED``: the
 reserved sets are scored before and after a change only) and ../shared/eval/dev.yaml when it is there.
@@ -64,11 +64,12 @@ VARIANTS: dict[str, tuple[str, Callable[[str], str]]] = {
 }
 
 
-class _Homophones:
-    """A pinyin-input slip: one character of a word the lexicon knows (its domain words and the words its synonyms
-    read as) typed as the most frequent other character of the same sound, as an input method's first candidate
-    often is (密码 → 蜜码 or 米码, 手机号 → 手鸡号). The word and the character are picked from the text's own hash,
-    so every run makes the same slips."""
+class _Slips:
+    """Slips in a word the lexicon knows (its domain words and the words its synonyms read as), one per text, the word
+    and the character picked from the text's own hash so every run makes the same slips:
+    - a homophone: the character typed as the most frequent other character of the same sound, as an input method's
+      first candidate often is (密码 → 蜜码 or 米码, 手机号 → 手鸡号);
+    - a doubled character: the character typed twice (重新注注册, 账账号)."""
 
     MIN_FREQ = 1000   # a character at least this frequent alone in jieba's dictionary is one an input method offers
 
@@ -89,36 +90,53 @@ class _Homophones:
         for ch in chars:
             self._by_sound.setdefault(self._reading(ch), []).append(ch)
 
-    def slip(self, text: str) -> str | None:
-        """The text with one slip, or None where it names no known word or no character of it has a homophone."""
+    def _picked(self, text: str) -> tuple[int, int, int] | None:
+        """(where the picked word starts, its length, the first character to try), or None where no word is known."""
         found = list(self._words.finditer(text))
         if not found:
             return None
         pick = zlib.crc32(text.encode())
         m = found[pick % len(found)]
-        word = m.group(0)
-        for k in range(len(word)):
-            at = (pick // len(found) + k) % len(word)
-            other = next((ch for ch in self._by_sound.get(self._reading(word[at]), ()) if ch != word[at]), None)
+        return m.start(), len(m.group(0)), pick // len(found)
+
+    def homophone(self, text: str) -> str | None:
+        """The text with one homophone slip, or None where it names no known word or none of its characters has one."""
+        picked = self._picked(text)
+        if picked is None:
+            return None
+        start, n, first = picked
+        for k in range(n):
+            at = start + (first + k) % n
+            other = next((ch for ch in self._by_sound.get(self._reading(text[at]), ()) if ch != text[at]), None)
             if other:
-                return text[:m.start() + at] + other + text[m.start() + at + 1:]
+                return text[:at] + other + text[at + 1:]
         return None
+
+    def doubled(self, text: str) -> str | None:
+        """The text with one character of a known word typed twice, or None where it names no known word."""
+        picked = self._picked(text)
+        if picked is None:
+            return None
+        start, n, first = picked
+        at = start + first % n
+        return text[:at] + text[at] + text[at:]
 
 
 @functools.cache
-def _homophones() -> _Homophones:
-    return _Homophones()
+def _slips() -> _Slips:
+    return _Slips()
 
 
-VARIANTS["homophone"] = ("one known word's character mistyped (蜜码)", lambda t: _homophones().slip(t) or t)
+VARIANTS["homophone"] = ("one known word's character mistyped (蜜码)", lambda t: _slips().homophone(t) or t)
+VARIANTS["doubled"] = ("one known word's character typed twice (注注册)", lambda t: _slips().doubled(t) or t)
 
 
 def applies(name: str, text: str) -> bool:
     """A variant that would not change the text, or (run_on) would glue latin words together, is skipped."""
     if name == "run_on":
         return not re.search(r"[A-Za-z]{2,}", text) and bool(_PUNCTUATION.search(text))
-    if name == "homophone":
-        return _homophones().slip(text) is not None
+    if name in ("homophone", "doubled"):
+        return getattr(_slips(), name)(text) is not None
     return True
 
 

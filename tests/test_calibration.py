@@ -120,17 +120,23 @@ def test_robustness_refuses_a_reserved_set():
     assert out.returncode == 2 and "never tune on it" in out.stderr
 
 
-def test_robustness_homophone_slip_changes_one_character_of_a_known_word_to_one_of_the_same_sound():
+def test_robustness_slips_change_one_character_of_a_known_word():
     from pypinyin import lazy_pinyin
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import robustness
 
-    slip = robustness._homophones().slip
+    slips = robustness._slips()
     text = "忘记密码怎么办"
-    got = slip(text)
-    assert got == slip(text) and len(got) == len(text)                       # the same slip every run
+    words = [m.span() for m in slips._words.finditer(text)]   # 忘记, 密码, 怎么办
+    assert len(words) == 3
+    got = slips.homophone(text)
+    assert got == slips.homophone(text) and len(got) == len(text)                # the same slip every run
     changed = [k for k in range(len(text)) if got[k] != text[k]]
-    words = [m.span() for m in robustness._homophones()._words.finditer(text)]   # 忘记, 密码, 怎么办
-    assert len(changed) == 1 and any(a <= changed[0] < b for a, b in words) and len(words) == 3
-    assert lazy_pinyin(got[changed[0]]) == lazy_pinyin(text[changed[0]])
-    assert slip("明天会下雨吗") is None and not robustness.applies("homophone", "明天会下雨吗")
+    assert len(changed) == 1 and any(a <= changed[0] < b for a, b in words)      # inside a known word
+    assert lazy_pinyin(got[changed[0]]) == lazy_pinyin(text[changed[0]])        # of the same sound
+    twice = slips.doubled(text)
+    at = next(k for k in range(len(text)) if twice[k] != text[k])
+    assert len(twice) == len(text) + 1 and twice[at] == twice[at - 1] and twice[:at] + twice[at + 1:] == text
+    assert any(a <= at - 1 < b for a, b in words)
+    for name in ("homophone", "doubled"):
+        assert not robustness.applies(name, "明天会下雨吗")                      # no known word: nothing to slip
