@@ -3,7 +3,7 @@
 Pipeline (pure, no I/O after construction):
 clean (drop control characters, lone surrogates; NFKC folds full-width to half-width)
 → lower case → traditional → simplified (OpenCC)
-→ slips fixed: typos, homophone slips in characters (``intents.phonetic``), the typos again
+→ slips fixed: typos, characters typed twice, homophone slips in characters (``intents.phonetic``), the typos again
 → referents resolved, things said to be known set aside → cut into clauses at punctuation
 → punctuation/emoji to spaces → pinyin read as words → synonyms and domain words rewritten to their canonical form
 (one pass, longest first) → jieba with the domain dictionary → stopwords dropped.
@@ -183,6 +183,7 @@ def clean(text: str) -> str:
 # the middle of a guided flow is answered from the FAQ, not taken as the step's answer). How long and how
 # many ask too (大概多久能解除, 一年能换几次), but not a count of what happened (试了好几次, 等了几天了), nor
 # "no matter how / anywhere" (怎么都登不上, 哪里都找不到) or 那么, 这么 (规则还那么复杂).
+_DOUBLED = re.compile(r"([\u4e00-\u9fff])\1")   # a character typed twice in a row
 _QUESTION = re.compile(r"[?？]|吗|(?<![怎这那多要])么|呢|怎(?!么都|么也|样都|样也)|如何|为什么|为何|什么|哪(?![都也]|[儿里][都也])"
                        r"|能否|可否|是否|要不要|是不是|有没有|啥|咋"
                        r"|(?<![没过])多久|多长时间|几耐|几多|(?<![好这前了过十])几[次天年位日](?!了)"
@@ -359,13 +360,30 @@ class Normaliser:
 
     def _fix(self, text: str) -> str:
         """Cleaned text with its slips fixed, before anything else reads it (a referent's naming word, a question
-        word, what the user says they did): typos, then homophone slips in characters (身份正 → 身份证), then the
-        typos again (a slip fixed may complete a rewritten phrase: 微信账好 → 微信账号 → 微信). Punctuation stays."""
+        word, what the user says they did): typos, then characters typed twice (注注册), then homophone slips in
+        characters (身份正 → 身份证), then the typos again (a slip fixed may complete a rewritten phrase: 微信账好 →
+        微信账号 → 微信). Punctuation stays."""
         if self._typos:
             text = self._typo_pattern.sub(lambda m: self._typos[m.group(0)], text)
+        text = self._undoubled(text)
         text = self._phonetic.characters(text)
         if self._typos:
             text = self._typo_pattern.sub(lambda m: self._typos[m.group(0)], text)
+        return text
+
+    def _undoubled(self, text: str) -> str:
+        """A character typed twice inside a known word (重新注注册, 账账号) typed once: only where the pair is no word
+        of its own (谢谢, 看看) and, typed once, it is part of a known word with a character beside it."""
+        if not _DOUBLED.search(text):
+            return text
+        for m in reversed(list(_DOUBLED.finditer(text))):
+            i = m.start()
+            if self._tokenizer.FREQ.get(m.group(0)):
+                continue
+            once = text[:i] + text[i + 1:]
+            if any(once[a:a + n] in self._known for n in range(2, 7) for a in range(max(0, i - n + 1), i + 1)
+                   if a + n <= len(once)):
+                text = once
         return text
 
     def _rewrite_clean(self, text: str) -> str:

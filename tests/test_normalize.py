@@ -198,6 +198,8 @@ def test_slips_are_fixed_before_anything_reads_the_message():
     assert "支付宝" in tokens and "账号" not in tokens
     assert [c.raw for c in n.clauses("邮向没填，还是失败")] == ["邮箱没填", "还是失败"]   # what the matcher reads raw
     assert [c.asks for c in n.clauses("注册不了，是不时号码有问题")] == [False, True]     # a slip in a question word
+    assert "重新注册" in n("重新注注册一个").tokens and "账号" in n("账账号忘了").tokens   # a character typed twice
+    assert n._undoubled("谢谢") == "谢谢" and n._undoubled("看看密码") == "看看密码"   # a pair that is a word stays
 
 
 @pytest.mark.parametrize("text, known, asked", [
