@@ -435,7 +435,7 @@ class Matcher:
         elif long:   # in a long message, only the question's own contrast words change what is asked
             asked = self._asking_sentence(clauses, windows[-1])
         else:        # in a short one, all of it to its question: a remark after it (…？这网站太难用了) is not asked
-            asked = merge([c.norm for c in clauses[:max(i for i, c in enumerate(clauses) if c.asks) + 1]])
+            asked = merge([c.norm for c in clauses[:_last_asking(clauses) + 1]])
         contrast = (self._contrast_words(asked) | services) - referred | prompt
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
@@ -518,10 +518,9 @@ class Matcher:
         """A long message: from the last clause that asks something (alone, and with the clause
         before it) to the end. Any message where a complaint follows the question: the asking
         clause on its own too."""
-        asks = [i for i, c in enumerate(clauses) if c.asks]
-        if len(clauses) < 2 or not asks:
+        last = _last_asking(clauses)
+        if len(clauses) < 2 or last < 0:
             return []
-        last = asks[-1]
         spans = [(i, len(clauses)) for i in dict.fromkeys((last, max(0, last - 1)))] if long else []
         if last < len(clauses) - 1:
             spans.append((last, last + 1))
@@ -532,7 +531,7 @@ class Matcher:
         """The question window whose contrast words change what is asked: the clause before the
         asking one counts only within the same sentence (想把原来的微信解绑，在哪操作？), not across a full
         stop (……明天还要打印报告。怎么解除？: that is the story) unless it asks too (能改吗？改了会影响学历吗).""" 
-        last = max((i for i, c in enumerate(clauses) if c.asks), default=-1)
+        last = _last_asking(clauses)
         if last > 0 and clauses[last - 1].ends_sentence and not clauses[last - 1].asks:
             # to the end of the question's own sentence: what follows it is story too (……有几种解决办法？我想挑最快的那个)
             end = next((j + 1 for j in range(last, len(clauses)) if clauses[j].ends_sentence), len(clauses))
@@ -757,6 +756,11 @@ class Matcher:
 
 
 _UNWANTED = re.compile(r"(?:我|也|并|就|是|都|还|又|实在|真的|暂时)*(?:不想|不要|不用|不打算|不愿意?|不希望|不需要|懒得)")
+
+
+def _last_asking(clauses: list[Clause]) -> int:
+    """The index of the last clause that asks something, -1 where none does."""
+    return max((i for i, c in enumerate(clauses) if c.asks), default=-1)
 
 
 def _unlike(stored: frozenset[str] | None, asked: frozenset[str]) -> bool:

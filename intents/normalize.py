@@ -54,6 +54,7 @@ _SENTENCE_END = re.compile(r"[。!?\n]")   # a break that ends a sentence, not o
 # word it is the object of: 告诉我, 帮我, 发我, nor 我的 / 我们)
 RUN_ON_CHARS = 24
 REFERENT_REACH = 4   # a referent's only_after word is at most this many characters before it (还要不要再注册)
+_DOUBLED = re.compile(r"([\u4e00-\u9fff])\1")   # a character typed twice in a row (注注册)
 _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通)不过|所以|因为|后来|而且|另外|请问|我想问|想问一下|现在|当时"
                            r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
                            r"|(?<=[\u3400-\u9fff])(?<![帮给让把被叫和跟对替为使令向与同是说问找请教诉知醒带陪催骗吓逼劝求拉发加像比连])(?=我(?![的们]))")
@@ -183,7 +184,6 @@ def clean(text: str) -> str:
 # the middle of a guided flow is answered from the FAQ, not taken as the step's answer). How long and how
 # many ask too (大概多久能解除, 一年能换几次), but not a count of what happened (试了好几次, 等了几天了), nor
 # "no matter how / anywhere" (怎么都登不上, 哪里都找不到) or 那么, 这么 (规则还那么复杂).
-_DOUBLED = re.compile(r"([\u4e00-\u9fff])\1")   # a character typed twice in a row
 _QUESTION = re.compile(r"[?？]|吗|(?<![怎这那多要])么|呢|怎(?!么都|么也|样都|样也)|如何|为什么|为何|什么|哪(?![都也]|[儿里][都也])"
                        r"|能否|可否|是否|要不要|是不是|有没有|啥|咋"
                        r"|(?<![没过])多久|多长时间|几耐|几多|(?<![好这前了过十])几[次天年位日](?!了)"
@@ -306,7 +306,12 @@ class Normaliser:
 
     def rewrite(self, text: str) -> str:
         """Cleaned text with typos fixed and synonyms canonical, punctuation as spaces."""
-        return self._rewrite_clean(self._resolve(self._fix(clean(text))))
+        return self._rewrite_clean(self._read(text))
+
+    def _read(self, text: str) -> str:
+        """The message cleaned, its slips fixed and its referents resolved: what both the whole and its clauses
+        are rewritten from."""
+        return self._resolve(self._fix(clean(text)))
 
     def _resolve(self, text: str) -> str:
         """Cleaned text with its referents made the things they name and the things said to be known set aside."""
@@ -363,13 +368,11 @@ class Normaliser:
         word, what the user says they did): typos, then characters typed twice (注注册), then homophone slips in
         characters (身份正 → 身份证), then the typos again (a slip fixed may complete a rewritten phrase: 微信账好 →
         微信账号 → 微信). Punctuation stays."""
-        if self._typos:
-            text = self._typo_pattern.sub(lambda m: self._typos[m.group(0)], text)
-        text = self._undoubled(text)
-        text = self._phonetic.characters(text)
-        if self._typos:
-            text = self._typo_pattern.sub(lambda m: self._typos[m.group(0)], text)
-        return text
+        return self._retyped(self._phonetic.characters(self._undoubled(self._retyped(text))))
+
+    def _retyped(self, text: str) -> str:
+        """The lexicon's typos rewritten (one pass, longest first)."""
+        return self._typo_pattern.sub(lambda m: self._typos[m.group(0)], text) if self._typos else text
 
     def _undoubled(self, text: str) -> str:
         """A character typed twice inside a known word (重新注注册, 账账号) typed once: only where the pair is no word
@@ -430,7 +433,7 @@ class Normaliser:
         (``merge`` of all of them equals the whole message normalised)."""
         out = []
         # clause, its break, clause, its break, ... (a referent may point across clauses: resolved first)
-        parts = _CLAUSE_KEEP.split(self._resolve(self._fix(clean(text))))
+        parts = _CLAUSE_KEEP.split(self._read(text))
         for part, brk in itertools.zip_longest(parts[::2], parts[1::2], fillvalue=""):
             pieces = _CLAUSE_START.split(part) if len(part) >= RUN_ON_CHARS else [part]
             for k, piece in enumerate(pieces):
