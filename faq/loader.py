@@ -270,6 +270,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     instructions: tuple[str, ...] = ()
     addressing: tuple[str, ...] = ()
     askers: tuple[str, ...] = ()
+    complaints: tuple[str, ...] = ()
     account_words: tuple[str, ...] = ()
     still_failing: tuple[str, ...] = ()
     referents: list[Referent] = []
@@ -322,6 +323,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
         instructions = tuple(doc.get("bot_instructions") or ())
         addressing = tuple(doc.get("addressing") or ())
         askers = tuple(map(str, doc.get("askers") or ()))
+        complaints = tuple(map(str, doc.get("complaints") or ()))
         account_words = tuple(doc.get("account_words") or ())
         still_failing = tuple(doc.get("still_failing") or ())
         canonical_words = {*synonyms.values(), *domain_words}
@@ -349,7 +351,8 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
                stopwords=stopwords, contrast_words=contrast, other_services=services,
                contrast_senses=senses, attributes=attributes, alternatives=tuple(alternatives), smalltalk=smalltalk,
-               bot_instructions=instructions, addressing=addressing, askers=askers, account_words=account_words, still_failing=still_failing,
+               bot_instructions=instructions, addressing=addressing, askers=askers, complaints=complaints,
+               account_words=account_words, still_failing=still_failing,
                referents=tuple(referents), remembered=remembered, prompts=prompts, not_covered=not_covered)
 
 

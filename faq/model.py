@@ -91,6 +91,7 @@ class FAQ:
     bot_instructions: tuple[str, ...] = ()                      # text addressing the bot with orders
     addressing: tuple[str, ...] = ()                            # words naming the desk or bot (客服, 机器人)
     askers: tuple[str, ...] = ()                                # words saying who asks, for whom (家长, 帮孩子问)
+    complaints: tuple[str, ...] = ()                            # how the user feels (太难用, 气死了): not asked
     account_words: tuple[str, ...] = ()                         # words making a message about the account itself
     still_failing: tuple[str, ...] = ()                         # a user saying what they did has not helped (还是不行)
     referents: tuple[Referent, ...] = ()                        # bare words read as the thing named before them

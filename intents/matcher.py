@@ -245,6 +245,8 @@ class Matcher:
         self._addressing = frozenset(t for w in faq.addressing for t in self.normalise(w).tokens)
         # words saying who asks and for whom (家长, 帮孩子问): a clause of them alone before a question is not part of it
         self._askers = frozenset(t for w in faq.askers for t in self.normalise(w).tokens)
+        # how the user feels (这网站太难用了, 什么破网站): a clause of it and stopwords alone is no part of the question
+        self._complaints = re.compile(alternation({lexicon_key(w) for w in faq.complaints} - {""}) or r"(?!)")
         # a not-covered group's whole-message phrases (questions about the assistant itself: 你是机器人吗)
         about = {lexicon_key(p): g.id for g in faq.not_covered for p in g.phrases}
         about.pop("", None)
@@ -461,10 +463,11 @@ class Matcher:
         """The clauses without what is said around the question: a greeting before it (客服在吗？…, 老师好，…), other
         small talk or who asks before it (好的谢谢，…; 我是家长，帮孩子问一下，…: lexicon ``askers``), and small talk,
         who asks or a cry after it (…怎么办？谢谢, …吗？急！, …在线等). Before or after no question, small talk is
-        what is said (好的谢谢，我去试试)."""
+        what is said (好的谢谢，我去试试). A complaint is left out anywhere, even one asking (什么破网站，…)."""
         def asked(part: list[Clause]) -> bool:
             return any(c.asks and c.norm.tokens for c in part)
 
+        clauses = [c for c in clauses if not self._complaint(c)] or clauses
         n = len(clauses)
         talk = [self._small_talk(c) for c in clauses]
         aside = [t is not None or self._asker(c) for t, c in zip(talk, clauses)]
@@ -483,6 +486,10 @@ class Matcher:
     def _asker(self, clause: Clause) -> bool:
         """The clause says only who asks and for whom (我是家长，帮孩子问一下: lexicon ``askers``)."""
         return bool(clause.norm.tokens) and self._askers.issuperset(clause.norm.tokens)
+
+    def _complaint(self, clause: Clause) -> bool:
+        """The clause only says how the user feels (这网站太难用了, 什么垃圾网站: lexicon ``complaints``), even asking."""
+        return not clause.norm.tokens and bool(self._complaints.search(clause.raw))
 
     def _small_talk(self, clause: Clause) -> str | None:
         """The small-talk intent of a clause made only of small talk (客服在吗: greeting; 谢谢: thanks), else None."""

@@ -217,6 +217,7 @@ class Normaliser:
 
     def __init__(self, faq: FAQ) -> None:
         self.stopwords = frozenset(_key(w) for w in faq.stopwords)
+        self._dropped = self.stopwords | {_key(w) for w in faq.complaints}   # complaints say nothing asked either
         rewrite: dict[str, str] = {}
         for word in (*faq.domain_words, *set(faq.synonyms.values())):
             rewrite[_key(word)] = _key(word)
@@ -400,7 +401,7 @@ class Normaliser:
             for tok in self._tokenizer.lcut(chunk, HMM=True):
                 tok = self._unglued(tok)
                 tok = self.single_char.get(tok, tok)
-                if tok.strip() and tok not in self.stopwords and not self._filler(tok):
+                if tok.strip() and tok not in self._dropped and not self._filler(tok):
                     out.append(tok)
         return tuple(out)
 

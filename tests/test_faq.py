@@ -240,6 +240,14 @@ def test_lexicon_addressing_and_group_phrases_are_loaded_and_validated(faq_copy:
 
 
 
+def test_lexicon_complaints_are_loaded_and_validated(faq_copy: Path):
+    faq, problems = check(faq_copy)
+    assert not problems and {"太难用", "气死了"} <= set(faq.complaints) and "太难用" not in faq.stopwords
+    _edit(faq_copy / "lexicon.yaml", "complaints: [", "complaints: [3, ")   # not a word
+    _, problems = check(faq_copy)
+    assert any("lexicon.yaml:" in str(p) and "complaints" in str(p) for p in problems), problems
+
+
 def test_lexicon_askers_are_loaded_and_validated(faq_copy: Path):
     faq, problems = check(faq_copy)
     assert not problems and {"家长", "孩子", "帮"} <= set(faq.askers)

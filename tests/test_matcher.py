@@ -1153,6 +1153,31 @@ def test_a_complaint_after_the_question_does_not_hide_it(text, intent):
     assert result.decision == "answer" and result.intent == intent, result
 
 
+@pytest.mark.parametrize("question", ["操作被禁止之后是不是要先找回密码", "用支付宝扫码登录提示操作过于频繁，怎么办",
+                                      "重新注册以后学籍信息还在吗", "手机号被占用了咋回事"])
+@pytest.mark.parametrize("remark", ["{}？这网站太难用了", "{}？你们网站太烂了", "{}？太离谱了", "{}？这个破网站真坑",
+                                    "{}？什么垃圾网站", "什么破网站，{}", "真的服了，{}？"])
+def test_a_complaint_about_the_site_changes_nothing(question, remark):
+    """Complaints (lexicon ``complaints``) and the site pointed at (这网站) say nothing asked: a clause of them is
+    left out, even one asking (什么破网站), so the message is matched as its question alone, score and all."""
+    matcher = real_matcher()
+    alone, with_remark = matcher.match(question), matcher.match(remark.format(question))
+    assert alone.decision == "answer"
+    assert (with_remark.decision, with_remark.entry, with_remark.score) == (alone.decision, alone.entry, alone.score)
+
+
+@pytest.mark.parametrize("story", ["手机号显示已被注册，我打算把旧账号注销掉", "微信绑不上，说这个微信已经绑了别的学信网账号"])
+def test_a_complaint_does_not_make_a_story_a_question(story):
+    """A story that asks nothing stays one with a complaint before it (什么破网站 asks, but is no question of ours)."""
+    matcher = real_matcher()
+    assert matcher.match(story).decision == matcher.match(f"什么破网站，{story}").decision == "out_of_scope"
+
+
+@pytest.mark.parametrize("text", ["这网站太难用了", "你们网站太烂了，服了", "太离谱了"])
+def test_a_complaint_alone_is_no_question(text):
+    assert real_matcher().match(text).decision == "out_of_scope"
+
+
 @pytest.mark.parametrize("text", ["我毕业好几年了", "我毕业好几年了，今天天气怎么样", "我毕业好几年了，附近有啥好吃的"])
 def test_how_long_ago_one_graduated_is_no_question_about_verifying_by_degree(text):
     """Route 4 for graduates is asked about by what it needs (学历, 证书编号), not by a story's 毕业好几年了."""
