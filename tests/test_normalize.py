@@ -202,6 +202,25 @@ def test_slips_are_fixed_before_anything_reads_the_message():
     assert n._undoubled("谢谢") == "谢谢" and n._undoubled("看看密码") == "看看密码"   # a pair that is a word stays
 
 
+@pytest.mark.parametrize("text, plain", [
+    ("忘记密码了[捂脸]怎么办", "忘记密码了怎么办"),          # WeChat's emoji as text codes
+    ("[流泪][流泪]手机号已被注册", "手机号已被注册"),
+    ("操作过于频繁[OK]", "操作过于频繁"),
+    ("忘记密码怎么办555", "忘记密码怎么办"),                  # chat marks: crying, laughing, sighing, a bow
+    ("emmm，手机号已被注册", "手机号已被注册"),
+    ("用户名忘了orz", "用户名忘了"),
+])
+def test_emoji_codes_and_chat_marks_are_no_words(text, plain):
+    n = normalize.Normaliser(load_faq(settings.load()))
+    assert n(text).tokens == n(plain).tokens
+
+
+def test_a_bracketed_word_the_faq_knows_is_quoted_not_an_emoji():
+    n = normalize.Normaliser(load_faq(settings.load()))
+    assert {"找回", "密码"} <= set(n("点了[找回密码]没反应").tokens)      # a button's label, quoted
+    assert n("[再见]").tokens == ("再见",)                                # small talk stays small talk
+
+
 @pytest.mark.parametrize("text, known, asked", [
     ("用户名我记得，密码忘了", "用户名", "密码"),            # the thing, then its marker
     ("账号记得密码忘了怎么办", "账号", "密码"),               # no comma between them
