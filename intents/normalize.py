@@ -55,9 +55,9 @@ _SENTENCE_END = re.compile(r"[。!?\n]")   # a break that ends a sentence, not o
 RUN_ON_CHARS = 24
 REFERENT_REACH = 4   # a referent's only_after word is at most this many characters before it (还要不要再注册)
 _DOUBLED = re.compile(r"([\u4e00-\u9fff])\1")
-# a chat app's emoji as its text code (WeChat: [捂脸], [流泪], [OK], [666]); a bracketed word the lexicon or the FAQ
-# knows (点了[找回密码]) or small talk ([再见]) is what the user quotes instead
-_EMOJI_CODE = re.compile(r"\[([\u4e00-\u9fff]{1,4}|[0-9a-z]{1,4})\]")   # a character typed twice in a row (注注册)
+# a chat app's emoji as its text code (WeChat: [捂脸], [流泪], [OK], [Facepalm], and its classic faces /::) /:bye); a
+# bracketed word the lexicon or the FAQ knows (点了[找回密码]) or small talk ([再见]) is what the user quotes instead
+_EMOJI_CODE = re.compile(r"\[([\u4e00-\u9fff]{1,4}|[0-9a-z][0-9a-z !']{0,14})\]|/:[^\s\u3400-\u9fff/]{1,9}")   # a character typed twice in a row (注注册)
 _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通)不过|所以|因为|后来|而且|另外|请问|我想问|想问一下|现在|当时"
                            r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
                            r"|(?<=[\u3400-\u9fff])(?<![帮给让把被叫和跟对替为使令向与同是说问找请教诉知醒带陪催骗吓逼劝求拉发加像比连])(?=我(?![的们]))")
@@ -376,9 +376,9 @@ class Normaliser:
 
     def _unemoji(self, text: str) -> str:
         """Emoji sent as text codes ([捂脸]) taken out, a space in their place: how the user feels, not a word asked."""
-        if "[" not in text:
+        if "[" not in text and "/:" not in text:
             return text
-        return _EMOJI_CODE.sub(lambda m: m.group(0) if self._quoted(m.group(1)) else " ", text)
+        return _EMOJI_CODE.sub(lambda m: m.group(0) if m.group(1) and self._quoted(m.group(1)) else " ", text)
 
     def _quoted(self, code: str) -> bool:
         """The bracketed text holds a word the lexicon or the FAQ knows, or is small talk: quoted, not an emoji."""

@@ -206,6 +206,9 @@ def test_slips_are_fixed_before_anything_reads_the_message():
     ("忘记密码了[捂脸]怎么办", "忘记密码了怎么办"),          # WeChat's emoji as text codes
     ("[流泪][流泪]手机号已被注册", "手机号已被注册"),
     ("操作过于频繁[OK]", "操作过于频繁"),
+    ("忘记密码了[Facepalm]", "忘记密码了"),                   # … in the English client
+    ("/::)手机号已被注册/::<", "手机号已被注册"),              # its classic faces
+    ("用户名忘了/:bye", "用户名忘了"),
     ("忘记密码怎么办555", "忘记密码怎么办"),                  # chat marks: crying, laughing, sighing, a bow
     ("emmm，手机号已被注册", "手机号已被注册"),
     ("用户名忘了orz", "用户名忘了"),
