@@ -4,7 +4,7 @@
 
 People greet before they ask (客服在吗？…), thank or cry out after (…？谢谢, …？急！), say who is asking
 (我是家长，帮孩子问一下，…), complain (…？这网站太难用了), hum or send a face (emmm，…; …？[捂脸] as WeChat sends
-it), type a whole story without punctuation or take an
+it), give their phone number unasked, type a whole story without punctuation or take an
 input method's wrong character of the right sound (蜜码) or a character twice (注注册). None of that changes the
 question. For every question of the data the matcher gets right, each variant below is matched as well; a variant
 *breaks* it when an in-scope question no longer gets its intent, or an out-of-scope one is no longer out of scope.
@@ -62,6 +62,7 @@ VARIANTS: dict[str, tuple[str, Callable[[str], str]]] = {
     "complaint": ("…？这网站太难用了", lambda t: _question(t) + "？这网站太难用了"),
     "chat_mark": ("emmm，… before it", lambda t: "emmm，" + t),
     "emoji_code": ("…？[捂脸] (WeChat's emoji as text)", lambda t: _question(t) + "？[捂脸]"),
+    "gives_data": ("我手机号是13812345678，… before it", lambda t: "我手机号是13812345678，" + t),
     "traditional": ("in traditional characters", lambda t: _TRADITIONAL.convert(t)),
     "run_on": ("its punctuation taken out (Chinese only)", lambda t: _PUNCTUATION.sub("", t)),
 }

@@ -413,7 +413,11 @@ class Matcher:
     def _match_clauses(self, clauses: list[Clause], raw: str, prompt: frozenset[str] = frozenset()) -> MatchResult:
         if self._orders_han.search(raw.replace(" ", "")) or self._orders_latin.search(" ".join(raw.split())):
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
-        if self._whole_words.issuperset(t for c in clauses for t in c.norm.tokens):
+        data = [self._gives_value(c) for c in clauses]
+        if any(data) and all(d or self._small_talk(c) for d, c in zip(data, clauses)):
+            # data given, with small talk at most (我的手机号13812345678; 123456，谢谢): nothing asked yet
+            return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
+        if self._whole_words.issuperset(t for c in clauses for t in c.norm.tokens) and not self.normalise.gives_value(raw):
             group = self._group_phrases_only(raw)
             if group:
                 return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 1.0, (), group)
@@ -463,11 +467,11 @@ class Matcher:
         """The clauses without what is said around the question: a greeting before it (客服在吗？…, 老师好，…), other
         small talk or who asks before it (好的谢谢，…; 我是家长，帮孩子问一下，…: lexicon ``askers``), and small talk,
         who asks or a cry after it (…怎么办？谢谢, …吗？急！, …在线等). Before or after no question, small talk is
-        what is said (好的谢谢，我去试试). A complaint is left out anywhere, even one asking (什么破网站，…)."""
+        what is said (好的谢谢，我去试试). A complaint or data given is left out anywhere (``_without_remarks``)."""
         def asked(part: list[Clause]) -> bool:
             return any(c.asks and c.norm.tokens for c in part)
 
-        clauses = [c for c in clauses if not self._complaint(c)] or clauses
+        clauses = self._without_remarks(clauses)
         n = len(clauses)
         talk = [self._small_talk(c) for c in clauses]
         aside = [t is not None or self._asker(c) for t, c in zip(talk, clauses)]
@@ -486,6 +490,25 @@ class Matcher:
     def _asker(self, clause: Clause) -> bool:
         """The clause says only who asks and for whom (我是家长，帮孩子问一下: lexicon ``askers``)."""
         return bool(clause.norm.tokens) and self._askers.issuperset(clause.norm.tokens)
+
+    def _without_remarks(self, clauses: list[Clause]) -> list[Clause]:
+        """The clauses less complaints and data given (either asks nothing of ours), where any other clause is left. The
+        question mark after a value is its sentence's (…密码是abc456？): the clause before it asks."""
+        kept: list[Clause] = []
+        for c in clauses:
+            if self._complaint(c):
+                continue
+            if self._gives_value(c):
+                if c.asks and kept:
+                    kept[-1] = dataclasses.replace(kept[-1], asks=True)
+                continue
+            kept.append(c)
+        return kept or clauses
+
+    def _gives_value(self, clause: Clause) -> bool:
+        """The clause only gives a value, named by one word at most (我手机号是13812345678, 用户名zhangsan2001？): data the
+        user offers, not what is asked."""
+        return len(clause.norm.tokens) <= 1 and self.normalise.gives_value(clause.raw)
 
     def _complaint(self, clause: Clause) -> bool:
         """The clause only says how the user feels (这网站太难用了, 什么垃圾网站: lexicon ``complaints``), even asking."""

@@ -62,6 +62,9 @@ _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通
                            r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
                            r"|(?<=[\u3400-\u9fff])(?<![帮给让把被叫和跟对替为使令向与同是说问找请教诉知醒带陪催骗吓逼劝求拉发加像比连])(?=我(?![的们]))")
 _ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")
+# a value the user gives (a phone or ID number, a code, a user name with digits: 13812345678, zhangsan2001), never a word
+# an entry is matched on
+_VALUE = re.compile(r"\d{5,}|(?=[a-z_.\-]*\d[a-z_.\-]*\d)[0-9a-z_.\-]{6,}")
 # a thing said to be known (lexicon ``remembered``): words between it and its marker (用户名我倒是还记得), a word
 # joining it to another thing (账号和密码都记得: both known), and what makes a marker say nothing is known:
 # a negation or a need right before it (不记得, 忘记得, 要知道用户名吗), a doubt right after it (记得不太清)
@@ -221,6 +224,7 @@ class Normaliser:
     def __init__(self, faq: FAQ) -> None:
         self.stopwords = frozenset(_key(w) for w in faq.stopwords)
         self._dropped = self.stopwords | {_key(w) for w in faq.complaints}   # complaints say nothing asked either
+        self._named = {_key(w) for w in (*faq.synonyms, *faq.synonyms.values(), *faq.domain_words, *faq.contrast_words)}
         rewrite: dict[str, str] = {}
         for word in (*faq.domain_words, *set(faq.synonyms.values())):
             rewrite[_key(word)] = _key(word)
@@ -414,9 +418,17 @@ class Normaliser:
             for tok in self._tokenizer.lcut(chunk, HMM=True):
                 tok = self._unglued(tok)
                 tok = self.single_char.get(tok, tok)
-                if tok.strip() and tok not in self._dropped and not self._filler(tok):
+                if tok.strip() and tok not in self._dropped and not self._filler(tok) and not self._value(tok):
                     out.append(tok)
         return tuple(out)
+
+    def _value(self, tok: str) -> bool:
+        """A value the user gives (13812345678, zhangsan2001), not a word the lexicon names (12306: another site)."""
+        return bool(_VALUE.fullmatch(tok)) and tok not in self._named
+
+    def gives_value(self, text: str) -> bool:
+        """The (cleaned) text holds a value the user gives (``_value``)."""
+        return any(m.group(0) not in self._named for m in _VALUE.finditer(text))
 
     def _filler(self, tok: str) -> bool:
         """One character said over and over (啊啊啊, 嗯嗯, 呜呜呜): a sound, not a word — a stopword's twice,

@@ -1166,6 +1166,33 @@ def test_a_complaint_about_the_site_changes_nothing(question, remark):
     assert (with_remark.decision, with_remark.entry, with_remark.score) == (alone.decision, alone.entry, alone.score)
 
 
+@pytest.mark.parametrize("question", ["忘记密码怎么办", "重新注册以后学籍信息还在吗", "绑定微信以后能解绑吗"])
+@pytest.mark.parametrize("data", ["我手机号是13812345678，{}", "{}？我的身份证号是110101199001011234", "{}？用户名zhangsan2001",
+                                  "账号是wang88，{}"])
+def test_data_the_user_gives_is_not_what_is_asked(question, data):
+    """A clause that only gives a value (a phone or ID number, a user name), named by one word at most, is left out:
+    the message is matched as its question alone, score and all — in or out of scope."""
+    matcher = real_matcher()
+    alone, with_data = matcher.match(question), matcher.match(data.format(question))
+    assert (with_data.decision, with_data.entry, with_data.score) == (alone.decision, alone.entry, alone.score)
+
+
+@pytest.mark.parametrize("text", ["13812345678", "我的手机号13812345678", "用户名zhangsan2001，密码abc12345",
+                                  "123456，谢谢", "你好，我的手机号13812345678"])
+def test_data_alone_asks_nothing(text):
+    """Data given, with small talk at most around it, is no question: not answered from the FAQ, nor as small talk."""
+    assert real_matcher().match(text).decision == "out_of_scope"
+
+
+def test_the_question_mark_after_a_value_is_its_sentences():
+    """…，密码是qwe123？ asks with the clause before the value: the clause is left out, its question mark is not."""
+    matcher = real_matcher()
+    for asked in ("帮我登录一下学信网", "我要重新注册"):
+        alone = matcher.match(f"{asked}？")
+        with_data = matcher.match(f"{asked}，账号是wang88，密码是qwe123？谢谢")
+        assert (with_data.decision, with_data.entry, with_data.score) == (alone.decision, alone.entry, alone.score)
+
+
 @pytest.mark.parametrize("story", ["手机号显示已被注册，我打算把旧账号注销掉", "微信绑不上，说这个微信已经绑了别的学信网账号"])
 def test_a_complaint_does_not_make_a_story_a_question(story):
     """A story that asks nothing stays one with a complaint before it (什么破网站 asks, but is no question of ours)."""

@@ -218,6 +218,17 @@ def test_emoji_codes_and_chat_marks_are_no_words(text, plain):
     assert n(text).tokens == n(plain).tokens
 
 
+@pytest.mark.parametrize("text, tokens", [
+    ("我手机号是13812345678", ("手机号码",)),          # a phone number
+    ("身份证11010119900101123x", ("身份证",)),         # an ID number
+    ("用户名zhangsan2001", ("用户名",)),               # a user name with digits
+    ("用163邮箱注册", ("用", "163", "邮箱", "注册")),  # a short number stays: a mail provider's name
+    ("12306的账号", ("12306", "账号")),              # as does a number the lexicon names: another site
+])
+def test_a_value_the_user_gives_is_no_word(text, tokens):
+    assert normalize.Normaliser(load_faq(settings.load()))(text).tokens == tokens
+
+
 def test_a_bracketed_word_the_faq_knows_is_quoted_not_an_emoji():
     n = normalize.Normaliser(load_faq(settings.load()))
     assert {"找回", "密码"} <= set(n("点了[找回密码]没反应").tokens)      # a button's label, quoted
