@@ -417,7 +417,8 @@ class Matcher:
         if any(data) and all(d or self._small_talk(c) for d, c in zip(data, clauses)):
             # data given, with small talk at most (我的手机号13812345678; 123456，谢谢): nothing asked yet
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
-        if self._whole_words.issuperset(t for c in clauses for t in c.norm.tokens) and not self.normalise.gives_value(raw):
+        if self._whole_words.issuperset(t for c in clauses for t in c.norm.tokens) \
+                and not self.normalise.gives_value(raw):   # (123456 在线等: a value is no small talk)
             group = self._group_phrases_only(raw)
             if group:
                 return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 1.0, (), group)

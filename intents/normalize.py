@@ -54,10 +54,10 @@ _SENTENCE_END = re.compile(r"[。!?\n]")   # a break that ends a sentence, not o
 # word it is the object of: 告诉我, 帮我, 发我, nor 我的 / 我们)
 RUN_ON_CHARS = 24
 REFERENT_REACH = 4   # a referent's only_after word is at most this many characters before it (还要不要再注册)
-_DOUBLED = re.compile(r"([\u4e00-\u9fff])\1")
+_DOUBLED = re.compile(r"([\u4e00-\u9fff])\1")   # a character typed twice in a row (注注册)
 # a chat app's emoji as its text code (WeChat: [捂脸], [流泪], [OK], [Facepalm], and its classic faces /::) /:bye); a
 # bracketed word the lexicon or the FAQ knows (点了[找回密码]) or small talk ([再见]) is what the user quotes instead
-_EMOJI_CODE = re.compile(r"\[([\u4e00-\u9fff]{1,4}|[0-9a-z][0-9a-z !']{0,14})\]|/:[^\s\u3400-\u9fff/]{1,9}")   # a character typed twice in a row (注注册)
+_EMOJI_CODE = re.compile(r"\[([\u4e00-\u9fff]{1,4}|[0-9a-z][0-9a-z !']{0,14})\]|/:[^\s\u3400-\u9fff/]{1,9}")
 _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通)不过|所以|因为|后来|而且|另外|请问|我想问|想问一下|现在|当时"
                            r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
                            r"|(?<=[\u3400-\u9fff])(?<![帮给让把被叫和跟对替为使令向与同是说问找请教诉知醒带陪催骗吓逼劝求拉发加像比连])(?=我(?![的们]))")
@@ -373,9 +373,9 @@ class Normaliser:
 
     def _fix(self, text: str) -> str:
         """Cleaned text with its slips fixed, before anything else reads it (a referent's naming word, a question
-        word, what the user says they did): emoji codes out ([捂脸]), typos, then characters typed twice (注注册), then homophone slips in
-        characters (身份正 → 身份证), then the typos again (a slip fixed may complete a rewritten phrase: 微信账好 →
-        微信账号 → 微信). Punctuation stays."""
+        word, what the user says they did): emoji codes out ([捂脸]), typos, then characters typed twice (注注册), then
+        homophone slips in characters (身份正 → 身份证), then the typos again (a slip fixed may complete a rewritten
+        phrase: 微信账好 → 微信账号 → 微信). Punctuation stays."""
         return self._retyped(self._phonetic.characters(self._undoubled(self._retyped(self._unemoji(text)))))
 
     def _unemoji(self, text: str) -> str:
@@ -386,7 +386,8 @@ class Normaliser:
 
     def _quoted(self, code: str) -> bool:
         """The bracketed text holds a word the lexicon or the FAQ knows, or is small talk: quoted, not an emoji."""
-        return code in self._chat or any(code[a:b] in self._known for a in range(len(code)) for b in range(a + 2, len(code) + 1))
+        return code in self._chat or any(code[a:b] in self._known
+                                         for a in range(len(code)) for b in range(a + 2, len(code) + 1))
 
     def _retyped(self, text: str) -> str:
         """The lexicon's typos rewritten (one pass, longest first)."""

@@ -785,7 +785,7 @@ def test_a_greeting_before_the_question_changes_nothing(greeting, question):
         (alone.decision, alone.intent, alone.entry, alone.score)
 
 
-@pytest.mark.parametrize("after", ["谢谢", "急！", "在线等", "谢谢老师，麻烦了", "在吗", "我是家长"])
+@pytest.mark.parametrize("after", ["谢谢", "急！", "在线等", "谢谢老师，麻烦了", "在吗", "我是家长", "麻烦尽快回复", "拜托了"])
 @pytest.mark.parametrize("question", ["重新注册以后学籍学历还能查到吗？", "手机号提示已被注册怎么办？", "明天上海会下雨吗？"])
 def test_thanks_or_a_cry_after_the_question_changes_nothing(after, question):
     alone, followed = real_matcher().match(question), real_matcher().match(question + after)
@@ -1178,7 +1178,7 @@ def test_data_the_user_gives_is_not_what_is_asked(question, data):
 
 
 @pytest.mark.parametrize("text", ["13812345678", "我的手机号13812345678", "用户名zhangsan2001，密码abc12345",
-                                  "123456，谢谢", "你好，我的手机号13812345678"])
+                                  "123456，谢谢", "你好，我的手机号13812345678", "123456 在线等"])
 def test_data_alone_asks_nothing(text):
     """Data given, with small talk at most around it, is no question: not answered from the FAQ, nor as small talk."""
     assert real_matcher().match(text).decision == "out_of_scope"
