@@ -425,7 +425,7 @@ class Normaliser:
 
     def _value(self, tok: str) -> bool:
         """A value the user gives (13812345678, zhangsan2001), not a word the lexicon names (12306: another site)."""
-        return bool(_VALUE.fullmatch(tok)) and tok not in self._named
+        return tok.isascii() and bool(_VALUE.fullmatch(tok)) and tok not in self._named
 
     def gives_value(self, text: str) -> bool:
         """The (cleaned) text holds a value the user gives (``_value``)."""
