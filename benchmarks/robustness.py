@@ -2,7 +2,7 @@
 
     python benchmarks/robustness.py [--only NAME ...] [FILE.yaml ...]
 
-People greet before they ask (客服在吗？…), thank or cry out after (…？谢谢, …？急！), say who is asking
+People greet or call the desk before they ask (客服在吗？…, 客服，…), thank or cry out after (…？谢谢, …？急！), say who is asking
 (我是家长，帮孩子问一下，…), complain (…？这网站太难用了), hum or send a face (emmm，…; …？[捂脸] as WeChat sends
 it), give their phone number unasked, type a whole story without punctuation or take an
 input method's wrong character of the right sound (蜜码) or a character twice (注注册). None of that changes the
@@ -49,6 +49,7 @@ def _question(text: str) -> str:
 VARIANTS: dict[str, tuple[str, Callable[[str], str]]] = {
     "greeting": ("你好，… before it", lambda t: "你好，" + t),
     "are_you_there": ("客服在吗？… before it", lambda t: "客服在吗？" + t),
+    "calling": ("客服，… before it", lambda t: "客服，" + t),
     "thanks_first": ("好的谢谢，… before it", lambda t: "好的谢谢，" + t),
     "asker": ("我是家长，帮孩子问一下，… before it", lambda t: "我是家长，帮孩子问一下，" + t),
     "candidate": ("我是今年的考生，… before it", lambda t: "我是今年的考生，" + t),

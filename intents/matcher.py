@@ -243,6 +243,8 @@ class Matcher:
         self._smalltalk_re = _alternation(phrases)
         # words naming the desk or the bot (你好 客服, 谢谢 机器人): small talk may hold them
         self._addressing = frozenset(t for w in faq.addressing for t in self.normalise(w).tokens)
+        # … of them, the site's name (a lexicon word: 学信网) names no one called (学信网，… is no 客服，…)
+        self._site = self._addressing & {lexicon_key(w) for w in (*faq.synonyms.values(), *faq.domain_words)}
         # words saying who asks and for whom (家长, 帮孩子问): a clause of them alone before a question is not part of it
         self._askers = frozenset(t for w in faq.askers for t in self.normalise(w).tokens)
         # how the user feels (这网站太难用了, 什么破网站): a clause of it and stopwords alone is no part of the question
@@ -465,7 +467,7 @@ class Matcher:
         return decided
 
     def _question_only(self, clauses: list[Clause]) -> list[Clause]:
-        """The clauses without what is said around the question: a greeting before it (客服在吗？…, 老师好，…), other
+        """The clauses without what is said around the question: a greeting before it (客服在吗？…, 老师好，…, 客服，…), other
         small talk or who asks before it (好的谢谢，…; 我是家长，帮孩子问一下，…: lexicon ``askers``), and small talk,
         who asks or a cry after it (…怎么办？谢谢, …吗？急！, …在线等). Before or after no question, small talk is
         what is said (好的谢谢，我去试试). A complaint or data given is left out anywhere (``_without_remarks``)."""
@@ -475,8 +477,9 @@ class Matcher:
         clauses = self._without_remarks(clauses)
         n = len(clauses)
         talk = [self._small_talk(c) for c in clauses]
-        aside = [t is not None or self._asker(c) for t, c in zip(talk, clauses)]
-        lead = next((i for i in range(n) if talk[i] != "greeting"), n)
+        called = [self._called(c) for c in clauses]
+        aside = [t is not None or self._asker(c) or k for t, c, k in zip(talk, clauses, called)]
+        lead = next((i for i in range(n) if talk[i] != "greeting" and not called[i]), n)
         if lead < n and asked(clauses[lead:]):
             lead = next((i for i in range(n) if not aside[i]), n)
         if lead == n:
@@ -487,6 +490,11 @@ class Matcher:
         if tail == n or not asked(clauses[lead:tail]):
             tail = n
         return clauses[lead:tail]
+
+    def _called(self, clause: Clause) -> bool:
+        """The clause only calls the desk or the bot (客服，…; 机器人，…): a greeting, not a request for a person."""
+        toks = clause.norm.tokens
+        return bool(toks) and self._addressing.issuperset(toks) and not self._site.issuperset(toks)
 
     def _asker(self, clause: Clause) -> bool:
         """The clause says only who asks and for whom (我是家长，帮孩子问一下: lexicon ``askers``)."""

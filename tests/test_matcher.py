@@ -775,14 +775,26 @@ def test_small_talk_around_a_question_does_not_hide_it(text, intent):
 
 @pytest.mark.parametrize("greeting", ["客服在吗？", "你好，", "老师好！", "您好，在吗，", "好的谢谢，", "明白了，谢谢！",
                                       "我是家长，帮孩子问一下，", "我是今年的考生，", "替我女儿问问，", "我想问一下，",
-                                      "帮我看看，"])
+                                      "帮我看看，", "客服，", "机器人，", "学信网客服，"])
 @pytest.mark.parametrize("question", ["学信网账号能登录哪些网站", "手机号提示已被注册怎么办", "明天上海会下雨吗"])
 def test_a_greeting_before_the_question_changes_nothing(greeting, question):
-    """客服 in 客服在吗 addresses the desk: it asks for no person, and the question after it is read as if alone;
-    so is one after who asks and for whom (lexicon ``askers``)."""
+    """客服 in 客服在吗 addresses the desk: it asks for no person, and the question after it is read as if alone — as
+    after 客服，alone, calling the desk (lexicon ``addressing``); so is one after who asks and for whom (lexicon
+    ``askers``)."""
     alone, greeted = real_matcher().match(question), real_matcher().match(greeting + question)
     assert (greeted.decision, greeted.intent, greeted.entry, greeted.score) == \
         (alone.decision, alone.intent, alone.entry, alone.score)
+
+
+@pytest.mark.parametrize("call", ["客服，", "机器人，", "客服老师，"])
+@pytest.mark.parametrize("said", ["忘记账号了", "中午吃什么好呢"])
+def test_calling_the_desk_is_a_greeting_not_a_request_for_a_person(call, said):
+    """客服，… calls the desk as 你好，… greets it, before a question or not; 客服 alone still asks for a person."""
+    matcher = real_matcher()
+    alone, called = matcher.match(said), matcher.match(call + said)
+    assert (called.decision, called.intent, called.entry, called.score) == \
+        (alone.decision, alone.intent, alone.entry, alone.score)
+    assert matcher.match("客服").intent == "human_agent"
 
 
 @pytest.mark.parametrize("after", ["谢谢", "急！", "在线等", "谢谢老师，麻烦了", "在吗", "我是家长", "麻烦尽快回复", "拜托了"])
