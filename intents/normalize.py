@@ -60,6 +60,12 @@ _DOUBLED = re.compile(r"([\u4e00-\u9fff])\1")   # a character typed twice in a r
 # a chat app's emoji as its text code (WeChat: [捂脸], [流泪], [OK], [Facepalm], and its classic faces /::) /:bye); a
 # bracketed word the lexicon or the FAQ knows (点了[找回密码]) or small talk ([再见]) is what the user quotes instead
 _EMOJI_CODE = re.compile(r"\[([\u4e00-\u9fff]{1,4}|[0-9a-z][0-9a-z !']{0,14})\]|/:[^\s\u3400-\u9fff/]{1,9}")
+# an address, not a word asked: an e-mail address the user gives (abc@qq.com: data, as a phone number is; its domain
+# names no mailbox asked about), or a mention (@学信网客服 …, as group chats send it — WeChat puts a narrow space after
+# the name, which NFKC makes a space) naming whoever is called, as 客服，… does
+_EMAIL = re.compile(r"[0-9a-z_.+\-]+@[0-9a-z\-]+(?:\.[0-9a-z\-]+)+")
+_MENTION = re.compile(r"(?<!\S)@[^\s@]{1,24}(?=\s|$)")
+_GIVEN = " 00000 "   # what an e-mail address is read as: a value like any other (``_VALUE``), so data given
 _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通)不过|所以|因为|后来|而且|另外|请问|我想问|想问一下|现在|当时"
                            r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
                            r"|(?<=[\u3400-\u9fff])(?<![帮给让把被叫和跟对替为使令向与同是说问找请教诉知醒带陪催骗吓逼劝求拉发加像比连])(?=我(?![的们]))")
@@ -375,10 +381,10 @@ class Normaliser:
 
     def _fix(self, text: str) -> str:
         """Cleaned text with its slips fixed, before anything else reads it (a referent's naming word, a question
-        word, what the user says they did): emoji codes out ([捂脸]), typos, then characters typed twice (注注册), then
-        homophone slips in characters (身份正 → 身份证), then the typos again (a slip fixed may complete a rewritten
-        phrase: 微信账好 → 微信账号 → 微信). Punctuation stays."""
-        return self._retyped(self._phonetic.characters(self._undoubled(self._retyped(self._unemoji(text)))))
+        word, what the user says they did): addresses (abc@qq.com, @学信网客服) and emoji codes ([捂脸]) out, typos,
+        then characters typed twice (注注册), then homophone slips in characters (身份正 → 身份证), then the typos again
+        (a slip fixed may complete a rewritten phrase: 微信账好 → 微信账号 → 微信). Punctuation stays."""
+        return self._retyped(self._phonetic.characters(self._undoubled(self._retyped(self._unemoji(_unaddressed(text))))))
 
     def _unemoji(self, text: str) -> str:
         """Emoji sent as text codes ([捂脸]) taken out, a space in their place: how the user feels, not a word asked."""
@@ -471,6 +477,11 @@ class Normaliser:
                     out.append(Clause(piece, self._normalise(self._rewrite_clean(piece)), is_question(piece + end),
                                       bool(_SENTENCE_END.search(end))))
         return out
+
+
+def _unaddressed(text: str) -> str:
+    """E-mail addresses (abc@qq.com) read as a value given, mentions (@学信网客服 …) taken out."""
+    return _MENTION.sub(" ", _EMAIL.sub(_GIVEN, text)) if "@" in text else text
 
 
 def _right_after(words: re.Pattern[str] | None, text: str, at: int) -> bool:

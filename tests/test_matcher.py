@@ -775,7 +775,8 @@ def test_small_talk_around_a_question_does_not_hide_it(text, intent):
 
 @pytest.mark.parametrize("greeting", ["客服在吗？", "你好，", "老师好！", "您好，在吗，", "好的谢谢，", "明白了，谢谢！",
                                       "我是家长，帮孩子问一下，", "我是今年的考生，", "替我女儿问问，", "我想问一下，",
-                                      "帮我看看，", "客服，", "机器人，", "学信网客服，", "各位大佬，", "紧急求助："])
+                                      "帮我看看，", "客服，", "机器人，", "学信网客服，", "各位大佬，", "紧急求助：",
+                                      "不好意思，", "不好意思打扰了，", "@学信网客服 "])
 @pytest.mark.parametrize("question", ["学信网账号能登录哪些网站", "手机号提示已被注册怎么办", "明天上海会下雨吗"])
 def test_a_greeting_before_the_question_changes_nothing(greeting, question):
     """客服 in 客服在吗 addresses the desk: it asks for no person, and the question after it is read as if alone — as
@@ -797,7 +798,8 @@ def test_calling_the_desk_is_a_greeting_not_a_request_for_a_person(call, said):
     assert matcher.match("客服").intent == "human_agent"
 
 
-@pytest.mark.parametrize("after", ["谢谢", "急！", "在线等", "谢谢老师，麻烦了", "在吗", "我是家长", "麻烦尽快回复", "拜托了"])
+@pytest.mark.parametrize("after", ["谢谢", "急！", "在线等", "谢谢老师，麻烦了", "在吗", "我是家长", "麻烦尽快回复", "拜托了",
+                                   "谢谢！祝您工作顺利", "辛苦您了", "先谢谢了"])
 @pytest.mark.parametrize("question", ["重新注册以后学籍学历还能查到吗？", "手机号提示已被注册怎么办？", "明天上海会下雨吗？"])
 def test_thanks_or_a_cry_after_the_question_changes_nothing(after, question):
     alone, followed = real_matcher().match(question), real_matcher().match(question + after)
@@ -1180,7 +1182,7 @@ def test_a_complaint_about_the_site_changes_nothing(question, remark):
 
 @pytest.mark.parametrize("question", ["忘记密码怎么办", "重新注册以后学籍信息还在吗", "绑定微信以后能解绑吗"])
 @pytest.mark.parametrize("data", ["我手机号是13812345678，{}", "{}？我的身份证号是110101199001011234", "{}？用户名zhangsan2001",
-                                  "账号是wang88，{}"])
+                                  "账号是wang88，{}", "我的邮箱是zhangsan@qq.com，{}", "{}？邮箱zhang.san@163.com"])
 def test_data_the_user_gives_is_not_what_is_asked(question, data):
     """A clause that only gives a value (a phone or ID number, a user name), named by one word at most, is left out:
     the message is matched as its question alone, score and all — in or out of scope."""
@@ -1189,7 +1191,7 @@ def test_data_the_user_gives_is_not_what_is_asked(question, data):
     assert (with_data.decision, with_data.entry, with_data.score) == (alone.decision, alone.entry, alone.score)
 
 
-@pytest.mark.parametrize("text", ["13812345678", "我的手机号13812345678", "用户名zhangsan2001，密码abc12345",
+@pytest.mark.parametrize("text", ["13812345678", "我的手机号13812345678", "用户名zhangsan2001，密码abc12345", "zhangsan@qq.com",
                                   "123456，谢谢", "你好，我的手机号13812345678", "123456 在线等"])
 def test_data_alone_asks_nothing(text):
     """Data given, with small talk at most around it, is no question: not answered from the FAQ, nor as small talk."""
