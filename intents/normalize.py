@@ -65,6 +65,10 @@ _EMOJI_CODE = re.compile(r"\[([\u4e00-\u9fff]{1,4}|[0-9a-z][0-9a-z !']{0,14})\]|
 # the name, which NFKC makes a space) naming whoever is called, as 客服，… does
 _EMAIL = re.compile(r"[0-9a-z_.+\-]+@[0-9a-z\-]+(?:\.[0-9a-z\-]+)+")
 _MENTION = re.compile(r"(?<!\S)@[^\s@]{1,24}(?=\s|$)")
+# when something happened, not what is asked: a clock time (10点, 9点半, 21:30) — not a step clicked (途径3点击) nor how
+# long or how many (2小时, 3次: the seed's own numbers)
+_WHEN = re.compile(r"(?<![0-9.])(?:(?:[01]?[0-9]|2[0-4])点(?:[0-5]?[0-9]分?|半|多|钟)?(?![击开进了过下])|(?:[01]?[0-9]|2[0-4]):[0-5][0-9])"
+                   r"(?![0-9])")
 _GIVEN = " 00000 "   # what an e-mail address is read as: a value like any other (``_VALUE``), so data given
 _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通)不过|所以|因为|后来|而且|另外|请问|我想问|想问一下|现在|当时"
                            r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
@@ -381,10 +385,12 @@ class Normaliser:
 
     def _fix(self, text: str) -> str:
         """Cleaned text with its slips fixed, before anything else reads it (a referent's naming word, a question
-        word, what the user says they did): addresses (abc@qq.com, @学信网客服) and emoji codes ([捂脸]) out, typos,
-        then characters typed twice (注注册), then homophone slips in characters (身份正 → 身份证), then the typos again
-        (a slip fixed may complete a rewritten phrase: 微信账好 → 微信账号 → 微信). Punctuation stays."""
-        return self._retyped(self._phonetic.characters(self._undoubled(self._retyped(self._unemoji(_unaddressed(text))))))
+        word, what the user says they did): clock times (10点), addresses (abc@qq.com, @学信网客服) and emoji codes
+        ([捂脸]) out, typos, then characters typed twice (注注册), then homophone slips in characters (身份正 → 身份证),
+        then the typos again (a slip fixed may complete a rewritten phrase: 微信账好 → 微信账号 → 微信). Punctuation
+        stays."""
+        unread = self._unemoji(_unaddressed(_untimed(text)))
+        return self._retyped(self._phonetic.characters(self._undoubled(self._retyped(unread))))
 
     def _unemoji(self, text: str) -> str:
         """Emoji sent as text codes ([捂脸]) taken out, a space in their place: how the user feels, not a word asked."""
@@ -477,6 +483,11 @@ class Normaliser:
                     out.append(Clause(piece, self._normalise(self._rewrite_clean(piece)), is_question(piece + end),
                                       bool(_SENTENCE_END.search(end))))
         return out
+
+
+def _untimed(text: str) -> str:
+    """Clock times (10点半, 21:30) taken out: 昨天晚上10点，… says when, as 昨天晚上，… does."""
+    return _WHEN.sub("", text) if any(c.isdigit() for c in text) else text
 
 
 def _unaddressed(text: str) -> str:

@@ -234,6 +234,25 @@ def test_a_value_the_user_gives_is_no_word(text, tokens):
     assert normalize.Normaliser(load_faq(settings.load()))(text).tokens == tokens
 
 
+@pytest.mark.parametrize("text, plain", [
+    ("昨天晚上10点，手机号已被注册", "手机号已被注册"),     # when it happened: a clock time, a time of day
+    ("今天早上8点半提示操作过于频繁", "提示操作过于频繁"),
+    ("21:30找回密码失败", "找回密码失败"),
+])
+def test_when_it_happened_is_no_word(text, plain):
+    n = normalize.Normaliser(load_faq(settings.load()))
+    assert n(text).tokens == n(plain).tokens
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("等了2小时还是提示频繁", "2"),        # how long: the seed's own number
+    ("途径3点击发送协助请求", "3"),        # a step clicked, no clock time
+    ("最多3次", "3"),
+])
+def test_numbers_that_are_no_clock_time_stay(text, kept):
+    assert kept in normalize.Normaliser(load_faq(settings.load()))(text).tokens
+
+
 def test_a_bracketed_word_the_faq_knows_is_quoted_not_an_emoji():
     n = normalize.Normaliser(load_faq(settings.load()))
     assert {"找回", "密码"} <= set(n("点了[找回密码]没反应").tokens)      # a button's label, quoted
