@@ -60,16 +60,17 @@ _DOUBLED = re.compile(r"([\u4e00-\u9fff])\1")   # a character typed twice in a r
 # a chat app's emoji as its text code (WeChat: [捂脸], [流泪], [OK], [Facepalm], and its classic faces /::) /:bye); a
 # bracketed word the lexicon or the FAQ knows (点了[找回密码]) or small talk ([再见]) is what the user quotes instead
 _EMOJI_CODE = re.compile(r"\[([\u4e00-\u9fff]{1,4}|[0-9a-z][0-9a-z !']{0,14})\]|/:[^\s\u3400-\u9fff/]{1,9}")
-# an address, not a word asked: an e-mail address the user gives (abc@qq.com: data, as a phone number is; its domain
-# names no mailbox asked about), or a mention (@学信网客服 …, as group chats send it — WeChat puts a narrow space after
-# the name, which NFKC makes a space) naming whoever is called, as 客服，… does
-_EMAIL = re.compile(r"[0-9a-z_.+\-]+@[0-9a-z\-]+(?:\.[0-9a-z\-]+)+")
+# an address, not a word asked: an e-mail address or a link the user gives (abc@qq.com, https://…: data, as a phone
+# number is; its domain names no mailbox asked about, its path no word), or a mention (@学信网客服 …, as group chats
+# send it — WeChat puts a narrow space after the name, which NFKC makes a space) naming whoever is called, as 客服，…
+_ADDRESS = re.compile(r"[0-9a-z_.+\-]+@[0-9a-z\-]+(?:\.[0-9a-z\-]+)+"
+                      r"|(?:https?://|www\.)[0-9a-z\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _MENTION = re.compile(r"(?<!\S)@[^\s@]{1,24}(?=\s|$)")
 # when something happened, not what is asked: a clock time (10点, 9点半, 21:30) — not a step clicked (途径3点击) nor how
 # long or how many (2小时, 3次: the seed's own numbers)
-_WHEN = re.compile(r"(?<![0-9.])(?:(?:[01]?[0-9]|2[0-4])点(?:[0-5]?[0-9]分?|半|多|钟)?(?![击开进了过下])|(?:[01]?[0-9]|2[0-4]):[0-5][0-9])"
-                   r"(?![0-9])")
-_GIVEN = " 00000 "   # what an e-mail address is read as: a value like any other (``_VALUE``), so data given
+_WHEN = re.compile(r"(?<![0-9.])(?:(?:[01]?[0-9]|2[0-4])点(?:[0-5]?[0-9]分?|半|多|钟)?(?![击开进了过下])"
+                   r"|(?:[01]?[0-9]|2[0-4]):[0-5][0-9])(?![0-9])")
+_GIVEN = " 00000 "   # what an e-mail address or a link is read as: a value like any other (``_VALUE``), so data given
 _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通)不过|所以|因为|后来|而且|另外|请问|我想问|想问一下|现在|当时"
                            r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
                            r"|(?<=[\u3400-\u9fff])(?<![帮给让把被叫和跟对替为使令向与同是说问找请教诉知醒带陪催骗吓逼劝求拉发加像比连])(?=我(?![的们]))")
@@ -491,8 +492,10 @@ def _untimed(text: str) -> str:
 
 
 def _unaddressed(text: str) -> str:
-    """E-mail addresses (abc@qq.com) read as a value given, mentions (@学信网客服 …) taken out."""
-    return _MENTION.sub(" ", _EMAIL.sub(_GIVEN, text)) if "@" in text else text
+    """E-mail addresses (abc@qq.com) and links read as a value given, mentions (@学信网客服 …) taken out."""
+    if "@" not in text and "://" not in text and "www." not in text:
+        return text
+    return _MENTION.sub(" ", _ADDRESS.sub(_GIVEN, text))
 
 
 def _right_after(words: re.Pattern[str] | None, text: str, at: int) -> bool:

@@ -1191,6 +1191,17 @@ def test_data_the_user_gives_is_not_what_is_asked(question, data):
     assert (with_data.decision, with_data.entry, with_data.score) == (alone.decision, alone.entry, alone.score)
 
 
+@pytest.mark.parametrize("question", ["操作过于频繁怎么办", "提示邮箱ip受限"])
+def test_a_prompt_asked_about_is_no_data_beside_a_value(question):
+    """A clause of one word with a value is data given (我手机号是13812345678), unless the word is a prompt the page
+    showed: 操作过于频繁怎么办 <a link> asks about the prompt."""
+    matcher = real_matcher()
+    alone = matcher.match(question)
+    for given in (" https://account.chsi.com.cn/account/preregister.action", " 12345678"):
+        with_value = matcher.match(question + given)
+        assert (with_value.decision, with_value.entry, with_value.score) == (alone.decision, alone.entry, alone.score)
+
+
 @pytest.mark.parametrize("text", ["13812345678", "我的手机号13812345678", "用户名zhangsan2001，密码abc12345", "zhangsan@qq.com",
                                   "123456，谢谢", "你好，我的手机号13812345678", "123456 在线等"])
 def test_data_alone_asks_nothing(text):
