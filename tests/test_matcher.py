@@ -776,7 +776,7 @@ def test_small_talk_around_a_question_does_not_hide_it(text, intent):
 @pytest.mark.parametrize("greeting", ["客服在吗？", "你好，", "老师好！", "您好，在吗，", "好的谢谢，", "明白了，谢谢！",
                                       "我是家长，帮孩子问一下，", "我是今年的考生，", "替我女儿问问，", "我想问一下，",
                                       "帮我看看，", "客服，", "机器人，", "学信网客服，", "各位大佬，", "紧急求助：",
-                                      "不好意思，", "不好意思打扰了，", "@学信网客服 "])
+                                      "不好意思，", "不好意思打扰了，", "@学信网客服 ", "跪求！", "如题，", "昨天晚上10点，"])
 @pytest.mark.parametrize("question", ["学信网账号能登录哪些网站", "手机号提示已被注册怎么办", "明天上海会下雨吗"])
 def test_a_greeting_before_the_question_changes_nothing(greeting, question):
     """客服 in 客服在吗 addresses the desk: it asks for no person, and the question after it is read as if alone — as
@@ -799,7 +799,7 @@ def test_calling_the_desk_is_a_greeting_not_a_request_for_a_person(call, said):
 
 
 @pytest.mark.parametrize("after", ["谢谢", "急！", "在线等", "谢谢老师，麻烦了", "在吗", "我是家长", "麻烦尽快回复", "拜托了",
-                                   "谢谢！祝您工作顺利", "辛苦您了", "先谢谢了"])
+                                   "谢谢！祝您工作顺利", "辛苦您了", "先谢谢了", "求大神指点", "有没有人知道", "（截图已发）"])
 @pytest.mark.parametrize("question", ["重新注册以后学籍学历还能查到吗？", "手机号提示已被注册怎么办？", "明天上海会下雨吗？"])
 def test_thanks_or_a_cry_after_the_question_changes_nothing(after, question):
     alone, followed = real_matcher().match(question), real_matcher().match(question + after)
