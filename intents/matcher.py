@@ -487,8 +487,8 @@ class Matcher:
         tail = n
         while tail - lead > 1 and (aside[tail - 1] or not clauses[tail - 1].norm.tokens and not clauses[tail - 1].asks):
             tail -= 1
-        if tail == n or not asked(clauses[lead:tail]):
-            tail = n
+        if tail == n or not asked(clauses[lead:tail]) and any(talk[i] != "greeting" for i in range(tail, n)):
+            tail = n   # (a greeting after a story is left out all the same: 忘记密码了，怎么没人回复)
         return clauses[lead:tail]
 
     def _called(self, clause: Clause) -> bool:

@@ -807,6 +807,18 @@ def test_thanks_or_a_cry_after_the_question_changes_nothing(after, question):
         (alone.decision, alone.intent, alone.entry, alone.score)
 
 
+@pytest.mark.parametrize("call", ["怎么没人回复", "有人吗", "人呢？怎么还没人回"])
+@pytest.mark.parametrize("story", ["忘记账号了", "注册时提示手机号已被注册", "我在学校食堂吃饭"])
+def test_calling_the_desk_after_a_story_is_left_out(call, story):
+    """A greeting after what the user says (…，怎么没人回复; …，有人吗) is left out even where nothing was asked, as a
+    greeting before it is; alone, it calls the desk."""
+    matcher = real_matcher()
+    alone, followed = matcher.match(story), matcher.match(f"{story}，{call}")
+    assert (followed.decision, followed.intent, followed.entry, followed.score) == \
+        (alone.decision, alone.intent, alone.entry, alone.score)
+    assert matcher.match(call).intent == "greeting"
+
+
 @pytest.mark.parametrize("text", ["好的谢谢，我去试试", "明白了，谢谢，那我先去清缓存"])
 def test_small_talk_before_no_question_is_not_left_out(text):
     assert real_matcher().match(text).intent == "thanks"
