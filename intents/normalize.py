@@ -66,10 +66,10 @@ _EMOJI_CODE = re.compile(r"\[([\u4e00-\u9fff]{1,4}|[0-9a-z][0-9a-z !']{0,14})\]|
 _ADDRESS = re.compile(r"[0-9a-z_.+\-]+@[0-9a-z\-]+(?:\.[0-9a-z\-]+)+"
                       r"|(?:https?://|www\.)[0-9a-z\-._~:/?#\[\]@!$&'()*+,;=%]+")
 _MENTION = re.compile(r"(?<!\S)@[^\s@]{1,24}(?=\s|$)")
-# when something happened, not what is asked: a clock time (10点, 9点半, 21:30) — not a step clicked (途径3点击) nor how
-# long or how many (2小时, 3次: the seed's own numbers)
+# when something happened, not what is asked: a clock time (10点, 9点半, 21:30) or a class's year (2020届) — not a step
+# clicked (途径3点击) nor how long or how many (2小时, 3次: the seed's own numbers)
 _WHEN = re.compile(r"(?<![0-9.])(?:(?:[01]?[0-9]|2[0-4])点(?:[0-5]?[0-9]分?|半|多|钟)?(?![击开进了过下])"
-                   r"|(?:[01]?[0-9]|2[0-4]):[0-5][0-9])(?![0-9])")
+                   r"|(?:[01]?[0-9]|2[0-4]):[0-5][0-9]|(?:[12][0-9])?[0-9]{2}届)(?![0-9])")
 _GIVEN = " 00000 "   # what an e-mail address or a link is read as: a value like any other (``_VALUE``), so data given
 _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通)不过|所以|因为|后来|而且|另外|请问|我想问|想问一下|现在|当时"
                            r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
@@ -487,7 +487,8 @@ class Normaliser:
 
 
 def _untimed(text: str) -> str:
-    """Clock times (10点半, 21:30) taken out: 昨天晚上10点，… says when, as 昨天晚上，… does."""
+    """Clock times (10点半, 21:30) and a class's year (2020届) taken out: 昨天晚上10点，… says when, as 昨天晚上，…
+    does."""
     return _WHEN.sub("", text) if any(c.isdigit() for c in text) else text
 
 

@@ -239,6 +239,7 @@ def test_a_value_the_user_gives_is_no_word(text, tokens):
     ("昨天晚上10点，手机号已被注册", "手机号已被注册"),     # when it happened: a clock time, a time of day
     ("今天早上8点半提示操作过于频繁", "提示操作过于频繁"),
     ("21:30找回密码失败", "找回密码失败"),
+    ("我是2020届毕业生", "我是毕业生"),                     # a class's year
 ])
 def test_when_it_happened_is_no_word(text, plain):
     n = normalize.Normaliser(load_faq(settings.load()))
