@@ -2,11 +2,11 @@
 
     python benchmarks/robustness.py [--only NAME ...] [FILE.yaml ...]
 
-People greet or call the desk before they ask (客服在吗？…, 客服，…), thank or cry out after (…？谢谢, …？急！), say who is asking
-(我是家长，帮孩子问一下，…), complain (…？这网站太难用了), hum or send a face (emmm，…; …？[捂脸] as WeChat sends
-it), give their phone number unasked, type a whole story without punctuation or take an
-input method's wrong character of the right sound (蜜码) or a character twice (注注册). None of that changes the
-question. For every question of the data the matcher gets right, each variant below is matched as well; a variant
+People greet, apologise for the bother or call the desk before they ask (客服在吗？…, 不好意思，…, 客服，…), thank or cry
+out after (…？谢谢, …？急！), say who is asking (我是家长，帮孩子问一下，…), complain (…？这网站太难用了) or that no one
+replies (…，怎么没人回复), hum or send a face (emmm，…; …？[捂脸] as WeChat sends it), give their phone number or
+e-mail address unasked, type a whole story without punctuation or take an input method's wrong character of the
+right sound (蜜码) or a character twice (注注册). None of that changes the question. For every question of the data the matcher gets right, each variant below is matched as well; a variant
 *breaks* it when an in-scope question no longer gets its intent, or an out-of-scope one is no longer out of scope.
 Printed per variant: broken / right, in scope and out of scope.
 
@@ -50,6 +50,7 @@ VARIANTS: dict[str, tuple[str, Callable[[str], str]]] = {
     "greeting": ("你好，… before it", lambda t: "你好，" + t),
     "are_you_there": ("客服在吗？… before it", lambda t: "客服在吗？" + t),
     "calling": ("客服，… before it", lambda t: "客服，" + t),
+    "apology": ("不好意思，… before it", lambda t: "不好意思，" + t),
     "thanks_first": ("好的谢谢，… before it", lambda t: "好的谢谢，" + t),
     "asker": ("我是家长，帮孩子问一下，… before it", lambda t: "我是家长，帮孩子问一下，" + t),
     "candidate": ("我是今年的考生，… before it", lambda t: "我是今年的考生，" + t),
@@ -59,11 +60,13 @@ VARIANTS: dict[str, tuple[str, Callable[[str], str]]] = {
     "urgent": ("…？急！", lambda t: _question(t) + "？急！"),
     "waiting": ("… 在线等", lambda t: _question(t) + " 在线等"),
     "still_there": ("…？在吗", lambda t: _question(t) + "？在吗"),
+    "no_reply": ("…，怎么没人回复", lambda t: _question(t) + "，怎么没人回复"),
     "asker_after": ("…？我是家长", lambda t: _question(t) + "？我是家长"),
     "complaint": ("…？这网站太难用了", lambda t: _question(t) + "？这网站太难用了"),
     "chat_mark": ("emmm，… before it", lambda t: "emmm，" + t),
     "emoji_code": ("…？[捂脸] (WeChat's emoji as text)", lambda t: _question(t) + "？[捂脸]"),
     "gives_data": ("我手机号是13812345678，… before it", lambda t: "我手机号是13812345678，" + t),
+    "gives_email": ("我的邮箱是zhangsan@qq.com，… before it", lambda t: "我的邮箱是zhangsan@qq.com，" + t),
     "traditional": ("in traditional characters", lambda t: _TRADITIONAL.convert(t)),
     "run_on": ("its punctuation taken out (Chinese only)", lambda t: _PUNCTUATION.sub("", t)),
 }
