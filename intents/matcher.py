@@ -515,10 +515,13 @@ class Matcher:
         return kept or clauses
 
     def _gives_value(self, clause: Clause) -> bool:
-        """The clause only gives a value, named by one word at most (我手机号是13812345678, 用户名zhangsan2001？): data the
-        user offers, not what is asked."""
+        """The clause only gives a value, named by one word at most (我手机号是13812345678, 用户名zhangsan2001？), or the
+        user's name (我叫张三): data the user offers, not what is asked. A prompt the page showed is no word naming a
+        value (操作过于频繁怎么办 <link> asks about the prompt)."""
+        if self.normalise.gives_name(clause.raw):
+            return True
         return len(clause.norm.tokens) <= 1 and self.normalise.gives_value(clause.raw) \
-            and not any(p in clause.norm.full for p in self._prompts)   # (操作过于频繁怎么办 <link>: a prompt asked about)
+            and not any(p in clause.norm.full for p in self._prompts)
 
     def _complaint(self, clause: Clause) -> bool:
         """The clause only says how the user feels (这网站太难用了, 什么垃圾网站: lexicon ``complaints``), even asking."""

@@ -70,6 +70,10 @@ _MENTION = re.compile(r"(?<!\S)@[^\s@]{1,24}(?=\s|$)")
 # clicked (途径3点击) nor how long or how many (2小时, 3次: the seed's own numbers)
 _WHEN = re.compile(r"(?<![0-9.])(?:(?:[01]?[0-9]|2[0-4])点(?:[0-5]?[0-9]分?|半|多|钟)?(?![击开进了过下])"
                    r"|(?:[01]?[0-9]|2[0-4]):[0-5][0-9]|(?:[12][0-9])?[0-9]{2}届)(?![0-9])")
+# a clause that only gives the user's name (我叫张三, 姓名：李四): data, as a value is, whatever the name's characters
+# (姓名填错了 names no one: a name follows 是 or a colon; nor 我叫什么)
+_NAME_GIVEN = re.compile(r"\s*(?:(?:我叫|我名叫|我名字叫|我的名字叫)(?!什么|啥|不)[\u4e00-\u9fff·]{2,5}"
+                         r"|(?:我名字|我的名字|本人姓名|姓名|名字)[:：是]\s*[\u4e00-\u9fff·]{2,5}|我姓[\u4e00-\u9fff]{1,2})\s*")
 _GIVEN = " 00000 "   # what an e-mail address or a link is read as: a value like any other (``_VALUE``), so data given
 _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通)不过|所以|因为|后来|而且|另外|请问|我想问|想问一下|现在|当时"
                            r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
@@ -441,6 +445,11 @@ class Normaliser:
     def _value(self, tok: str) -> bool:
         """A value the user gives (13812345678, zhangsan2001), not a word the lexicon names (12306: another site)."""
         return tok.isascii() and bool(_VALUE.fullmatch(tok)) and tok not in self._named
+
+    @staticmethod
+    def gives_name(text: str) -> bool:
+        """The (cleaned) clause only gives the user's name (我叫张三)."""
+        return bool(_NAME_GIVEN.fullmatch(text))
 
     def gives_value(self, text: str) -> bool:
         """The (cleaned) text holds a value the user gives (``_value``)."""

@@ -1198,7 +1198,8 @@ def test_a_complaint_about_the_site_changes_nothing(question, remark):
 
 @pytest.mark.parametrize("question", ["忘记密码怎么办", "重新注册以后学籍信息还在吗", "绑定微信以后能解绑吗"])
 @pytest.mark.parametrize("data", ["我手机号是13812345678，{}", "{}？我的身份证号是110101199001011234", "{}？用户名zhangsan2001",
-                                  "账号是wang88，{}", "我的邮箱是zhangsan@qq.com，{}", "{}？邮箱zhang.san@163.com"])
+                                  "账号是wang88，{}", "我的邮箱是zhangsan@qq.com，{}", "{}？邮箱zhang.san@163.com",
+                                  "我叫张三，{}", "姓名：欧阳娜娜，{}"])
 def test_data_the_user_gives_is_not_what_is_asked(question, data):
     """A clause that only gives a value (a phone or ID number, a user name), named by one word at most, is left out:
     the message is matched as its question alone, score and all — in or out of scope."""
@@ -1219,6 +1220,7 @@ def test_a_prompt_asked_about_is_no_data_beside_a_value(question):
 
 
 @pytest.mark.parametrize("text", ["13812345678", "我的手机号13812345678", "用户名zhangsan2001，密码abc12345", "zhangsan@qq.com",
+                                  "我叫张三",
                                   "123456，谢谢", "你好，我的手机号13812345678", "123456 在线等"])
 def test_data_alone_asks_nothing(text):
     """Data given, with small talk at most around it, is no question: not answered from the FAQ, nor as small talk."""

@@ -255,6 +255,15 @@ def test_numbers_that_are_no_clock_time_stay(text, kept):
     assert kept in normalize.Normaliser(load_faq(settings.load()))(text).tokens
 
 
+@pytest.mark.parametrize("text, given", [
+    ("我叫张三", True), ("姓名：欧阳娜娜", True), ("我的名字是李四", True), ("我姓王", True),
+    ("姓名填错了", False),          # the name field, no name
+    ("我叫什么来着", False), ("我姓名写错了", False), ("我叫张三，忘记密码了", False),   # (a whole clause only)
+])
+def test_a_clause_giving_the_users_name(text, given):
+    assert normalize.Normaliser.gives_name(text) is given
+
+
 def test_a_bracketed_word_the_faq_knows_is_quoted_not_an_emoji():
     n = normalize.Normaliser(load_faq(settings.load()))
     assert {"找回", "密码"} <= set(n("点了[找回密码]没反应").tokens)      # a button's label, quoted
