@@ -79,9 +79,9 @@ _CLAUSE_START = re.compile(r"(?<=[\u3400-\u9fff])(?=然后|但是|可是|(?<!通
                            r"|有什么办法|有没有办法|有啥办法|怎么办|咋办|到底|为什么|为啥)"
                            r"|(?<=[\u3400-\u9fff])(?<![帮给让把被叫和跟对替为使令向与同是说问找请教诉知醒带陪催骗吓逼劝求拉发加像比连])(?=我(?![的们]))")
 _ASCII_WORD = re.compile(r"^[0-9a-z][0-9a-z .\-]*$")
-# a value the user gives (a phone or ID number, a code, a user name with digits: 13812345678, zhangsan2001), never a word
-# an entry is matched on
-_VALUE = re.compile(r"\d{5,}|(?=[a-z_.\-]*\d[a-z_.\-]*\d)[0-9a-z_.\-]{6,}")
+# a value the user gives (a phone or ID number, a code, a user name with digits: 13812345678, 5678, zhangsan2001), never
+# a word an entry is matched on (a year, 2019, neither)
+_VALUE = re.compile(r"\d{4,}|(?=[a-z_.\-]*\d[a-z_.\-]*\d)[0-9a-z_.\-]{6,}")
 # a thing said to be known (lexicon ``remembered``): words between it and its marker (用户名我倒是还记得), a word
 # joining it to another thing (账号和密码都记得: both known), and what makes a marker say nothing is known:
 # a negation or a need right before it (不记得, 忘记得, 要知道用户名吗), a doubt right after it (记得不太清)

@@ -222,6 +222,7 @@ def test_emoji_codes_and_chat_marks_are_no_words(text, plain):
     ("我手机号是13812345678", ("手机号码",)),          # a phone number
     ("身份证11010119900101123x", ("身份证",)),         # an ID number
     ("用户名zhangsan2001", ("用户名",)),               # a user name with digits
+    ("验证码是5678", ("验证码",)),                     # a code the page sent
     ("用163邮箱注册", ("用", "163", "邮箱", "注册")),  # a short number stays: a mail provider's name
     ("12306的账号", ("12306", "账号")),              # as does a number the lexicon names: another site
     ("我的邮箱是zhang.san@qq.com", ("邮箱",)),         # an e-mail address: its domain (qq) is no word asked
