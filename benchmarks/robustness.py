@@ -6,8 +6,9 @@ People greet, apologise for the bother or call the desk before they ask (客服�
 out after (…？谢谢, …？急！), say who is asking (我是家长，帮孩子问一下，…), complain (…？这网站太难用了) or that no one
 replies (…，怎么没人回复), hum or send a face (emmm，…; …？[捂脸] as WeChat sends it), give their phone number or
 e-mail address unasked, type a whole story without punctuation or take an input method's wrong character of the
-right sound (蜜码) or a character twice (注注册). None of that changes the question. For every question of the data the matcher gets right, each variant below is matched as well; a variant
-*breaks* it when an in-scope question no longer gets its intent, or an out-of-scope one is no longer out of scope.
+right sound (蜜码) or a character twice (注注册). None of that changes the question. For every question of the data
+the matcher gets right, each variant below is matched as well; a variant *breaks* it when an in-scope question no
+longer gets its intent, or an out-of-scope one is no longer out of scope.
 Printed per variant: broken / right, in scope and out of scope.
 
 Default data: the development sets in this folder (heldout*.yaml less ``calibrate.RESERVED``: the

@@ -3,12 +3,13 @@
 Pipeline (pure, no I/O after construction):
 clean (drop control characters, lone surrogates; NFKC folds full-width to half-width)
 → lower case → traditional → simplified (OpenCC)
+→ what is no word asked out: clock times (10点), mentions (@学信网客服); e-mail addresses and links read as values
 → slips fixed: emoji sent as text codes out, typos, characters typed twice, homophone slips in characters
   (``intents.phonetic``), the typos again
 → referents resolved, things said to be known set aside → cut into clauses at punctuation
 → punctuation/emoji to spaces → pinyin read as words → synonyms and domain words rewritten to their canonical form
 (one pass, longest first) → jieba with the domain dictionary → stopwords, complaints and values the user gives
-(13812345678) dropped.
+(13812345678, 5678) dropped.
 """
 from __future__ import annotations
 
