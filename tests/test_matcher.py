@@ -778,7 +778,7 @@ def test_small_talk_around_a_question_does_not_hide_it(text, intent):
                                       "帮我看看，", "客服，", "机器人，", "学信网客服，", "各位大佬，", "紧急求助：",
                                       "不好意思，", "不好意思打扰了，", "@学信网客服 ", "跪求！", "如题，", "昨天晚上10点，",
                                       "小白求问，", "新手求助，", "我是2020届毕业生，", "那啥，", "就是说", "问题描述：", "Q：",
-                                      "Dear Sir/Madam, ", "Hello CHSI team, ", "想問下，"])
+                                      "Dear Sir/Madam, ", "Hello CHSI team, ", "想問下，", "事情是这样的，", "长话短说，"])
 @pytest.mark.parametrize("question", ["学信网账号能登录哪些网站", "手机号提示已被注册怎么办", "明天上海会下雨吗"])
 def test_a_greeting_before_the_question_changes_nothing(greeting, question):
     """客服 in 客服在吗 addresses the desk: it asks for no person, and the question after it is read as if alone — as
