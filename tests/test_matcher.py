@@ -778,7 +778,8 @@ def test_small_talk_around_a_question_does_not_hide_it(text, intent):
                                       "帮我看看，", "客服，", "机器人，", "学信网客服，", "各位大佬，", "紧急求助：",
                                       "不好意思，", "不好意思打扰了，", "@学信网客服 ", "跪求！", "如题，", "昨天晚上10点，",
                                       "小白求问，", "新手求助，", "我是2020届毕业生，", "那啥，", "就是说", "问题描述：", "Q：",
-                                      "Dear Sir/Madam, ", "Hello CHSI team, ", "想問下，", "事情是这样的，", "长话短说，"])
+                                      "Dear Sir/Madam, ", "Hello CHSI team, ", "想問下，", "事情是这样的，", "长话短说，",
+                                      "心态崩了，"])
 @pytest.mark.parametrize("question", ["学信网账号能登录哪些网站", "手机号提示已被注册怎么办", "明天上海会下雨吗"])
 def test_a_greeting_before_the_question_changes_nothing(greeting, question):
     """客服 in 客服在吗 addresses the desk: it asks for no person, and the question after it is read as if alone — as
@@ -803,7 +804,7 @@ def test_calling_the_desk_is_a_greeting_not_a_request_for_a_person(call, said):
 @pytest.mark.parametrize("after", ["谢谢", "急！", "在线等", "谢谢老师，麻烦了", "在吗", "我是家长", "麻烦尽快回复", "拜托了",
                                    "谢谢！祝您工作顺利", "辛苦您了", "先谢谢了", "求大神指点", "有没有人知道", "（截图已发）",
                                    "有知道的吗", "求求了", "Thanks in advance.", "Best regards",
-                                   "麻烦解答一下", "在线求助"])
+                                   "麻烦解答一下", "在线求助", "我快崩溃了", "头都大了"])
 @pytest.mark.parametrize("question", ["重新注册以后学籍学历还能查到吗？", "手机号提示已被注册怎么办？", "明天上海会下雨吗？"])
 def test_thanks_or_a_cry_after_the_question_changes_nothing(after, question):
     alone, followed = real_matcher().match(question), real_matcher().match(question + after)
