@@ -408,9 +408,13 @@ class Matcher:
             return frozenset()
         for m in _QUOTED.finditer(clean(text)):
             said = self.normalise(m.group("quoted") or m.group("after")).full
-            if said and not any(p in said for p in self._prompts):
+            if said and not self._names_prompt(said):
                 return _OTHER_PROMPT
         return frozenset()
+
+    def _names_prompt(self, full: str) -> bool:
+        """The (normalised, full) text holds one of the prompts the FAQ answers (lexicon ``prompts``: 已被注册, 受限)."""
+        return any(p in full for p in self._prompts)
 
     def _match_clauses(self, clauses: list[Clause], raw: str, prompt: frozenset[str] = frozenset()) -> MatchResult:
         if self._orders_han.search(raw.replace(" ", "")) or self._orders_latin.search(" ".join(raw.split())):
@@ -487,7 +491,7 @@ class Matcher:
         tail = n
         while tail - lead > 1 and (aside[tail - 1] or not clauses[tail - 1].norm.tokens and not clauses[tail - 1].asks):
             tail -= 1
-        if tail == n or not asked(clauses[lead:tail]) and any(talk[i] != "greeting" for i in range(tail, n)):
+        if tail == n or (not asked(clauses[lead:tail]) and any(talk[i] != "greeting" for i in range(tail, n))):
             tail = n   # (a greeting after a story is left out all the same: 忘记密码了，怎么没人回复)
         return clauses[lead:tail]
 
@@ -521,7 +525,7 @@ class Matcher:
         if self.normalise.gives_name(clause.raw):
             return True
         return len(clause.norm.tokens) <= 1 and self.normalise.gives_value(clause.raw) \
-            and not any(p in clause.norm.full for p in self._prompts)
+            and not self._names_prompt(clause.norm.full)
 
     def _complaint(self, clause: Clause) -> bool:
         """The clause only says how the user feels (这网站太难用了, 什么垃圾网站: lexicon ``complaints``), even asking."""
