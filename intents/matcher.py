@@ -147,7 +147,7 @@ class Matcher:
                                       dict[str, set[str]]]:
         """Each target's contrast words, vocabulary, keywords and paired keywords; returns its questions
         normalised (text, tokens), each question's own contrast words and each intent's vocabulary."""
-        asking = frozenset().union(*(asks for _, asks in self._attributes))
+        self._asking = asking = frozenset().union(*(asks for _, asks in self._attributes))
         self._entry_contrast: list[frozenset[str]] = []
         exact_contrast: dict[str, frozenset[str]] = {}
         per_entry_docs: list[list[tuple[str, tuple[str, ...]]]] = []
@@ -449,7 +449,7 @@ class Matcher:
             asked = self._asking_sentence(clauses, windows[-1])
         else:        # in a short one, all of it to its question: a remark after it (…？这网站太难用了) is not asked
             asked = merge([c.norm for c in clauses[:_last_asking(clauses) + 1]])
-        contrast = (self._contrast_words(asked) | services) - referred | prompt
+        contrast = (self._contrast_words(asked) | services) - referred - self._asked_in_passing(clauses) | prompt
         ranked = self._rank(q.text, q.tokens, contrast)
         exact = self._exact.get(q.text, -1)
         if exact >= 0 and _unlike(self._exact_contrast.get(q.text), self._contrast_words(q, alternatives=False)):
@@ -469,6 +469,15 @@ class Matcher:
             return self._decide(self._with_clauses(clauses, ranked, q, self._asked_contrast(clauses, q) - referred | prompt, referred),
                                 line=line, asked=frozenset(q.tokens), qtext=q.text)
         return decided
+
+    def _asked_in_passing(self, clauses: list[Clause]) -> frozenset[str]:
+        """The attributes asked before a last question that asks how to do something and no attribute (……是不是因为我之前
+        注册过？怎么才能注册成功？): the guess was in passing, what the user needs is the how, so they change nothing."""
+        last = _last_asking(clauses)
+        if last < 1 or not _HOW.search(clauses[last].raw) \
+                or self._contrast_words(clauses[last].norm, alternatives=False) & self._asking:
+            return frozenset()
+        return self._contrast_words(merge([c.norm for c in clauses[:last]]), alternatives=False) & self._asking
 
     def _question_only(self, clauses: list[Clause]) -> list[Clause]:
         """The clauses without what is said around the question: a greeting before it (客服在吗？…, 老师好，…, 客服，…), other
@@ -802,6 +811,8 @@ class Matcher:
         return cls(load_faq(cfg), MatcherConfig.of(cfg))
 
 
+# asking how to do something (怎么才能注册成功, 点样处理), not what happened (怎么回事) or will (会怎样)
+_HOW = re.compile(r"怎么(?!回事|样了)|(?<!会)怎样|如何|咋(?!回事)|点样|点算|how (?:do|can|to)")
 _UNWANTED = re.compile(r"(?:我|也|并|就|是|都|还|又|实在|真的|暂时)*(?:不想|不要|不用|不打算|不愿意?|不希望|不需要|懒得)")
 
 

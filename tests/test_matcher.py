@@ -434,6 +434,18 @@ def test_an_effect_is_answered_only_by_an_entry_that_states_one(text, intent):
     assert real_matcher().match(text).intent == intent
 
 
+@pytest.mark.parametrize("text, intent", [
+    ("邮箱IP受限，是不是因为我在宿舍注册", "out_of_scope"),             # a cause the seed never gives
+    ("一直提示操作过于频繁，是不是因为我在单位电脑上登", "out_of_scope"),
+    ("提示IP受限，會唔會係因為我喺外地？", "out_of_scope"),              # (Cantonese, traditional)
+    ("手机号已被注册，是不是因为我几年前用它注册过", "phone_registered"),  # … one it gives (说明该手机号码…注册使用过)
+    ("邮箱IP受限，是不是因为网吧人多？怎么才能注册成功", "email_ip_limited"),  # a guess in passing: how is asked
+    ("学籍会不会因为重新注册而消失", "re_register_records"),            # one thing leading to another: an effect
+])
+def test_a_guessed_cause_is_answered_only_by_an_entry_that_gives_one(text, intent):
+    assert real_matcher().match(text).intent == intent
+
+
 def test_a_space_between_chinese_words_separates_clauses():
     normalise = real_matcher().normalise
     assert [c.raw for c in normalise.clauses("怎么找回账号 我只记得名字")] == ["怎么找回账号", "我只记得名字"]
