@@ -1574,6 +1574,11 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "邮箱ip受限 我换个网络再注册能行吗",             # a workaround the seed never offers
     "操作过于频繁了 开个手机热点能登上去不",
     "手机号已被注册 买个虚拟号注册可以吗",
+    "一直说操作过于频繁 换个浏览器是不是就好了",       # … another browser, computer or network
+    "操作被禁止了 我换台电脑登能行吗",
+    "提示邮箱ip受限 用手机流量注册是不是就可以",
+    "ip受限没填邮箱 以后找回密码还方便吗",             # what a mailbox left out does one day
+    "ip受限不填邮箱的话 学信网会通过什么通知我",
     "app自助验证的时候要用电脑摄像头吗",             # a device the seed never names
     "学信网网站坏了吧 找回密码点了没用",             # a broken site
     "重新注册的新号用户名能和旧号一模一样吗",         # the old username kept
@@ -1648,6 +1653,8 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("学职平台、研招网、征兵网这几个是共用一个账号吗", "account_usage"),   # one account for the platforms listed
     ("急坏了 身份证号已被注册怎么办", "id_duplicate"),                 # feelings (急坏了), not a broken site
     ("用手机热点登录学信档案提示操作过于频繁怎么办", "too_frequent"),   # the network in the story, not a workaround asked
+    ("已经更换浏览器了 还是提示操作过于频繁 怎么办", "too_frequent"),   # (a browser already changed)
+    ("邮箱ip受限能不填吗？我怕以后找回密码要用", "email_ip_limited"),   # a worry after the question
     ("按标准流程登录学信档案还是提示操作过于频繁", "too_frequent"),
     ("学信网密码忘了 之前记在纸质本子上丢了", "recover_account"),
     ("好友的学信网密码忘了 让我问问怎么找回", "recover_account"),
