@@ -1705,6 +1705,17 @@ def test_review_progress_and_the_personal_information_page_stay_answered(text, e
     assert result.decision == "answer" and result.entry == entry, result
 
 
+def test_route4s_limit_is_answered_and_what_comes_after_it_is_not():
+    # the seed states the limit (最多只能通过此种方式解决身份证重复 3 次); what to do once it is used up, it never says
+    m = real_matcher()
+    limit = m.match("途径4最多能提交几次")
+    assert limit.decision == "answer" and limit.entry == "id_duplicate.route4_limit", limit
+    for text in ("学籍核对的次数用完了，接下来怎么办", "学历核对三次都用完了 还有什么办法"):
+        after = m.match(text)
+        assert after.decision == "out_of_scope" and after.not_covered == "identity_review_outcomes", after
+    assert m.match("用学籍信息核对的3次机会都用光了，下一步咋办").decision == "out_of_scope"
+
+
 def test_a_not_covered_question_that_reads_alike_only_once_normalised_is_not_the_neighbour():
     # 不/没有 are stopwords, so 客服审核不通过 and 客服审核通过 normalise alike; the contrast word keeps them apart
     m = real_matcher()
