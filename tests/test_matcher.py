@@ -1786,6 +1786,7 @@ def test_an_entry_without_tried_advice_is_never_outrun():
 @pytest.mark.parametrize("text, entry", [
     ("被提示操作过于频繁，我按要求清了缓存、等了两个多小时，再去绑定微信还是提示一样的话，还能怎么办", "too_frequent.solutions"),
     ("操作被禁止，两种办法都试了还是不行，下一步怎么办", "too_frequent.solutions"),
+    ("操作过于频繁，等够两个小时再绑微信还是绑不上，咋整", "too_frequent.solutions"),   # the last step tells of the first
     ("注册提示邮箱IP受限，邮箱空着没填，还是注册失败", "email_ip_limited.how"),
     ("注册提示邮箱IP受限，邮向空着没填，还是注册失败", "email_ip_limited.how")])   # what was done, with a slip
 def test_the_real_faq_hands_on_advice_followed_without_success(text, entry):
