@@ -1593,6 +1593,8 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "用户名忘了 能不能用手机号直接登",                 # another way to log in
     "学信网账号可以卖吗 多少钱",                      # selling an account
     "学信网绑定的支付宝能换成另一个支付宝吗",         # a binding swapped
+    "绑了微信以后换了个微信号怎么办",                 # … or its WeChat account replaced
+    "学信网绑的微信号换了 咋转绑",
     "绑定支付宝需要开通什么权限吗",                   # permissions
     "微信绑定学信网后会不会收到消息推送",             # notifications
     "换了新账号以后图像校对要不要再做一遍",           # redoing a step
