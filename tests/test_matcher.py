@@ -1562,6 +1562,8 @@ def test_a_prompt_followed_by_another_problem_is_the_story_not_the_question():
     "学信网的账号注销流程怎么申请",        # closing one's own account: the seed only tells what re-registering does
     "被注销掉的学信网账号可以恢复吗",      # getting a closed account back
     "操作过于频繁会被永久禁止吗",          # how long a limit lasts: the seed does not say
+    "提示操作被禁止，这个状态会持续多久",
+    "注册时说手机号已被注册，是不是这个号被拉黑了",   # a blacklist
     "原来绑定的支付宝想换成新的账号",      # replacing a binding
     "身份证号码变更了学信网怎么办",        # an ID number that changed
     "慕课平台提示手机号已被注册",          # another site's prompt
@@ -1585,6 +1587,8 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "找回密码之后能改用户名吗",                       # … or changed
     "重新注册一天最多能注册几次",                     # a daily ceiling
     "学信网客服电话多少 我身份证被注册了",            # a phone number the seed does not give
+    "学信网密码忘了 你们客服电话是啥",
+    "手机号已被注册，学信网的热线能打吗",
     "找回密码时提示信息不一致怎么办",                 # a mismatch the seed never explains
     "用学生证可以重新注册学信网吗",                   # a document the seed never names
     "学信网有公众号吗 能在公众号里找回密码吗",         # an official account elsewhere
