@@ -991,6 +991,8 @@ def test_a_bare_hao_is_an_account_but_named_numbers_stay_whole(text, meant):
     ("想问个问题", "greeting"),                                   # a question announced: the greeting invites it
     ("学信网的号可以登录征兵网吗", "account_usage"),
     ("学职平台做职业测评，用学信网账号能登吗", "account_usage"),   # the account for a platform, not its business
+    ("用学信网账号登上研招网了，报考点选哪个好", "out_of_scope"),    # … and the platform's business once logged in
+    ("学信网账号登学职平台以后，测评结果别人能看到吗", "out_of_scope"),
     ("勾了我要重新注册以后旧账号会怎样", "id_duplicate"),
     ("找回密码的按钮在哪点，登录页找半天了，能告诉我在什么位置吗", "recover_account"),   # where the story's button is
     ("学信网帐号同研招网系咪同一个 使唔使再注册", "account_usage"),      # two platforms paired: one account for both
