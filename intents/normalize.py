@@ -219,9 +219,16 @@ _QUESTION = re.compile(r"[?？]|吗|(?<![怎这那多要])么|呢|怎(?!么都|�
 _STILL = re.compile(r"还要|还得|还在|正在|着呢")
 
 
+# a worry told (我担心以后找回密码要用, 怕次数用完): a question mark after it asks nothing, a question word in it does
+# (担心学历会不会没了)
+_WORRY = re.compile(r"\s*(?:我|也|还|就|有点|有些|很|挺|真的|比较)*(?:担心|害怕|生怕|怕)")
+
+
 def is_question(text: str) -> bool:
     """True when ``text`` (after ``clean``) asks something: a question mark or a question word."""
     found = {m.group(0) for m in _QUESTION.finditer(text)}
+    if found <= {"?", "？"} and _WORRY.match(text):
+        return False
     return bool(found) and (found != {"呢"} or not _STILL.search(text))
 
 

@@ -1394,6 +1394,24 @@ def test_a_cantonese_negation_or_a_filler_asks_nothing(text):
     assert not is_question(text)
 
 
+@pytest.mark.parametrize("text, asks", [
+    ("我担心以后找回密码要用？", False),       # a worry told: its question mark asks nothing
+    ("怕次数用完？", False),
+    ("有点担心学历会不会没了？", True),        # … a question word in it does
+    ("担心什么？", True),
+])
+def test_a_worry_asks_only_with_a_question_word(text, asks):
+    from intents.normalize import is_question
+    assert is_question(text) is asks
+
+
+def test_a_worry_after_the_question_is_not_asked_even_with_a_question_mark():
+    m = real_matcher()
+    for text in ("学籍核对最多能验证几次？我已经试了两次，怕次数用完？", "邮箱ip受限能不填吗？我担心以后找回密码要用？"):
+        result = m.match(text)
+        assert result.decision == "answer", (text, result)
+
+
 def test_a_cantonese_question_clause_keeps_its_contrast_word():
     # 可唔可以绑定 alipayhk asks; the clause after it (之后用佢扫码登录) does not lift the binding entry past it
     assert real_matcher().match("学信网可唔可以绑定 AlipayHK，之后用佢扫码登录？").decision == "out_of_scope"
