@@ -1584,6 +1584,8 @@ def test_a_prompt_followed_by_another_problem_is_the_story_not_the_question():
     "操作过于频繁会被永久禁止吗",          # how long a limit lasts: the seed does not say
     "提示操作被禁止，这个状态会持续多久",
     "注册时说手机号已被注册，是不是这个号被拉黑了",   # a blacklist
+    "同學話收件箱乜都冇，點算",                       # an inbox found empty (Cantonese)
+    "发送协助请求以后同学那边看到的消息长啥样",       # what a page or message looks like
     "原来绑定的支付宝想换成新的账号",      # replacing a binding
     "身份证号码变更了学信网怎么办",        # an ID number that changed
     "慕课平台提示手机号已被注册",          # another site's prompt
