@@ -263,6 +263,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
     stopwords: tuple[str, ...] = ()
     contrast: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
+    symptoms: tuple[str, ...] = ()
     senses: dict[str, tuple[str, ...]] = {}
     alternatives: list[Alternatives] = []
     attributes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -305,6 +306,11 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                 problems.append(Problem(rel, _line(lines, ("contrast_words", k)), f"contrast_words[{k}]",
                                         f"{word!r} is a synonym of {canonical!r}: as a contrast word it would "
                                         f"contrast every message saying {canonical!r}; name a longer phrase"))
+        symptoms = tuple(map(str, doc.get("symptoms") or ()))
+        for k, word in enumerate(symptoms):
+            if word not in contrast:
+                problems.append(Problem(rel, _line(lines, ("symptoms", k)), f"symptoms[{k}]",
+                                        f"{word!r} is not a contrast word (contrast_words): list it there too"))
         senses = {str(k): tuple(str(c) for c in v) for k, v in (doc.get("contrast_senses") or {}).items()}
         naming = {str(w) for spec in (doc.get("alternatives") or {}).values() for ws in spec["names"].values() for w in ws}
         for word in senses:
@@ -349,7 +355,7 @@ def _build(topics_raw: list[Raw], special: dict[str, Raw], problems: list[Proble
                                                            "tried advice is never recognised"))
     not_covered = _not_covered(special.get("notCovered"), question_where, problems)
     return FAQ(topics=tuple(topics), synonyms=synonyms, domain_words=domain_words, typos=typos,
-               stopwords=stopwords, contrast_words=contrast, other_services=services,
+               stopwords=stopwords, contrast_words=contrast, other_services=services, symptoms=symptoms,
                contrast_senses=senses, attributes=attributes, alternatives=tuple(alternatives), smalltalk=smalltalk,
                bot_instructions=instructions, addressing=addressing, askers=askers, complaints=complaints,
                account_words=account_words, still_failing=still_failing,

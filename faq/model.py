@@ -84,6 +84,7 @@ class FAQ:
     stopwords: tuple[str, ...] = ()                             # ignored when matching
     contrast_words: tuple[str, ...] = ()                        # turn a question into another one
     other_services: tuple[str, ...] = ()                        # ... those naming another site or app (among them)
+    symptoms: tuple[str, ...] = ()                              # ... those telling what went wrong (收不到: among them)
     contrast_senses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # contrast word → cues of its other sense
     attributes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)  # name → (asks, states)
     alternatives: tuple[Alternatives, ...] = ()                  # things a topic offers several of (the routes)

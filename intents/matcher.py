@@ -113,6 +113,7 @@ class Matcher:
         contrast = {self.normalise(w).full for w in faq.contrast_words} - {""}
         self._contrast = _alternation(dict.fromkeys(contrast)) if contrast else None
         self._services = frozenset(self.normalise(w).full for w in faq.other_services) - {""}
+        self._symptoms = frozenset(self.normalise(w).full for w in faq.symptoms) - {""}
         # words making a message about the account itself (lexicon ``account_words``)
         self._account_words = frozenset(t for w in faq.account_words for t in self.normalise(w).tokens)
         # a contrast word with a cue of its other sense near it (解除 next to 禁止: lifting a ban, not 解除绑定;
@@ -345,15 +346,17 @@ class Matcher:
 
     def _asked_contrast(self, clauses: list[Clause], whole: Normalised) -> frozenset[str]:
         """The contrast words that change what a message of several clauses asks: those of its asking
-        clauses (the whole's when none asks), and another site or app named anywhere (lexicon
-        ``other_services``: 我在智联招聘注册…，说手机号被用过了 is about 智联招聘). A contrast word in the
-        story's narration (明天就要截止了，现在该怎么办; 我要崩溃了) does not change the question."""
+        clauses (the whole's when none asks), another site or app named anywhere (lexicon
+        ``other_services``: 我在智联招聘注册…，说手机号被用过了 is about 智联招聘), and what went wrong told
+        anywhere when the question is only 怎么办 (lexicon ``symptoms``: ……收唔到短讯验证码，点算). Another contrast word
+        in the story's narration (明天就要截止了，现在该怎么办; 我要崩溃了) does not change the question."""
         everywhere = self._contrast_words(whole)
         asking = [c.norm for c in clauses if c.asks]
         words = [t for c in asking for t in c.tokens]
         if not asking or words and not any(t in self._idf for t in words):
             return everywhere   # (a question in words the FAQ never uses, 正常吗, asks about the story itself)
-        return self._contrast_words(merge(asking)) | (everywhere & self._services)
+        told = self._services if words else self._services | self._symptoms
+        return self._contrast_words(merge(asking)) | (everywhere & told)
 
     def _services_named(self, whole: Normalised) -> frozenset[str]:
         """Another site or app named anywhere in the message (lexicon ``other_services``)."""

@@ -166,6 +166,16 @@ def test_contrast_senses_must_name_a_contrast_word(faq_copy: Path):
     assert faq.contrast_senses["app"]   # a word naming an alternative (route 1) may have another sense too
 
 
+def test_a_symptom_must_be_a_contrast_word(faq_copy: Path):
+    path = faq_copy / "lexicon.yaml"
+    faq, problems = check(faq_copy)
+    assert not problems and "收不到" in faq.symptoms
+    _edit(path, "symptoms: [", "symptoms: [登录不了, ")   # 登录不了 is no contrast word
+    _, problems = check(faq_copy)
+    line = next(n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if text.startswith("symptoms:"))
+    assert any(f"lexicon.yaml:{line}: symptoms[0]: '登录不了' is not a contrast word" in str(p) for p in problems), problems
+
+
 def test_a_contrast_word_must_not_be_a_synonym_of_a_word_that_is_none(faq_copy: Path):
     path = faq_copy / "lexicon.yaml"
     _edit(path, "contrast_words: [", "contrast_words: [已被绑定, ")   # reads as 已被注册, the prompt itself

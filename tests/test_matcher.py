@@ -1412,6 +1412,14 @@ def test_a_worry_after_the_question_is_not_asked_even_with_a_question_mark():
         assert result.decision == "answer", (text, result)
 
 
+def test_what_went_wrong_told_in_the_story_is_what_a_bare_how_asks_about():
+    m = real_matcher()
+    # the code that never came, told before a question that is only 点算 / 怎么办: the seed says nothing of it
+    assert m.match("学信网密码唔记得咗，重设嗰阵收唔到验证码，点算？").decision == "out_of_scope"
+    # … while other narration (a deadline) still leaves the question to the story's topic
+    assert m.match("学信网密码忘了，明天就要截止了，怎么办？").intent == "recover_account"
+
+
 def test_a_cantonese_question_clause_keeps_its_contrast_word():
     # 可唔可以绑定 alipayhk asks; the clause after it (之后用佢扫码登录) does not lift the binding entry past it
     assert real_matcher().match("学信网可唔可以绑定 AlipayHK，之后用佢扫码登录？").decision == "out_of_scope"
