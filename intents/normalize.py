@@ -225,7 +225,8 @@ _WORRY = re.compile(r"\s*(?:我|也|还|就|有点|有些|很|挺|真的|比较)
 
 
 def is_question(text: str) -> bool:
-    """True when ``text`` (after ``clean``) asks something: a question mark or a question word."""
+    """True when ``text`` (after ``clean``) asks something: a question mark or a question word (after a worry told,
+    only a question word)."""
     found = {m.group(0) for m in _QUESTION.finditer(text)}
     if found <= {"?", "？"} and _WORRY.match(text):
         return False
