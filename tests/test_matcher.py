@@ -1750,6 +1750,9 @@ def test_route4s_limit_is_answered_and_what_comes_after_it_is_not():
         after = m.match(text)
         assert after.decision == "out_of_scope" and after.not_covered == "identity_review_outcomes", after
     assert m.match("用学籍信息核对的3次机会都用光了，下一步咋办").decision == "out_of_scope"
+    assert m.match("学籍核对已经用满3次，接下来咋办").decision == "out_of_scope"
+    tried = m.match("学历核对我已经试了三次都没通过，还能再试吗")   # … whether a fourth try is allowed: the limit says
+    assert tried.decision == "answer" and tried.entry == "id_duplicate.route4_limit", tried
 
 
 def test_a_not_covered_question_that_reads_alike_only_once_normalised_is_not_the_neighbour():
