@@ -143,12 +143,13 @@ class Matcher:
         for asks, states in faq.attributes.values():
             stating = {n: "" for n in (self.normalise(w).full for w in states) if n}
             self._attributes.append((_alternation(stating), frozenset(self.normalise(w).full for w in asks) - {""}))
+        self._asking = frozenset().union(*(asks for _, asks in self._attributes))   # every attribute's asking words
 
     def _build_entries(self) -> tuple[list[list[tuple[str, tuple[str, ...]]]], dict[str, frozenset[str]],
                                       dict[str, set[str]]]:
         """Each target's contrast words, vocabulary, keywords and paired keywords; returns its questions
         normalised (text, tokens), each question's own contrast words and each intent's vocabulary."""
-        self._asking = asking = frozenset().union(*(asks for _, asks in self._attributes))
+        asking = self._asking
         self._entry_contrast: list[frozenset[str]] = []
         exact_contrast: dict[str, frozenset[str]] = {}
         per_entry_docs: list[list[tuple[str, tuple[str, ...]]]] = []
