@@ -1672,6 +1672,10 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "判定操作过于频繁的标准是什么",                   # the rule behind a ban
     "绑定微信以后 朋友能帮我扫码登录吗",              # someone else scanning
     "绑定微信后原来的密码还有用吗",                   # whether the password outlives a binding
+    "扫码登录跟输密码登录相比哪个更安全一点",         # which way is safer
+    "学信网绑了支付宝 支付宝会不会获取我的学籍信息",   # what the bound app gets to see
+    "绑定微信以后换了新手机还要重新绑吗",             # the phone a binding runs on replaced
+    "绑定微信后手机丢了别人能扫码登录吗",             # … or lost
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
@@ -1704,6 +1708,7 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("我绑定手机号那一步提示手机号已被注册", "phone_registered"),
     ("扫码总失败 然后就提示操作过于频繁了", "too_frequent"),
     ("毕业证丢了 想查学历 学信网密码也忘了", "recover_account"),
+    ("我换了新手机号注册 还是说手机号已被注册", "phone_registered"),   # a new number, not a new phone
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
