@@ -1676,6 +1676,8 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "学信网绑了支付宝 支付宝会不会获取我的学籍信息",   # what the bound app gets to see
     "绑定微信以后换了新手机还要重新绑吗",             # the phone a binding runs on replaced
     "绑定微信后手机丢了别人能扫码登录吗",             # … or lost
+    "我在国外 注册学信网能填美国手机号吗",             # a number, an app or a network from abroad
+    "学信网扫码登录 国外网络下二维码刷不出来",
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
@@ -1709,6 +1711,7 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("扫码总失败 然后就提示操作过于频繁了", "too_frequent"),
     ("毕业证丢了 想查学历 学信网密码也忘了", "recover_account"),
     ("我换了新手机号注册 还是说手机号已被注册", "phone_registered"),   # a new number, not a new phone
+    ("人在国外 注册学信网提示手机号已被注册", "phone_registered"),     # abroad in the story
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
