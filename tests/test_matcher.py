@@ -1678,6 +1678,7 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "绑定微信后手机丢了别人能扫码登录吗",             # … or lost
     "我在国外 注册学信网能填美国手机号吗",             # a number, an app or a network from abroad
     "学信网扫码登录 国外网络下二维码刷不出来",
+    "密码忘了 你能直接帮我重置一个吗",                 # the assistant asked to act
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
@@ -1712,6 +1713,7 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("毕业证丢了 想查学历 学信网密码也忘了", "recover_account"),
     ("我换了新手机号注册 还是说手机号已被注册", "phone_registered"),   # a new number, not a new phone
     ("人在国外 注册学信网提示手机号已被注册", "phone_registered"),     # abroad in the story
+    ("机器人解决不了 直接帮我转人工", "human_agent"),                  # a person asked for
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
