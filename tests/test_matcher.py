@@ -1679,6 +1679,9 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "我在国外 注册学信网能填美国手机号吗",             # a number, an app or a network from abroad
     "学信网扫码登录 国外网络下二维码刷不出来",
     "密码忘了 你能直接帮我重置一个吗",                 # the assistant asked to act
+    "提示手机号已被注册 旧账号上的手机号能换掉吗",     # the number on the old account replaced
+    "注册时说手机号被占用了 那个旧号可以转给我表妹用吗",   # an account handed on
+    "重新注册后旧账号的学籍怎么转去新账号",           # data moved over
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
