@@ -1682,6 +1682,8 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "提示手机号已被注册 旧账号上的手机号能换掉吗",     # the number on the old account replaced
     "注册时说手机号被占用了 那个旧号可以转给我表妹用吗",   # an account handed on
     "重新注册后旧账号的学籍怎么转去新账号",           # data moved over
+    "同学帮我完成协助以后 她自己的账号会不会被影响",   # the helping classmate's own account
+    "帮同学点了协助验证 对我自己的账号有没有影响",
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
@@ -1717,6 +1719,7 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("我换了新手机号注册 还是说手机号已被注册", "phone_registered"),   # a new number, not a new phone
     ("人在国外 注册学信网提示手机号已被注册", "phone_registered"),     # abroad in the story
     ("机器人解决不了 直接帮我转人工", "human_agent"),                  # a person asked for
+    ("同学协助的话 同学要在他自己的账号里点哪里", "id_duplicate"),   # the seed: 请该同学登录自己账户
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
