@@ -1684,6 +1684,8 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "重新注册后旧账号的学籍怎么转去新账号",           # data moved over
     "同学帮我完成协助以后 她自己的账号会不会被影响",   # the helping classmate's own account
     "帮同学点了协助验证 对我自己的账号有没有影响",
+    "走学籍信息核对 不记得学号了去哪找",               # a number or a year the user has forgotten
+    "入学年份记不清了 提供学籍信息时填错会怎么样",
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
