@@ -1686,6 +1686,8 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "帮同学点了协助验证 对我自己的账号有没有影响",
     "走学籍信息核对 不记得学号了去哪找",               # a number or a year the user has forgotten
     "入学年份记不清了 提供学籍信息时填错会怎么样",
+    "自助验证要用的学信网app在应用商店搜不到怎么办",   # an app store that has not got the app
+    "苹果商店里下载不了学信网app 还能做app自助验证吗",
 ])
 def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(text):
     assert real_matcher().match(text).decision == "out_of_scope"
