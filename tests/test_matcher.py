@@ -506,6 +506,9 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("How do I re-signup on xuexinwang?", "re_register"),
     ("If I register a second time, will my enrollment status still be there?", "re_register_records"),
     ("Can I reach CHSI through a proxy if my email is IP restricted?", "out_of_scope"),
+    ("Am I losing my academic records if I sign up all over again?", "re_register_records"),
+    ("After a re-registration, can I still see my 学籍?", "re_register_records"),
+    ("After a re-registration, can I still look up my scores?", "out_of_scope"),     # scores: 成绩
     ("Will the too frequent ban hurt my credit?", "out_of_scope"),
     ("How many password resets are allowed per day?", "out_of_scope"),
     ("I kept clicking and now it says operation too frequent, how do I fix it?", "too_frequent"),
