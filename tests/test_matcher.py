@@ -1689,6 +1689,9 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "同学帮我完成协助以后 她自己的账号会不会被影响",   # the helping classmate's own account
     "帮同学点了协助验证 对我自己的账号有没有影响",
     "帮我协助的同学没注册过学信网 还能协助吗",         # a classmate with no account (no group's question says so)
+    "邮箱ip受限注册不了 能找朋友代注册吗",             # someone registering for the user
+    "找回用户名时用新名字还是旧名字",                 # which name or number to give after a change
+    "换过身份证 找回密码时证件号码填哪个",
     "走学籍信息核对 不记得学号了去哪找",               # a number or a year the user has forgotten
     "入学年份记不清了 提供学籍信息时填错会怎么样",
     "自助验证要用的学信网app在应用商店搜不到怎么办",   # an app store that has not got the app
@@ -1729,6 +1732,7 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("人在国外 注册学信网提示手机号已被注册", "phone_registered"),     # abroad in the story
     ("机器人解决不了 直接帮我转人工", "human_agent"),                  # a person asked for
     ("同学协助的话 同学要在他自己的账号里点哪里", "id_duplicate"),   # the seed: 请该同学登录自己账户
+    ("重新注册的时候邮箱填新的还是旧的", "re_register"),              # the seed: 可更换或不填写邮箱
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
