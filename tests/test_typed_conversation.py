@@ -289,7 +289,7 @@ def test_closing_statements_after_a_flow_are_understood(chat, acc, text):
 
 
 def test_the_out_of_scope_reply_reads_right_as_text_alone(chat):
-    chat.say("手机丢了账号怎么办")          # not covered by the seed, close to the recovery topics
+    chat.say("手机号已被注册 能查到是什么时候注册的吗")   # not covered by the seed, close to the phone topic
     reply = chat.replies[-1]
     assert reply.intent == "out_of_scope" and "以下话题可能和您的问题相关" in reply.text
     assert len(reply.buttons) > 1
