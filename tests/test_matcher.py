@@ -1692,6 +1692,9 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "邮箱ip受限注册不了 能找朋友代注册吗",             # someone registering for the user
     "找回用户名时用新名字还是旧名字",                 # which name or number to give after a change
     "换过身份证 找回密码时证件号码填哪个",
+    "操作被禁止了 会不会记录在案影响以后考研",         # what a ban does later
+    "操作过于频繁 我换个手机登录行不行",               # another phone as a workaround
+    "操作被禁止了 账号资料会不会被人删走",             # data deleted by someone
     "走学籍信息核对 不记得学号了去哪找",               # a number or a year the user has forgotten
     "入学年份记不清了 提供学籍信息时填错会怎么样",
     "自助验证要用的学信网app在应用商店搜不到怎么办",   # an app store that has not got the app
@@ -1733,6 +1736,7 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("机器人解决不了 直接帮我转人工", "human_agent"),                  # a person asked for
     ("同学协助的话 同学要在他自己的账号里点哪里", "id_duplicate"),   # the seed: 请该同学登录自己账户
     ("重新注册的时候邮箱填新的还是旧的", "re_register"),              # the seed: 可更换或不填写邮箱
+    ("重新注册时能不能换个手机号", "re_register"),                    # another number: the seed's 请更换手机号码注册
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
