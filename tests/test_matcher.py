@@ -507,6 +507,9 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("If I register a second time, will my enrollment status still be there?", "re_register_records"),
     ("Can I reach CHSI through a proxy if my email is IP restricted?", "out_of_scope"),
     ("Am I losing my academic records if I sign up all over again?", "re_register_records"),
+    ("wjmm 怎么办", "recover_account"),                             # chat abbreviations by pinyin initials
+    ("xxw的zh有什么用处", "account_usage"),
+    ("forgot my login info for chsi, how to get it back", "recover_account"),
     ("After a re-registration, can I still see my 学籍?", "re_register_records"),
     ("After a re-registration, can I still look up my scores?", "out_of_scope"),     # scores: 成绩
     ("Will the too frequent ban hurt my credit?", "out_of_scope"),
@@ -1695,6 +1698,7 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "操作被禁止了 会不会记录在案影响以后考研",         # what a ban does later
     "操作过于频繁 我换个手机登录行不行",               # another phone as a workaround
     "操作被禁止了 账号资料会不会被人删走",             # data deleted by someone
+    "证件号码被注册了 能不能查注册日期",               # when the other account was made
     "走学籍信息核对 不记得学号了去哪找",               # a number or a year the user has forgotten
     "入学年份记不清了 提供学籍信息时填错会怎么样",
     "自助验证要用的学信网app在应用商店搜不到怎么办",   # an app store that has not got the app
