@@ -1741,6 +1741,8 @@ def test_workarounds_devices_and_numbers_the_seed_never_gives_are_not_answered(t
     ("同学协助的话 同学要在他自己的账号里点哪里", "id_duplicate"),   # the seed: 请该同学登录自己账户
     ("重新注册的时候邮箱填新的还是旧的", "re_register"),              # the seed: 可更换或不填写邮箱
     ("重新注册时能不能换个手机号", "re_register"),                    # another number: the seed's 请更换手机号码注册
+    ("密码忘了 马上要报名 怎么最快找回", "recover_account"),            # the quickest way, not the quickest route
+    ("用户名忘了 用姓名和证件号能查到吗", "recover_account"),          # the username looked up by the seed's fields
 ])
 def test_the_seeds_own_advice_asked_back_stays_answered(text, intent):
     result = real_matcher().match(text)
