@@ -510,6 +510,10 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("wjmm 怎么办", "recover_account"),                             # chat abbreviations by pinyin initials
     ("xxw的zh有什么用处", "account_usage"),
     ("forgot my login info for chsi, how to get it back", "recover_account"),
+    ("email IP restricted when signing up, which mail provider should I use instead?", "out_of_scope"),
+    ("can one Alipay be bound to two different chsi accounts?", "out_of_scope"),
+    ("after re-registering, can the closed account be restored?", "out_of_scope"),
+    ("the 找回密码 page keeps loading, is the server down?", "out_of_scope"),
     ("After a re-registration, can I still see my 学籍?", "re_register_records"),
     ("After a re-registration, can I still look up my scores?", "out_of_scope"),     # scores: 成绩
     ("Will the too frequent ban hurt my credit?", "out_of_scope"),
