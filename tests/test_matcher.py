@@ -1705,6 +1705,9 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "证件号码被注册了 能不能查注册日期",               # when the other account was made
     "找回密码除了手机验证码还有别的验证方式吗",         # another way to verify
     "同学帮我点了协助 我这边页面会显示什么",           # what a page will show
+    "注册时提示证件号码无效 怎么办",                   # prompts the seed does not list
+    "填手机号说手机号不支持 咋整",
+    "shenfenzheng hao bu hefa 怎么办",
     "走学籍信息核对 不记得学号了去哪找",               # a number or a year the user has forgotten
     "入学年份记不清了 提供学籍信息时填错会怎么样",
     "自助验证要用的学信网app在应用商店搜不到怎么办",   # an app store that has not got the app
