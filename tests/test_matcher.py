@@ -514,6 +514,7 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("can one Alipay be bound to two different chsi accounts?", "out_of_scope"),
     ("after re-registering, can the closed account be restored?", "out_of_scope"),
     ("the 找回密码 page keeps loading, is the server down?", "out_of_scope"),
+    ("操作过于频繁 how many failed logins does it take?", "out_of_scope"),    # a count the seed never gives
     ("After a re-registration, can I still see my 学籍?", "re_register_records"),
     ("After a re-registration, can I still look up my scores?", "out_of_scope"),     # scores: 成绩
     ("Will the too frequent ban hurt my credit?", "out_of_scope"),
@@ -1708,6 +1709,7 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "注册时提示证件号码无效 怎么办",                   # prompts the seed does not list
     "填手机号说手机号不支持 咋整",
     "shenfenzheng hao bu hefa 怎么办",
+    "找回密码一个月能找回几回",                         # a monthly ceiling
     "走学籍信息核对 不记得学号了去哪找",               # a number or a year the user has forgotten
     "入学年份记不清了 提供学籍信息时填错会怎么样",
     "自助验证要用的学信网app在应用商店搜不到怎么办",   # an app store that has not got the app
