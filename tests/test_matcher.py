@@ -1710,6 +1710,7 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "填手机号说手机号不支持 咋整",
     "shenfenzheng hao bu hefa 怎么办",
     "找回密码一个月能找回几回",                         # a monthly ceiling
+    "邮箱ip受限 以后绑定新邮箱会不会又受限",           # the limit coming back later
     "走学籍信息核对 不记得学号了去哪找",               # a number or a year the user has forgotten
     "入学年份记不清了 提供学籍信息时填错会怎么样",
     "自助验证要用的学信网app在应用商店搜不到怎么办",   # an app store that has not got the app
