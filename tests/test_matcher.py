@@ -515,6 +515,11 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("after re-registering, can the closed account be restored?", "out_of_scope"),
     ("the 找回密码 page keeps loading, is the server down?", "out_of_scope"),
     ("操作过于频繁 how many failed logins does it take?", "out_of_scope"),    # a count the seed never gives
+    ("my duplicate ID: which options do I have to verify it?", "id_duplicate"),   # the duplicate ID in English
+    ("what else is a chsi account good for?", "account_usage"),
+    ("duplicate ID, I used the app but the face scan keeps failing", "out_of_scope"),   # …and what the seed never says
+    ("duplicate ID, my classmate never responded to the request", "out_of_scope"),
+    ("duplicate ID: can I verify with a foreign diploma?", "out_of_scope"),
     ("After a re-registration, can I still see my 学籍?", "re_register_records"),
     ("After a re-registration, can I still look up my scores?", "out_of_scope"),     # scores: 成绩
     ("Will the too frequent ban hurt my credit?", "out_of_scope"),
