@@ -520,6 +520,9 @@ def test_long_message_is_matched_on_its_question_despite_the_backstory():
     ("duplicate ID, I used the app but the face scan keeps failing", "out_of_scope"),   # …and what the seed never says
     ("duplicate ID, my classmate never responded to the request", "out_of_scope"),
     ("duplicate ID: can I verify with a foreign diploma?", "out_of_scope"),
+    ("For job hunting on 学信就业 and career tests on 学职平台, do I need separate accounts?", "account_usage"),
+    ("The site says this 手机号码 has been used. How can I check if it is my own old account?", "phone_registered"),
+    ("The site says this 手机号码 has been used. Can you tell me whose account it is?", "out_of_scope"),
     ("After a re-registration, can I still see my 学籍?", "re_register_records"),
     ("After a re-registration, can I still look up my scores?", "out_of_scope"),     # scores: 成绩
     ("Will the too frequent ban hurt my credit?", "out_of_scope"),
