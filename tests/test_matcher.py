@@ -1719,6 +1719,10 @@ def test_what_the_seed_never_states_is_not_answered_from_its_neighbour(text):
     "shenfenzheng hao bu hefa 怎么办",
     "找回密码一个月能找回几回",                         # a monthly ceiling
     "邮箱ip受限 以后绑定新邮箱会不会又受限",           # the limit coming back later
+    "忘记密码 想打学信网客服热线问下 热线几多号",       # the desk's hotline as one word
+    "重新注册可唔可以用返旧嘅用户名",                 # Cantonese: the old username kept
+    "证书编号喺毕业证边个位置",                       # … where on the certificate a number is
+    "入学年份填错咗 交咗之后仲改唔改到",               # … a field changed after sending it
     "走学籍信息核对 不记得学号了去哪找",               # a number or a year the user has forgotten
     "入学年份记不清了 提供学籍信息时填错会怎么样",
     "自助验证要用的学信网app在应用商店搜不到怎么办",   # an app store that has not got the app
