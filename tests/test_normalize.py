@@ -316,6 +316,14 @@ def test_the_cantonese_passive_reads_as_by_someone(text):
     assert "被人" in normalize.Normaliser(load_faq(settings.load())).rewrite(text)
 
 
+@pytest.mark.parametrize("text, tokens", [
+    ("好惊啲毕业证书资料会冇晒", ("学历", "消失")),     # 惊, 真系: afraid, really (Cantonese); 资料: the records
+    ("真系好惊学籍资料冇咗", ("学籍", "消失")),
+])
+def test_a_cantonese_worry_about_the_records_reads_as_the_records_gone(text, tokens):
+    assert normalize.Normaliser(load_faq(settings.load()))(text).tokens == tokens
+
+
 def test_a_long_stretch_typed_without_punctuation_is_cut_where_a_clause_begins():
     n = normalize.Normaliser(load_faq(settings.load()))
     raws = [c.raw for c in n.clauses("我今天登学信档案输了好几次密码然后就弹出操作过于频繁操作被禁止有什么办法")]
