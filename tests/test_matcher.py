@@ -1804,6 +1804,22 @@ def test_review_progress_and_the_personal_information_page_stay_answered(text, e
     assert result.decision == "answer" and result.entry == entry, result
 
 
+@pytest.mark.parametrize("text", [
+    "重新注册以后能查到我的学历吗",               # seed topic 4 asks exactly this (是否影响学籍学历信息查询)
+    "注册了新账号，能查到我以前的学籍吗",
+])
+def test_records_looked_up_after_registering_again_are_seed_topic_4(text):
+    # 能查到 contrasts (where to look records up, when another account was registered); beside the records
+    # themselves after registering again, it is the worry seed topic 4 answers
+    result = real_matcher().match(text)
+    assert result.decision == "answer" and result.entry == "re_register_records.records", result
+
+
+def test_records_looked_up_with_no_new_account_stay_out_of_scope():
+    result = real_matcher().match("专升本的学历能查到吗")
+    assert result.decision == "out_of_scope" and result.not_covered == "records_info", result
+
+
 def test_route4s_limit_is_answered_and_what_comes_after_it_is_not():
     # the seed states the limit (最多只能通过此种方式解决身份证重复 3 次); what to do once it is used up, it never says
     m = real_matcher()
