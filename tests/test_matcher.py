@@ -96,6 +96,8 @@ def test_every_entry_is_reachable_by_its_canonical_question():
     ("从新注册学信网账号怎么弄", "re_register"),                   # 从新 for 重新
     ("学信网账号 can log in which platforms", "account_usage"),     # English mixed in
     ("每次都要输密码好麻烦，有没有别的登录办法", "bind_wechat_alipay"),  # tired of typing it: scan login
+    ("每次都要翻本子找密码，学信网还能用什么方式登录", "bind_wechat_alipay"),  # another way in than typing it
+    ("有冇其他方法登入學信網，唔想次次打密碼", "bind_wechat_alipay"),        # … in Cantonese (登入 for 登录)
     ("登录的时候说操作频率过高", "too_frequent"),
     ("刚才点了好多次现在不让登录了", "too_frequent"),
     ("填身份证号那里红字说被注册了", "id_duplicate"),
