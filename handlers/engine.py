@@ -60,6 +60,9 @@ HUMAN = "human_agent"
 # Commands that work at every prompt (compared after flows.base.command_word).
 CANCEL_WORDS = ("取消", "退出", "算了", "不办了", "结束", "不弄了", "cancel", "quit", "exit")
 BACK_WORDS = ("返回", "上一步", "后退", "back")
+# "不对，我输错了" in a flow: the answer refused just now is typed again, else the last one given (as 返回)
+_TYPED_WRONG = re.compile(r"^(不对|不是|错了|哎呀|哎|啊|呀|等等|等一下|抱歉|不好意思|sorry)*(我|刚才|刚刚|上面|前面|上一个|上个|那个)*的?"
+                          r"(输|输入|填|打|写|选|点|按)错(了|啦)?(要改|想改|改一下|重新输|重新输入|重新填|重新选|重来)?(一下)?(了|啦|呀)?$")
 RETRY_WORDS = ("重试", "再试一次", "retry")
 RESTART_WORDS = ("重新开始", "从头开始", "重来", "重新来", "重头开始", "restart")
 NO_HANDOFF_WORDS = ("取消转人工", "不转人工", "不用转人工", "不要转人工", "取消人工", "不要人工", "不用人工")
@@ -461,6 +464,8 @@ class Engine:
                 return self._cancel(state)
             if word in BACK_WORDS:
                 return self._back(state, now)
+            if state.flow and _TYPED_WRONG.match(word):
+                return self._typed_wrong(state, now)
             if word in RETRY_WORDS:
                 return self._retry(state, now)
             if word in RESTART_WORDS:
@@ -740,6 +745,13 @@ class Engine:
             return [Reply("已经回到可以返回的最早一步了。如需重新开始，请输入“取消”后再开始。")] + self._reprompt(state, now)
         step = flow.history.pop()
         return self._advance(state, Goto(step), now, record=False)
+
+    def _typed_wrong(self, state: SessionState, now: float) -> list[Reply]:
+        """"我输错了": after an answer this step refused, its prompt again; else back to the step before (返回)."""
+        flow = self._flow(state)
+        if flow.invalid or not flow.history:
+            return self._reprompt(state, now, lead="好的，请重新输入。")
+        return [Reply("好的，我们回到上一步重新填写。")] + self._back(state, now)
 
     def _retry(self, state: SessionState, now: float) -> list[Reply]:
         if not state.flow:

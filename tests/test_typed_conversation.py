@@ -11,6 +11,7 @@ import pytest
 from accounts.base import ServiceUnavailable, TooFrequent
 from channels.web import replies_json
 from handlers.flows import FLOWS
+from handlers.flows.recover import USERNAME_SENT
 from handlers.flows.base import Ask
 from handlers.state import SessionState
 from handlers.types import Message
@@ -89,7 +90,8 @@ def test_commands_work_at_every_prompt(engine, clock, flow, step):
     for word, check in (("取消", lambda c: c.flow_step is None and "已结束" in c.text),
                         ("转人工", lambda c: c.flow_step is None and c.replies[-1].intent == "human_agent"),
                         ("重新开始", lambda c: c.flow_step == fresh.flow_step and "从头开始" in c.text),
-                        ("返回", lambda c: c.flow_step == (flow, step))):   # nothing to go back to: it stays
+                        ("返回", lambda c: c.flow_step == (flow, step)),   # nothing to go back to: it stays
+                        ("我输错了", lambda c: c.flow_step == (flow, step) and "请重新输入" in c.text)):
         chat = Chat(engine)
         put_at(engine, chat, flow, step, clock)
         chat.say(word)
@@ -373,6 +375,52 @@ def test_the_id_type_is_taken_as_people_name_it(chat, engine, typed, kind):
     chat.say(typed)
     assert chat.flow_step == ("recover_username", "id_number")
     assert flow_data(engine, chat)["id_type"] == kind
+
+
+def test_an_id_card_number_typed_for_its_type_is_both(chat, acc, engine):
+    """Typed rather than tapped: the number answers the type too, and is not asked for again."""
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say(f" {ZS_ID} ")
+    assert chat.text == USERNAME_SENT and chat.flow_step is None
+    assert "zhangsan01" in acc.outbox(ZS1_PHONE)[-1]["text"]
+    assert ZS_ID not in json.dumps(engine.store.get(chat.session_id), ensure_ascii=False)   # purged with the flow
+
+
+@pytest.mark.parametrize("typed", ["110101199903071238",      # a check digit that is wrong
+                                   "911101199003071238"])     # the 9 of a foreigner's permanent residence card
+def test_a_number_that_is_no_valid_id_card_still_asks_for_the_type(chat, engine, typed):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say(typed)
+    assert chat.flow_step == ("recover_username", "id_type") and "证件类型" in chat.text
+    assert "id_number" not in flow_data(engine, chat)
+
+
+@pytest.mark.parametrize("typed", ["不对，我输错了", "输错了", "刚才填错了", "哎呀打错了要改一下"])
+def test_typed_wrong_goes_back_to_the_answer_just_given(chat, engine, typed):
+    chat.say("忘记密码怎么办")
+    chat.say("好的")
+    chat.say("zhangsan01")
+    assert chat.flow_step == ("recover_password", "name")
+    chat.say(typed)
+    assert chat.flow_step == ("recover_password", "username") and "用户名" in chat.replies[-1].text
+    assert "name" not in flow_data(engine, chat)     # not taken as a name
+
+
+def test_typed_wrong_after_a_refused_answer_asks_for_it_again(chat):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say("身份证")
+    chat.say("1101011999")
+    assert "18位" in chat.text
+    chat.say("我输错了")
+    assert chat.flow_step == ("recover_username", "id_number") and "请重新输入" in chat.text
+
+
+def test_typed_wrong_is_no_command_outside_a_flow(chat):
+    chat.say("我输错了")
+    assert "请重新输入" not in chat.text and "上一步" not in chat.text and chat.flow_step is None
 
 
 @pytest.mark.parametrize("typed", ["通行证", "证"])

@@ -283,12 +283,22 @@ def ask_id_type(ctx: Ctx) -> Reply:
     return ctx.say("请选择注册时使用的**证件类型**：", *ID_TYPE_BUTTONS)
 
 
-def got_id_type(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep one of the offered ID types."""
+def picked_id_type(inp: Input) -> str:
+    """One of the offered ID types, by button, label or everyday name; else Invalid."""
     picked = choose(inp, {b.payload: b.label for b in ID_TYPE_BUTTONS}, "请从下方按钮中选择证件类型（也可以输入“身份证”“护照”等）。",
                     aliases=ID_TYPE_ALIASES)
-    ctx.data["id_type"] = picked.removeprefix("idtype:")
-    return Goto("id_number")
+    return picked.removeprefix("idtype:")
+
+
+def typed_resident_id(inp: Input) -> str | None:
+    """A valid 居民身份证 number typed where its type was asked (check digit right; not the 9 of a
+    foreigner's permanent residence card, which shares the format): the type needs no asking."""
+    if inp.kind != "text" or inp.text.strip()[:1] not in "12345678":
+        return None
+    try:
+        return validation.id_number("resident_id", inp.text)
+    except validation.Validation:
+        return None
 
 
 def ask_id_number(ctx: Ctx) -> Reply:
@@ -300,6 +310,15 @@ def ask_id_number(ctx: Ctx) -> Reply:
 def identity_steps(then: str) -> dict[str, Step]:
     """Name, ID type and ID number (validated for its type), then ``then``."""
 
+    def got_id_type(ctx: Ctx, inp: Input) -> Outcome:
+        """Keep one of the offered ID types; an ID card number typed instead is both the type and the number."""
+        number = typed_resident_id(inp)
+        if number is not None:
+            ctx.data["id_type"], ctx.data["id_number"] = "resident_id", number
+            return Goto(then)
+        ctx.data["id_type"] = picked_id_type(inp)
+        return Goto("id_number")
+
     def got_id_number(ctx: Ctx, inp: Input) -> Outcome:
         """Keep an ID number valid for its type (居民身份证: GB 11643 check digit)."""
         ctx.data["id_number"] = field_value(validation.id_number, ctx.data["id_type"], text_of(inp))
@@ -307,6 +326,6 @@ def identity_steps(then: str) -> dict[str, Step]:
 
     return {
         "name": Ask(ask_name, got_name, private=True, loose=True),
-        "id_type": Ask(ask_id_type, got_id_type),
+        "id_type": Ask(ask_id_type, got_id_type, private=True),   # (an ID number may be typed here)
         "id_number": Ask(ask_id_number, got_id_number, private=True),
     }
