@@ -1817,6 +1817,11 @@ def test_records_looked_up_after_registering_again_are_seed_topic_4(text):
     assert result.decision == "answer" and result.entry == "re_register_records.records", result
 
 
+def test_which_routes_there_are_is_the_routes_entry_not_one_route():
+    result = real_matcher().match("都有什么途径")   # 途径 alone: all four, not route 4's "途径4怎么操作"
+    assert result.decision == "answer" and result.entry == "id_duplicate.routes", result
+
+
 def test_records_looked_up_with_no_new_account_stay_out_of_scope():
     result = real_matcher().match("专升本的学历能查到吗")
     assert result.decision == "out_of_scope" and result.not_covered == "records_info", result
