@@ -770,14 +770,15 @@ class Engine:
         if isinstance(step, Act):
             return [Reply("上一步还没有完成，请点“重试”，或输入“取消”结束。", buttons=(RETRY, CANCEL),
                           flow=state.flow.name)]
-        prompt = self._prompt(state, step, now)
+        prompt = self._prompt(state, step, now, again=True)
         if lead:
             prompt = Reply(f"{lead}\n\n{prompt.text}", prompt.buttons, flow=prompt.flow, expects_image=prompt.expects_image)
         return [prompt]
 
-    def _prompt(self, state: SessionState, step: Ask, now: float) -> Reply:
-        """The step's prompt, marked for the channel when the step waits for a picture (``Ask.expects``)."""
-        prompt = step.prompt(self._ctx(state, now))
+    def _prompt(self, state: SessionState, step: Ask, now: float, again: bool = False) -> Reply:
+        """The step's prompt (asked ``again``: its shorter one, ``Ask.again``, where it has one), marked for the
+        channel when the step waits for a picture (``Ask.expects``)."""
+        prompt = (again and step.again or step.prompt)(self._ctx(state, now))
         return replace(prompt, expects_image=True) if step.expects == "image" else prompt
 
     def _flow_input(self, session_id: str, state: SessionState, inp: Input, now: float) -> list[Reply]:

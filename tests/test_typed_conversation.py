@@ -229,6 +229,30 @@ def test_an_outage_at_the_login_code_keeps_the_code_for_retry(chat, acc):
 
 # ---- 4. duplicate-ID routes -------------------------------------------------------------------
 
+@pytest.mark.parametrize("typed, route", [("我想用APP验证", "app"), ("找同学帮我吧", "classmate"),
+                                          ("用客服审核那个", "manual_review"), ("我选学籍信息核对", "student_record")])
+def test_a_route_named_in_a_sentence_is_picked(chat, engine, typed, route):
+    start_dup(chat)
+    chat.say(typed)
+    assert chat.flow_step == ("id_duplicate", "login_username") and flow_data(engine, chat)["route"] == route
+
+
+@pytest.mark.parametrize("typed", ["APP验证要多久？", "不想找同学", "APP和同学协助哪个好"])
+def test_a_question_a_refusal_or_two_routes_pick_none(chat, engine, typed):
+    start_dup(chat)
+    chat.say(typed)
+    assert chat.flow_step == ("id_duplicate", "explain") and "route" not in flow_data(engine, chat)
+
+
+def test_the_long_explanation_is_not_repeated_when_asking_again(chat):
+    start_dup(chat)
+    chat.say("嗯嗯嗯")
+    again = chat.replies[-1]
+    assert chat.flow_step == ("id_duplicate", "explain") and "请点选一种途径" in again.text
+    assert "有注册记录" not in again.text and len(again.text) < 120                 # the choices, not the story
+    assert {b.payload for b in again.buttons} >= {"guide", "route:app", "flow:recover_username"}
+
+
 def test_route3_warns_and_asks_before_sending_the_request(chat, acc):
     start_dup(chat)
     chat.say("途径3")

@@ -112,6 +112,8 @@ class Ask:
     loose: bool = False            # free text that can look like a sentence (a name): a message the
                                    # FAQ matcher answers is a question in between, not the data
     yes_no: bool = False           # a yes/no question: 算了/不用 answer it instead of ending the flow
+    again: Callable[[Ctx], Reply] | None = None   # the prompt asked again (an answer refused, a question in
+                                                  # between), when the first one is long: its choices without the story
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from accounts import validation
 from accounts.base import AttemptsExhausted, BadImage, Identity, NotFound, RecordMismatch, StudentRecord
 from accounts.contract import LEVELS, MAX_IMAGE_BYTES
 from handlers.types import Button, Reply, md
-from intents.normalize import to_simplified
+from intents.normalize import clean, is_question, to_simplified
 
 from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Handler, Invalid, Input, Outcome, choose, command_word,
                    field_value, pack_image, text_of, unpack_image, yes_no)
@@ -57,9 +57,18 @@ def ask_explain(ctx: Ctx) -> Reply:
         "如果您未曾使用此身份证号码注册账号或已无法成功重置密码，可以考虑在注册页勾选“我要重新注册”，"
         "正确填写信息后点击【立即注册】，再用新注册的账号通过以下任意一种途径完成身份核验。"
         "如果选择“我要重新注册”，管理员审核后证件号码关联的旧账号将被注销掉，旧账号将不能用于征兵、研招报名。\n\n"
-        "不确定选哪种途径？我可以问您几个问题帮您选，您也可以直接选择：",
-        Button("帮我选择途径", "guide"), *route_buttons(ctx), Button("先找回用户名核实", "flow:recover_username"),
-        Button("找回原账号的密码", "flow:recover_password"))
+        "不确定选哪种途径？我可以问您几个问题帮您选，您也可以直接选择：", *_explain_buttons(ctx))
+
+
+def ask_explain_again(ctx: Ctx) -> Reply:
+    """The explanation's choices again, without the explanation (said once is enough)."""
+    return ctx.say("请选择完成身份核验的途径（也可以直接输入，例如“用APP验证”），或先找回原账号：", *_explain_buttons(ctx))
+
+
+def _explain_buttons(ctx: Ctx) -> tuple[Button, ...]:
+    """The guide, the routes still open, and the way back to the old account."""
+    return (Button("帮我选择途径", "guide"), *route_buttons(ctx), Button("先找回用户名核实", "flow:recover_username"),
+            Button("找回原账号的密码", "flow:recover_password"))
 
 
 def ask_pick(ctx: Ctx) -> Reply:
@@ -74,10 +83,35 @@ def got_route(ctx: Ctx, inp: Input) -> Outcome:
         options.setdefault(f"route:{r}", label)
         if _route_typed(inp, n) and f"route:{r}" in options:
             return _take_route(ctx, r)
+    named = _route_named(inp)
+    if named is not None and f"route:{named}" in options:
+        return _take_route(ctx, named)
     picked = choose(inp, options, "请点选一种途径，或点“帮我选择途径”。")
     if picked == "guide":
         return Goto("guide_state")
     return _take_route(ctx, picked.removeprefix("route:"))
+
+
+# what people call each route when they type a choice (我想用APP验证, 找同学帮我吧)
+ROUTE_WORDS = {
+    "app": ("app", "自助验证", "实人验证", "刷脸", "人脸识别"),
+    "manual_review": ("客服", "人工审核", "上传身份证", "身份证照片", "拍身份证"),
+    "classmate": ("同学",),
+    "student_record": ("学籍", "学历", "学号", "证书编号"),
+}
+_NEGATED = re.compile(r"[没不无别]")
+
+
+def _route_named(inp: Input) -> str | None:
+    """The one route a typed choice names (我想用APP验证); None for a question about one (APP验证要多久？),
+    a refusal (不想找同学) or a text naming several."""
+    if inp.kind != "text" or is_question(clean(inp.text)):
+        return None
+    typed = command_word(inp.text)
+    if _NEGATED.search(typed):
+        return None
+    named = [r for r, words in ROUTE_WORDS.items() if any(w in typed for w in words)]
+    return named[0] if len(named) == 1 else None
 
 
 def _route_typed(inp: Input, n: int) -> bool:
@@ -470,7 +504,7 @@ ID_DUPLICATE = Flow(
     title="解决证件号码已被注册",
     first="explain",
     steps={
-        "explain": Ask(ask_explain, got_route),
+        "explain": Ask(ask_explain, got_route, again=ask_explain_again),
         "pick": Ask(ask_pick, got_route),
         "guide_state": Act(guide_state),
         "guide_app": Ask(ask_guide_app, with_route_picker(got_guide_app), yes_no=True),
