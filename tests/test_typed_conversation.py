@@ -253,6 +253,30 @@ def test_the_long_explanation_is_not_repeated_when_asking_again(chat):
     assert {b.payload for b in again.buttons} >= {"guide", "route:app", "flow:recover_username"}
 
 
+@pytest.mark.parametrize("step, typed, key, kept, then", [
+    ("record_kind", "在读", "record_kind", "enrolled", "record_school"),
+    ("record_kind", "已经毕业了", "record_kind", "graduate", "record_school"),
+    ("record_year", "2017年9月入学", "record_year", 2017, "record_level"),
+    ("record_year", "2017.09", "record_year", 2017, "record_level"),
+    ("record_level", "本科生", "record_level", "本科", "record_review"),
+    ("record_level", "大专", "record_level", "专科", "record_review"),
+    ("record_level", "研究生", "record_level", "硕士研究生", "record_review"),
+])
+def test_route4s_form_takes_what_people_type(engine, clock, step, typed, key, kept, then):
+    chat = Chat(engine)
+    put_at(engine, chat, "id_duplicate", step, clock)
+    chat.say(typed)
+    assert chat.flow_step == ("id_duplicate", then) and flow_data(engine, chat)[key] == kept, chat.text
+
+
+@pytest.mark.parametrize("step, typed", [("record_year", "20179"), ("record_year", "17年"), ("record_kind", "本科")])
+def test_route4s_form_still_refuses_what_it_cannot_read(engine, clock, step, typed):
+    chat = Chat(engine)
+    put_at(engine, chat, "id_duplicate", step, clock)
+    chat.say(typed)
+    assert chat.flow_step == ("id_duplicate", step)
+
+
 def test_route3_warns_and_asks_before_sending_the_request(chat, acc):
     start_dup(chat)
     chat.say("途径3")

@@ -35,6 +35,18 @@ CANCEL_WARNING = ("**请注意：**验证通过后，将会**注销使用了您�
                   "注销账号会暂时影响您原填报**研招推免、统考、自主招生、兵役登记/应征报名**的信息操作。"
                   "如果您另有其他账号，请慎重此操作。")
 KINDS = {"enrolled": "在校生", "graduate": "毕业生"}
+# what people type instead of tapping (after command folding)
+KIND_ALIASES = {
+    **dict.fromkeys(("在读", "在读生", "在校", "在校学生", "在读学生", "还在读", "还在读书", "在上学", "还在上学", "学生",
+                     "没毕业", "还没毕业", "未毕业", "在读中"), "kind:enrolled"),
+    **dict.fromkeys(("毕业", "毕业了", "已毕业", "已经毕业", "已经毕业了", "毕业了的", "往届生", "往届"), "kind:graduate"),
+}
+LEVEL_ALIASES = {
+    **dict.fromkeys(("大专", "专科生", "大专生", "高职", "高职高专", "专科学历", "大专学历"), "level:专科"),
+    **dict.fromkeys(("本科生", "大学本科", "本科学历", "学士"), "level:本科"),
+    **dict.fromkeys(("硕士", "硕士生", "研究生", "硕士学历", "研究生学历", "读研"), "level:硕士研究生"),
+    **dict.fromkeys(("博士", "博士生", "博士学历", "读博"), "level:博士研究生"),
+}
 STUDENT_RECORD_KEYS = ("record_kind", "record_school", "record_number", "record_year", "record_level")
 FIRST_YEAR = 1949
 
@@ -382,7 +394,7 @@ def ask_record_kind(ctx: Ctx) -> Reply:
 
 def got_record_kind(ctx: Ctx, inp: Input) -> Outcome:
     """Keep the kind of record."""
-    picked = choose(inp, {f"kind:{k}": v for k, v in KINDS.items()}, "请选择“在校生”或“毕业生”。")
+    picked = choose(inp, {f"kind:{k}": v for k, v in KINDS.items()}, "请选择“在校生”或“毕业生”。", aliases=KIND_ALIASES)
     ctx.data["record_kind"] = picked.removeprefix("kind:")
     return Goto("record_school")
 
@@ -431,8 +443,10 @@ def ask_record_year(ctx: Ctx) -> Reply:
 
 
 def got_record_year(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep a 4-digit year between 1949 and this year."""
-    typed = unicodedata.normalize("NFKC", text_of(inp)).strip().removesuffix("年")
+    """Keep a year (2017, or a date: 2017年9月入学) between 1949 and this year."""
+    typed = unicodedata.normalize("NFKC", text_of(inp)).strip()
+    dated = re.fullmatch(r"(\d{4})(?:\s*年(?:\s*\d{1,2}\s*月份?)?|\s*[./-]\s*\d{1,2})?\s*(?:入学|毕业)?", typed)   # 2017年9月入学
+    typed = dated.group(1) if dated else typed
     this_year = dt.datetime.fromtimestamp(ctx.now).year
     if not re.fullmatch(r"\d{4}", typed):
         raise Invalid(f"{_year_label(ctx)}请填写 4 位数字，例如 2020。")
@@ -449,7 +463,7 @@ def ask_record_level(ctx: Ctx) -> Reply:
 
 def got_record_level(ctx: Ctx, inp: Input) -> Outcome:
     """Keep one of the four levels."""
-    picked = choose(inp, {f"level:{level}": level for level in LEVELS}, "请从下方按钮中选择学历层次。")
+    picked = choose(inp, {f"level:{level}": level for level in LEVELS}, "请从下方按钮中选择学历层次。", aliases=LEVEL_ALIASES)
     ctx.data["record_level"] = picked.removeprefix("level:")
     return Goto("record_review")
 
