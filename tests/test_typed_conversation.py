@@ -68,6 +68,21 @@ def test_what_cannot_be_a_name_is_re_asked(chat, text):
     assert chat.flow_step == ("recover_username", "name") and "2–30 个汉字或字母" in chat.text
 
 
+@pytest.mark.parametrize("text", ["确认", "好的", "没有", "不知道", "忘记了"])
+def test_a_yes_a_no_or_not_knowing_is_no_name(chat, engine, text):
+    at_name_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_username", "name") and "name" not in flow_data(engine, chat)
+    assert "姓名" in chat.replies[-1].text   # asked again (after an answer where the FAQ has one: 忘记了)
+
+
+def test_a_leftover_yes_is_no_classmates_name(engine, clock):
+    chat = Chat(engine)
+    put_at(engine, chat, "id_duplicate", "classmate_name", clock)
+    chat.say("确认")
+    assert chat.flow_step == ("id_duplicate", "classmate_name") and "不像是姓名" in chat.text
+
+
 # Every prompt of every flow, reached with the data its prompt reads.
 PROMPT_DATA = {"id_type": "resident_id", "record_kind": "enrolled", "record_school": "北京大学",
                "record_number": "1700012345", "record_year": 2017, "record_level": "本科", "route": "classmate",

@@ -14,7 +14,7 @@ from accounts.contract import ID_TYPE_LABELS
 from handlers.types import Button, Reply
 
 from .base import (Act, Ask, Ctx, Goto, Handler, Input, Invalid, Outcome, Step, choose, command_word, field_value,
-                   plain_wait, text_of)
+                   plain_wait, text_of, typed_yes_no)
 
 T = TypeVar("T")
 
@@ -264,11 +264,18 @@ def ask_name(ctx: Ctx) -> Reply:
 _NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fffA-Za-z·• ]{2,30}")
 
 
+# typed at a name prompt, yet no name: an answer to a question before it, or not knowing it
+NOT_A_NAME = frozenset(("不知道", "不清楚", "不记得", "记不清", "忘了", "忘记了", "想不起来", "谢谢", "你好", "在吗", "没了"))
+
+
 def person_name(text: str, what: str = "姓名") -> str:
-    """What looks like a person's name (2–30 CJK characters, letters, · or spaces); else Invalid."""
+    """What looks like a person's name (2–30 CJK characters, letters, · or spaces; not a yes, a no or
+    "不知道"); else Invalid."""
     typed = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).strip()).replace("•", "·")
     if not _NAME.fullmatch(typed) or not re.search(r"[\u3400-\u9fffA-Za-z]", typed):
         raise Invalid(f"请输入{what}（2–30 个汉字或字母，可含“·”和空格）。")
+    if typed_yes_no(typed) is not None or command_word(typed) in NOT_A_NAME:
+        raise Invalid(f"“{typed}”不像是姓名。请输入{what}，例如“张三”；不清楚的话，可以输入“转人工”。")
     return field_value(validation.name, typed)
 
 
