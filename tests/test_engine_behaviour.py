@@ -416,6 +416,20 @@ def test_a_question_about_the_bot_itself_is_answered_honestly_and_a_person_offer
     assert "人工客服" in chat.text and chat.text != engine.faq.not_covered_groups["assistant"].reply
 
 
+@pytest.mark.parametrize("text", ["我的手机号是13800138002", "110101199903071239", "邮箱 zhangsan@example.com"])
+def test_personal_data_sent_with_nothing_asked_is_asked_not_to_be_sent(engine, text):
+    chat = Chat(engine)
+    chat.say(text)
+    assert "请不要在对话中直接发送" in chat.text and "暂时无法回答" not in chat.text
+    assert [b.label for b in chat.buttons][-1] == "转人工客服"
+
+
+def test_a_question_without_personal_data_gets_no_privacy_warning(engine):
+    chat = Chat(engine)
+    chat.say("今天天气怎么样")
+    assert "暂时无法回答" in chat.text and "个人信息" not in chat.text
+
+
 def test_an_unknown_not_covered_group_falls_back_to_the_general_reply(acc, tmp_path):
     m = Scripted(MatchResult("out_of_scope", "out_of_scope", None, 0.6, (), not_covered="no_such_group"))
     m.faq = TINY
