@@ -166,6 +166,26 @@ def test_the_route_guide_takes_typed_answers(chat, engine, answers, route):
     assert flow_data(engine, chat).get("route") == route and chat.flow_step == ("id_duplicate", "login_username")
 
 
+@pytest.mark.parametrize("answers,route", [(["嗯我手机可以下载"], "app"),
+                                           (["手机装不了APP", "身份证可以拍"], "manual_review"),
+                                           (["不会用APP", "身份证不在身边", "有个同学有账号"], "classmate"),
+                                           (["没法装", "没有照片", "同学都没注册", "我是毕业生，知道编号"], "student_record")])
+def test_the_route_guide_takes_answers_in_the_users_own_words(chat, engine, answers, route):
+    start_dup(chat)
+    chat.say("帮我选择途径")
+    for a in answers:
+        chat.say(a)
+    assert flow_data(engine, chat).get("route") == route and chat.flow_step == ("id_duplicate", "login_username")
+
+
+@pytest.mark.parametrize("answer", ["APP要钱吗？", "我也不知道能不能"])
+def test_the_route_guide_asks_again_what_leans_neither_way(chat, answer):
+    start_dup(chat)
+    chat.say("帮我选择途径")
+    chat.say(answer)
+    assert chat.flow_step == ("id_duplicate", "guide_app")
+
+
 # ---- 3. SMS codes ------------------------------------------------------------------------------
 
 def at_password_code(chat: Chat) -> None:

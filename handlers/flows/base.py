@@ -291,13 +291,31 @@ def choose(inp: Input, options: Mapping[str, str], message: str, *,
 
 
 def yes_no(inp: Input, message: str = "请回答“是”或“否”，也可以直接点选下方按钮。") -> bool:
-    """True for a yes (button or typed), False for a no; else Invalid."""
+    """True for a yes (button, typed, or a short answer leaning to it: 可以拍), False for a no (手机装不了APP); else Invalid."""
     if inp.kind == "button" and inp.payload in ("yes", "no"):
         return inp.payload == "yes"
     answer = typed_yes_no(inp.text)
     if answer is None:
+        answer = leaning(inp.text)
+    if answer is None:
         raise Invalid(message)
     return answer
+
+
+# a short answer to a yes/no question in the user's own words: any of these says no, else any of those yes
+_SAYS_NO = re.compile(r"不|没|无法|忘")
+_SAYS_YES = re.compile(r"能|可以|会|有|行|好|知道|记得|方便|是")
+_FIXED = re.compile(r"没问题|没事|不错")   # phrases whose 没/不 is no no
+
+
+def leaning(text: str) -> bool | None:
+    """The yes or no a short answer (up to 20 characters, no question) leans to; None when it says neither."""
+    from intents.normalize import clean, is_question
+
+    word = _FIXED.sub("好", command_word(text))
+    if not word or len(word) > 20 or is_question(clean(text)):
+        return None
+    return False if _SAYS_NO.search(word) else True if _SAYS_YES.search(word) else None
 
 
 YES_NO = (Button("是", "yes"), Button("否", "no"))
