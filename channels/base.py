@@ -83,7 +83,8 @@ def numbered_answer(text: str, buttons: Sequence[Button]) -> str | None:
     n = int(typed)
     if 1 <= n <= len(buttons):
         return buttons[n - 1].payload
-    raise InputRejected("no_such_option", f"没有编号 {n} 的选项，请输入 1–{len(buttons)} 之间的编号。")
+    which = "编号 1" if len(buttons) == 1 else f"1–{len(buttons)} 之间的编号"
+    raise InputRejected("no_such_option", f"没有编号 {n} 的选项，请输入{which}。")
 
 
 class Channel(ABC):

@@ -44,6 +44,9 @@ def test_buttons_as_text_and_numbered_answers_map_back_to_payloads():
         numbered_answer("3", reply.buttons)
     assert e.value.code == "no_such_option" and "1–2" in e.value.message
     assert numbered_answer("123456", reply.buttons) is None  # an SMS code at a prompt with a button is data
+    with pytest.raises(InputRejected) as e:
+        numbered_answer("2", reply.buttons[:1])
+    assert e.value.message == "没有编号 2 的选项，请输入编号 1。"   # not "1–1 之间"
 
 
 def test_a_channel_must_implement_send():
