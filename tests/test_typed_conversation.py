@@ -83,6 +83,28 @@ def test_a_leftover_yes_is_no_classmates_name(engine, clock):
     assert chat.flow_step == ("id_duplicate", "classmate_name") and "不像是姓名" in chat.text
 
 
+def at_username_prompt(chat: Chat) -> None:
+    chat.say("忘记密码怎么办")
+    chat.say("好的")
+    assert chat.flow_step == ("recover_password", "username")
+
+
+@pytest.mark.parametrize("text", ["我不记得用户名了", "用户名忘了", "账号也想不起来"])
+def test_not_knowing_the_username_recovers_it_first(chat, text):
+    at_username_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_username", "name") and "先找回用户名" in chat.text
+
+
+@pytest.mark.parametrize("text, said", [("13800138001", "手机号码"), ("+86 138 0013 8001", "手机号码"),
+                                        ("zhangsan@qq.com", "邮箱"), (ZS_ID, "证件号码")])
+def test_a_phone_email_or_id_number_for_the_username_is_told_apart(chat, engine, text, said):
+    at_username_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_password", "username") and f"像是{said}" in chat.text
+    assert "username" not in flow_data(engine, chat)
+
+
 # Every prompt of every flow, reached with the data its prompt reads.
 PROMPT_DATA = {"id_type": "resident_id", "record_kind": "enrolled", "record_school": "北京大学",
                "record_number": "1700012345", "record_year": 2017, "record_level": "本科", "route": "classmate",

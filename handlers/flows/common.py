@@ -202,8 +202,28 @@ def ask_login_username(ctx: Ctx) -> Reply:
 
 def got_login_username(ctx: Ctx, inp: Input) -> Outcome:
     """Keep a well-formed username."""
-    ctx.data["login_username"] = field_value(validation.username, text_of(inp))
+    ctx.data["login_username"] = account_username(text_of(inp))
     return Goto("login_send")
+
+
+_FORGOT_USERNAME = re.compile(r"(忘|不记得|不知道|想不起|记不清|记不住|不清楚).{0,4}(用户名|账号|帐号|登录名)|"
+                              r"(用户名|账号|帐号|登录名).{0,4}(忘|不记得|不知道|想不起|记不清|记不住|不清楚)")
+
+
+def forgot_username(text: str) -> bool:
+    """The user says they do not know the username asked for (我不记得用户名了, 用户名忘了)."""
+    return bool(_FORGOT_USERNAME.search(command_word(text)))
+
+
+def account_username(text: str) -> str:
+    """A well-formed username; a phone number, e-mail or ID number typed instead is told apart; else Invalid."""
+    typed = unicodedata.normalize("NFKC", text).strip().replace(" ", "")
+    other = ("手机号码" if validation.PHONE_RE.fullmatch(typed.removeprefix("+86")) else "邮箱" if "@" in typed
+             else "证件号码" if re.fullmatch(r"\d{15}|\d{17}[\dXx]", typed) else None)
+    if other:
+        raise Invalid(f"您输入的像是{other}。这里需要的是学信网**用户名**（6–20 位字母、数字或下划线，以字母开头）；"
+                      "忘记用户名的话，可以先找回用户名。")
+    return field_value(validation.username, text)
 
 
 LOGIN_IF = "用户名正确"

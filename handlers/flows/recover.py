@@ -1,12 +1,12 @@
 """Seed topic 2: recover the username (sent by SMS) or the password (one-time reset link)."""
 from __future__ import annotations
 
-from accounts import validation
 from accounts.base import NotFound
 from handlers.types import Button, Reply
 
-from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, field_value, text_of
-from .common import ask_code, code_answer, identity_steps, send_sms, sms_limited, verify_sms
+from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, Switch, text_of
+from .common import (account_username, ask_code, code_answer, forgot_username, identity_steps, send_sms, sms_limited,
+                     verify_sms)
 
 # ---- recover username ---------------------------------------------------------------
 
@@ -50,8 +50,10 @@ def ask_username(ctx: Ctx) -> Reply:
 
 
 def got_username(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep a well-formed username."""
-    ctx.data["username"] = field_value(validation.username, text_of(inp))
+    """Keep a well-formed username; "我不记得用户名了" recovers the username first."""
+    if inp.kind == "text" and forgot_username(inp.text):
+        return Switch("recover_username", (ctx.say("好的，我们先找回用户名，找回后再来重置密码。"),))
+    ctx.data["username"] = account_username(text_of(inp))
     return Goto("name")
 
 
