@@ -815,6 +815,8 @@ class Engine:
         if result.decision != "answer" or result.entry not in self.faq.entries or result.score < min_score:
             return None
         entry = self.faq.entry(result.entry)
+        if entry.intent == "thanks" and not _THANKS.search(command_word(text)):
+            return None   # 收到了 / 好的 at a prompt acknowledge it: 不客气 would answer a thanks never said
         self._note_match(result)
         if entry.intent == HUMAN or entry.offer == HUMAN:
             return self._handoff(session_id, state)

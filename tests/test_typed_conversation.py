@@ -105,6 +105,25 @@ def test_a_phone_email_or_id_number_for_the_username_is_told_apart(chat, engine,
     assert "username" not in flow_data(engine, chat)
 
 
+@pytest.mark.parametrize("text", ["收到了", "好的"])
+def test_an_acknowledgement_at_the_code_prompt_is_not_thanked(chat, text):
+    at_username_prompt(chat)
+    for answer in ("zhangsan01", "张三", "身份证", ZS_ID):
+        chat.say(answer)
+    assert chat.flow_step == ("recover_password", "code")
+    chat.say(text)
+    assert "不客气" not in chat.text and "验证码" in chat.text and chat.flow_step == ("recover_password", "code")
+
+
+def test_an_expired_code_is_sent_anew(chat, acc):
+    at_username_prompt(chat)
+    for answer in ("zhangsan01", "张三", "身份证", ZS_ID):
+        chat.say(answer)
+    sent = len(acc.outbox(ZS1_PHONE))
+    chat.say("验证码过期了")
+    assert len(acc.outbox(ZS1_PHONE)) == sent + 1 and "新的验证码" in chat.text
+
+
 # Every prompt of every flow, reached with the data its prompt reads.
 PROMPT_DATA = {"id_type": "resident_id", "record_kind": "enrolled", "record_school": "北京大学",
                "record_number": "1700012345", "record_year": 2017, "record_level": "本科", "route": "classmate",

@@ -53,7 +53,8 @@ def check_code(ctx: Ctx, challenge: str | None, verify: Callable[[str], T]) -> T
 RESEND = Button("重新发送验证码", "resend")
 RESTART = Button("重新开始", "cmd:restart")
 RESEND_PHRASES = ("没收到", "收不到", "没有收到", "未收到", "没来", "没到", "没有验证码", "没验证码", "没有短信",
-                  "没短信", "重新发送", "重发", "再发", "重新获取", "再获取", "再来一个", "换一个验证码", "resend")
+                  "没短信", "重新发送", "重发", "再发", "重新获取", "再获取", "再来一个", "换一个验证码", "resend",
+                  "过期", "失效", "超时")   # a code past its time needs a new one as much
 SMS_CHECKS = ("请确认手机信号正常、没有欠费停机，并看看短信是否被手机的拦截功能或安全软件拦截"
               "（查看“骚扰拦截”或“垃圾短信”）。")
 _SIX_DIGITS = re.compile(r"(?<!\d)\d{6}(?!\d)")
