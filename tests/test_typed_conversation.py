@@ -353,6 +353,15 @@ def test_route4s_form_still_refuses_what_it_cannot_read(engine, clock, step, typ
     assert chat.flow_step == ("id_duplicate", step)
 
 
+@pytest.mark.parametrize("step, typed", [("app_wait", "app里刷脸一直失败"), ("photo", "我现在手边没有身份证"),
+                                         ("record_number", "我没有学号"), ("classmate_username", "同学的用户名我不知道，问不到")])
+def test_a_route_step_the_user_cannot_do_points_to_another_route_or_a_person(engine, clock, step, typed):
+    chat = Chat(engine)
+    put_at(engine, chat, "id_duplicate", step, clock)
+    chat.say(typed)
+    assert chat.flow_step == ("id_duplicate", step) and "换其他途径" in chat.text and "转人工" in chat.text
+
+
 def test_route3_warns_and_asks_before_sending_the_request(chat, acc):
     start_dup(chat)
     chat.say("途径3")

@@ -205,14 +205,25 @@ def _none_fits(ctx: Ctx) -> Goto:
                                  Button("转人工客服", "handoff")),))
 
 
+# a route's step the user says they cannot get through (刷脸一直失败, 手边没有身份证, 我没有学号)
+_UNABLE = re.compile(r"没有|没法|没办法|无法|不能|不会|失败|不通过|没通过|过不了|打不开|装不了|用不了|找不到|闪退|不行|"
+                     r"不知道|不记得|问不到|联系不上")
+
+
 def with_route_picker(handle: Handler) -> Handler:
-    """The answer-handler ``handle``, except that "直接选择途径" / "换其他途径" (pressed or typed) go to the route picker."""
+    """The answer-handler ``handle``, except that "直接选择途径" / "换其他途径" (pressed or typed) go to the route picker,
+    and an answer it refuses that says the step cannot be done points to another route or a person."""
 
     @functools.wraps(handle)
     def or_pick(ctx: Ctx, inp: Input) -> Outcome:
         if inp.payload == "pick" or (inp.kind == "text" and inp.text.strip() in (PICK.label, OTHER_ROUTE.label)):
             return Goto("pick")
-        return handle(ctx, inp)
+        try:
+            return handle(ctx, inp)
+        except Invalid:
+            if inp.kind == "text" and _UNABLE.search(command_word(inp.text)):
+                raise Invalid("这一步暂时做不了的话，可以点“换其他途径”选择别的核验方式，或输入“转人工”请客服协助。") from None
+            raise
 
     return or_pick
 
