@@ -225,6 +225,8 @@ def test_route2_photo_ticket_and_review_progress(chat, acc):
     chat.press("确认继续")
     assert chat.replies[-1].expects_image
     chat.say("我没有照片")
+    assert "换其他途径" in chat.text and "转人工" in chat.text   # no photo: another route or a person
+    chat.say("照片")
     assert "需要上传一张身份证照片" in chat.text
     chat.upload(b"GIF89a not a photo", "x.gif", "image/gif")
     assert "JPG 或 PNG" in chat.text
