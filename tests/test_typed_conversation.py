@@ -68,7 +68,14 @@ def test_what_cannot_be_a_name_is_re_asked(chat, text):
     assert chat.flow_step == ("recover_username", "name") and "2–30 个汉字或字母" in chat.text
 
 
-@pytest.mark.parametrize("text", ["确认", "好的", "没有", "不知道", "忘记了"])
+@pytest.mark.parametrize("said, name", [("我叫张三", "张三"), ("张三。", "张三"), ("姓名：欧阳娜娜", "欧阳娜娜")])
+def test_a_name_said_in_a_sentence_is_the_name(chat, engine, said, name):
+    at_name_prompt(chat)
+    chat.say(said)
+    assert chat.flow_step == ("recover_username", "id_type") and flow_data(engine, chat)["name"] == name
+
+
+@pytest.mark.parametrize("text", ["确认", "好的", "没有", "不知道", "忘记了", "我是帮女儿问的"])
 def test_a_yes_a_no_or_not_knowing_is_no_name(chat, engine, text):
     at_name_prompt(chat)
     chat.say(text)

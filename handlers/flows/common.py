@@ -289,13 +289,20 @@ _NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fffA-Za-z·• ]{2,30}")
 NOT_A_NAME = frozenset(("不知道", "不清楚", "不记得", "记不清", "忘了", "忘记了", "想不起来", "谢谢", "你好", "在吗", "没了"))
 
 
+_NO_NAME_CHARS = re.compile(r"[我你的了吗呢吧啊]")   # words of a sentence (我是帮女儿问的), never of a name
+# a name said in a sentence (我叫张三, 姓名：张三, 他叫李四): the name itself, 2–4 汉字
+_SAID_NAME = re.compile(r"(?:我叫|我的名字是|我的名字叫|名字是|名字叫|姓名是|姓名|他叫|她叫|同学叫|叫做)[:：是]?\s*([\u4e00-\u9fff]{2,4})")
+
+
 def person_name(text: str, what: str = "姓名") -> str:
-    """What looks like a person's name (2–30 CJK characters, letters, · or spaces; not a yes, a no or
-    "不知道"); else Invalid."""
-    typed = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).strip()).replace("•", "·")
+    """What looks like a person's name (2–30 CJK characters, letters, · or spaces; not a yes, a no, "不知道" or
+    a sentence; from 我叫张三 the name); else Invalid."""
+    typed = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).strip()).replace("•", "·").rstrip("。.!！~～")
+    said = _SAID_NAME.fullmatch(typed)
+    typed = said.group(1) if said else typed
     if not _NAME.fullmatch(typed) or not re.search(r"[\u3400-\u9fffA-Za-z]", typed):
         raise Invalid(f"请输入{what}（2–30 个汉字或字母，可含“·”和空格）。")
-    if typed_yes_no(typed) is not None or command_word(typed) in NOT_A_NAME:
+    if typed_yes_no(typed) is not None or command_word(typed) in NOT_A_NAME or _NO_NAME_CHARS.search(typed):
         raise Invalid(f"“{typed}”不像是姓名。请输入{what}，例如“张三”；不清楚的话，可以输入“转人工”。")
     return field_value(validation.name, typed)
 
