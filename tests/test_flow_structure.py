@@ -70,7 +70,8 @@ def _step_functions():
     seen = {}
     for flow in FLOWS.values():
         for name, step in flow.steps.items():
-            for fn in ((step.prompt, step.handle, *filter(None, (step.again,))) if isinstance(step, Ask) else (step.run,)):
+            asks = (step.prompt, step.handle, *filter(None, (step.again,))) if isinstance(step, Ask) else ()
+            for fn in asks or (step.run,):
                 fn = inspect.unwrap(fn)
                 seen.setdefault(f"{fn.__module__}.{fn.__qualname__}", (f"{flow.name}.{name}", fn))
         if flow.relogin is not None:

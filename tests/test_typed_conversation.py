@@ -517,6 +517,14 @@ def test_the_id_type_is_taken_as_people_name_it(chat, engine, typed, kind):
     assert flow_data(engine, chat)["id_type"] == kind
 
 
+def test_an_id_card_number_said_in_a_sentence_is_read(chat, acc):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say("身份证")
+    chat.say(f"我的身份证号是{ZS_ID}。")
+    assert chat.text == USERNAME_SENT and chat.flow_step is None
+
+
 def test_an_id_card_number_typed_for_its_type_is_both(chat, acc, engine):
     """Typed rather than tapped: the number answers the type too, and is not asked for again."""
     at_name_prompt(chat)

@@ -342,6 +342,9 @@ def ask_id_number(ctx: Ctx) -> Reply:
     return ctx.say(f"请输入您的**{ID_TYPE_LABELS[kind]}号码**（{ID_NUMBER_HINTS[kind]}）：")
 
 
+_ID_IN_SENTENCE = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")   # 我的身份证号是1101…
+
+
 def identity_steps(then: str) -> dict[str, Step]:
     """Name, ID type and ID number (validated for its type), then ``then``."""
 
@@ -355,8 +358,10 @@ def identity_steps(then: str) -> dict[str, Step]:
         return Goto("id_number")
 
     def got_id_number(ctx: Ctx, inp: Input) -> Outcome:
-        """Keep an ID number valid for its type (居民身份证: GB 11643 check digit)."""
-        ctx.data["id_number"] = field_value(validation.id_number, ctx.data["id_type"], text_of(inp))
+        """Keep an ID number valid for its type (居民身份证: GB 11643 check digit; the one number of a sentence)."""
+        typed, kind = text_of(inp), ctx.data["id_type"]
+        said = _ID_IN_SENTENCE.findall(unicodedata.normalize("NFKC", typed)) if kind == "resident_id" else []
+        ctx.data["id_number"] = field_value(validation.id_number, kind, said[0] if len(said) == 1 else typed)
         return Goto(then)
 
     return {
