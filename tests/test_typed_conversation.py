@@ -163,7 +163,8 @@ def test_commands_work_at_every_prompt(engine, clock, flow, step):
 
 # ---- 2. typed answers to the bot's own questions ----------------------------------------------
 
-@pytest.mark.parametrize("yes", ["好的", "需要", "是", "嗯", "可以", "行", "ok", "好滴", "嗯嗯", "對", "確認", "好的！"])
+@pytest.mark.parametrize("yes", ["好的", "需要", "是", "嗯", "可以", "行", "ok", "好滴", "嗯嗯", "對", "確認", "好的！",
+                                 "係呀", "唔該", "要啊", "OK啦"])
 def test_an_offer_is_accepted_by_typing_yes(chat, yes):
     chat.say("忘记密码怎么办")
     assert "需要我一步步帮您找回密码吗" in chat.text
@@ -171,7 +172,7 @@ def test_an_offer_is_accepted_by_typing_yes(chat, yes):
     assert chat.flow_step == ("recover_password", "username")
 
 
-@pytest.mark.parametrize("no", ["不用", "不用了", "不需要", "算了", "沒有"])
+@pytest.mark.parametrize("no", ["不用", "不用了", "不需要", "算了", "沒有", "唔使喇", "不用啦", "唔要"])
 def test_an_offer_is_declined_by_typing_no(chat, no):
     chat.say("忘记密码怎么办")
     chat.say(no)
