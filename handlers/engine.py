@@ -479,6 +479,10 @@ class Engine:
                 return self._start(state, COMMANDS[word], now)
         if state.flow:
             return self._flow_input(session_id, state, inp, now)
+        if inp.kind == "text":
+            pressed = self._typed_button(session_id, state, command_word(inp.text), now)
+            if pressed is not None:
+                return pressed
         if inp.kind == "image":
             return [Reply("我只在办理“客服协助验证”（上传身份证照片）时接收图片。请用文字描述您的问题。",
                           buttons=(Button("解决证件号码已被注册", "flow:id_duplicate"),))]
@@ -521,6 +525,13 @@ class Engine:
             action = {"cancel": self._cancel, "back": lambda s: self._back(s, now),
                       "retry": lambda s: self._retry(s, now), "restart": lambda s: self._restart(s, now)}.get(arg)
             return action(state) if action else None
+        return None
+
+    def _typed_button(self, session_id: str, state: SessionState, word: str, now: float) -> list[Reply] | None:
+        """The label of a button shown before, typed instead of pressed (重新填写, 继续找回密码): that button; else None."""
+        for payload, label in reversed(state.labels.items()):
+            if word and command_word(label) == word and not payload.startswith("fb:"):
+                return self._button(session_id, state, Input("button", text=label, payload=payload), now)
         return None
 
     # ---- FAQ answers ------------------------------------------------------------------------

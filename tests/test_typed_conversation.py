@@ -505,6 +505,17 @@ def test_the_id_type_is_taken_as_people_name_it(chat, engine, typed, kind):
     assert flow_data(engine, chat)["id_type"] == kind
 
 
+@pytest.mark.parametrize("typed, step", [("重新填写", ("recover_username", "name")),
+                                         ("继续找回密码", ("recover_password", "username"))])
+def test_a_button_of_the_last_reply_is_pressed_by_typing_its_label(chat, typed, step):
+    at_name_prompt(chat)
+    for answer in ("张三", "身份证", ZS_ID):
+        chat.say(answer)
+    assert chat.text == USERNAME_SENT and chat.flow_step is None
+    chat.say(typed)
+    assert chat.flow_step == step
+
+
 def test_an_id_card_number_said_in_a_sentence_is_read(chat, acc):
     at_name_prompt(chat)
     chat.say("张三")
