@@ -477,12 +477,12 @@ class Engine:
                                                       else [Reply("有什么可以帮您？")])
             if word in COMMANDS:
                 return self._start(state, COMMANDS[word], now)
-        if state.flow:
-            return self._flow_input(session_id, state, inp, now)
-        if inp.kind == "text":
+        if inp.kind == "text":   # (a step's own options, typed, are its answer-handler's to read: choose)
             pressed = self._typed_button(session_id, state, command_word(inp.text), now)
             if pressed is not None:
                 return pressed
+        if state.flow:
+            return self._flow_input(session_id, state, inp, now)
         if inp.kind == "image":
             return [Reply("我只在办理“客服协助验证”（上传身份证照片）时接收图片。请用文字描述您的问题。",
                           buttons=(Button("解决证件号码已被注册", "flow:id_duplicate"),))]
@@ -528,7 +528,8 @@ class Engine:
         return None
 
     def _typed_button(self, session_id: str, state: SessionState, word: str, now: float) -> list[Reply] | None:
-        """The label of a button shown before, typed instead of pressed (重新填写, 继续找回密码): that button; else None."""
+        """The label of an engine-level button shown before (a flow to start, an FAQ question, a command), typed
+        instead of pressed (重新填写, 先找回用户名): that button; else None."""
         for payload, label in reversed(state.labels.items()):
             if word and command_word(label) == word and not payload.startswith("fb:"):
                 return self._button(session_id, state, Input("button", text=label, payload=payload), now)

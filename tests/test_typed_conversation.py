@@ -90,11 +90,11 @@ def at_username_prompt(chat: Chat) -> None:
     assert chat.flow_step == ("recover_password", "username")
 
 
-@pytest.mark.parametrize("text", ["我不记得用户名了", "用户名忘了", "账号也想不起来"])
+@pytest.mark.parametrize("text", ["我不记得用户名了", "用户名忘了", "账号也想不起来", "先找回用户名"])   # (the button, typed)
 def test_not_knowing_the_username_recovers_it_first(chat, text):
     at_username_prompt(chat)
     chat.say(text)
-    assert chat.flow_step == ("recover_username", "name") and "先找回用户名" in chat.text
+    assert chat.flow_step == ("recover_username", "name")
 
 
 @pytest.mark.parametrize("text, said", [("13800138001", "手机号码"), ("+86 138 0013 8001", "手机号码"),
