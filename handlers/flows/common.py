@@ -216,10 +216,19 @@ def forgot_username(text: str) -> bool:
     return bool(_FORGOT_USERNAME.search(command_word(text)))
 
 
+def _is_phone(text: str) -> bool:
+    """``text`` is a mainland mobile number as accounts.validation.phone reads one (+86, spaces, dashes)."""
+    try:
+        validation.phone(text)
+    except validation.Validation:
+        return False
+    return True
+
+
 def account_username(text: str) -> str:
     """A well-formed username; a phone number, e-mail or ID number typed instead is told apart; else Invalid."""
     typed = unicodedata.normalize("NFKC", text).strip().replace(" ", "")
-    other = ("手机号码" if validation.PHONE_RE.fullmatch(typed.removeprefix("+86")) else "邮箱" if "@" in typed
+    other = ("手机号码" if _is_phone(typed) else "邮箱" if "@" in typed
              else "证件号码" if re.fullmatch(r"\d{15}|\d{17}[\dXx]", typed) else None)
     if other:
         raise Invalid(f"您输入的像是{other}。这里需要的是学信网**用户名**（6–20 位字母、数字或下划线，以字母开头）；"
