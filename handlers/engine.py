@@ -491,8 +491,7 @@ class Engine:
         closing = self._closing(inp.text)
         if closing is not None:
             return closing
-        return self._answer(session_id, state, self.matcher.match(inp.text), now,
-                            personal=mask_secrets(inp.text) != inp.text)
+        return self._answer(session_id, state, self.matcher.match(inp.text), now, inp.text)
 
     def _closing(self, text: str) -> list[Reply] | None:
         """A closing statement ("密码改好了，谢谢") answered as one; None for anything else."""
@@ -538,8 +537,8 @@ class Engine:
     # ---- FAQ answers ------------------------------------------------------------------------
 
     def _answer(self, session_id: str, state: SessionState, result: MatchResult, now: float,
-                personal: bool = False) -> list[Reply]:
-        """The reply to a question outside a flow (``personal``: the message holds a phone, an ID number …)."""
+                text: str = "") -> list[Reply]:
+        """The reply to the question ``text`` outside a flow."""
         self._note_match(result)
         state.oos_streak = state.oos_streak + 1 if result.decision == "out_of_scope" else 0
         if result.decision == "answer" and result.entry in self.faq.entries:
@@ -566,6 +565,7 @@ class Engine:
             return [Reply("您想问的是下面哪一个？请点选：", buttons=buttons + (Button("都不是，转人工客服", "handoff"),),
                           intent=result.intent)]
         related = "".join(f"\n- {b.label}" for b in buttons)
+        personal = mask_secrets(text) != text   # a phone, an ID number … sent with nothing asked
         lead = ("为保护您的隐私，请不要在对话中直接发送手机号、证件号码等个人信息：需要时，我会在办理步骤中请您填写。"
                 if personal else "抱歉，这个问题我暂时无法回答。")
         return [Reply(lead + "我能解答学信网账号相关的问题，例如找回用户名和密码、"
