@@ -37,7 +37,7 @@ from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
 
 from .flows import COMMANDS, FLOWS, OFFERS
 from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, command_word,
-                         plain_wait, typed_yes_no)
+                         plain_wait, takes_offer)
 from .handoff_service import LEAVE, HandoffService, gives_up, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
 from .insights import MAX_TEXT, TurnEvent
@@ -457,7 +457,7 @@ class Engine:
             vote = "up" if word in HELPFUL_WORDS else "down" if word in NOT_HELPFUL_WORDS else None
             if vote and vote_for in self.faq.entries and not state.flow:  # the 有帮助/没帮助 button, typed
                 return self._feedback(session_id, f"{vote}:{vote_for}", state, now)
-            answer = typed_yes_no(inp.text) if offer in FLOWS and not state.flow else None
+            answer = takes_offer(inp.text, FLOWS[offer].title) if offer in FLOWS and not state.flow else None
             if answer is not None:  # the answer to the offer just made ("需要我一步步帮您…吗？")
                 return self._start(state, offer, now) if answer else [Reply("好的。还有其他问题，随时问我。")]
             if word in CANCEL_WORDS and not (word in NO and self._asks_yes_no(state)):

@@ -173,6 +173,35 @@ def test_an_offer_is_declined_by_typing_no(chat, no):
     assert chat.flow_step is None and chat.text.startswith("好的") and "无法回答" not in chat.text
 
 
+@pytest.mark.parametrize("yes", ["好的，帮我找回", "是的，麻烦了", "帮我找回吧", "麻烦你帮我找回一下", "好啊，开始吧",
+                                 "需要，谢谢", "可以，那就麻烦你了", "好的 帮我找回密码", "係呀，唔該幫我搵返"])
+def test_an_offer_is_accepted_with_words_that_only_ask_for_it(chat, yes):
+    chat.say("忘记密码怎么办")
+    chat.say(yes)
+    assert chat.flow_step == ("recover_password", "username"), chat.text
+
+
+@pytest.mark.parametrize("no", ["不用，我自己来", "好的，我自己试试", "暂时不用了，我先自己试试", "不需要，我自己会弄"])
+def test_an_offer_is_declined_by_saying_the_user_does_it_themselves(chat, no):
+    chat.say("忘记密码怎么办")
+    chat.say(no)
+    assert chat.flow_step is None and chat.text.startswith("好的") and "无法回答" not in chat.text
+
+
+@pytest.mark.parametrize("other", ["好的，那手机号被注册怎么办", "帮我找回用户名", "找回密码要多久？"])
+def test_an_offer_answered_with_something_new_is_not_taken(chat, other):
+    chat.say("忘记密码怎么办")
+    chat.say(other)   # read as a message of its own: answered, not taken as a yes or a no
+    assert chat.flow_step is None and not chat.text.startswith("好的。") and "无法回答" not in chat.text, chat.text
+
+
+def test_the_offer_of_other_flows_reads_their_own_words(chat):
+    chat.say("证件号码已被注册怎么办")
+    assert "需要我一步步帮您解决证件号码重复吗" in chat.text
+    chat.say("好的，帮我解决一下")
+    assert chat.flow_step is not None and chat.flow_step[0] == "id_duplicate", chat.text
+
+
 def test_an_offer_is_only_answered_right_after_it(chat):
     chat.say("忘记密码怎么办")
     chat.say("你好")

@@ -233,7 +233,7 @@ YES = frozenset((
 ))
 NO = frozenset((
     "否", "不", "不是", "不对", "没有", "没", "不能", "不可以", "不行", "不用", "不用了", "不要", "不要了",
-    "不需要", "不需要了", "不了", "算了", "算了吧", "暂时不用", "先不用", "先不了", "不必", "不同意", "拒绝",
+    "不需要", "不需要了", "不了", "算了", "算了吧", "暂时不用", "暂时不用了", "先不用", "先不用了", "先不了", "不必", "不同意", "拒绝",
     "no", "n", "nope", "不用谢谢", "不用了谢谢", "不了谢谢",
     "唔使", "唔使了", "唔要", "唔好", "唔系", "唔需要", "唔用", "冇", "唔使唔该",   # Cantonese
 ))
@@ -270,6 +270,35 @@ def typed_yes_no(text: str) -> bool | None:
         if w in YES or w in NO:
             return w in YES
     return None
+
+
+# besides its yes or no, an answer to an offer may only ask for it (好的，帮我找回; 麻烦你了) or say the user will
+# do it themselves (不用，我自己来; 好的，我先自己试试): what is left after these words says something new
+_ASKS_FOR_IT = re.compile(r"请|麻烦|唔该|帮忙|帮|带我|教我|开始|来吧|一步步|一步一步|弄|办|处理|操作|揾返|一下|吧|呗|谢谢|谢|你|您|我|了|那|就|现在")
+_ASKED = re.compile(r"请|麻烦|帮|开始|来吧")
+_ON_MY_OWN = re.compile(r"自己|先|试试|试|看看|去|来|会|找|搞")
+
+
+def takes_offer(text: str, title: str) -> bool | None:
+    """The answer typed to an offer of the flow ``title`` (需要我一步步帮您找回密码吗？): a yes or no alone, or with
+    words that only ask for the flow (好的，帮我找回; 帮我找回吧) or say the user will do it themselves (不用，我自己来;
+    好的，我自己试试: a no); None for anything else (好的，那手机号被注册怎么办: something new)."""
+    from intents.normalize import clean, is_question
+
+    answer = typed_yes_no(text)
+    if answer is not None or is_question(clean(text)):
+        return answer
+    clauses = [c for c in re.split(r"[\W_]+", text) if c]
+    first = typed_yes_no(clauses[0]) if clauses else None
+    rest = command_word("".join(clauses[1:] if first is not None else clauses))
+    for i in range(len(title) - 1):   # the flow's own words (找回, 密码 of 找回密码)
+        rest = rest.replace(title[i:i + 2], "")
+    left = _ASKS_FOR_IT.sub("", rest)
+    if "自己" in rest:
+        return False if not _ON_MY_OWN.sub("", left) else None
+    if left:
+        return None
+    return first if first is not None else True if _ASKED.search(rest) else None
 
 
 def choose(inp: Input, options: Mapping[str, str], message: str, *,
