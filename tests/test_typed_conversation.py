@@ -106,6 +106,20 @@ def test_a_phone_email_or_id_number_for_the_username_is_told_apart(chat, engine,
     assert "username" not in flow_data(engine, chat)
 
 
+@pytest.mark.parametrize("text", ["我的用户名是zhangsan01", "用户名：zhangsan01。", "账号 zhangsan01", "Username: zhangsan01"])
+def test_a_username_said_in_a_sentence_is_read(chat, engine, text):
+    at_username_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_password", "name") and flow_data(engine, chat)["username"] == "zhangsan01"
+
+
+@pytest.mark.parametrize("text", ["我的用户名是 zhang san01", "我的账号是zhangsan01和lisi2017"])
+def test_a_sentence_with_no_one_username_is_refused(chat, engine, text):
+    at_username_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_password", "username") and "username" not in flow_data(engine, chat)
+
+
 @pytest.mark.parametrize("text", ["收到了", "好的"])
 def test_an_acknowledgement_at_the_code_prompt_is_not_thanked(chat, text):
     at_username_prompt(chat)

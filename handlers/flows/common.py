@@ -225,8 +225,16 @@ def _is_phone(text: str) -> bool:
     return True
 
 
+# a username said in a sentence: 我的用户名是wangwu88, 账号：wangwu88。
+_SAID_USERNAME = re.compile(r"(?:我的)?(?:学信网)?(?:用户名|用户名字|账号|帐号|账户|帐户|登录名|username)\s*(?:是|为|叫)?\s*:?\s*"
+                            r"([^\s\u3000-\u303f\u4e00-\u9fff:]+?)[。.!！]?", re.IGNORECASE)
+
+
 def account_username(text: str) -> str:
-    """A well-formed username; a phone number, e-mail or ID number typed instead is told apart; else Invalid."""
+    """A well-formed username, alone or said in a sentence (我的用户名是…); a phone number, e-mail or ID number
+    typed instead is told apart; else Invalid."""
+    said = _SAID_USERNAME.fullmatch(unicodedata.normalize("NFKC", text).strip())
+    text = said.group(1) if said else text
     typed = unicodedata.normalize("NFKC", text).strip().replace(" ", "")
     other = ("手机号码" if _is_phone(typed) else "邮箱" if "@" in typed
              else "证件号码" if re.fullmatch(r"\d{15}|\d{17}[\dXx]", typed) else None)
