@@ -351,11 +351,18 @@ def test_a_route_named_in_a_sentence_is_picked(chat, engine, typed, route):
     assert chat.flow_step == ("id_duplicate", "login_username") and flow_data(engine, chat)["route"] == route
 
 
-@pytest.mark.parametrize("typed", ["APP验证要多久？", "不想找同学", "APP和同学协助哪个好"])
+@pytest.mark.parametrize("typed", ["APP验证要多久？", "不想找同学", "APP和同学协助都行"])
 def test_a_question_a_refusal_or_two_routes_pick_none(chat, engine, typed):
     start_dup(chat)
     chat.say(typed)
     assert chat.flow_step == ("id_duplicate", "explain") and "route" not in flow_data(engine, chat)
+
+
+@pytest.mark.parametrize("typed", ["你帮我选吧", "不知道选哪个", "哪种途径最快？", "推荐一个", "APP和同学协助哪个好"])
+def test_asking_to_be_helped_to_choose_starts_the_guide(chat, engine, typed):
+    start_dup(chat)
+    chat.say(typed)
+    assert chat.flow_step == ("id_duplicate", "guide_app") and "route" not in flow_data(engine, chat), chat.text
 
 
 def test_the_long_explanation_is_not_repeated_when_asking_again(chat):

@@ -98,6 +98,8 @@ def got_route(ctx: Ctx, inp: Input) -> Outcome:
     named = _route_named(inp)
     if named is not None and f"route:{named}" in options:
         return _take_route(ctx, named)
+    if inp.kind == "text" and _WANTS_GUIDE.search(command_word(inp.text)):
+        return Goto("guide_state")
     picked = choose(inp, options, "请点选一种途径，或点“帮我选择途径”。")
     if picked == "guide":
         return Goto("guide_state")
@@ -112,6 +114,8 @@ ROUTE_WORDS = {
     "student_record": ("学籍", "学历", "学号", "证书编号"),
 }
 _NEGATED = re.compile(r"[没不无别]")
+# asking to be helped to choose: 你帮我选吧, 不知道选哪个, 哪种合适？, 推荐一个
+_WANTS_GUIDE = re.compile(r"[帮替给]我[选挑]|推荐|不知道[选用该]|选不[好出来了]|[不没]确定|拿不定|哪[个种条样](?:途径|方式|办法|方法)?最?[好合适方便快简容]|怎么选|选哪")
 
 
 def _route_named(inp: Input) -> str | None:
