@@ -445,6 +445,22 @@ def test_the_route_guide_in_a_new_flow_asks_the_service(chat, acc):
     assert "学号" not in chat.text and "不太方便" in chat.text
 
 
+@pytest.mark.parametrize("typed, passed", [("我已经验证完了", True), ("APP里弄好了", True), ("验证成功了", True),
+                                           ("完成了", False), ("还没弄好", None), ("完成了吗？", None)])
+def test_saying_the_app_verification_is_done_checks_it(chat, acc, typed, passed):
+    start_dup(chat)
+    chat.press("途径1")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    chat.say("确认")
+    if passed:
+        acc.pass_app_verification("zhangsan02")
+    chat.say(typed)
+    if passed is None:   # not done: asked again, nothing checked
+        assert chat.flow_step == ("id_duplicate", "app_wait") and "暂时还没有查到" not in chat.text, chat.text
+    else:
+        assert ("验证已通过" in chat.text) == passed and ("暂时还没有查到" in chat.text) != passed, chat.text
+
+
 def test_status_after_verification_has_no_route4_attempts(chat, acc):
     start_dup(chat)
     chat.press("途径1")

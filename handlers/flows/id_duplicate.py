@@ -304,15 +304,22 @@ def ask_app_done(ctx: Ctx) -> Reply:
 
 def got_app_done(ctx: Ctx, inp: Input) -> Outcome:
     """Check the status once the user says it is done."""
-    if inp.kind == "text" and command_word(inp.text) in APP_DONE_WORDS:
+    if inp.kind == "text" and says_done(inp.text):
         return Goto("app_check")
     choose(inp, {"done": "我已完成", "完成": "已完成"}, "完成 APP 验证后请点击“我已完成”（或回复“完成了”）。",
            yes="done")
     return Goto("app_check")
 
 
-APP_DONE_WORDS = frozenset(("完成了", "好了", "弄好了", "做完了", "搞定了", "验证好了", "验证完了", "验证通过了",
-                            "已验证", "验证了", "已经完成了", "已经验证了", "我完成了", "我验证好了"))
+# the user saying the verification in the APP is done (完成了, 我已经验证完了, APP里弄好了), not that it is not (还没弄好)
+_DONE = re.compile(r"完成|完了|好了|搞定|弄好|做完|通过了|成功|验证了|已验证|验过|ok了|done")
+_NOT_DONE = re.compile(r"[没不未]|失败")
+
+
+def says_done(text: str) -> bool:
+    """The typed text says the step is done (我已经验证完了); not a question or a no."""
+    typed = command_word(text)
+    return bool(_DONE.search(typed)) and not _NOT_DONE.search(typed) and not is_question(clean(text))
 
 
 def check_app(ctx: Ctx) -> Outcome:
