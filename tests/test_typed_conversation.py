@@ -120,6 +120,14 @@ def test_a_sentence_with_no_one_username_is_refused(chat, engine, text):
     assert chat.flow_step == ("recover_password", "username") and "username" not in flow_data(engine, chat)
 
 
+@pytest.mark.parametrize("text", ["好的", "嗯嗯"])
+def test_an_acknowledgement_at_the_username_prompt_is_no_format_error(chat, text):
+    at_username_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_password", "username") and "请直接输入学信网**用户名**" in chat.text
+    assert "格式不正确" not in chat.text
+
+
 @pytest.mark.parametrize("text", ["收到了", "好的"])
 def test_an_acknowledgement_at_the_code_prompt_is_not_thanked(chat, text):
     at_username_prompt(chat)

@@ -233,6 +233,8 @@ _SAID_USERNAME = re.compile(r"(?:我的)?(?:学信网)?(?:用户名|用户名字
 def account_username(text: str) -> str:
     """A well-formed username, alone or said in a sentence (我的用户名是…); a phone number, e-mail or ID number
     typed instead is told apart; else Invalid."""
+    if typed_yes_no(text) is not None:   # (好的 after "请先登录": no username yet)
+        raise Invalid("请直接输入学信网**用户名**（6–20 位字母、数字或下划线，以字母开头）。")
     said = _SAID_USERNAME.fullmatch(unicodedata.normalize("NFKC", text).strip())
     text = said.group(1) if said else text
     typed = unicodedata.normalize("NFKC", text).strip().replace(" ", "")
