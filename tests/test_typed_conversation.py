@@ -359,6 +359,14 @@ def test_a_route_named_in_a_sentence_is_picked(chat, engine, typed, route):
     assert chat.flow_step == ("id_duplicate", "login_username") and flow_data(engine, chat)["route"] == route
 
 
+@pytest.mark.parametrize("typed, route", [("我选第四个", "student_record"), ("第三条途径", "classmate"),
+                                          ("选途径二吧", "manual_review"), ("用1号途径", "app"), ("途径四", "student_record")])
+def test_a_route_chosen_by_its_number_is_picked(chat, engine, typed, route):
+    start_dup(chat)
+    chat.say(typed)
+    assert chat.flow_step == ("id_duplicate", "login_username") and flow_data(engine, chat)["route"] == route
+
+
 @pytest.mark.parametrize("typed", ["APP验证要多久？", "不想找同学", "APP和同学协助都行"])
 def test_a_question_a_refusal_or_two_routes_pick_none(chat, engine, typed):
     start_dup(chat)

@@ -130,11 +130,18 @@ def _route_named(inp: Input) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
+# a route chosen by its number: 途径4, 第四种, 我选第四个, 选途径四吧, 用4号途径
+_ROUTE_NUMBER = re.compile(r"(?:我)?(?:就)?(?:要|想)?(?:选|用|选择|走)?(?:(?:第|途径|方式|方法)([1-4一二三四])(?:个|种|条|号)?"
+                           r"|([1-4一二三四])(?:个|种|条|号))(?:途径|方式|方法|办法)?(?:吧|了|啊|呀)?")
+
+
 def _route_typed(inp: Input, n: int) -> bool:
-    """True when the user typed "途径N" (方式N, 第N种; N in digits or 一–四)."""
+    """True when the user typed route N by its number (途径N, 第N种, 我选第N个; N in digits or 一–四), with 选/选N
+    for short."""
     typed = command_word(inp.text)
-    return any(typed in (f"途径{k}", f"方式{k}", f"第{k}种", f"第{k}个", f"选{k}", f"选择途径{k}", f"用途径{k}")
-               for k in (str(n), "一二三四"[n - 1]))
+    said = _ROUTE_NUMBER.fullmatch(typed)
+    number = (said.group(1) or said.group(2)) if said else typed.removeprefix("选") if typed.startswith("选") else ""
+    return number in (str(n), "一二三四"[n - 1])
 
 
 def _take_route(ctx: Ctx, route: str) -> Goto:
