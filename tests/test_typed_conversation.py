@@ -393,6 +393,9 @@ def test_the_long_explanation_is_not_repeated_when_asking_again(chat):
 @pytest.mark.parametrize("step, typed, key, kept, then", [
     ("record_kind", "在读", "record_kind", "enrolled", "record_school"),
     ("record_kind", "已经毕业了", "record_kind", "graduate", "record_school"),
+    ("record_kind", "我还在读大三", "record_kind", "enrolled", "record_school"),
+    ("record_kind", "研二", "record_kind", "enrolled", "record_school"),
+    ("record_kind", "已经毕业三年了", "record_kind", "graduate", "record_school"),
     ("record_year", "2017年9月入学", "record_year", 2017, "record_level"),
     ("record_year", "2017.09", "record_year", 2017, "record_level"),
     ("record_level", "本科生", "record_level", "本科", "record_review"),
@@ -406,7 +409,8 @@ def test_route4s_form_takes_what_people_type(engine, clock, step, typed, key, ke
     assert chat.flow_step == ("id_duplicate", then) and flow_data(engine, chat)[key] == kept, chat.text
 
 
-@pytest.mark.parametrize("step, typed", [("record_year", "20179"), ("record_year", "17年"), ("record_kind", "本科")])
+@pytest.mark.parametrize("step, typed", [("record_year", "20179"), ("record_year", "17年"), ("record_kind", "本科"),
+                                         ("record_kind", "毕业了吗？"), ("record_kind", "我是在读的，明年毕业")])
 def test_route4s_form_still_refuses_what_it_cannot_read(engine, clock, step, typed):
     chat = Chat(engine)
     put_at(engine, chat, "id_duplicate", step, clock)

@@ -35,12 +35,9 @@ CANCEL_WARNING = ("**请注意：**验证通过后，将会**注销使用了您�
                   "注销账号会暂时影响您原填报**研招推免、统考、自主招生、兵役登记/应征报名**的信息操作。"
                   "如果您另有其他账号，请慎重此操作。")
 KINDS = {"enrolled": "在校生", "graduate": "毕业生"}
-# what people type instead of tapping (after command folding)
-KIND_ALIASES = {
-    **dict.fromkeys(("在读", "在读生", "在校", "在校学生", "在读学生", "还在读", "还在读书", "在上学", "还在上学", "学生",
-                     "没毕业", "还没毕业", "未毕业", "在读中"), "kind:enrolled"),
-    **dict.fromkeys(("毕业", "毕业了", "已毕业", "已经毕业", "已经毕业了", "毕业了的", "往届生", "往届"), "kind:graduate"),
-}
+# what people type instead of tapping (after command folding): 我还在读大三, 已经毕业三年了
+_SAYS_ENROLLED = re.compile(r"[没未]毕业|在读|在校|上学|读书|学生|读大|大[一二三四五]|研[一二三]|博[一二三四五]|读研|读博")
+_SAYS_GRADUATE = re.compile(r"毕业|往届|工作了|上班了")
 LEVEL_ALIASES = {
     **dict.fromkeys(("大专", "专科生", "大专生", "高职", "高职高专", "专科学历", "大专学历"), "level:专科"),
     **dict.fromkeys(("本科生", "大学本科", "本科学历", "学士"), "level:本科"),
@@ -423,9 +420,21 @@ def ask_record_kind(ctx: Ctx) -> Reply:
 
 def got_record_kind(ctx: Ctx, inp: Input) -> Outcome:
     """Keep the kind of record."""
-    picked = choose(inp, {f"kind:{k}": v for k, v in KINDS.items()}, "请选择“在校生”或“毕业生”。", aliases=KIND_ALIASES)
+    said = _kind_said(inp.text) if inp.kind == "text" else None
+    picked = said or choose(inp, {f"kind:{k}": v for k, v in KINDS.items()}, "请选择“在校生”或“毕业生”。")
     ctx.data["record_kind"] = picked.removeprefix("kind:")
     return Goto("record_school")
+
+
+def _kind_said(text: str) -> str | None:
+    """The kind of record the user's words say (我还在读大三: enrolled; 已经毕业了: graduate); None for a question
+    or words saying neither or both."""
+    typed = command_word(text)
+    if is_question(clean(text)):
+        return None
+    if _SAYS_ENROLLED.search(typed):
+        return None if _SAYS_GRADUATE.search(_SAYS_ENROLLED.sub("", typed)) else "kind:enrolled"
+    return "kind:graduate" if _SAYS_GRADUATE.search(typed) else None
 
 
 def ask_record_school(ctx: Ctx) -> Reply:
