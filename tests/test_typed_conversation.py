@@ -396,6 +396,9 @@ def test_the_long_explanation_is_not_repeated_when_asking_again(chat):
     ("record_kind", "我还在读大三", "record_kind", "enrolled", "record_school"),
     ("record_kind", "研二", "record_kind", "enrolled", "record_school"),
     ("record_kind", "已经毕业三年了", "record_kind", "graduate", "record_school"),
+    ("record_school", "我的学校是北京大学", "record_school", "北京大学", "record_number"),
+    ("record_number", "学号是1700012345", "record_number", "1700012345", "record_year"),
+    ("record_number", "我的学号：1700012345。", "record_number", "1700012345", "record_year"),
     ("record_year", "2017年9月入学", "record_year", 2017, "record_level"),
     ("record_year", "2017.09", "record_year", 2017, "record_level"),
     ("record_level", "本科生", "record_level", "本科", "record_review"),
@@ -409,8 +412,19 @@ def test_route4s_form_takes_what_people_type(engine, clock, step, typed, key, ke
     assert chat.flow_step == ("id_duplicate", then) and flow_data(engine, chat)[key] == kept, chat.text
 
 
+def test_the_classmates_username_said_in_a_sentence_is_read(chat, acc):
+    start_dup(chat)
+    chat.press("途径3")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    chat.press("确认继续")
+    chat.say("李四")
+    chat.say("他的用户名是lisi2017")
+    assert "协助请求已发送" in chat.text
+
+
 @pytest.mark.parametrize("step, typed", [("record_year", "20179"), ("record_year", "17年"), ("record_kind", "本科"),
-                                         ("record_kind", "毕业了吗？"), ("record_kind", "我是在读的，明年毕业")])
+                                         ("record_kind", "毕业了吗？"), ("record_kind", "我是在读的，明年毕业"),
+                                         ("record_school", "北大"), ("record_number", "学号是170001234五")])
 def test_route4s_form_still_refuses_what_it_cannot_read(engine, clock, step, typed):
     chat = Chat(engine)
     put_at(engine, chat, "id_duplicate", step, clock)

@@ -357,6 +357,14 @@ def leaning(text: str) -> bool | None:
 YES_NO = (Button("是", "yes"), Button("否", "no"))
 
 
+def said_value(text: str, names: str) -> str:
+    """The value of a field said in a sentence (我的学号是1700012345。; 用户名：zhangsan01; 他的用户名是lisi2017): what
+    follows the field's name (one of ``names``, a regex alternation) and 是/为/：, without the full stop; else the text."""
+    said = re.fullmatch(rf"\s*(?:我的|我|他的|她的|我同学的|同学的)?(?:{names})\s*(?:是|为|叫)?\s*[:：]?\s*(.+?)\s*[。.!！]?\s*",
+                        text, re.IGNORECASE)
+    return said.group(1) if said else text
+
+
 def field_value(check: Callable[..., str], *args: object) -> str:
     """Run an accounts.validation check, turning its refusal into Invalid."""
     try:

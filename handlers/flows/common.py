@@ -14,7 +14,7 @@ from accounts.contract import ID_TYPE_LABELS
 from handlers.types import Button, Reply
 
 from .base import (Act, Ask, Ctx, Goto, Handler, Input, Invalid, Outcome, Step, choose, command_word, field_value,
-                   plain_wait, text_of, typed_yes_no)
+                   plain_wait, said_value, text_of, typed_yes_no)
 
 T = TypeVar("T")
 
@@ -225,9 +225,8 @@ def _is_phone(text: str) -> bool:
     return True
 
 
-# a username said in a sentence: 我的用户名是wangwu88, 账号：wangwu88。
-_SAID_USERNAME = re.compile(r"(?:我的)?(?:学信网)?(?:用户名|用户名字|账号|帐号|账户|帐户|登录名|username)\s*(?:是|为|叫)?\s*:?\s*"
-                            r"([^\s\u3000-\u303f\u4e00-\u9fff:]+?)[。.!！]?", re.IGNORECASE)
+# how people name the username when they say it in a sentence (我的用户名是…, 账号：…)
+USERNAME_NAMES = r"(?:学信网)?(?:用户名|用户名字|账号|帐号|账户|帐户|登录名|username)"
 
 
 def account_username(text: str) -> str:
@@ -235,8 +234,7 @@ def account_username(text: str) -> str:
     typed instead is told apart; else Invalid."""
     if typed_yes_no(text) is not None:   # (好的 after "请先登录": no username yet)
         raise Invalid("请直接输入学信网**用户名**（6–20 位字母、数字或下划线，以字母开头）。")
-    said = _SAID_USERNAME.fullmatch(unicodedata.normalize("NFKC", text).strip())
-    text = said.group(1) if said else text
+    text = said_value(unicodedata.normalize("NFKC", text), USERNAME_NAMES)
     typed = unicodedata.normalize("NFKC", text).strip().replace(" ", "")
     other = ("手机号码" if _is_phone(typed) else "邮箱" if "@" in typed
              else "证件号码" if re.fullmatch(r"\d{15}|\d{17}[\dXx]", typed) else None)

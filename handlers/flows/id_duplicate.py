@@ -17,8 +17,8 @@ from handlers.types import Button, Reply, md
 from intents.normalize import clean, is_question, to_simplified
 
 from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Handler, Invalid, Input, Outcome, choose, command_word,
-                   field_value, pack_image, text_of, unpack_image, yes_no)
-from .common import login_steps, person_name, relogin, require_login
+                   field_value, pack_image, said_value, text_of, unpack_image, yes_no)
+from .common import USERNAME_NAMES, login_steps, person_name, relogin, require_login
 
 ROUTES = {
     "app": "途径1 APP自助验证",
@@ -393,7 +393,7 @@ def ask_classmate_username(ctx: Ctx) -> Reply:
 
 def got_classmate_username(ctx: Ctx, inp: Input) -> Outcome:
     """Keep a well-formed username."""
-    ctx.data["classmate_username"] = field_value(validation.username, text_of(inp))
+    ctx.data["classmate_username"] = field_value(validation.username, said_value(text_of(inp), USERNAME_NAMES))
     return Goto("classmate_send")
 
 
@@ -444,9 +444,12 @@ def ask_record_school(ctx: Ctx) -> Reply:
 
 def got_record_school(ctx: Ctx, inp: Input) -> Outcome:
     """Keep a plausible school name (in simplified characters, as 学信网's records of mainland schools are)."""
-    school = to_simplified(re.sub(r"\s+", "", unicodedata.normalize("NFKC", text_of(inp))))
+    typed = said_value(unicodedata.normalize("NFKC", text_of(inp)), r"学校名称|院校名称|学校全称|院校全称|学校|院校")
+    school = to_simplified(re.sub(r"\s+", "", typed))
     if not re.fullmatch(r"[\u3400-\u9fffA-Za-z()（）·\-]{2,50}", school):
         raise Invalid("院校名称应为 2–50 个汉字或字母（可含括号），请输入学校全称。")
+    if re.fullmatch(r"[\u3400-\u9fff]{2,3}", school):   # 北大, 复旦: a short name, which the records do not use
+        raise Invalid(f"“{school}”像是简称，请输入学校的**全称**（例如“北京大学”），要与学籍学历信息中的院校名称一致。")
     ctx.data["record_school"] = school
     return Goto("record_number")
 
@@ -463,7 +466,8 @@ def ask_record_number(ctx: Ctx) -> Reply:
 
 def got_record_number(ctx: Ctx, inp: Input) -> Outcome:
     """Keep 4–30 letters or digits."""
-    number = re.sub(r"[\s-]+", "", unicodedata.normalize("NFKC", text_of(inp))).upper()
+    typed = said_value(unicodedata.normalize("NFKC", text_of(inp)), r"学号|毕业证书编号|毕业证编号|证书编号|证书号|编号")
+    number = re.sub(r"[\s-]+", "", typed).upper()
     if not re.fullmatch(r"[A-Z0-9]{4,30}", number):
         raise Invalid(f"{_number_label(ctx)}应为 4–30 位字母或数字，请核对后重新输入。")
     ctx.data["record_number"] = number
