@@ -412,6 +412,33 @@ def test_route4s_form_takes_what_people_type(engine, clock, step, typed, key, ke
     assert chat.flow_step == ("id_duplicate", then) and flow_data(engine, chat)[key] == kept, chat.text
 
 
+@pytest.mark.parametrize("typed, step, answer", [("等等，学号我好像输错了", "record_number", "1700012345"),
+                                                 ("入学年份要改一下", "record_year", "2017"),
+                                                 ("学校填错了", "record_school", "北京大学")])
+def test_a_field_said_to_be_wrong_at_the_review_is_asked_again_alone(chat, acc, typed, step, answer):
+    start_dup(chat)
+    chat.press("途径4")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    for said in ("在校生", "北京大学", "1700012345", "2017", "本科"):
+        chat.say(said)
+    assert chat.flow_step == ("id_duplicate", "record_review")
+    chat.say(typed)
+    assert chat.flow_step == ("id_duplicate", step), chat.text
+    chat.say(answer)
+    assert chat.flow_step == ("id_duplicate", "record_review") and "请核对" in chat.text
+    chat.say("确认提交")
+    assert "核对正确" in chat.text
+
+
+def test_the_review_said_wrong_without_a_field_fills_the_form_again(chat, acc):
+    start_dup(chat)
+    chat.press("途径4")
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    for said in ("在校生", "北京大学", "1700012345", "2017", "本科", "我好像填错了"):
+        chat.say(said)
+    assert chat.flow_step == ("id_duplicate", "record_kind")
+
+
 def test_the_classmates_username_said_in_a_sentence_is_read(chat, acc):
     start_dup(chat)
     chat.press("途径3")

@@ -451,7 +451,7 @@ def got_record_school(ctx: Ctx, inp: Input) -> Outcome:
     if re.fullmatch(r"[\u3400-\u9fff]{2,3}", school):   # 北大, 复旦: a short name, which the records do not use
         raise Invalid(f"“{school}”像是简称，请输入学校的**全称**（例如“北京大学”），要与学籍学历信息中的院校名称一致。")
     ctx.data["record_school"] = school
-    return Goto("record_number")
+    return _next_field(ctx, "record_number")
 
 
 def _number_label(ctx: Ctx) -> str:
@@ -471,7 +471,7 @@ def got_record_number(ctx: Ctx, inp: Input) -> Outcome:
     if not re.fullmatch(r"[A-Z0-9]{4,30}", number):
         raise Invalid(f"{_number_label(ctx)}应为 4–30 位字母或数字，请核对后重新输入。")
     ctx.data["record_number"] = number
-    return Goto("record_year")
+    return _next_field(ctx, "record_year")
 
 
 def _year_label(ctx: Ctx) -> str:
@@ -495,7 +495,7 @@ def got_record_year(ctx: Ctx, inp: Input) -> Outcome:
     if not FIRST_YEAR <= int(typed) <= this_year:
         raise Invalid(f"{_year_label(ctx)}应在 {FIRST_YEAR}–{this_year} 年之间，请核对。")
     ctx.data["record_year"] = int(typed)
-    return Goto("record_level")
+    return _next_field(ctx, "record_level")
 
 
 def ask_record_level(ctx: Ctx) -> Reply:
@@ -507,7 +507,7 @@ def got_record_level(ctx: Ctx, inp: Input) -> Outcome:
     """Keep one of the four levels."""
     picked = choose(inp, {f"level:{level}": level for level in LEVELS}, "请从下方按钮中选择学历层次。", aliases=LEVEL_ALIASES)
     ctx.data["record_level"] = picked.removeprefix("level:")
-    return Goto("record_review")
+    return _next_field(ctx, "record_review")
 
 
 def ask_record_review(ctx: Ctx) -> Reply:
@@ -523,8 +523,28 @@ def ask_record_review(ctx: Ctx) -> Reply:
         Button("确认提交", "confirm"), Button("重新填写", "edit"), OTHER_ROUTE)
 
 
+def _next_field(ctx: Ctx, step: str) -> Goto:
+    """The form's next field; after correcting one field from the review (学号输错了), the review again."""
+    if ctx.data.pop("record_editing", False) and all(k in ctx.data for k in STUDENT_RECORD_KEYS):
+        return Goto("record_review")
+    return Goto(step)
+
+
+# a field of the form the user says is wrong at the review (学号我好像输错了, 入学年份要改一下)
+_FIELDS_NAMED = (("record_school", re.compile(r"学校|院校|校名")), ("record_number", re.compile(r"学号|证书|编号")),
+                 ("record_year", re.compile(r"年份|入学|哪年|年")), ("record_level", re.compile(r"层次|专科|本科|硕士|博士|研究生")))
+_SAYS_WRONG = re.compile(r"错|改|不对|修改|更正|重新")
+
+
 def got_record_review(ctx: Ctx, inp: Input) -> Outcome:
-    """Submit on explicit confirmation; "重新填写" starts the record again."""
+    """Submit on explicit confirmation; "重新填写" starts the record again, a field said to be wrong is asked again."""
+    typed = command_word(inp.text) if inp.kind == "text" else ""
+    if _SAYS_WRONG.search(typed) and not is_question(clean(inp.text)):
+        named = [step for step, said in _FIELDS_NAMED if said.search(typed)]
+        if len(named) == 1:
+            ctx.data["record_editing"] = True
+            return Goto(named[0], (ctx.say("好的，请重新填写这一项，其他信息保持不变。"),))
+        return Goto("record_kind", (ctx.say("好的，我们重新填写。"),))
     picked = choose(inp, {"confirm": "确认提交", "edit": "重新填写"},
                     "请点“确认提交”提交核对，或点“重新填写”修改。", yes="confirm", no="edit")
     return Goto("record_submit" if picked == "confirm" else "record_kind")
