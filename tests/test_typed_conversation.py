@@ -222,6 +222,10 @@ def test_the_offer_of_other_flows_reads_their_own_words(chat):
     assert "需要我一步步帮您解决证件号码重复吗" in chat.text
     chat.say("好的，帮我解决一下")
     assert chat.flow_step is not None and chat.flow_step[0] == "id_duplicate", chat.text
+    chat.say("取消")
+    chat.say("怎么绑定微信")
+    chat.say("好呀，帮我绑一下")
+    assert chat.flow_step is not None and chat.flow_step[0] == "bind_account", chat.text
 
 
 def test_an_offer_is_only_answered_right_after_it(chat):

@@ -291,8 +291,7 @@ def takes_offer(text: str, title: str) -> bool | None:
     clauses = [c for c in re.split(r"[\W_]+", text) if c]
     first = typed_yes_no(clauses[0]) if clauses else None
     rest = command_word("".join(clauses[1:] if first is not None else clauses))
-    for i in range(len(title) - 1):   # the flow's own words (找回, 密码 of 找回密码)
-        rest = rest.replace(title[i:i + 2], "")
+    rest = "".join(ch for ch in rest if ch not in title)   # the flow's own words (找回, 绑 of 绑定微信或支付宝)
     left = _ASKS_FOR_IT.sub("", rest)
     if "自己" in rest:
         return False if not _ON_MY_OWN.sub("", left) else None
