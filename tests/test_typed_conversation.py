@@ -443,6 +443,19 @@ def test_the_review_said_wrong_without_a_field_fills_the_form_again(chat, acc):
     assert chat.flow_step == ("id_duplicate", "record_kind")
 
 
+@pytest.mark.parametrize("typed, step, data", [
+    ("微信吧", ("bind_account", "provider"), {"provider": "wechat"}),
+    ("我选支付宝", ("bind_account", "provider"), {"provider": "alipay"}),
+    ("在校生吧", ("id_duplicate", "record_kind"), {"record_kind": "enrolled"}),
+    ("本科吧", ("id_duplicate", "record_level"), {"record_level": "本科"}),
+])
+def test_an_option_typed_in_a_few_words_is_chosen(engine, clock, typed, step, data):
+    chat = Chat(engine)
+    put_at(engine, chat, *step, clock)
+    chat.say(typed)
+    assert chat.flow_step != step and data.items() <= flow_data(engine, chat).items(), chat.text
+
+
 def test_the_classmates_username_said_in_a_sentence_is_read(chat, acc):
     start_dup(chat)
     chat.press("途径3")

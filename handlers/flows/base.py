@@ -300,6 +300,10 @@ def takes_offer(text: str, title: str) -> bool | None:
     return first if first is not None else True if _ASKED.search(rest) else None
 
 
+# the words around an option typed as a choice: 我选微信, 就用支付宝吧, 在校生吧
+_CHOOSING = re.compile(r"^(?:我|那)?(?:就)?(?:要|想)?(?:选择|选|用|绑定|绑)?|(?:吧|啊|呀|了|的|哈)+$")
+
+
 def choose(inp: Input, options: Mapping[str, str], message: str, *,
            yes: str | None = None, no: str | None = None, aliases: Mapping[str, str] | None = None) -> str:
     """The payload picked by a button, its label typed, its payload typed, one of ``aliases``
@@ -308,11 +312,12 @@ def choose(inp: Input, options: Mapping[str, str], message: str, *,
     if inp.kind == "button" and inp.payload in options:
         return inp.payload
     typed = command_word(inp.text or inp.payload)
+    said = {typed, _CHOOSING.sub("", typed)} - {""}   # the option itself, also out of 我选微信 / 微信吧
     for payload, label in options.items():
-        if typed and typed in (command_word(label), command_word(payload)):
+        if said & {command_word(label), command_word(payload)}:
             return payload
     for word, payload in (aliases or {}).items():
-        if typed and typed == command_word(word) and payload in options:
+        if command_word(word) in said and payload in options:
             return payload
     partial = [payload for payload, label in options.items() if len(typed) >= 2 and typed in command_word(label)]
     if len(partial) == 1:
