@@ -554,7 +554,8 @@ def test_status_after_verification_has_no_route4_attempts(chat, acc):
 
 # ---- 5. after the conversation ------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", ["好了，密码改好了，谢谢", "密码改好了", "搞定了，谢谢！", "好了", "解决了 謝謝"])
+@pytest.mark.parametrize("text", ["好了，密码改好了，谢谢", "密码改好了", "搞定了，谢谢！", "好了", "解决了 謝謝", "扫好了",
+                                  "微信扫完了，谢谢"])
 def test_closing_statements_after_a_flow_are_understood(chat, acc, text):
     at_password_code(chat)
     chat.say(acc.latest_code(ZS1_PHONE))
