@@ -106,7 +106,8 @@ def test_a_phone_email_or_id_number_for_the_username_is_told_apart(chat, engine,
     assert "username" not in flow_data(engine, chat)
 
 
-@pytest.mark.parametrize("text", ["我的用户名是zhangsan01", "用户名：zhangsan01。", "账号 zhangsan01", "Username: zhangsan01"])
+@pytest.mark.parametrize("text", ["我的用户名是zhangsan01", "用户名：zhangsan01。", "账号 zhangsan01", "Username: zhangsan01",
+                                  "我嘅用戶名係zhangsan01"])
 def test_a_username_said_in_a_sentence_is_read(chat, engine, text):
     at_username_prompt(chat)
     chat.say(text)
@@ -118,6 +119,13 @@ def test_a_sentence_with_no_one_username_is_refused(chat, engine, text):
     at_username_prompt(chat)
     chat.say(text)
     assert chat.flow_step == ("recover_password", "username") and "username" not in flow_data(engine, chat)
+
+
+@pytest.mark.parametrize("text", ["王五", "身份證"])
+def test_chinese_at_the_username_prompt_says_usernames_have_none_and_how_to_recover_one(chat, text):
+    at_username_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_password", "username") and "不含汉字" in chat.text and "找回用户名" in chat.text
 
 
 @pytest.mark.parametrize("text", ["好的", "嗯嗯"])

@@ -362,10 +362,13 @@ YES_NO = (Button("是", "yes"), Button("否", "no"))
 
 
 def said_value(text: str, names: str) -> str:
-    """The value of a field said in a sentence (我的学号是1700012345。; 用户名：zhangsan01; 他的用户名是lisi2017): what
-    follows the field's name (one of ``names``, a regex alternation) and 是/为/：, without the full stop; else the text."""
-    said = re.fullmatch(rf"\s*(?:我的|我|他的|她的|我同学的|同学的)?(?:{names})\s*(?:是|为|叫)?\s*[:：]?\s*(.+?)\s*[。.!！]?\s*",
-                        text, re.IGNORECASE)
+    """The value of a field said in a sentence (我的学号是1700012345。; 用户名：zhangsan01; 我嘅用戶名係…): what follows the
+    field's name (one of ``names``, a regex alternation, in simplified characters) and 是/为/：, without the full stop;
+    else the text."""
+    from intents.normalize import to_simplified
+
+    said = re.fullmatch(rf"\s*(?:我的|我嘅|我|他的|她的|佢嘅|佢的|我同学的|同学的)?(?:{names})\s*(?:是|系|为|叫)?\s*[:：]?\s*"
+                        r"(.+?)\s*[。.!！]?\s*", to_simplified(text), re.IGNORECASE)
     return said.group(1) if said else text
 
 

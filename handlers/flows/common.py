@@ -241,6 +241,9 @@ def account_username(text: str) -> str:
     if other:
         raise Invalid(f"您输入的像是{other}。这里需要的是学信网**用户名**（6–20 位字母、数字或下划线，以字母开头）；"
                       "忘记用户名的话，可以先找回用户名。")
+    if re.search(r"[\u3400-\u9fff]", typed):   # 王五, 身份证: the name or the ID asked of the user elsewhere
+        raise Invalid("学信网**用户名**由 6–20 位字母、数字或下划线组成（以字母开头），不含汉字；"
+                      "忘记用户名的话，可以先找回用户名。")
     return field_value(validation.username, text)
 
 
