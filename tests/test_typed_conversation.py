@@ -456,6 +456,7 @@ def test_the_review_said_wrong_without_a_field_fills_the_form_again(chat, acc):
     ("我选支付宝", ("bind_account", "provider"), {"provider": "alipay"}),
     ("在校生吧", ("id_duplicate", "record_kind"), {"record_kind": "enrolled"}),
     ("本科吧", ("id_duplicate", "record_level"), {"record_level": "本科"}),
+    ("我用的是回乡证", ("recover_username", "id_type"), {"id_type": "hk_macao_permit"}),
 ])
 def test_an_option_typed_in_a_few_words_is_chosen(engine, clock, typed, step, data):
     chat = Chat(engine)

@@ -300,8 +300,8 @@ def takes_offer(text: str, title: str) -> bool | None:
     return first if first is not None else True if _ASKED.search(rest) else None
 
 
-# the words around an option typed as a choice: 我选微信, 就用支付宝吧, 在校生吧
-_CHOOSING = re.compile(r"^(?:我|那)?(?:就)?(?:要|想)?(?:选择|选|用|绑定|绑)?|(?:吧|啊|呀|了|的|哈)+$")
+# the words around an option typed as a choice: 我选微信, 就用支付宝吧, 在校生吧, 我用的是回乡证
+_CHOOSING = re.compile(r"^(?:我|那)?(?:就)?(?:要|想)?(?:选择|选|用|绑定|绑)?(?:的是|是)?|(?:吧|啊|呀|了|的|哈)+$")
 
 
 def choose(inp: Input, options: Mapping[str, str], message: str, *,
