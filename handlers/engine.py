@@ -37,7 +37,7 @@ from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
 
 from .flows import COMMANDS, FLOWS, OFFERS
 from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, command_word,
-                         plain_wait, takes_offer)
+                         plain_wait, takes_offer, typed_yes_no)
 from .handoff_service import LEAVE, HandoffService, gives_up, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
 from .insights import MAX_TEXT, TurnEvent
@@ -85,6 +85,7 @@ _DONE = re.compile(r"^(好了|好的|好|行|ok|嗯|嗯嗯)?(密码|用户名|�
                    r"登上了|登录上了|登进去了|收到了|通过了|绑好了|绑上了|扫好了|扫完了|扫过了|明白了|知道了|懂了)"
                    r"(了|啦|呀|哈)?(谢谢|谢谢你|谢谢您|感谢|多谢|谢啦|谢了|thx|thanks|thankyou)*$")
 _THANKS = re.compile(r"谢|感谢|thx|thank")
+_SAYS_NOTHING = re.compile(r"[\d啊呀哦噢喔嗯呃额唉哎诶欸哈呵嘿喂么吗呢吧了的]*")   # (after command_word: no punctuation, no emoji)
 MAX_HOPS = 25
 # A session with a flow is kept this long past the flow's idle expiry: a user coming back shortly after
 # still hears that the flow expired and its data is gone (by then dropped), instead of a bot that forgot.
@@ -491,6 +492,8 @@ class Engine:
         closing = self._closing(inp.text)
         if closing is not None:
             return closing
+        if typed_yes_no(inp.text):   # 好的 / 嗯 with nothing asked: an acknowledgement, not a thanks or a question
+            return [Reply("好的。还有其他账号问题，随时问我。", intent="thanks")]
         return self._answer(session_id, state, self.matcher.match(inp.text), now, inp.text)
 
     def _closing(self, text: str) -> list[Reply] | None:
@@ -566,6 +569,10 @@ class Engine:
                           intent=result.intent)]
         related = "".join(f"\n- {b.label}" for b in buttons)
         personal = mask_secrets(text) != text   # a phone, an ID number … sent with nothing asked
+        if not personal and not buttons and _SAYS_NOTHING.fullmatch(command_word(text)):   # ？, 啊, 😭, 1: nothing asked yet
+            return [Reply("请直接描述您遇到的账号问题，例如“忘记密码了”“提示证件号码已被注册怎么办”。我能解答找回用户名和密码、"
+                          "证件号码已被注册、手机号已被注册、操作过于频繁、邮箱 IP 受限、绑定微信或支付宝等问题。",
+                          buttons=(HANDOFF,), intent="out_of_scope")]
         lead = ("为保护您的隐私，请不要在对话中直接发送手机号、证件号码等个人信息：需要时，我会在办理步骤中请您填写。"
                 if personal else "抱歉，这个问题我暂时无法回答。")
         return [Reply(lead + "我能解答学信网账号相关的问题，例如找回用户名和密码、"

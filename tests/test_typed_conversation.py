@@ -561,6 +561,23 @@ def test_status_after_verification_has_no_route4_attempts(chat, acc):
     assert "随时可以输入" not in chat.text and "返回" not in chat.text  # a one-shot answer has no prompt hints
 
 
+@pytest.mark.parametrize("text", ["好的", "嗯", "ok", "嗯嗯"])
+def test_an_acknowledgement_with_nothing_asked_is_acknowledged_not_thanked(chat, text):
+    chat.say(text)
+    assert chat.text.startswith("好的。") and "不客气" not in chat.text and "无法回答" not in chat.text
+
+
+@pytest.mark.parametrize("text", ["？", "啊", "。。。", "😭😭", "1"])
+def test_a_message_saying_nothing_yet_asks_for_the_question(chat, text):
+    chat.say(text)
+    assert "请直接描述您遇到的账号问题" in chat.text and "无法回答" not in chat.text
+
+
+def test_a_message_with_words_still_gets_the_honest_not_covered_reply(chat):
+    chat.say("今天天气怎么样")
+    assert "无法回答" in chat.text
+
+
 # ---- 5. after the conversation ------------------------------------------------------------------
 
 @pytest.mark.parametrize("text", ["好了，密码改好了，谢谢", "密码改好了", "搞定了，谢谢！", "好了", "解决了 謝謝", "扫好了",
