@@ -295,6 +295,23 @@ def at_password_code(chat: Chat) -> None:
     assert chat.flow_step == ("recover_password", "code")
 
 
+@pytest.mark.parametrize("text", ["我原来的手机号停用了，收不到", "我换号了", "号码已经注销了"])
+def test_a_phone_no_longer_the_users_gets_no_new_code_but_the_way_to_a_person(chat, acc, text):
+    at_password_code(chat)
+    sent = len(acc.outbox(ZS1_PHONE))
+    chat.say(text)
+    assert chat.flow_step == ("recover_password", "code") and len(acc.outbox(ZS1_PHONE)) == sent
+    assert "只能发送到该账号绑定的手机" in chat.text and "转人工" in chat.text
+
+
+def test_asking_which_phone_the_code_went_to_names_none(chat, acc):
+    at_password_code(chat)
+    chat.say("验证码发到哪个手机了？")
+    assert "该账号绑定的手机" in chat.text and "不显示号码" in chat.text and "138" not in chat.text
+    chat.say(acc.latest_code(ZS1_PHONE))
+    assert chat.flow_step is None and "重置密码" in chat.text
+
+
 def test_used_up_attempts_are_said_at_once_and_a_new_code_keeps_the_input(chat, acc, engine):
     at_password_code(chat)
     for _ in range(4):

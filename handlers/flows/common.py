@@ -85,12 +85,27 @@ def ask_code(ctx: Ctx) -> Reply:
     return ctx.say("请输入收到的 **6 位短信验证码**：", RESEND)
 
 
+# the phone the code goes to is no longer the user's (原来的手机号停用了, 换号了): a new code cannot reach them
+_PHONE_GONE = re.compile(r"(手机|号码|电话|号)[^，。]{0,6}(停用|停机|停了|注销|销号|不用了|没用了|用不了|换了|不在了|没了|不是我的)"
+                         r"|换了?(手机号|号码|新号|号)")
+PHONE_GONE = ("验证码只能发送到该账号绑定的手机。原来的手机号已经不能用的话，在这里无法完成验证；更换账号绑定的手机号，"
+              "官方常见问题没有说明，可以输入“转人工”由工作人员为您核实。")
+# which phone the code went to (验证码发到哪个手机了？): the account's, never named in the chat
+_WHICH_PHONE = re.compile(r"(哪个|哪一个|哪|什么|谁的|边个)(手机|号码|电话|号)|发到哪|发去哪|发给谁|发到了哪")
+WHICH_PHONE = "验证码发送到该账号绑定的手机；为保护您的隐私，这里不显示号码。收到后请输入 6 位验证码。"
+
+
 def code_answer(key: str, then: str, send: str) -> Handler:
     """An answer-handler keeping a 6-digit SMS code in data[key], then going to ``then``;
     "没收到" / "重新发送" goes to the ``send`` step again."""
 
     def got_code(ctx: Ctx, inp: Input) -> Outcome:
         """Keep a 6-digit code (typed or pasted with its SMS), or send a new one."""
+        typed = command_word(inp.text) if inp.kind == "text" else ""
+        if _PHONE_GONE.search(typed):
+            raise Invalid(PHONE_GONE)
+        if _WHICH_PHONE.search(typed):
+            raise Invalid(WHICH_PHONE)
         if inp.payload == "resend" or (inp.kind == "text" and wants_resend(inp.text)):
             ctx.data["resend"] = True
             return Goto(send)
