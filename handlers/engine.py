@@ -38,6 +38,7 @@ from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
 from .flows import COMMANDS, FLOWS, OFFERS
 from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, command_word,
                          plain_wait, takes_offer, typed_yes_no)
+from .flows.common import wants_resend
 from .handoff_service import LEAVE, HandoffService, gives_up, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
 from .insights import MAX_TEXT, TurnEvent
@@ -489,6 +490,8 @@ class Engine:
                           buttons=(Button("解决证件号码已被注册", "flow:id_duplicate"),))]
         if inp.kind == "button":
             return [Reply("这个选项已失效，请直接输入您的问题。")]
+        if state.texted in FLOWS and wants_resend(inp.text):   # 短信一直没收到, after the username was texted
+            return [Reply(FLOWS[state.texted].unreceived, buttons=(Button("重新填写", f"flow:{state.texted}"), HANDOFF))]
         closing = self._closing(inp.text)
         if closing is not None:
             return closing
@@ -723,7 +726,7 @@ class Engine:
         self._may_wait()   # before "flow started" is logged: its steps have the account API at hand
         self._end_flow(state)
         spec = FLOWS[name]
-        state.flow = FlowState(name=name, data=dict(data or {}), touched=now)
+        state.flow, state.texted = FlowState(name=name, data=dict(data or {}), touched=now), None
         log.info("flow %s started", name)
         self._note(flow_event="started", flow=name)
         replies = self._advance(state, Goto(spec.first), now)
@@ -859,6 +862,7 @@ class Engine:
             if isinstance(outcome, Finish):
                 self._flow_outcome("completed")
                 self._end_flow(state)
+                state.texted = flow.name if FLOWS[flow.name].unreceived else None
                 return replies
             if isinstance(outcome, Switch):
                 return replies + self._start(state, outcome.flow, now, outcome.data)

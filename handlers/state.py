@@ -74,6 +74,7 @@ class SessionState:
     handoff: str | None = None              # the open hand-off's id
     topic: str | None = None                # the last FAQ topic answered (a hand-off's topic)
     offer: str | None = None                # the flow just offered: a typed yes next starts it
+    texted: str | None = None               # the flow that last finished by SMS (找回用户名): "没收到" is about it
     vote_for: str | None = None             # the answer a typed 有帮助/没帮助 next is about
     last_event: str | None = None           # api_failure / not_helpful this turn …
     prev_event: str | None = None           # … and the turn before (a hand-off's reason)
@@ -131,7 +132,7 @@ class SessionState:
                                                    float(_req(login, "until", (int, float)))),
                 reach=None if not reach else Reach(_req(reach, "channel", str), _req(reach, "address", str)),
                 client_id=_opt(d, "client_id", str), handoff=_opt(d, "handoff", str), topic=_opt(d, "topic", str),
-                offer=_opt(d, "offer", str), vote_for=_opt(d, "vote_for", str),
+                offer=_opt(d, "offer", str), texted=_opt(d, "texted", str), vote_for=_opt(d, "vote_for", str),
                 last_event=_opt(d, "last_event", str), prev_event=_opt(d, "prev_event", str),
                 oos_streak=_opt(d, "oos_streak", int) or 0,
                 labels=_labels(d), feedback_open=_list(d, "feedback_open", str), transcript=_transcript(d))
@@ -141,7 +142,7 @@ class SessionState:
             raise Incompatible(f"unreadable: {e.__class__.__name__}", had_flow) from None
 
 
-_SCALARS = ("client_id", "handoff", "topic", "offer", "vote_for", "last_event", "prev_event")
+_SCALARS = ("client_id", "handoff", "topic", "offer", "texted", "vote_for", "last_event", "prev_event")
 
 
 def _migrate(d: dict[str, Any]) -> dict[str, Any]:

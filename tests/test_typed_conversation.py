@@ -595,6 +595,23 @@ def test_a_message_with_words_still_gets_the_honest_not_covered_reply(chat):
     assert "无法回答" in chat.text
 
 
+@pytest.mark.parametrize("text", ["短信一直没收到", "还是没收到短信"])
+def test_not_receiving_the_texted_username_gets_the_checks_and_a_way_to_try_again(chat, text):
+    at_name_prompt(chat)
+    for answer in ("张三", "居民身份证", ZS_ID):
+        chat.say(answer)
+    assert chat.flow_step is None and "用户名已通过短信发送" in chat.text
+    chat.say("好的")
+    chat.say(text)
+    assert "骚扰拦截" in chat.text and "无法回答" not in chat.text
+    assert {b.label for b in chat.buttons} == {"重新填写", "转人工客服"}
+    chat.press("重新填写")
+    assert chat.flow_step == ("recover_username", "name")
+    chat.say("取消")
+    chat.say(text)   # about no SMS any more: a new flow started since
+    assert "骚扰拦截" not in chat.text
+
+
 # ---- 5. after the conversation ------------------------------------------------------------------
 
 @pytest.mark.parametrize("text", ["好了，密码改好了，谢谢", "密码改好了", "搞定了，谢谢！", "好了", "解决了 謝謝", "扫好了",

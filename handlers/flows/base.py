@@ -137,6 +137,9 @@ class Flow:
     # what to do when the account service refuses the login at a step (the step's name given):
     # e.g. common.relogin, log in again and resume there; None ends the flow ("登录已失效，请重新开始")
     relogin: Callable[[Ctx, str], Outcome] | None = None
+    # a flow whose result goes out by SMS (the username): what to say when the user, after it finished, says
+    # the SMS did not come ("" for a flow that sends none at its end)
+    unreceived: str = ""
 
     def __post_init__(self) -> None:
         """A mistyped step name fails here, at import, not in a user's chat: the first step and every

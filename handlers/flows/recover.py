@@ -5,8 +5,8 @@ from accounts.base import NotFound
 from handlers.types import Button, Reply
 
 from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, Switch, text_of
-from .common import (account_username, ask_code, code_answer, forgot_username, identity_steps, send_sms, sms_limited,
-                     verify_sms)
+from .common import (SMS_CHECKS, account_username, ask_code, code_answer, forgot_username, identity_steps, send_sms,
+                     sms_limited, verify_sms)
 
 # ---- recover username ---------------------------------------------------------------
 
@@ -14,6 +14,11 @@ USERNAME_SENT = ("如果您填写的姓名和证件信息与学信网账号相�
                  "几分钟内没有收到的话，可能是信息填写有误，或这个证件号码没有注册过账号：请核对后重新找回；"
                  "确认从未注册过的，可以直接注册新账号。\n\n"
                  "因学信网账号还可用于本网站的其他系统登录，请牢记用户名和密码。")
+
+
+USERNAME_UNRECEIVED = ("用户名短信会发送到该账号绑定的手机。没有收到的话：" + SMS_CHECKS + "\n\n"
+                       "也可能是姓名或证件信息填写有误，或这个证件号码没有注册过账号：可以点“重新填写”核对后再找回；"
+                       "确认从未注册过的，可以直接注册新账号。")
 
 
 def send_username(ctx: Ctx) -> Outcome:
@@ -38,6 +43,7 @@ RECOVER_USERNAME = Flow(
         **identity_steps(then="send"),
         "send": Act(send_username),
     },
+    unreceived=USERNAME_UNRECEIVED,
 )
 
 
