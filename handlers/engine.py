@@ -60,7 +60,9 @@ SMALLTALK = ("greeting", "thanks", "goodbye")
 HUMAN = "human_agent"
 # Commands that work at every prompt (compared after flows.base.command_word).
 CANCEL_WORDS = ("取消", "退出", "算了", "不办了", "结束", "不弄了", "cancel", "quit", "exit")
-BACK_WORDS = ("返回", "上一步", "后退", "back")
+BACK_WORDS = ("返回", "上一步", "回上一步", "回到上一步", "返回上一步", "退回上一步", "后退", "back")
+# not wanting to go on, in the user's words (算了不找了, 我不想继续了, 先不弄了): as 取消
+_GIVES_UP = re.compile(r"^(算了|那)?(我)?(先|就|暂时)?(不想|不要|不用|不|别)(再)?(继续|找|弄|办|做|搞|填|处理)(下去)?(了)?(吧|啦|呀)?$")
 # "不对，我输错了" in a flow: the answer refused just now is typed again, else the last one given (as 返回)
 _TYPED_WRONG = re.compile(r"^(不对|不是|错了|哎呀|哎|啊|呀|等等|等一下|抱歉|不好意思|sorry)*(我|刚才|刚刚|上面|前面|上一个|上个|那个)*的?"
                           r"(输|输入|填|打|写|选|点|按)错(了|啦)?(要改|想改|改一下|重新输|重新输入|重新填|重新选|重来)?(一下)?(了|啦|呀)?$")
@@ -462,7 +464,7 @@ class Engine:
             answer = takes_offer(inp.text, FLOWS[offer].title) if offer in FLOWS and not state.flow else None
             if answer is not None:  # the answer to the offer just made ("需要我一步步帮您…吗？")
                 return self._start(state, offer, now) if answer else [Reply("好的。还有其他问题，随时问我。")]
-            if word in CANCEL_WORDS and not (word in NO and self._asks_yes_no(state)):
+            if (word in CANCEL_WORDS or state.flow and _GIVES_UP.match(word)) and not (word in NO and self._asks_yes_no(state)):
                 return self._cancel(state)
             if word in BACK_WORDS:
                 return self._back(state, now)
@@ -756,13 +758,14 @@ class Engine:
         return [Reply(f"由于超过 {minutes} 分钟没有操作，“{FLOWS[name].title}”已结束，您填写的信息已清除。"
                       "如需继续，请重新开始。", buttons=(Button("重新开始", f"flow:{name}"),), flow=name)]
 
-    def _cancel(self, state: SessionState) -> list[Reply]:
+    def _cancel(self, state: SessionState, goodbye: str = "") -> list[Reply]:
+        """End the flow and drop its data; ``goodbye`` closes the conversation instead of asking what else."""
         if not state.flow:
             return [Reply("当前没有正在办理的事项。有什么可以帮您？")]
         title = FLOWS[state.flow.name].title
         self._flow_outcome("cancelled")
         self._end_flow(state)
-        return [Reply(f"好的，已结束“{title}”，您填写的信息已清除。还有什么可以帮您？")]
+        return [Reply(f"好的，已结束“{title}”，您填写的信息已清除。" + (goodbye or "还有什么可以帮您？"))]
 
     def _back(self, state: SessionState, now: float) -> list[Reply]:
         flow = state.flow
@@ -842,6 +845,8 @@ class Engine:
         self._note_match(result)
         if entry.intent == HUMAN or entry.offer == HUMAN:
             return self._handoff(session_id, state)
+        if entry.intent == "goodbye":   # 先这样吧 in a flow: leaving it, not a question in between
+            return self._cancel(state, goodbye=entry.answer)
         return self._entry_replies(entry, in_flow=True) + self._reprompt(state, now, "我们继续刚才的办理：")
 
     def _invalid(self, state: SessionState, message: str, now: float) -> list[Reply]:

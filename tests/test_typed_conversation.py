@@ -185,6 +185,26 @@ def test_commands_work_at_every_prompt(engine, clock, flow, step):
         assert check(chat), f"{word!r} at {flow}.{step}: {chat.text!r}"
 
 
+@pytest.mark.parametrize("text", ["算了不找了", "我不想继续了", "先不弄了", "不想填了"])
+def test_not_wanting_to_go_on_in_ones_own_words_ends_the_flow(chat, engine, text):
+    at_name_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step is None and "已结束" in chat.text and not flow_data(engine, chat)
+
+
+def test_going_back_in_ones_own_words_is_never_taken_as_an_answer(chat, engine):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say("回上一步")
+    assert chat.flow_step == ("recover_username", "name")
+
+
+def test_saying_goodbye_in_a_flow_ends_it_rather_than_going_on(chat, engine):
+    at_name_prompt(chat)
+    chat.say("先这样吧")
+    assert chat.flow_step is None and "已结束" in chat.text and "我们继续" not in chat.text
+
+
 # ---- 2. typed answers to the bot's own questions ----------------------------------------------
 
 @pytest.mark.parametrize("yes", ["好的", "需要", "是", "嗯", "可以", "行", "ok", "好滴", "嗯嗯", "對", "確認", "好的！",
