@@ -8,7 +8,7 @@ from accounts.base import TooFrequent
 from accounts.local import LocalAccountClient
 from handlers.flows.recover import PASSWORD_CODE_SENT, USERNAME_SENT
 from support import JPEG, Chat, login, make_engine
-from support.flows import LISI_PHONE, ZS1_PHONE, ZS2_PHONE, ZS_ID, route4_fill, start_dup
+from support.flows import LISI_PHONE, ZS1_PHONE, ZS2_PHONE, ZS_ID, on_route, route4_fill, start_dup
 
 # the fixtures acc (the twin with scripted failures), clock, engine and chat: tests/support/flows.py
 
@@ -219,9 +219,7 @@ def test_route1_app_requires_confirmation_then_checks_status(chat, acc):
 
 
 def test_route2_photo_ticket_and_review_progress(chat, acc):
-    start_dup(chat)
-    chat.press("途径2")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径2")
     chat.press("确认继续")
     assert chat.replies[-1].expects_image
     chat.say("我没有照片")
@@ -240,9 +238,7 @@ def test_route2_photo_ticket_and_review_progress(chat, acc):
 
 def test_route3_classmate_request_accepted_in_the_classmates_chat(engine, acc):
     me = Chat(engine)
-    start_dup(me)
-    me.press("途径3")
-    login(me, acc, "zhangsan02", ZS2_PHONE)
+    on_route(me, acc, "途径3")
     assert "注销使用了您当前证件号码的其他账号" in me.text and me.flow_step == ("id_duplicate", "classmate_confirm")
     me.say("李四")  # not a confirmation: nothing is sent before one
     assert me.flow_step == ("id_duplicate", "classmate_confirm") and not acc.keys["request_classmate"]
@@ -261,9 +257,7 @@ def test_route3_classmate_request_accepted_in_the_classmates_chat(engine, acc):
 
 
 def test_route3_unknown_classmate_is_re_asked(chat, acc):
-    start_dup(chat)
-    chat.press("途径3")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径3")
     chat.press("确认继续")
     chat.say("王二麻")
     chat.say("nobody999")
@@ -271,9 +265,7 @@ def test_route3_unknown_classmate_is_re_asked(chat, acc):
 
 
 def test_route4_mismatch_shows_attempts_then_none_left_offers_routes_1_to_3(chat, acc):
-    start_dup(chat)
-    chat.press("途径4")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径4")
     for left in (2, 1):
         route4_fill(chat, "在校生", "北京大学", "9999999999", "2017", "本科")
         assert f"还可使用 **{left + 1}** 次" in chat.text
@@ -289,9 +281,7 @@ def test_route4_mismatch_shows_attempts_then_none_left_offers_routes_1_to_3(chat
 
 
 def test_route4_year_and_level_are_checked(chat, acc):
-    start_dup(chat)
-    chat.press("途径4")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径4")
     chat.press("毕业生")
     chat.say("北京大学")
     chat.say("100011202105001234")

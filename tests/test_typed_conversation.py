@@ -16,7 +16,7 @@ from handlers.flows.base import Ask
 from handlers.state import SessionState
 from handlers.types import Message
 from support import Chat, login
-from support.flows import ZS1_PHONE, ZS2_PHONE, ZS_ID, route4_fill, start_dup
+from support.flows import ZS1_PHONE, ZS2_PHONE, ZS_ID, on_route, route4_fill, start_dup
 
 
 def at_name_prompt(chat: Chat) -> None:
@@ -265,9 +265,7 @@ def test_an_offer_is_only_answered_right_after_it(chat):
 
 @pytest.mark.parametrize("no", ["否", "不", "不用", "算了", "不要"])
 def test_a_confirmation_answered_no_goes_back_to_the_routes(chat, acc, no):
-    start_dup(chat)
-    chat.press("途径1")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径1")
     assert chat.flow_step == ("id_duplicate", "app_confirm")
     chat.say(no)
     assert chat.flow_step == ("id_duplicate", "pick") and "需要您明确确认" not in chat.text
@@ -275,9 +273,7 @@ def test_a_confirmation_answered_no_goes_back_to_the_routes(chat, acc, no):
 
 @pytest.mark.parametrize("yes", ["确认", "好的", "嗯嗯", "確認", "是的"])
 def test_a_confirmation_answered_yes_continues(chat, acc, yes):
-    start_dup(chat)
-    chat.press("途径1")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径1")
     chat.say(yes)
     assert chat.flow_step == ("id_duplicate", "app_wait")
 
@@ -465,9 +461,7 @@ def test_route4s_form_takes_what_people_type(engine, clock, step, typed, key, ke
                                                  ("入学年份要改一下", "record_year", "2017"),
                                                  ("学校填错了", "record_school", "北京大学")])
 def test_a_field_said_to_be_wrong_at_the_review_is_asked_again_alone(chat, acc, typed, step, answer):
-    start_dup(chat)
-    chat.press("途径4")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径4")
     for said in ("在校生", "北京大学", "1700012345", "2017", "本科"):
         chat.say(said)
     assert chat.flow_step == ("id_duplicate", "record_review")
@@ -480,9 +474,7 @@ def test_a_field_said_to_be_wrong_at_the_review_is_asked_again_alone(chat, acc, 
 
 
 def test_the_review_said_wrong_without_a_field_fills_the_form_again(chat, acc):
-    start_dup(chat)
-    chat.press("途径4")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径4")
     for said in ("在校生", "北京大学", "1700012345", "2017", "本科", "我好像填错了"):
         chat.say(said)
     assert chat.flow_step == ("id_duplicate", "record_kind")
@@ -503,9 +495,7 @@ def test_an_option_typed_in_a_few_words_is_chosen(engine, clock, typed, step, da
 
 
 def test_the_classmates_username_said_in_a_sentence_is_read(chat, acc):
-    start_dup(chat)
-    chat.press("途径3")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径3")
     chat.press("确认继续")
     chat.say("李四")
     chat.say("他的用户名是lisi2017")
@@ -542,9 +532,7 @@ def test_route3_warns_and_asks_before_sending_the_request(chat, acc):
 
 
 def exhaust_route4(chat: Chat, acc) -> None:
-    start_dup(chat)
-    chat.press("途径4")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径4")
     for _ in range(3):
         route4_fill(chat, "在校生", "北京大学", "9999999999", "2017", "本科")
         chat.press("确认提交")
@@ -572,9 +560,7 @@ def test_the_route_guide_in_a_new_flow_asks_the_service(chat, acc):
 @pytest.mark.parametrize("typed, passed", [("我已经验证完了", True), ("APP里弄好了", True), ("验证成功了", True),
                                            ("完成了", False), ("还没弄好", None), ("完成了吗？", None)])
 def test_saying_the_app_verification_is_done_checks_it(chat, acc, typed, passed):
-    start_dup(chat)
-    chat.press("途径1")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径1")
     chat.say("确认")
     if passed:
         acc.pass_app_verification("zhangsan02")
@@ -586,9 +572,7 @@ def test_saying_the_app_verification_is_done_checks_it(chat, acc, typed, passed)
 
 
 def test_status_after_verification_has_no_route4_attempts(chat, acc):
-    start_dup(chat)
-    chat.press("途径1")
-    login(chat, acc, "zhangsan02", ZS2_PHONE)
+    on_route(chat, acc, "途径1")
     chat.say("确认")
     acc.pass_app_verification("zhangsan02")
     chat.say("完成了")

@@ -81,6 +81,13 @@ def start_dup(chat: Chat) -> None:
     assert "我要重新注册" in chat.text
 
 
+def on_route(chat: Chat, acc: Any, route: str) -> None:
+    """Open the duplicate-ID flow, press ``route`` (途径1–4) and log in as zhangsan02, who re-registered."""
+    start_dup(chat)
+    chat.press(route)
+    login(chat, acc, "zhangsan02", ZS2_PHONE)
+
+
 def route4_fill(chat: Chat, kind: str, school: str, number: str, year: str, level: str) -> None:
     """Route 4's record form, one answer per step."""
     chat.press(kind)
