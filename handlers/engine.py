@@ -464,7 +464,8 @@ class Engine:
             answer = takes_offer(inp.text, FLOWS[offer].title) if offer in FLOWS and not state.flow else None
             if answer is not None:  # the answer to the offer just made ("需要我一步步帮您…吗？")
                 return self._start(state, offer, now) if answer else [Reply("好的。还有其他问题，随时问我。")]
-            if (word in CANCEL_WORDS or state.flow and _GIVES_UP.match(word)) and not (word in NO and self._asks_yes_no(state)):
+            cancels = word in CANCEL_WORDS or bool(state.flow and _GIVES_UP.match(word))
+            if cancels and not (word in NO and self._asks_yes_no(state)):
                 return self._cancel(state)
             if word in BACK_WORDS:
                 return self._back(state, now)
@@ -574,7 +575,7 @@ class Engine:
                           intent=result.intent)]
         related = "".join(f"\n- {b.label}" for b in buttons)
         personal = mask_secrets(text) != text   # a phone, an ID number … sent with nothing asked
-        if not personal and not buttons and _SAYS_NOTHING.fullmatch(command_word(text)):   # ？, 啊, 😭, 1: nothing asked yet
+        if not personal and not buttons and _SAYS_NOTHING.fullmatch(command_word(text)):   # ？, 啊, 😭, 1: no question
             return [Reply("请直接描述您遇到的账号问题，例如“忘记密码了”“提示证件号码已被注册怎么办”。我能解答找回用户名和密码、"
                           "证件号码已被注册、手机号已被注册、操作过于频繁、邮箱 IP 受限、绑定微信或支付宝等问题。",
                           buttons=(HANDOFF,), intent="out_of_scope")]

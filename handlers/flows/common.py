@@ -86,7 +86,7 @@ def ask_code(ctx: Ctx) -> Reply:
 
 
 # the phone the code goes to is no longer the user's (原来的手机号停用了, 换号了): a new code cannot reach them
-_PHONE_GONE = re.compile(r"(手机|号码|电话|号)[^，。]{0,6}(停用|停机|停了|注销|销号|不用了|没用了|用不了|换了|不在了|没了|不是我的)"
+_PHONE_GONE = re.compile(r"(手机|号码|电话|号).{0,6}(停用|停机|停了|注销|销号|不用了|没用了|用不了|换了|不在了|没了|不是我的)"
                          r"|换了?(手机号|号码|新号|号)")
 PHONE_GONE = ("验证码只能发送到该账号绑定的手机。原来的手机号已经不能用的话，在这里无法完成验证；更换账号绑定的手机号，"
               "官方常见问题没有说明，可以输入“转人工”由工作人员为您核实。")

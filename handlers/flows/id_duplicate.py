@@ -316,14 +316,14 @@ def got_app_done(ctx: Ctx, inp: Input) -> Outcome:
 
 
 # the user saying the verification in the APP is done (完成了, 我已经验证完了, APP里弄好了), not that it is not (还没弄好)
-_DONE = re.compile(r"完成|完了|好了|搞定|弄好|做完|通过了|成功|验证了|已验证|验过|ok了|done")
+_APP_DONE = re.compile(r"完成|完了|好了|搞定|弄好|做完|通过了|成功|验证了|已验证|验过|ok了|done")
 _NOT_DONE = re.compile(r"[没不未]|失败")
 
 
 def says_done(text: str) -> bool:
     """The typed text says the step is done (我已经验证完了); not a question or a no."""
     typed = command_word(text)
-    return bool(_DONE.search(typed)) and not _NOT_DONE.search(typed) and not is_question(clean(text))
+    return bool(_APP_DONE.search(typed)) and not _NOT_DONE.search(typed) and not is_question(clean(text))
 
 
 def check_app(ctx: Ctx) -> Outcome:
