@@ -88,6 +88,8 @@ _DONE = re.compile(r"^(好了|好的|好|行|ok|嗯|嗯嗯)?(密码|用户名|�
                    r"登上了|登录上了|登进去了|收到了|通过了|绑好了|绑上了|扫好了|扫完了|扫过了|明白了|知道了|懂了)"
                    r"(了|啦|呀|哈)?(谢谢|谢谢你|谢谢您|感谢|多谢|谢啦|谢了|thx|thanks|thankyou)*$")
 _THANKS = re.compile(r"谢|感谢|thx|thank")
+# the words around a typed command asked for (帮我查一下审核进度, 看看我的收件箱吧)
+_ASKING_FOR = re.compile(r"^(请|麻烦)?(你)?(帮我|帮忙|我想|我要|想|要)?(查一下|查下|查查|查询一下|查看|看一下|看下|看看|打开)?(我的)?|(吧|呀|啊)$")
 _SAYS_NOTHING = re.compile(r"[\d啊呀哦噢喔嗯呃额唉哎诶欸哈呵嘿喂么吗呢吧了的]*")   # (after command_word: no punctuation, no emoji)
 MAX_HOPS = 25
 # A session with a flow is kept this long past the flow's idle expiry: a user coming back shortly after
@@ -480,8 +482,9 @@ class Engine:
             if word in NO_HANDOFF_WORDS:  # (during a hand-off these leave it: _with_person)
                 return [Reply("好的，不转人工。")] + (self._reprompt(state, now, "我们继续：") if state.flow
                                                       else [Reply("有什么可以帮您？")])
-            if word in COMMANDS:
-                return self._start(state, COMMANDS[word], now)
+            command = COMMANDS.get(word) or COMMANDS.get(_ASKING_FOR.sub("", word))
+            if command:
+                return self._start(state, command, now)
         if inp.kind == "text":   # (a step's own options, typed, are its answer-handler's to read: choose)
             pressed = self._typed_button(session_id, state, command_word(inp.text), now)
             if pressed is not None:

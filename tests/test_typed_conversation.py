@@ -256,6 +256,19 @@ def test_the_offer_of_other_flows_reads_their_own_words(chat):
     assert chat.flow_step is not None and chat.flow_step[0] == "bind_account", chat.text
 
 
+@pytest.mark.parametrize("text", ["查一下审核进度", "帮我查下审核进度", "看看我的收件箱吧"])
+def test_a_command_asked_for_in_a_few_words_starts_its_flow(chat, text):
+    chat.say(text)
+    assert chat.flow_step is not None and chat.flow_step[0] in ("review_status", "classmate_inbox"), chat.text
+
+
+def test_the_answer_about_review_progress_offers_to_look_it_up(chat):
+    chat.say("客服审核进度在哪里看")
+    assert "需要我帮您查询审核进度吗" in chat.text
+    chat.say("好的")
+    assert chat.flow_step is not None and chat.flow_step[0] == "review_status"
+
+
 def test_an_offer_is_only_answered_right_after_it(chat):
     chat.say("忘记密码怎么办")
     chat.say("你好")

@@ -27,6 +27,7 @@ OFFERS: dict[str, Offer] = {
     "id_duplicate": Offer("需要我一步步帮您解决证件号码重复吗？", "开始解决证件号码重复", "id_duplicate"),
     "phone_registered": Offer("要先找回用户名吗？", "找回用户名", "recover_username"),
     "bind_account": Offer("需要我帮您绑定微信或支付宝吗？", "开始绑定", "bind_account"),
+    "review_status": Offer("需要我帮您查询审核进度吗？", "查询审核进度", "review_status"),
 }
 
 # Typed commands that start a flow (the seed's menu names and what users say).
