@@ -234,6 +234,8 @@ def test_route2_photo_ticket_and_review_progress(chat, acc):
     acc.decide_review(ticket, False, "照片不清晰")
     chat.say("查询审核进度")
     assert f"单号 {ticket}" in chat.text and "未通过" in chat.text and "照片不清晰" in chat.text
+    chat.press("解决证件号码已被注册")   # turned down, nothing else under way: the routes again
+    assert chat.flow_step == ("id_duplicate", "explain")
 
 
 def test_route3_classmate_request_accepted_in_the_classmates_chat(engine, acc):

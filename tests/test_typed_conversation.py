@@ -262,11 +262,15 @@ def test_a_command_asked_for_in_a_few_words_starts_its_flow(chat, text):
     assert chat.flow_step is not None and chat.flow_step[0] in ("review_status", "classmate_inbox"), chat.text
 
 
-def test_the_answer_about_review_progress_offers_to_look_it_up(chat):
+def test_the_answer_about_review_progress_offers_to_look_it_up(chat, acc):
     chat.say("客服审核进度在哪里看")
     assert "需要我帮您查询审核进度吗" in chat.text
     chat.say("好的")
     assert chat.flow_step is not None and chat.flow_step[0] == "review_status"
+    chat.say("zhangsan02")
+    chat.say(acc.latest_code(ZS2_PHONE))
+    assert "没有查到客服审核" in chat.text and "还需要完成身份核验" in chat.text   # nothing under way: the routes
+    assert [b.label for b in chat.buttons] == ["解决证件号码已被注册"]
 
 
 def test_an_offer_is_only_answered_right_after_it(chat):

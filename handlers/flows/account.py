@@ -132,6 +132,10 @@ def review_show(ctx: Ctx) -> Outcome:
         lines.append(f"同学协助请求（{md(r.classmate_username)}）：**{REQUEST_WORDS.get(r.status, r.status)}**。")
     if not review and not identity.classmate_requests:
         lines.append("没有查到客服审核或同学协助的记录。")
+    waiting = (review and review.status == "pending") or any(r.status == "pending" for r in identity.classmate_requests)
+    if identity.status == "pending_identity" and not waiting:   # nothing under way: the routes are the way on
+        lines.append("账号还需要完成身份核验，可以选择一种途径办理。")
+        return Finish((ctx.say("\n\n".join(lines), Button("解决证件号码已被注册", "flow:id_duplicate")),))
     return Finish((ctx.say("\n\n".join(lines)),))
 
 
