@@ -205,6 +205,20 @@ def test_saying_goodbye_in_a_flow_ends_it_rather_than_going_on(chat, engine):
     assert chat.flow_step is None and "已结束" in chat.text and "我们继续" not in chat.text
 
 
+@pytest.mark.parametrize("text", [f"张三，身份证{ZS_ID}", f"我叫张三 身份证号码是{ZS_ID}", f"张三 {ZS_ID}"])
+def test_a_name_with_the_id_card_number_fills_the_three_steps(chat, engine, text):
+    at_name_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step is None and "用户名已通过短信发送" in chat.text
+
+
+@pytest.mark.parametrize("text", [f"张三，身份证{ZS_ID[:-1]}0", f"帮我查一下 {ZS_ID}"])
+def test_a_name_with_no_valid_id_card_number_is_still_asked_for(chat, engine, text):
+    at_name_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_username", "name") and not flow_data(engine, chat)
+
+
 # ---- 2. typed answers to the bot's own questions ----------------------------------------------
 
 @pytest.mark.parametrize("yes", ["好的", "需要", "是", "嗯", "可以", "行", "ok", "好滴", "嗯嗯", "對", "確認", "好的！",

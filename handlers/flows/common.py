@@ -342,12 +342,6 @@ def person_name(text: str, what: str = "姓名") -> str:
     return field_value(validation.name, typed)
 
 
-def got_name(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep what looks like a name."""
-    ctx.data["name"] = person_name(text_of(inp), "注册时填写的姓名")
-    return Goto("id_type")
-
-
 def ask_id_type(ctx: Ctx) -> Reply:
     """Offer the ID types as buttons."""
     return ctx.say("请选择注册时使用的**证件类型**：", *ID_TYPE_BUTTONS)
@@ -378,10 +372,24 @@ def ask_id_number(ctx: Ctx) -> Reply:
 
 
 _ID_IN_SENTENCE = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")   # 我的身份证号是1101…
+# how an ID card number is introduced when it comes with the name (张三，身份证号110101…)
+_ID_WORDS = re.compile(r"(?:我的)?(?:居民)?身份证(?:号码|号)?(?:是|为)?|证件号(?:码)?(?:是|为)?|[\s,，、;；:：]+")
 
 
 def identity_steps(then: str) -> dict[str, Step]:
     """Name, ID type and ID number (validated for its type), then ``then``."""
+
+    def got_name(ctx: Ctx, inp: Input) -> Outcome:
+        """Keep what looks like a name; a name with one valid ID card number (张三，身份证110101…) gives all three."""
+        typed = unicodedata.normalize("NFKC", text_of(inp))
+        said = _ID_IN_SENTENCE.findall(typed)
+        number = typed_resident_id(Input("text", text=said[0])) if len(said) == 1 else None
+        if number is not None:
+            ctx.data["name"] = person_name(_ID_WORDS.sub(" ", typed.replace(said[0], " ")), "注册时填写的姓名")
+            ctx.data["id_type"], ctx.data["id_number"] = "resident_id", number
+            return Goto(then)
+        ctx.data["name"] = person_name(typed, "注册时填写的姓名")
+        return Goto("id_type")
 
     def got_id_type(ctx: Ctx, inp: Input) -> Outcome:
         """Keep one of the offered ID types; an ID card number typed instead is both the type and the number."""
