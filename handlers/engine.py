@@ -90,6 +90,8 @@ _DONE = re.compile(r"^(好了|好的|好|行|ok|嗯|嗯嗯)?(密码|用户名|�
 _THANKS = re.compile(r"谢|感谢|thx|thank")
 # the words around a typed command asked for (帮我查一下审核进度, 看看我的收件箱吧)
 _ASKING_FOR = re.compile(r"^(请|麻烦)?(你)?(帮我|帮忙|我想|我要|想|要)?(查一下|查下|查查|查询一下|查看|看一下|看下|看看|打开)?(我的)?|(吧|呀|啊)$")
+# going to try what was said (好的我试试, 我先去看看): after a yes or alone
+_WILL_TRY = re.compile(r"(我)?(先|再|就)?(去)?(试试看|试试|试一下|看看|看一下|操作一下)(吧|看)?$")
 _SAYS_NOTHING = re.compile(r"[\d啊呀哦噢喔嗯呃额唉哎诶欸哈呵嘿喂么吗呢吧了的]*")   # (after command_word: no punctuation, no emoji)
 MAX_HOPS = 25
 # A session with a flow is kept this long past the flow's idle expiry: a user coming back shortly after
@@ -503,6 +505,10 @@ class Engine:
             return closing
         if typed_yes_no(inp.text):   # 好的 / 嗯 with nothing asked: an acknowledgement, not a thanks or a question
             return [Reply("好的。还有其他账号问题，随时问我。", intent="thanks")]
+        word = command_word(inp.text)
+        trying = _WILL_TRY.sub("", word)
+        if trying != word and (not trying or typed_yes_no(trying.rstrip("吧"))):   # 好的我试试, 行吧我试试看
+            return [Reply("好的，祝您顺利！如果还是不行，随时回来问我，也可以转人工客服。", intent="thanks")]
         return self._answer(session_id, state, self.matcher.match(inp.text), now, inp.text)
 
     def _closing(self, text: str) -> list[Reply] | None:

@@ -619,6 +619,13 @@ def test_an_acknowledgement_with_nothing_asked_is_acknowledged_not_thanked(chat,
     assert chat.text.startswith("好的。") and "不客气" not in chat.text and "无法回答" not in chat.text
 
 
+@pytest.mark.parametrize("text", ["好的我试试", "好，我先去看看", "行吧我试试看", "我试试"])
+def test_saying_one_will_try_the_answer_is_wished_luck(chat, text):
+    chat.say("登录学信档案提示操作过于频繁")
+    chat.say(text)
+    assert "祝您顺利" in chat.text and "无法回答" not in chat.text
+
+
 @pytest.mark.parametrize("text", ["？", "啊", "。。。", "😭😭", "1"])
 def test_a_message_saying_nothing_yet_asks_for_the_question(chat, text):
     chat.say(text)
