@@ -604,7 +604,7 @@ class Engine:
         replies = [Reply(entry.answer, tuple(buttons), intent=entry.intent, entry=entry.id)]
         offer = OFFERS.get(entry.offer or "")
         if offer and not in_flow:
-            replies.append(Reply(offer.question, (Button(offer.label, f"flow:{offer.flow}"),),
+            replies.append(Reply(offer.question, (Button(offer.label, f"flow:{offer.flow}"), *offer.also),
                                  intent=entry.intent, entry=entry.id))
         return replies
 

@@ -287,6 +287,17 @@ def test_the_answer_about_review_progress_offers_to_look_it_up(chat, acc):
     assert [b.label for b in chat.buttons] == ["解决证件号码已被注册"]
 
 
+def test_the_answer_about_route3_offers_both_sides_of_the_request(chat, acc):
+    chat.say("同学协助怎么操作")
+    assert [b.label for b in chat.replies[-1].buttons] == ["开始解决证件号码重复", "处理同学的协助请求"]
+    chat.press("处理同学的协助请求")   # the classmate asked to help
+    assert chat.flow_step is not None and chat.flow_step[0] == "classmate_inbox"
+    chat.say("取消")
+    chat.say("同学协助怎么操作")
+    chat.say("好的")                    # a typed yes: the one asking for help
+    assert chat.flow_step == ("id_duplicate", "explain")
+
+
 def test_an_offer_is_only_answered_right_after_it(chat):
     chat.say("忘记密码怎么办")
     chat.say("你好")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from handlers.types import Button
+
 from .account import BIND_ACCOUNT, CLASSMATE_INBOX, REVIEW_STATUS
 from .base import Ask, Flow, step_targets
 from .id_duplicate import ID_DUPLICATE
@@ -14,11 +16,13 @@ FLOWS: dict[str, Flow] = {f.name: f for f in (
 
 @dataclass(frozen=True)
 class Offer:
-    """What an FAQ answer whose entry names ``offer:`` adds: a question and a button starting ``flow``."""
+    """What an FAQ answer whose entry names ``offer:`` adds: a question and a button starting ``flow`` (which a
+    typed yes starts too), and ``also`` buttons for who asks from the other side (the classmate asked to help)."""
 
     question: str
     label: str
     flow: str
+    also: tuple[Button, ...] = ()
 
 
 OFFERS: dict[str, Offer] = {
@@ -28,6 +32,8 @@ OFFERS: dict[str, Offer] = {
     "phone_registered": Offer("要先找回用户名吗？", "找回用户名", "recover_username"),
     "bind_account": Offer("需要我帮您绑定微信或支付宝吗？", "开始绑定", "bind_account"),
     "review_status": Offer("需要我帮您查询审核进度吗？", "查询审核进度", "review_status"),
+    "classmate": Offer("需要我一步步帮您发送同学协助请求吗？如果是同学请您协助，可以点“处理同学的协助请求”。",
+                       "开始解决证件号码重复", "id_duplicate", also=(Button("处理同学的协助请求", "flow:classmate_inbox"),)),
 }
 
 # Typed commands that start a flow (the seed's menu names and what users say).
@@ -43,6 +49,8 @@ COMMANDS: dict[str, str] = {
 def _check_flow_names() -> None:
     """Every flow named by a ``Switch`` in a step, an offer or a command exists (checked at import)."""
     named = [(f"offer {k}", o.flow) for k, o in OFFERS.items()] + [(f"command {k}", v) for k, v in COMMANDS.items()]
+    named += [(f"offer {k}", b.payload.removeprefix("flow:")) for k, o in OFFERS.items() for b in o.also
+              if b.payload.startswith("flow:")]
     for flow in FLOWS.values():
         for step_name, step in flow.steps.items():
             for fn in ((step.prompt, step.handle) if isinstance(step, Ask) else (step.run,)):
