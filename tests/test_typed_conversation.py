@@ -62,7 +62,8 @@ def test_what_cannot_be_a_name_is_re_asked(chat, text):
 
 
 @pytest.mark.parametrize("said, name", [("张三", "张三"), ("买买提·艾力", "买买提·艾力"), ("欧阳娜娜", "欧阳娜娜"), ("Li Na", "Li Na"),
-                                        ("我叫张三", "张三"), ("张三。", "张三"), ("姓名：欧阳娜娜", "欧阳娜娜")])   # … said in a sentence
+                                        ("我叫张三", "张三"), ("张三。", "张三"), ("姓名：欧阳娜娜", "欧阳娜娜"),
+                                        ("我是帮我妈找回的，她叫王芳", "王芳")])   # … said in a sentence
 def test_real_names_are_accepted(chat, engine, said, name):
     at_name_prompt(chat)
     chat.say(said)
