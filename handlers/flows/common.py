@@ -333,8 +333,9 @@ def person_name(text: str, what: str = "姓名") -> str:
     """What looks like a person's name (2–30 CJK characters, letters, · or spaces; not a yes, a no, "不知道" or
     a sentence; from 我叫张三 the name); else Invalid."""
     typed = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).strip()).replace("•", "·").rstrip("。.!！~～")
+    # (said in the whole text, or in its last clause: 我是帮我妈问的，她叫王芳)
     said = _SAID_NAME.fullmatch(typed) or _SAID_NAME.fullmatch(re.split(r"[,，;；]", typed)[-1].strip())
-    typed = said.group(1) if said else typed   # (the last clause naming it: 我是帮我妈问的，她叫王芳)
+    typed = said.group(1) if said else typed
     if not _NAME.fullmatch(typed) or not re.search(r"[\u3400-\u9fffA-Za-z]", typed):
         raise Invalid(f"请输入{what}（2–30 个汉字或字母，可含“·”和空格）。")
     if typed_yes_no(typed) is not None or command_word(typed) in NOT_A_NAME or _NO_NAME_CHARS.search(typed):
