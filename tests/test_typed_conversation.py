@@ -529,12 +529,24 @@ def test_the_review_said_wrong_without_a_field_fills_the_form_again(chat, acc):
     ("在校生吧", ("id_duplicate", "record_kind"), {"record_kind": "enrolled"}),
     ("本科吧", ("id_duplicate", "record_level"), {"record_level": "本科"}),
     ("我用的是回乡证", ("recover_username", "id_type"), {"id_type": "hk_macao_permit"}),
+    ("中国护照", ("recover_username", "id_type"), {"id_type": "passport"}),
+    ("用微信绑定吧", ("bind_account", "provider"), {"provider": "wechat"}),
 ])
 def test_an_option_typed_in_a_few_words_is_chosen(engine, clock, typed, step, data):
     chat = Chat(engine)
     put_at(engine, chat, *step, clock)
     chat.say(typed)
     assert chat.flow_step != step and data.items() <= flow_data(engine, chat).items(), chat.text
+
+
+@pytest.mark.parametrize("typed, step", [("我没有护照", ("recover_username", "id_type")),
+                                         ("香港身份证", ("recover_username", "id_type")),
+                                         ("微信和支付宝都行", ("bind_account", "provider"))])
+def test_a_negated_or_unclear_option_in_a_sentence_is_asked_again(engine, clock, typed, step):
+    chat = Chat(engine)
+    put_at(engine, chat, *step, clock)
+    chat.say(typed)
+    assert chat.flow_step == step, chat.text
 
 
 def test_the_classmates_username_said_in_a_sentence_is_read(chat, acc):

@@ -307,11 +307,15 @@ def takes_offer(text: str, title: str) -> bool | None:
 _CHOOSING = re.compile(r"^(?:我|那)?(?:就)?(?:要|想)?(?:选择|选|用|绑定|绑)?(?:的是|是)?|(?:吧|啊|呀|了|的|哈)+$")
 
 
+_NOT = re.compile(r"[不没无非别]")
+
+
 def choose(inp: Input, options: Mapping[str, str], message: str, *,
            yes: str | None = None, no: str | None = None, aliases: Mapping[str, str] | None = None) -> str:
     """The payload picked by a button, its label typed, its payload typed, one of ``aliases``
-    (word → payload, the everyday names people type) or a part (2+ characters) of exactly one
-    label; a typed yes/no picks ``yes``/``no`` when given; else Invalid."""
+    (word → payload, the everyday names people type), a part (2+ characters) of exactly one
+    label or exactly one whole label inside the text (not negated); a typed yes/no picks ``yes``/``no``
+    when given; else Invalid."""
     if inp.kind == "button" and inp.payload in options:
         return inp.payload
     typed = command_word(inp.text or inp.payload)
@@ -325,6 +329,11 @@ def choose(inp: Input, options: Mapping[str, str], message: str, *,
     partial = [payload for payload, label in options.items() if len(typed) >= 2 and typed in command_word(label)]
     if len(partial) == 1:
         return partial[0]
+    # one whole label inside the text: 中国护照, 用微信绑定吧
+    labels = {payload: command_word(label) for payload, label in options.items()}
+    named = [payload for payload, label in labels.items() if len(label) >= 2 and label in typed]
+    if len(named) == 1 and not _NOT.search(typed):
+        return named[0]
     answer = typed_yes_no(inp.text) if inp.kind == "text" else None
     if answer is True and yes is not None:
         return yes
