@@ -541,7 +541,8 @@ def test_an_option_typed_in_a_few_words_is_chosen(engine, clock, typed, step, da
 
 @pytest.mark.parametrize("typed, step", [("我没有护照", ("recover_username", "id_type")),
                                          ("香港身份证", ("recover_username", "id_type")),
-                                         ("微信和支付宝都行", ("bind_account", "provider"))])
+                                         ("微信和支付宝都行", ("bind_account", "provider")),
+                                         ("微信绑定后怎么登录？", ("bind_account", "provider"))])
 def test_a_negated_or_unclear_option_in_a_sentence_is_asked_again(engine, clock, typed, step):
     chat = Chat(engine)
     put_at(engine, chat, *step, clock)

@@ -275,6 +275,13 @@ def typed_yes_no(text: str) -> bool | None:
     return None
 
 
+def _asks(text: str) -> bool:
+    """The text is a question (is_question over the cleaned text)."""
+    from intents.normalize import clean, is_question
+
+    return is_question(clean(text))
+
+
 # besides its yes or no, an answer to an offer may only ask for it (好的，帮我找回; 麻烦你了) or say the user will
 # do it themselves (不用，我自己来; 好的，我先自己试试): what is left after these words says something new
 _ASKS_FOR_IT = re.compile(r"请|麻烦|唔该|帮忙|帮|带我|教我|开始|来吧|一步步|一步一步|弄|办|处理|操作|揾返|一下|吧|呗|谢谢|谢|你|您|我|了|那|就|现在")
@@ -286,10 +293,8 @@ def takes_offer(text: str, title: str) -> bool | None:
     """The answer typed to an offer of the flow ``title`` (需要我一步步帮您找回密码吗？): a yes or no alone, or with
     words that only ask for the flow (好的，帮我找回; 帮我找回吧) or say the user will do it themselves (不用，我自己来;
     好的，我自己试试: a no); None for anything else (好的，那手机号被注册怎么办: something new)."""
-    from intents.normalize import clean, is_question
-
     answer = typed_yes_no(text)
-    if answer is not None or is_question(clean(text)):
+    if answer is not None or _asks(text):
         return answer
     clauses = [c for c in re.split(r"[\W_]+", text) if c]
     first = typed_yes_no(clauses[0]) if clauses else None
@@ -329,10 +334,10 @@ def choose(inp: Input, options: Mapping[str, str], message: str, *,
     partial = [payload for payload, label in options.items() if len(typed) >= 2 and typed in command_word(label)]
     if len(partial) == 1:
         return partial[0]
-    # one whole label inside the text: 中国护照, 用微信绑定吧
+    # one whole label inside the text: 中国护照, 用微信绑定吧 (not in a question about it: 微信绑定后怎么登录？)
     labels = {payload: command_word(label) for payload, label in options.items()}
     named = [payload for payload, label in labels.items() if len(label) >= 2 and label in typed]
-    if len(named) == 1 and not _NOT.search(typed):
+    if len(named) == 1 and not _NOT.search(typed) and not (inp.kind == "text" and _asks(inp.text)):
         return named[0]
     answer = typed_yes_no(inp.text) if inp.kind == "text" else None
     if answer is True and yes is not None:
@@ -362,10 +367,8 @@ _FIXED = re.compile(r"没问题|没事|不错")   # phrases whose 没/不 is no 
 
 def leaning(text: str) -> bool | None:
     """The yes or no a short answer (up to 20 characters, no question) leans to; None when it says neither."""
-    from intents.normalize import clean, is_question
-
     word = _FIXED.sub("好", command_word(text))
-    if not word or len(word) > 20 or is_question(clean(text)):
+    if not word or len(word) > 20 or _asks(text):
         return None
     return False if _SAYS_NO.search(word) else True if _SAYS_YES.search(word) else None
 
