@@ -314,7 +314,14 @@ def test_a_confirmation_answered_no_goes_back_to_the_routes(chat, acc, no):
     assert chat.flow_step == ("id_duplicate", "pick") and "需要您明确确认" not in chat.text
 
 
-@pytest.mark.parametrize("yes", ["确认", "好的", "嗯嗯", "確認", "是的"])
+@pytest.mark.parametrize("text", ["好吧", "我了解了", "了解，不过会注销哪些账号？"])
+def test_a_shrug_or_understanding_alone_is_no_confirmation(chat, acc, text):
+    on_route(chat, acc, "途径1")
+    chat.say(text)
+    assert chat.flow_step == ("id_duplicate", "app_confirm")
+
+
+@pytest.mark.parametrize("yes", ["确认", "好的", "嗯嗯", "確認", "是的", "明白，确认", "我了解了，继续吧"])
 def test_a_confirmation_answered_yes_continues(chat, acc, yes):
     on_route(chat, acc, "途径1")
     chat.say(yes)

@@ -17,7 +17,7 @@ from handlers.types import Button, Reply, md
 from intents.normalize import clean, is_question, to_simplified
 
 from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Handler, Invalid, Input, Outcome, choose, command_word,
-                   field_value, pack_image, said_value, text_of, unpack_image, yes_no)
+                   field_value, pack_image, said_value, text_of, typed_yes_no, unpack_image, yes_no)
 from .common import USERNAME_NAMES, login_steps, person_name, relogin, require_login
 
 ROUTES = {
@@ -277,11 +277,25 @@ def ask_confirm(ctx: Ctx) -> Reply:
                    Button("我已了解，确认继续", "confirm"), OTHER_ROUTE)
 
 
+# the clauses of a typed confirmation besides a yes: 明白，确认; 我了解了，继续吧 (the button's 我已了解，确认继续)
+_UNDERSTOOD = re.compile(r"(我)?(已经?)?(了解|明白|清楚|知道)(了)?")
+_GOES_ON = re.compile(r"(确认|同意|继续)(继续)?(吧|了)?")
+
+
+def _consents(text: str) -> bool:
+    """Every clause is a yes, 确认/继续, or says the warning is understood, and one of them says go on."""
+    clauses = [command_word(c) for c in re.split(r"[\W_]+", text) if c]
+    go_on = [c for c in clauses if typed_yes_no(c) or _GOES_ON.fullmatch(c)]
+    return bool(go_on) and all(c in go_on or _UNDERSTOOD.fullmatch(c) for c in clauses)
+
+
 def confirmed(then: str) -> Handler:
     """An answer-handler that continues to ``then`` only on an explicit confirmation."""
 
     def got_confirm(ctx: Ctx, inp: Input) -> Outcome:
-        """Continue on a confirmation (button or a typed yes); a typed no goes back to the routes."""
+        """Continue on a confirmation (button, a typed yes, or 明白，确认); a typed no goes back to the routes."""
+        if inp.kind == "text" and _consents(inp.text):
+            return Goto(then)
         picked = choose(inp, {"confirm": "我已了解，确认继续", "确认": "确认继续"},
                         "需要您明确确认后才能继续：请点“我已了解，确认继续”（或回复“确认”），或点“换其他途径”。",
                         yes="confirm", no="pick")
