@@ -275,7 +275,7 @@ def typed_yes_no(text: str) -> bool | None:
     return None
 
 
-def _asks(text: str) -> bool:
+def asks(text: str) -> bool:
     """The text is a question (is_question over the cleaned text)."""
     from intents.normalize import clean, is_question
 
@@ -294,7 +294,7 @@ def takes_offer(text: str, title: str) -> bool | None:
     words that only ask for the flow (好的，帮我找回; 帮我找回吧) or say the user will do it themselves (不用，我自己来;
     好的，我自己试试: a no); None for anything else (好的，那手机号被注册怎么办: something new)."""
     answer = typed_yes_no(text)
-    if answer is not None or _asks(text):
+    if answer is not None or asks(text):
         return answer
     clauses = [c for c in re.split(r"[\W_]+", text) if c]
     first = typed_yes_no(clauses[0]) if clauses else None
@@ -337,7 +337,7 @@ def choose(inp: Input, options: Mapping[str, str], message: str, *,
     # one whole label inside the text: 中国护照, 用微信绑定吧 (not in a question about it: 微信绑定后怎么登录？)
     labels = {payload: command_word(label) for payload, label in options.items()}
     named = [payload for payload, label in labels.items() if len(label) >= 2 and label in typed]
-    if len(named) == 1 and not _NOT.search(typed) and not (inp.kind == "text" and _asks(inp.text)):
+    if len(named) == 1 and not _NOT.search(typed) and not (inp.kind == "text" and asks(inp.text)):
         return named[0]
     answer = typed_yes_no(inp.text) if inp.kind == "text" else None
     if answer is True and yes is not None:
@@ -368,7 +368,7 @@ _FIXED = re.compile(r"没问题|没事|不错")   # phrases whose 没/不 is no 
 def leaning(text: str) -> bool | None:
     """The yes or no a short answer (up to 20 characters, no question) leans to; None when it says neither."""
     word = _FIXED.sub("好", command_word(text))
-    if not word or len(word) > 20 or _asks(text):
+    if not word or len(word) > 20 or asks(text):
         return None
     return False if _SAYS_NO.search(word) else True if _SAYS_YES.search(word) else None
 

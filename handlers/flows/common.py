@@ -250,7 +250,7 @@ def account_username(text: str) -> str:
     if typed_yes_no(text) is not None:   # (好的 after "请先登录": no username yet)
         raise Invalid("请直接输入学信网**用户名**（6–20 位字母、数字或下划线，以字母开头）。")
     text = said_value(unicodedata.normalize("NFKC", text), USERNAME_NAMES)
-    typed = unicodedata.normalize("NFKC", text).strip().replace(" ", "")
+    typed = text.strip().replace(" ", "")
     other = ("手机号码" if _is_phone(typed) else "邮箱" if "@" in typed
              else "证件号码" if re.fullmatch(r"\d{15}|\d{17}[\dXx]", typed) else None)
     if other:

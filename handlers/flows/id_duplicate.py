@@ -14,10 +14,10 @@ from accounts import validation
 from accounts.base import AttemptsExhausted, BadImage, Identity, NotFound, RecordMismatch, StudentRecord
 from accounts.contract import LEVELS, MAX_IMAGE_BYTES
 from handlers.types import Button, Reply, md
-from intents.normalize import clean, is_question, to_simplified
+from intents.normalize import to_simplified
 
-from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Handler, Invalid, Input, Outcome, choose, command_word,
-                   field_value, pack_image, said_value, text_of, typed_yes_no, unpack_image, yes_no)
+from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Handler, Invalid, Input, Outcome, asks, choose,
+                   command_word, field_value, pack_image, said_value, text_of, typed_yes_no, unpack_image, yes_no)
 from .common import USERNAME_NAMES, login_steps, person_name, relogin, require_login
 
 ROUTES = {
@@ -118,7 +118,7 @@ _WANTS_GUIDE = re.compile(r"[帮替给]我[选挑]|推荐|不知道[选用该]|�
 def _route_named(inp: Input) -> str | None:
     """The one route a typed choice names (我想用APP验证); None for a question about one (APP验证要多久？),
     a refusal (不想找同学) or a text naming several."""
-    if inp.kind != "text" or is_question(clean(inp.text)):
+    if inp.kind != "text" or asks(inp.text):
         return None
     typed = command_word(inp.text)
     if _NEGATED.search(typed):
@@ -337,7 +337,7 @@ _NOT_DONE = re.compile(r"[没不未]|失败")
 def says_done(text: str) -> bool:
     """The typed text says the step is done (我已经验证完了); not a question or a no."""
     typed = command_word(text)
-    return bool(_APP_DONE.search(typed)) and not _NOT_DONE.search(typed) and not is_question(clean(text))
+    return bool(_APP_DONE.search(typed)) and not _NOT_DONE.search(typed) and not asks(text)
 
 
 def check_app(ctx: Ctx) -> Outcome:
@@ -444,7 +444,7 @@ def _kind_said(text: str) -> str | None:
     """The kind of record the user's words say (我还在读大三: enrolled; 已经毕业了: graduate); None for a question
     or words saying neither or both."""
     typed = command_word(text)
-    if is_question(clean(text)):
+    if asks(text):
         return None
     if _SAYS_ENROLLED.search(typed):
         return None if _SAYS_GRADUATE.search(_SAYS_ENROLLED.sub("", typed)) else "kind:enrolled"
@@ -553,7 +553,7 @@ _SAYS_WRONG = re.compile(r"错|改|不对|修改|更正|重新")
 def got_record_review(ctx: Ctx, inp: Input) -> Outcome:
     """Submit on explicit confirmation; "重新填写" starts the record again, a field said to be wrong is asked again."""
     typed = command_word(inp.text) if inp.kind == "text" else ""
-    if _SAYS_WRONG.search(typed) and not is_question(clean(inp.text)):
+    if _SAYS_WRONG.search(typed) and not asks(inp.text):
         named = [step for step, said in _FIELDS_NAMED if said.search(typed)]
         if len(named) == 1:
             ctx.data["record_editing"] = True
