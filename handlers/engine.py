@@ -460,8 +460,8 @@ class Engine:
                 return replies
         offer, state.offer = state.offer, None
         vote_for, state.vote_for = state.vote_for, None
+        word = command_word(inp.text) if inp.kind == "text" else ""
         if inp.kind == "text":
-            word = command_word(inp.text)
             vote = "up" if word in HELPFUL_WORDS else "down" if word in NOT_HELPFUL_WORDS else None
             if vote and vote_for in self.faq.entries and not state.flow:  # the 有帮助/没帮助 button, typed
                 return self._feedback(session_id, f"{vote}:{vote_for}", state, now)
@@ -488,7 +488,7 @@ class Engine:
             if command:
                 return self._start(state, command, now)
         if inp.kind == "text":   # (a step's own options, typed, are its answer-handler's to read: choose)
-            pressed = self._typed_button(session_id, state, command_word(inp.text), now)
+            pressed = self._typed_button(session_id, state, word, now)
             if pressed is not None:
                 return pressed
         if state.flow:
@@ -505,7 +505,6 @@ class Engine:
             return closing
         if typed_yes_no(inp.text):   # 好的 / 嗯 with nothing asked: an acknowledgement, not a thanks or a question
             return [Reply("好的。还有其他账号问题，随时问我。", intent="thanks")]
-        word = command_word(inp.text)
         trying = _WILL_TRY.sub("", word)
         if trying != word and (not trying or typed_yes_no(trying.rstrip("吧"))):   # 好的我试试, 行吧我试试看
             return [Reply("好的，祝您顺利！如果还是不行，随时回来问我，也可以转人工客服。", intent="thanks")]
