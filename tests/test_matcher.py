@@ -1933,3 +1933,11 @@ def test_a_story_typed_without_punctuation_scores_as_with_it(story):
     clause, as the same story with commas is."""
     with_commas, run_on = real_matcher().match(story), real_matcher().match(story.replace("，", ""))
     assert (run_on.decision, run_on.entry, run_on.score) == (with_commas.decision, with_commas.entry, with_commas.score)
+
+
+@pytest.mark.parametrize("lead, rest", [("那", "要等多久"), ("那", "有几种办法"), ("那么", "要等多久"), ("那", "能找回吗")])
+def test_a_follow_ups_lead_is_no_word(lead, rest):
+    """Jieba reads 那 with the word after it as one word (那要, 那有): the lead of a follow-up says nothing asked."""
+    normalise, match = real_matcher().normalise, real_matcher().match
+    assert normalise(lead + rest).tokens == normalise(rest).tokens
+    assert (match(lead + rest).decision, match(lead + rest).entry) == (match(rest).decision, match(rest).entry)
