@@ -239,21 +239,23 @@ def test_an_offer_is_declined_by_typing_no(chat, no):
 
 
 @pytest.mark.parametrize("yes", ["好的，帮我找回", "是的，麻烦了", "帮我找回吧", "麻烦你帮我找回一下", "好啊，开始吧",
-                                 "需要，谢谢", "可以，那就麻烦你了", "好的 帮我找回密码", "係呀，唔該幫我搵返"])
+                                 "需要，谢谢", "可以，那就麻烦你了", "好的 帮我找回密码", "係呀，唔該幫我搵返",
+                                 "好的帮我弄一下", "嗯嗯开始吧", "好呀麻烦你了"])   # (the yes run on into the rest)
 def test_an_offer_is_accepted_with_words_that_only_ask_for_it(chat, yes):
     chat.say("忘记密码怎么办")
     chat.say(yes)
     assert chat.flow_step == ("recover_password", "username"), chat.text
 
 
-@pytest.mark.parametrize("no", ["不用，我自己来", "好的，我自己试试", "暂时不用了，我先自己试试", "不需要，我自己会弄"])
+@pytest.mark.parametrize("no", ["不用，我自己来", "好的，我自己试试", "暂时不用了，我先自己试试", "不需要，我自己会弄",
+                                "不用我自己来", "好的我先自己试试"])
 def test_an_offer_is_declined_by_saying_the_user_does_it_themselves(chat, no):
     chat.say("忘记密码怎么办")
     chat.say(no)
     assert chat.flow_step is None and chat.text.startswith("好的") and "无法回答" not in chat.text
 
 
-@pytest.mark.parametrize("other", ["好的，那手机号被注册怎么办", "帮我找回用户名", "找回密码要多久？"])
+@pytest.mark.parametrize("other", ["好的，那手机号被注册怎么办", "帮我找回用户名", "找回密码要多久？", "好的那手机号被注册怎么办"])
 def test_an_offer_answered_with_something_new_is_not_taken(chat, other):
     chat.say("忘记密码怎么办")
     chat.say(other)   # read as a message of its own: answered, not taken as a yes or a no

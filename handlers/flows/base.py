@@ -299,6 +299,9 @@ def takes_offer(text: str, title: str) -> bool | None:
     clauses = [c for c in re.split(r"[\W_]+", text) if c]
     first = typed_yes_no(clauses[0]) if clauses else None
     rest = command_word("".join(clauses[1:] if first is not None else clauses))
+    if first is None:   # a yes or no run on into the rest (好的帮我弄一下, 不用我自己来)
+        lead = next((rest[:k] for k in range(len(rest) - 1, 0, -1) if rest[:k] in YES or rest[:k] in NO), "")
+        first, rest = (lead in YES, rest[len(lead):]) if lead else (None, rest)
     rest = "".join(ch for ch in rest if ch not in title)   # the flow's own words (找回, 绑 of 绑定微信或支付宝)
     left = _ASKS_FOR_IT.sub("", rest)
     if "自己" in rest:
