@@ -397,21 +397,51 @@ def test_used_up_attempts_are_said_at_once_and_a_new_code_keeps_the_input(chat, 
     assert "[重置密码](" in chat.text and chat.flow_step is None
 
 
+def sms_codes(acc) -> int:
+    return len([m for m in acc.outbox(ZS1_PHONE) if m.get("code")])
+
+
 @pytest.mark.parametrize("text", ["没收到验证码", "验证码收不到怎么办", "重新发送", "沒收到驗證碼"])
-def test_a_lost_code_is_sent_again(chat, acc, text):
+def test_a_lost_code_is_sent_again(chat, acc, clock, text):
     at_password_code(chat)
     first = acc.latest_code(ZS1_PHONE)
+    clock.advance(60)
     chat.say(text)
     assert "新的验证码已发送至" in chat.text and "拦截" in chat.text
-    assert len([m for m in acc.outbox(ZS1_PHONE) if m.get("code")]) == 2
+    assert sms_codes(acc) == 2
     assert chat.flow_step == ("recover_password", "code") and acc.latest_code(ZS1_PHONE) != first
     chat.say(acc.latest_code(ZS1_PHONE))
     assert "[重置密码](" in chat.text
 
 
-def test_a_resend_within_the_services_cooldown_says_how_long_to_wait(chat, acc):
+@pytest.mark.parametrize("text", ["等一下，短信还没到", "还没收到验证码", "验证码怎么还没来"])
+def test_a_code_not_here_yet_right_after_the_send_is_waited_for_once(chat, acc, clock, text):
+    """Every send spends one of the account's few SMS an hour: "not here yet" within a minute is told to wait, once."""
+    at_password_code(chat)
+    clock.advance(20)
+    chat.say(text)
+    assert "稍等一分钟" in chat.text and "新的验证码" not in chat.text and sms_codes(acc) == 1
+    assert chat.flow_step == ("recover_password", "code") and "resend" in {b.payload for b in chat.buttons}
+    chat.say("还是没收到")
+    assert "新的验证码已发送至" in chat.text and sms_codes(acc) == 2
+    chat.say("还没到")   # (the new code's own minute: waited for once again)
+    assert "稍等一分钟" in chat.text and sms_codes(acc) == 2
+
+
+@pytest.mark.parametrize("how", ["重新发送验证码", "再发一个", "验证码过期了"])
+def test_a_new_code_asked_for_or_the_button_is_sent_at_once(chat, acc, how):
+    at_password_code(chat)
+    if how == "重新发送验证码":
+        chat.press(how)
+    else:
+        chat.say(how)
+    assert "新的验证码已发送至" in chat.text and sms_codes(acc) == 2
+
+
+def test_a_resend_within_the_services_cooldown_says_how_long_to_wait(chat, acc, clock):
     at_password_code(chat)
     code = acc.latest_code(ZS1_PHONE)
+    clock.advance(60)
     acc.fail["start_password_recovery"].append(TooFrequent("", retry_after=45))
     chat.say("没收到验证码")
     assert "约 1 分钟后再点“重新发送验证码”" in chat.text and chat.flow_step == ("recover_password", "code")

@@ -57,6 +57,13 @@ RESEND_PHRASES = ("没收到", "收不到", "没有收到", "未收到", "没来
                   "过期", "失效", "超时")   # a code past its time needs a new one as much
 SMS_CHECKS = ("请确认手机信号正常、没有欠费停机，并看看短信是否被手机的拦截功能或安全软件拦截"
               "（查看“骚扰拦截”或“垃圾短信”）。")
+# "not here yet" this soon after the send (等一下，短信还没到) is answered with patience once, not with a new code:
+# an SMS can take a while, and every send spends the account's few an hour (limits.sms_per_target)
+SMS_PATIENCE = 60.0
+_ASKS_NEW = re.compile("|".join(("重新发送", "重发", "再发", "重新获取", "再获取", "再来一个", "换一个验证码", "resend",
+                                 "过期", "失效", "超时")))
+SMS_WAIT = ("验证码刚刚发出，短信有时会晚到一会儿，请稍等一分钟左右。每个账号每小时能发送的验证码有限，不必急着重发；"
+            "一分钟后仍没收到，再点“重新发送验证码”。")
 _SIX_DIGITS = re.compile(r"(?<!\d)\d{6}(?!\d)")
 
 
@@ -107,6 +114,10 @@ def code_answer(key: str, then: str, send: str) -> Handler:
         if _WHICH_PHONE.search(typed):
             raise Invalid(WHICH_PHONE)
         if inp.payload == "resend" or (inp.kind == "text" and wants_resend(inp.text)):
+            if typed and not _ASKS_NEW.search(typed) and not ctx.data.get("waited") \
+                    and ctx.now - float(ctx.data.get("decoy_at", 0.0)) < SMS_PATIENCE:
+                ctx.data["waited"] = True   # (once: 还是没收到 next sends a new one)
+                raise Invalid(SMS_WAIT)
             ctx.data["resend"] = True
             return Goto(send)
         if ctx.data.get("code_dead"):
@@ -121,7 +132,7 @@ def sent(ctx: Ctx, challenge_id: str | None, key: str, code_step: str, condition
     """Remember a new challenge (``None``: a decoy, the account does not exist) and go to the code prompt.
     The words are the same either way and name no phone: "if <condition>, the code went to the account's phone"."""
     resent = ctx.data.pop("resend", False)
-    for k in ("code_dead", "decoy_left"):
+    for k in ("code_dead", "decoy_left", "waited"):
         ctx.data.pop(k, None)
     ctx.data[key] = challenge_id
     ctx.data["decoy_at"] = ctx.now
@@ -180,7 +191,7 @@ def verify_sms(ctx: Ctx, code_key: str, challenge_key: str, verify: Callable[[st
     except ChallengeExpired:
         ctx.data["resend"] = True
         return Goto(send_step, (ctx.say("验证码已失效（已过期、已使用或错误次数过多），正在为您重新发送。"),))
-    for k in (challenge_key, "code_dead", "decoy_at"):
+    for k in (challenge_key, "code_dead", "decoy_at", "waited"):
         ctx.data.pop(k, None)
     return result
 
