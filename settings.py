@@ -118,6 +118,7 @@ class MatcherConfig(Section):
     anchor_penalty: float = 0.8            # score factor when the message lacks every word all the entry's questions use
     anchor_min_questions: int = Field(9, ge=1)  # ... counted for entries with at least this many questions
     suggest_threshold: float = 0.35        # out of scope: candidates below this are not worth suggesting
+    follow_coverage: float = Field(1.0, ge=0, le=1)   # a follow-up no answer alone, read with the question answered before: share of its words' weight the entry must use
     window_discount: float = 0.95          # long messages: factor on the score of the question clause alone
     window_weight: float = 0.4             # long messages: share of the question clause in that score
     clause_weight: float = 0.5             # several clauses: share of the best single clause's score lifting the whole's

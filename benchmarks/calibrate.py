@@ -30,12 +30,23 @@ included). Printed:
    as it did, never below the precision it started at, to the last step that added right answers
    (``--long-only`` keeps config.yaml's other lines and walks only this curve);
 5. the config lines to set. Nothing is written: copy them into config.yaml.
+
+    python benchmarks/calibrate.py --follow-up [FILE.yaml ...]   (default: benchmarks/followups.yaml)
+
+walks the follow-up curve instead: each item is a first question, the follow-up typed after its answer and the
+follow-up's intent in that context (``{first, then, intent}``); the first is matched, and where it is answered the
+follow-up is read after that answer (``Matcher.follow_up``). For each follow_coverage from 1.0 down: precision of
+the follow-ups answered, in-scope top-1, out-of-scope rejection, and the answers a step adds / of those, right; it
+goes down while each step's added answers are right at least --marginal of the time, to the last step that added
+right answers. The first line is the follow-ups matched alone (no context).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,13 +58,14 @@ from intents.cli import load_items, result_json  # noqa: E402
 from intents.matcher import Matcher, MatcherConfig  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-RESERVED = {"heldout3.yaml", "heldout5.yaml", "heldout6.yaml", "heldout12.yaml", "heldout13.yaml",
+RESERVED = {"followups2.yaml", "heldout3.yaml", "heldout5.yaml", "heldout6.yaml", "heldout12.yaml", "heldout13.yaml",
             "heldout14.yaml", "heldout15.yaml", "heldout17.yaml", "heldout18.yaml", "heldout20.yaml",
             "heldout21.yaml", "heldout23.yaml", "heldout25.yaml", "heldout26.yaml", "heldout30.yaml",
             "heldout34.yaml", "heldout37.yaml", "heldout38.yaml", "heldout40.yaml", "heldout43.yaml", "heldout46.yaml", "heldout49.yaml", "heldout50.yaml",
             "heldout51.yaml", "heldout52.yaml", "heldout53.yaml", "heldout57.yaml", "heldout66.yaml", "heldout69.yaml",
             "heldout70.yaml"}  # never tuned on
 DEFAULT_SETS = [HERE / "heldout.yaml", HERE / "heldout2.yaml", HERE / "heldout4.yaml"]
+FOLLOW_UP_SETS = [HERE / "followups.yaml"]
 
 
 def grid(low: float, high: float, step: float = 0.01) -> list[float]:
@@ -76,9 +88,48 @@ def rejection(rows: list[tuple[str, dict]], sets: list[int]) -> float:
     return worst
 
 
+def follow_up_curve(matcher: Matcher, base: MatcherConfig, files: list[str], marginal: float) -> int:
+    """The follow-up curve (see the module's docstring); prints it and the config line."""
+    items = [i for f in files for i in yaml.safe_load(Path(f).read_text(encoding="utf-8"))]
+    asked = [(matcher.match(i["first"]), i["then"], i["intent"]) for i in items]
+    pairs = [(first.entry, then, want) for first, then, want in asked if first.decision == "answer" and first.entry]
+    print(f"{len(items)} follow-ups from {', '.join(Path(f).name for f in files)}; {len(pairs)} after an answered first question")
+
+    def figures(read) -> tuple[float, float, float, set[int], list]:
+        got = [read(after, then) for after, then, _ in pairs]
+        answered = {k for k, g in enumerate(got) if g.decision == "answer"}
+        right = sum(got[k].intent == pairs[k][2] for k in answered)
+        ins = [k for k, p in enumerate(pairs) if p[2] != "out_of_scope"]
+        oos = [k for k, p in enumerate(pairs) if p[2] == "out_of_scope"]
+        top1 = sum(got[k].intent == pairs[k][2] and k in answered for k in ins) / max(len(ins), 1)
+        rej = sum(got[k].decision == "out_of_scope" for k in oos) / max(len(oos), 1)
+        return right / max(len(answered), 1), top1, rej, answered, got
+
+    p, top1, rej, before, _ = figures(lambda after, then: matcher.match(then))
+    print("follow_coverage → precision of answers / in-scope top-1 / out-of-scope rejection; answers added / of those, right")
+    print(f"  alone {p * 100:5.1f}% / {top1 * 100:5.1f}% / {rej * 100:5.1f}%")
+    chosen, stopped = None, False
+    for t in reversed(grid(0.0, 1.0, 0.05)):
+        matcher.config = base.model_copy(update={"follow_coverage": t})
+        p, top1, rej, now, got = figures(lambda after, then: matcher.follow_up(then, after))
+        added = sorted(now - before)
+        right = sum(got[k].intent == pairs[k][2] for k in added)
+        print(f"  {t:.2f}  {p * 100:5.1f}% / {top1 * 100:5.1f}% / {rej * 100:5.1f}%   +{len(added)} / {right}")
+        before = now
+        if stopped or (added and right / len(added) < marginal):
+            stopped = True
+            continue
+        if chosen is None or added:   # down only to the last step that added right answers
+            chosen = t
+    matcher.config = base
+    print(f"config.yaml matcher:\n  follow_coverage: {'none chosen' if chosen is None else f'{chosen:.2f}'}")
+    return 0 if chosen is not None else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("files", nargs="*", default=[str(p) for p in DEFAULT_SETS])
+    ap.add_argument("files", nargs="*")
+    ap.add_argument("--follow-up", action="store_true", help="walk the follow-up curve on {first, then, intent} items")
     ap.add_argument("--precision", type=float, default=0.975, help="least precision of direct answers")
     ap.add_argument("--rejection", type=float, default=0.92,
                     help="least share of out-of-scope questions rejected in each set (the issue's target)")
@@ -90,6 +141,7 @@ def main() -> int:
     ap.add_argument("--clarify-useful", type=float, default=0.5,
                     help="least share of clarifications that offer the right topic")
     args = ap.parse_args()
+    args.files = args.files or [str(p) for p in (FOLLOW_UP_SETS if args.follow_up else DEFAULT_SETS)]
     reserved = sorted({Path(f).name for f in args.files} & RESERVED)
     if reserved:
         print(f"calibrate: {', '.join(reserved)} is scored before and after only; never tune on it", file=sys.stderr)
@@ -98,6 +150,8 @@ def main() -> int:
     cfg = settings.load()
     base = MatcherConfig.of(cfg)
     matcher = Matcher(load_faq(cfg), base)
+    if args.follow_up:
+        return follow_up_curve(matcher, base, args.files, args.marginal)
     items, sets = [], []
     for k, f in enumerate(args.files):
         got = load_items(f)

@@ -111,6 +111,8 @@ class Matcher(Protocol):
 
     def match(self, text: str) -> MatchResult: ...
 
+    def follow_up(self, text: str, after: str) -> MatchResult: ...   # the text read as following entry ``after``'s answer
+
 
 # the feedback buttons' labels and what people type instead of tapping them (after command folding)
 HELPFUL_WORDS = frozenset({"有帮助", "有用", "有帮到"})
@@ -508,7 +510,8 @@ class Engine:
         trying = _WILL_TRY.sub("", word)
         if trying != word and (not trying or typed_yes_no(trying.rstrip("吧"))):   # 好的我试试, 行吧我试试看
             return [Reply("好的，祝您顺利！如果还是不行，随时回来问我，也可以转人工客服。", intent="thanks")]
-        return self._answer(session_id, state, self.matcher.match(inp.text), now, inp.text)
+        result = self.matcher.follow_up(inp.text, state.answered) if state.answered else self.matcher.match(inp.text)
+        return self._answer(session_id, state, result, now, inp.text)
 
     def _closing(self, text: str) -> list[Reply] | None:
         """A closing statement ("密码改好了，谢谢") answered as one; None for anything else."""
@@ -532,6 +535,8 @@ class Engine:
             return self._feedback(session_id, arg, state, now)
         if kind == "faq" and arg in self.faq.entries:
             self._note(decision="answer", intent=self.faq.entry(arg).intent, entry=arg)
+            if not state.flow:
+                state.answered = arg
             return self._entry_replies(self.faq.entry(arg), in_flow=bool(state.flow)) + self._reprompt(state, now)
         if kind == "flow" and arg in FLOWS:
             return self._start(state, arg, now)
@@ -558,12 +563,14 @@ class Engine:
         """The reply to the question ``text`` outside a flow."""
         self._note_match(result)
         state.oos_streak = state.oos_streak + 1 if result.decision == "out_of_scope" else 0
+        if result.decision != "answer":   # a follow-up next is about this question, which got no answer
+            state.answered = None
         if result.decision == "answer" and result.entry in self.faq.entries:
             entry = self.faq.entry(result.entry)
             if entry.intent == HUMAN or entry.offer == HUMAN:
                 return self._handoff(session_id, state)
             if entry.intent not in SMALLTALK:
-                state.topic = entry.intent
+                state.topic, state.answered = entry.intent, entry.id
             if entry.offer in OFFERS:  # a typed yes/no next answers the offer
                 state.offer = OFFERS[entry.offer].flow
             return self._entry_replies(entry, in_flow=False)
@@ -737,7 +744,7 @@ class Engine:
         self._may_wait()   # before "flow started" is logged: its steps have the account API at hand
         self._end_flow(state)
         spec = FLOWS[name]
-        state.flow, state.texted = FlowState(name=name, data=dict(data or {}), touched=now), None
+        state.flow, state.texted, state.answered = FlowState(name=name, data=dict(data or {}), touched=now), None, None
         log.info("flow %s started", name)
         self._note(flow_event="started", flow=name)
         replies = self._advance(state, Goto(spec.first), now)

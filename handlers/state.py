@@ -73,6 +73,7 @@ class SessionState:
     client_id: str | None = None            # keyed hash of the channel's client (limits, account API)
     handoff: str | None = None              # the open hand-off's id
     topic: str | None = None                # the last FAQ topic answered (a hand-off's topic)
+    answered: str | None = None             # the last FAQ entry answered outside a flow: a follow-up is read after it
     offer: str | None = None                # the flow just offered: a typed yes next starts it
     texted: str | None = None               # the flow that last finished by SMS (找回用户名): "没收到" is about it
     vote_for: str | None = None             # the answer a typed 有帮助/没帮助 next is about
@@ -132,6 +133,7 @@ class SessionState:
                                                    float(_req(login, "until", (int, float)))),
                 reach=None if not reach else Reach(_req(reach, "channel", str), _req(reach, "address", str)),
                 client_id=_opt(d, "client_id", str), handoff=_opt(d, "handoff", str), topic=_opt(d, "topic", str),
+                answered=_opt(d, "answered", str),
                 offer=_opt(d, "offer", str), texted=_opt(d, "texted", str), vote_for=_opt(d, "vote_for", str),
                 last_event=_opt(d, "last_event", str), prev_event=_opt(d, "prev_event", str),
                 oos_streak=_opt(d, "oos_streak", int) or 0,
@@ -142,7 +144,7 @@ class SessionState:
             raise Incompatible(f"unreadable: {e.__class__.__name__}", had_flow) from None
 
 
-_SCALARS = ("client_id", "handoff", "topic", "offer", "texted", "vote_for", "last_event", "prev_event")
+_SCALARS = ("client_id", "handoff", "topic", "answered", "offer", "texted", "vote_for", "last_event", "prev_event")
 
 
 def _migrate(d: dict[str, Any]) -> dict[str, Any]:

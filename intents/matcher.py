@@ -39,7 +39,7 @@ from rapidfuzz import fuzz
 from faq.model import FAQ, Entry
 from settings import MatcherConfig
 
-from .normalize import Clause, Normalised, Normaliser, alternation, clean, lexicon_key, merge
+from .normalize import Clause, Normalised, Normaliser, alternation, clean, is_question, lexicon_key, merge
 from .types import OUT_OF_SCOPE, Candidate, MatchResult
 
 
@@ -106,6 +106,7 @@ class Matcher:
         self._build_index(per_entry_docs, exact_contrast)
         self._build_whole_messages(faq)
         self._build_tried(faq)
+        self._position = {e.id: ei for ei, e in enumerate(self.entries)}   # an entry's index by its id
 
     def _build_contrast(self, faq: FAQ) -> None:
         """What turns a question into another one: the contrast words and their other senses, the
@@ -396,6 +397,28 @@ class Matcher:
             config, cached = self.config, functools.lru_cache(MATCH_CACHE)(self._match)
             self.__dict__["_cached_match"] = (config, cached)
         return cached(text)
+
+    def follow_up(self, text: str, after: str) -> MatchResult:
+        """``text`` read as it follows the answer to the entry ``after`` (学籍呢, 那兵役登记呢, 不想绑微信呢: what they
+        ask is said only with the question answered before). The message is matched again after that entry's
+        question; what the two ask together is the answer when the message alone is none and its entry uses the
+        message's own words — ``follow_coverage`` of their weight (a follow-up adding a word the entry never uses,
+        要多少钱, 换QQ邮箱呢, asks something it does not answer). As ``match`` otherwise."""
+        result = self.match(text)
+        at = self._position.get(after)
+        if result.decision == "answer" or at is None:   # (新号能绑微信吗 says its subject: a question of its own)
+            return result
+        joined = self.match(f"{self.entries[at].question.rstrip('？?')}，{text}")
+        if joined.decision != "answer" or joined.entry is None:
+            return result
+        own = [t for t in self.normalise(text).tokens if not t.isdigit()]   # (1: a button's number typed, no word)
+        if not own:   # no word of a subject: a question (那咋整, 为什么会这样) follows; ？, 哈哈哈 or 😭 asks nothing
+            said = clean(text)
+            return joined if is_question(said) and any(ch.isalpha() for ch in said) else result
+        weights = {t: self.weight(t) for t in own}
+        used = self._vocab[self._position[joined.entry]]
+        explained = math.fsum(w for t, w in weights.items() if t in used) / math.fsum(weights.values())
+        return joined if explained >= self.config.follow_coverage else result
 
     def _match(self, text: str) -> MatchResult:
         clauses = self.normalise.clauses(text)

@@ -47,7 +47,7 @@ def test_operating_point_precision_coverage_and_useful_clarifications():
     assert (p.precision, p.coverage, p.clarify_share, p.clarify_useful) == (0.5, 0.4, 0.4, 0.5)
 
 
-@pytest.mark.parametrize("name", ["heldout3.yaml", "heldout5.yaml", "heldout6.yaml"])
+@pytest.mark.parametrize("name", ["heldout3.yaml", "heldout5.yaml", "heldout6.yaml", "followups2.yaml"])
 def test_calibrate_refuses_the_before_and_after_sets(tmp_path: Path, name):
     f = tmp_path / name
     f.write_text(yaml.safe_dump([{"text": "忘记密码", "intent": "recover_account"}], allow_unicode=True), encoding="utf-8")
@@ -96,6 +96,23 @@ def test_calibrate_long_only_walks_the_long_messages_line_from_the_answer_line(t
     assert out.returncode == 0, out.stderr
     assert "long-message answer curve" in out.stdout and "answer curve (no clarify band)" not in out.stdout
     assert "long_answer_threshold: " in out.stdout.split("config.yaml matcher:")[1]
+
+
+def test_calibrate_follow_up_walks_the_coverage_a_follow_ups_entry_needs(tmp_path: Path):
+    items = [{"first": f, "then": t, "intent": i} for f, t, i in [
+        ("重新注册怎么弄", "以前的学籍呢", "re_register_records"),   # answered only after the first question
+        ("登录提示操作过于频繁", "那咋整", "too_frequent"),
+        ("登录提示操作过于频繁", "要多少钱", "out_of_scope"),
+        ("明天天气怎么样", "那咋整", "out_of_scope")]]   # (its first question is no answer: not counted)
+    f = tmp_path / "follow.yaml"
+    f.write_text(yaml.safe_dump(items, allow_unicode=True), encoding="utf-8")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "calibrate.py"), "--follow-up", str(f)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "3 after an answered first question" in out.stdout
+    assert "  alone   0.0% /   0.0% / 100.0%" in out.stdout   # (none answered alone)
+    assert "  1.00  100.0% / 100.0% / 100.0%   +2 / 2" in out.stdout
+    assert "follow_coverage: 1.00" in out.stdout.split("config.yaml matcher:")[1]
 
 
 def test_robustness_counts_the_variants_that_change_a_decision(tmp_path: Path):

@@ -326,6 +326,9 @@ class Scripted:
     def match(self, text: str) -> MatchResult:
         return self.result
 
+    def follow_up(self, text: str, after: str) -> MatchResult:
+        return self.result
+
 
 TINY = FAQ(topics=(Topic("recover_account", "找回", 2, (
     Entry("recover_account.username", "recover_account", "忘记用户名怎么办？", "点“找回用户名”。"),

@@ -1941,3 +1941,31 @@ def test_a_follow_ups_lead_is_no_word(lead, rest):
     normalise, match = real_matcher().normalise, real_matcher().match
     assert normalise(lead + rest).tokens == normalise(rest).tokens
     assert (match(lead + rest).decision, match(lead + rest).entry) == (match(rest).decision, match(rest).entry)
+
+
+@pytest.mark.parametrize("after, text, entry", [
+    ("re_register.how", "以前的学籍呢", "re_register_records.records"),
+    ("account_usage.platforms", "那学职平台呢", "account_usage.platforms"),
+    ("phone_registered.reason", "那咋核实", "phone_registered.reason"),
+    ("too_frequent.solutions", "那咋整", "too_frequent.solutions"),
+    ("too_frequent.solutions", "为什么会这样", "too_frequent.solutions"),   # no word of a subject, a question
+])
+def test_a_follow_up_is_read_with_the_question_answered_before(after, text, entry):
+    m = real_matcher()
+    assert m.match(text).decision != "answer"   # alone it names no subject
+    r = m.follow_up(text, after)
+    assert (r.decision, r.entry) == ("answer", entry)
+
+
+@pytest.mark.parametrize("after, text", [
+    ("too_frequent.solutions", "要多少钱"), ("email_ip_limited.how", "换QQ邮箱呢"),   # a word the entry never uses
+    ("too_frequent.solutions", "你是机器人吗"), ("id_duplicate.meaning", "学位证怎么查"),
+    ("recover_account.password", "用户名呢"),   # a question of its own (忘记用户名): its own answer stays
+    ("recover_account.password", "谢谢"),
+    ("too_frequent.solutions", "？"), ("too_frequent.solutions", "哈哈哈"), ("too_frequent.solutions", "😭"),
+    ("too_frequent.solutions", "1"),   # asks nothing
+    ("no.such_entry", "那咋整"),
+])
+def test_a_follow_up_that_asks_anew_is_matched_alone(after, text):
+    m = real_matcher()
+    assert m.follow_up(text, after) == m.match(text)

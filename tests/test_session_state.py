@@ -21,7 +21,8 @@ def full_state() -> SessionState:
         flow=FlowState(name="recover_password", step="code", data={"username": "zhangsan01", "n": 3},
                        history=["username", "name"], invalid=2, idempotency_key="k1", touched=1.5),
         login=Login("tok", 99.0), reach=Reach("telegram", "42"), client_id="c", handoff="h1", topic="t",
-        offer="recover_username", vote_for="e1", last_event="api_failure", prev_event="not_helpful",
+        answered="re_register.how", offer="recover_username", texted="recover_username", vote_for="e1",
+        last_event="api_failure", prev_event="not_helpful",
         oos_streak=2, labels={"fb:up:e1": "有帮助"}, feedback_open=["e1"], transcript=[["用户", "你好"]])
 
 

@@ -887,3 +887,46 @@ def test_an_id_type_that_fits_several_is_asked_again(chat, engine, typed):
     chat.say("张三")
     chat.say(typed)
     assert chat.flow_step == ("recover_username", "id_type") and "证件类型" in chat.text
+
+
+# ---- follow-ups read after the answer just given ------------------------------------------------
+
+def test_a_short_follow_up_is_read_after_the_answer_just_given(chat, engine):
+    chat.say("重新注册怎么弄")
+    assert chat.replies[0].entry == "re_register.how"
+    chat.say("以前的学籍呢")   # alone: no subject, not answered (below)
+    assert chat.replies[0].entry == "re_register_records.records"
+    chat.say("那学历呢")        # the context moves on with the answers
+    assert chat.replies[0].entry == "re_register_records.records"
+    assert engine.store.get(chat.session_id)["answered"] == "re_register_records.records"
+
+
+def test_a_follow_up_with_no_answer_just_before_is_not_read_after_an_older_one(chat, engine):
+    chat.say("以前的学籍呢")
+    assert chat.replies[0].entry is None and chat.replies[0].intent == "out_of_scope"
+    chat.say("重新注册怎么弄")
+    chat.say("今天天气怎么样")   # not answered: what follows is about this, not the answer before it
+    chat.say("以前的学籍呢")
+    assert chat.replies[0].entry is None and chat.replies[0].intent == "out_of_scope"
+    assert "answered" not in engine.store.get(chat.session_id)
+
+
+def test_a_flow_started_drops_the_answer_a_follow_up_would_be_read_after(chat, engine):
+    chat.say("忘记密码怎么办")
+    assert engine.store.get(chat.session_id)["answered"] == "recover_account.password"
+    chat.say("好的")
+    assert chat.flow_step == ("recover_password", "username")
+    assert "answered" not in engine.store.get(chat.session_id)
+
+
+def test_a_related_question_pressed_is_the_answer_a_follow_up_is_read_after(chat, engine):
+    chat.say("重新注册怎么弄")
+    chat.press("重新注册是否影响学籍学历信息查询？")
+    assert engine.store.get(chat.session_id)["answered"] == "re_register_records.records"
+
+
+@pytest.mark.parametrize("typed", ["？", "😭", "1"])
+def test_what_asks_nothing_after_an_answer_is_asked_for_the_question(chat, typed):
+    chat.say("登录时提示操作过于频繁")
+    chat.say(typed)
+    assert "请直接描述" in chat.text and chat.replies[0].entry is None
