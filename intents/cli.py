@@ -39,8 +39,11 @@ def _build(cfg: Mapping[str, Any]):
     matcher = Matcher.from_settings(cfg)
     entries = matcher.faq.entries
 
-    def run(text: Any) -> dict[str, Any]:
-        r = matcher.match(text)
+    def run(text: Any, first: str | None = None) -> dict[str, Any]:
+        """The match of ``text``; after ``first``, as the chat reads it after that question's answer, if any."""
+        answered = matcher.match(first) if first is not None else None
+        r = matcher.follow_up(text, answered.entry) if answered and answered.decision == "answer" and answered.entry \
+            else matcher.match(text)
         answer = entries[r.entry].answer if r.decision == "answer" and r.entry else None
         return result_json(r, answer)
 
@@ -86,7 +89,7 @@ def evaluate(cfg: Mapping[str, Any], items: list[dict[str, Any]]) -> dict[str, A
     rows = []
     for item in items:
         start = time.perf_counter()
-        got = run(item["text"])
+        got = run(item["text"], item.get("first"))
         rows.append((item, got, (time.perf_counter() - start) * 1000))
 
     in_scope = [(i, g) for i, g, _ in rows if i["intent"] != "out_of_scope"]
@@ -150,9 +153,13 @@ def evaluate(cfg: Mapping[str, Any], items: list[dict[str, Any]]) -> dict[str, A
 
 
 def load_items(path: str | Path) -> list[dict[str, Any]]:
+    """The items of an eval set: ``{text, intent, expect_contains?}``, or a follow-up ``{first, then, intent}`` (the
+    question typed after the answer to ``first``: read as ``text`` after ``first``)."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, list):
+        data = [{**x, "text": x["then"]} if isinstance(x, dict) and "then" in x and "first" in x else x for x in data]
     if not isinstance(data, list) or not all(isinstance(x, dict) and "text" in x and "intent" in x for x in data):
-        raise ValueError(f"{path}: expected a list of {{text, intent, expect_contains?}}")
+        raise ValueError(f"{path}: expected a list of {{text, intent, expect_contains?}} or {{first, then, intent}}")
     return data
 
 

@@ -356,6 +356,15 @@ def test_cli_eval_reports_every_metric(tmp_path: Path):
     assert "reliability" in text and "0.90–1.00" in text and "operating point" in text
 
 
+def test_cli_eval_reads_a_follow_up_after_its_first_question(tmp_path: Path):
+    items = [{"first": "重新注册怎么弄", "then": "以前的学籍呢", "intent": "re_register_records"},
+             {"first": "明天天气怎么样", "then": "那咋整", "intent": "out_of_scope"}]   # (no answer first: alone)
+    f = tmp_path / "follow.yaml"
+    f.write_text(yaml.safe_dump(items, allow_unicode=True), encoding="utf-8")
+    report = json.loads(_bot("eval", str(f), "--json").stdout)
+    assert report["in_scope_top1"] == 1.0 and report["out_of_scope_rejection"] == 1.0 and not report["errors"]
+
+
 def test_cli_check_passes_on_the_real_faq_and_fails_on_a_broken_one(faq_copy: Path, tmp_path: Path):
     assert _bot("check").returncode == 0
     _edit(faq_copy / "topics" / "02_recover_account.yaml", "related: [recover_account.password,", "related: [recover_account.nope,")
