@@ -1946,6 +1946,7 @@ def test_a_follow_ups_lead_is_no_word(lead, rest):
 @pytest.mark.parametrize("after, text, entry", [
     ("re_register.how", "以前的学籍呢", "re_register_records.records"),
     ("account_usage.platforms", "那学职平台呢", "account_usage.platforms"),
+    ("account_usage.platforms", "那征兵呢", "account_usage.platforms"),   # (the entry says 征兵网)
     ("phone_registered.reason", "那咋核实", "phone_registered.reason"),
     ("too_frequent.solutions", "那咋整", "too_frequent.solutions"),
     ("too_frequent.solutions", "为什么会这样", "too_frequent.solutions"),   # no word of a subject, a question
