@@ -1947,6 +1947,7 @@ def test_a_follow_ups_lead_is_no_word(lead, rest):
     ("re_register.how", "以前的学籍呢", "re_register_records.records"),
     ("account_usage.platforms", "那学职平台呢", "account_usage.platforms"),
     ("account_usage.platforms", "那征兵呢", "account_usage.platforms"),   # (the entry says 征兵网)
+    ("bind_wechat_alipay.how", "绑了以后怎么登录", "bind_wechat_alipay.how"),   # (绑 begins its 绑定)
     ("phone_registered.reason", "那咋核实", "phone_registered.reason"),
     ("too_frequent.solutions", "那咋整", "too_frequent.solutions"),
     ("too_frequent.solutions", "为什么会这样", "too_frequent.solutions"),   # no word of a subject, a question
@@ -1960,6 +1961,7 @@ def test_a_follow_up_is_read_with_the_question_answered_before(after, text, entr
 
 @pytest.mark.parametrize("after, text", [
     ("too_frequent.solutions", "要多少钱"), ("email_ip_limited.how", "换QQ邮箱呢"),   # a word the entry never uses
+    ("too_frequent.solutions", "钱呢"),
     ("too_frequent.solutions", "你是机器人吗"), ("id_duplicate.meaning", "学位证怎么查"),
     ("recover_account.password", "用户名呢"),   # a question of its own (忘记用户名): its own answer stays
     ("recover_account.password", "谢谢"),
