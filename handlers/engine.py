@@ -92,6 +92,8 @@ _THANKS = re.compile(r"谢|感谢|thx|thank")
 _ASKING_FOR = re.compile(r"^(请|麻烦)?(你)?(帮我|帮忙|我想|我要|想|要)?(查一下|查下|查查|查询一下|查看|看一下|看下|看看|打开)?(我的)?|(吧|呀|啊)$")
 # going to try what was said (好的我试试, 我先去看看): after a yes or alone
 _WILL_TRY = re.compile(r"(我)?(先|再|就)?(去)?(试试看|试试|试一下|看看|看一下|操作一下)(吧|看)?$")
+# a resigned or bare acknowledgement (好吧, 那行吧, 哦哦): no yes to anything, no question, no thanks
+_NODS = re.compile(r"(那|额|呃|嗯)?(好吧|好叭|行吧|也行|那好|那行|好|行|哦+|噢+|喔+|嗯哼)(吧|了|啦)?")
 _SAYS_NOTHING = re.compile(r"[\d啊呀哦噢喔嗯呃额唉哎诶欸哈呵嘿喂么吗呢吧了的]*")   # (after command_word: no punctuation, no emoji)
 MAX_HOPS = 25
 # A session with a flow is kept this long past the flow's idle expiry: a user coming back shortly after
@@ -505,7 +507,7 @@ class Engine:
         closing = self._closing(inp.text)
         if closing is not None:
             return closing
-        if typed_yes_no(inp.text):   # 好的 / 嗯 with nothing asked: an acknowledgement, not a thanks or a question
+        if typed_yes_no(inp.text) or _NODS.fullmatch(word):   # 好的 / 嗯 / 好吧 with nothing asked: an acknowledgement
             return [Reply("好的。还有其他账号问题，随时问我。", intent="thanks")]
         trying = _WILL_TRY.sub("", word)
         if trying != word and (not trying or typed_yes_no(trying.rstrip("吧"))):   # 好的我试试, 行吧我试试看
