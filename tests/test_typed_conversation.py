@@ -599,7 +599,8 @@ def test_the_classmates_username_said_in_a_sentence_is_read(chat, acc):
 
 @pytest.mark.parametrize("step, typed", [("record_year", "20179"), ("record_year", "17年"), ("record_kind", "本科"),
                                          ("record_kind", "毕业了吗？"), ("record_kind", "我是在读的，明年毕业"),
-                                         ("record_school", "北大"), ("record_number", "学号是170001234五")])
+                                         ("record_school", "北大"), ("record_school", "我也不太确定"),
+                                         ("record_school", "Peking University"), ("record_number", "学号是170001234五")])
 def test_route4s_form_still_refuses_what_it_cannot_read(engine, clock, step, typed):
     chat = Chat(engine)
     put_at(engine, chat, "id_duplicate", step, clock)
@@ -608,7 +609,9 @@ def test_route4s_form_still_refuses_what_it_cannot_read(engine, clock, step, typ
 
 
 @pytest.mark.parametrize("step, typed", [("app_wait", "app里刷脸一直失败"), ("photo", "我现在手边没有身份证"),
-                                         ("record_number", "我没有学号"), ("classmate_username", "同学的用户名我不知道，问不到")])
+                                         ("record_number", "我没有学号"), ("classmate_username", "同学的用户名我不知道，问不到"),
+                                         ("record_number", "证书编号我忘了"), ("record_number", "那怎么办"),
+                                         ("record_school", "学校全称记不清了")])
 def test_a_route_step_the_user_cannot_do_points_to_another_route_or_a_person(engine, clock, step, typed):
     chat = Chat(engine)
     put_at(engine, chat, "id_duplicate", step, clock)

@@ -213,9 +213,10 @@ def _none_fits(ctx: Ctx) -> Goto:
                                  Button("转人工客服", "handoff")),))
 
 
-# a route's step the user says they cannot get through (刷脸一直失败, 手边没有身份证, 我没有学号)
+# a route's step the user says they cannot get through (刷脸一直失败, 手边没有身份证, 我没有学号, 证书编号我忘了),
+# or asks what to do at (那怎么办)
 _UNABLE = re.compile(r"没有|没法|没办法|无法|不能|不会|失败|不通过|没通过|过不了|打不开|装不了|用不了|找不到|闪退|不行|"
-                     r"不知道|不记得|问不到|联系不上")
+                     r"不知道|不记得|忘了|忘记|记不清|想不起|丢了|问不到|联系不上|怎么办|咋办|咋整|点算")
 
 
 def with_route_picker(handle: Handler) -> Handler:
@@ -456,6 +457,10 @@ def ask_record_school(ctx: Ctx) -> Reply:
     return ctx.say("请输入**院校名称**（全称，例如“北京大学”）：")
 
 
+# what the full name of a school in 学信网's records holds (大学, 学院, 职业技术学校, 研究生院, 党校, …分校)
+_SCHOOL = re.compile(r"大学|学院|学校|研究院|研究所|研究生院|党校|分校|校区")
+
+
 def got_record_school(ctx: Ctx, inp: Input) -> Outcome:
     """Keep a plausible school name (in simplified characters, as 学信网's records of mainland schools are)."""
     typed = said_value(unicodedata.normalize("NFKC", text_of(inp)), r"学校名称|院校名称|学校全称|院校全称|学校|院校")
@@ -464,6 +469,8 @@ def got_record_school(ctx: Ctx, inp: Input) -> Outcome:
         raise Invalid("院校名称应为 2–50 个汉字或字母（可含括号），请输入学校全称。")
     if re.fullmatch(r"[\u3400-\u9fff]{2,3}", school):   # 北大, 复旦: a short name, which the records do not use
         raise Invalid(f"“{school}”像是简称，请输入学校的**全称**（例如“北京大学”），要与学籍学历信息中的院校名称一致。")
+    if not _SCHOOL.search(school):   # (学校全称记不清了, 我也不确定: no name)
+        raise Invalid("请输入学籍学历信息中的院校全称，例如“北京大学”“北京师范大学珠海分校”“上海工程技术学院”。")
     ctx.data["record_school"] = school
     return _next_field(ctx, "record_number")
 
