@@ -113,7 +113,7 @@ class Matcher(Protocol):
 
     def match(self, text: str) -> MatchResult: ...
 
-    def follow_up(self, text: str, after: str) -> MatchResult: ...   # the text read as following entry ``after``'s answer
+    def follow_up(self, text: str, after: str) -> MatchResult: ...   # ``text`` read after entry ``after``'s answer
 
 
 # the feedback buttons' labels and what people type instead of tapping them (after command folding)

@@ -107,7 +107,7 @@ class Matcher:
         self._build_whole_messages(faq)
         self._build_tried(faq)
         self._position = {e.id: ei for ei, e in enumerate(self.entries)}   # an entry's index by its id
-        self._vocab_text = ["|" + "|".join(sorted(self._vocab[ei])) for ei in range(self._n_faq)]   # its words, to search within
+        self._vocab_text = ["|" + "|".join(sorted(self._vocab[ei])) for ei in range(self._n_faq)]   # (``_uses``)
 
     def _build_contrast(self, faq: FAQ) -> None:
         """What turns a question into another one: the contrast words and their other senses, the
@@ -418,10 +418,13 @@ class Matcher:
             return joined if is_question(said) and any(ch.isalpha() for ch in said) else result
         weights = {t: self.weight(t) for t in own}
         ei = self._position[joined.entry]
-        used, within = self._vocab[ei], self._vocab_text[ei]   # (征兵 is used where the entry says 征兵网)
-        explained = math.fsum(w for t, w in weights.items() if t in used or (t in within if len(t) > 1 else f"|{t}" in within)) \
-            / math.fsum(weights.values())
+        explained = math.fsum(w for t, w in weights.items() if self._uses(ei, t)) / math.fsum(weights.values())
         return joined if explained >= self.config.follow_coverage else result
+
+    def _uses(self, ei: int, word: str) -> bool:
+        """Entry ``ei`` uses the word, or a word of it holds the word (征兵 of 征兵网; one character only at a word's
+        start: 绑 of 绑定)."""
+        return word in self._vocab[ei] or (word if len(word) > 1 else "|" + word) in self._vocab_text[ei]
 
     def _match(self, text: str) -> MatchResult:
         clauses = self.normalise.clauses(text)

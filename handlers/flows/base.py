@@ -275,6 +275,11 @@ def typed_yes_no(text: str) -> bool | None:
     return None
 
 
+def clauses_of(text: str) -> list[str]:
+    """The text cut at punctuation and spaces (好的，帮我找回 → 好的, 帮我找回)."""
+    return [c for c in re.split(r"[\W_]+", text) if c]
+
+
 def asks(text: str) -> bool:
     """The text is a question (is_question over the cleaned text)."""
     from intents.normalize import clean, is_question
@@ -296,7 +301,7 @@ def takes_offer(text: str, title: str) -> bool | None:
     answer = typed_yes_no(text)
     if answer is not None or asks(text):
         return answer
-    clauses = [c for c in re.split(r"[\W_]+", text) if c]
+    clauses = clauses_of(text)
     first = typed_yes_no(clauses[0]) if clauses else None
     rest = command_word("".join(clauses[1:] if first is not None else clauses))
     if first is None:   # a yes or no run on into the rest (好的帮我弄一下, 不用我自己来)

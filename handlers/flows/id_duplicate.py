@@ -17,7 +17,8 @@ from handlers.types import Button, Reply, md
 from intents.normalize import to_simplified
 
 from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Handler, Invalid, Input, Outcome, asks, choose,
-                   command_word, field_value, pack_image, said_value, text_of, typed_yes_no, unpack_image, yes_no)
+                   clauses_of, command_word, field_value, pack_image, said_value, text_of, typed_yes_no, unpack_image,
+                   yes_no)
 from .common import USERNAME_NAMES, login_steps, person_name, relogin, require_login
 
 ROUTES = {
@@ -285,7 +286,7 @@ _GOES_ON = re.compile(r"(确认|同意|继续)(继续)?(吧|了)?")
 
 def _consents(text: str) -> bool:
     """Every clause is a yes, 确认/继续, or says the warning is understood, and one of them says go on."""
-    clauses = [command_word(c) for c in re.split(r"[\W_]+", text) if c]
+    clauses = [command_word(c) for c in clauses_of(text)]
     go_on = [c for c in clauses if typed_yes_no(c) or _GOES_ON.fullmatch(c)]
     return bool(go_on) and all(c in go_on or _UNDERSTOOD.fullmatch(c) for c in clauses)
 
