@@ -714,10 +714,27 @@ class Engine:
             if self._open_handoff(state) is None:  # closed in the meantime: the bot answers
                 return None
             return [Reply("抱歉，您的消息没有送达人工客服，请稍后再发送一次。")]
-        if h.status == "waiting":
-            return [Reply("已收到，人工客服接入后会看到您的消息。" + self.handoffs.status_text(h),
-                          buttons=(LEAVE_HANDOFF,), intent=HUMAN)]
-        return []
+        if h.status != "waiting":
+            return []
+        waiting = "已收到，人工客服接入后会看到您的消息。" + self.handoffs.status_text(h)
+        entry = self._answers_while_waiting(inp)
+        if entry is None:
+            return [Reply(waiting, buttons=(LEAVE_HANDOFF,), intent=HUMAN)]
+        self.handoffs.notice(h, f"智能助手已用常见问题“{entry.question}”的解答回复了用户的这条消息。")
+        return [Reply(entry.answer, intent=entry.intent, entry=entry.id),
+                Reply(f"{waiting}\n\n上面是常见问题中的解答，供您等待时参考；问题已经解决的话，可以输入“取消转人工”。",
+                      buttons=(LEAVE_HANDOFF,), intent=HUMAN)]
+
+    def _answers_while_waiting(self, inp: Input) -> Entry | None:
+        """The FAQ entry that answers a question typed while waiting for a person (the person still gets it, and is
+        told what the user was answered); None for anything else: small talk, a request for a person, no answer."""
+        if inp.kind != "text":
+            return None
+        result = self.matcher.match(inp.text)
+        entry = self.faq.entries.get(result.entry or "") if result.decision == "answer" else None
+        if entry is None or entry.intent in SMALLTALK or HUMAN in (entry.intent, entry.offer):
+            return None
+        return entry
 
     # ---- flows ---------------------------------------------------------------------------------
 

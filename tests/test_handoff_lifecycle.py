@@ -54,7 +54,7 @@ def test_whole_lifecycle_waiting_active_closed_then_the_bot_answers(world):
     assert h.topic == "recover_account"
     assert h.to_dict()["topic_title"] == "找回用户名和密码"      # staff see the topic by its FAQ title, not its id
 
-    # waiting: what the user says goes to the queue, never to the FAQ
+    # waiting: what the user says goes to the queue (an FAQ question is answered too: below)
     chat.say("人呢？怎么还没人回复")
     assert "已收到" in chat.text and "排在第 1 位" in chat.text and "暂时无法回答" not in chat.text
     assert [m.text for m in service.get(h.id)[1]] == ["人呢？怎么还没人回复"]
@@ -118,6 +118,25 @@ def test_a_queued_user_who_gives_up_in_words_leaves_the_queue_other_messages_rea
         [h] = service.list("waiting")
         chat.say(text)
         assert "已取消转人工" in chat.text and service.get(h.id)[0].status == "abandoned", text
+
+
+def test_an_faq_question_while_waiting_is_answered_and_still_reaches_the_person_who_is_told(world):
+    engine, service, *_ = world
+    chat = web_chat(engine)
+    chat.say("转人工")
+    [h] = service.list("waiting")
+    chat.say("忘记用户名怎么办")
+    assert chat.replies[0].entry == "recover_account.username" and "找回用户名" in chat.replies[0].text
+    assert "已收到" in chat.replies[-1].text and "取消转人工" in [b.label for b in chat.replies[-1].buttons]
+    assert not any(b.payload.startswith(("flow:", "fb:")) for r in chat.replies for b in r.buttons)  # no flow, no vote
+    kinds = [(m.kind, m.text) for m in service.get(h.id)[1]]
+    assert kinds[0] == ("user", "忘记用户名怎么办") and kinds[1][0] == "system" and "忘记用户名怎么办？" in kinds[1][1]
+    assert service.get(h.id)[0].status == "waiting"
+    for text in ("人呢", "你好", "谢谢", "今天天气怎么样", "转人工"):   # no FAQ answer: only the queue
+        chat.say(text)
+        assert len(chat.replies) == 1 and chat.replies[0].entry is None and "排在第 1 位" in chat.text, text
+    service.claim(h.id, "li")
+    assert chat.say("忘记密码怎么办") == []   # with a person: the bot stays silent
 
 
 def test_an_agent_in_the_conversation_still_reads_never_mind(world):
