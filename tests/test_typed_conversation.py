@@ -839,18 +839,20 @@ def test_an_id_card_number_said_in_a_sentence_is_read(chat, acc):
     assert chat.text == USERNAME_SENT and chat.flow_step is None
 
 
-def test_an_id_card_number_typed_for_its_type_is_both(chat, acc, engine):
-    """Typed rather than tapped: the number answers the type too, and is not asked for again."""
+@pytest.mark.parametrize("typed", [f" {ZS_ID} ", f"身份证 {ZS_ID}", f"身份证号是{ZS_ID}。", f"我的居民身份证号码：{ZS_ID}"])
+def test_an_id_card_number_typed_for_its_type_is_both(chat, acc, engine, typed):
+    """Typed rather than tapped: the number, alone or said, answers the type too, and is not asked for again."""
     at_name_prompt(chat)
     chat.say("张三")
-    chat.say(f" {ZS_ID} ")
+    chat.say(typed)
     assert chat.text == USERNAME_SENT and chat.flow_step is None
     assert "zhangsan01" in acc.outbox(ZS1_PHONE)[-1]["text"]
     assert ZS_ID not in json.dumps(engine.store.get(chat.session_id), ensure_ascii=False)   # purged with the flow
 
 
 @pytest.mark.parametrize("typed", ["110101199903071238",      # a check digit that is wrong
-                                   "911101199003071238"])     # the 9 of a foreigner's permanent residence card
+                                   "911101199003071238",      # the 9 of a foreigner's permanent residence card
+                                   f"不是身份证，{ZS_ID}是别的号"])   # a number said with other words
 def test_a_number_that_is_no_valid_id_card_still_asks_for_the_type(chat, engine, typed):
     at_name_prompt(chat)
     chat.say("张三")

@@ -388,24 +388,33 @@ _ID_IN_SENTENCE = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")   #
 _ID_WORDS = re.compile(r"(?:我的)?(?:居民)?身份证(?:号码|号)?(?:是|为)?|证件号(?:码)?(?:是|为)?|[\s,，、;；:：]+")
 
 
+def id_card_said(typed: str) -> tuple[str, str] | None:
+    """The one valid ID card number in a (NFKC) text and what is left around it once the words introducing it are
+    taken out (张三，身份证号110101… → the number, " 张三 "); None without exactly one."""
+    said = _ID_IN_SENTENCE.findall(typed)
+    number = typed_resident_id(Input("text", text=said[0])) if len(said) == 1 else None
+    return None if number is None else (number, _ID_WORDS.sub(" ", typed.replace(said[0], " ")))
+
+
 def identity_steps(then: str) -> dict[str, Step]:
     """Name, ID type and ID number (validated for its type), then ``then``."""
 
     def got_name(ctx: Ctx, inp: Input) -> Outcome:
         """Keep what looks like a name; a name with one valid ID card number (张三，身份证110101…) gives all three."""
         typed = unicodedata.normalize("NFKC", text_of(inp))
-        said = _ID_IN_SENTENCE.findall(typed)
-        number = typed_resident_id(Input("text", text=said[0])) if len(said) == 1 else None
-        if number is not None:
-            ctx.data["name"] = person_name(_ID_WORDS.sub(" ", typed.replace(said[0], " ")), "注册时填写的姓名")
-            ctx.data["id_type"], ctx.data["id_number"] = "resident_id", number
+        said = id_card_said(typed)
+        if said is not None:
+            ctx.data["name"] = person_name(said[1], "注册时填写的姓名")
+            ctx.data["id_type"], ctx.data["id_number"] = "resident_id", said[0]
             return Goto(then)
         ctx.data["name"] = person_name(typed, "注册时填写的姓名")
         return Goto("id_type")
 
     def got_id_type(ctx: Ctx, inp: Input) -> Outcome:
-        """Keep one of the offered ID types; an ID card number typed instead is both the type and the number."""
-        number = typed_resident_id(inp)
+        """Keep one of the offered ID types; an ID card number typed instead, alone or said (身份证 110101…, 身份证号是
+        110101…), is both the type and the number."""
+        said = id_card_said(unicodedata.normalize("NFKC", text_of(inp))) if inp.kind == "text" else None
+        number = typed_resident_id(inp) or (said[0] if said is not None and not re.search(r"\w", said[1]) else None)
         if number is not None:
             ctx.data["id_type"], ctx.data["id_number"] = "resident_id", number
             return Goto(then)
