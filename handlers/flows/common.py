@@ -411,8 +411,7 @@ def identity_steps(then: str) -> dict[str, Step]:
         return Goto("id_type")
 
     def got_id_type(ctx: Ctx, inp: Input) -> Outcome:
-        """Keep one of the offered ID types; an ID card number typed instead, alone or said (身份证 110101…, 身份证号是
-        110101…), is both the type and the number."""
+        """Keep one of the offered ID types; an ID card number typed instead (身份证 110101…) is the type and number."""
         said = id_card_said(unicodedata.normalize("NFKC", text_of(inp))) if inp.kind == "text" else None
         number = typed_resident_id(inp) or (said[0] if said is not None and not re.search(r"\w", said[1]) else None)
         if number is not None:
