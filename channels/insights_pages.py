@@ -243,6 +243,8 @@ def unanswered_html(clusters: Sequence[dict[str, Any]]) -> str:
         near = (f'{esc(c["nearest_entry"])}（{c["nearest_score"]:.2f}，{esc(c["nearest_source"])}）'
                 if c["nearest_entry"] else "—")
         examples = "".join(f"<li>{ex['count']}× {esc(ex['text'])}</li>" for ex in c["examples"])
+        after = ('<p class="after">紧接在这些回答之后问的：' + "，".join(f"{esc(a['entry'])} {a['count']}×" for a in c["after"])
+                 + "</p>") if c["after"] else ""
         snippets = ""
         if c["add_alternates_yaml"]:
             snippets += (f'<details><summary>添加为 {esc(c["nearest_entry"])} 的其他问法（YAML）</summary>'
@@ -251,7 +253,7 @@ def unanswered_html(clusters: Sequence[dict[str, Any]]) -> str:
             snippets += (f'<details><summary>标记为不在解答范围（not_covered.yaml）</summary>'
                          f'<pre>{esc(c["not_covered_yaml"])}</pre></details>')
         out.append(f'<section class="cluster"><h3>#{c["rank"]} · {c["size"]} 个问题 <span class="muted">（{kinds}）</span></h3>'
-                   f'<p>最接近的条目：{near}</p><ul>{examples}</ul>{snippets}</section>')
+                   f'<p>最接近的条目：{near}</p><ul>{examples}</ul>{after}{snippets}</section>')
     return "".join(out)
 
 

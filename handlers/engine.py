@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 from accounts.base import AccountAPI, AccountError, ServiceUnavailable, TooFrequent, Unauthorized
 from faq.model import FAQ, Entry
 from intents.normalize import clean, is_question
-from intents.types import MatchResult
+from intents.types import SMALLTALK, MatchResult
 from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
 
 from .flows import COMMANDS, FLOWS, OFFERS
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SMALLTALK = ("greeting", "thanks", "goodbye")
 HUMAN = "human_agent"
 # Commands that work at every prompt (compared after flows.base.command_word).
 CANCEL_WORDS = ("取消", "退出", "算了", "不办了", "结束", "不弄了", "cancel", "quit", "exit")

@@ -244,6 +244,8 @@ def unanswered(cfg: Mapping[str, Any], args: argparse.Namespace) -> int:
         print(f"\n#{c['rank']}  {c['size']} 个问题（{kinds}） — 最接近的条目：{near}")
         for ex in c["examples"]:
             print(f"    {ex['count']}× {ex['text']}")
+        if c["after"]:
+            print("    紧接在这些回答之后问的：" + "，".join(f"{a['entry']} {a['count']}×" for a in c["after"]))
         if c["add_alternates_yaml"]:
             print(f"  作为 {c['nearest_entry']} 的其他问法（add as alternates）：")
             print("\n".join("    " + line for line in c["add_alternates_yaml"].splitlines()))

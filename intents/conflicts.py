@@ -30,9 +30,9 @@ from faq.model import FAQ, Entry
 
 from .matcher import Matcher, MatcherConfig
 from .normalize import Normaliser
+from .types import SMALLTALK
 
 OVERLAP_SHARE = 0.5       # entries whose questions are confusable this often overlap heavily
-SMALLTALK = frozenset({"greeting", "thanks", "goodbye"})
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from typing import Literal
 
 Decision = Literal["answer", "clarify", "out_of_scope"]
 OUT_OF_SCOPE = "out_of_scope"
+SMALLTALK = frozenset({"greeting", "thanks", "goodbye"})   # the intents of small talk (topic 10), not of account questions
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from typing import Any, Iterable, Sequence
 
 from faq.model import FAQ
 
+from .types import SMALLTALK
+
 KINDS = ("out_of_scope", "clarify", "not_helpful", "before_handoff")
 _UNUSABLE = re.compile(r"\*|（个人信息，已隐藏）|［")   # masked or hidden text is not a question to paste
 ALTERNATE_INDENT = " " * 6    # `      - ` under an entry's `alternates:` (faq/data/topics/*.yaml)
@@ -33,6 +35,7 @@ class Question:
     kind: str            # one of KINDS
     ts: float
     entry: str | None = None   # for not_helpful: the entry whose answer did not help
+    after: str | None = None   # the FAQ entry answered just before (a follow-up such as 那要多少钱 is about it)
 
 
 def unanswered_questions(events: Iterable[Any]) -> list[Question]:
@@ -45,9 +48,10 @@ def unanswered_questions(events: Iterable[Any]) -> list[Question]:
     for session, turns in by_session.items():
         turns.sort(key=lambda e: e.ts)
         asked = None   # the last turn where the user typed a question
+        answered = None   # the FAQ entry answered last, as the engine reads a follow-up after it
         for e in turns:
             if e.decision in ("out_of_scope", "clarify") and e.score is not None and e.text:
-                found.setdefault((session, e.ts), Question(e.text, e.decision, e.ts))
+                found.setdefault((session, e.ts), Question(e.text, e.decision, e.ts, after=answered))
             if e.decision == "feedback" and e.feedback == "down" and asked is not None and asked.entry == e.entry:
                 found[(session, asked.ts)] = Question(asked.text, "not_helpful", asked.ts, e.entry)
             if e.decision == "handoff" and asked is not None:
@@ -57,6 +61,10 @@ def unanswered_questions(events: Iterable[Any]) -> list[Question]:
                 asked = None   # the user took the answer's offer: a later hand-off is about the flow (Overview)
             if e.score is not None and e.decision in ("answer", "clarify", "out_of_scope") and e.text:
                 asked = e
+            if e.decision == "answer" and e.entry and e.intent not in SMALLTALK:
+                answered = e.entry
+            elif e.decision in ("clarify", "out_of_scope") or e.flow_event == "started":
+                answered = None
     return sorted(found.values(), key=lambda q: q.ts)
 
 
@@ -83,6 +91,10 @@ class Cluster:
 
     def examples(self, n: int = 5) -> list[tuple[str, int]]:
         return self.texts.most_common(n)
+
+    def after(self, n: int = 3) -> list[tuple[str, int]]:
+        """The answers its questions most often followed (follow-ups: 那要多少钱 after the answer on 操作过于频繁)."""
+        return Counter(q.after for q in self.questions if q.after).most_common(n)
 
     def pasteable(self, faq: FAQ, n: int = 8) -> list[str]:
         """Example texts fit to paste as questions: not masked, not already in the FAQ."""
@@ -241,6 +253,7 @@ def report(clusters: Sequence[Cluster], faq: FAQ, limit: int | None = None) -> l
             "size": c.size,
             "kinds": c.kinds,
             "examples": [{"text": t, "count": n} for t, n in c.examples()],
+            "after": [{"entry": e, "count": n} for e, n in c.after()],
             "nearest_entry": c.nearest_entry,
             "nearest_score": c.nearest_score,
             "nearest_source": c.nearest_source,

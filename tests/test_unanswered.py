@@ -95,6 +95,43 @@ def test_a_hand_off_inside_a_flow_the_answer_started_does_not_blame_the_answer()
     assert [(q.text, q.kind) for q in unanswered_questions(log)] == [("报名费能退吗", "before_handoff")]
 
 
+def test_a_question_right_after_an_answer_carries_it_and_its_cluster_says_so():
+    """那要多少钱 means nothing alone: maintainers see which answer it followed (as the engine read it)."""
+    t = time.time()
+
+    def turn(k: int, session: str, text: str, decision: str, **kw) -> TurnEvent:
+        return TurnEvent(ts=t + k, session=session, channel="web", text=text, decision=decision, score=kw.pop("score", 0.9),
+                         **kw)
+
+    log = [turn(0, "a", "登录提示操作过于频繁", "answer", intent="too_frequent", entry="too_frequent.solutions"),
+           turn(1, "a", "没帮助", "feedback", entry="too_frequent.solutions", feedback="down", score=None),
+           turn(2, "a", "那要多少钱", "out_of_scope", score=0.2),           # after the answer (a vote between)
+           turn(3, "a", "那要多少钱啊", "out_of_scope", score=0.2),         # after an unanswered one: nothing
+           turn(4, "b", "邮箱IP受限怎么办", "answer", intent="email_ip_limited", entry="email_ip_limited.how"),
+           turn(5, "b", "谢谢", "answer", intent="thanks", entry="thanks.thanks"),   # small talk keeps the context
+           turn(6, "b", "要多少钱", "out_of_scope", score=0.2),
+           turn(7, "c", "密码忘了", "answer", intent="recover_account", entry="recover_account.password"),
+           turn(8, "c", "好的", "flow", flow="recover_password", flow_event="started", score=None),
+           turn(9, "c", "要多少钱", "out_of_scope", score=0.2)]            # in the flow the answer started
+    questions = unanswered_questions(log)
+    assert [(q.text, q.after) for q in questions] == [
+        ("登录提示操作过于频繁", None), ("那要多少钱", "too_frequent.solutions"), ("那要多少钱啊", None),
+        ("要多少钱", "email_ip_limited.how"), ("要多少钱", None)]
+    money = next(c for c in cluster(questions, real_matcher()) if "要多少钱" in c.texts)
+    assert money.after() == [("too_frequent.solutions", 1), ("email_ip_limited.how", 1)]
+
+
+def test_the_console_shows_which_answers_a_clusters_questions_followed():
+    from channels.insights_pages import unanswered_html
+    c = {"rank": 1, "size": 2, "kinds": {"out_of_scope": 2}, "examples": [{"text": "那要多少钱", "count": 2}],
+         "after": [{"entry": "too_frequent.solutions", "count": 1}, {"entry": "<b>x</b>", "count": 1}],
+         "nearest_entry": None, "nearest_score": 0.0, "nearest_source": "", "add_alternates_yaml": None,
+         "not_covered_yaml": None}
+    html = unanswered_html([c])
+    assert "紧接在这些回答之后问的：too_frequent.solutions 1×，&lt;b&gt;x&lt;/b&gt; 1×" in html
+    assert "紧接" not in unanswered_html([{**c, "after": []}])
+
+
 def test_known_groups_come_back_as_clusters_largest_first():
     matcher = real_matcher()
     clusters = cluster(unanswered_questions(generated_log(time.time())), matcher)
@@ -196,7 +233,10 @@ def test_cli_unanswered_reads_the_stored_log(tmp_path: Path):
     store = SqlEventStore(connect(url))
     now = time.time()
     store.add(sorted(generated_log(now), key=lambda e: e.ts))
-    store.add([TurnEvent(ts=now - 30 * 86400, session="old", text="很久以前的问题", decision="out_of_scope", score=0.1)])
+    store.add([TurnEvent(ts=now - 30 * 86400, session="old", text="很久以前的问题", decision="out_of_scope", score=0.1),
+               TurnEvent(ts=now - 60, session="f", text="绑定微信", decision="answer", intent="bind_wechat_alipay",
+                         entry="bind_wechat_alipay.how", score=0.9),
+               TurnEvent(ts=now - 50, session="f", text="那二维码多久刷新一次", decision="out_of_scope", score=0.2)])
     cfg = tmp_path / "config.yaml"
     cfg.write_text((ROOT / "config.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     env = {**os.environ, "DATABASE_URL": url}
@@ -217,4 +257,5 @@ def test_cli_unanswered_reads_the_stored_log(tmp_path: Path):
     text = bot("--since", "7d").stdout
     assert "#1  12 个问题（out_of_scope 12）" in text and "4× 学历认证要多少钱" in text
     assert "mark as not covered" in text
+    assert "1× 那二维码多久刷新一次\n    紧接在这些回答之后问的：bind_wechat_alipay.how 1×" in text
     assert bot("--since", "soon").returncode == 2
