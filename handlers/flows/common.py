@@ -52,16 +52,15 @@ def check_code(ctx: Ctx, challenge: str | None, verify: Callable[[str], T]) -> T
 
 RESEND = Button("重新发送验证码", "resend")
 RESTART = Button("重新开始", "cmd:restart")
-RESEND_PHRASES = ("没收到", "收不到", "没有收到", "未收到", "没来", "没到", "没有验证码", "没验证码", "没有短信",
-                  "没短信", "重新发送", "重发", "再发", "重新获取", "再获取", "再来一个", "换一个验证码", "resend",
-                  "过期", "失效", "超时")   # a code past its time needs a new one as much
+NOT_ARRIVED = ("没收到", "收不到", "没有收到", "未收到", "没来", "没到", "没有验证码", "没验证码", "没有短信", "没短信")
+ASKS_NEW = ("重新发送", "重发", "再发", "重新获取", "再获取", "再来一个", "换一个验证码", "resend",
+            "过期", "失效", "超时")   # a code past its time needs a new one as much
+RESEND_PHRASES = NOT_ARRIVED + ASKS_NEW
 SMS_CHECKS = ("请确认手机信号正常、没有欠费停机，并看看短信是否被手机的拦截功能或安全软件拦截"
               "（查看“骚扰拦截”或“垃圾短信”）。")
 # "not here yet" this soon after the send (等一下，短信还没到) is answered with patience once, not with a new code:
 # an SMS can take a while, and every send spends the account's few an hour (limits.sms_per_target)
 SMS_PATIENCE = 60.0
-_ASKS_NEW = re.compile("|".join(("重新发送", "重发", "再发", "重新获取", "再获取", "再来一个", "换一个验证码", "resend",
-                                 "过期", "失效", "超时")))
 SMS_WAIT = ("验证码刚刚发出，短信有时会晚到一会儿，请稍等一分钟左右。每个账号每小时能发送的验证码有限，不必急着重发；"
             "一分钟后仍没收到，再点“重新发送验证码”。")
 _SIX_DIGITS = re.compile(r"(?<!\d)\d{6}(?!\d)")
@@ -114,8 +113,8 @@ def code_answer(key: str, then: str, send: str) -> Handler:
         if _WHICH_PHONE.search(typed):
             raise Invalid(WHICH_PHONE)
         if inp.payload == "resend" or (inp.kind == "text" and wants_resend(inp.text)):
-            if typed and not _ASKS_NEW.search(typed) and not ctx.data.get("waited") \
-                    and ctx.now - float(ctx.data.get("decoy_at", 0.0)) < SMS_PATIENCE:
+            if typed and not any(p in typed for p in ASKS_NEW) and not ctx.data.get("waited") \
+                    and ctx.now - float(ctx.data.get("decoy_at", 0.0)) < SMS_PATIENCE:   # (decoy_at: when it was sent)
                 ctx.data["waited"] = True   # (once: 还是没收到 next sends a new one)
                 raise Invalid(SMS_WAIT)
             ctx.data["resend"] = True
