@@ -110,10 +110,20 @@ def test_the_overview_counts_days_in_the_configured_zone():
 def test_cluster_html_escapes_user_text():
     html = unanswered_html([{"rank": 1, "size": 2, "kinds": {"out_of_scope": 2},
                              "examples": [{"text": "<script>alert(1)</script>", "count": 2}],
-                             "nearest_entry": "x.one", "nearest_score": 0.4, "nearest_source": "f.yaml:3",
+                             "after": [], "nearest_entry": "x.one", "nearest_score": 0.4, "nearest_source": "f.yaml:3",
                              "add_alternates_yaml": "# f.yaml\n      - <b>", "not_covered_yaml": None}])
     assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;" in html
     assert "（无法回答 2）" in html   # the kinds in the console's language, not "out_of_scope"
+
+
+def test_the_console_shows_which_answers_a_clusters_questions_followed():
+    c = {"rank": 1, "size": 2, "kinds": {"out_of_scope": 2}, "examples": [{"text": "那要多少钱", "count": 2}],
+         "after": [{"entry": "too_frequent.solutions", "count": 1}, {"entry": "<b>x</b>", "count": 1}],
+         "nearest_entry": None, "nearest_score": 0.0, "nearest_source": "", "add_alternates_yaml": None,
+         "not_covered_yaml": None}
+    html = unanswered_html([c])
+    assert "紧接在这些回答之后问的：too_frequent.solutions 1×，&lt;b&gt;x&lt;/b&gt; 1×" in html
+    assert "紧接" not in unanswered_html([{**c, "after": []}])
 
 
 def test_period_parsing():

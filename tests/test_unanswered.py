@@ -121,17 +121,6 @@ def test_a_question_right_after_an_answer_carries_it_and_its_cluster_says_so():
     assert money.after() == [("too_frequent.solutions", 1), ("email_ip_limited.how", 1)]
 
 
-def test_the_console_shows_which_answers_a_clusters_questions_followed():
-    from channels.insights_pages import unanswered_html
-    c = {"rank": 1, "size": 2, "kinds": {"out_of_scope": 2}, "examples": [{"text": "那要多少钱", "count": 2}],
-         "after": [{"entry": "too_frequent.solutions", "count": 1}, {"entry": "<b>x</b>", "count": 1}],
-         "nearest_entry": None, "nearest_score": 0.0, "nearest_source": "", "add_alternates_yaml": None,
-         "not_covered_yaml": None}
-    html = unanswered_html([c])
-    assert "紧接在这些回答之后问的：too_frequent.solutions 1×，&lt;b&gt;x&lt;/b&gt; 1×" in html
-    assert "紧接" not in unanswered_html([{**c, "after": []}])
-
-
 def test_known_groups_come_back_as_clusters_largest_first():
     matcher = real_matcher()
     clusters = cluster(unanswered_questions(generated_log(time.time())), matcher)
