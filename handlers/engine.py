@@ -37,7 +37,7 @@ from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
 
 from .flows import COMMANDS, FLOWS, OFFERS
 from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, command_word,
-                         plain_wait, takes_offer, typed_yes_no)
+                         ordinal, plain_wait, takes_offer, typed_yes_no)
 from .flows.common import wants_resend
 from .handoff_service import LEAVE, HandoffService, gives_up, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
@@ -492,6 +492,15 @@ class Engine:
                 return self._start(state, command, now)
         if inp.kind == "text":   # (a step's own options, typed, are its answer-handler's to read: choose)
             pressed = self._typed_button(session_id, state, word, now)
+            if pressed is not None:
+                return pressed
+        place = ordinal(word) if inp.kind == "text" else None
+        if place is not None and -len(state.choices) <= (place - 1 if place > 0 else place) < len(state.choices):
+            # 第二个: the second button shown, pressed — when it is the engine's (a flow's own options are its
+            # answer-handler's to count: choose; 第四个 at the route picker is route 4, whatever the buttons before it)
+            payload = state.choices[place - 1 if place > 0 else place]
+            pressed = self._button(session_id, state, Input("button", text=state.labels.get(payload, ""),
+                                                            payload=payload), now)
             if pressed is not None:
                 return pressed
         if state.flow:
@@ -973,6 +982,7 @@ class Engine:
 
     def _remember_bot(self, state: SessionState, replies: list[Reply]) -> None:
         labels = {b.payload: b.label for r in replies for b in r.buttons}
+        state.choices = [p for p in labels if not p.startswith("fb:")]
         votes = [p for p in labels if p.startswith("fb:")]
         if votes:  # the answer a typed 有帮助/没帮助 on the next turn is about
             state.vote_for = votes[-1].split(":", 2)[2]

@@ -82,6 +82,7 @@ class SessionState:
     oos_streak: int = 0                     # out-of-scope answers in a row
     labels: dict[str, str] = field(default_factory=dict)   # button payload → the label the user saw
     feedback_open: list[str] = field(default_factory=list)  # answers that may still get their one vote
+    choices: list[str] = field(default_factory=list)   # the last turn's buttons (no votes), as shown: 第二个 picks one
     transcript: list[list[str]] = field(default_factory=list)  # masked [who, text] lines
 
     def to_json(self) -> dict[str, Any]:
@@ -107,6 +108,8 @@ class SessionState:
             out["labels"] = dict(self.labels)
         if self.feedback_open:
             out["feedback_open"] = list(self.feedback_open)
+        if self.choices:
+            out["choices"] = list(self.choices)
         if self.transcript:
             out["transcript"] = [list(line) for line in self.transcript]
         return out
@@ -137,7 +140,8 @@ class SessionState:
                 offer=_opt(d, "offer", str), texted=_opt(d, "texted", str), vote_for=_opt(d, "vote_for", str),
                 last_event=_opt(d, "last_event", str), prev_event=_opt(d, "prev_event", str),
                 oos_streak=_opt(d, "oos_streak", int) or 0,
-                labels=_labels(d), feedback_open=_list(d, "feedback_open", str), transcript=_transcript(d))
+                labels=_labels(d), feedback_open=_list(d, "feedback_open", str),
+                choices=_list(d, "choices", str), transcript=_transcript(d))
         except Incompatible as e:
             raise Incompatible(str(e), had_flow) from None
         except (TypeError, ValueError) as e:  # e.g. a transcript line that is not a pair

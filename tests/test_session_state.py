@@ -23,7 +23,8 @@ def full_state() -> SessionState:
         login=Login("tok", 99.0), reach=Reach("telegram", "42"), client_id="c", handoff="h1", topic="t",
         answered="re_register.how", offer="recover_username", texted="recover_username", vote_for="e1",
         last_event="api_failure", prev_event="not_helpful",
-        oos_streak=2, labels={"fb:up:e1": "有帮助"}, feedback_open=["e1"], transcript=[["用户", "你好"]])
+        oos_streak=2, labels={"fb:up:e1": "有帮助"}, feedback_open=["e1"], choices=["faq:e1", "handoff"],
+        transcript=[["用户", "你好"]])
 
 
 def test_the_state_round_trips_through_json_text():

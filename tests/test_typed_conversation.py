@@ -936,3 +936,57 @@ def test_what_asks_nothing_after_an_answer_is_asked_for_the_question(chat, typed
     chat.say("登录时提示操作过于频繁")
     chat.say(typed)
     assert "请直接描述" in chat.text and chat.replies[0].entry is None
+
+
+# ---- an option picked by its place: 第二个 -----------------------------------------------------
+
+@pytest.mark.parametrize("typed, entry", [("第一个", "recover_account.username"), ("选第2个吧", None),
+                                          ("第九个", None)])
+def test_an_ordinal_picks_the_button_in_that_place(chat, typed, entry):
+    chat.say("那怎么查")   # alone: which of two it asks
+    shown = [b.payload for b in chat.buttons]
+    assert chat.text.startswith("您想问的是下面哪一个") and len(shown) == 3
+    chat.say(typed)
+    if typed == "第九个":   # no ninth option: read as a message
+        assert chat.replies[0].entry is None and "您想问的是" not in chat.text
+    else:
+        picked = shown[0 if typed == "第一个" else 1].removeprefix("faq:")
+        assert chat.replies[0].entry == picked and (entry is None or picked == entry)
+
+
+def test_the_last_one_typed_is_the_last_button(chat):
+    chat.say("那怎么查")
+    chat.say("最后一个")   # 都不是，转人工客服
+    assert chat.replies[-1].intent == "human_agent"
+
+
+def test_an_ordinal_at_a_flow_step_picks_its_option(chat, engine):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say("第一个")
+    assert chat.flow_step == ("recover_username", "id_number") and flow_data(engine, chat)["id_type"] == "resident_id"
+
+
+def test_an_ordinal_after_a_turn_with_no_buttons_picks_nothing(chat, engine):
+    at_name_prompt(chat)   # the name prompt has no buttons
+    chat.say("第一个")
+    assert chat.flow_step == ("recover_username", "name") and "name" not in flow_data(engine, chat)
+
+
+@pytest.mark.parametrize("step, typed, key, value", [
+    (("bind_account", "provider"), "第二个", "provider", "alipay"),
+    (("id_duplicate", "record_kind"), "选第一个", "record_kind", "enrolled"),
+    (("id_duplicate", "record_level"), "第二个吧", "record_level", "本科"),
+])
+def test_an_ordinal_picks_a_plain_options_step(engine, clock, step, typed, key, value):
+    chat = Chat(engine)
+    put_at(engine, chat, *step, clock)
+    chat.say(typed)
+    assert flow_data(engine, chat).get(key) == value and chat.flow_step != step
+
+
+def test_an_ordinal_is_no_explicit_confirmation(chat, acc):
+    on_route(chat, acc, "途径1")
+    assert chat.flow_step == ("id_duplicate", "app_confirm")
+    chat.say("第一个")   # the first button is 我已了解，确认继续: cancelling other accounts needs it said or tapped
+    assert chat.flow_step == ("id_duplicate", "app_confirm") and "需要您明确确认" in chat.text

@@ -20,7 +20,7 @@ def ask_provider(ctx: Ctx) -> Reply:
 
 def got_provider(ctx: Ctx, inp: Input) -> Outcome:
     """Keep the provider and log in."""
-    picked = choose(inp, {f"provider:{k}": v for k, v in PROVIDERS.items()}, "请选择“微信”或“支付宝”。")
+    picked = choose(inp, {f"provider:{k}": v for k, v in PROVIDERS.items()}, "请选择“微信”或“支付宝”。", ordered=True)
     ctx.data["provider"] = picked.removeprefix("provider:")
     return require_login(ctx, "bind")
 

@@ -323,12 +323,29 @@ _CHOOSING = re.compile(r"^(?:我|那)?(?:就)?(?:要|想)?(?:选择|选|用|绑�
 _NOT = re.compile(r"[不没无非别]")
 
 
-def choose(inp: Input, options: Mapping[str, str], message: str, *,
-           yes: str | None = None, no: str | None = None, aliases: Mapping[str, str] | None = None) -> str:
+_ORDINAL = re.compile(r"(?:我)?(?:要|想)?(?:选|点|选择)?(?:第([1-9一二三四五六七八九])(?:个|种|项|条|行|点)?|(最后)(?:一个|一项|一条|那个))"
+                      r"(?:吧|啊|呀|的|那个|问题|选项)?")
+_NUMERALS = "一二三四五六七八九"
+
+
+def ordinal(word: str) -> int | None:
+    """The place of the option an ordinal typed picks (第二个, 选第3个; 最后一个: -1), from 1; None for anything else
+    (a bare 2 is no ordinal: in numbered-text channels it is already button 2)."""
+    m = _ORDINAL.fullmatch(word)
+    if m is None:
+        return None
+    if m.group(2):
+        return -1
+    n = m.group(1)
+    return int(n) if n.isdigit() else _NUMERALS.index(n) + 1
+
+
+def choose(inp: Input, options: Mapping[str, str], message: str, *, yes: str | None = None, no: str | None = None,
+           aliases: Mapping[str, str] | None = None, ordered: bool = False) -> str:
     """The payload picked by a button, its label typed, its payload typed, one of ``aliases``
-    (word → payload, the everyday names people type), a part (2+ characters) of exactly one
-    label or exactly one whole label inside the text (not negated); a typed yes/no picks ``yes``/``no``
-    when given; else Invalid."""
+    (word → payload, the everyday names people type), its place (第二个) where the options are the buttons
+    as shown (``ordered``), a part (2+ characters) of exactly one label or exactly one whole label inside
+    the text (not negated); a typed yes/no picks ``yes``/``no`` when given; else Invalid."""
     if inp.kind == "button" and inp.payload in options:
         return inp.payload
     typed = command_word(inp.text or inp.payload)
@@ -339,6 +356,9 @@ def choose(inp: Input, options: Mapping[str, str], message: str, *,
     for word, payload in (aliases or {}).items():
         if command_word(word) in said and payload in options:
             return payload
+    place = ordinal(typed) if ordered else None   # 第二个: the option in that place
+    if place is not None and -len(options) <= (place - 1 if place > 0 else place) < len(options):
+        return list(options)[place - 1 if place > 0 else place]
     partial = [payload for payload, label in options.items() if len(typed) >= 2 and typed in command_word(label)]
     if len(partial) == 1:
         return partial[0]

@@ -14,7 +14,7 @@ from accounts.contract import ID_TYPE_LABELS
 from handlers.types import Button, Reply
 
 from .base import (Act, Ask, Ctx, Goto, Handler, Input, Invalid, Outcome, Step, choose, command_word, field_value,
-                   plain_wait, said_value, text_of, typed_yes_no)
+                   ordinal, plain_wait, said_value, text_of, typed_yes_no)
 
 T = TypeVar("T")
 
@@ -348,7 +348,8 @@ def person_name(text: str, what: str = "姓名") -> str:
     typed = said.group(1) if said else typed
     if not _NAME.fullmatch(typed) or not re.search(r"[\u3400-\u9fffA-Za-z]", typed):
         raise Invalid(f"请输入{what}（2–30 个汉字或字母，可含“·”和空格）。")
-    if typed_yes_no(typed) is not None or command_word(typed) in NOT_A_NAME or _NO_NAME_CHARS.search(typed):
+    if typed_yes_no(typed) is not None or command_word(typed) in NOT_A_NAME or _NO_NAME_CHARS.search(typed) \
+            or ordinal(command_word(typed)) is not None:   # (第一个: an option picked where none was shown)
         raise Invalid(f"“{typed}”不像是姓名。请输入{what}，例如“张三”；不清楚的话，可以输入“转人工”。")
     return field_value(validation.name, typed)
 
@@ -361,7 +362,7 @@ def ask_id_type(ctx: Ctx) -> Reply:
 def picked_id_type(inp: Input) -> str:
     """One of the offered ID types, by button, label or everyday name; else Invalid."""
     picked = choose(inp, {b.payload: b.label for b in ID_TYPE_BUTTONS}, "请从下方按钮中选择证件类型（也可以输入“身份证”“护照”等）。",
-                    aliases=ID_TYPE_ALIASES)
+                    aliases=ID_TYPE_ALIASES, ordered=True)
     return picked.removeprefix("idtype:")
 
 

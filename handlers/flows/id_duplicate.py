@@ -437,7 +437,7 @@ def ask_record_kind(ctx: Ctx) -> Reply:
 def got_record_kind(ctx: Ctx, inp: Input) -> Outcome:
     """Keep the kind of record."""
     said = _kind_said(inp.text) if inp.kind == "text" else None
-    picked = said or choose(inp, {f"kind:{k}": v for k, v in KINDS.items()}, "请选择“在校生”或“毕业生”。")
+    picked = said or choose(inp, {f"kind:{k}": v for k, v in KINDS.items()}, "请选择“在校生”或“毕业生”。", ordered=True)
     ctx.data["record_kind"] = picked.removeprefix("kind:")
     return Goto("record_school")
 
@@ -527,7 +527,8 @@ def ask_record_level(ctx: Ctx) -> Reply:
 
 def got_record_level(ctx: Ctx, inp: Input) -> Outcome:
     """Keep one of the four levels."""
-    picked = choose(inp, {f"level:{level}": level for level in LEVELS}, "请从下方按钮中选择学历层次。", aliases=LEVEL_ALIASES)
+    picked = choose(inp, {f"level:{level}": level for level in LEVELS}, "请从下方按钮中选择学历层次。", aliases=LEVEL_ALIASES,
+                    ordered=True)
     ctx.data["record_level"] = picked.removeprefix("level:")
     return _next_field(ctx, "record_review")
 
