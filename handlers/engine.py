@@ -461,7 +461,7 @@ class Engine:
             replies = self._button(session_id, state, inp, now)
             if replies is not None:
                 return replies
-        offer, state.offer = state.offer, None
+        (offer, state.offer), (offer_data, state.offer_data) = (state.offer, None), (state.offer_data, {})
         vote_for, state.vote_for = state.vote_for, None
         word = command_word(inp.text) if inp.kind == "text" else ""
         if inp.kind == "text":
@@ -470,7 +470,7 @@ class Engine:
                 return self._feedback(session_id, f"{vote}:{vote_for}", state, now)
             answer = takes_offer(inp.text, FLOWS[offer].title) if offer in FLOWS and not state.flow else None
             if answer is not None:  # the answer to the offer just made ("需要我一步步帮您…吗？")
-                return self._start(state, offer, now) if answer else [Reply("好的。还有其他问题，随时问我。")]
+                return self._start(state, offer, now, offer_data) if answer else [Reply("好的。还有其他问题，随时问我。")]
             cancels = word in CANCEL_WORDS or bool(state.flow and _GIVES_UP.match(word))
             if cancels and not (word in NO and self._asks_yes_no(state)):
                 return self._cancel(state)
@@ -548,8 +548,8 @@ class Engine:
             if not state.flow:
                 state.answered = arg
             return self._entry_replies(self.faq.entry(arg), in_flow=bool(state.flow)) + self._reprompt(state, now)
-        if kind == "flow" and arg in FLOWS:
-            return self._start(state, arg, now)
+        if kind == "flow" and arg in FLOWS:   # (the offer's button: with what its question said)
+            return self._start(state, arg, now, state.offer_data if arg == state.offer else None)
         if inp.payload == "handoff":
             return self._handoff(session_id, state)
         if kind == "cmd":
@@ -583,6 +583,8 @@ class Engine:
                 state.topic, state.answered = entry.intent, entry.id
             if entry.offer in OFFERS:  # a typed yes/no next answers the offer
                 state.offer = OFFERS[entry.offer].flow
+                reads = FLOWS[state.offer].reads
+                state.offer_data = dict(reads(text)) if reads is not None else {}
             return self._entry_replies(entry, in_flow=False)
         if result.outrun in self.faq.entries:   # the user has followed this answer's advice: repeating it helps no one
             title = next(t.title for t in self.faq.topics if t.intent == self.faq.entry(result.outrun).intent)

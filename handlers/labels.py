@@ -27,7 +27,7 @@ STEP_LABELS = {
     "login_username": "登录：填写用户名", "login_send": "登录：发送验证码", "login_code": "登录：填写验证码",
     "login_verify": "登录：核对验证码",
     # 绑定 / 同学协助请求 / 审核进度
-    "provider": "选择微信或支付宝", "bind": "获取绑定二维码",
+    "bind_start": "开始绑定", "provider": "选择微信或支付宝", "bind": "获取绑定二维码",
     "inbox_start": "开始处理协助请求", "inbox_list": "查看协助请求", "inbox_decide": "决定是否协助",
     "inbox_answer": "发送协助决定",
     "review_start": "开始查询审核进度", "review_show": "显示审核进度",

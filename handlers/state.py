@@ -75,6 +75,7 @@ class SessionState:
     topic: str | None = None                # the last FAQ topic answered (a hand-off's topic)
     answered: str | None = None             # the last FAQ entry answered outside a flow: a follow-up is read after it
     offer: str | None = None                # the flow just offered: a typed yes next starts it
+    offer_data: dict[str, str] = field(default_factory=dict)   # … with what the question already said for it (Flow.reads)
     texted: str | None = None               # the flow that last finished by SMS (找回用户名): "没收到" is about it
     vote_for: str | None = None             # the answer a typed 有帮助/没帮助 next is about
     last_event: str | None = None           # api_failure / not_helpful this turn …
@@ -106,6 +107,8 @@ class SessionState:
             out["oos_streak"] = self.oos_streak
         if self.labels:
             out["labels"] = dict(self.labels)
+        if self.offer_data:
+            out["offer_data"] = dict(self.offer_data)
         if self.feedback_open:
             out["feedback_open"] = list(self.feedback_open)
         if self.choices:
@@ -140,7 +143,7 @@ class SessionState:
                 offer=_opt(d, "offer", str), texted=_opt(d, "texted", str), vote_for=_opt(d, "vote_for", str),
                 last_event=_opt(d, "last_event", str), prev_event=_opt(d, "prev_event", str),
                 oos_streak=_opt(d, "oos_streak", int) or 0,
-                labels=_labels(d), feedback_open=_list(d, "feedback_open", str),
+                labels=_str_map(d, "labels"), offer_data=_str_map(d, "offer_data"), feedback_open=_list(d, "feedback_open", str),
                 choices=_list(d, "choices", str), transcript=_transcript(d))
         except Incompatible as e:
             raise Incompatible(str(e), had_flow) from None
@@ -201,13 +204,13 @@ def _list(d: Mapping[str, Any], name: str, kind: Any) -> list[Any]:
     return list(values)
 
 
-def _labels(d: Mapping[str, Any]) -> dict[str, str]:
-    labels = _opt(d, "labels", dict)
-    if not labels:
+def _str_map(d: Mapping[str, Any], name: str) -> dict[str, str]:
+    values = _opt(d, name, dict)
+    if not values:
         return {}
-    if not all(isinstance(v, str) for v in labels.values()):
-        raise Incompatible("field labels has the wrong type", False)
-    return {str(k): v for k, v in labels.items()}
+    if not all(isinstance(v, str) for v in values.values()):
+        raise Incompatible(f"field {name} has the wrong type", False)
+    return {str(k): v for k, v in values.items()}
 
 
 def _transcript(d: Mapping[str, Any]) -> list[list[str]]:

@@ -990,3 +990,30 @@ def test_an_ordinal_is_no_explicit_confirmation(chat, acc):
     assert chat.flow_step == ("id_duplicate", "app_confirm")
     chat.say("第一个")   # the first button is 我已了解，确认继续: cancelling other accounts needs it said or tapped
     assert chat.flow_step == ("id_duplicate", "app_confirm") and "需要您明确确认" in chat.text
+
+
+# ---- what the question already said, carried into the flow it led to ----------------------------
+
+@pytest.mark.parametrize("question, take, provider", [("我想绑定微信", "好的", "wechat"), ("支付宝怎么绑定", "开始绑定", "alipay")])
+def test_the_provider_named_in_the_question_is_not_asked_again(chat, engine, question, take, provider):
+    chat.say(question)
+    chat.press(take) if take == "开始绑定" else chat.say(take)
+    assert chat.flow_step == ("bind_account", "login_username") and flow_data(engine, chat)["provider"] == provider
+    assert "将为您绑定" in chat.text and "重新开始" in chat.text
+    chat.say("重新开始")   # another one after all: asked
+    assert chat.flow_step == ("bind_account", "provider")
+
+
+@pytest.mark.parametrize("first", ["可以绑定微信或支付宝吗", "学信网账号可以绑定吗"])
+def test_a_question_naming_both_or_neither_provider_asks_which(chat, first):
+    chat.say(first)
+    chat.say("好的")
+    assert chat.flow_step == ("bind_account", "provider")
+
+
+def test_what_a_question_said_is_for_its_own_offer_only(chat, engine):
+    chat.say("我想绑定微信")
+    chat.say("你好")                       # the offer is gone, and what its question said with it
+    assert "offer_data" not in engine.store.get(chat.session_id)
+    chat.send(Message.from_button("flow:bind_account"))   # the old answer's button: the flow, asking
+    assert chat.flow_step == ("bind_account", "provider")

@@ -5,12 +5,28 @@ from accounts.base import Conflict, TooFrequent
 from accounts.contract import PROVIDERS
 from handlers.types import Button, Reply, md
 
-from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, choose, plain_wait
+from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, choose, command_word, plain_wait
 from .common import login_steps, relogin, require_login
 from .id_duplicate import status_text
 
 
 # ---- bind WeChat / Alipay ----------------------------------------------------------------
+
+def bind_start(ctx: Ctx) -> Outcome:
+    """Ask which provider, unless the question that led here named one (我想绑定微信)."""
+    provider = ctx.data.get("provider")
+    if provider not in PROVIDERS:
+        return Goto("provider")
+    then = require_login(ctx, "bind")
+    return Goto(then.step, (ctx.say(f"将为您绑定**{PROVIDERS[provider]}**（要绑定另一个的话，请输入“重新开始”）。"),))
+
+
+def provider_named(question: str) -> dict[str, str]:
+    """The one provider a question names (我想绑定微信: wechat); none for both or neither."""
+    said = command_word(question)
+    named = [k for k, label in PROVIDERS.items() if command_word(label) in said]
+    return {"provider": named[0]} if len(named) == 1 else {}
+
 
 def ask_provider(ctx: Ctx) -> Reply:
     """WeChat or Alipay."""
@@ -45,13 +61,15 @@ def bind(ctx: Ctx) -> Outcome:
 BIND_ACCOUNT = Flow(
     name="bind_account",
     title="绑定微信或支付宝",
-    first="provider",
+    first="bind_start",
     steps={
+        "bind_start": Act(bind_start),
         "provider": Ask(ask_provider, got_provider),
         **login_steps(),
         "bind": Act(bind),
     },
     relogin=relogin,
+    reads=provider_named,
 )
 
 

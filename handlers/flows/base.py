@@ -140,6 +140,9 @@ class Flow:
     # a flow whose result goes out by SMS (the username): what to say when the user, after it finished, says
     # the SMS did not come ("" for a flow that sends none at its end)
     unreceived: str = ""
+    # what the question its offer answered already says for it (我想绑定微信: the provider), its data when the offer
+    # is taken; nothing personal (it is kept in the session until then)
+    reads: Callable[[str], Mapping[str, str]] | None = None
 
     def __post_init__(self) -> None:
         """A mistyped step name fails here, at import, not in a user's chat: the first step and every
