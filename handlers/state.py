@@ -75,7 +75,7 @@ class SessionState:
     topic: str | None = None                # the last FAQ topic answered (a hand-off's topic)
     answered: str | None = None             # the last FAQ entry answered outside a flow: a follow-up is read after it
     offer: str | None = None                # the flow just offered: a typed yes next starts it
-    offer_data: dict[str, str] = field(default_factory=dict)   # … with what the question already said for it (Flow.reads)
+    offer_data: dict[str, str] = field(default_factory=dict)   # … with what its question said for it (Flow.reads)
     texted: str | None = None               # the flow that last finished by SMS (找回用户名): "没收到" is about it
     vote_for: str | None = None             # the answer a typed 有帮助/没帮助 next is about
     last_event: str | None = None           # api_failure / not_helpful this turn …
@@ -143,7 +143,8 @@ class SessionState:
                 offer=_opt(d, "offer", str), texted=_opt(d, "texted", str), vote_for=_opt(d, "vote_for", str),
                 last_event=_opt(d, "last_event", str), prev_event=_opt(d, "prev_event", str),
                 oos_streak=_opt(d, "oos_streak", int) or 0,
-                labels=_str_map(d, "labels"), offer_data=_str_map(d, "offer_data"), feedback_open=_list(d, "feedback_open", str),
+                labels=_str_map(d, "labels"), offer_data=_str_map(d, "offer_data"),
+                feedback_open=_list(d, "feedback_open", str),
                 choices=_list(d, "choices", str), transcript=_transcript(d))
         except Incompatible as e:
             raise Incompatible(str(e), had_flow) from None
