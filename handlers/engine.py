@@ -36,8 +36,8 @@ from intents.types import SMALLTALK, MatchResult
 from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
 
 from .flows import COMMANDS, FLOWS, OFFERS
-from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, command_word,
-                         ordinal, plain_wait, takes_offer, typed_yes_no)
+from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, at_place,
+                         command_word, plain_wait, takes_offer, typed_yes_no)
 from .flows.common import wants_resend
 from .handoff_service import LEAVE, HandoffService, gives_up, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
@@ -494,15 +494,6 @@ class Engine:
             pressed = self._typed_button(session_id, state, word, now)
             if pressed is not None:
                 return pressed
-        place = ordinal(word) if inp.kind == "text" else None
-        if place is not None and -len(state.choices) <= (place - 1 if place > 0 else place) < len(state.choices):
-            # 第二个: the second button shown, pressed — when it is the engine's (a flow's own options are its
-            # answer-handler's to count: choose; 第四个 at the route picker is route 4, whatever the buttons before it)
-            payload = state.choices[place - 1 if place > 0 else place]
-            pressed = self._button(session_id, state, Input("button", text=state.labels.get(payload, ""),
-                                                            payload=payload), now)
-            if pressed is not None:
-                return pressed
         if state.flow:
             return self._flow_input(session_id, state, inp, now)
         if inp.kind == "image":
@@ -560,11 +551,16 @@ class Engine:
 
     def _typed_button(self, session_id: str, state: SessionState, word: str, now: float) -> list[Reply] | None:
         """The label of an engine-level button shown before (a flow to start, an FAQ question, a command), typed
-        instead of pressed (重新填写, 先找回用户名): that button; else None."""
+        instead of pressed (重新填写, 先找回用户名), or its place among the last turn's buttons (第二个): that button;
+        else None. (A flow's own options are its answer-handler's to count, choose: 第四个 at the route picker is
+        route 4, whatever the buttons before it.)"""
         for payload, label in reversed(state.labels.items()):
             if word and command_word(label) == word and not payload.startswith("fb:"):
                 return self._button(session_id, state, Input("button", text=label, payload=payload), now)
-        return None
+        payload = at_place(word, state.choices)
+        if payload is None:
+            return None
+        return self._button(session_id, state, Input("button", text=state.labels.get(payload, ""), payload=payload), now)
 
     # ---- FAQ answers ------------------------------------------------------------------------
 

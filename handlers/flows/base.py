@@ -15,12 +15,14 @@ import inspect
 import re
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, Union
+from typing import Any, Callable, Literal, Mapping, Sequence, TypeVar, Union
 
 from accounts.base import AccountAPI, Validation
 from handlers.limits import Limits
 from handlers.state import Login, LoginSlot
 from handlers.types import Button, Image, Message, Reply
+
+T = TypeVar("T")
 
 
 class Invalid(Exception):
@@ -332,7 +334,7 @@ _NUMERALS = "一二三四五六七八九"
 
 
 def ordinal(word: str) -> int | None:
-    """The place of the option an ordinal typed picks (第二个, 选第3个; 最后一个: -1), from 1; None for anything else
+    """The index of the option an ordinal typed picks (第二个, 选第3个: 1, 2; 最后一个: -1); None for anything else
     (a bare 2 is no ordinal: in numbered-text channels it is already button 2)."""
     m = _ORDINAL.fullmatch(word)
     if m is None:
@@ -340,7 +342,13 @@ def ordinal(word: str) -> int | None:
     if m.group(2):
         return -1
     n = m.group(1)
-    return int(n) if n.isdigit() else _NUMERALS.index(n) + 1
+    return int(n) - 1 if n.isdigit() else _NUMERALS.index(n)
+
+
+def at_place(word: str, items: Sequence[T]) -> T | None:
+    """The item in the place an ordinal typed names (第二个: the second); None for no ordinal or no such place."""
+    i = ordinal(word)
+    return items[i] if i is not None and -len(items) <= i < len(items) else None
 
 
 def choose(inp: Input, options: Mapping[str, str], message: str, *, yes: str | None = None, no: str | None = None,
@@ -359,9 +367,9 @@ def choose(inp: Input, options: Mapping[str, str], message: str, *, yes: str | N
     for word, payload in (aliases or {}).items():
         if command_word(word) in said and payload in options:
             return payload
-    place = ordinal(typed) if ordered else None   # 第二个: the option in that place
-    if place is not None and -len(options) <= (place - 1 if place > 0 else place) < len(options):
-        return list(options)[place - 1 if place > 0 else place]
+    placed = at_place(typed, list(options)) if ordered else None   # 第二个: the option in that place
+    if placed is not None:
+        return placed
     partial = [payload for payload, label in options.items() if len(typed) >= 2 and typed in command_word(label)]
     if len(partial) == 1:
         return partial[0]
