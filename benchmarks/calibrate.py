@@ -46,8 +46,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -90,8 +88,8 @@ def rejection(rows: list[tuple[str, dict]], sets: list[int]) -> float:
 
 def follow_up_curve(matcher: Matcher, base: MatcherConfig, files: list[str], marginal: float) -> int:
     """The follow-up curve (see the module's docstring); prints it and the config line."""
-    items = [i for f in files for i in yaml.safe_load(Path(f).read_text(encoding="utf-8"))]
-    asked = [(matcher.match(i["first"]), i["then"], i["intent"]) for i in items]
+    items = [i for f in files for i in load_items(f) if "first" in i]   # (a follow-up's text is its "then")
+    asked = [(matcher.match(i["first"]), i["text"], i["intent"]) for i in items]
     pairs = [(first.entry, then, want) for first, then, want in asked if first.decision == "answer" and first.entry]
     print(f"{len(items)} follow-ups from {', '.join(Path(f).name for f in files)}; {len(pairs)} after an answered first question")
 
