@@ -39,6 +39,7 @@ from .flows import COMMANDS, FLOWS, OFFERS
 from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, at_place,
                          command_word, plain_wait, takes_offer, typed_yes_no)
 from .flows.common import wants_resend
+from .flows.id_duplicate import START as START_DUPLICATE
 from .handoff_service import LEAVE, HandoffService, gives_up, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
 from .insights import MAX_TEXT, TurnEvent
@@ -498,7 +499,7 @@ class Engine:
             return self._flow_input(session_id, state, inp, now)
         if inp.kind == "image":
             return [Reply("我只在办理“客服协助验证”（上传身份证照片）时接收图片。请用文字描述您的问题。",
-                          buttons=(Button("解决证件号码已被注册", "flow:id_duplicate"),))]
+                          buttons=(START_DUPLICATE,))]
         if inp.kind == "button":
             return [Reply("这个选项已失效，请直接输入您的问题。")]
         if state.texted in FLOWS and wants_resend(inp.text):   # 短信一直没收到, after the username was texted

@@ -7,7 +7,7 @@ from handlers.types import Button, Reply, md
 
 from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, choose, command_word, plain_wait
 from .common import login_steps, relogin, require_login
-from .id_duplicate import status_text
+from .id_duplicate import START as START_DUPLICATE, status_text
 
 
 # ---- bind WeChat / Alipay ----------------------------------------------------------------
@@ -153,7 +153,7 @@ def review_show(ctx: Ctx) -> Outcome:
     waiting = (review and review.status == "pending") or any(r.status == "pending" for r in identity.classmate_requests)
     if identity.status == "pending_identity" and not waiting:   # nothing under way: the routes are the way on
         lines.append("账号还需要完成身份核验，可以选择一种途径办理。")
-        return Finish((ctx.say("\n\n".join(lines), Button("解决证件号码已被注册", "flow:id_duplicate")),))
+        return Finish((ctx.say("\n\n".join(lines), START_DUPLICATE),))
     return Finish((ctx.say("\n\n".join(lines)),))
 
 

@@ -633,3 +633,6 @@ ID_DUPLICATE = Flow(
     },
     relogin=relogin,
 )
+
+# the button that starts this flow, where a reply outside it points here (an image sent, no verification under way)
+START = Button(ID_DUPLICATE.title, f"flow:{ID_DUPLICATE.name}")
