@@ -213,6 +213,36 @@ def test_a_name_with_the_id_card_number_fills_the_three_steps(chat, engine, text
     assert chat.flow_step is None and "用户名已通过短信发送" in chat.text
 
 
+@pytest.mark.parametrize("text", ["居民身份证", "身份证", "护照", "台胞证"])
+def test_an_id_type_at_the_name_prompt_is_no_name(chat, engine, text):
+    at_name_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_username", "name") and "name" not in flow_data(engine, chat)
+    assert "证件类型" in chat.text and "姓名" in chat.replies[-1].text, chat.text
+
+
+@pytest.mark.parametrize("text", ["手机号是13800138001", ZS1_PHONE, ZS_ID])
+def test_a_phone_or_id_number_at_the_name_prompt_is_told_apart(chat, engine, text):
+    at_name_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_username", "name") and "name" not in flow_data(engine, chat)
+    assert "不是手机号码或证件号码" in chat.text, chat.text
+
+
+@pytest.mark.parametrize("text", ["zhangsan01 张三", "zhangsan01，我叫张三", "用户名zhangsan01 姓名张三", "张三 zhangsan01"])
+def test_the_username_with_the_name_fills_both(chat, engine, text):
+    at_username_prompt(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_password", "id_type"), chat.text
+    assert flow_data(engine, chat)["username"] == "zhangsan01" and flow_data(engine, chat)["name"] == "张三"
+
+
+def test_the_username_with_the_name_and_id_card_number_sends_the_code(chat, acc):
+    at_username_prompt(chat)
+    chat.say(f"zhangsan01 张三 {ZS_ID}")
+    assert chat.flow_step == ("recover_password", "code") and "验证码已发送" in chat.text, chat.text
+
+
 @pytest.mark.parametrize("text", [f"张三，身份证{ZS_ID[:-1]}0", f"帮我查一下 {ZS_ID}"])
 def test_a_name_with_no_valid_id_card_number_is_still_asked_for(chat, engine, text):
     at_name_prompt(chat)
@@ -457,6 +487,21 @@ def test_a_pasted_sms_is_read_as_its_code(chat, acc):
     assert "[重置密码](" in chat.text
 
 
+@pytest.mark.parametrize("spaced", ["{} {}", "{}-{}", "验证码 {} {}"])
+def test_a_code_typed_in_two_halves_is_read_as_its_code(chat, acc, spaced):
+    at_password_code(chat)
+    code = acc.latest_code(ZS1_PHONE)
+    chat.say(spaced.format(code[:3], code[3:]))
+    assert "[重置密码](" in chat.text, chat.text
+
+
+@pytest.mark.parametrize("text", ["1234 5678", "12 34", "2026-12-01 12:00"])
+def test_digits_that_are_no_one_code_are_refused(chat, acc, text):
+    at_password_code(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_password", "code") and "6位数字" in chat.text
+
+
 def test_an_outage_at_the_code_step_keeps_the_code_for_retry(chat, acc):
     at_password_code(chat)
     acc.fail["verify_password_recovery"].append(ServiceUnavailable("down"))
@@ -487,7 +532,8 @@ def test_a_route_named_in_a_sentence_is_picked(chat, engine, typed, route):
 
 
 @pytest.mark.parametrize("typed, route", [("我选第四个", "student_record"), ("第三条途径", "classmate"),
-                                          ("选途径二吧", "manual_review"), ("用1号途径", "app"), ("途径四", "student_record")])
+                                          ("选途径二吧", "manual_review"), ("用1号途径", "app"), ("途径四", "student_record"),
+                                          ("那我走途径1吧", "app"), ("那就第二种吧", "manual_review")])
 def test_a_route_chosen_by_its_number_is_picked(chat, engine, typed, route):
     start_dup(chat)
     chat.say(typed)

@@ -63,7 +63,8 @@ SMS_CHECKS = ("请确认手机信号正常、没有欠费停机，并看看短�
 SMS_PATIENCE = 60.0
 SMS_WAIT = ("验证码刚刚发出，短信有时会晚到一会儿，请稍等一分钟左右。每个账号每小时能发送的验证码有限，不必急着重发；"
             "一分钟后仍没收到，再点“重新发送验证码”。")
-_SIX_DIGITS = re.compile(r"(?<!\d)\d{6}(?!\d)")
+# six digits, maybe typed in halves (123 456, 123-456), with no digit around them
+_SIX_DIGITS = re.compile(r"(?<!\d)(?<!\d[ -])\d{3}[ -]?\d{3}(?![ -]?\d)")
 
 
 def wants_resend(text: str) -> bool:
@@ -79,7 +80,7 @@ def code_from(text: str) -> str:
     except Invalid:
         found = _SIX_DIGITS.findall(unicodedata.normalize("NFKC", text))
         if len(found) == 1:
-            return found[0]
+            return re.sub(r"\D", "", found[0])
         raise Invalid("验证码为6位数字，请输入短信中的验证码。没收到的话，可以点“重新发送验证码”。") from None
 
 
@@ -272,6 +273,21 @@ def account_username(text: str) -> str:
     return field_value(validation.username, text)
 
 
+_USERNAME_WORD = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z][A-Za-z0-9_]{5,19}(?![A-Za-z0-9_])")
+_USERNAME_SAID = re.compile(rf"(?:我的)?{USERNAME_NAMES}\s*(?:是|为|叫)?\s*[:：]?", re.IGNORECASE)
+
+
+def username_and_rest(text: str) -> tuple[str, str] | None:
+    """The one username-like word of a text that says more in Chinese (zhangsan01 张三, 用户名zhangsan01 姓名张三) and
+    that more, the words naming the username and the punctuation around taken out; None for any other text."""
+    typed = unicodedata.normalize("NFKC", text)
+    words = _USERNAME_WORD.findall(typed)
+    if len(words) != 1:
+        return None
+    rest = _USERNAME_SAID.sub(" ", typed.replace(words[0], " ")).strip(" ,，、;；。.")
+    return (words[0], rest) if re.search(r"[\u3400-\u9fff]", rest) else None
+
+
 LOGIN_IF = "用户名正确"
 LOGIN_CODE_SENT = f"如果{LOGIN_IF}，验证码已发送至该账号绑定的手机。"
 
@@ -313,6 +329,7 @@ ID_TYPE_ALIASES = {
     "居民身份证号": "idtype:resident_id", "回乡证": "idtype:hk_macao_permit", "港澳通行证": "idtype:hk_macao_permit",
     "台胞证": "idtype:taiwan_permit", "永居证": "idtype:foreign_permanent_id", "外国人永居证": "idtype:foreign_permanent_id",
 }
+_ID_TYPE_WORDS = frozenset(command_word(w) for w in (*ID_TYPE_LABELS.values(), *ID_TYPE_ALIASES, "护照号", "身份证号码"))
 ID_NUMBER_HINTS = {
     "resident_id": "18 位，最后一位可能是 X",
     "hk_macao_permit": "H 或 M 开头，后接 8 或 10 位数字",
@@ -334,6 +351,8 @@ _NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fffA-Za-z·• ]{2,30}")
 NOT_A_NAME = frozenset(("不知道", "不清楚", "不记得", "记不清", "忘了", "忘记了", "想不起来", "谢谢", "你好", "在吗", "没了"))
 
 
+# a phone or ID number (with or without the words saying so: 手机号是138…) typed where a name is asked
+_NUMBER = re.compile(r"\d{11,}|\d{17}[Xx]")
 _NO_NAME_CHARS = re.compile(r"[我你的了吗呢吧啊]")   # words of a sentence (我是帮女儿问的), never of a name
 # a name said in a sentence (我叫张三, 姓名：张三, 他叫李四): the name itself, 2–4 汉字
 _SAID_NAME = re.compile(r"(?:我叫|我的名字是|我的名字叫|名字是|名字叫|姓名是|姓名|他叫|她叫|同学叫|叫做)[:：是]?\s*([\u4e00-\u9fff]{2,4})")
@@ -346,8 +365,12 @@ def person_name(text: str, what: str = "姓名") -> str:
     # (said in the whole text, or in its last clause: 我是帮我妈问的，她叫王芳)
     said = _SAID_NAME.fullmatch(typed) or _SAID_NAME.fullmatch(re.split(r"[,，;；]", typed)[-1].strip())
     typed = said.group(1) if said else typed
+    if _NUMBER.search(typed):
+        raise Invalid(f"这里需要的是{what}，不是手机号码或证件号码。请输入{what}，例如“张三”。")
     if not _NAME.fullmatch(typed) or not re.search(r"[\u3400-\u9fffA-Za-z]", typed):
         raise Invalid(f"请输入{what}（2–30 个汉字或字母，可含“·”和空格）。")
+    if command_word(typed) in _ID_TYPE_WORDS:   # 居民身份证 at the name prompt: the type, asked for next
+        raise Invalid(f"“{typed}”是证件类型，下一步再选。请先输入{what}，例如“张三”。")
     if typed_yes_no(typed) is not None or command_word(typed) in NOT_A_NAME or _NO_NAME_CHARS.search(typed) \
             or ordinal(command_word(typed)) is not None:   # (第一个: an option picked where none was shown)
         raise Invalid(f"“{typed}”不像是姓名。请输入{what}，例如“张三”；不清楚的话，可以输入“转人工”。")
@@ -396,19 +419,24 @@ def id_card_said(typed: str) -> tuple[str, str] | None:
     return None if number is None else (number, _ID_WORDS.sub(" ", typed.replace(said[0], " ")))
 
 
+def name_given(ctx: Ctx, typed: str, then: str) -> Outcome:
+    """The identity steps' name (in NFKC ``typed``) kept: to the ID type next; with one valid ID card number
+    (张三，身份证110101…), all three kept and on to ``then``; else Invalid."""
+    said = id_card_said(typed)
+    if said is not None and re.search(r"[^\W\d_]", said[1]):
+        ctx.data["name"] = person_name(said[1], "注册时填写的姓名")
+        ctx.data["id_type"], ctx.data["id_number"] = "resident_id", said[0]
+        return Goto(then)
+    ctx.data["name"] = person_name(typed, "注册时填写的姓名")
+    return Goto("id_type")
+
+
 def identity_steps(then: str) -> dict[str, Step]:
     """Name, ID type and ID number (validated for its type), then ``then``."""
 
     def got_name(ctx: Ctx, inp: Input) -> Outcome:
         """Keep what looks like a name; a name with one valid ID card number (张三，身份证110101…) gives all three."""
-        typed = unicodedata.normalize("NFKC", text_of(inp))
-        said = id_card_said(typed)
-        if said is not None:
-            ctx.data["name"] = person_name(said[1], "注册时填写的姓名")
-            ctx.data["id_type"], ctx.data["id_number"] = "resident_id", said[0]
-            return Goto(then)
-        ctx.data["name"] = person_name(typed, "注册时填写的姓名")
-        return Goto("id_type")
+        return name_given(ctx, unicodedata.normalize("NFKC", text_of(inp)), then)
 
     def got_id_type(ctx: Ctx, inp: Input) -> Outcome:
         """Keep one of the offered ID types; an ID card number typed instead (身份证 110101…) is the type and number."""

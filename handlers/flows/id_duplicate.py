@@ -128,8 +128,8 @@ def _route_named(inp: Input) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
-# a route chosen by its number: 途径4, 第四种, 我选第四个, 选途径四吧, 用4号途径
-_ROUTE_NUMBER = re.compile(r"(?:我)?(?:就)?(?:要|想)?(?:选|用|选择|走)?(?:(?:第|途径|方式|方法)([1-4一二三四])(?:个|种|条|号)?"
+# a route chosen by its number: 途径4, 第四种, 我选第四个, 选途径四吧, 用4号途径, 那我走途径1吧
+_ROUTE_NUMBER = re.compile(r"(?:那)?(?:我)?(?:就)?(?:要|想)?(?:选|用|选择|走)?(?:(?:第|途径|方式|方法)([1-4一二三四])(?:个|种|条|号)?"
                            r"|([1-4一二三四])(?:个|种|条|号))(?:途径|方式|方法|办法)?(?:吧|了|啊|呀)?")
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from accounts.base import NotFound
 from handlers.types import Button, Reply
 
-from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Outcome, Switch, text_of
-from .common import (SMS_CHECKS, account_username, ask_code, code_answer, forgot_username, identity_steps, send_sms,
-                     sms_limited, verify_sms)
+from .base import Act, Ask, Ctx, Finish, Flow, Goto, Input, Invalid, Outcome, Switch, text_of
+from .common import (SMS_CHECKS, account_username, ask_code, code_answer, forgot_username, identity_steps, name_given,
+                     send_sms, sms_limited, username_and_rest, verify_sms)
 
 # ---- recover username ---------------------------------------------------------------
 
@@ -56,9 +56,18 @@ def ask_username(ctx: Ctx) -> Reply:
 
 
 def got_username(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep a well-formed username; "我不记得用户名了" recovers the username first."""
+    """Keep a well-formed username, and the name said with it (zhangsan01 张三); 我不记得用户名了 recovers it first."""
     if inp.kind == "text" and forgot_username(inp.text):
         return Switch("recover_username", (ctx.say("好的，我们先找回用户名，找回后再来重置密码。"),))
+    split = username_and_rest(text_of(inp))
+    if split is not None:
+        try:
+            username, outcome = account_username(split[0]), name_given(ctx, split[1], then="send_code")
+        except Invalid:   # (zhangsan01 急死了: no name with it; the username alone is refused below, as ever)
+            pass
+        else:
+            ctx.data["username"] = username
+            return outcome
     ctx.data["username"] = account_username(text_of(inp))
     return Goto("name")
 
