@@ -513,7 +513,31 @@ class Engine:
         if trying != word and (not trying or typed_yes_no(trying.rstrip("吧"))):   # 好的我试试, 行吧我试试看
             return [Reply("好的，祝您顺利！如果还是不行，随时回来问我，也可以转人工客服。", intent="thanks")]
         result = self.matcher.follow_up(inp.text, state.answered) if state.answered else self.matcher.match(inp.text)
+        if offer in FLOWS and (result.decision == "out_of_scope"   # (or the offer's topic again: 我选途径4)
+                               or (result.intent == state.topic and not is_question(clean(inp.text)))):
+            taken = self._offer_taken_with(session_id, state, offer, offer_data, inp, now)
+            if taken is not None:
+                return taken
         return self._answer(session_id, state, result, now, inp.text)
+
+    def _offer_taken_with(self, session_id: str, state: SessionState, offer: str, data: Mapping[str, Any],
+                          inp: Input, now: float) -> list[Reply] | None:
+        """The offered flow started with what was typed instead of a yes (zhangsan01 after 需要我一步步帮您找回密码吗？;
+        张三 110101… after the username one; 我选途径4 after the duplicate-ID one), when its first step takes it and it
+        holds a digit (data, which no word the user could mean is: sorry or 张三 alone is not taken); else None."""
+        spec = FLOWS[offer]
+        first = spec.steps[spec.first]
+        if not isinstance(first, Ask) or first.expects != "text" or not re.search(r"\d", inp.text):
+            return None
+        try:
+            first.handle(Ctx(flow=offer, data=dict(data), accounts=self.accounts, idempotency_key="", now=now), inp)
+        except Invalid:
+            return None
+        if first.private and state.transcript and state.transcript[-1][0] == "用户":
+            state.transcript[-1] = ["用户", HIDDEN]   # (kept as the step keeps its answer)
+            self._note(text=HIDDEN)
+        intro = self._start(state, offer, now, data)[0]   # (its prompt is what was typed: not asked)
+        return [intro] + self._flow_input(session_id, state, inp, now)
 
     def _closing(self, text: str) -> list[Reply] | None:
         """A closing statement ("密码改好了，谢谢") answered as one; None for anything else."""
@@ -538,7 +562,7 @@ class Engine:
         if kind == "faq" and arg in self.faq.entries:
             self._note(decision="answer", intent=self.faq.entry(arg).intent, entry=arg)
             if not state.flow:
-                state.answered = arg
+                self._answered(state, self.faq.entry(arg), self.faq.entry(arg).question)
             return self._entry_replies(self.faq.entry(arg), in_flow=bool(state.flow)) + self._reprompt(state, now)
         if kind == "flow" and arg in FLOWS:   # (the offer's button: with what its question said)
             return self._start(state, arg, now, state.offer_data if arg == state.offer else None)
@@ -576,12 +600,7 @@ class Engine:
             entry = self.faq.entry(result.entry)
             if entry.intent == HUMAN or entry.offer == HUMAN:
                 return self._handoff(session_id, state)
-            if entry.intent not in SMALLTALK:
-                state.topic, state.answered = entry.intent, entry.id
-            if entry.offer in OFFERS:  # a typed yes/no next answers the offer
-                state.offer = OFFERS[entry.offer].flow
-                reads = FLOWS[state.offer].reads
-                state.offer_data = dict(reads(text)) if reads is not None else {}
+            self._answered(state, entry, text)
             return self._entry_replies(entry, in_flow=False)
         if result.outrun in self.faq.entries:   # the user has followed this answer's advice: repeating it helps no one
             title = next(t.title for t in self.faq.topics if t.intent == self.faq.entry(result.outrun).intent)
@@ -610,6 +629,16 @@ class Engine:
                       + (f"\n\n以下话题可能和您的问题相关：\n{related}" if buttons else "")
                       + "\n\n也可以转人工客服为您解答。",
                       buttons=buttons + (HANDOFF,), intent="out_of_scope")]
+
+    @staticmethod
+    def _answered(state: SessionState, entry: Entry, text: str) -> None:
+        """Remember an FAQ answer given outside a flow: its topic, the entry a follow-up is read after, and the flow it
+        offers (with what ``text`` said for it), which a typed yes next takes; an answer offering none drops an offer."""
+        if entry.intent not in SMALLTALK:
+            state.topic, state.answered = entry.intent, entry.id
+        state.offer = OFFERS[entry.offer].flow if entry.offer in OFFERS else None
+        reads = FLOWS[state.offer].reads if state.offer else None
+        state.offer_data = dict(reads(text)) if reads is not None else {}
 
     def _entry_replies(self, entry: Entry, in_flow: bool) -> list[Reply]:
         """The answer, its related questions and the feedback pair; then the flow it offers."""

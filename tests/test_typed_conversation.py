@@ -292,6 +292,53 @@ def test_an_offer_answered_with_something_new_is_not_taken(chat, other):
     assert chat.flow_step is None and not chat.text.startswith("好的。") and "无法回答" not in chat.text, chat.text
 
 
+def test_the_username_typed_instead_of_a_yes_takes_the_offer_with_it(chat, engine):
+    chat.say("忘记密码怎么办")
+    chat.say("zhangsan01")
+    assert chat.flow_step == ("recover_password", "name") and flow_data(engine, chat)["username"] == "zhangsan01"
+    assert "我们开始**找回密码**" in chat.raw and "请输入注册时填写的**姓名**" in chat.raw
+    assert "zhangsan01" not in json.dumps(engine.store.get(chat.session_id)["transcript"], ensure_ascii=False)
+
+
+def test_the_name_and_id_card_number_typed_instead_of_a_yes_take_the_offer_with_them(chat, engine):
+    chat.say("忘记用户名怎么办")
+    chat.say(f"张三 {ZS_ID}")
+    assert chat.flow_step is None and "用户名已通过短信发送" in chat.text, chat.text
+    assert ZS_ID not in json.dumps(engine.store.get(chat.session_id), ensure_ascii=False)
+
+
+@pytest.mark.parametrize("typed, route", [("我想用途径4", "student_record"), ("那我走途径1吧", "app"), ("我选途径2", "manual_review")])
+def test_a_route_picked_instead_of_a_yes_takes_the_offer_with_it(chat, engine, typed, route):
+    chat.say("证件号码已被注册怎么办")
+    chat.say(typed)
+    assert chat.flow_step == ("id_duplicate", "login_username") and flow_data(engine, chat)["route"] == route, chat.text
+
+
+@pytest.mark.parametrize("first, typed", [("忘记密码怎么办", "sorry"), ("忘记密码怎么办", "zhangsan"),   # words, no data
+                                          ("忘记用户名怎么办", "张三"), ("忘记用户名怎么办", ZS1_PHONE)])
+def test_what_is_no_data_of_the_offered_flow_does_not_take_the_offer(chat, first, typed):
+    chat.say(first)
+    chat.say(typed)
+    assert chat.flow_step is None, chat.text
+
+
+@pytest.mark.parametrize("how", ["press", "type"])
+def test_the_offer_of_a_related_question_pressed_or_typed_is_taken_by_a_yes(chat, how):
+    chat.say("忘记用户名怎么办")
+    chat.press("忘记密码怎么办？") if how == "press" else chat.say("忘记密码怎么办")
+    assert "需要我一步步帮您找回密码吗" in chat.text
+    chat.say("好的")
+    assert chat.flow_step == ("recover_password", "username"), chat.text
+
+
+def test_a_related_question_without_an_offer_drops_the_offer_before_it(chat):
+    chat.say("忘记密码怎么办")
+    chat.press("找回用户名或密码需要提供哪些信息？")
+    assert "需要我" not in chat.text
+    chat.say("好的")
+    assert chat.flow_step is None, chat.text
+
+
 def test_the_offer_of_other_flows_reads_their_own_words(chat):
     chat.say("证件号码已被注册怎么办")
     assert "需要我一步步帮您解决证件号码重复吗" in chat.text
