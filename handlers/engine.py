@@ -66,6 +66,12 @@ _GIVES_UP = re.compile(r"^(算了|那)?(我)?(先|就|暂时)?(不想|不要|不
 # "不对，我输错了" in a flow: the answer refused just now is typed again, else the last one given (as 返回)
 _TYPED_WRONG = re.compile(r"^(不对|不是|错了|哎呀|哎|啊|呀|等等|等一下|抱歉|不好意思|sorry)*(我|刚才|刚刚|上面|前面|上一个|上个|那个)*的?"
                           r"(输|输入|填|打|写|选|点|按)错(了|啦)?(要改|想改|改一下|重新输|重新输入|重新填|重新选|重来)?(一下)?(了|啦|呀)?$")
+# asking the bot to wait at a prompt (等一下, 我找一下): waited for, never taken as the answer (等下 is no name)
+_HOLD_ON = re.compile(r"(请|你)?(稍等|等等|等下|等一下|等一会|等一会儿|等会|等会儿|稍等一下|稍等片刻|我找一下|我找找|我翻一下|我查一下|"
+                      r"我去找一下|我去拿一下|我去查一下|马上)(哈|啊|呀|哦|喔|噢)?")
+# asking how long the wait for a person is, with nothing else (还要等多久, 多久能轮到我): the queue's status answers it
+_ASKS_WAIT = re.compile(r"(请问)?(我)?(还|还要|要|得|大概|大约|到底)*(再)?(等|排|排队)?(多久|多长时间|几分钟|多少分钟|多少时间|几耐)"
+                        r"(才|能|才能|会)*(轮到我|有人|回复|回我|接入|处理)?(啊|呀|呢|吗|了|啦|哦)*")
 RETRY_WORDS = ("重试", "再试一次", "retry")
 RESTART_WORDS = ("重新开始", "从头开始", "重来", "重新来", "重头开始", "restart")
 NO_HANDOFF_WORDS = ("取消转人工", "不转人工", "不用转人工", "不要转人工", "取消人工", "不要人工", "不用人工")
@@ -477,6 +483,8 @@ class Engine:
                 return self._cancel(state)
             if word in BACK_WORDS:
                 return self._back(state, now)
+            if state.flow and _HOLD_ON.fullmatch(word):
+                return [Reply("好的，不着急。准备好后直接输入即可；输入“取消”可以结束办理。", flow=state.flow.name)]
             if state.flow and _TYPED_WRONG.match(word):
                 return self._typed_wrong(state, now)
             if word in RETRY_WORDS:
@@ -764,7 +772,7 @@ class Engine:
     def _answers_while_waiting(self, inp: Input) -> Entry | None:
         """The FAQ entry that answers a question typed while waiting for a person (the person still gets it, and is
         told what the user was answered); None for anything else: small talk, a request for a person, no answer."""
-        if inp.kind != "text":
+        if inp.kind != "text" or _ASKS_WAIT.fullmatch(command_word(inp.text)):   # (还要等多久: the queue's wait)
             return None
         result = self.matcher.match(inp.text)
         entry = self.faq.entries.get(result.entry or "") if result.decision == "answer" else None

@@ -132,7 +132,8 @@ def test_an_faq_question_while_waiting_is_answered_and_still_reaches_the_person_
     kinds = [(m.kind, m.text) for m in service.get(h.id)[1]]
     assert kinds[0] == ("user", "忘记用户名怎么办") and kinds[1][0] == "system" and "忘记用户名怎么办？" in kinds[1][1]
     assert service.get(h.id)[0].status == "waiting"
-    for text in ("人呢", "你好", "谢谢", "今天天气怎么样", "转人工"):   # no FAQ answer: only the queue
+    for text in ("人呢", "你好", "谢谢", "今天天气怎么样", "转人工",   # no FAQ answer: only the queue
+                 "还要等多久", "要等多久啊", "多久能轮到我"):        # (its wait, not the FAQ's 2 小时)
         chat.say(text)
         assert len(chat.replies) == 1 and chat.replies[0].entry is None and "排在第 1 位" in chat.text, text
     service.claim(h.id, "li")

@@ -200,6 +200,21 @@ def test_going_back_in_ones_own_words_is_never_taken_as_an_answer(chat, engine):
     assert chat.flow_step == ("recover_username", "name")
 
 
+@pytest.mark.parametrize("text", ["等一下", "稍等", "等下哈", "我找一下"])
+def test_asking_to_wait_at_a_prompt_is_waited_for(chat, engine, acc, text):
+    at_name_prompt(chat)
+    for _ in range(3):   # (never counted as a refused answer)
+        chat.say(text)
+        assert chat.flow_step == ("recover_username", "name") and "name" not in flow_data(engine, chat)
+        assert "不着急" in chat.text and "不太顺利" not in chat.text, chat.text
+    chat.say("取消")
+    at_password_code(chat)
+    chat.say(text)
+    assert chat.flow_step == ("recover_password", "code") and "不着急" in chat.text
+    chat.say(acc.latest_code(ZS1_PHONE))
+    assert "[重置密码](" in chat.text
+
+
 def test_saying_goodbye_in_a_flow_ends_it_rather_than_going_on(chat, engine):
     at_name_prompt(chat)
     chat.say("先这样吧")
