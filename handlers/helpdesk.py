@@ -6,8 +6,9 @@ hand-off service (``handlers.handoff_service``), never a second store or lifecyc
   again (ID numbers, phones, digit runs, link tokens), so nothing personal leaves in clear.
 - ``HandoffWebhook``: a listener on the service (``service.listeners``) that turns its lifecycle
   events into webhook events: ``created`` → ``handoff.created``, a *user* ``message`` →
-  ``handoff.message``, ``closed`` (closed or abandoned) → ``handoff.closed``. Agent and system
-  messages are not sent back (the help desk wrote them or does not need them).
+  ``handoff.message``, a *system* one (the bot answered the queued user from the FAQ; a reply did
+  not reach the user) → ``handoff.note``, ``closed`` (closed or abandoned) → ``handoff.closed``.
+  Agents' messages are not sent back (the help desk wrote them).
 - ``attach(service, cfg)`` wires the webhook when ``handoff.webhook_url`` is set.
 
 The inbound side (the help desk answering through our API) is ``channels/handoff_api.py``.
@@ -27,6 +28,7 @@ from settings import WebhookConfig
 log = logging.getLogger(__name__)
 
 EVENT_TYPES = {"created": "handoff.created", "message": "handoff.message", "closed": "handoff.closed"}
+MESSAGE_EVENTS = {"user": "handoff.message", "system": "handoff.note"}   # (an agent's: the help desk wrote it)
 
 
 def public_handoff(h: Handoff, *, transcript: bool = True) -> dict[str, Any]:
@@ -40,9 +42,9 @@ def public_handoff(h: Handoff, *, transcript: bool = True) -> dict[str, Any]:
 
 
 def public_message(m: HandoffMessage) -> dict[str, Any]:
-    """One hand-off message; the user's text masked again (it was masked when stored)."""
+    """One hand-off message; the user's text (masked when stored) and a system line masked again."""
     d = m.to_dict()
-    if m.kind == "user":
+    if m.kind != "agent":
         d["text"] = mask_secrets(m.text)
     return d
 
@@ -55,7 +57,9 @@ class HandoffWebhook:
 
     def __call__(self, kind: str, h: Handoff, message: HandoffMessage | None = None) -> None:
         event = EVENT_TYPES.get(kind)
-        if event is None or (kind == "message" and (message is None or message.kind != "user")):
+        if kind == "message":
+            event = MESSAGE_EVENTS.get(message.kind) if message is not None else None
+        if event is None:
             return
         data: dict[str, Any] = {"handoff": public_handoff(h, transcript=kind != "message")}
         if message is not None:

@@ -186,7 +186,7 @@ def test_build_service_subscribes_the_configured_webhook(tmp_path):
     assert not [x for x in off.listeners if isinstance(x, HandoffWebhook)]
 
 
-def test_agent_and_system_messages_are_not_echoed_to_the_help_desk():
+def test_agent_replies_and_claims_are_not_echoed_to_the_help_desk():
     service = memory_service()
     with Receiver(SECRET) as rx:
         hook = attach(service, hook_cfg(rx.url))
@@ -201,3 +201,30 @@ def test_agent_and_system_messages_are_not_echoed_to_the_help_desk():
         assert [e["type"] for e in events] == ["handoff.created", "handoff.closed"]
         assert events[1]["data"]["handoff"]["resolution"] == "back_to_bot"
         assert json.dumps(events).find("12345") == -1   # the Telegram chat id stays here
+
+
+def test_what_staff_must_know_reaches_the_help_desk_as_a_note(acc, tmp_path):
+    """The bot answering a queued user from the FAQ, and an agent's reply that did not reach the user, are lines for
+    staff: the help desk gets them as handoff.note (never as the customer's handoff.message), masked."""
+    from handlers.types import Undeliverable
+
+    def deliver(channel, address, replies):
+        raise Undeliverable(f"用户已取消关注公众号（{PHONE}）")
+
+    service = memory_service(deliver=deliver)
+    with Receiver(SECRET) as rx:
+        hook = attach(service, hook_cfg(rx.url))
+        chat = Chat(make_engine(acc, data_dir=tmp_path, handoffs=service))
+        chat.say("转人工")
+        chat.say("忘记用户名怎么办")
+        [h] = service.list("waiting")
+        service.reply(h.id, "li", "您好")
+        hook.close(timeout=10)
+        rx.wait_for(5)
+        events = rx.events()   # (the claim's 已接入 did not reach the user either)
+        assert [e["type"] for e in events] == ["handoff.created", "handoff.message"] + ["handoff.note"] * 3
+        answered, _, undelivered = (e["data"]["message"] for e in events[2:])
+        assert answered["kind"] == "system" and "忘记用户名怎么办？" in answered["text"]
+        assert undelivered["kind"] == "system" and "没有送达用户" in undelivered["text"]
+        assert PHONE not in undelivered["text"] and "138****" in undelivered["text"]
+
