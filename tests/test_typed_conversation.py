@@ -258,6 +258,16 @@ def test_the_username_with_the_name_and_id_card_number_sends_the_code(chat, acc)
     assert chat.flow_step == ("recover_password", "code") and "验证码已发送" in chat.text, chat.text
 
 
+@pytest.mark.parametrize("kind, text", [("身份证", "身份证号我记不清了"), ("护照", "我护照号忘了"), ("身份证", "身份证不在身边")])
+def test_not_knowing_the_id_number_is_told_what_to_do(chat, engine, kind, text):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say(kind)
+    chat.say(text)
+    assert chat.flow_step == ("recover_username", "id_number") and "id_number" not in flow_data(engine, chat)
+    assert "对照证件" in chat.text and "转人工" in chat.text, chat.text
+
+
 @pytest.mark.parametrize("text", [f"张三，身份证{ZS_ID[:-1]}0", f"帮我查一下 {ZS_ID}"])
 def test_a_name_with_no_valid_id_card_number_is_still_asked_for(chat, engine, text):
     at_name_prompt(chat)

@@ -419,6 +419,12 @@ def id_card_said(typed: str) -> tuple[str, str] | None:
     return None if number is None else (number, _ID_WORDS.sub(" ", typed.replace(said[0], " ")))
 
 
+# the ID number not known or not at hand (身份证号我记不清了, 证件不在身边)
+_NOT_AT_HAND = re.compile(r"不知道|不记得|记不清|忘了|忘记|想不起|找不到|丢了|没带|不在身边|不在手边|不在手上")
+NUMBER_NOT_AT_HAND = ("证件号码需要与注册时填写的完全一致，请对照证件输入。证件一时不在手边的话，可以找到后再来办理；"
+                      "也可以输入“转人工”请客服协助。")
+
+
 def name_given(ctx: Ctx, typed: str, then: str) -> Outcome:
     """The identity steps' name (in NFKC ``typed``) kept: to the ID type next; with one valid ID card number
     (张三，身份证110101…), all three kept and on to ``then``; else Invalid."""
@@ -452,7 +458,12 @@ def identity_steps(then: str) -> dict[str, Step]:
         """Keep an ID number valid for its type (居民身份证: GB 11643 check digit; the one number of a sentence)."""
         typed, kind = text_of(inp), ctx.data["id_type"]
         said = _ID_IN_SENTENCE.findall(unicodedata.normalize("NFKC", typed)) if kind == "resident_id" else []
-        ctx.data["id_number"] = field_value(validation.id_number, kind, said[0] if len(said) == 1 else typed)
+        try:
+            ctx.data["id_number"] = field_value(validation.id_number, kind, said[0] if len(said) == 1 else typed)
+        except Invalid:
+            if inp.kind == "text" and _NOT_AT_HAND.search(command_word(typed)):   # (我护照号忘了: no format to fix)
+                raise Invalid(NUMBER_NOT_AT_HAND) from None
+            raise
         return Goto(then)
 
     return {
