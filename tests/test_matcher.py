@@ -1828,6 +1828,17 @@ def test_records_looked_up_with_no_new_account_stay_out_of_scope():
     assert result.decision == "out_of_scope" and result.not_covered == "records_info", result
 
 
+def test_route4_for_a_kind_of_schooling_the_seed_never_names_is_not_covered_and_its_form_still_answered():
+    # the seed says what 在校生 and 毕业生 fill in; for 自考, 网络教育, 肄业, 交换生 … it says nothing
+    m = real_matcher()
+    for text in ("我读的网络教育，能用学历信息核对身份吗", "肄业了没有毕业证，途径四还能用吗", "交换生没有学号咋核对"):
+        result = m.match(text)
+        assert result.decision == "out_of_scope" and result.not_covered == "records_route_cases", (text, result)
+    for text, entry in (("途径4学号怎么填", "id_duplicate.route4_records"), ("在校生核对学籍要哪些信息", "id_duplicate.route4_enrolled")):
+        result = m.match(text)
+        assert result.decision == "answer" and result.entry == entry, (text, result)
+
+
 def test_route4s_limit_is_answered_and_what_comes_after_it_is_not():
     # the seed states the limit (最多只能通过此种方式解决身份证重复 3 次); what to do once it is used up, it never says
     m = real_matcher()
