@@ -521,6 +521,8 @@ class Engine:
         if trying != word and (not trying or typed_yes_no(trying.rstrip("吧"))):   # 好的我试试, 行吧我试试看
             return [Reply("好的，祝您顺利！如果还是不行，随时回来问我，也可以转人工客服。", intent="thanks")]
         result = self.matcher.follow_up(inp.text, state.answered) if state.answered else self.matcher.match(inp.text)
+        if result.asks_again and result.entry == state.answered and result.entry in self.faq.entries:
+            return self._said_above(state, self.faq.entry(result.entry))
         if offer in FLOWS and (result.decision == "out_of_scope"   # (or the offer's topic again: 我选途径4)
                                or (result.intent == state.topic and not is_question(clean(inp.text)))):
             taken = self._offer_taken_with(session_id, state, offer, offer_data, inp, now)
@@ -546,6 +548,18 @@ class Engine:
             self._note(text=HIDDEN)
         intro = self._start(state, offer, now, data)[0]   # (its prompt is what was typed: not asked)
         return [intro] + self._flow_input(session_id, state, inp, now)
+
+    def _said_above(self, state: SessionState, entry: Entry) -> list[Reply]:
+        """A follow-up with no word of its own (那怎么办, 为什么会这样) right after ``entry``'s answer: the FAQ says no
+        more than that answer, so it is not said again; its flow is offered (a typed yes takes it), and a person."""
+        self._note(decision="answer", intent=entry.intent, entry=entry.id)
+        self._answered(state, entry, entry.question)
+        offer = OFFERS.get(entry.offer or "")
+        lead = "常见问题里关于这个问题的说明就是上面这些。"
+        if offer is None:
+            return [Reply(lead + "如果哪一步不清楚，可以说说具体卡在哪里，或转人工客服。", buttons=(HANDOFF,), intent=entry.intent)]
+        return [Reply(lead + "需要的话，我可以一步步帮您办理，也可以转人工客服。",
+                      buttons=(Button(offer.label, f"flow:{offer.flow}"), *offer.also, HANDOFF), intent=entry.intent)]
 
     def _closing(self, text: str) -> list[Reply] | None:
         """A closing statement ("密码改好了，谢谢") answered as one; None for anything else."""

@@ -415,7 +415,8 @@ class Matcher:
         own = [t for t in self.normalise(text).tokens if not t.isdigit()]   # (1: a button's number typed, no word)
         if not own:   # no word of a subject: a question (那咋整, 为什么会这样) follows; ？, 哈哈哈 or 😭 asks nothing
             said = clean(text)
-            return joined if is_question(said) and any(ch.isalpha() for ch in said) else result
+            asks = is_question(said) and any(ch.isalpha() for ch in said)
+            return dataclasses.replace(joined, asks_again=True) if asks else result
         weights = {t: self.weight(t) for t in own}
         ei = self._position[joined.entry]
         explained = math.fsum(w for t, w in weights.items() if self._uses(ei, t)) / math.fsum(weights.values())

@@ -22,7 +22,9 @@ class MatchResult:
     and entry is None; candidates still list the closest FAQ entries. ``not_covered`` names
     the not-covered catalogue group (faq/data/not_covered.yaml) the question is closest to,
     when it is out of scope for that reason; ``outrun`` names the FAQ entry whose whole advice the
-    message reports having followed without success (out of scope: the answer has nothing left to offer)."""
+    message reports having followed without success (out of scope: the answer has nothing left to offer);
+    ``asks_again`` marks a follow-up with no word of its own (那怎么办, 为什么会这样), answered only as it follows the
+    answer before."""
 
     decision: Decision
     intent: str
@@ -31,3 +33,4 @@ class MatchResult:
     candidates: tuple[Candidate, ...] = field(default_factory=tuple)
     not_covered: str | None = None
     outrun: str | None = None
+    asks_again: bool = False

@@ -1025,6 +1025,26 @@ def test_a_short_follow_up_is_read_after_the_answer_just_given(chat, engine):
     assert engine.store.get(chat.session_id)["answered"] == "re_register_records.records"
 
 
+@pytest.mark.parametrize("typed", ["那我要怎么办", "那怎么办呢", "为什么会这样？"])
+def test_a_follow_up_asking_nothing_new_points_to_the_answer_above_instead_of_repeating_it(chat, typed):
+    chat.say("证件号码已被注册怎么办")
+    chat.say(typed)
+    assert len(chat.replies) == 1 and chat.replies[0].entry is None and "就是上面这些" in chat.text
+    assert [b.label for b in chat.buttons] == ["开始解决证件号码重复", "转人工客服"]
+    chat.say("好的")   # … the offer is taken as before
+    assert chat.flow_step is not None and chat.flow_step[0] == "id_duplicate"
+
+
+def test_a_follow_up_naming_something_is_still_answered_in_full(chat):
+    chat.say("注册时邮箱IP受限怎么办")
+    chat.say("那怎么办")
+    assert "就是上面这些" in chat.text and [b.label for b in chat.buttons] == ["转人工客服"]
+    chat.say("重新注册怎么弄")
+    chat.say("以前的学籍呢")
+    chat.say("那学历呢")   # (a word of its own: the answer again)
+    assert chat.replies[0].entry == "re_register_records.records"
+
+
 def test_a_follow_up_with_no_answer_just_before_is_not_read_after_an_older_one(chat, engine):
     chat.say("以前的学籍呢")
     assert chat.replies[0].entry is None and chat.replies[0].intent == "out_of_scope"
