@@ -325,7 +325,7 @@ def takes_offer(text: str, title: str) -> bool | None:
 _CHOOSING = re.compile(r"^(?:我|那)?(?:就)?(?:要|想)?(?:选择|选|用|绑定|绑)?(?:的是|是)?|(?:吧|啊|呀|了|的|哈)+$")
 
 
-_NOT = re.compile(r"[不没无非别]")
+NEGATION = re.compile(r"[不没无非别]")   # an option said with one is not picked (不用微信, 没有APP, 不想找同学)
 
 
 _ORDINAL = re.compile(r"(?:我)?(?:要|想)?(?:选|点|选择)?(?:第([1-9一二三四五六七八九])(?:个|种|项|条|行|点)?|(最后)(?:一个|一项|一条|那个))"
@@ -376,7 +376,7 @@ def choose(inp: Input, options: Mapping[str, str], message: str, *, yes: str | N
     # one whole label inside the text: 中国护照, 用微信绑定吧 (not in a question about it: 微信绑定后怎么登录？)
     labels = {payload: command_word(label) for payload, label in options.items()}
     named = [payload for payload, label in labels.items() if len(label) >= 2 and label in typed]
-    if len(named) == 1 and not _NOT.search(typed) and not (inp.kind == "text" and asks(inp.text)):
+    if len(named) == 1 and not NEGATION.search(typed) and not (inp.kind == "text" and asks(inp.text)):
         return named[0]
     answer = typed_yes_no(inp.text) if inp.kind == "text" else None
     if answer is True and yes is not None:

@@ -16,7 +16,7 @@ from accounts.contract import LEVELS, MAX_IMAGE_BYTES
 from handlers.types import Button, Reply, md
 from intents.normalize import to_simplified
 
-from .base import (YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Handler, Invalid, Input, Outcome, asks, choose,
+from .base import (NEGATION, YES_NO, Act, Ask, Ctx, Finish, Flow, Goto, Handler, Invalid, Input, Outcome, asks, choose,
                    clauses_of, command_word, field_value, pack_image, said_value, text_of, typed_yes_no, unpack_image,
                    yes_no)
 from .common import USERNAME_NAMES, login_steps, person_name, relogin, require_login
@@ -111,7 +111,6 @@ ROUTE_WORDS = {
     "classmate": ("同学",),
     "student_record": ("学籍", "学历", "学号", "证书编号"),
 }
-_NEGATED = re.compile(r"[没不无别]")
 # asking to be helped to choose: 你帮我选吧, 不知道选哪个, 哪种合适？, 推荐一个
 _WANTS_GUIDE = re.compile(r"[帮替给]我[选挑]|推荐|不知道[选用该]|选不[好出来了]|[不没]确定|拿不定|哪[个种条样](?:途径|方式|办法|方法)?最?[好合适方便快简容]|怎么选|选哪")
 
@@ -122,7 +121,7 @@ def _route_named(inp: Input) -> str | None:
     if inp.kind != "text" or asks(inp.text):
         return None
     typed = command_word(inp.text)
-    if _NEGATED.search(typed):
+    if NEGATION.search(typed):
         return None
     named = [r for r, words in ROUTE_WORDS.items() if any(w in typed for w in words)]
     return named[0] if len(named) == 1 else None
