@@ -654,8 +654,8 @@ class Engine:
 
     @staticmethod
     def _answered(state: SessionState, entry: Entry, text: str) -> None:
-        """Remember an FAQ answer given outside a flow: its topic, the entry a follow-up is read after, and the flow it
-        offers (with what ``text`` said for it), which a typed yes next takes; an answer offering none drops an offer."""
+        """Remember an FAQ answer given outside a flow: its topic, the entry a follow-up is read after, and the flow
+        it offers (with what ``text`` said for it), which a typed yes next takes; one offering none drops an offer."""
         if entry.intent not in SMALLTALK:
             state.topic, state.answered = entry.intent, entry.id
         state.offer = OFFERS[entry.offer].flow if entry.offer in OFFERS else None
