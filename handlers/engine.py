@@ -35,7 +35,7 @@ from intents.normalize import clean, is_question
 from intents.types import SMALLTALK, MatchResult
 from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
 
-from .flows import COMMANDS, FLOWS, OFFERS
+from .flows import COMMANDS, FLOWS, Offer, offer_for
 from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, at_place,
                          command_word, plain_wait, takes_offer, typed_yes_no)
 from .flows.common import wants_resend
@@ -522,7 +522,7 @@ class Engine:
             return [Reply("好的，祝您顺利！如果还是不行，随时回来问我，也可以转人工客服。", intent="thanks")]
         result = self.matcher.follow_up(inp.text, state.answered) if state.answered else self.matcher.match(inp.text)
         if result.asks_again and result.entry == state.answered and result.entry in self.faq.entries:
-            return self._said_above(state, self.faq.entry(result.entry))
+            return self._said_above(state, self.faq.entry(result.entry), offer)
         if offer in FLOWS and (result.decision == "out_of_scope"   # (or the offer's topic again: 我选途径4)
                                or (result.intent == state.topic and not is_question(clean(inp.text)))):
             taken = self._offer_taken_with(session_id, state, offer, offer_data, inp, now)
@@ -549,12 +549,13 @@ class Engine:
         intro = self._start(state, offer, now, data)[0]   # (its prompt is what was typed: not asked)
         return [intro] + self._flow_input(session_id, state, inp, now)
 
-    def _said_above(self, state: SessionState, entry: Entry) -> list[Reply]:
+    def _said_above(self, state: SessionState, entry: Entry, offered: str | None) -> list[Reply]:
         """A follow-up with no word of its own (那怎么办, 为什么会这样) right after ``entry``'s answer: the FAQ says no
-        more than that answer, so it is not said again; its flow is offered (a typed yes takes it), and a person."""
+        more than that answer, so it is not said again; its flow (the side ``offered`` before) is offered again (a
+        typed yes takes it), and a person."""
         self._note(decision="answer", intent=entry.intent, entry=entry.id)
-        self._answered(state, entry, entry.question)
-        offer = OFFERS.get(entry.offer or "")
+        offer = offer_for(entry.offer, "", offered)
+        self._answered(state, entry, entry.question, offer)
         lead = "常见问题里关于这个问题的说明就是上面这些。"
         if offer is None:
             return [Reply(lead + "如果哪一步不清楚，可以说说具体卡在哪里，或转人工客服。", buttons=(HANDOFF,), intent=entry.intent)]
@@ -583,9 +584,11 @@ class Engine:
             return self._feedback(session_id, arg, state, now)
         if kind == "faq" and arg in self.faq.entries:
             self._note(decision="answer", intent=self.faq.entry(arg).intent, entry=arg)
+            entry = self.faq.entry(arg)
+            offer = offer_for(entry.offer, entry.question) if not state.flow else None
             if not state.flow:
-                self._answered(state, self.faq.entry(arg), self.faq.entry(arg).question)
-            return self._entry_replies(self.faq.entry(arg), in_flow=bool(state.flow)) + self._reprompt(state, now)
+                self._answered(state, entry, entry.question, offer)
+            return self._entry_replies(entry, offer) + self._reprompt(state, now)
         if kind == "flow" and arg in FLOWS:   # (the offer's button: with what its question said)
             return self._start(state, arg, now, state.offer_data if arg == state.offer else None)
         if inp.payload == "handoff":
@@ -622,8 +625,9 @@ class Engine:
             entry = self.faq.entry(result.entry)
             if entry.intent == HUMAN or entry.offer == HUMAN:
                 return self._handoff(session_id, state)
-            self._answered(state, entry, text)
-            return self._entry_replies(entry, in_flow=False)
+            offer = offer_for(entry.offer, text)
+            self._answered(state, entry, text, offer)
+            return self._entry_replies(entry, offer)
         if result.outrun in self.faq.entries:   # the user has followed this answer's advice: repeating it helps no one
             title = next(t.title for t in self.faq.topics if t.intent == self.faq.entry(result.outrun).intent)
             return [Reply(f"您说已经按“{title}”的解决办法操作过，仍然没有解决。我这里能给出的办法就是这些了，"
@@ -653,23 +657,22 @@ class Engine:
                       buttons=buttons + (HANDOFF,), intent="out_of_scope")]
 
     @staticmethod
-    def _answered(state: SessionState, entry: Entry, text: str) -> None:
+    def _answered(state: SessionState, entry: Entry, text: str, offer: Offer | None) -> None:
         """Remember an FAQ answer given outside a flow: its topic, the entry a follow-up is read after, and the flow
         it offers (with what ``text`` said for it), which a typed yes next takes; one offering none drops an offer."""
         if entry.intent not in SMALLTALK:
             state.topic, state.answered = entry.intent, entry.id
-        state.offer = OFFERS[entry.offer].flow if entry.offer in OFFERS else None
+        state.offer = offer.flow if offer is not None else None
         reads = FLOWS[state.offer].reads if state.offer else None
         state.offer_data = dict(reads(text)) if reads is not None else {}
 
-    def _entry_replies(self, entry: Entry, in_flow: bool) -> list[Reply]:
-        """The answer, its related questions and the feedback pair; then the flow it offers."""
+    def _entry_replies(self, entry: Entry, offer: Offer | None) -> list[Reply]:
+        """The answer, its related questions and the feedback pair; then ``offer`` (None in a flow)."""
         buttons = [Button(self.faq.entry(r).question, f"faq:{r}") for r in entry.related if r in self.faq.entries]
         if entry.intent not in SMALLTALK:
             buttons += [Button("有帮助", f"fb:up:{entry.id}"), Button("没帮助", f"fb:down:{entry.id}")]
         replies = [Reply(entry.answer, tuple(buttons), intent=entry.intent, entry=entry.id)]
-        offer = OFFERS.get(entry.offer or "")
-        if offer and not in_flow:
+        if offer is not None:
             replies.append(Reply(offer.question, (Button(offer.label, f"flow:{offer.flow}"), *offer.also),
                                  intent=entry.intent, entry=entry.id))
         return replies
@@ -940,7 +943,7 @@ class Engine:
             return self._handoff(session_id, state)
         if entry.intent == "goodbye":   # 先这样吧 in a flow: leaving it, not a question in between
             return self._cancel(state, goodbye=entry.answer)
-        return self._entry_replies(entry, in_flow=True) + self._reprompt(state, now, "我们继续刚才的办理：")
+        return self._entry_replies(entry, None) + self._reprompt(state, now, "我们继续刚才的办理：")
 
     def _invalid(self, state: SessionState, message: str, now: float) -> list[Reply]:
         flow = self._flow(state)

@@ -403,6 +403,26 @@ def test_the_answer_about_route3_offers_both_sides_of_the_request(chat, acc):
     assert chat.flow_step == ("id_duplicate", "explain")
 
 
+@pytest.mark.parametrize("asked", ["同学让我帮他协助验证", "我同学给我发了协助请求，我要怎么弄", "帮同学验证身份在哪里点",
+                                   "我收到了一个协助请求", "同学叫我帮她点一下协助"])
+def test_the_classmate_asked_to_help_is_offered_their_side_first(chat, asked):
+    chat.say(asked)
+    assert chat.replies[-1].buttons[0].label == "处理同学的协助请求", chat.text
+    assert "开始解决证件号码重复" in [b.label for b in chat.replies[-1].buttons]   # (the other side, one tap away)
+    chat.say("好的")
+    assert chat.flow_step is not None and chat.flow_step[0] == "classmate_inbox", chat.text
+    chat.say("取消")
+    chat.say(asked)
+    chat.say("那我要怎么办")   # (asked again: the same side)
+    assert chat.buttons[0].label == "处理同学的协助请求", chat.text
+
+
+@pytest.mark.parametrize("asked", ["让同学帮我验证身份", "怎么给同学发协助请求", "同学帮我协助要怎么弄"])
+def test_the_one_asking_a_classmate_for_help_is_offered_the_request(chat, asked):
+    chat.say(asked)
+    assert chat.replies[-1].buttons[0].label == "开始解决证件号码重复", chat.text
+
+
 def test_an_offer_is_only_answered_right_after_it(chat):
     chat.say("忘记密码怎么办")
     chat.say("你好")
