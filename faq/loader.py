@@ -395,7 +395,8 @@ def _not_covered(raw: Raw | None, faq_questions: Mapping[str, tuple[str, str]],
             seen.setdefault(key, (g["id"], f"{rel}:{line}"))
         groups.append(NotCovered(id=g["id"], service=g["service"].strip(), reply=g["reply"].strip(),
                                  questions=tuple(q.strip() for q in questions), source=f"{rel}:{gline}",
-                                 phrases=tuple(p.strip() for p in g.get("phrases") or ())))
+                                 phrases=tuple(p.strip() for p in g.get("phrases") or ()),
+                                 at_prompts=bool(g.get("at_prompts", False))))
     return tuple(groups)
 
 

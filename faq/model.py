@@ -47,6 +47,7 @@ class NotCovered:
     questions: tuple[str, ...]
     source: str = ""
     phrases: tuple[str, ...] = ()    # a message made only of these (and small talk, addressing words) is this group's
+    at_prompts: bool = False         # also answers a question asked at a flow's prompt (你们会保存我的身份证号吗)
 
 
 @dataclass(frozen=True)

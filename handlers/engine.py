@@ -912,10 +912,12 @@ class Engine:
         step = self._step(state)
         question = inp.kind == "text" and is_question(clean(inp.text))
         if isinstance(step, Act):
-            interrupted = self._interrupt(session_id, state, inp.text, now, 0.0) if question else None
+            interrupted = self._interrupt(session_id, state, inp.text, now, 0.0, aside=True) if question else None
             return interrupted if interrupted is not None else self._reprompt(state, now)
         if inp.kind == "text" and step.loose:  # a name can look like a sentence: what the FAQ answers is not one
-            interrupted = self._interrupt(session_id, state, inp.text, now, 0.0)
+            # (but 陈学信, a name the FAQ half-answers, is a name)
+            interrupted = self._interrupt(session_id, state, inp.text, now,
+                                          0.0 if question else self.sessions.interrupt_min_score)
             if interrupted is not None:
                 return interrupted
         try:
@@ -923,16 +925,22 @@ class Engine:
         except Invalid as e:
             if inp.kind == "text":
                 interrupted = self._interrupt(session_id, state, inp.text, now,
-                                              0.0 if question else self.sessions.interrupt_min_score)
+                                              0.0 if question else self.sessions.interrupt_min_score, aside=True)
                 if interrupted is not None:
                     return interrupted
             return self._invalid(state, e.message, now)
         return self._advance(state, outcome, now)
 
     def _interrupt(self, session_id: str, state: SessionState, text: str, now: float,
-                   min_score: float) -> list[Reply] | None:
-        """A confident FAQ answer (or a hand-off) in the middle of a flow, then the same step again."""
+                   min_score: float, aside: bool = False) -> list[Reply] | None:
+        """A confident FAQ answer (or a hand-off) in the middle of a flow, then the same step again; with ``aside``
+        (what the step cannot take), also the reply of a not-covered group for prompts (你们会保存我的身份证号吗)."""
         result = self.matcher.match(text)
+        group = self.faq.not_covered_groups.get(result.not_covered or "") if aside else None
+        if group is not None and group.at_prompts and result.decision == "out_of_scope" and result.score >= min_score:
+            self._note_match(result)
+            return [Reply(group.reply, buttons=(HANDOFF,), intent="out_of_scope")] + \
+                self._reprompt(state, now, "我们继续刚才的办理：")
         if result.decision != "answer" or result.entry not in self.faq.entries or result.score < min_score:
             return None
         entry = self.faq.entry(result.entry)

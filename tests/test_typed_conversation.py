@@ -54,6 +54,24 @@ def test_cancel_handoff_at_a_prompt_is_not_a_name(chat, engine):
     assert "不转人工" in chat.text and "姓名" in chat.replies[-1].text
 
 
+@pytest.mark.parametrize("name", ["陈学信", "王安全"])   # (words the FAQ or the catalogue use)
+def test_a_name_the_faq_half_matches_is_a_name(chat, engine, name):
+    at_name_prompt(chat)
+    chat.say(name)
+    assert chat.flow_step == ("recover_username", "id_type") and flow_data(engine, chat)["name"] == name, chat.text
+
+
+@pytest.mark.parametrize("asked", ["你们会保存我的身份证号吗", "填这个安全吗？", "为什么要填身份证号"])
+def test_asking_whether_the_id_number_is_safe_here_is_answered_at_its_prompt(chat, engine, asked):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say("身份证")
+    for _ in range(3):   # (an aside: never counted as a refused answer)
+        chat.say(asked)
+        assert chat.flow_step == ("recover_username", "id_number") and "id_number" not in flow_data(engine, chat)
+        assert "对话记录里会隐藏" in chat.text and "身份证号码" in chat.replies[-1].text and "不太顺利" not in chat.text
+
+
 @pytest.mark.parametrize("text", ["张", "张三123", "@@"])
 def test_what_cannot_be_a_name_is_re_asked(chat, text):
     at_name_prompt(chat)
