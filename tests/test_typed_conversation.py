@@ -54,6 +54,14 @@ def test_cancel_handoff_at_a_prompt_is_not_a_name(chat, engine):
     assert "不转人工" in chat.text and "姓名" in chat.replies[-1].text
 
 
+@pytest.mark.parametrize("asked", ["你是机器人吗", "你是真人还是ai"])
+def test_asking_who_answers_at_a_prompt_is_answered_and_the_prompt_follows(chat, engine, asked):
+    at_name_prompt(chat)
+    chat.say(asked)
+    assert chat.flow_step == ("recover_username", "name") and "name" not in flow_data(engine, chat)
+    assert "自动助手" in chat.text and "姓名" in chat.replies[-1].text
+
+
 @pytest.mark.parametrize("name", ["陈学信", "王安全"])   # (words the FAQ or the catalogue use)
 def test_a_name_the_faq_half_matches_is_a_name(chat, engine, name):
     at_name_prompt(chat)
