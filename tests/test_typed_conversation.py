@@ -89,7 +89,8 @@ def test_what_cannot_be_a_name_is_re_asked(chat, text):
 
 @pytest.mark.parametrize("said, name", [("张三", "张三"), ("买买提·艾力", "买买提·艾力"), ("欧阳娜娜", "欧阳娜娜"), ("Li Na", "Li Na"),
                                         ("我叫张三", "张三"), ("张三。", "张三"), ("姓名：欧阳娜娜", "欧阳娜娜"),
-                                        ("我是帮我妈找回的，她叫王芳", "王芳")])   # … said in a sentence
+                                        ("我是帮我妈找回的，她叫王芳", "王芳"), ("我叫张三，是2019年毕业的，现在考研要用", "张三"),
+                                        ("张三，谢谢", "张三"), ("您好，我叫欧阳娜娜。", "欧阳娜娜")])   # … said in a sentence
 def test_real_names_are_accepted(chat, engine, said, name):
     at_name_prompt(chat)
     chat.say(said)
@@ -247,7 +248,8 @@ def test_saying_goodbye_in_a_flow_ends_it_rather_than_going_on(chat, engine):
     assert chat.flow_step is None and "已结束" in chat.text and "我们继续" not in chat.text
 
 
-@pytest.mark.parametrize("text", [f"张三，身份证{ZS_ID}", f"我叫张三 身份证号码是{ZS_ID}", f"张三 {ZS_ID}"])
+@pytest.mark.parametrize("text", [f"张三，身份证{ZS_ID}", f"我叫张三 身份证号码是{ZS_ID}", f"张三 {ZS_ID}",
+                                  f"张三。身份证号码：{ZS_ID}，谢谢"])
 def test_a_name_with_the_id_card_number_fills_the_three_steps(chat, engine, text):
     at_name_prompt(chat)
     chat.say(text)

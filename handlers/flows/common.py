@@ -351,6 +351,8 @@ _NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fffA-Za-z·• ]{2,30}")
 NOT_A_NAME = frozenset(("不知道", "不清楚", "不记得", "记不清", "忘了", "忘记了", "想不起来", "谢谢", "你好", "在吗", "没了"))
 
 
+# politeness said with a name (张三，谢谢)
+_COURTESY = frozenset(("谢谢", "谢谢你", "谢谢您", "多谢", "麻烦了", "麻烦你了", "麻烦您了", "你好", "您好", "拜托了", "辛苦了"))
 # a phone or ID number (with or without the words saying so: 手机号是138…) typed where a name is asked
 _NUMBER = re.compile(r"\d{11,}|\d{17}[Xx]")
 _NO_NAME_CHARS = re.compile(r"[我你的了吗呢吧啊]")   # words of a sentence (我是帮女儿问的), never of a name
@@ -362,9 +364,11 @@ def person_name(text: str, what: str = "姓名") -> str:
     """What looks like a person's name (2–30 CJK characters, letters, · or spaces; not a yes, a no, "不知道" or
     a sentence; from 我叫张三 the name); else Invalid."""
     typed = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).strip()).replace("•", "·").rstrip("。.!！~～")
-    # (said in the whole text, or in its last clause: 我是帮我妈问的，她叫王芳)
-    said = _SAID_NAME.fullmatch(typed) or _SAID_NAME.fullmatch(re.split(r"[,，;；]", typed)[-1].strip())
-    typed = said.group(1) if said else typed
+    # the clauses that say something (张三。谢谢: not the thanks); the name said in one of them (我是帮我妈问的，她叫王芳;
+    # 我叫张三，是2019年毕业的), else the one clause
+    clauses = [c.strip() for c in re.split(r"[,，;；。!！~～]+", typed) if c.strip() and command_word(c) not in _COURTESY]
+    said = [m.group(1) for c in clauses if (m := _SAID_NAME.fullmatch(c))]
+    typed = said[0] if len(said) == 1 else clauses[0] if len(clauses) == 1 else typed
     if _NUMBER.search(typed):
         raise Invalid(f"这里需要的是{what}，不是手机号码或证件号码。请输入{what}，例如“张三”。")
     if not _NAME.fullmatch(typed) or not re.search(r"[\u3400-\u9fffA-Za-z]", typed):
