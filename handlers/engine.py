@@ -72,6 +72,11 @@ _HOLD_ON = re.compile(r"(请|你)?(稍等|等等|等下|等一下|等一会|等�
 # asking how long the wait for a person is, with nothing else (还要等多久, 多久能轮到我): the queue's status answers it
 _ASKS_WAIT = re.compile(r"(请问)?(我)?(还|还要|要|得|大概|大约|到底)*(再)?(等|排|排队)?(多久|多长时间|几分钟|多少分钟|多少时间|几耐)"
                         r"(才|能|才能|会)*(轮到我|有人|回复|回我|接入|处理)?(啊|呀|呢|吗|了|啦|哦)*")
+# asking what the prompt wants (怎么填, 要填啥, 这是什么意思): the prompt again with a hint, not an FAQ answer that
+# shares 填 with it, nor (at a name prompt) a name
+_ABOUT_PROMPT = re.compile(r"(请问)?(这里|这个|这|这一步|这一项|这一栏|上面)?(要|该|应该|需要|得)?"
+                           r"(((怎么|咋|如何)(填|写|输入|输|选|回答)|(填|写|输入|输|选)(什么|啥|哪个|哪些|哪一个|哪一项))|"
+                           r"(是)?(什么|啥)意思|(指的是|是指)(什么|啥))(啊|呀|呢|吗|哦|嘞)*")
 RETRY_WORDS = ("重试", "再试一次", "retry")
 RESTART_WORDS = ("重新开始", "从头开始", "重来", "重新来", "重头开始", "restart")
 NO_HANDOFF_WORDS = ("取消转人工", "不转人工", "不用转人工", "不要转人工", "取消人工", "不要人工", "不用人工")
@@ -485,6 +490,8 @@ class Engine:
                 return self._back(state, now)
             if state.flow and _HOLD_ON.fullmatch(word):
                 return [Reply("好的，不着急。准备好后直接输入即可；输入“取消”可以结束办理。", flow=state.flow.name)]
+            if state.flow and isinstance(self._step(state), Ask) and _ABOUT_PROMPT.fullmatch(word):
+                return self._reprompt(state, now, "按下面的提示填写或点选即可；不清楚的话，可以输入“转人工”请客服协助。")
             if state.flow and _TYPED_WRONG.match(word):
                 return self._typed_wrong(state, now)
             if word in RETRY_WORDS:

@@ -62,6 +62,18 @@ def test_asking_who_answers_at_a_prompt_is_answered_and_the_prompt_follows(chat,
     assert "自动助手" in chat.text and "姓名" in chat.replies[-1].text
 
 
+@pytest.mark.parametrize("step", ["recover_username.name", "recover_password.code", "id_duplicate.record_number",
+                                  "id_duplicate.classmate_name"])
+@pytest.mark.parametrize("asked", ["怎么填？", "要填啥呀", "这是什么意思"])
+def test_asking_what_a_prompt_wants_gets_the_prompt_again_not_an_faq_answer(engine, clock, step, asked):
+    chat = Chat(engine)
+    put_at(engine, chat, *step.split("."), clock)
+    for _ in range(3):   # (never counted as a refused answer)
+        chat.say(asked)
+        assert chat.flow_step == tuple(step.split(".")) and all(r.entry is None for r in chat.replies), chat.text
+        assert "按下面的提示" in chat.text and "不太顺利" not in chat.text
+
+
 @pytest.mark.parametrize("name", ["陈学信", "王安全"])   # (words the FAQ or the catalogue use)
 def test_a_name_the_faq_half_matches_is_a_name(chat, engine, name):
     at_name_prompt(chat)
@@ -97,7 +109,7 @@ def test_real_names_are_accepted(chat, engine, said, name):
     assert chat.flow_step == ("recover_username", "id_type") and flow_data(engine, chat)["name"] == name
 
 
-@pytest.mark.parametrize("text", ["确认", "好的", "没有", "不知道", "忘记了", "我是帮女儿问的"])
+@pytest.mark.parametrize("text", ["确认", "好的", "没有", "不知道", "忘记了", "我是帮女儿问的", "能不能跳过", "在哪里看"])
 def test_a_yes_a_no_or_not_knowing_is_no_name(chat, engine, text):
     at_name_prompt(chat)
     chat.say(text)
@@ -118,11 +130,21 @@ def at_username_prompt(chat: Chat) -> None:
     assert chat.flow_step == ("recover_password", "username")
 
 
-@pytest.mark.parametrize("text", ["我不记得用户名了", "用户名忘了", "账号也想不起来", "先找回用户名"])   # (the button, typed)
+@pytest.mark.parametrize("text", ["我不记得用户名了", "用户名忘了", "账号也想不起来", "先找回用户名",   # (the button, typed)
+                                  "不知道", "我也不记得了"])
 def test_not_knowing_the_username_recovers_it_first(chat, text):
     at_username_prompt(chat)
     chat.say(text)
     assert chat.flow_step == ("recover_username", "name")
+
+
+@pytest.mark.parametrize("text", ["我忘了用户名", "不知道"])
+def test_not_knowing_the_username_to_log_in_with_recovers_it_first(chat, text):
+    start_dup(chat)
+    chat.say("途径2")
+    assert chat.flow_step == ("id_duplicate", "login_username")
+    chat.say(text)
+    assert chat.flow_step == ("recover_username", "name") and "先找回用户名" in chat.text, chat.text
 
 
 @pytest.mark.parametrize("text, said", [("13800138001", "手机号码"), ("+86 138 0013 8001", "手机号码"),

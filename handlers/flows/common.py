@@ -13,7 +13,7 @@ from accounts.base import ChallengeExpired, InvalidCode, NotFound, ServiceUnavai
 from accounts.contract import ID_TYPE_LABELS
 from handlers.types import Button, Reply
 
-from .base import (Act, Ask, Ctx, Goto, Handler, Input, Invalid, Outcome, Step, choose, command_word, field_value,
+from .base import (Act, Ask, Ctx, Goto, Handler, Input, Invalid, Outcome, Step, Switch, asks, choose, command_word, field_value,
                    ordinal, plain_wait, said_value, text_of, typed_yes_no)
 
 T = TypeVar("T")
@@ -228,7 +228,9 @@ def ask_login_username(ctx: Ctx) -> Reply:
 
 
 def got_login_username(ctx: Ctx, inp: Input) -> Outcome:
-    """Keep a well-formed username."""
+    """Keep a well-formed username; not knowing it (我忘了用户名, 不知道) recovers it first."""
+    if inp.kind == "text" and forgot_username(inp.text):
+        return Switch("recover_username", (ctx.say("好的，我们先找回用户名；找回后，再回来继续刚才的办理。"),))
     ctx.data["login_username"] = account_username(text_of(inp))
     return Goto("login_send")
 
@@ -237,9 +239,14 @@ _FORGOT_USERNAME = re.compile(r"(忘|不记得|不知道|想不起|记不清|记
                               r"(用户名|账号|帐号|登录名).{0,4}(忘|不记得|不知道|想不起|记不清|记不住|不清楚)")
 
 
+# not knowing, said alone where the username is asked (不知道, 忘了, 我也不记得了)
+_NOT_KNOWING = re.compile(r"(我)?(也|都|真的|实在)?(不知道|忘了|忘记了|不记得|记不清|想不起来|不清楚)(了)?(啊|呀|诶|欸)?")
+
+
 def forgot_username(text: str) -> bool:
-    """The user says they do not know the username asked for (我不记得用户名了, 用户名忘了)."""
-    return bool(_FORGOT_USERNAME.search(command_word(text)))
+    """The user says they do not know the username asked for (我不记得用户名了, 用户名忘了; at its prompt, 不知道)."""
+    word = command_word(text)
+    return bool(_FORGOT_USERNAME.search(word) or _NOT_KNOWING.fullmatch(word))
 
 
 def _is_phone(text: str) -> bool:
@@ -376,7 +383,7 @@ def person_name(text: str, what: str = "姓名") -> str:
     if command_word(typed) in _ID_TYPE_WORDS:   # 居民身份证 at the name prompt: the type, asked for next
         raise Invalid(f"“{typed}”是证件类型，下一步再选。请先输入{what}，例如“张三”。")
     if typed_yes_no(typed) is not None or command_word(typed) in NOT_A_NAME or _NO_NAME_CHARS.search(typed) \
-            or ordinal(command_word(typed)) is not None:   # (第一个: an option picked where none was shown)
+            or ordinal(command_word(typed)) is not None or asks(typed):   # (第一个: an option; 能不能跳过: a question)
         raise Invalid(f"“{typed}”不像是姓名。请输入{what}，例如“张三”；不清楚的话，可以输入“转人工”。")
     return field_value(validation.name, typed)
 
