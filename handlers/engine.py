@@ -77,6 +77,9 @@ _ASKS_WAIT = re.compile(r"(请问)?(我)?(还|还要|要|得|大概|大约|到�
 _ABOUT_PROMPT = re.compile(r"(请问)?(这里|这个|这|这一步|这一项|这一栏|上面)?(要|该|应该|需要|得)?"
                            r"(((怎么|咋|如何)(填|写|输入|输|选|回答)|(填|写|输入|输|选)(什么|啥|哪个|哪些|哪一个|哪一项))|"
                            r"(是)?(什么|啥)意思|(指的是|是指)(什么|啥))(啊|呀|呢|吗|哦|嘞)*")
+# asking to skip a prompt or not to answer it (跳过, 随便, 不想说): no step can be skipped (跳过 is no name either)
+SKIP_WORDS = frozenset(("跳过", "跳过这一步", "先跳过", "可以跳过", "下一步", "下一个", "随便", "随便吧", "随便填", "不想说",
+                        "不想告诉你", "不告诉你", "保密", "skip", "next"))
 RETRY_WORDS = ("重试", "再试一次", "retry")
 RESTART_WORDS = ("重新开始", "从头开始", "重来", "重新来", "重头开始", "restart")
 NO_HANDOFF_WORDS = ("取消转人工", "不转人工", "不用转人工", "不要转人工", "取消人工", "不要人工", "不用人工")
@@ -490,6 +493,9 @@ class Engine:
                 return self._back(state, now)
             if state.flow and _HOLD_ON.fullmatch(word):
                 return [Reply("好的，不着急。准备好后直接输入即可；输入“取消”可以结束办理。", flow=state.flow.name)]
+            if state.flow and isinstance(self._step(state), Ask) and word in SKIP_WORDS:
+                return self._reprompt(state, now, "这一步不能跳过，需要您回答后才能继续办理。不想继续的话，可以输入“取消”结束，"
+                                                  "或输入“转人工”请客服协助。")
             if state.flow and isinstance(self._step(state), Ask) and _ABOUT_PROMPT.fullmatch(word):
                 return self._reprompt(state, now, "按下面的提示填写或点选即可；不清楚的话，可以输入“转人工”请客服协助。")
             if state.flow and _TYPED_WRONG.match(word):

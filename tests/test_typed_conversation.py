@@ -74,6 +74,18 @@ def test_asking_what_a_prompt_wants_gets_the_prompt_again_not_an_faq_answer(engi
         assert "按下面的提示" in chat.text and "不太顺利" not in chat.text
 
 
+@pytest.mark.parametrize("step", ["recover_username.name", "id_duplicate.classmate_name", "id_duplicate.guide_app",
+                                  "recover_password.id_number"])
+@pytest.mark.parametrize("typed", ["跳过", "随便", "不想说", "下一步"])
+def test_asking_to_skip_a_prompt_is_told_it_cannot_be_and_how_to_leave(engine, clock, step, typed):
+    chat = Chat(engine)
+    put_at(engine, chat, *step.split("."), clock)
+    before = dict(flow_data(engine, chat))
+    chat.say(typed)
+    assert chat.flow_step == tuple(step.split(".")) and flow_data(engine, chat) == before, chat.text
+    assert "不能跳过" in chat.text and "取消" in chat.text
+
+
 @pytest.mark.parametrize("name", ["陈学信", "王安全"])   # (words the FAQ or the catalogue use)
 def test_a_name_the_faq_half_matches_is_a_name(chat, engine, name):
     at_name_prompt(chat)
