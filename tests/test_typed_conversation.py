@@ -121,7 +121,8 @@ def test_real_names_are_accepted(chat, engine, said, name):
     assert chat.flow_step == ("recover_username", "id_type") and flow_data(engine, chat)["name"] == name
 
 
-@pytest.mark.parametrize("text", ["确认", "好的", "没有", "不知道", "忘记了", "我是帮女儿问的", "能不能跳过", "在哪里看"])
+@pytest.mark.parametrize("text", ["确认", "好的", "没有", "不知道", "忘记了", "我是帮女儿问的", "能不能跳过", "在哪里看",
+                                  "没收到", "help", "I forgot"])
 def test_a_yes_a_no_or_not_knowing_is_no_name(chat, engine, text):
     at_name_prompt(chat)
     chat.say(text)
@@ -143,7 +144,7 @@ def at_username_prompt(chat: Chat) -> None:
 
 
 @pytest.mark.parametrize("text", ["我不记得用户名了", "用户名忘了", "账号也想不起来", "先找回用户名",   # (the button, typed)
-                                  "不知道", "我也不记得了"])
+                                  "不知道", "我也不记得了", "I forgot"])
 def test_not_knowing_the_username_recovers_it_first(chat, text):
     at_username_prompt(chat)
     chat.say(text)

@@ -240,7 +240,8 @@ _FORGOT_USERNAME = re.compile(r"(忘|不记得|不知道|想不起|记不清|记
 
 
 # not knowing, said alone where the username is asked (不知道, 忘了, 我也不记得了)
-_NOT_KNOWING = re.compile(r"(我)?(也|都|真的|实在)?(不知道|忘了|忘记了|不记得|记不清|想不起来|不清楚)(了)?(啊|呀|诶|欸)?")
+_NOT_KNOWING = re.compile(r"(我)?(也|都|真的|实在)?(不知道|忘了|忘记了|不记得|记不清|想不起来|不清楚)(了)?(啊|呀|诶|欸)?"
+                          r"|i?(forgot|forget|dontknow|donotknow|idk)(it|myusername|username)?")   # (after command_word)
 
 
 def forgot_username(text: str) -> bool:
@@ -363,6 +364,8 @@ _COURTESY = frozenset(("谢谢", "谢谢你", "谢谢您", "多谢", "麻烦了"
 # a phone or ID number (with or without the words saying so: 手机号是138…) typed where a name is asked
 _NUMBER = re.compile(r"\d{11,}|\d{17}[Xx]")
 _NO_NAME_CHARS = re.compile(r"[我你的了吗呢吧啊]")   # words of a sentence (我是帮女儿问的), never of a name
+# … nor does a name start with 不 or 没 (没收到, 不行), or an English word people type to the bot (help, I forgot)
+_NO_NAME_START = re.compile(r"^(不|没|(i|im|my|what|why|how|help|hello|hi|sorry|please|thanks|thank|ok|okay)\b)", re.I)
 # a name said in a sentence (我叫张三, 姓名：张三, 他叫李四): the name itself, 2–4 汉字
 _SAID_NAME = re.compile(r"(?:我叫|我的名字是|我的名字叫|名字是|名字叫|姓名是|姓名|他叫|她叫|同学叫|叫做)[:：是]?\s*([\u4e00-\u9fff]{2,4})")
 
@@ -383,7 +386,8 @@ def person_name(text: str, what: str = "姓名") -> str:
     if command_word(typed) in _ID_TYPE_WORDS:   # 居民身份证 at the name prompt: the type, asked for next
         raise Invalid(f"“{typed}”是证件类型，下一步再选。请先输入{what}，例如“张三”。")
     if typed_yes_no(typed) is not None or command_word(typed) in NOT_A_NAME or _NO_NAME_CHARS.search(typed) \
-            or ordinal(command_word(typed)) is not None or asks(typed):   # (第一个: an option; 能不能跳过: a question)
+            or ordinal(command_word(typed)) is not None or asks(typed) \
+            or _NO_NAME_START.search(typed):   # (第一个: an option; 能不能跳过: a question)
         raise Invalid(f"“{typed}”不像是姓名。请输入{what}，例如“张三”；不清楚的话，可以输入“转人工”。")
     return field_value(validation.name, typed)
 
