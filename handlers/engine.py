@@ -491,13 +491,9 @@ class Engine:
                 return self._cancel(state)
             if word in BACK_WORDS:
                 return self._back(state, now)
-            if state.flow and _HOLD_ON.fullmatch(word):
-                return [Reply("好的，不着急。准备好后直接输入即可；输入“取消”可以结束办理。", flow=state.flow.name)]
-            if state.flow and isinstance(self._step(state), Ask) and word in SKIP_WORDS:
-                return self._reprompt(state, now, "这一步不能跳过，需要您回答后才能继续办理。不想继续的话，可以输入“取消”结束，"
-                                                  "或输入“转人工”请客服协助。")
-            if state.flow and isinstance(self._step(state), Ask) and _ABOUT_PROMPT.fullmatch(word):
-                return self._reprompt(state, now, "按下面的提示填写或点选即可；不清楚的话，可以输入“转人工”请客服协助。")
+            about = self._about_prompt(state, word, now)
+            if about is not None:
+                return about
             if state.flow and _TYPED_WRONG.match(word):
                 return self._typed_wrong(state, now)
             if word in RETRY_WORDS:
@@ -575,6 +571,20 @@ class Engine:
         return [Reply(lead + "需要的话，我可以一步步帮您办理，也可以转人工客服。",
                       buttons=(Button(offer.label, f"flow:{offer.flow}"), *offer.also, HANDOFF), intent=entry.intent)]
 
+    def _about_prompt(self, state: SessionState, word: str, now: float) -> list[Reply] | None:
+        """What is said about the current prompt rather than to it: asking to wait (等一下), to skip it (跳过) or
+        what it wants (怎么填); never an answer, never counted as a refused one. None for anything else."""
+        if not state.flow or not isinstance(self._step(state), Ask):
+            return None
+        if _HOLD_ON.fullmatch(word):
+            return [Reply("好的，不着急。准备好后直接输入即可；输入“取消”可以结束办理。", flow=state.flow.name)]
+        if word in SKIP_WORDS:
+            return self._reprompt(state, now, "这一步不能跳过，需要您回答后才能继续办理。不想继续的话，可以输入“取消”结束，"
+                                              "或输入“转人工”请客服协助。")
+        if _ABOUT_PROMPT.fullmatch(word):
+            return self._reprompt(state, now, "按下面的提示填写或点选即可；不清楚的话，可以输入“转人工”请客服协助。")
+        return None
+
     def _closing(self, text: str) -> list[Reply] | None:
         """A closing statement ("密码改好了，谢谢") answered as one; None for anything else."""
         word = command_word(text)
@@ -596,8 +606,8 @@ class Engine:
         if kind == "fb" and arg.partition(":")[2] in self.faq.entries:
             return self._feedback(session_id, arg, state, now)
         if kind == "faq" and arg in self.faq.entries:
-            self._note(decision="answer", intent=self.faq.entry(arg).intent, entry=arg)
             entry = self.faq.entry(arg)
+            self._note(decision="answer", intent=entry.intent, entry=arg)
             offer = offer_for(entry.offer, entry.question) if not state.flow else None
             if not state.flow:
                 self._answered(state, entry, entry.question, offer)
