@@ -235,13 +235,11 @@ def got_login_username(ctx: Ctx, inp: Input) -> Outcome:
     return Goto("login_send")
 
 
-_FORGOT_USERNAME = re.compile(r"(忘|不记得|不知道|想不起|记不清|记不住|不清楚).{0,4}(用户名|账号|帐号|登录名)|"
-                              r"(用户名|账号|帐号|登录名).{0,4}(忘|不记得|不知道|想不起|记不清|记不住|不清楚)")
-
-
-# not knowing, said alone where the username is asked (不知道, 忘了, 我也不记得了)
-_NOT_KNOWING = re.compile(r"(我)?(也|都|真的|实在)?(不知道|忘了|忘记了|不记得|记不清|想不起来|不清楚)(了)?(啊|呀|诶|欸)?"
-                          r"|i?(forgot|forget|dontknow|donotknow|idk)(it|myusername|username)?")   # (after command_word)
+_DONT_KNOW = "忘|不记得|不知道|想不起|记不清|记不住|不清楚"   # not knowing something asked for
+_FORGOT_USERNAME = re.compile(rf"({_DONT_KNOW}).{{0,4}}(用户名|账号|帐号|登录名)|(用户名|账号|帐号|登录名).{{0,4}}({_DONT_KNOW})")
+# not knowing, said alone where the username is asked (不知道, 忘了, 我也不记得了, I forgot: after command_word)
+_NOT_KNOWING = re.compile(rf"(我)?(也|都|真的|实在)?({_DONT_KNOW})(记|来)?(了)?(啊|呀|诶|欸)?"
+                          r"|i?(forgot|forget|dontknow|donotknow|idk)(it|myusername|username)?")
 
 
 def forgot_username(text: str) -> bool:
@@ -435,7 +433,7 @@ def id_card_said(typed: str) -> tuple[str, str] | None:
 
 
 # the ID number not known or not at hand (身份证号我记不清了, 证件不在身边)
-_NOT_AT_HAND = re.compile(r"不知道|不记得|记不清|忘了|忘记|想不起|找不到|丢了|没带|不在身边|不在手边|不在手上")
+_NOT_AT_HAND = re.compile(rf"{_DONT_KNOW}|找不到|丢了|没带|不在身边|不在手边|不在手上")
 NUMBER_NOT_AT_HAND = ("证件号码需要与注册时填写的完全一致，请对照证件输入。证件一时不在手边的话，可以找到后再来办理；"
                       "也可以输入“转人工”请客服协助。")
 
