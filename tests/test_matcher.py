@@ -919,6 +919,7 @@ def test_a_group_of_phrases_only_is_found_by_them_and_adds_nothing_to_match_agai
     ("学信网怎么注册", "first_registration"),          # registering for the first time: the seed's topic 3 is registering again
     ("第一次注册学信网", "first_registration"),
     ("我想注册学信网账号", "first_registration"),
+    ("注册", "first_registration"),                    # (the word alone: not the records group's 新生的学籍什么时候注册)
     ("重新注册学信网账号", "re_register.how"),
     ("怎么注册学信网？手机号已被注册", "phone_registered.reason"),   # a prompt besides: matched as usual
 ])
