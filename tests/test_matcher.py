@@ -1829,6 +1829,11 @@ def test_records_looked_up_with_no_new_account_stay_out_of_scope():
     assert result.decision == "out_of_scope" and result.not_covered == "records_info", result
 
 
+def test_a_blocked_chsi_account_is_account_security_not_the_platforms_answer():
+    result = real_matcher().match("我的学信网账号好像被封了")   # (it was asked which platforms the account logs into)
+    assert result.decision == "out_of_scope" and result.not_covered == "account_security", result
+
+
 def test_route4_for_a_kind_of_schooling_the_seed_never_names_is_not_covered_and_its_form_still_answered():
     # the seed says what 在校生 and 毕业生 fill in; for 自考, 网络教育, 肄业, 交换生 … it says nothing
     m = real_matcher()
