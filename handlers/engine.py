@@ -77,6 +77,9 @@ _ASKS_WAIT = re.compile(r"(请问)?(我)?(还|还要|要|得|大概|大约|到�
 _ABOUT_PROMPT = re.compile(r"(请问)?(这里|这个|这|这一步|这一项|这一栏|上面)?(要|该|应该|需要|得)?"
                            r"(((怎么|咋|如何)(填|写|输入|输|选|回答)|(填|写|输入|输|选)(什么|啥|哪个|哪些|哪一个|哪一项))|"
                            r"(是)?(什么|啥)意思|(指的是|是指)(什么|啥))(啊|呀|呢|吗|哦|嘞)*")
+# putting the step off (明天再弄可以吗, 我晚点再填): told how long what was typed is kept
+_LATER = re.compile(r"(明天|明早|今晚|晚上|晚点|晚些|回头|改天|下次|过会儿?|等会儿?|稍后|一会儿?|待会儿?|回家|找到)(再|后再|了再)"
+                    r"(弄|办|填|来|做|搞|处理|继续|输|试)")
 # asking to skip a prompt or not to answer it (跳过, 随便, 不想说): no step can be skipped (跳过 is no name either)
 SKIP_WORDS = frozenset(("跳过", "跳过这一步", "先跳过", "可以跳过", "下一步", "下一个", "随便", "随便吧", "随便填", "不想说",
                         "不想告诉你", "不告诉你", "保密", "skip", "next"))
@@ -572,8 +575,9 @@ class Engine:
                       buttons=(Button(offer.label, f"flow:{offer.flow}"), *offer.also, HANDOFF), intent=entry.intent)]
 
     def _about_prompt(self, state: SessionState, word: str, now: float) -> list[Reply] | None:
-        """What is said about the current prompt rather than to it: asking to wait (等一下), to skip it (跳过) or
-        what it wants (怎么填); never an answer, never counted as a refused one. None for anything else."""
+        """What is said about the current prompt rather than to it: asking to wait (等一下), to skip it (跳过),
+        what it wants (怎么填) or to do it later (明天再弄); never an answer, never counted as a refused one. None
+        for anything else."""
         if not state.flow or not isinstance(self._step(state), Ask):
             return None
         if _HOLD_ON.fullmatch(word):
@@ -583,6 +587,10 @@ class Engine:
                                               "或输入“转人工”请客服协助。")
         if _ABOUT_PROMPT.fullmatch(word):
             return self._reprompt(state, now, "按下面的提示填写或点选即可；不清楚的话，可以输入“转人工”请客服协助。")
+        if _LATER.search(word):
+            minutes = self.sessions.flow_idle_seconds // 60
+            return [Reply(f"可以。{minutes} 分钟内回来，可以接着这一步办理；超过 {minutes} 分钟没有操作，这次办理会结束，"
+                          "已填写的信息会清除，到时重新开始即可。想现在结束的话，可以输入“取消”。", flow=state.flow.name)]
         return None
 
     def _closing(self, text: str) -> list[Reply] | None:

@@ -86,6 +86,17 @@ def test_asking_to_skip_a_prompt_is_told_it_cannot_be_and_how_to_leave(engine, c
     assert "不能跳过" in chat.text and "取消" in chat.text
 
 
+@pytest.mark.parametrize("step", ["recover_username.name", "recover_password.id_number", "id_duplicate.record_school"])
+@pytest.mark.parametrize("typed", ["我在外地，身份证不在身边，明天再弄可以吗", "我晚点再填", "等我回家再弄"])
+def test_putting_a_step_off_is_told_how_long_it_is_kept(engine, clock, step, typed):
+    chat = Chat(engine)
+    put_at(engine, chat, *step.split("."), clock)
+    before = dict(flow_data(engine, chat))
+    chat.say(typed)
+    assert chat.flow_step == tuple(step.split(".")) and flow_data(engine, chat) == before, chat.text
+    assert "30 分钟内回来" in chat.text and "不太顺利" not in chat.text
+
+
 @pytest.mark.parametrize("name", ["陈学信", "王安全"])   # (words the FAQ or the catalogue use)
 def test_a_name_the_faq_half_matches_is_a_name(chat, engine, name):
     at_name_prompt(chat)
