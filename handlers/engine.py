@@ -94,6 +94,7 @@ HANDOFF_WORDS = ("转人工", "人工", "人工客服", "转人工客服", "找�
 LEAVE_WORDS = ("取消转人工", "不转人工", "退出人工", "取消人工", "回到机器人", "取消", "结束", "结束对话", "退出",
                "cancel", "quit", "exit")
 HIDDEN = "（个人信息，已隐藏）"
+FEELS = "非常抱歉让您着急了。"   # a message only saying how the user feels (烦死了, 什么破网站) is answered first with this
 # what a session saved by another version says when it cannot be continued (handlers.state)
 STATE_DROPPED = "系统已更新，您之前正在办理的事项需要重新开始，之前填写的信息已清除。"
 STATE_RESET = "系统已更新，之前的对话进度已清除，如需办理请重新开始。"
@@ -664,6 +665,9 @@ class Engine:
             return [Reply(f"您说已经按“{title}”的解决办法操作过，仍然没有解决。我这里能给出的办法就是这些了，"
                           "再说一遍也帮不上忙；请点击“转人工客服”，由客服为您进一步查看。",
                           buttons=(HANDOFF,), intent="out_of_scope")]
+        if result.feels:   # 烦死了, 什么破网站: no question, and no "cannot answer" for it
+            return [Reply(FEELS + "请告诉我您具体遇到了什么问题（例如页面提示了什么），我尽力帮您解决；也可以直接转人工客服。",
+                          buttons=(HANDOFF,), intent="out_of_scope")]
         group = self.faq.not_covered_groups.get(result.not_covered or "")
         if result.decision == "out_of_scope" and group is not None:  # a neighbouring service we do not cover
             return [Reply(group.reply, buttons=(HANDOFF,), intent="out_of_scope")]
@@ -965,8 +969,11 @@ class Engine:
     def _interrupt(self, session_id: str, state: SessionState, text: str, now: float,
                    min_score: float, aside: bool = False) -> list[Reply] | None:
         """A confident FAQ answer (or a hand-off) in the middle of a flow, then the same step again; with ``aside``
-        (what the step cannot take), also the reply of a not-covered group for prompts (你们会保存我的身份证号吗)."""
+        (what the step cannot take), also the reply of a not-covered group for prompts (你们会保存我的身份证号吗), and
+        for a complaint (烦死了) a word of regret."""
         result = self.matcher.match(text)
+        if aside and result.feels:   # 烦死了 at a prompt: heard, and the same step
+            return self._reprompt(state, now, FEELS + "我们一步步来：")
         group = self.faq.not_covered_groups.get(result.not_covered or "") if aside else None
         if group is not None and group.at_prompts and result.decision == "out_of_scope" and result.score >= min_score:
             self._note_match(result)

@@ -471,7 +471,7 @@ class Matcher:
             clauses = clauses[:-1]
         q = merge([c.norm for c in clauses])
         if not q.tokens:
-            return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, ())
+            return MatchResult("out_of_scope", OUT_OF_SCOPE, None, 0.0, (), feels=any(map(self._complaint, clauses)))
         clauses = _prompt_as_question(clauses, lambda c: bool(self._contrast_words(c.norm, alternatives=False)))
         long = len(q.tokens) > self.config.focus_tokens
         windows = self._question_windows(clauses, long=long)
@@ -571,8 +571,10 @@ class Matcher:
             and not self._names_prompt(clause.norm.full)
 
     def _complaint(self, clause: Clause) -> bool:
-        """The clause only says how the user feels (这网站太难用了, 什么垃圾网站: lexicon ``complaints``), even asking."""
-        return not clause.norm.tokens and bool(self._complaints.search(clause.raw))
+        """The clause only says how the user feels (这网站太难用了, 什么垃圾网站: lexicon ``complaints``, also as the
+        synonyms write it: 效率太低 → 心累), even asking."""
+        return not clause.norm.tokens and bool(self._complaints.search(clause.raw)
+                                               or self._complaints.search(clause.norm.full))
 
     def _small_talk(self, clause: Clause) -> str | None:
         """The small-talk intent of a clause made only of small talk (客服在吗: greeting; 谢谢: thanks), else None."""

@@ -24,7 +24,7 @@ class MatchResult:
     when it is out of scope for that reason; ``outrun`` names the FAQ entry whose whole advice the
     message reports having followed without success (out of scope: the answer has nothing left to offer);
     ``asks_again`` marks a follow-up with no word of its own (那怎么办, 为什么会这样), answered only as it follows the
-    answer before."""
+    answer before; ``feels`` an out-of-scope message that only says how the user feels (烦死了, 什么破网站)."""
 
     decision: Decision
     intent: str
@@ -34,3 +34,4 @@ class MatchResult:
     not_covered: str | None = None
     outrun: str | None = None
     asks_again: bool = False
+    feels: bool = False

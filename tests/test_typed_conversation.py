@@ -97,6 +97,19 @@ def test_putting_a_step_off_is_told_how_long_it_is_kept(engine, clock, step, typ
     assert "30 分钟内回来" in chat.text and "不太顺利" not in chat.text
 
 
+@pytest.mark.parametrize("typed", ["烦死了", "什么破网站！", "你们效率太低了吧"])
+def test_a_complaint_is_heard_at_a_prompt_and_outside_a_flow(engine, clock, typed):
+    chat = Chat(engine)
+    put_at(engine, chat, "recover_password", "id_number", clock)
+    chat.say(typed)
+    assert chat.flow_step == ("recover_password", "id_number") and "id_number" not in flow_data(engine, chat)
+    assert chat.text.startswith("非常抱歉让您着急了") and "身份证号码" in chat.text and "18位" not in chat.text, chat.text
+    chat.say("取消")
+    chat.say(typed)
+    assert chat.text.startswith("非常抱歉让您着急了") and "无法回答" not in chat.text, chat.text
+    assert [b.label for b in chat.buttons] == ["转人工客服"]
+
+
 @pytest.mark.parametrize("name", ["陈学信", "王安全"])   # (words the FAQ or the catalogue use)
 def test_a_name_the_faq_half_matches_is_a_name(chat, engine, name):
     at_name_prompt(chat)
