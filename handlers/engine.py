@@ -77,6 +77,9 @@ _ASKS_WAIT = re.compile(r"(请问)?(我)?(还|还要|要|得|大概|大约|到�
 _ABOUT_PROMPT = re.compile(r"(请问)?(这里|这个|这|这一步|这一项|这一栏|上面)?(要|该|应该|需要|得)?"
                            r"(((怎么|咋|如何)(填|写|输入|输|选|回答)|(填|写|输入|输|选)(什么|啥|哪个|哪些|哪一个|哪一项))|"
                            r"(是)?(什么|啥)意思|(指的是|是指)(什么|啥))(啊|呀|呢|吗|哦|嘞)*")
+# asking what to do now, and nothing else (那怎么办, 然后呢): after a question the FAQ does not answer, a person's turn
+_WHAT_NOW = re.compile(r"(那|那我|那我们|所以)?(该|要|应该|到底)?(怎么办|咋办|咋整|怎么弄|怎么搞|怎么处理|点算|点办|如何是好)"
+                       r"(才好)?(呢|啊|呀|嘞|哇)?|(那|那么)?然后呢|(那)?还有(什么|别的|其他)办法(吗|呢)?")
 # putting the step off (明天再弄可以吗, 我晚点再填): told how long what was typed is kept
 _LATER = re.compile(r"(明天|明早|今晚|晚上|晚点|晚些|回头|改天|下次|过会儿?|等会儿?|稍后|一会儿?|待会儿?|回家|找到)(再|后再|了再)"
                     r"(弄|办|填|来|做|搞|处理|继续|输|试)")
@@ -650,6 +653,7 @@ class Engine:
                 text: str = "") -> list[Reply]:
         """The reply to the question ``text`` outside a flow."""
         self._note_match(result)
+        after_none = state.oos_streak > 0   # (the question before got no answer either)
         state.oos_streak = state.oos_streak + 1 if result.decision == "out_of_scope" else 0
         if result.decision != "answer":   # a follow-up next is about this question, which got no answer
             state.answered = None
@@ -664,6 +668,9 @@ class Engine:
             title = next(t.title for t in self.faq.topics if t.intent == self.faq.entry(result.outrun).intent)
             return [Reply(f"您说已经按“{title}”的解决办法操作过，仍然没有解决。我这里能给出的办法就是这些了，"
                           "再说一遍也帮不上忙；请点击“转人工客服”，由客服为您进一步查看。",
+                          buttons=(HANDOFF,), intent="out_of_scope")]
+        if after_none and result.decision == "out_of_scope" and _WHAT_NOW.fullmatch(command_word(text)):
+            return [Reply("刚才的问题官方常见问题里没有说明，我这里给不出办法。请点击“转人工客服”，由工作人员为您处理。",
                           buttons=(HANDOFF,), intent="out_of_scope")]
         if result.feels:   # 烦死了, 什么破网站: no question, and no "cannot answer" for it
             return [Reply(FEELS + "请告诉我您具体遇到了什么问题（例如页面提示了什么），我尽力帮您解决；也可以直接转人工客服。",

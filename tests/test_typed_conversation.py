@@ -1152,6 +1152,14 @@ def test_a_follow_up_naming_something_is_still_answered_in_full(chat):
     assert chat.replies[0].entry == "re_register_records.records"
 
 
+@pytest.mark.parametrize("typed", ["那怎么办", "那我该怎么办呢", "然后呢", "还有别的办法吗"])
+def test_asking_what_now_after_a_question_the_faq_does_not_answer_points_to_a_person(chat, typed):
+    chat.say("学信网怎么改绑定的手机号")   # (not covered)
+    assert chat.replies[-1].intent == "out_of_scope"
+    chat.say(typed)
+    assert "刚才的问题官方常见问题里没有说明" in chat.text and [b.label for b in chat.buttons] == ["转人工客服"], chat.text
+
+
 def test_a_follow_up_with_no_answer_just_before_is_not_read_after_an_older_one(chat, engine):
     chat.say("以前的学籍呢")
     assert chat.replies[0].entry is None and chat.replies[0].intent == "out_of_scope"
