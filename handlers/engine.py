@@ -68,21 +68,21 @@ _TYPED_WRONG = re.compile(r"^(不对|不是|错了|哎呀|哎|啊|呀|等等|等
                           r"(输|输入|填|打|写|选|点|按)错(了|啦)?(要改|想改|改一下|重新输|重新输入|重新填|重新选|重来)?(一下)?(了|啦|呀)?$")
 # asking the bot to wait at a prompt (等一下, 我找一下): waited for, never taken as the answer (等下 is no name)
 _HOLD_ON = re.compile(r"(请|你)?(稍等|等等|等下|等一下|等一会|等一会儿|等会|等会儿|稍等一下|稍等片刻|我找一下|我找找|我翻一下|我查一下|"
-                      r"我去找一下|我去拿一下|我去查一下|马上)(哈|啊|呀|哦|喔|噢)?")
+                      r"我去找一下|我去拿一下|我去查一下|马上|等阵|等一阵|等我一阵|等等我)(先)?(哈|啊|呀|哦|喔|噢)?")   # (等陣先: Cantonese)
 # asking how long the wait for a person is, with nothing else (还要等多久, 多久能轮到我): the queue's status answers it
 _ASKS_WAIT = re.compile(r"(请问)?(我)?(还|还要|要|得|大概|大约|到底)*(再)?(等|排|排队)?(多久|多长时间|几分钟|多少分钟|多少时间|几耐)"
                         r"(才|能|才能|会)*(轮到我|有人|回复|回我|接入|处理)?(啊|呀|呢|吗|了|啦|哦)*")
 # asking what the prompt wants (怎么填, 要填啥, 这是什么意思): the prompt again with a hint, not an FAQ answer that
 # shares 填 with it, nor (at a name prompt) a name
 _ABOUT_PROMPT = re.compile(r"(请问)?(这里|这个|这|这一步|这一项|这一栏|上面)?(要|该|应该|需要|得)?"
-                           r"(((怎么|咋|如何)(填|写|输入|输|选|回答)|(填|写|输入|输|选)(什么|啥|哪个|哪些|哪一个|哪一项))|"
-                           r"(是)?(什么|啥)意思|(指的是|是指)(什么|啥))(啊|呀|呢|吗|哦|嘞)*")
+                           r"(((怎么|咋|如何|点样|点)(填|写|输入|输|选|回答)|(填|写|输入|输|选)(什么|啥|咩|哪个|哪些|哪一个|哪一项))|"
+                           r"(是)?(什么|啥|咩)意思|(指的是|是指)(什么|啥))(啊|呀|呢|吗|哦|嘞)*")   # (點填, 填咩: Cantonese)
 # asking what to do now, and nothing else (那怎么办, 然后呢): after a question the FAQ does not answer, a person's turn
 _WHAT_NOW = re.compile(r"(那|那我|那我们|所以)?(该|要|应该|到底)?(怎么办|咋办|咋整|怎么弄|怎么搞|怎么处理|点算|点办|如何是好)"
                        r"(才好)?(呢|啊|呀|嘞|哇)?|(那|那么)?然后呢|(那)?还有(什么|别的|其他)办法(吗|呢)?")
 # putting the step off (明天再弄可以吗, 我晚点再填): told how long what was typed is kept
-_LATER = re.compile(r"(明天|明早|今晚|晚上|晚点|晚些|回头|改天|下次|过会儿?|等会儿?|稍后|一会儿?|待会儿?|回家|找到)(再|后再|了再)"
-                    r"(弄|办|填|来|做|搞|处理|继续|输|试)")
+_LATER = re.compile(r"(明天|明早|今晚|晚上|晚点|晚些|回头|改天|下次|过会儿?|等会儿?|稍后|一会儿?|待会儿?|回家|找到|"
+                    r"听日|第日|迟啲|迟些|阵间|返屋企)(再|后再|了再)(弄|办|填|来|做|搞|整|处理|继续|输|试)")   # (聽日再搞: Cantonese)
 # asking to skip a prompt or not to answer it (跳过, 随便, 不想说): no step can be skipped (跳过 is no name either)
 SKIP_WORDS = frozenset(("跳过", "跳过这一步", "先跳过", "可以跳过", "下一步", "下一个", "随便", "随便吧", "随便填", "不想说",
                         "不想告诉你", "不告诉你", "保密", "skip", "next"))

@@ -64,7 +64,7 @@ def test_asking_who_answers_at_a_prompt_is_answered_and_the_prompt_follows(chat,
 
 @pytest.mark.parametrize("step", ["recover_username.name", "recover_password.code", "id_duplicate.record_number",
                                   "id_duplicate.classmate_name"])
-@pytest.mark.parametrize("asked", ["怎么填？", "要填啥呀", "这是什么意思"])
+@pytest.mark.parametrize("asked", ["怎么填？", "要填啥呀", "这是什么意思", "點填呀"])
 def test_asking_what_a_prompt_wants_gets_the_prompt_again_not_an_faq_answer(engine, clock, step, asked):
     chat = Chat(engine)
     put_at(engine, chat, *step.split("."), clock)
@@ -87,7 +87,7 @@ def test_asking_to_skip_a_prompt_is_told_it_cannot_be_and_how_to_leave(engine, c
 
 
 @pytest.mark.parametrize("step", ["recover_username.name", "recover_password.id_number", "id_duplicate.record_school"])
-@pytest.mark.parametrize("typed", ["我在外地，身份证不在身边，明天再弄可以吗", "我晚点再填", "等我回家再弄"])
+@pytest.mark.parametrize("typed", ["我在外地，身份证不在身边，明天再弄可以吗", "我晚点再填", "等我回家再弄", "我聽日再搞"])
 def test_putting_a_step_off_is_told_how_long_it_is_kept(engine, clock, step, typed):
     chat = Chat(engine)
     put_at(engine, chat, *step.split("."), clock)
@@ -286,7 +286,7 @@ def test_going_back_in_ones_own_words_is_never_taken_as_an_answer(chat, engine):
     assert chat.flow_step == ("recover_username", "name")
 
 
-@pytest.mark.parametrize("text", ["等一下", "稍等", "等下哈", "我找一下"])
+@pytest.mark.parametrize("text", ["等一下", "稍等", "等下哈", "我找一下", "等陣先"])
 def test_asking_to_wait_at_a_prompt_is_waited_for(chat, engine, acc, text):
     at_name_prompt(chat)
     for _ in range(3):   # (never counted as a refused answer)
