@@ -354,7 +354,7 @@ _NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fffA-Za-z·• ]{2,30}")
 
 
 # typed at a name prompt, yet no name: an answer to a question before it, or not knowing it
-NOT_A_NAME = frozenset(("不知道", "不清楚", "不记得", "记不清", "忘了", "忘记了", "想不起来", "谢谢", "你好", "在吗", "没了"))
+NOT_A_NAME = frozenset(("谢谢", "你好", "在吗", "没了"))   # (and not knowing it: _NOT_KNOWING)
 
 
 # politeness said with a name (张三，谢谢)
@@ -381,10 +381,11 @@ def person_name(text: str, what: str = "姓名") -> str:
         raise Invalid(f"这里需要的是{what}，不是手机号码或证件号码。请输入{what}，例如“张三”。")
     if not _NAME.fullmatch(typed) or not re.search(r"[\u3400-\u9fffA-Za-z]", typed):
         raise Invalid(f"请输入{what}（2–30 个汉字或字母，可含“·”和空格）。")
-    if command_word(typed) in _ID_TYPE_WORDS:   # 居民身份证 at the name prompt: the type, asked for next
+    word = command_word(typed)
+    if word in _ID_TYPE_WORDS:   # 居民身份证 at the name prompt: the type, asked for next
         raise Invalid(f"“{typed}”是证件类型，下一步再选。请先输入{what}，例如“张三”。")
-    if typed_yes_no(typed) is not None or command_word(typed) in NOT_A_NAME or _NO_NAME_CHARS.search(typed) \
-            or ordinal(command_word(typed)) is not None or asks(typed) \
+    if typed_yes_no(typed) is not None or word in NOT_A_NAME or _NOT_KNOWING.fullmatch(word) \
+            or _NO_NAME_CHARS.search(typed) or ordinal(word) is not None or asks(typed) \
             or _NO_NAME_START.search(typed):   # (第一个: an option; 能不能跳过: a question)
         raise Invalid(f"“{typed}”不像是姓名。请输入{what}，例如“张三”；不清楚的话，可以输入“转人工”。")
     return field_value(validation.name, typed)
