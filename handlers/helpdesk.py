@@ -27,8 +27,8 @@ from settings import WebhookConfig
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = {"created": "handoff.created", "message": "handoff.message", "closed": "handoff.closed"}
-MESSAGE_EVENTS = {"user": "handoff.message", "system": "handoff.note"}   # (an agent's: the help desk wrote it)
+EVENT_TYPES = {"created": "handoff.created", "closed": "handoff.closed"}
+MESSAGE_EVENTS = {"user": "handoff.message", "system": "handoff.note"}   # a "message" by its kind (an agent's: none)
 
 
 def public_handoff(h: Handoff, *, transcript: bool = True) -> dict[str, Any]:
@@ -56,9 +56,7 @@ class HandoffWebhook:
         self.sender = sender
 
     def __call__(self, kind: str, h: Handoff, message: HandoffMessage | None = None) -> None:
-        event = EVENT_TYPES.get(kind)
-        if kind == "message":
-            event = MESSAGE_EVENTS.get(message.kind) if message is not None else None
+        event = MESSAGE_EVENTS.get(message.kind) if kind == "message" and message else EVENT_TYPES.get(kind)
         if event is None:
             return
         data: dict[str, Any] = {"handoff": public_handoff(h, transcript=kind != "message")}
