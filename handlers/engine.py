@@ -539,21 +539,22 @@ class Engine:
         result = self.matcher.follow_up(inp.text, state.answered) if state.answered else self.matcher.match(inp.text)
         if result.asks_again and result.entry == state.answered and result.entry in self.faq.entries:
             return self._said_above(state, self.faq.entry(result.entry), offer)
-        if offer in FLOWS and (result.decision == "out_of_scope"   # (or the offer's topic again: 我选途径4)
-                               or (result.intent == state.topic and not is_question(clean(inp.text)))):
-            taken = self._offer_taken_with(session_id, state, offer, offer_data, inp, now)
-            if taken is not None:
-                return taken
+        taken = self._offer_taken_with(session_id, state, offer, offer_data, inp, result, now) if offer in FLOWS else None
+        if taken is not None:
+            return taken
         return self._answer(session_id, state, result, now, inp.text)
 
     def _offer_taken_with(self, session_id: str, state: SessionState, offer: str, data: Mapping[str, Any],
-                          inp: Input, now: float) -> list[Reply] | None:
+                          inp: Input, result: MatchResult, now: float) -> list[Reply] | None:
         """The offered flow started with what was typed instead of a yes (zhangsan01 after 需要我一步步帮您找回密码吗？;
-        张三 110101… after the username one; 我选途径4 after the duplicate-ID one), when its first step takes it and it
-        holds a digit (data, which no word the user could mean is: sorry or 张三 alone is not taken); else None."""
+        张三 110101… after the username one; 我选途径4 after the duplicate-ID one), when its first step takes it, it
+        holds a digit (data, which no word the user could mean is: sorry or 张三 alone is not taken) and nothing else
+        reads it (``result`` out of scope, or the offer's topic again and no question); else None."""
         spec = FLOWS[offer]
         first = spec.steps[spec.first]
         if not isinstance(first, Ask) or first.expects != "text" or not re.search(r"\d", inp.text):
+            return None
+        if result.decision != "out_of_scope" and (result.intent != state.topic or is_question(clean(inp.text))):
             return None
         try:
             first.handle(Ctx(flow=offer, data=dict(data), accounts=self.accounts, idempotency_key="", now=now), inp)
