@@ -105,6 +105,7 @@ class MatcherConfig(Section):
     answer_threshold: float = 0.5
     clarify_threshold: float = 0.5
     clarify_margin: float = 0.04
+    one_word_margin: float = 0.10          # the same for a message of one word, which says less (身份证, 学信网)
     specific_weight: float = 0.35          # a rival explaining a part of what the best entry explains, short of words weighing this much (more than a one-character word): no choice
     max_candidates: int = Field(3, ge=0)
     prune_limit: int = Field(48, ge=1)     # questions scored in full after the inverted-index pre-selection

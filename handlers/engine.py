@@ -963,8 +963,14 @@ class Engine:
                                           0.0 if question else self.sessions.interrupt_min_score)
             if interrupted is not None:
                 return interrupted
+        kept = dict(self._flow(state).data) if step.loose else None
         try:
             outcome = step.handle(self._ctx(state, now), inp)
+            if kept is not None and inp.kind == "text" and self.matcher.match(inp.text).faq_words:
+                # 邮箱, 学信网 taken for a name: a topic named, no one's name (what the step refuses itself, it says why)
+                self._flow(state).data = kept
+                raise Invalid(f"“{clean(inp.text)}”不像是这一步要填写的内容。想问这方面的问题的话，请把问题说完整，"
+                              "我答完再继续办理。")
         except Invalid as e:
             if inp.kind == "text":
                 interrupted = self._interrupt(session_id, state, inp.text, now,

@@ -433,6 +433,9 @@ class Matcher:
         result = self._match_clauses(clauses, raw, self._other_prompt(text))
         if self._outrun(raw, result.entry):   # what the answer advises, the user has done: a person's turn
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, result.score, result.candidates, outrun=result.entry)
+        words = [t for c in clauses for t in c.norm.tokens]
+        if words and all(t in self._idf for t in words):
+            return dataclasses.replace(result, faq_words=True)
         return result
 
     def _other_prompt(self, text: str) -> frozenset[str]:
@@ -826,13 +829,17 @@ class Matcher:
         top_entry = self.entries[top]
         rival, rival_ei = next(((s, ei) for s, ei in ranked[1:] if self._targets[ei].intent != top_entry.intent),
                                (0.0, -1))
-        if not exact and rival_ei >= n_faq and top_score - rival < cfg.clarify_margin \
+        # one word (身份证, 学信网, 邮箱): every entry using it explains all of it, and the shortest question ranks first;
+        # a rival of another topic close to it is a choice to offer, never a near miss to refuse
+        one_word = len(asked) == 1
+        margin = cfg.one_word_margin if one_word else cfg.clarify_margin
+        if not exact and not one_word and rival_ei >= n_faq and top_score - rival < cfg.clarify_margin \
                 and not self._names_two(top, qtext):
             # a not-covered question as close as the best entry: a near miss, not a choice to offer (unless the message
             # names two of the entry's paired keywords: 图像校对 and 考研 ask whether one account serves both)
             group = self._groups[rival_ei - n_faq] if rival >= cfg.suggest_threshold else None
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, round(top_score, 4), candidates, group)
-        if exact or (top_score >= answer_line and (top_score - rival >= cfg.clarify_margin
+        if exact or (top_score >= answer_line and (top_score - rival >= margin
                                                    or rival_ei >= 0 and self._narrower(rival_ei, top, asked))):
             return MatchResult("answer", top_entry.intent, top_entry.id, round(top_score, 4), candidates)
         if top_score >= clarify_line:

@@ -24,7 +24,9 @@ class MatchResult:
     when it is out of scope for that reason; ``outrun`` names the FAQ entry whose whole advice the
     message reports having followed without success (out of scope: the answer has nothing left to offer);
     ``asks_again`` marks a follow-up with no word of its own (那怎么办, 为什么会这样), answered only as it follows the
-    answer before; ``feels`` an out-of-scope message that only says how the user feels (烦死了, 什么破网站)."""
+    answer before; ``feels`` an out-of-scope message that only says how the user feels (烦死了, 什么破网站);
+    ``faq_words`` a message made only of words the FAQ uses (邮箱, 学信网, 忘记密码): a topic named, never a person's
+    or a school's name."""
 
     decision: Decision
     intent: str
@@ -35,3 +37,4 @@ class MatchResult:
     outrun: str | None = None
     asks_again: bool = False
     feels: bool = False
+    faq_words: bool = False

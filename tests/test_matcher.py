@@ -140,6 +140,39 @@ def test_clarify_when_two_intents_are_equally_close():
     assert {c.entry for c in result.candidates} == {"wechat.bind", "alipay.bind"}
 
 
+@pytest.mark.parametrize("word", ["身份证", "证件号码", "学信网", "邮箱", "登录"])
+def test_one_word_several_topics_use_is_a_choice_not_a_guess_or_a_refusal(word):
+    # every entry using the word explains all of it: the shortest question would win, and a not-covered
+    # question using it (你们会保存我的证件号码吗) would refuse the message as a near miss
+    result = real_matcher().match(word)
+    assert result.decision == "clarify" and result.not_covered is None and len(result.candidates) > 1, result
+
+
+@pytest.mark.parametrize("word, entry", [("重新注册", "re_register.how"), ("密码", "recover_account.password"),
+                                         ("用户名", "recover_account.username"), ("微信", "bind_wechat_alipay.how"),
+                                         ("操作被禁止", "too_frequent.solutions"), ("人工客服", "human_agent.request")])
+def test_one_word_with_a_clear_lead_is_answered(word, entry):
+    result = real_matcher().match(word)
+    assert (result.decision, result.entry) == ("answer", entry), result
+
+
+def test_one_word_needs_a_wider_margin_than_a_question():
+    faq = make_faq(("wechat.bind", "如何绑定微信", [], "a"), ("alipay.bind", "绑定支付宝的方法是什么", [], "b"))
+    wide = make_matcher(faq, answer_threshold=0.3, clarify_threshold=0.3, clarify_margin=0.01, one_word_margin=0.5)
+    narrow = make_matcher(faq, answer_threshold=0.3, clarify_threshold=0.3, clarify_margin=0.01, one_word_margin=0.01)
+    assert wide.match("绑定").decision == "clarify" and narrow.match("绑定").decision == "answer"
+
+
+@pytest.mark.parametrize("text", ["邮箱", "学信网", "忘记密码", "学信网 账号"])
+def test_a_message_of_faq_words_only_says_so(text):
+    assert real_matcher().match(text).faq_words
+
+
+@pytest.mark.parametrize("text", ["张三", "陈学信", "王安全", "北京师范大学", "邮箱怎么改成学校邮箱", "", "123456"])
+def test_a_message_with_words_of_its_own_is_no_faq_words_only(text):
+    assert not real_matcher().match(text).faq_words
+
+
 def test_confident_answer_needs_a_margin_over_other_intents():
     faq = make_faq(
         ("wechat.bind", "如何绑定微信", [], "a"),
