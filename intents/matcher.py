@@ -167,6 +167,8 @@ class Matcher:
             # line by line: an answer is longer than a message (normalise keeps MAX_CHARS of a text)
             answer = merge([self.normalise(line) for line in _plain(e.answer).splitlines() if line.strip()])
             asked = frozenset().union(*(self._contrast_words(n) for n in (*questions, *keyword_norms)))
+            # an attribute one of its questions asks, it answers in any words (…是什么原因 answers …是啥原因)
+            asked |= frozenset().union(*(asks for _, asks in self._attributes if asks & asked))
             stated = frozenset().union(*(asks for states, asks in self._attributes if states.search(answer.full)))
             self._entry_contrast.append(self._contrast_words(answer, alternatives=False) | stated
                                         | self._with_alternatives(asked, e.intent))

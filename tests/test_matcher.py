@@ -329,6 +329,29 @@ def test_an_answer_stating_an_attribute_answers_the_words_asking_it():
     assert words("邮箱能用几次") == {"几次"}
 
 
+def test_an_attribute_one_question_asks_is_answered_in_any_of_its_words():
+    entries = (("login.blocked", "提示操作被禁止怎么办", ["提示操作被禁止是什么原因"], "请清除浏览器缓存后再试。"),
+               ("mail.limited", "邮箱受限怎么办", [], "可以不填写邮箱完成注册。"))
+    reason = {"reason": (("什么原因", "啥原因"), ("原因是",))}
+    matcher = make_matcher(make_faq(*entries, contrast_words=("什么原因", "啥原因"), attributes=reason))
+    assert {"什么原因", "啥原因"} <= matcher._entry_contrast[0] and not {"什么原因", "啥原因"} & matcher._entry_contrast[1]
+    assert matcher.match("提示操作被禁止是啥原因").entry == "login.blocked"
+    assert matcher.match("邮箱受限是啥原因").decision == "out_of_scope"
+
+
+@pytest.mark.parametrize("text, entry", [
+    ("邮箱IP受限是什么原因", None),                          # the seed gives no cause, and no question asks one
+    ("注册时邮箱ip受限是啥原因", None),
+    ("手机号已被注册是什么原因", "phone_registered.reason"),   # the seed's own question
+    ("证件号码已被注册是啥原因", "id_duplicate.meaning"),       # 说明该证件号码之前在网站有注册记录
+    ("提示操作过于频繁是啥原因", "too_frequent.solutions"),     # the FAQ's questions ask it
+    ("为什么邮箱IP受限", "email_ip_limited.how"),              # 为什么 mostly asks for the way out
+])
+def test_a_question_asking_the_cause_is_answered_where_the_faq_gives_or_asks_it(text, entry):
+    result = real_matcher().match(text)
+    assert result.entry == entry and result.decision == ("answer" if entry else "out_of_scope"), result
+
+
 def test_an_attributes_asking_word_is_no_keyword_evidence():
     from faq.model import Entry, Topic, FAQ
     wait = Entry(id="ban.wait", intent="ban", question="被禁止后多久能绑定微信", answer="2 小时后再绑定。",
