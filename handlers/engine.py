@@ -77,6 +77,10 @@ _ASKS_WAIT = re.compile(r"(请问)?(我)?(还|还要|要|得|大概|大约|到�
 _ABOUT_PROMPT = re.compile(r"(请问)?(这里|这个|这|这一步|这一项|这一栏|上面)?(要|该|应该|需要|得)?"
                            r"(((怎么|咋|如何|点样|点)(填|写|输入|输|选|回答)|(填|写|输入|输|选)(什么|啥|咩|哪个|哪些|哪一个|哪一项))|"
                            r"(是)?(什么|啥|咩)意思|(指的是|是指)(什么|啥))(啊|呀|呢|吗|哦|嘞)*")   # (點填, 填咩: Cantonese)
+# saying the prompt or answer just shown was not understood, and nothing else (看不懂, 没明白你的意思, 睇唔明)
+_NOT_UNDERSTOOD = re.compile(r"(我)?(还是|完全|真的|实在|有点|有些|不太|没太|没怎么)?(看不懂|没看懂|看不明白|没看明白|不懂|不明白|没明白|"
+                             r"搞不懂|没搞懂|弄不懂|听不懂|不理解|不太懂|不太明白|睇唔明|睇唔明白|唔明|唔明白|唔系好明|唔太明)"
+                             r"(你说的|你的意思|你说的意思|什么意思|啥意思|这个|这些|了|啊|呀|呢|诶|欸|哦|耶|喔)*")
 # asking what to do now, and nothing else (那怎么办, 然后呢): after a question the FAQ does not answer, a person's turn
 _WHAT_NOW = re.compile(r"(那|那我|那我们|所以)?(该|要|应该|到底)?(怎么办|咋办|咋整|怎么弄|怎么搞|怎么处理|点算|点办|如何是好)"
                        r"(才好)?(呢|啊|呀|嘞|哇)?|(那|那么)?然后呢|(那)?还有(什么|别的|其他)办法(吗|呢)?")
@@ -536,6 +540,8 @@ class Engine:
         trying = _WILL_TRY.sub("", word)
         if trying != word and (not trying or typed_yes_no(trying.rstrip("吧"))):   # 好的我试试, 行吧我试试看
             return [Reply("好的，祝您顺利！如果还是不行，随时回来问我，也可以转人工客服。", intent="thanks")]
+        if state.answered in self.faq.entries and _NOT_UNDERSTOOD.fullmatch(word):   # 看不懂, right after an answer
+            return self._said_above(state, self.faq.entry(state.answered), offer, "抱歉没能说清楚。")
         result = self.matcher.follow_up(inp.text, state.answered) if state.answered else self.matcher.match(inp.text)
         if result.asks_again and result.entry == state.answered and result.entry in self.faq.entries:
             return self._said_above(state, self.faq.entry(result.entry), offer)
@@ -566,14 +572,14 @@ class Engine:
         intro = self._start(state, offer, now, data)[0]   # (its prompt is what was typed: not asked)
         return [intro] + self._flow_input(session_id, state, inp, now)
 
-    def _said_above(self, state: SessionState, entry: Entry, offered: str | None) -> list[Reply]:
-        """A follow-up with no word of its own (那怎么办, 为什么会这样) right after ``entry``'s answer: the FAQ says no
-        more than that answer, so it is not said again; its flow (the side ``offered`` before) is offered again (a
-        typed yes takes it), and a person."""
+    def _said_above(self, state: SessionState, entry: Entry, offered: str | None, sorry: str = "") -> list[Reply]:
+        """A follow-up with no word of its own (那怎么办, 为什么会这样; 看不懂, after ``sorry``) right after ``entry``'s
+        answer: the FAQ says no more than that answer, so it is not said again; its flow (the side ``offered`` before)
+        is offered again (a typed yes takes it), and a person."""
         self._note(decision="answer", intent=entry.intent, entry=entry.id)
         offer = offer_for(entry.offer, "", offered)
         self._answered(state, entry, entry.question, offer)
-        lead = "常见问题里关于这个问题的说明就是上面这些。"
+        lead = sorry + "常见问题里关于这个问题的说明就是上面这些。"
         if offer is None:
             return [Reply(lead + "如果哪一步不清楚，可以说说具体卡在哪里，或转人工客服。", buttons=(HANDOFF,), intent=entry.intent)]
         return [Reply(lead + "需要的话，我可以一步步帮您办理，也可以转人工客服。",
@@ -590,7 +596,7 @@ class Engine:
         if word in SKIP_WORDS:
             return self._reprompt(state, now, "这一步不能跳过，需要您回答后才能继续办理。不想继续的话，可以输入“取消”结束，"
                                               "或输入“转人工”请客服协助。")
-        if _ABOUT_PROMPT.fullmatch(word):
+        if _ABOUT_PROMPT.fullmatch(word) or _NOT_UNDERSTOOD.fullmatch(word):
             return self._reprompt(state, now, "按下面的提示填写或点选即可；不清楚的话，可以输入“转人工”请客服协助。")
         if _LATER.search(word):
             minutes = self.sessions.flow_idle_seconds // 60

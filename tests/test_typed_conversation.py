@@ -63,8 +63,8 @@ def test_asking_who_answers_at_a_prompt_is_answered_and_the_prompt_follows(chat,
 
 
 @pytest.mark.parametrize("step", ["recover_username.name", "recover_password.code", "id_duplicate.record_number",
-                                  "id_duplicate.classmate_name"])
-@pytest.mark.parametrize("asked", ["怎么填？", "要填啥呀", "这是什么意思", "點填呀"])
+                                  "id_duplicate.classmate_name", "id_duplicate.guide_app"])
+@pytest.mark.parametrize("asked", ["怎么填？", "要填啥呀", "这是什么意思", "點填呀", "看不懂", "我没看明白。", "睇唔明"])
 def test_asking_what_a_prompt_wants_gets_the_prompt_again_not_an_faq_answer(engine, clock, step, asked):
     chat = Chat(engine)
     put_at(engine, chat, *step.split("."), clock)
@@ -1148,6 +1148,16 @@ def test_a_follow_up_asking_nothing_new_points_to_the_answer_above_instead_of_re
     assert len(chat.replies) == 1 and chat.replies[0].entry is None and "就是上面这些" in chat.text
     assert [b.label for b in chat.buttons] == ["开始解决证件号码重复", "转人工客服"]
     chat.say("好的")   # … the offer is taken as before
+    assert chat.flow_step is not None and chat.flow_step[0] == "id_duplicate"
+
+
+@pytest.mark.parametrize("typed", ["看不懂", "没看明白你说的", "我还是不太懂", "睇唔明"])
+def test_not_understanding_an_answer_is_met_with_the_flow_and_a_person_not_a_cannot_answer(chat, typed):
+    chat.say("证件号码已被注册怎么办")
+    chat.say(typed)
+    assert len(chat.replies) == 1 and chat.text.startswith("抱歉没能说清楚") and "无法回答" not in chat.text
+    assert [b.label for b in chat.buttons] == ["开始解决证件号码重复", "转人工客服"]
+    chat.say("好的")
     assert chat.flow_step is not None and chat.flow_step[0] == "id_duplicate"
 
 
