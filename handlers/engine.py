@@ -67,7 +67,7 @@ _GIVES_UP = re.compile(r"^(算了|那)?(我)?(先|就|暂时)?(不想|不要|不
 _TYPED_WRONG = re.compile(r"^(不对|不是|错了|哎呀|哎|啊|呀|等等|等一下|抱歉|不好意思|sorry)*(我|刚才|刚刚|上面|前面|上一个|上个|那个)*的?"
                           r"(输|输入|填|打|写|选|点|按)错(了|啦)?(要改|想改|改一下|重新输|重新输入|重新填|重新选|重来)?(一下)?(了|啦|呀)?$")
 # asking the bot to wait at a prompt (等一下, 我找一下): waited for, never taken as the answer (等下 is no name)
-_HOLD_ON = re.compile(r"(请|你)?(稍等|等等|等下|等一下|等一会|等一会儿|等会|等会儿|稍等一下|稍等片刻|我找一下|我找找|我翻一下|我查一下|"
+_HOLD_ON = re.compile(r"(请|你)?(稍等|稍候|等等|等下|等一下|等一会|等一会儿|等会|等会儿|稍等一下|稍等片刻|我找一下|我找找|我翻一下|我查一下|"
                       r"我去找一下|我去拿一下|我去查一下|马上|等阵|等一阵|等我一阵|等等我)(先)?(哈|啊|呀|哦|喔|噢)?")   # (等陣先: Cantonese)
 # asking how long the wait for a person is, with nothing else (还要等多久, 多久能轮到我): the queue's status answers it
 _ASKS_WAIT = re.compile(r"(请问)?(我)?(还|还要|要|得|大概|大约|到底)*(再)?(等|排|排队)?(多久|多长时间|几分钟|多少分钟|多少时间|几耐)"
@@ -972,8 +972,10 @@ class Engine:
         kept = dict(self._flow(state).data) if step.loose else None
         try:
             outcome = step.handle(self._ctx(state, now), inp)
-            if kept is not None and inp.kind == "text" and self.matcher.match(inp.text).faq_words:
-                # 邮箱, 学信网 taken for a name: a topic named, no one's name (what the step refuses itself, it says why)
+            said = self.matcher.match(inp.text) if kept is not None and inp.kind == "text" else None
+            if said is not None and (said.faq_words or said.feels):
+                # 邮箱, 学信网, 哈哈, 好烦 taken for a name: no one's name (what the step refuses itself, it says why; a
+                # complaint gets a word of regret)
                 self._flow(state).data = kept
                 raise Invalid(f"“{clean(inp.text)}”不像是这一步要填写的内容。想问这方面的问题的话，请把问题说完整，"
                               "我答完再继续办理。")

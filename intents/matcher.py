@@ -435,8 +435,7 @@ class Matcher:
         result = self._match_clauses(clauses, raw, self._other_prompt(text))
         if self._outrun(raw, result.entry):   # what the answer advises, the user has done: a person's turn
             return MatchResult("out_of_scope", OUT_OF_SCOPE, None, result.score, result.candidates, outrun=result.entry)
-        words = [t for c in clauses for t in c.norm.tokens]
-        if words and all(t in self._idf for t in words):
+        if all(t in self._idf for c in clauses for t in c.norm.tokens):   # (哈哈: no word at all)
             return dataclasses.replace(result, faq_words=True)
         return result
 

@@ -25,8 +25,8 @@ class MatchResult:
     message reports having followed without success (out of scope: the answer has nothing left to offer);
     ``asks_again`` marks a follow-up with no word of its own (那怎么办, 为什么会这样), answered only as it follows the
     answer before; ``feels`` an out-of-scope message that only says how the user feels (烦死了, 什么破网站);
-    ``faq_words`` a message made only of words the FAQ uses (邮箱, 学信网, 忘记密码): a topic named, never a person's
-    or a school's name."""
+    ``faq_words`` a message with no word the FAQ does not use (邮箱, 学信网, 忘记密码; 哈哈, no word at all): a topic named
+    or nothing, never a person's or a school's name."""
 
     decision: Decision
     intent: str

@@ -163,12 +163,12 @@ def test_one_word_needs_a_wider_margin_than_a_question():
     assert wide.match("绑定").decision == "clarify" and narrow.match("绑定").decision == "answer"
 
 
-@pytest.mark.parametrize("text", ["邮箱", "学信网", "忘记密码", "学信网 账号"])
+@pytest.mark.parametrize("text", ["邮箱", "学信网", "忘记密码", "学信网 账号", "哈哈", ""])
 def test_a_message_of_faq_words_only_says_so(text):
     assert real_matcher().match(text).faq_words
 
 
-@pytest.mark.parametrize("text", ["张三", "陈学信", "王安全", "北京师范大学", "邮箱怎么改成学校邮箱", "", "123456"])
+@pytest.mark.parametrize("text", ["张三", "陈学信", "王安全", "北京师范大学", "邮箱怎么改成学校邮箱", "zhangsan"])
 def test_a_message_with_words_of_its_own_is_no_faq_words_only(text):
     assert not real_matcher().match(text).faq_words
 

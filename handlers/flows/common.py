@@ -354,7 +354,7 @@ _NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fffA-Za-z·• ]{2,30}")
 
 
 # typed at a name prompt, yet no name: an answer to a question before it, or not knowing it
-NOT_A_NAME = frozenset(("谢谢", "你好", "在吗", "没了"))   # (and not knowing it: _NOT_KNOWING)
+NOT_A_NAME = frozenset(("谢谢", "你好", "在吗", "没了", "同上", "见上", "如上", "测试", "test"))   # (and not knowing it: _NOT_KNOWING)
 
 
 # politeness said with a name (张三，谢谢)
