@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from accounts.base import AccountAPI, AccountError, ServiceUnavailable, TooFrequent, Unauthorized
-from faq.model import FAQ, Entry
+from faq.model import FAQ, Entry, NotCovered
 from intents.normalize import clean, is_question
 from intents.types import SMALLTALK, MatchResult
 from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
@@ -963,26 +963,25 @@ class Engine:
         if isinstance(step, Act):
             interrupted = self._interrupt(session_id, state, inp.text, now, 0.0, aside=True) if question else None
             return interrupted if interrupted is not None else self._reprompt(state, now)
+        min_score = 0.0 if question else self.sessions.interrupt_min_score   # (a non-question needs a confident match)
         if inp.kind == "text" and step.loose:  # a name can look like a sentence: what the FAQ answers is not one
             # (but 陈学信, a name the FAQ half-answers, is a name)
-            interrupted = self._interrupt(session_id, state, inp.text, now,
-                                          0.0 if question else self.sessions.interrupt_min_score)
+            interrupted = self._interrupt(session_id, state, inp.text, now, min_score)
             if interrupted is not None:
                 return interrupted
         kept = dict(self._flow(state).data) if step.loose else None
         try:
             outcome = step.handle(self._ctx(state, now), inp)
             said = self.matcher.match(inp.text) if kept is not None and inp.kind == "text" else None
-            if said is not None and (said.faq_words or said.feels):
-                # 邮箱, 学信网, 哈哈, 好烦 taken for a name: no one's name (what the step refuses itself, it says why; a
-                # complaint gets a word of regret)
+            if said is not None and (said.faq_words or said.feels or self._for_prompts(said, min_score) is not None):
+                # 邮箱, 学信网, 哈哈, 好烦, 说人话 taken for a name: no one's name (what the step refuses itself, it says
+                # why; a complaint gets a word of regret, a remark about the assistant its group's reply)
                 self._flow(state).data = kept
                 raise Invalid(f"“{clean(inp.text)}”不像是这一步要填写的内容。想问这方面的问题的话，请把问题说完整，"
                               "我答完再继续办理。")
         except Invalid as e:
             if inp.kind == "text":
-                interrupted = self._interrupt(session_id, state, inp.text, now,
-                                              0.0 if question else self.sessions.interrupt_min_score, aside=True)
+                interrupted = self._interrupt(session_id, state, inp.text, now, min_score, aside=True)
                 if interrupted is not None:
                     return interrupted
             return self._invalid(state, e.message, now)
@@ -996,8 +995,8 @@ class Engine:
         result = self.matcher.match(text)
         if aside and result.feels:   # 烦死了 at a prompt: heard, and the same step
             return self._reprompt(state, now, FEELS + "我们一步步来：")
-        group = self.faq.not_covered_groups.get(result.not_covered or "") if aside else None
-        if group is not None and group.at_prompts and result.decision == "out_of_scope" and result.score >= min_score:
+        group = self._for_prompts(result, min_score) if aside else None
+        if group is not None:
             self._note_match(result)
             return [Reply(group.reply, buttons=(HANDOFF,), intent="out_of_scope")] + \
                 self._reprompt(state, now, "我们继续刚才的办理：")
@@ -1012,6 +1011,13 @@ class Engine:
         if entry.intent == "goodbye":   # 先这样吧 in a flow: leaving it, not a question in between
             return self._cancel(state, goodbye=entry.answer)
         return self._entry_replies(entry, None) + self._reprompt(state, now, "我们继续刚才的办理：")
+
+    def _for_prompts(self, result: MatchResult, min_score: float) -> NotCovered | None:
+        """The not-covered group the result refuses the message for at ``min_score`` or more, when its reply is for
+        prompts too (``at_prompts``: 你们会保存我的身份证号吗, 你是机器人吗)."""
+        group = self.faq.not_covered_groups.get(result.not_covered or "")
+        ok = group is not None and group.at_prompts and result.decision == "out_of_scope" and result.score >= min_score
+        return group if ok else None
 
     def _invalid(self, state: SessionState, message: str, now: float) -> list[Reply]:
         flow = self._flow(state)

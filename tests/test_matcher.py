@@ -937,10 +937,22 @@ def test_you_are_so_something_is_no_greeting(text):
     assert real_matcher().match(text).decision == "out_of_scope"
 
 
-@pytest.mark.parametrize("text", ["你是不是机器人", "你好，请问你叫啥", "客服你是真人吗？", "你能干嘛", "你会什么"])
+@pytest.mark.parametrize("text", ["你是不是机器人", "你好，请问你叫啥", "客服你是真人吗？", "你能干嘛", "你会什么", "菜单", "help",
+                                  "帮帮我"])
 def test_a_message_only_about_the_bot_gets_the_assistant_group(text):
     result = real_matcher().match(text)
     assert (result.decision, result.not_covered) == ("out_of_scope", "assistant"), result
+
+
+@pytest.mark.parametrize("text", ["好慢", "说人话", "你好笨啊", "能不能快点！", "我等了好久了", "答非所问"])
+def test_a_remark_about_the_assistant_gets_its_group(text):
+    result = real_matcher().match(text)
+    assert (result.decision, result.not_covered) == ("out_of_scope", "assistant_remarks"), result
+
+
+@pytest.mark.parametrize("text, intent", [("谢谢你的帮助", "thanks"), ("好慢，密码忘了怎么办", "recover_account")])
+def test_a_remark_or_a_help_word_inside_a_message_is_no_remark(text, intent):
+    assert real_matcher().match(text).intent == intent
 
 
 @pytest.mark.parametrize("text, intent", [("你是机器人吧，我要人工", "human_agent"), ("客服在吗 我密码忘了", "recover_account")])

@@ -54,7 +54,7 @@ def test_cancel_handoff_at_a_prompt_is_not_a_name(chat, engine):
     assert "不转人工" in chat.text and "姓名" in chat.replies[-1].text
 
 
-@pytest.mark.parametrize("asked", ["你是机器人吗", "你是真人还是ai"])
+@pytest.mark.parametrize("asked", ["你是机器人吗", "你是真人还是ai", "菜单"])
 def test_asking_who_answers_at_a_prompt_is_answered_and_the_prompt_follows(chat, engine, asked):
     at_name_prompt(chat)
     chat.say(asked)
@@ -255,6 +255,15 @@ def put_at(engine, chat: Chat, flow: str, step: str, clock) -> None:
     engine.store.save(chat.session_id, {"flow": {"name": flow, "step": step, "data": dict(PROMPT_DATA),
                                                  "history": [], "invalid": 0, "key": "k", "touched": clock.now}},
                       3600)
+
+
+@pytest.mark.parametrize("typed", ["说人话", "好慢", "能不能快点"])
+def test_a_remark_about_the_assistant_is_no_name(chat, engine, typed):
+    at_name_prompt(chat)
+    chat.say(typed)
+    assert chat.flow_step == ("recover_username", "name") and "name" not in flow_data(engine, chat), chat.text
+    assert chat.text.startswith("抱歉让您不满意") and "转人工客服" in [b.label for b in chat.buttons]
+    assert "姓名" in chat.replies[-1].text
 
 
 @pytest.mark.parametrize("typed", ["好烦", "晕", "烦死了"])
