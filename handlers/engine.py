@@ -81,6 +81,9 @@ _ABOUT_PROMPT = re.compile(r"(请问)?(这里|这个|这|这一步|这一项|这
 _NOT_UNDERSTOOD = re.compile(r"(我)?(还是|完全|真的|实在|有点|有些|不太|没太|没怎么)?(看不懂|没看懂|看不明白|没看明白|不懂|不明白|没明白|"
                              r"搞不懂|没搞懂|弄不懂|听不懂|不理解|不太懂|不太明白|睇唔明|睇唔明白|唔明|唔明白|唔系好明|唔太明)"
                              r"(你说的|你的意思|你说的意思|什么意思|啥意思|这个|这些|了|啊|呀|呢|诶|欸|哦|耶|喔)*")
+# asking whether there is more, and nothing else (还有呢, 没了吗): after an answer, the FAQ says no more than it
+_ANY_MORE = re.compile(r"(那)?(还有|还有别的|还有其他|还有其它|还有别的办法|还有其他办法|没了|没别的了|就这些|就这样|就这么多)"
+                       r"(吗|呢|嘛|么|啊|了|不|没有)*")
 # asking what to do now, and nothing else (那怎么办, 然后呢): after a question the FAQ does not answer, a person's turn
 _WHAT_NOW = re.compile(r"(那|那我|那我们|所以)?(该|要|应该|到底)?(怎么办|咋办|咋整|怎么弄|怎么搞|怎么处理|点算|点办|如何是好)"
                        r"(才好)?(呢|啊|呀|嘞|哇)?|(那|那么)?然后呢|(那)?还有(什么|别的|其他)办法(吗|呢)?")
@@ -143,7 +146,10 @@ class Matcher(Protocol):
 
 # the feedback buttons' labels and what people type instead of tapping them (after command folding)
 HELPFUL_WORDS = frozenset({"有帮助", "有用", "有帮到"})
-NOT_HELPFUL_WORDS = frozenset({"没帮助", "没有帮助", "没用", "没有用", "无帮助", "没帮到"})
+NOT_HELPFUL_WORDS = frozenset({"没帮助", "没有帮助", "没用", "没有用", "无帮助", "没帮到",
+                               # … and saying so in other words, right after the answer
+                               "还是不行", "没解决", "还是没解决", "没有解决", "不管用", "不好使", "没帮上", "你说错了", "答错了",
+                               "答非所问", "不是这个", "不是我要问的"})
 
 
 class _MustWait(BaseException):
@@ -542,6 +548,10 @@ class Engine:
             return [Reply("好的，祝您顺利！如果还是不行，随时回来问我，也可以转人工客服。", intent="thanks")]
         if state.answered in self.faq.entries and _NOT_UNDERSTOOD.fullmatch(word):   # 看不懂, right after an answer
             return self._said_above(state, self.faq.entry(state.answered), offer, "抱歉没能说清楚。")
+        if _ANY_MORE.fullmatch(word) and (state.answered in self.faq.entries or not state.oos_streak):
+            # 还有呢: more of the answer just given, or of nothing (after a question with no answer: _WHAT_NOW)
+            return self._said_above(state, self.faq.entry(state.answered), offer) if state.answered in self.faq.entries \
+                else [self._what_problem()]
         result = self.matcher.follow_up(inp.text, state.answered) if state.answered else self.matcher.match(inp.text)
         if result.asks_again and result.entry == state.answered and result.entry in self.faq.entries:
             return self._said_above(state, self.faq.entry(result.entry), offer)
@@ -676,7 +686,8 @@ class Engine:
             return [Reply(f"您说已经按“{title}”的解决办法操作过，仍然没有解决。我这里能给出的办法就是这些了，"
                           "再说一遍也帮不上忙；请点击“转人工客服”，由客服为您进一步查看。",
                           buttons=(HANDOFF,), intent="out_of_scope")]
-        if after_none and result.decision == "out_of_scope" and _WHAT_NOW.fullmatch(command_word(text)):
+        if after_none and result.decision == "out_of_scope" and (_WHAT_NOW.fullmatch(word := command_word(text))
+                                                                 or _ANY_MORE.fullmatch(word)):
             return [Reply("刚才的问题官方常见问题里没有说明，我这里给不出办法。请点击“转人工客服”，由工作人员为您处理。",
                           buttons=(HANDOFF,), intent="out_of_scope")]
         if result.feels:   # 烦死了, 什么破网站: no question, and no "cannot answer" for it
@@ -693,10 +704,8 @@ class Engine:
                           intent=result.intent)]
         related = "".join(f"\n- {b.label}" for b in buttons)
         personal = mask_secrets(text) != text   # a phone, an ID number … sent with nothing asked
-        if not personal and not buttons and _SAYS_NOTHING.fullmatch(command_word(text)):   # ？, 啊, 😭, 1: no question
-            return [Reply("请直接描述您遇到的账号问题，例如“忘记密码了”“提示证件号码已被注册怎么办”。我能解答找回用户名和密码、"
-                          "证件号码已被注册、手机号已被注册、操作过于频繁、邮箱 IP 受限、绑定微信或支付宝等问题。",
-                          buttons=(HANDOFF,), intent="out_of_scope")]
+        if not personal and not buttons and (_SAYS_NOTHING.fullmatch(command_word(text)) or result.faq_words):
+            return [self._what_problem()]   # ？, 啊, 😭, 1, 为什么, 怎么弄: no question of anything
         lead = ("为保护您的隐私，请不要在对话中直接发送手机号、证件号码等个人信息：需要时，我会在办理步骤中请您填写。"
                 if personal else "抱歉，这个问题我暂时无法回答。")
         return [Reply(lead + "我能解答学信网账号相关的问题，例如找回用户名和密码、"
@@ -704,6 +713,13 @@ class Engine:
                       + (f"\n\n以下话题可能和您的问题相关：\n{related}" if buttons else "")
                       + "\n\n也可以转人工客服为您解答。",
                       buttons=buttons + (HANDOFF,), intent="out_of_scope")]
+
+    @staticmethod
+    def _what_problem() -> Reply:
+        """Asking what the problem is, when a message names nothing to answer."""
+        return Reply("请直接描述您遇到的账号问题，例如“忘记密码了”“提示证件号码已被注册怎么办”。我能解答找回用户名和密码、"
+                     "证件号码已被注册、手机号已被注册、操作过于频繁、邮箱 IP 受限、绑定微信或支付宝等问题。",
+                     buttons=(HANDOFF,), intent="out_of_scope")
 
     @staticmethod
     def _answered(state: SessionState, entry: Entry, text: str, offer: Offer | None) -> None:

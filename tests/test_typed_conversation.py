@@ -1178,6 +1178,37 @@ def test_not_understanding_an_answer_is_met_with_the_flow_and_a_person_not_a_can
     assert chat.flow_step is not None and chat.flow_step[0] == "id_duplicate"
 
 
+@pytest.mark.parametrize("typed", ["还有呢", "没了吗", "就这些吗？", "还有别的办法吗"])
+def test_asking_for_more_after_an_answer_points_to_it(chat, typed):
+    chat.say("证件号码已被注册怎么办")
+    chat.say(typed)
+    assert len(chat.replies) == 1 and "就是上面这些" in chat.text, chat.text
+    assert [b.label for b in chat.buttons] == ["开始解决证件号码重复", "转人工客服"]
+
+
+@pytest.mark.parametrize("typed", ["还有呢", "为什么", "怎么弄", "不行", "然后呢"])
+def test_a_reaction_with_nothing_before_it_is_asked_what_the_problem_is(chat, typed):
+    chat.say(typed)
+    assert chat.text.startswith("请直接描述您遇到的账号问题") and [b.label for b in chat.buttons] == ["转人工客服"], chat.text
+
+
+def test_asking_for_more_after_a_question_with_no_answer_points_to_a_person(chat):
+    chat.say("学信网怎么改绑定的手机号")   # (not covered)
+    chat.say("还有呢")
+    assert "刚才的问题官方常见问题里没有说明" in chat.text and [b.label for b in chat.buttons] == ["转人工客服"]
+
+
+@pytest.mark.parametrize("typed", ["还是不行", "没解决", "不是这个", "你说错了"])
+def test_saying_an_answer_did_not_help_is_a_not_helpful_vote(chat, engine, tmp_path, typed):
+    chat.say("忘记密码怎么办")
+    chat.say(typed)
+    assert chat.text.startswith("抱歉没能帮到您") and "转人工客服" in [b.label for b in chat.buttons], chat.text
+    votes = [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text().splitlines()]
+    assert [(v["entry"], v["helpful"]) for v in votes] == [("recover_account.password", False)]
+    chat.say(typed)   # (nothing left to vote on: a remark about the assistant)
+    assert chat.text.startswith("抱歉让您不满意") and (tmp_path / "feedback.jsonl").read_text().count("\n") == 1
+
+
 def test_a_follow_up_naming_something_is_still_answered_in_full(chat):
     chat.say("注册时邮箱IP受限怎么办")
     chat.say("那怎么办")
