@@ -149,7 +149,7 @@ HELPFUL_WORDS = frozenset({"有帮助", "有用", "有帮到"})
 NOT_HELPFUL_WORDS = frozenset({"没帮助", "没有帮助", "没用", "没有用", "无帮助", "没帮到",
                                # … and saying so in other words, right after the answer
                                "还是不行", "没解决", "还是没解决", "没有解决", "不管用", "不好使", "没帮上", "你说错了", "答错了",
-                               "答非所问", "不是这个", "不是我要问的"})
+                               "说错了", "错了", "不对", "不是这样的", "答非所问", "不是这个", "不是我要问的"})
 
 
 class _MustWait(BaseException):
