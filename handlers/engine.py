@@ -65,7 +65,8 @@ BACK_WORDS = ("返回", "上一步", "回上一步", "回到上一步", "返回�
 _GIVES_UP = re.compile(r"^(算了|那)?(我)?(先|就|暂时)?(不想|不要|不用|不|别)(再)?(继续|找|弄|办|做|搞|填|处理)(下去)?(了)?(吧|啦|呀)?$")
 # "不对，我输错了" in a flow: the answer refused just now is typed again, else the last one given (as 返回)
 _TYPED_WRONG = re.compile(r"^(不对|不是|错了|哎呀|哎|啊|呀|等等|等一下|抱歉|不好意思|sorry)*(我|刚才|刚刚|上面|前面|上一个|上个|那个)*的?"
-                          r"(输|输入|填|打|写|选|点|按)错(了|啦)?(要改|想改|改一下|重新输|重新输入|重新填|重新选|重来)?(一下)?(了|啦|呀)?$")
+                          r"((输|输入|填|打|写|选|点|按)错|弄错|搞错|错)(了|啦)?(要改|想改|改一下|重新输|重新输入|重新填|重新选|重来)?(一下)?"
+                          r"(了|啦|呀)?$")   # (错了 alone: what was typed last)
 # asking the bot to wait at a prompt (等一下, 我找一下): waited for, never taken as the answer (等下 is no name)
 _HOLD_ON = re.compile(r"(请|你)?(稍等|稍候|等等|等下|等一下|等一会|等一会儿|等会|等会儿|稍等一下|稍等片刻|我找一下|我找找|我翻一下|我查一下|"
                       r"我去找一下|我去拿一下|我去查一下|马上|等阵|等一阵|等我一阵|等等我)(先)?(哈|啊|呀|哦|喔|噢)?")   # (等陣先: Cantonese)
@@ -754,6 +755,8 @@ class Engine:
                    feedback="up" if vote == "up" else "down")
         if vote != "up":
             state.last_event = "not_helpful"
+            if state.answered == entry:   # (what follows is not read after an answer that did not help: 错了 again)
+                state.answered = None
         if vote == "up":
             return [Reply("感谢您的反馈！")] + self._reprompt(state, now)
         return [Reply("抱歉没能帮到您。您可以换个说法再问一次，或转人工客服。", buttons=(HANDOFF,))] + self._reprompt(state, now)

@@ -1112,7 +1112,7 @@ def test_a_number_that_is_no_valid_id_card_still_asks_for_the_type(chat, engine,
     assert "id_number" not in flow_data(engine, chat)
 
 
-@pytest.mark.parametrize("typed", ["不对，我输错了", "输错了", "刚才填错了", "哎呀打错了要改一下"])
+@pytest.mark.parametrize("typed", ["不对，我输错了", "输错了", "刚才填错了", "哎呀打错了要改一下", "错了", "弄错了"])
 def test_typed_wrong_goes_back_to_the_answer_just_given(chat, engine, typed):
     chat.say("忘记密码怎么办")
     chat.say("好的")
@@ -1133,9 +1133,17 @@ def test_typed_wrong_after_a_refused_answer_asks_for_it_again(chat):
     assert chat.flow_step == ("recover_username", "id_number") and "请重新输入" in chat.text
 
 
-def test_typed_wrong_is_no_command_outside_a_flow(chat):
-    chat.say("我输错了")
+@pytest.mark.parametrize("typed", ["我输错了", "错了"])
+def test_typed_wrong_is_no_command_outside_a_flow(chat, typed):
+    chat.say(typed)
     assert "请重新输入" not in chat.text and "上一步" not in chat.text and chat.flow_step is None
+
+
+@pytest.mark.parametrize("typed", ["错了", "不对", "还是不行", "没解决"])
+def test_disputing_with_no_answer_before_is_asked_what_is_wrong(chat, typed):
+    chat.say(typed)
+    assert chat.text.startswith("抱歉没能帮到您。请告诉我具体是哪里不对") and chat.replies[0].entry is None, chat.text
+    assert [b.label for b in chat.buttons] == ["转人工客服"]
 
 
 @pytest.mark.parametrize("typed", ["通行证", "证"])
