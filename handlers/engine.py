@@ -98,6 +98,10 @@ RETRY_WORDS = ("重试", "再试一次", "retry")
 RESTART_WORDS = ("重新开始", "从头开始", "重来", "重新来", "重头开始", "restart")
 NO_HANDOFF_WORDS = ("取消转人工", "不转人工", "不用转人工", "不要转人工", "取消人工", "不要人工", "不用人工")
 HANDOFF = Button("转人工客服", "handoff")
+NONE_OF_THEM = Button("都不是，转人工客服", "handoff")   # a clarification's last choice
+# that choice typed (都不是, 以上都不是, 没有我要问的): pressed
+_NONE_OF_THEM = re.compile(r"(以上|上面)?(都不是|都不对|全都不是|全不是|都没有|一个都不是)(我要问的|我想问的)?(的)?(啊|呀|呢|哦|诶)?|"
+                           r"没有(我要问的|我想问的|我要的|我想要的)(问题)?(啊|呀|呢|哦)?")
 RETRY = Button("重试", "cmd:retry")
 CANCEL = Button("取消", "cmd:cancel")
 LEAVE_HANDOFF = Button("取消转人工", LEAVE)
@@ -661,6 +665,9 @@ class Engine:
             if word and command_word(label) == word and not payload.startswith("fb:"):
                 return self._button(session_id, state, Input("button", text=label, payload=payload), now)
         payload = at_place(word, state.choices)
+        if payload is None and _NONE_OF_THEM.fullmatch(word) and NONE_OF_THEM.payload in state.choices \
+                and state.labels.get(NONE_OF_THEM.payload) == NONE_OF_THEM.label:
+            payload = NONE_OF_THEM.payload   # 都不是, right after a clarification (its hand-off button last shown)
         if payload is None:
             return None
         return self._button(session_id, state, Input("button", text=state.labels.get(payload, ""), payload=payload), now)
@@ -701,7 +708,7 @@ class Engine:
                       and (result.decision == "clarify" or c.score >= self.matcher.config.suggest_threshold)]
         buttons = tuple(Button(self.faq.entry(c.entry).question, f"faq:{c.entry}") for c in candidates)
         if result.decision == "clarify" and buttons:
-            return [Reply("您想问的是下面哪一个？请点选：", buttons=buttons + (Button("都不是，转人工客服", "handoff"),),
+            return [Reply("您想问的是下面哪一个？请点选：", buttons=buttons + (NONE_OF_THEM,),
                           intent=result.intent)]
         related = "".join(f"\n- {b.label}" for b in buttons)
         personal = mask_secrets(text) != text   # a phone, an ID number … sent with nothing asked

@@ -1139,7 +1139,22 @@ def test_typed_wrong_is_no_command_outside_a_flow(chat, typed):
     assert "请重新输入" not in chat.text and "上一步" not in chat.text and chat.flow_step is None
 
 
-@pytest.mark.parametrize("typed", ["错了", "不对", "还是不行", "没解决"])
+@pytest.mark.parametrize("typed", ["都不是", "以上都不是", "没有我要问的"])
+def test_none_of_them_typed_after_a_clarification_is_its_last_choice(chat, typed):
+    chat.say("学信网")
+    assert "哪一个" in chat.text and chat.buttons[-1].label == "都不是，转人工客服"
+    chat.say(typed)
+    assert chat.replies[-1].intent == "human_agent", chat.text
+
+
+def test_none_of_them_typed_after_a_plain_person_button_is_no_hand_off(chat):
+    chat.say("学信网")
+    chat.say("学信网怎么改绑定的手机号")   # (not covered: 转人工客服 offered, no choice)
+    chat.say("都不是")
+    assert chat.replies[-1].intent != "human_agent" and chat.text.startswith("抱歉没能帮到您"), chat.text
+
+
+@pytest.mark.parametrize("typed", ["错了", "不对", "还是不行", "没解决", "都不是"])
 def test_disputing_with_no_answer_before_is_asked_what_is_wrong(chat, typed):
     chat.say(typed)
     assert chat.text.startswith("抱歉没能帮到您。请告诉我具体是哪里不对") and chat.replies[0].entry is None, chat.text
