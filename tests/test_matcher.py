@@ -944,6 +944,13 @@ def test_a_message_only_about_the_bot_gets_the_assistant_group(text):
     assert (result.decision, result.not_covered) == ("out_of_scope", "assistant"), result
 
 
+@pytest.mark.parametrize("text, group", [("学信网官网", "contact"), ("网址是多少", "contact"), ("注册要钱吗", "fees"),
+                                         ("我是新用户", "first_registration"), ("第一次用", "first_registration")])
+def test_short_neighbouring_questions_get_their_group(text, group):
+    result = real_matcher().match(text)
+    assert (result.decision, result.not_covered) == ("out_of_scope", group), result
+
+
 @pytest.mark.parametrize("text", ["我想问的是怎么注册", "我想问一下怎么注册"])
 def test_saying_one_asks_is_no_word_of_the_question(text):
     result = real_matcher().match(text)
