@@ -945,7 +945,8 @@ def test_a_message_only_about_the_bot_gets_the_assistant_group(text):
 
 
 @pytest.mark.parametrize("text, group", [("学信网官网", "contact"), ("网址是多少", "contact"), ("注册要钱吗", "fees"),
-                                         ("我是新用户", "first_registration"), ("第一次用", "first_registration")])
+                                         ("我是新用户", "first_registration"), ("第一次用", "first_registration"),
+                                         ("帮我注册一个账号", "first_registration"), ("能帮我注册学信网账号吗", "first_registration")])
 def test_short_neighbouring_questions_get_their_group(text, group):
     result = real_matcher().match(text)
     assert (result.decision, result.not_covered) == ("out_of_scope", group), result
