@@ -938,7 +938,7 @@ def test_you_are_so_something_is_no_greeting(text):
 
 
 @pytest.mark.parametrize("text", ["你是不是机器人", "你好，请问你叫啥", "客服你是真人吗？", "你能干嘛", "你会什么", "菜单", "help",
-                                  "帮帮我"])
+                                  "帮帮我", "what can you do?", "Hi, is this a bot"])
 def test_a_message_only_about_the_bot_gets_the_assistant_group(text):
     result = real_matcher().match(text)
     assert (result.decision, result.not_covered) == ("out_of_scope", "assistant"), result
