@@ -80,11 +80,11 @@ _ABOUT_PROMPT = re.compile(r"(请问)?(这里|这个|这|这一步|这一项|这
                            r"(是)?(什么|啥|咩)意思|(指的是|是指)(什么|啥))(啊|呀|呢|吗|哦|嘞)*")   # (點填, 填咩: Cantonese)
 # saying the prompt or answer just shown was not understood, and nothing else (看不懂, 没明白你的意思, 睇唔明)
 _NOT_UNDERSTOOD = re.compile(r"(我)?(还是|完全|真的|实在|有点|有些|不太|没太|没怎么)?(看不懂|没看懂|看不明白|没看明白|不懂|不明白|没明白|"
-                             r"搞不懂|没搞懂|弄不懂|听不懂|不理解|不太懂|不太明白|睇唔明|睇唔明白|唔明|唔明白|唔系好明|唔太明)"
+                             r"搞不懂|没搞懂|弄不懂|听不懂|不理解|不太懂|不太明白|睇唔明|睇唔明白|唔明|唔明白|唔系好明|唔太明|即系点|即系咩意思)"
                              r"(你说的|你的意思|你说的意思|什么意思|啥意思|这个|这些|了|啊|呀|呢|诶|欸|哦|耶|喔)*")
 # asking whether there is more, and nothing else (还有呢, 没了吗): after an answer, the FAQ says no more than it
-_ANY_MORE = re.compile(r"(那)?(还有|还有别的|还有其他|还有其它|还有别的办法|还有其他办法|没了|没别的了|就这些|就这样|就这么多)"
-                       r"(吗|呢|嘛|么|啊|了|不|没有)*")
+_ANY_MORE = re.compile(r"(那)?(还有|还有别的|还有其他|还有其它|还有别的办法|还有其他办法|没了|没别的了|就这些|就这样|就这么多|"
+                       r"仲有|仲有其他|就咁多)(吗|呢|嘛|么|啊|了|不|没有|冇|咩|呀)*")   # (仲有冇: Cantonese)
 # asking what to do now, and nothing else (那怎么办, 然后呢): after a question the FAQ does not answer, a person's turn
 _WHAT_NOW = re.compile(r"(那|那我|那我们|所以)?(该|要|应该|到底)?(怎么办|咋办|咋整|怎么弄|怎么搞|怎么处理|点算|点办|如何是好)"
                        r"(才好)?(呢|啊|呀|嘞|哇)?|(那|那么)?然后呢|(那)?还有(什么|别的|其他)办法(吗|呢)?")
@@ -154,7 +154,8 @@ HELPFUL_WORDS = frozenset({"有帮助", "有用", "有帮到"})
 NOT_HELPFUL_WORDS = frozenset({"没帮助", "没有帮助", "没用", "没有用", "无帮助", "没帮到",
                                # … and saying so in other words, right after the answer
                                "还是不行", "没解决", "还是没解决", "没有解决", "不管用", "不好使", "没帮上", "你说错了", "答错了",
-                               "说错了", "错了", "不对", "不是这样的", "答非所问", "不是这个", "不是我要问的"})
+                               "说错了", "错了", "不对", "不是这样的", "答非所问", "不是这个", "不是我要问的",
+                               "冇用", "唔啱", "唔对", "唔得", "仲系唔得", "讲错咗", "唔系呢个"})   # (Cantonese)
 
 
 class _MustWait(BaseException):
@@ -551,8 +552,9 @@ class Engine:
         trying = _WILL_TRY.sub("", word)
         if trying != word and (not trying or typed_yes_no(trying.rstrip("吧"))):   # 好的我试试, 行吧我试试看
             return [Reply("好的，祝您顺利！如果还是不行，随时回来问我，也可以转人工客服。", intent="thanks")]
-        if state.answered in self.faq.entries and _NOT_UNDERSTOOD.fullmatch(word):   # 看不懂, right after an answer
-            return self._said_above(state, self.faq.entry(state.answered), offer, "抱歉没能说清楚。")
+        if _NOT_UNDERSTOOD.fullmatch(word):   # 看不懂: the answer just given, or nothing
+            return self._said_above(state, self.faq.entry(state.answered), offer, "抱歉没能说清楚。") \
+                if state.answered in self.faq.entries else [self._what_problem()]
         if _ANY_MORE.fullmatch(word) and (state.answered in self.faq.entries or not state.oos_streak):
             # 还有呢: more of the answer just given, or of nothing (after a question with no answer: _WHAT_NOW)
             return self._said_above(state, self.faq.entry(state.answered), offer) if state.answered in self.faq.entries \

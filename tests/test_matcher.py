@@ -958,7 +958,7 @@ def test_saying_one_asks_is_no_word_of_the_question(text):
     assert (result.decision, result.not_covered) == ("out_of_scope", "first_registration"), result
 
 
-@pytest.mark.parametrize("text", ["好慢", "说人话", "你好笨啊", "能不能快点！", "我等了好久了", "答非所问"])
+@pytest.mark.parametrize("text", ["好慢", "说人话", "你好笨啊", "能不能快点！", "我等了好久了", "答非所问", "快啲啦"])
 def test_a_remark_about_the_assistant_gets_its_group(text):
     result = real_matcher().match(text)
     assert (result.decision, result.not_covered) == ("out_of_scope", "assistant_remarks"), result

@@ -1154,7 +1154,7 @@ def test_none_of_them_typed_after_a_plain_person_button_is_no_hand_off(chat):
     assert chat.replies[-1].intent != "human_agent" and chat.text.startswith("抱歉没能帮到您"), chat.text
 
 
-@pytest.mark.parametrize("typed", ["错了", "不对", "还是不行", "没解决", "都不是"])
+@pytest.mark.parametrize("typed", ["错了", "不对", "还是不行", "没解决", "都不是", "冇用", "都唔係"])
 def test_disputing_with_no_answer_before_is_asked_what_is_wrong(chat, typed):
     chat.say(typed)
     assert chat.text.startswith("抱歉没能帮到您。请告诉我具体是哪里不对") and chat.replies[0].entry is None, chat.text
@@ -1191,7 +1191,7 @@ def test_a_follow_up_asking_nothing_new_points_to_the_answer_above_instead_of_re
     assert chat.flow_step is not None and chat.flow_step[0] == "id_duplicate"
 
 
-@pytest.mark.parametrize("typed", ["看不懂", "没看明白你说的", "我还是不太懂", "睇唔明"])
+@pytest.mark.parametrize("typed", ["看不懂", "没看明白你说的", "我还是不太懂", "睇唔明", "即係點"])
 def test_not_understanding_an_answer_is_met_with_the_flow_and_a_person_not_a_cannot_answer(chat, typed):
     chat.say("证件号码已被注册怎么办")
     chat.say(typed)
@@ -1201,7 +1201,7 @@ def test_not_understanding_an_answer_is_met_with_the_flow_and_a_person_not_a_can
     assert chat.flow_step is not None and chat.flow_step[0] == "id_duplicate"
 
 
-@pytest.mark.parametrize("typed", ["还有呢", "没了吗", "就这些吗？", "还有别的办法吗"])
+@pytest.mark.parametrize("typed", ["还有呢", "没了吗", "就这些吗？", "还有别的办法吗", "仲有冇"])
 def test_asking_for_more_after_an_answer_points_to_it(chat, typed):
     chat.say("证件号码已被注册怎么办")
     chat.say(typed)
@@ -1209,7 +1209,7 @@ def test_asking_for_more_after_an_answer_points_to_it(chat, typed):
     assert [b.label for b in chat.buttons] == ["开始解决证件号码重复", "转人工客服"]
 
 
-@pytest.mark.parametrize("typed", ["还有呢", "为什么", "怎么弄", "不行", "然后呢"])
+@pytest.mark.parametrize("typed", ["还有呢", "为什么", "怎么弄", "不行", "然后呢", "看不懂", "仲有冇"])
 def test_a_reaction_with_nothing_before_it_is_asked_what_the_problem_is(chat, typed):
     chat.say(typed)
     assert chat.text.startswith("请直接描述您遇到的账号问题") and [b.label for b in chat.buttons] == ["转人工客服"], chat.text
@@ -1221,7 +1221,7 @@ def test_asking_for_more_after_a_question_with_no_answer_points_to_a_person(chat
     assert "刚才的问题官方常见问题里没有说明" in chat.text and [b.label for b in chat.buttons] == ["转人工客服"]
 
 
-@pytest.mark.parametrize("typed", ["还是不行", "没解决", "不是这个", "你说错了", "错了"])
+@pytest.mark.parametrize("typed", ["还是不行", "没解决", "不是这个", "你说错了", "错了", "冇用", "唔啱"])
 def test_saying_an_answer_did_not_help_is_a_not_helpful_vote(chat, engine, tmp_path, typed):
     chat.say("忘记密码怎么办")
     chat.say(typed)
