@@ -571,7 +571,10 @@ def test_a_confirmation_answered_yes_continues(chat, acc, yes):
                                            (["嗯我手机可以下载"], "app"),
                                            (["手机装不了APP", "身份证可以拍"], "manual_review"),
                                            (["不会用APP", "身份证不在身边", "有个同学有账号"], "classmate"),
-                                           (["没法装", "没有照片", "同学都没注册", "我是毕业生，知道编号"], "student_record")])
+                                           (["没法装", "没有照片", "同学都没注册", "我是毕业生，知道编号"], "student_record"),
+                                           # … and in Cantonese (唔可以 is no, whatever 可以 it holds; 唔该 is thanks)
+                                           (["唔可以", "唔得", "冇同学有账号", "得呀"], "student_record"),
+                                           (["我部手机装唔到", "可以影，唔该"], "manual_review")])
 def test_the_route_guide_takes_typed_answers(chat, engine, answers, route):
     start_dup(chat)
     chat.say("帮我选择途径")

@@ -243,7 +243,7 @@ NO = frozenset((
     "否", "不", "不是", "不对", "没有", "没", "不能", "不可以", "不行", "不用", "不用了", "不要", "不要了",
     "不需要", "不需要了", "不了", "算了", "算了吧", "暂时不用", "暂时不用了", "先不用", "先不用了", "先不了", "不必", "不同意", "拒绝",
     "no", "n", "nope", "不用谢谢", "不用了谢谢", "不了谢谢",
-    "唔使", "唔使了", "唔要", "唔好", "唔系", "唔需要", "唔用", "冇", "唔使唔该",   # Cantonese
+    "唔使", "唔使了", "唔要", "唔好", "唔系", "唔需要", "唔用", "冇", "唔使唔该", "唔得", "唔可以", "唔行", "冇得",   # Cantonese
 ))
 # a yes or no with a particle after it (好呀, 不用啦, 係啊, 唔使喇): the word without it
 _PARTICLES = re.compile(r"(?<=.)(啊|呀|啦|喇|哦|喔|嘛|咯|哈|噢|嘞)+$")   # (not 吧: 好吧 is a shrug, no consent)
@@ -325,7 +325,7 @@ def takes_offer(text: str, title: str) -> bool | None:
 _CHOOSING = re.compile(r"^(?:我|那)?(?:就)?(?:要|想)?(?:选择|选|用|绑定|绑)?(?:的是|是)?|(?:吧|啊|呀|了|的|哈)+$")
 
 
-NEGATION = re.compile(r"[不没无非别]")   # an option said with one is not picked (不用微信, 没有APP, 不想找同学)
+NEGATION = re.compile(r"[不没无非别冇]|唔(?!该)")   # an option said with one is not picked (不用微信, 没有APP, 唔用微信)
 
 
 _ORDINAL = re.compile(r"(?:我)?(?:要|想)?(?:选|点|选择)?(?:第([1-9一二三四五六七八九])(?:个|种|项|条|行|点)?|(最后)(?:一个|一项|一条|那个))"
@@ -399,7 +399,7 @@ def yes_no(inp: Input, message: str = "请回答“是”或“否”，也可�
 
 
 # a short answer to a yes/no question in the user's own words: any of these says no, else any of those yes
-_SAYS_NO = re.compile(r"不|没|无法|忘")
+_SAYS_NO = re.compile(r"不|没|无法|忘|冇|唔(?!该)")   # (唔可以, 冇APP: Cantonese; 唔该 is thanks)
 _SAYS_YES = re.compile(r"能|可以|会|有|行|好|知道|记得|方便|是")
 _FIXED = re.compile(r"没问题|没事|不错")   # phrases whose 没/不 is no no
 
