@@ -1212,6 +1212,13 @@ def test_asking_for_more_after_an_answer_points_to_it(chat, typed):
     assert [b.label for b in chat.buttons] == ["开始解决证件号码重复", "转人工客服"]
 
 
+@pytest.mark.parametrize("typed", ["就这些", "就这样", "没事了"])
+def test_closing_words_after_an_answer_close_and_ask_for_nothing_more(chat, typed):
+    chat.say("证件号码已被注册怎么办")
+    chat.say(typed)
+    assert chat.replies[-1].intent == "goodbye" and "就是上面这些" not in chat.text, chat.text
+
+
 @pytest.mark.parametrize("typed", ["还有呢", "为什么", "怎么弄", "不行", "然后呢", "看不懂", "仲有冇"])
 def test_a_reaction_with_nothing_before_it_is_asked_what_the_problem_is(chat, typed):
     chat.say(typed)
