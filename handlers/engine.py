@@ -83,7 +83,7 @@ _NOT_UNDERSTOOD = re.compile(r"(我)?(还是|完全|真的|实在|有点|有些|
                              r"搞不懂|没搞懂|弄不懂|听不懂|不理解|不太懂|不太明白|睇唔明|睇唔明白|唔明|唔明白|唔系好明|唔太明|即系点|即系咩意思)"
                              r"(你说的|你的意思|你说的意思|什么意思|啥意思|这个|这些|了|啊|呀|呢|诶|欸|哦|耶|喔)*")
 # asking whether there is more, and nothing else (还有呢, 没了吗): after an answer, the FAQ says no more than it
-# (没了 / 就这些 alone close the conversation: only asked, with 吗 or a question mark, do they ask for more)
+# (没了 / 就这些 alone close the conversation: only with 吗, 呢 … after them do they ask for more)
 _ANY_MORE = re.compile(r"(那)?(还有|还有别的|还有其他|还有其它|还有别的办法|还有其他办法|仲有|仲有其他)"
                        r"(吗|呢|嘛|么|啊|了|不|没有|冇|咩|呀)*"   # (仲有冇: Cantonese)
                        r"|(那)?(没了|没别的了|就这些|就这样|就这么多|就咁多)(吗|么|嘛|呢|咩)(啊|呀)*")
