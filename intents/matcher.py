@@ -855,8 +855,8 @@ class Matcher:
         return cls(load_faq(cfg), MatcherConfig.of(cfg))
 
 
-# asking how to do something (怎么才能注册成功, 点样处理), not what happened (怎么回事) or will (会怎样)
-_HOW = re.compile(r"怎么(?!回事|样了)|(?<!会)怎样|如何|咋(?!回事)|点样|点算|how (?:do|can|to)")
+# asking how to do something (怎么才能注册成功, 点样处理, 有办法解决吗), not what happened (怎么回事) or will (会怎样)
+_HOW = re.compile(r"怎么(?!回事|样了)|(?<!会)怎样|如何|咋(?!回事)|点样|点算|(有|有没有|有什么|有冇)(办法|方法)|how (?:do|can|to)")
 _UNWANTED = re.compile(r"(?:我|也|并|就|是|都|还|又|实在|真的|暂时)*(?:不想|不要|不用|不打算|不愿意?|不希望|不需要|懒得)")
 
 

@@ -352,6 +352,13 @@ def test_a_question_asking_the_cause_is_answered_where_the_faq_gives_or_asks_it(
     assert result.entry == entry and result.decision == ("answer" if entry else "out_of_scope"), result
 
 
+@pytest.mark.parametrize("text", ["邮箱IP受限是什么原因，怎么解决", "什么原因导致邮箱IP受限，有办法解决吗",
+                                  "注册提示邮箱ip受限，什么原因啊，有没有方法处理"])
+def test_the_cause_asked_in_passing_before_the_way_out_is_answered_with_the_way_out(text):
+    result = real_matcher().match(text)
+    assert (result.decision, result.entry) == ("answer", "email_ip_limited.how"), result
+
+
 def test_an_attributes_asking_word_is_no_keyword_evidence():
     from faq.model import Entry, Topic, FAQ
     wait = Entry(id="ban.wait", intent="ban", question="被禁止后多久能绑定微信", answer="2 小时后再绑定。",
