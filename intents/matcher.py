@@ -704,13 +704,19 @@ class Matcher:
         shared: dict[int, float] = defaultdict(float)
         # (in the message's order, then sorted: the same sums in every process, whatever its hash seed)
         unknown = "".join(t for t in dict.fromkeys(qtokens) if t not in self._idf)
-        for key in sorted(qset.union(_keys(unknown, ()))):
-            postings = self._index.get(key, ())
-            if len(postings) > self._max_postings:
-                continue  # a word in most questions selects nothing (it still counts in scoring)
-            w = weights.get(key, cfg.bigram_weight)
-            for di in postings:
-                shared[di] += w
+        keys = qset.union(_keys(unknown, ()))
+        for attempt in range(2):
+            for key in sorted(keys):
+                postings = self._index.get(key, ())
+                if len(postings) > self._max_postings:
+                    continue  # a word in most questions selects nothing (it still counts in scoring)
+                w = weights.get(key, cfg.bigram_weight)
+                for di in postings:
+                    shared[di] += w
+            if shared or attempt:
+                break
+            # words no question uses as a word (频繁: the questions say 操作过于频繁) select by their bigrams
+            keys = _keys("".join(dict.fromkeys(qtokens)), ()) - keys
         if not shared:
             return []
         doc_ids = sorted(shared, key=shared.__getitem__, reverse=True)[: cfg.prune_limit]   # = heapq.nlargest, in C

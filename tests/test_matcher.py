@@ -156,6 +156,13 @@ def test_one_word_with_a_clear_lead_is_answered(word, entry):
     assert (result.decision, result.entry) == ("answer", entry), result
 
 
+@pytest.mark.parametrize("text", ["频繁", "频繁怎么办"])
+def test_a_word_no_question_uses_alone_still_finds_the_questions_holding_it(text):
+    # (the questions say 操作过于频繁, one word for the tokeniser: 频繁 alone selected nothing)
+    result = real_matcher().match(text)
+    assert result.intent == "too_frequent" and result.decision == "answer", result
+
+
 def test_one_word_needs_a_wider_margin_than_a_question():
     faq = make_faq(("wechat.bind", "如何绑定微信", [], "a"), ("alipay.bind", "绑定支付宝的方法是什么", [], "b"))
     wide = make_matcher(faq, answer_threshold=0.3, clarify_threshold=0.3, clarify_margin=0.01, one_word_margin=0.5)
