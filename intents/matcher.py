@@ -689,6 +689,18 @@ class Matcher:
                 out[ei] = base + cfg.clause_weight * (s - base)
         return sorted(((s, ei) for ei, s in out.items()), reverse=True)[: cfg.prune_limit]
 
+    def _preselect(self, keys: set[str], weights: Mapping[str, float]) -> dict[int, float]:
+        """The questions sharing index keys (words, character bigrams) with the message, with the weight shared."""
+        shared: dict[int, float] = defaultdict(float)
+        for key in sorted(keys):
+            postings = self._index.get(key, ())
+            if len(postings) > self._max_postings:
+                continue  # a word in most questions selects nothing (it still counts in scoring)
+            w = weights.get(key, self.config.bigram_weight)
+            for di in postings:
+                shared[di] += w
+        return shared
+
     def _rank(self, qtext: str, qtokens: tuple[str, ...], contrast: frozenset[str],
               whole: frozenset[str] = frozenset()) -> list[tuple[float, int]]:
         cfg = self.config
@@ -701,22 +713,12 @@ class Matcher:
 
         # pre-selection: docs sharing tokens, or character bigrams of the words the FAQ does
         # not know (where a typo or an odd word split may hide a known word); best first
-        shared: dict[int, float] = defaultdict(float)
         # (in the message's order, then sorted: the same sums in every process, whatever its hash seed)
         unknown = "".join(t for t in dict.fromkeys(qtokens) if t not in self._idf)
         keys = qset.union(_keys(unknown, ()))
-        for attempt in range(2):
-            for key in sorted(keys):
-                postings = self._index.get(key, ())
-                if len(postings) > self._max_postings:
-                    continue  # a word in most questions selects nothing (it still counts in scoring)
-                w = weights.get(key, cfg.bigram_weight)
-                for di in postings:
-                    shared[di] += w
-            if shared or attempt:
-                break
-            # words no question uses as a word (频繁: the questions say 操作过于频繁) select by their bigrams
-            keys = _keys("".join(dict.fromkeys(qtokens)), ()) - keys
+        shared = self._preselect(keys, weights)
+        if not shared:   # words no question uses as a word (频繁: the questions say 操作过于频繁) select by their bigrams
+            shared = self._preselect(_keys("".join(dict.fromkeys(qtokens)), ()) - keys, weights)
         if not shared:
             return []
         doc_ids = sorted(shared, key=shared.__getitem__, reverse=True)[: cfg.prune_limit]   # = heapq.nlargest, in C
