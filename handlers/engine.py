@@ -991,18 +991,19 @@ class Engine:
         step = self._step(state)
         question = inp.kind == "text" and is_question(clean(inp.text))
         if isinstance(step, Act):
-            interrupted = self._interrupt(session_id, state, inp.text, now, 0.0, aside=True) if question else None
+            interrupted = self._interrupt(session_id, state, inp.text, self.matcher.match(inp.text), now, 0.0,
+                                          aside=True) if question else None
             return interrupted if interrupted is not None else self._reprompt(state, now)
         min_score = 0.0 if question else self.sessions.interrupt_min_score   # (a non-question needs a confident match)
-        if inp.kind == "text" and step.loose:  # a name can look like a sentence: what the FAQ answers is not one
-            # (but 陈学信, a name the FAQ half-answers, is a name)
-            interrupted = self._interrupt(session_id, state, inp.text, now, min_score)
+        # a name can look like a sentence: what the FAQ answers is not one (but 陈学信, a name it half-answers, is one)
+        said = self.matcher.match(inp.text) if inp.kind == "text" and step.loose else None
+        if said is not None:
+            interrupted = self._interrupt(session_id, state, inp.text, said, now, min_score)
             if interrupted is not None:
                 return interrupted
-        kept = dict(self._flow(state).data) if step.loose else None
+        kept = dict(self._flow(state).data) if said is not None else None
         try:
             outcome = step.handle(self._ctx(state, now), inp)
-            said = self.matcher.match(inp.text) if kept is not None and inp.kind == "text" else None
             if said is not None and (said.faq_words or said.feels or self._for_prompts(said, min_score) is not None):
                 # 邮箱, 学信网, 哈哈, 好烦, 说人话 taken for a name: no one's name (what the step refuses itself, it says
                 # why; a complaint gets a word of regret, a remark about the assistant its group's reply)
@@ -1011,18 +1012,18 @@ class Engine:
                               "我答完再继续办理。")
         except Invalid as e:
             if inp.kind == "text":
-                interrupted = self._interrupt(session_id, state, inp.text, now, min_score, aside=True)
+                interrupted = self._interrupt(session_id, state, inp.text, said or self.matcher.match(inp.text), now,
+                                              min_score, aside=True)
                 if interrupted is not None:
                     return interrupted
             return self._invalid(state, e.message, now)
         return self._advance(state, outcome, now)
 
-    def _interrupt(self, session_id: str, state: SessionState, text: str, now: float,
+    def _interrupt(self, session_id: str, state: SessionState, text: str, result: MatchResult, now: float,
                    min_score: float, aside: bool = False) -> list[Reply] | None:
         """A confident FAQ answer (or a hand-off) in the middle of a flow, then the same step again; with ``aside``
         (what the step cannot take), also the reply of a not-covered group for prompts (你们会保存我的身份证号吗), and
-        for a complaint (烦死了) a word of regret."""
-        result = self.matcher.match(text)
+        for a complaint (烦死了) a word of regret. ``result`` is the matcher's reading of ``text``."""
         if aside and result.feels:   # 烦死了 at a prompt: heard, and the same step
             return self._reprompt(state, now, FEELS + "我们一步步来：")
         group = self._for_prompts(result, min_score) if aside else None
