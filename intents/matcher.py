@@ -95,6 +95,7 @@ class Matcher:
         # (a group of whole-message phrases only is found by them alone)
         asked = [g for g in faq.not_covered if g.questions]
         self._groups = [g.id for g in asked]
+        self._group_phrases = [g.phrases for g in asked]
         self._n_faq = len(self.entries)   # targets from here on are not-covered groups
         self._targets: list[Entry] = self.entries + [
             Entry(id=f"{OUT_OF_SCOPE}.{g.id}", intent=OUT_OF_SCOPE, question=g.questions[0],
@@ -114,6 +115,12 @@ class Matcher:
         alternatives a topic offers, the attributes a question may ask."""
         contrast = {self.normalise(w).full for w in faq.contrast_words} - {""}
         self._contrast = _alternation(dict.fromkeys(contrast)) if contrast else None
+        self._contrast_set = frozenset(contrast)
+        # contrast words that differ only by a particle (客服电话是多少 / 客服电话多少, 别人的学历 / 别人学历): one word
+        alike: dict[str, set[str]] = defaultdict(set)
+        for w in contrast:
+            alike[_PARTICLES.sub("", w)].add(w)
+        self._alike = {w: frozenset(same) for same in alike.values() if len(same) > 1 for w in same}
         self._services = frozenset(self.normalise(w).full for w in faq.other_services) - {""}
         self._symptoms = frozenset(self.normalise(w).full for w in faq.symptoms) - {""}
         # words making a message about the account itself (lexicon ``account_words``)
@@ -159,7 +166,7 @@ class Matcher:
         self._keywords: list[tuple[str, ...]] = []
         self._paired: list[re.Pattern[str] | None] = []   # an entry's paired keywords, if any
         intent_vocab: dict[str, set[str]] = defaultdict(set)
-        for e in self._targets:
+        for ei, e in enumerate(self._targets):
             questions = [self.normalise(q) for q in (e.question, *e.alternates)]
             keyword_norms = [self.normalise(k) for k in e.keywords]
             # the answer's words count as explained too (document expansion): a user
@@ -169,12 +176,15 @@ class Matcher:
             asked = frozenset().union(*(self._contrast_words(n) for n in (*questions, *keyword_norms)))
             # an attribute one of its questions asks, it answers in any words (…是什么原因 answers …是啥原因)
             asked |= frozenset().union(*(asks for _, asks in self._attributes if asks & asked))
+            if ei >= self._n_faq:   # a not-covered group's subject asked in any words (客服电话 → 客服电话是多少)
+                subjects = [n for n in (self.normalise(p).full for p in self._group_phrases[ei - self._n_faq]) if n]
+                asked |= frozenset(w for w in self._contrast_set if any(p in w for p in subjects))
             stated = frozenset().union(*(asks for states, asks in self._attributes if states.search(answer.full)))
-            self._entry_contrast.append(self._contrast_words(answer, alternatives=False) | stated
-                                        | self._with_alternatives(asked, e.intent))
+            self._entry_contrast.append(self._with_alike(self._contrast_words(answer, alternatives=False) | stated
+                                                         | self._with_alternatives(asked, e.intent)))
             docs = [(n.text, n.tokens) for n in questions]
             for n in questions:   # what an exact match must also share (审核没通过 and 审核通过 read alike)
-                exact_contrast.setdefault(n.text, self._contrast_words(n, alternatives=False))
+                exact_contrast.setdefault(n.text, self._with_alike(self._contrast_words(n, alternatives=False)))
             keywords = [(n.text, n.tokens) for n in keyword_norms]
             vocab = {t for _, toks in docs + keywords for t in toks} | set(answer.tokens)
             per_entry_docs.append(docs)
@@ -303,6 +313,10 @@ class Matcher:
             return not any(len(t) > len(w) and w in t for t in n.tokens)
 
         return frozenset(w for w in found if typed(w)) | frozenset(self._alternatives[w] for w in named if typed(w))
+
+    def _with_alike(self, words: frozenset[str]) -> frozenset[str]:
+        """``words`` with the contrast words differing from one of them only by a particle."""
+        return words.union(*(self._alike.get(w, ()) for w in words))
 
     def _found(self, pattern: re.Pattern[str] | None, parts: list[str]) -> set[str]:
         """The words of ``pattern`` in the clauses ``parts``, except those with a cue of their other sense near."""
@@ -866,6 +880,10 @@ class Matcher:
 # asking how to do something (怎么才能注册成功, 点样处理, 有办法解决吗), not what happened (怎么回事) or will (会怎样)
 _HOW = re.compile(r"怎么(?!回事|样了)|(?<!会)怎样|如何|咋(?!回事)|点样|点算|(有|有没有|有什么|有冇)(办法|方法)|how (?:do|can|to)")
 _UNWANTED = re.compile(r"(?:我|也|并|就|是|都|还|又|实在|真的|暂时)*(?:不想|不要|不用|不打算|不愿意?|不希望|不需要|懒得)")
+
+
+# particles that change nothing a contrast word says (客服电话是多少 asks what 客服电话多少 asks)
+_PARTICLES = re.compile("[是的吗呢了啊呀么嘛]")
 
 
 def _last_asking(clauses: list[Clause]) -> int:

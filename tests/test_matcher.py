@@ -962,7 +962,11 @@ def test_a_message_only_about_the_bot_gets_the_assistant_group(text):
                                          ("我是新用户", "first_registration"), ("第一次用", "first_registration"),
                                          ("帮我注册一个账号", "first_registration"), ("能帮我注册学信网账号吗", "first_registration"),
                                          # (saying one asks is no word of the question: 问 was matched)
-                                         ("我想问的是怎么注册", "first_registration"), ("我想问一下怎么注册", "first_registration")])
+                                         ("我想问的是怎么注册", "first_registration"), ("我想问一下怎么注册", "first_registration"),
+                                         # a contrast word differing by a particle is the same word (客服电话是多少 /
+                                         # 客服电话多少), and one holding the group's phrase is the group's (联系电话是多少)
+                                         ("学信网客服电话多少", "contact"), ("学信网的联系电话是多少", "contact"),
+                                         ("联系电话多少", "contact")])
 def test_short_neighbouring_questions_get_their_group(text, group):
     result = real_matcher().match(text)
     assert (result.decision, result.not_covered) == ("out_of_scope", group), result
