@@ -114,12 +114,15 @@ class Matcher:
         """What turns a question into another one: the contrast words and their other senses, the
         alternatives a topic offers, the attributes a question may ask."""
         contrast = {self.normalise(w).full for w in faq.contrast_words} - {""}
-        self._contrast = _alternation(dict.fromkeys(contrast)) if contrast else None
-        self._contrast_set = frozenset(contrast)
-        # contrast words that differ only by a particle (客服电话是多少 / 客服电话多少, 别人的学历 / 别人学历): one word
+        # a contrast word is typed with or without 的, and with any word asking how (用别人的身份证 / 用别人身份证,
+        # 怎么改 / 如何改): each form is one, and contrast words differing only by a particle are one word
+        # (客服电话是多少 / 客服电话多少)
+        contrast |= {v for w in contrast for v in _forms(w)}
         alike: dict[str, set[str]] = defaultdict(set)
         for w in contrast:
-            alike[_PARTICLES.sub("", w)].add(w)
+            alike[_PARTICLES.sub("", _HOW_WORDS.sub("怎么", w))].add(w)
+        self._contrast = _alternation(dict.fromkeys(contrast)) if contrast else None
+        self._contrast_set = frozenset(contrast)
         self._alike = {w: frozenset(same) for same in alike.values() if len(same) > 1 for w in same}
         self._services = frozenset(self.normalise(w).full for w in faq.other_services) - {""}
         self._symptoms = frozenset(self.normalise(w).full for w in faq.symptoms) - {""}
@@ -134,6 +137,9 @@ class Matcher:
             if normal and key:
                 self._senses[key] = _alternation(dict.fromkeys(normal))
                 self._sense_words[key] = frozenset(self.normalise(key).tokens) | {key}
+                for form in _forms(key):   # (the word's other forms have its other sense: 如何查, 浏览器问题)
+                    self._senses.setdefault(form, self._senses[key])
+                    self._sense_words.setdefault(form, frozenset(self.normalise(form).tokens) | {form})
         self._sense_re = _alternation(dict.fromkeys(self._senses))   # any word that has another sense
         # the alternatives a topic offers (lexicon ``alternatives``: the four verification routes), each
         # named in a text by a tag "group:alternative" among its contrast words (no normalised word holds ':')
@@ -884,6 +890,16 @@ _UNWANTED = re.compile(r"(?:我|也|并|就|是|都|还|又|实在|真的|暂时
 
 # particles that change nothing a contrast word says (客服电话是多少 asks what 客服电话多少 asks)
 _PARTICLES = re.compile("[是的吗呢了啊呀么嘛]")
+_HOW_WORDS = re.compile("如何|怎样|怎么")
+_OF = re.compile("(?<!别)的(?=.)")
+
+
+def _forms(word: str) -> set[str]:
+    """The other forms a contrast word is typed in: without 的, and asking how in other words."""
+    forms = {_OF.sub("", word)}   # (a 的 ending the word or in 别的 says something: 导致的, 绑了别的)
+    if _HOW_WORDS.search(word):
+        forms |= {_HOW_WORDS.sub(how, word) for how in ("如何", "怎么", "怎样")}
+    return forms - {word}
 
 
 def _last_asking(clauses: list[Clause]) -> int:

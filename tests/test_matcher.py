@@ -966,10 +966,21 @@ def test_a_message_only_about_the_bot_gets_the_assistant_group(text):
                                          # a contrast word differing by a particle is the same word (客服电话是多少 /
                                          # 客服电话多少), and one holding the group's phrase is the group's (联系电话是多少)
                                          ("学信网客服电话多少", "contact"), ("学信网的联系电话是多少", "contact"),
-                                         ("联系电话多少", "contact")])
+                                         ("联系电话多少", "contact"),
+                                         # … and typed without 的, or asking how in other words (怎么改 / 如何改)
+                                         ("学籍上的姓名写错了如何改", "records_info"), ("学历信息如何查询", "records_info"),
+                                         ("能用别人身份证信息帮他找回账号吗", "acting_for_others")])
 def test_short_neighbouring_questions_get_their_group(text, group):
     result = real_matcher().match(text)
     assert (result.decision, result.not_covered) == ("out_of_scope", group), result
+
+
+@pytest.mark.parametrize("text, intent", [("老是提示操作过于频繁 是不是浏览器问题", "too_frequent"),
+                                          ("原来用户名忘了怎么办", "recover_account"), ("密码忘记了如何改", "recover_account")])
+def test_a_contrast_words_other_forms_keep_its_other_sense(text, intent):
+    """浏览器问题 is 浏览器的问题 typed without 的, 如何改 is 怎么改: beside 操作过于频繁 or 忘记 they ask the FAQ's question."""
+    result = real_matcher().match(text)
+    assert (result.decision, result.intent) == ("answer", intent), result
 
 
 @pytest.mark.parametrize("text", ["好慢", "说人话", "你好笨啊", "能不能快点！", "我等了好久了", "答非所问", "快啲啦"])
