@@ -325,10 +325,10 @@ class Normaliser:
         self._phonetic.add_particles(self._stop_chars)
 
     def learn_sounds(self, words: Iterable[str]) -> None:
-        """Also recover homophone typos of these words (e.g. the FAQ's frequent words)."""
+        """Also recover homophone typos of these words (the FAQ's frequent words), before the lexicon's."""
         words = list(words)
         self._known.update(words)
-        self._phonetic.add(words)
+        self._phonetic.add(words, first=True)
 
     def informativeness(self, token: str) -> float | None:
         """How rare a word is in general Chinese (jieba's dictionary frequencies), 1.0 at the

@@ -192,15 +192,20 @@ class Phonetic:
         self._own.update(phrase_readings((w for w in fit if w not in self._own), self._readings_dir))
         return fit
 
-    def add(self, words: Iterable[str]) -> None:
-        """Index more words (two to six Chinese characters, each with a known reading)."""
+    def add(self, words: Iterable[str], first: bool = False) -> None:
+        """Index more words (two to six Chinese characters, each with a known reading). A spelling two words
+        share is read as the word indexed first, or as one of ``words`` when ``first`` (the FAQ's own words
+        before the lexicon's: 紫助 is 自助, not the contrast word 资助; a word typed as it is stays itself)."""
         for w in self._indexable(w for w in words if w not in self._words):
             spellings = self._word_spellings(w)
             if not spellings:
                 continue
             self._words.add(w)
             for spelling in spellings:
-                self._spellings.setdefault(spelling, w)
+                if first:
+                    self._spellings[spelling] = w
+                else:
+                    self._spellings.setdefault(spelling, w)
                 self._pairs.update(zip(spelling, spelling[1:]))
                 self._syllables.update(spelling)
 

@@ -1077,6 +1077,7 @@ def test_tfidf_weight_changes_the_score():
     ("身份症号已被注册", "证件号码"),
     ("重新住册", "重新注册"),
     ("怎么修该手机号", "修改"),   # a one-character function word that is not a particle slips like any character
+    ("APP紫助验证怎么操作", "自助"), ("咨助验证怎么做", "自助"),   # the FAQ's word, not the lexicon's 资助 that sounds alike
 ])
 def test_homophone_typos_are_recovered(typed, meant):
     assert meant in real_matcher().normalise.rewrite(typed).split()
@@ -1086,6 +1087,7 @@ def test_homophone_typos_are_recovered(typed, meant):
     "账号吗", "这个号吗", "好吗", "我想问一下", "平时", "是否",   # a differing stopword, or a real word
     "每次输密码", "报过特殊类型招生",    # 次输 sounds like 次数, 型招 like 研招: but 每次 and 类型 are the words typed
     "不填邮箱可以吗",                    # the seed's own advice, not 补填 (a typo rewrite, never a homophone target)
+    "我想申请资助",                      # typed as it is: not the FAQ's 自助 that sounds alike
 ])
 def test_homophone_recovery_leaves_real_words_and_particles_alone(text):
     assert real_matcher().normalise.rewrite(text).replace(" ", "") == text
