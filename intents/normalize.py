@@ -313,7 +313,8 @@ class Normaliser:
         # pinyin initials (yhm, sfz, zc): the lexicon's own words, two letters and up; its contrast words
         # (not the other sites it names) from three letters; never a latin word the lexicon already reads
         latin = {w for w in (*rewrite, *self.stopwords) if w.isascii()}
-        general = _base_tokenizer().FREQ   # general Chinese frequencies, without the lexicon's words
+        general_tok = _base_tokenizer()
+        general = general_tok.FREQ   # general Chinese frequencies, without the lexicon's words
         # (not small talk: xx is a placeholder as often as 谢谢); a code a more frequent stopword shares (sm 什么) is not read
         chat = self._chat = {_key(p) for ps in faq.smalltalk.values() for p in ps}
         core = {_key(w) for w in (*faq.domain_words, *faq.synonyms.values(), *faq.typos.values())} - self.stopwords - chat
@@ -323,6 +324,9 @@ class Normaliser:
                                     min_letters=3, keep=latin)
         self._phonetic.add_initials(sorted(self.stopwords | chat), min_letters=2, block=lambda w: general.get(w, 0))
         self._phonetic.add_particles(self._stop_chars)
+        # the words a lexicon phrase is made of (方便 in 更方便的登录方式) slip too, after the phrases
+        general_words = lambda w: len(w) >= 2 and general.get(w, 0) >= _COMMON_WORD_FREQ and w not in self.stopwords  # noqa: E731
+        self._phonetic.add(sorted({t for phrase in rewrite if len(phrase) > 2 for t in general_tok.lcut(phrase) if general_words(t)}))
 
     def learn_sounds(self, words: Iterable[str]) -> None:
         """Also recover homophone typos of these words (the FAQ's frequent words), before the lexicon's."""

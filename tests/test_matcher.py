@@ -1078,6 +1078,7 @@ def test_tfidf_weight_changes_the_score():
     ("重新住册", "重新注册"),
     ("怎么修该手机号", "修改"),   # a one-character function word that is not a particle slips like any character
     ("APP紫助验证怎么操作", "自助"), ("咨助验证怎么做", "自助"),   # the FAQ's word, not the lexicon's 资助 that sounds alike
+    ("有没有更纺便的登录方式", "扫码"),   # a word inside a lexicon phrase (更方便的登录方式 → 扫码) slips too
 ])
 def test_homophone_typos_are_recovered(typed, meant):
     assert meant in real_matcher().normalise.rewrite(typed).split()
