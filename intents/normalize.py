@@ -200,7 +200,7 @@ def clean(text: str) -> str:
     text = unicodedata.normalize("NFKC", text[: MAX_CHARS * 2])
     if not text.isprintable():
         text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-    return _converter().convert(text.lower())[:MAX_CHARS]
+    return _converter().convert(text.lower()).replace("嘅", "的")[:MAX_CHARS]   # (Cantonese 嘅 is 的)
 
 
 # A message (or a clause of one) that asks something: a question mark or a question word. One rule for
