@@ -1311,6 +1311,7 @@ def test_a_homophone_typo_of_a_contrast_word_still_contrasts():
     ("點解話我操作過於頻繁", "too_frequent"),
     ("學信網使用者名稱唔記得咗點算", "recover_account"),    # Taiwanese 使用者名稱, Cantonese forms
     ("學信網帳號可以登邊啲網站", "account_usage"),
+    ("有冇更方便嘅登录方式", "bind_wechat_alipay"),         # 嘅 is 的: the lexicon's 更方便的登录方式
     ("no more bots, human agent please", "human_agent"),
     ("没其他问题了，下次再问", "goodbye"),
 ])
