@@ -67,6 +67,14 @@ _GIVES_UP = re.compile(r"^(算了|那)?(我)?(先|就|暂时)?(不想|不要|不
 _TYPED_WRONG = re.compile(r"^(不对|不是|错了|哎呀|哎|啊|呀|等等|等一下|抱歉|不好意思|sorry)*(我|刚才|刚刚|上面|前面|上一个|上个|那个)*的?"
                           r"((输|输入|填|打|写|选|点|按)错|弄错|搞错|错)(了|啦)?(要改|想改|改一下|重新输|重新输入|重新填|重新选|重来)?(一下)?"
                           r"(了|啦|呀)?$")   # (错了 alone: what was typed last)
+# "不是李四，是李斯" / "名字写错了，应该是李斯" / "改成李斯" in a flow: an answer given (or refused) replaced by the one
+# typed after it (old: what was given, if said). No bare "应该是李斯": that may answer the prompt itself.
+_CORRECTION = re.compile(
+    r"^(?:不是(?P<old>[^，,。\s]{1,40}?)[，,。\s]*而?(?:应该是|应是|是)"
+    r"|(?:不对|错了|(?:我|刚才|刚刚|上面|前面|上一个|上个|那个|的|姓名|名字|用户名|学号|证件类型|证件号码?|身份证号码?|手机号码?)*"
+    r"(?:输入?|填|打|写|选)错了?)[，,。!！\s]*(?:应该是|应是|是|改成|改为|更正为)"
+    r"|改成|改为|更正为|更正[:：])"
+    r"[\s:：]*(?P<new>[^\s，,。!！?？][^，,。!！?？]{0,59}?)[\s。.!！吧啊呀哈]*$")
 # asking the bot to wait at a prompt (等一下, 我找一下): waited for, never taken as the answer (等下 is no name)
 _HOLD_ON = re.compile(r"(请|你)?(稍等|稍候|等等|等下|等一下|等一会|等一会儿|等会|等会儿|稍等一下|稍等片刻|我找一下|我找找|我翻一下|我查一下|"
                       r"我去找一下|我去拿一下|我去查一下|马上|等阵|等一阵|等我一阵|等等我)(先)?(哈|啊|呀|哦|喔|噢)?")   # (等陣先: Cantonese)
@@ -521,6 +529,10 @@ class Engine:
                 return about
             if state.flow and _TYPED_WRONG.match(word):
                 return self._typed_wrong(state, now)
+            corrected = _CORRECTION.match(unicodedata.normalize("NFKC", inp.text).strip()) if state.flow else None
+            if corrected and not any(is_question(clean(said)) for said in corrected.group("old", "new") if said) \
+                    and self._takes_corrections(state):
+                return self._corrected(session_id, state, corrected["old"], corrected["new"], now)
             if word in RETRY_WORDS:
                 return self._retry(state, now)
             if word in RESTART_WORDS:
@@ -957,6 +969,25 @@ class Engine:
         if flow.invalid or not flow.history:
             return self._reprompt(state, now, lead="好的，请重新输入。")
         return [Reply("好的，我们回到上一步重新填写。")] + self._back(state, now)
+
+    def _takes_corrections(self, state: SessionState) -> bool:
+        """The current step is a prompt for data, not a yes/no question (a review reads "学号填错了" itself)."""
+        step = self._step(state)
+        return isinstance(step, Ask) and not step.yes_no
+
+    def _corrected(self, session_id: str, state: SessionState, old: str | None, new: str, now: float) -> list[Reply]:
+        """"不是李四，是李斯": ``new`` replaces the answer the step before was given; it answers the current step
+        instead when that step refused an answer just now, or when ``old`` is said and is nothing the flow holds
+        (不是身份证，是护照 before any type was chosen)."""
+        flow = self._flow(state)
+        given = old is None or any(old in str(v) for v in flow.data.values())
+        if given and not flow.invalid and flow.history:
+            self._back(state, now)   # (its prompt is not shown: the answer follows)
+        step = self._step(state)
+        if isinstance(step, Ask) and step.private and state.transcript and state.transcript[-1][0] == "用户":
+            state.transcript[-1] = ["用户", HIDDEN]   # (hidden as that step hides its answers)
+            self._note(text=HIDDEN)
+        return [Reply("好的，按您更正的内容重新填写。")] + self._flow_input(session_id, state, Input("text", text=new), now)
 
     def _retry(self, state: SessionState, now: float) -> list[Reply]:
         if not state.flow:

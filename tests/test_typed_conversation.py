@@ -13,6 +13,7 @@ from channels.web import replies_json
 from handlers.flows import FLOWS
 from handlers.flows.recover import USERNAME_SENT
 from handlers.flows.base import Ask
+from handlers.engine import HIDDEN
 from handlers.state import SessionState
 from handlers.types import Message
 from support import Chat, login
@@ -1134,6 +1135,68 @@ def test_typed_wrong_after_a_refused_answer_asks_for_it_again(chat):
     assert "18位" in chat.text
     chat.say("我输错了")
     assert chat.flow_step == ("recover_username", "id_number") and "请重新输入" in chat.text
+
+
+@pytest.mark.parametrize("typed", ["不是李四，是李斯", "不是李四是李斯", "名字写错了，应该是李斯", "不对，是李斯", "改成李斯"])
+def test_a_correction_replaces_the_answer_just_given(chat, engine, typed):
+    at_name_prompt(chat)
+    chat.say("李四")
+    assert chat.flow_step == ("recover_username", "id_type")
+    chat.say(typed)
+    assert chat.flow_step == ("recover_username", "id_type") and "证件类型" in chat.replies[-1].text, chat.text
+    assert flow_data(engine, chat)["name"] == "李斯" and "更正" in chat.text
+
+
+def test_a_correction_of_a_username_keeps_its_letters(chat, engine):
+    chat.say("忘记密码怎么办")
+    chat.say("好的")
+    chat.say("zhangsan01")
+    chat.say("用户名输错了，应该是ZhangSan02")
+    assert chat.flow_step == ("recover_password", "name") and flow_data(engine, chat)["username"].lower() == "zhangsan02"
+
+
+def test_a_correction_of_the_type_chosen_asks_for_that_types_number(chat, engine):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say("身份证")
+    chat.say("不对，应该是护照")
+    assert chat.flow_step == ("recover_username", "id_number") and "护照号码" in chat.replies[-1].text, chat.text
+    assert flow_data(engine, chat)["name"] == "张三"
+
+
+def test_a_correction_naming_what_was_never_given_answers_the_prompt(chat, engine):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say("不是身份证，是护照")   # (no type was given yet: the prompt's answer)
+    assert chat.flow_step == ("recover_username", "id_number") and "护照号码" in chat.replies[-1].text, chat.text
+    assert flow_data(engine, chat)["name"] == "张三"
+
+
+@pytest.mark.parametrize("typed", ["不是说两小时吗，是不是还要等更久", "不是我注册的"])
+def test_what_only_looks_like_a_correction_is_not_one(chat, engine, typed):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say(typed)
+    assert "更正" not in chat.text and flow_data(engine, chat)["name"] == "张三"
+
+
+def test_a_correction_for_a_private_step_is_hidden_in_the_transcript(chat, engine, acc):
+    on_route(chat, acc, "途径4")
+    for said in ("在校生", "北京大学", "1700012345"):
+        chat.say(said)
+    assert chat.flow_step == ("id_duplicate", "record_year")   # (not a private step: its answers are kept)
+    chat.say("学号输错了，应该是1700012346")
+    assert chat.flow_step == ("id_duplicate", "record_year") and flow_data(engine, chat)["record_number"] == "1700012346"
+    said = [line for who, line in engine.store.get(chat.session_id)["transcript"] if who == "用户"]
+    assert said[-1] == HIDDEN and "1700012346" not in json.dumps(said, ensure_ascii=False)
+
+
+def test_a_correction_at_the_review_is_the_reviews_to_read(chat, acc):
+    on_route(chat, acc, "途径4")
+    for said in ("在校生", "北京大学", "1700012345", "2017", "本科"):
+        chat.say(said)
+    chat.say("学号填错了，应该是1700012346")
+    assert chat.flow_step == ("id_duplicate", "record_number"), chat.text
 
 
 @pytest.mark.parametrize("typed", ["我输错了", "错了"])
