@@ -212,7 +212,7 @@ _QUESTION = re.compile(r"[?？]|吗|(?<![怎这那多要])么|呢|怎(?!么都|�
                        r"|能否|可否|是否|要不要|是不是|有没有|(?<!那)啥|那啥(?![，,。.!！\s]|$)|咋"   # (那啥，… is a filler)
                        r"|(?<![没过])多久|多长时间|几耐|几多|(?<![好这前了过十])几[次天年位日](?!了)"
                        r"|([\u4e00-\u9fff])[不没唔]\1"   # A-not-A: 会不会, 能不能, 行不行, 可不可以; Cantonese 可唔可以, 係唔係
-                       r"|有冇|点样|点算|点解|点办|边个|边度|几时|咩")   # Cantonese: is there, how, why, which, when, what
+                       r"|有冇|点样|点算|点解|点办|边个|边度|几时|咩|多少(?![次遍回]了)")   # Cantonese: is there, how, why, which, when, what
 
 
 # 呢 after what is still to be done or going on (我还要下载报告呢, 正在等着呢) ends a statement, not a question

@@ -1517,13 +1517,14 @@ def test_a_clause_ended_by_a_question_mark_asks_even_without_a_question_word():
 @pytest.mark.parametrize("text", ["重新注册会不会影响学历", "手机号能不能换", "不填邮箱行不行",
                                   "可唔可以绑定支付宝", "系唔系要重新注册",          # Cantonese A-not-A
                                   "有冇其他方法", "点样揾返密码", "点解会咁", "要等几时", "咩意思",   # Cantonese question words
-                                  "那啥时候能好"])
+                                  "那啥时候能好", "客服电话多少", "要多少钱"])        # (多少: how many, how much)
 def test_a_not_a_asks(text):
     from intents.normalize import is_question
     assert is_question(text)
 
 
-@pytest.mark.parametrize("text", ["我唔记得密码", "一点都唔明", "好似冇用", "那啥，"])   # 那啥，… is a filler
+@pytest.mark.parametrize("text", ["我唔记得密码", "一点都唔明", "好似冇用", "那啥，",   # 那啥，… is a filler
+                                  "试了多少次了都不行"])                              # a count told, not asked
 def test_a_cantonese_negation_or_a_filler_asks_nothing(text):
     from intents.normalize import is_question
     assert not is_question(text)
