@@ -1043,10 +1043,14 @@ class Engine:
                               "我答完再继续办理。")
         except Invalid as e:
             if inp.kind == "text":
-                interrupted = self._interrupt(session_id, state, inp.text, said or self.matcher.match(inp.text), now,
-                                              min_score, aside=True)
+                result = said or self.matcher.match(inp.text)
+                interrupted = self._interrupt(session_id, state, inp.text, result, now, min_score, aside=True)
                 if interrupted is not None:
                     return interrupted
+                if question and not e.answers and result.decision == "out_of_scope" \
+                        and is_question(clean(inp.text).rstrip("?？ ")):
+                    # 明天天气怎么样？ at the username prompt (张三？ is a name typed with doubt: the step's message)
+                    return self._unanswered_aside(state, result, now)
             return self._invalid(state, e.message, now)
         return self._advance(state, outcome, now)
 
@@ -1073,6 +1077,15 @@ class Engine:
         if entry.intent == "goodbye":   # 先这样吧 in a flow: leaving it, not a question in between
             return self._cancel(state, goodbye=entry.answer)
         return self._entry_replies(entry, None) + self._reprompt(state, now, "我们继续刚才的办理：")
+
+    def _unanswered_aside(self, state: SessionState, result: MatchResult, now: float) -> list[Reply]:
+        """A question asked at a prompt that the FAQ does not answer: said so (with its not-covered group's reply, if
+        any) and a person offered, then the same step again — not the step's format message, nor a wrong try."""
+        self._note_match(result)
+        group = self.faq.not_covered_groups.get(result.not_covered or "")
+        said = group.reply if group is not None else ("抱歉，这个问题我暂时无法回答，官方常见问题里没有说明。"
+                                                      "需要的话，可以转人工客服为您解答。")
+        return [Reply(said, buttons=(HANDOFF,), intent="out_of_scope")] + self._reprompt(state, now, "我们继续刚才的办理：")
 
     def _for_prompts(self, result: MatchResult, min_score: float) -> NotCovered | None:
         """The not-covered group the result refuses the message for at ``min_score`` or more, when its reply is for

@@ -41,6 +41,23 @@ def test_what_the_faq_answers_is_not_taken_as_a_name(chat, engine, text):
     assert "姓名" in chat.replies[-1].text    # … then the same prompt again
 
 
+def test_a_question_the_faq_does_not_answer_is_said_so_at_a_prompt_and_is_no_wrong_try(chat, engine):
+    at_name_prompt(chat)
+    for _ in range(3):
+        chat.say("明天天气怎么样？")
+        assert "暂时无法回答" in chat.replies[0].text and "转人工客服" in [b.label for b in chat.replies[0].buttons]
+        assert "姓名" in chat.replies[-1].text and "不太顺利" not in chat.text, chat.text
+    assert chat.flow_step == ("recover_username", "name") and "name" not in flow_data(engine, chat)
+    chat.say("学信网客服电话多少")   # a neighbouring question: its group's reply, then the prompt
+    assert "客服电话" in chat.replies[0].text and "姓名" in chat.replies[-1].text, chat.text
+
+
+def test_a_name_typed_with_a_question_mark_gets_the_steps_message(chat):
+    at_name_prompt(chat)
+    chat.say("张三？")
+    assert "暂时无法回答" not in chat.text and "2–30 个汉字" in chat.text, chat.text
+
+
 @pytest.mark.parametrize("text", ["转人工", "人工", "转人工。"])
 def test_handoff_words_hand_off_at_a_prompt(chat, text):
     at_name_prompt(chat)

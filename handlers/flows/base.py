@@ -26,11 +26,14 @@ T = TypeVar("T")
 
 
 class Invalid(Exception):
-    """The answer does not fit the prompt; ``message`` says why, in Chinese."""
+    """The answer does not fit the prompt; ``message`` says why, in Chinese. ``answers``: the message replies to what
+    was said (验证码发到哪个手机了？, 我护照号忘了), not only to its format: a question typed is then not refused as one
+    the FAQ does not answer."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, answers: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.answers = answers
 
 
 # What a step sees: the user's Message after the engine cleaned it (control characters

@@ -110,14 +110,14 @@ def code_answer(key: str, then: str, send: str) -> Handler:
         """Keep a 6-digit code (typed or pasted with its SMS), or send a new one."""
         typed = command_word(inp.text) if inp.kind == "text" else ""
         if _PHONE_GONE.search(typed):
-            raise Invalid(PHONE_GONE)
+            raise Invalid(PHONE_GONE, answers=True)
         if _WHICH_PHONE.search(typed):
-            raise Invalid(WHICH_PHONE)
+            raise Invalid(WHICH_PHONE, answers=True)
         if inp.payload == "resend" or (inp.kind == "text" and wants_resend(inp.text)):
             if typed and not any(p in typed for p in ASKS_NEW) and not ctx.data.get("waited") \
                     and ctx.now - float(ctx.data.get("decoy_at", 0.0)) < SMS_PATIENCE:   # (decoy_at: when it was sent)
                 ctx.data["waited"] = True   # (once: 还是没收到 next sends a new one)
-                raise Invalid(SMS_WAIT)
+                raise Invalid(SMS_WAIT, answers=True)
             ctx.data["resend"] = True
             return Goto(send)
         if ctx.data.get("code_dead"):
@@ -476,7 +476,7 @@ def identity_steps(then: str) -> dict[str, Step]:
             ctx.data["id_number"] = field_value(validation.id_number, kind, said[0] if len(said) == 1 else typed)
         except Invalid:
             if inp.kind == "text" and _NOT_AT_HAND.search(command_word(typed)):   # (我护照号忘了: no format to fix)
-                raise Invalid(NUMBER_NOT_AT_HAND) from None
+                raise Invalid(NUMBER_NOT_AT_HAND, answers=True) from None
             raise
         return Goto(then)
 

@@ -231,7 +231,7 @@ def with_route_picker(handle: Handler) -> Handler:
             return handle(ctx, inp)
         except Invalid:
             if inp.kind == "text" and _UNABLE.search(command_word(inp.text)):
-                raise Invalid("这一步暂时做不了的话，可以点“换其他途径”选择别的核验方式，或输入“转人工”请客服协助。") from None
+                raise Invalid("这一步暂时做不了的话，可以点“换其他途径”选择别的核验方式，或输入“转人工”请客服协助。", answers=True) from None
             raise
 
     return or_pick
