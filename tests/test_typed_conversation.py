@@ -106,7 +106,7 @@ def test_skipping_or_putting_off_a_prompt_keeps_it_and_says_what_can_be_done(eng
     assert said in chat.text and "取消" in chat.text and "不太顺利" not in chat.text
 
 
-@pytest.mark.parametrize("typed", ["烦死了", "什么破网站！", "你们效率太低了吧"])
+@pytest.mark.parametrize("typed", ["烦死了", "什么破网站！", "你们效率太低了吧", "你们网站怎么这么烂"])
 def test_a_complaint_is_heard_at_a_prompt_and_outside_a_flow(engine, clock, typed):
     chat = Chat(engine)
     put_at(engine, chat, "recover_password", "id_number", clock)
