@@ -75,6 +75,7 @@ _CORRECTION = re.compile(
     r"(?:输入?|填|打|写|选)错了?)[，,。!！\s]*(?:应该是|应是|是|改成|改为|更正为)"
     r"|改成|改为|更正为|更正[:：])"
     r"[\s:：]*(?P<new>[^\s，,。!！?？][^，,。!！?？]{0,59}?)[\s。.!！吧啊呀哈]*$")
+_POINTING = frozenset({"我", "你", "他", "她", "它", "这", "那", "这个", "那个"})   # (不是我，是王五: who, not what was typed)
 # asking the bot to wait at a prompt (等一下, 我找一下): waited for, never taken as the answer (等下 is no name)
 _HOLD_ON = re.compile(r"(请|你)?(稍等|稍候|等等|等下|等一下|等一会|等一会儿|等会|等会儿|稍等一下|稍等片刻|我找一下|我找找|我翻一下|我查一下|"
                       r"我去找一下|我去拿一下|我去查一下|马上|等阵|等一阵|等我一阵|等等我)(先)?(哈|啊|呀|哦|喔|噢)?")   # (等陣先: Cantonese)
@@ -530,7 +531,8 @@ class Engine:
             if state.flow and _TYPED_WRONG.match(word):
                 return self._typed_wrong(state, now)
             corrected = _CORRECTION.match(unicodedata.normalize("NFKC", inp.text).strip()) if state.flow else None
-            if corrected and not any(is_question(clean(said)) for said in corrected.group("old", "new") if said) \
+            if corrected and corrected["old"] not in _POINTING \
+                    and not any(is_question(clean(said)) for said in corrected.group("old", "new") if said) \
                     and self._takes_corrections(state):
                 return self._corrected(session_id, state, corrected["old"], corrected["new"], now)
             if word in RETRY_WORDS:
@@ -987,7 +989,10 @@ class Engine:
         if isinstance(step, Ask) and step.private and state.transcript and state.transcript[-1][0] == "用户":
             state.transcript[-1] = ["用户", HIDDEN]   # (hidden as that step hides its answers)
             self._note(text=HIDDEN)
-        return [Reply("好的，按您更正的内容重新填写。")] + self._flow_input(session_id, state, Input("text", text=new), now)
+        tries = flow.invalid
+        replies = self._flow_input(session_id, state, Input("text", text=new), now)
+        refused = state.flow is not None and state.flow.invalid > tries   # (the step's message says why)
+        return replies if refused else [Reply("好的，已按您更正的内容填写。")] + replies
 
     def _retry(self, state: SessionState, now: float) -> list[Reply]:
         if not state.flow:

@@ -1161,7 +1161,7 @@ def test_a_correction_replaces_the_answer_just_given(chat, engine, typed):
     assert chat.flow_step == ("recover_username", "id_type")
     chat.say(typed)
     assert chat.flow_step == ("recover_username", "id_type") and "证件类型" in chat.replies[-1].text, chat.text
-    assert flow_data(engine, chat)["name"] == "李斯" and "更正" in chat.text
+    assert flow_data(engine, chat)["name"] == "李斯" and "已按您更正" in chat.text
 
 
 def test_a_correction_of_a_username_keeps_its_letters(chat, engine):
@@ -1170,6 +1170,14 @@ def test_a_correction_of_a_username_keeps_its_letters(chat, engine):
     chat.say("zhangsan01")
     chat.say("用户名输错了，应该是ZhangSan02")
     assert chat.flow_step == ("recover_password", "name") and flow_data(engine, chat)["username"].lower() == "zhangsan02"
+
+
+def test_a_correction_the_step_refuses_gets_the_steps_message_alone(chat, engine):
+    chat.say("忘记密码怎么办")
+    chat.say("好的")
+    chat.say("zhangsan01")
+    chat.say("用户名输错了，应该是张三丰")   # (no username: letters and digits)
+    assert chat.flow_step == ("recover_password", "username") and "更正" not in chat.text and "6–20 位" in chat.text
 
 
 def test_a_correction_of_the_type_chosen_asks_for_that_types_number(chat, engine):
@@ -1189,7 +1197,7 @@ def test_a_correction_naming_what_was_never_given_answers_the_prompt(chat, engin
     assert flow_data(engine, chat)["name"] == "张三"
 
 
-@pytest.mark.parametrize("typed", ["不是说两小时吗，是不是还要等更久", "不是我注册的"])
+@pytest.mark.parametrize("typed", ["不是说两小时吗，是不是还要等更久", "不是我注册的", "不是我，是王五"])
 def test_what_only_looks_like_a_correction_is_not_one(chat, engine, typed):
     at_name_prompt(chat)
     chat.say("张三")
