@@ -1071,9 +1071,11 @@ class Engine:
             self._note_match(result)
             return [Reply(group.reply, buttons=(HANDOFF,), intent="out_of_scope")] + \
                 self._reprompt(state, now, "我们继续刚才的办理：")
-        if result.decision != "answer" or result.entry not in self.faq.entries or result.score < min_score:
+        if result.decision != "answer" or result.entry not in self.faq.entries:
             return None
         entry = self.faq.entry(result.entry)
+        if result.score < min_score and entry.intent != HUMAN:   # (我要投诉你们: a person is asked for, however said)
+            return None
         if entry.intent == "thanks" and not _THANKS.search(command_word(text)):
             return None   # 收到了 / 好的 at a prompt acknowledge it: 不客气 would answer a thanks never said
         self._note_match(result)
@@ -1087,7 +1089,9 @@ class Engine:
         """A question asked at a prompt that the FAQ does not answer: said so (with its not-covered group's reply, if
         any) and a person offered, then the same step again — not the step's format message, nor a wrong try."""
         self._note_match(result)
-        group = self.faq.not_covered_groups.get(result.not_covered or "")
+        # (a group's reply only where the question names something the FAQ never does: 还有别的办法吗 at a prompt
+        # asks about the step, not about the group its words are nearest)
+        group = None if result.faq_words else self.faq.not_covered_groups.get(result.not_covered or "")
         said = group.reply if group is not None else ("抱歉，这个问题我暂时无法回答，官方常见问题里没有说明。"
                                                       "需要的话，可以转人工客服为您解答。")
         return [Reply(said, buttons=(HANDOFF,), intent="out_of_scope")] + self._reprompt(state, now, "我们继续刚才的办理：")

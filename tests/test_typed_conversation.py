@@ -52,13 +52,19 @@ def test_a_question_the_faq_does_not_answer_is_said_so_at_a_prompt_and_is_no_wro
     assert "客服电话" in chat.replies[0].text and "姓名" in chat.replies[-1].text, chat.text
 
 
+def test_a_vague_question_at_a_prompt_gets_no_neighbouring_groups_reply(chat):
+    at_name_prompt(chat)
+    chat.say("还有别的办法吗")   # (its words are the FAQ's: nearest a group's question, but about the step)
+    assert chat.replies[0].text.startswith("抱歉，这个问题我暂时无法回答") and "姓名" in chat.replies[-1].text, chat.text
+
+
 def test_a_name_typed_with_a_question_mark_gets_the_steps_message(chat):
     at_name_prompt(chat)
     chat.say("张三？")
     assert "暂时无法回答" not in chat.text and "2–30 个汉字" in chat.text, chat.text
 
 
-@pytest.mark.parametrize("text", ["转人工", "人工", "转人工。"])
+@pytest.mark.parametrize("text", ["转人工", "人工", "转人工。", "我要投诉你们"])
 def test_handoff_words_hand_off_at_a_prompt(chat, text):
     at_name_prompt(chat)
     chat.say(text)
