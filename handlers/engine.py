@@ -75,6 +75,10 @@ _CORRECTION = re.compile(
     r"(?:输入?|填|打|写|选)错了?)[，,。!！\s]*(?:应该是|应是|是|改成|改为|更正为)"
     r"|改成|改为|更正为|更正[:：])"
     r"[\s:：]*(?P<new>[^\s，,。!！?？][^，,。!！?？]{0,59}?)[\s。.!！吧啊呀哈]*$")
+# where a message lists its questions apart: 1. … 2. …, ①, 另外, 还有一个问题, 顺便问一下 (after a break)
+_ITEMS = re.compile(r"(?:^|(?<=[\s，,。；;！!？?：:]))(?:[1-9１-９][.．、)）]|[(（][1-9][)）]|[①②③④⑤]"
+                    r"|另外|另一个问题|还有一个问题|还有个问题|还有一个|顺便问一?下|其次|第[二三四]个?问题?)")
+MAX_ITEMS = 4
 _POINTING = frozenset({"我", "你", "他", "她", "它", "这", "那", "这个", "那个"})   # (不是我，是王五: who, not what was typed)
 # asking the bot to wait at a prompt (等一下, 我找一下): waited for, never taken as the answer (等下 is no name)
 _HOLD_ON = re.compile(r"(请|你)?(稍等|稍候|等等|等下|等一下|等一会|等一会儿|等会|等会儿|稍等一下|稍等片刻|我找一下|我找找|我翻一下|我查一下|"
@@ -581,7 +585,40 @@ class Engine:
         taken = self._offer_taken_with(session_id, state, offer, offer_data, inp, result, now) if offer in FLOWS else None
         if taken is not None:
             return taken
+        several = self._asked_apart(inp.text)
+        if several:
+            return self._several_answers(state, result, several)
         return self._answer(session_id, state, result, now, inp.text)
+
+    def _asked_apart(self, text: str) -> list[tuple[Entry, str]]:
+        """Questions listed apart in one message (1. 忘记用户名 2. 怎么绑定微信; …，另外…): each FAQ entry that answers
+        one of them, with its words, when two or more different ones do; else none."""
+        parts = [p for p in _ITEMS.split(text) if len(command_word(p)) >= 2]
+        if len(parts) < 2:
+            return []
+        found: dict[str, tuple[Entry, str]] = {}
+        for part in parts[:MAX_ITEMS]:
+            result = self.matcher.match(part)
+            if result.decision != "answer" or result.entry not in self.faq.entries:
+                continue
+            entry = self.faq.entry(result.entry)
+            if entry.intent in SMALLTALK or entry.intent == HUMAN or entry.offer == HUMAN:
+                return []   # (a greeting before a question is no second one; a person asked for is the hand-off's)
+            found.setdefault(entry.id, (entry, part))
+        return list(found.values()) if len(found) > 1 else []
+
+    def _several_answers(self, state: SessionState, result: MatchResult, answered: list[tuple[Entry, str]]) -> list[Reply]:
+        """Each question of ``answered`` answered in turn under its FAQ question; the last one's flow offered."""
+        self._note_match(result)
+        state.oos_streak = 0
+        replies = [Reply(f"您问了 {len(answered)} 个问题，分别回答如下。")]
+        for entry, _ in answered:
+            one = self._entry_replies(entry, None)[0]
+            replies.append(replace(one, text=f"**{md(entry.question)}**\n\n{entry.answer}"))
+        entry, said = answered[-1]
+        offer = offer_for(entry.offer, said)
+        self._answered(state, entry, said, offer)
+        return replies + self._entry_replies(entry, offer)[1:]
 
     def _offer_taken_with(self, session_id: str, state: SessionState, offer: str, data: Mapping[str, Any],
                           inp: Input, result: MatchResult, now: float) -> list[Reply] | None:

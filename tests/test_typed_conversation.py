@@ -1465,3 +1465,27 @@ def test_what_a_question_said_is_for_its_own_offer_only(chat, engine):
     assert "offer_data" not in engine.store.get(chat.session_id)
     chat.send(Message.from_button("flow:bind_account"))   # the old answer's button: the flow, asking
     assert chat.flow_step == ("bind_account", "provider")
+
+
+# ---- several questions in one message -----------------------------------------------------------
+
+@pytest.mark.parametrize("typed, entries, offered", [
+    ("忘记密码了，另外手机号也提示已被注册怎么办", ["recover_account.password", "phone_registered.reason"], "recover_username"),
+    ("两个问题：1.忘记用户名 2.怎么绑定微信", ["recover_account.username", "bind_wechat_alipay.how"], "bind_account"),
+    ("①忘记用户名怎么办 ②操作过于频繁怎么办", ["recover_account.username", "too_frequent.solutions"], "recover_password"),
+])
+def test_questions_listed_apart_are_each_answered(chat, typed, entries, offered):
+    chat.say(typed)
+    answered = [r.entry for r in chat.replies if r.entry and any(b.label == "有帮助" for b in r.buttons)]
+    assert answered == entries and chat.replies[0].text.startswith("您问了 2 个问题"), chat.text
+    assert [b.payload for b in chat.replies[-1].buttons] == [f"flow:{offered}"]   # the last one's flow offered …
+    chat.say("好的")                                                               # … and a typed yes takes it
+    assert chat.flow_step is not None and chat.flow_step[0] == offered, chat.text
+
+
+@pytest.mark.parametrize("typed", ["1. 忘记密码 2. 忘了密码怎么找回",   # one question asked twice
+                                   "你好，1.忘记密码怎么办",             # a greeting is no second question
+                                   "我另外注册了一个账号，现在忘记密码了"])  # 另外 in a story, not between questions
+def test_one_question_however_listed_gets_one_answer(chat, typed):
+    chat.say(typed)
+    assert not chat.text.startswith("您问了") and [r.entry for r in chat.replies if r.entry][0].startswith("recover_account")
