@@ -38,7 +38,7 @@ from settings import AccountsConfig, HandoffConfig, SessionsConfig, resolve_path
 from .flows import COMMANDS, FLOWS, Offer, offer_for
 from .flows.base import (NO, Act, Ask, Ctx, Finish, Goto, Input, Invalid, Outcome, Step, Switch, at_place,
                          command_word, plain_wait, takes_offer, typed_yes_no)
-from .flows.common import wants_resend
+from .flows.common import PHONE_GONE, phone_gone, wants_resend
 from .flows.id_duplicate import START as START_DUPLICATE
 from .handoff_service import LEAVE, HandoffService, gives_up, memory_service
 from .handoffs import HandoffError, NewHandoff, transcript_lines
@@ -1089,6 +1089,9 @@ class Engine:
                 interrupted = self._interrupt(session_id, state, inp.text, result, now, min_score, aside=True)
                 if interrupted is not None:
                     return interrupted
+                logged_in = state.login is not None and state.login.until > now
+                if not e.answers and not logged_in and phone_gone(command_word(inp.text)):
+                    return self._invalid(state, PHONE_GONE, now)   # (我换手机号了 at the name prompt: a code is ahead)
                 if question and not e.answers and result.decision == "out_of_scope" \
                         and is_question(clean(inp.text).rstrip("?？ ")):
                     # 明天天气怎么样？ at the username prompt (张三？ is a name typed with doubt: the step's message)

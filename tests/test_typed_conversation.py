@@ -58,6 +58,21 @@ def test_a_vague_question_at_a_prompt_gets_no_neighbouring_groups_reply(chat):
     assert chat.replies[0].text.startswith("抱歉，这个问题我暂时无法回答") and "姓名" in chat.replies[-1].text, chat.text
 
 
+@pytest.mark.parametrize("typed", ["我换手机号了", "以前的手机号不用了"])
+def test_a_phone_no_longer_in_use_is_answered_before_the_code_step(chat, engine, typed):
+    at_name_prompt(chat)
+    chat.say(typed)
+    assert "验证码只能发送到该账号绑定的手机" in chat.text and chat.flow_step == ("recover_username", "name"), chat.text
+    assert "name" not in flow_data(engine, chat)
+
+
+def test_a_phone_no_longer_in_use_is_no_matter_once_logged_in(chat, acc):
+    on_route(chat, acc, "途径4")
+    chat.say("在校生")
+    chat.say("我手机号停用了")
+    assert chat.flow_step == ("id_duplicate", "record_school") and "验证码只能发送到" not in chat.text, chat.text
+
+
 def test_a_name_typed_with_a_question_mark_gets_the_steps_message(chat):
     at_name_prompt(chat)
     chat.say("张三？")

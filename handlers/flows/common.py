@@ -97,6 +97,12 @@ _PHONE_GONE = re.compile(r"(手机|号码|电话|号).{0,6}(停用|停机|停了
                          r"|换了?(手机号|号码|新号|号)")
 PHONE_GONE = ("验证码只能发送到该账号绑定的手机。原来的手机号已经不能用的话，在这里无法完成验证；更换账号绑定的手机号，"
               "官方常见问题没有说明，可以输入“转人工”由工作人员为您核实。")
+
+
+def phone_gone(typed: str) -> bool:
+    """The user says the account's phone is no longer theirs or in use (手机号停用了, 我换号了): every flow's codes go
+    there, so it is worth saying at any step (``typed``: ``command_word``'s form)."""
+    return bool(_PHONE_GONE.search(typed))
 # which phone the code went to (验证码发到哪个手机了？): the account's, never named in the chat
 _WHICH_PHONE = re.compile(r"(哪个|哪一个|哪|什么|谁的|边个)(手机|号码|电话|号)|发到哪|发去哪|发给谁|发到了哪")
 WHICH_PHONE = "验证码发送到该账号绑定的手机；为保护您的隐私，这里不显示号码。收到后请输入 6 位验证码。"
@@ -109,7 +115,7 @@ def code_answer(key: str, then: str, send: str) -> Handler:
     def got_code(ctx: Ctx, inp: Input) -> Outcome:
         """Keep a 6-digit code (typed or pasted with its SMS), or send a new one."""
         typed = command_word(inp.text) if inp.kind == "text" else ""
-        if _PHONE_GONE.search(typed):
+        if phone_gone(typed):
             raise Invalid(PHONE_GONE, answers=True)
         if _WHICH_PHONE.search(typed):
             raise Invalid(WHICH_PHONE, answers=True)
