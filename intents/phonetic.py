@@ -194,9 +194,9 @@ class Phonetic:
 
     def add(self, words: Iterable[str], first: bool = False) -> None:
         """Index more words (two to six Chinese characters, each with a known reading). A spelling two words
-        share is read as the word indexed first, or as one of ``words`` when ``first`` (the FAQ's own words
-        before the lexicon's: 紫助 is 自助, not the contrast word 资助; a word typed as it is stays itself)."""
-        for w in self._indexable(w for w in words if w not in self._words):
+        share is read as the word indexed first, or as one of ``words`` when ``first``, indexed or not (the FAQ's
+        own words before the lexicon's: 紫助 is 自助, not the contrast word 资助; a word typed as it is stays itself)."""
+        for w in self._indexable(words if first else (w for w in words if w not in self._words)):
             spellings = self._word_spellings(w)
             if not spellings:
                 continue

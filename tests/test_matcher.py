@@ -1149,6 +1149,14 @@ def test_not_knowing_how_forgets_nothing(text, forgets):
     assert ("忘记" in real_matcher().normalise(text).tokens) is forgets
 
 
+def test_a_spelling_two_words_share_reads_as_the_word_added_first():
+    from intents.phonetic import Phonetic
+    p = Phonetic(["资助", "自助"], is_word=lambda w: w == "资助", stop_chars=[])
+    assert p("紫助") == "资助"                  # indexed first
+    p.add(["自助"], first=True)                 # the FAQ's own word, though already indexed
+    assert p("紫助") == "自助" and p("资助") == "资助"   # (a known word typed as it is stays itself)
+
+
 def test_phonetic_guards_short_words_and_tones():
     from intents.phonetic import Phonetic
     p = Phonetic(["密码", "用户名", "绿色通道"], is_word=lambda w: w == "秘书", stop_chars=["吗"])
