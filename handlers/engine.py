@@ -587,7 +587,7 @@ class Engine:
             return taken
         several = self._asked_apart(inp.text)
         if several:
-            return self._several_answers(state, result, several)
+            return self._several_answers(state, several)
         return self._answer(session_id, state, result, now, inp.text)
 
     def _asked_apart(self, text: str) -> list[tuple[Entry, str]]:
@@ -607,9 +607,10 @@ class Engine:
             found.setdefault(entry.id, (entry, part))
         return list(found.values()) if len(found) > 1 else []
 
-    def _several_answers(self, state: SessionState, result: MatchResult, answered: list[tuple[Entry, str]]) -> list[Reply]:
+    def _several_answers(self, state: SessionState, answered: list[tuple[Entry, str]]) -> list[Reply]:
         """Each question of ``answered`` answered in turn under its FAQ question; the last one's flow offered."""
-        self._note_match(result)
+        first = answered[0][0]
+        self._note(decision="answer", intent=first.intent, entry=first.id)   # (the turn's event: its first answer)
         state.oos_streak = 0
         replies = [Reply(f"您问了 {len(answered)} 个问题，分别回答如下。")]
         for entry, _ in answered:

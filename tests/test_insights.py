@@ -220,3 +220,10 @@ def test_build_writer_follows_config(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="retention_dayz"):
         build_writer({"insights": {"retention_dayz": 3}})
     assert json.dumps(_event(1.0).to_dict())
+
+
+def test_questions_listed_apart_are_recorded_as_answered(recorded):
+    engine, writer = recorded
+    Chat(engine).say("两个问题：1.忘记用户名 2.怎么绑定微信")   # (no unanswered question for maintainers to look at)
+    (got,) = events(writer)
+    assert (got.decision, got.entry) == ("answer", "recover_account.username")

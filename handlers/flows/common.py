@@ -103,6 +103,8 @@ def phone_gone(typed: str) -> bool:
     """The user says the account's phone is no longer theirs or in use (手机号停用了, 我换号了): every flow's codes go
     there, so it is worth saying at any step (``typed``: ``command_word``'s form)."""
     return bool(_PHONE_GONE.search(typed))
+
+
 # which phone the code went to (验证码发到哪个手机了？): the account's, never named in the chat
 _WHICH_PHONE = re.compile(r"(哪个|哪一个|哪|什么|谁的|边个)(手机|号码|电话|号)|发到哪|发去哪|发给谁|发到了哪")
 WHICH_PHONE = "验证码发送到该账号绑定的手机；为保护您的隐私，这里不显示号码。收到后请输入 6 位验证码。"
