@@ -178,7 +178,8 @@ def test_what_cannot_be_a_name_is_re_asked(chat, text):
 @pytest.mark.parametrize("said, name", [("张三", "张三"), ("买买提·艾力", "买买提·艾力"), ("欧阳娜娜", "欧阳娜娜"), ("Li Na", "Li Na"),
                                         ("我叫张三", "张三"), ("张三。", "张三"), ("姓名：欧阳娜娜", "欧阳娜娜"),
                                         ("我是帮我妈找回的，她叫王芳", "王芳"), ("我叫张三，是2019年毕业的，现在考研要用", "张三"),
-                                        ("张三，谢谢", "张三"), ("您好，我叫欧阳娜娜。", "欧阳娜娜")])   # … said in a sentence
+                                        ("张三，谢谢", "张三"), ("您好，我叫欧阳娜娜。", "欧阳娜娜"),   # … said in a sentence
+                                        ("my name is 张三", "张三"), ("I'm 欧阳娜娜", "欧阳娜娜")])
 def test_real_names_are_accepted(chat, engine, said, name):
     at_name_prompt(chat)
     chat.say(said)
@@ -186,7 +187,7 @@ def test_real_names_are_accepted(chat, engine, said, name):
 
 
 @pytest.mark.parametrize("text", ["确认", "好的", "没有", "不知道", "忘记了", "我是帮女儿问的", "能不能跳过", "在哪里看",
-                                  "没收到", "help", "I forgot"])
+                                  "没收到", "help", "I forgot", "i am not sure", "my name"])
 def test_a_yes_a_no_or_not_knowing_is_no_name(chat, engine, text):
     at_name_prompt(chat)
     chat.say(text)

@@ -372,8 +372,9 @@ _NUMBER = re.compile(r"\d{11,}|\d{17}[Xx]")
 _NO_NAME_CHARS = re.compile(r"[我你的了吗呢吧啊]")   # words of a sentence (我是帮女儿问的), never of a name
 # … nor does a name start with 不 or 没 (没收到, 不行), or an English word people type to the bot (help, I forgot)
 _NO_NAME_START = re.compile(r"^(不|没|(i|im|my|what|why|how|help|hello|hi|sorry|please|thanks|thank|ok|okay)\b)", re.I)
-# a name said in a sentence (我叫张三, 姓名：张三, 他叫李四): the name itself, 2–4 汉字
-_SAID_NAME = re.compile(r"(?:我叫|我的名字是|我的名字叫|名字是|名字叫|姓名是|姓名|他叫|她叫|同学叫|叫做)[:：是]?\s*([\u4e00-\u9fff]{2,4})")
+# a name said in a sentence (我叫张三, 姓名：张三, 他叫李四, my name is 张三): the name itself, 2–4 汉字
+_SAID_NAME = re.compile(r"(?:我叫|我的名字是|我的名字叫|名字是|名字叫|姓名是|姓名|他叫|她叫|同学叫|叫做"
+                        r"|my name is|my name's|name is|name|i am|i'm|im)[:：是]?\s*([\u4e00-\u9fff]{2,4})", re.I)
 
 
 def person_name(text: str, what: str = "姓名") -> str:
