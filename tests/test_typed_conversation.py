@@ -863,6 +863,8 @@ def test_the_review_said_wrong_without_a_field_fills_the_form_again(chat, acc):
     ("本科吧", ("id_duplicate", "record_level"), {"record_level": "本科"}),
     ("我用的是回乡证", ("recover_username", "id_type"), {"id_type": "hk_macao_permit"}),
     ("中国护照", ("recover_username", "id_type"), {"id_type": "passport"}),
+    ("Passport", ("recover_username", "id_type"), {"id_type": "passport"}),        # … in English
+    ("ID card", ("recover_username", "id_type"), {"id_type": "resident_id"}),
     ("用微信绑定吧", ("bind_account", "provider"), {"provider": "wechat"}),
 ])
 def test_an_option_typed_in_a_few_words_is_chosen(engine, clock, typed, step, data):

@@ -342,6 +342,11 @@ ID_TYPE_ALIASES = {
     "身份证": "idtype:resident_id", "二代身份证": "idtype:resident_id", "大陆身份证": "idtype:resident_id",
     "居民身份证号": "idtype:resident_id", "回乡证": "idtype:hk_macao_permit", "港澳通行证": "idtype:hk_macao_permit",
     "台胞证": "idtype:taiwan_permit", "永居证": "idtype:foreign_permanent_id", "外国人永居证": "idtype:foreign_permanent_id",
+    # in English
+    "ID card": "idtype:resident_id", "identity card": "idtype:resident_id", "resident ID": "idtype:resident_id",
+    "Chinese ID": "idtype:resident_id", "passport": "idtype:passport", "home return permit": "idtype:hk_macao_permit",
+    "Taiwan compatriot permit": "idtype:taiwan_permit", "permanent residence card": "idtype:foreign_permanent_id",
+    "permanent resident ID": "idtype:foreign_permanent_id",
 }
 _ID_TYPE_WORDS = frozenset(command_word(w) for w in (*ID_TYPE_LABELS.values(), *ID_TYPE_ALIASES, "护照号", "身份证号码"))
 ID_NUMBER_HINTS = {
