@@ -59,8 +59,8 @@ log = logging.getLogger(__name__)
 
 HUMAN = "human_agent"
 # Commands that work at every prompt (compared after flows.base.command_word).
-CANCEL_WORDS = ("取消", "退出", "算了", "不办了", "结束", "不弄了", "cancel", "quit", "exit")
-BACK_WORDS = ("返回", "上一步", "回上一步", "回到上一步", "返回上一步", "退回上一步", "后退", "back")
+CANCEL_WORDS = ("取消", "退出", "算了", "不办了", "结束", "不弄了", "cancel", "quit", "exit", "stop")
+BACK_WORDS = ("返回", "上一步", "回上一步", "回到上一步", "返回上一步", "退回上一步", "后退", "back", "goback", "previousstep")
 # not wanting to go on, in the user's words (算了不找了, 我不想继续了, 先不弄了): as 取消
 _GIVES_UP = re.compile(r"^(算了|那)?(我)?(先|就|暂时)?(不想|不要|不用|不|别)(再)?(继续|找|弄|办|做|搞|填|处理)(下去)?(了)?(吧|啦|呀)?$")
 # "不对，我输错了" in a flow: the answer refused just now is typed again, else the last one given (as 返回)
@@ -82,7 +82,8 @@ MAX_ITEMS = 4
 _POINTING = frozenset({"我", "你", "他", "她", "它", "这", "那", "这个", "那个"})   # (不是我，是王五: who, not what was typed)
 # asking the bot to wait at a prompt (等一下, 我找一下): waited for, never taken as the answer (等下 is no name)
 _HOLD_ON = re.compile(r"(请|你)?(稍等|稍候|等等|等下|等一下|等一会|等一会儿|等会|等会儿|稍等一下|稍等片刻|我找一下|我找找|我翻一下|我查一下|"
-                      r"我去找一下|我去拿一下|我去查一下|马上|等阵|等一阵|等我一阵|等等我)(先)?(哈|啊|呀|哦|喔|噢)?")   # (等陣先: Cantonese)
+                      r"我去找一下|我去拿一下|我去查一下|马上|等阵|等一阵|等我一阵|等等我)(先)?(哈|啊|呀|哦|喔|噢)?"   # (等陣先: Cantonese)
+                      r"|(please)?(wait|waitamoment|waitaminute|waitasec|holdon|onemoment|justamoment|justasec|justaminute)(please)?")
 # asking how long the wait for a person is, with nothing else (还要等多久, 多久能轮到我): the queue's status answers it
 _ASKS_WAIT = re.compile(r"(请问)?(我)?(还|还要|要|得|大概|大约|到底)*(再)?(等|排|排队)?(多久|多长时间|几分钟|多少分钟|多少时间|几耐)"
                         r"(才|能|才能|会)*(轮到我|有人|回复|回我|接入|处理)?(啊|呀|呢|吗|了|啦|哦)*")

@@ -1507,3 +1507,18 @@ def test_questions_listed_apart_are_each_answered(chat, typed, entries, offered)
 def test_one_question_however_listed_gets_one_answer(chat, typed):
     chat.say(typed)
     assert not chat.text.startswith("您问了") and [r.entry for r in chat.replies if r.entry][0].startswith("recover_account")
+
+
+# ---- commands typed in English ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("typed, step, said", [
+    ("talk to a person", None, "转接人工客服"), ("can I talk to someone", None, "转接人工客服"),
+    ("stop", None, "已结束"), ("go back", ("recover_username", "name"), "姓名"),
+    ("wait a moment", ("recover_username", "id_type"), "不着急"), ("Hold on please", ("recover_username", "id_type"), "不着急"),
+])
+def test_commands_typed_in_english_work_at_a_prompt_and_are_no_name(chat, engine, typed, step, said):
+    at_name_prompt(chat)
+    chat.say("张三")
+    chat.say(typed)
+    assert chat.flow_step == step and said in chat.text, chat.text
+    assert (flow_data(engine, chat).get("name") if step else None) in ("张三", None)
