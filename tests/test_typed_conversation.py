@@ -598,7 +598,7 @@ def test_a_shrug_or_understanding_alone_is_no_confirmation(chat, acc, text):
     assert chat.flow_step == ("id_duplicate", "app_confirm")
 
 
-@pytest.mark.parametrize("yes", ["确认", "好的", "嗯嗯", "確認", "是的", "明白，确认", "我了解了，继续吧"])
+@pytest.mark.parametrize("yes", ["确认", "好的", "嗯嗯", "確認", "是的", "明白，确认", "我了解了，继续吧", "Yes please", "confirm"])
 def test_a_confirmation_answered_yes_continues(chat, acc, yes):
     on_route(chat, acc, "途径1")
     chat.say(yes)
@@ -614,7 +614,9 @@ def test_a_confirmation_answered_yes_continues(chat, acc, yes):
                                            (["没法装", "没有照片", "同学都没注册", "我是毕业生，知道编号"], "student_record"),
                                            # … and in Cantonese (唔可以 is no, whatever 可以 it holds; 唔该 is thanks)
                                            (["唔可以", "唔得", "冇同学有账号", "得呀"], "student_record"),
-                                           (["我部手机装唔到", "可以影，唔该"], "manual_review")])
+                                           (["我部手机装唔到", "可以影，唔该"], "manual_review"),
+                                           # … and in English
+                                           (["no thanks", "I don't have one", "yes please"], "classmate")])
 def test_the_route_guide_takes_typed_answers(chat, engine, answers, route):
     start_dup(chat)
     chat.say("帮我选择途径")

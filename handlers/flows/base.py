@@ -240,12 +240,14 @@ YES = frozenset((
     "好", "好的", "好啊", "好呀", "好滴", "好哒", "好嘞", "好么", "嗯", "嗯嗯", "嗯呐", "恩", "恩恩", "行", "行的",
     "行啊", "要", "需要", "要的", "确认", "确定", "确认继续", "同意", "没问题", "继续", "开始", "当然", "麻烦了",
     "好的谢谢", "好的麻烦了", "需要的", "ok", "okay", "okk", "yes", "y", "yep", "sure", "👌", "👍",
+    "yesplease", "yeah", "yup", "ofcourse", "okthanks", "alright", "goahead", "confirm",   # English, as command_word has it
     "系", "系的", "得", "冇问题", "唔该", "好唔该",          # Cantonese (after traditional → simplified: 係 → 系)
 ))
 NO = frozenset((
     "否", "不", "不是", "不对", "没有", "没", "不能", "不可以", "不行", "不用", "不用了", "不要", "不要了",
     "不需要", "不需要了", "不了", "算了", "算了吧", "暂时不用", "暂时不用了", "先不用", "先不用了", "先不了", "不必", "不同意", "拒绝",
     "no", "n", "nope", "不用谢谢", "不用了谢谢", "不了谢谢",
+    "nothanks", "nah", "notnow", "icant", "idont", "idonthave", "idonthaveone", "idontknow",   # English, as command_word has it
     "唔使", "唔使了", "唔要", "唔好", "唔系", "唔需要", "唔用", "冇", "唔使唔该", "唔得", "唔可以", "唔行", "冇得",   # Cantonese
 ))
 # a yes or no with a particle after it (好呀, 不用啦, 係啊, 唔使喇): the word without it
