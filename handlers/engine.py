@@ -638,9 +638,8 @@ class Engine:
             first.handle(Ctx(flow=offer, data=dict(data), accounts=self.accounts, idempotency_key="", now=now), inp)
         except Invalid:
             return None
-        if first.private and state.transcript and state.transcript[-1][0] == "用户":
-            state.transcript[-1] = ["用户", HIDDEN]   # (kept as the step keeps its answer)
-            self._note(text=HIDDEN)
+        if first.private:
+            self._hide_last_said(state)   # (kept as the step keeps its answer)
         intro = self._start(state, offer, now, data)[0]   # (its prompt is what was typed: not asked)
         return [intro] + self._flow_input(session_id, state, inp, now)
 
@@ -1025,9 +1024,8 @@ class Engine:
         if given and not flow.invalid and flow.history:
             self._back(state, now)   # (its prompt is not shown: the answer follows)
         step = self._step(state)
-        if isinstance(step, Ask) and step.private and state.transcript and state.transcript[-1][0] == "用户":
-            state.transcript[-1] = ["用户", HIDDEN]   # (hidden as that step hides its answers)
-            self._note(text=HIDDEN)
+        if isinstance(step, Ask) and step.private:
+            self._hide_last_said(state)   # (as that step hides its answers)
         tries = flow.invalid
         replies = self._flow_input(session_id, state, Input("text", text=new), now)
         refused = state.flow is not None and state.flow.invalid > tries   # (the step's message says why)
@@ -1091,7 +1089,7 @@ class Engine:
                 interrupted = self._interrupt(session_id, state, inp.text, result, now, min_score, aside=True)
                 if interrupted is not None:
                     return interrupted
-                logged_in = state.login is not None and state.login.until > now
+                logged_in = state.login is not None and state.login.valid(now)
                 if not e.answers and not logged_in and phone_gone(command_word(inp.text)):
                     return self._invalid(state, PHONE_GONE, now)   # (我换手机号了 at the name prompt: a code is ahead)
                 if question and not e.answers and result.decision == "out_of_scope" \
@@ -1249,6 +1247,12 @@ class Engine:
                 if r.entry not in awaiting:
                     awaiting.append(r.entry)
                 del awaiting[:-VOTES_OPEN]
+
+    def _hide_last_said(self, state: SessionState) -> None:
+        """The user's message just kept in the transcript (and the turn's event) hidden: a private step takes it."""
+        if state.transcript and state.transcript[-1][0] == "用户":
+            state.transcript[-1] = ["用户", HIDDEN]
+            self._note(text=HIDDEN)
 
     def _append_transcript(self, state: SessionState, who: str, text: str) -> None:
         state.transcript.append([who, text])

@@ -49,6 +49,10 @@ class Login:
     token: str
     until: float
 
+    def valid(self, now: float) -> bool:
+        """Still usable at ``now``."""
+        return self.until > now
+
 
 @dataclass(slots=True)
 class FlowState:

@@ -91,7 +91,7 @@ class Ctx:
     def token(self) -> str | None:
         """The chat login's token while it is valid."""
         login = self.login_slot.get()
-        return login.token if login and login.until > self.now else None
+        return login.token if login and login.valid(self.now) else None
 
     def login(self, token: str, expires_in: int) -> None:
         """Remember a chat login for this session (the token only, no personal data), ending
